@@ -1,0 +1,1 @@
+"""The Modelfile front end: bytes -> IR (`parse_modelfile`), semantic checks, formatting."""
