@@ -1,0 +1,192 @@
+"""A loopback HTTP proxy in front of the test registry that records and breaks traffic.
+
+Every request is logged (method, path, Range, status, body bytes sent back). Faults apply to
+blob GETs by absolute offset within the blob, so they hit whichever range request covers
+that offset:
+
+- `cut(digest, at)`: send the body up to offset `at`, then close the connection (as a
+  dropped network link would): the client sees a truncated response.
+- `flip(digest, at)`: invert the byte at offset `at` (a corrupting middlebox).
+
+Each fault fires `times` times (default once) and then the proxy passes traffic untouched.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+}
+_BLOB_PATH = re.compile(r"/blobs/(sha256:[0-9a-f]{64})$")
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/")
+
+
+@dataclass
+class Fault:
+    kind: str  # "cut" | "flip"
+    digest: str
+    at: int
+    times: int = 1
+
+
+@dataclass
+class Logged:
+    method: str
+    path: str
+    query: str
+    range: str | None
+    status: int
+    sent: int  # response body bytes written to the client
+
+
+@dataclass
+class FaultProxy:
+    upstream: str  # "127.0.0.1:PORT"
+    log: list[Logged] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                owner._forward(self)
+
+            do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def cut(self, digest: str, at: int, times: int = 1) -> None:
+        with self._lock:
+            self.faults.append(Fault("cut", digest, at, times))
+
+    def flip(self, digest: str, at: int, times: int = 1) -> None:
+        with self._lock:
+            self.faults.append(Fault("flip", digest, at, times))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.faults.clear()
+            self.log.clear()
+
+    def requests(self, method: str | None = None, contains: str = "") -> list[Logged]:
+        with self._lock:
+            return [
+                r
+                for r in self.log
+                if (method is None or r.method == method) and contains in r.path + "?" + r.query
+            ]
+
+    def _take(self, digest: str, start: int, end: int) -> list[Fault]:
+        """The armed faults on `digest` that fall inside [start, end), consuming one firing."""
+        hit = []
+        with self._lock:
+            for fault in self.faults:
+                if fault.digest == digest and fault.times > 0 and start <= fault.at < end:
+                    fault.times -= 1
+                    hit.append(fault)
+        return hit
+
+    def _forward(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        upstream = http.client.HTTPConnection(self.upstream, timeout=60)
+        try:
+            upstream.putrequest(
+                handler.command, handler.path, skip_host=True, skip_accept_encoding=True
+            )
+            for key, value in handler.headers.items():
+                if key.lower() not in _HOP_BY_HOP:
+                    upstream.putheader(key, value)
+            upstream.endheaders(body)
+            response = upstream.getresponse()
+            self._relay(handler, response)
+        finally:
+            upstream.close()
+
+    def _relay(self, handler: BaseHTTPRequestHandler, response: http.client.HTTPResponse) -> None:
+        path, _, query = handler.path.partition("?")
+        entry = Logged(
+            handler.command, path, query, handler.headers.get("Range"), response.status, 0
+        )
+        with self._lock:
+            self.log.append(entry)
+        chunked = response.getheader("Content-Length") is None and handler.command != "HEAD"
+        body = response.read() if chunked else None
+        handler.send_response_only(response.status, response.reason)
+        for key, value in response.getheaders():
+            if key.lower() not in _HOP_BY_HOP and not (chunked and key.lower() == "content-length"):
+                handler.send_header(key, value)
+        if body is not None:
+            handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        if handler.command == "HEAD":
+            return
+        if body is not None:
+            handler.wfile.write(body)
+            entry.sent = len(body)
+            return
+        self._stream_body(handler, response, entry, path)
+
+    def _stream_body(
+        self,
+        handler: BaseHTTPRequestHandler,
+        response: http.client.HTTPResponse,
+        entry: Logged,
+        path: str,
+    ) -> None:
+        total = int(response.getheader("Content-Length") or 0)
+        blob = _BLOB_PATH.search(path) if handler.command == "GET" else None
+        start = 0
+        match = _CONTENT_RANGE.match(response.getheader("Content-Range") or "")
+        if match:
+            start = int(match.group(1))
+        faults = self._take(blob.group(1), start, start + total) if blob else []
+        cut = min((f.at for f in faults if f.kind == "cut"), default=None)
+        flips = sorted(f.at for f in faults if f.kind == "flip")
+        offset = start
+        while offset < start + total:
+            chunk = bytearray(response.read(min(65536, start + total - offset)))
+            if not chunk:
+                break
+            for at in flips:
+                if offset <= at < offset + len(chunk):
+                    chunk[at - offset] ^= 0xFF
+            if cut is not None and offset + len(chunk) > cut:
+                chunk = chunk[: cut - offset]
+                handler.wfile.write(chunk)
+                handler.wfile.flush()
+                entry.sent += len(chunk)
+                handler.close_connection = True  # drop the link mid-body
+                return
+            handler.wfile.write(chunk)
+            entry.sent += len(chunk)
+            offset += len(chunk)

@@ -1,0 +1,177 @@
+"""`mfc pull`: fetch a model's manifest and blobs from a registry into the store.
+
+The steps and progress statuses are the reference's (store_api.md §3.11): `pulling manifest`,
+one `pulling <12 hex>` bar per layer (then the config), `verifying sha256 digest`,
+`writing manifest`, [`removing unused layers`], `success`. Blobs already in the store are
+not fetched again; the manifest is written verbatim, as the registry served it, so its
+digest is the one the registry (and whoever pushed it) knows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
+from toolchain.registry.client import INDEX_TYPES, RegistryClient
+from toolchain.registry.download import (
+    DownloadTuning,
+    blob_lock,
+    fetch_blob,
+    forget_parts,
+    verify_partial,
+)
+from toolchain.registry.errors import RegistryError
+from toolchain.registry.remote import LayerProgress, check_digest, connect, repository, short
+from toolchain.store.errors import StoreError
+from toolchain.store.manifest import Layer, Manifest
+from toolchain.store.names import ModelName
+from toolchain.store.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    name: ModelName
+    digest: str  # the manifest digest (hex, as /api/tags shows it)
+    downloaded: tuple[str, ...]  # blob digests fetched from the registry
+    cached: tuple[str, ...]  # blob digests that were already in the store
+    removed: tuple[str, ...]  # blobs of the previous version nothing references any more
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": str(self.name),
+            "digest": self.digest,
+            "downloaded": list(self.downloaded),
+            "cached": list(self.cached),
+            "removed": list(self.removed),
+        }
+
+
+def pull_model(
+    name: str | ModelName,
+    *,
+    store: Store | None = None,
+    insecure: bool = False,
+    progress: ProgressCallback = no_progress,
+    tuning: DownloadTuning | None = None,
+) -> PullResult:
+    """Pull `name` (e.g. `localhost:5000/team/model:tag`) into `store` (default: Store.open())."""
+    store = store or Store.open()
+    target = store.resolve(name)
+    progress(ProgressEvent("pulling manifest"))
+    with connect(target, insecure=insecure) as client:
+        body, media_type = client.get_manifest(repository(target), target.tag)
+        manifest = _parse_manifest(body, media_type)
+        previous = _digests_of(store, target)
+        with store.shared_lock():
+            downloaded, cached = _fetch_layers(
+                client, store, target, manifest, progress=progress, tuning=tuning
+            )
+            progress(ProgressEvent("verifying sha256 digest"))
+            for layer in downloaded:
+                _commit(store, layer.digest)
+            progress(ProgressEvent("writing manifest"))
+            digest = store.write_manifest(target, body)
+    removed: list[str] = []
+    stale = previous - manifest.digests()
+    if stale and not _noprune():
+        progress(ProgressEvent("removing unused layers"))
+        try:
+            removed = store.remove_unreferenced(stale)
+        except OSError as exc:  # the reference reports this and still succeeds
+            progress(ProgressEvent(f"couldn't remove unused layers: {exc}"))
+    progress(ProgressEvent("success"))
+    return PullResult(
+        target,
+        digest,
+        tuple(layer.digest for layer in downloaded),
+        tuple(cached),
+        tuple(removed),
+    )
+
+
+def _parse_manifest(body: bytes, media_type: str) -> Manifest:
+    if media_type in INDEX_TYPES:
+        raise RegistryError(
+            "pull model manifest: the registry serves an image index (several platforms), "
+            "not a model manifest",
+            hint="this name holds a container image, not a model",
+        )
+    try:
+        manifest = Manifest.parse(body)
+    except StoreError as exc:
+        raise RegistryError(f"pull model manifest: {exc.message}") from None
+    if manifest.schema_version != 2:
+        raise RegistryError(
+            f"pull model manifest: unsupported schemaVersion {manifest.schema_version}"
+        )
+    for layer in manifest.all_layers():
+        check_digest(layer.digest)
+        if layer.size < 0:
+            raise RegistryError(f"pull model manifest: layer {layer.digest} has a negative size")
+    return manifest
+
+
+def _digests_of(store: Store, name: ModelName) -> set[str]:
+    try:
+        return store.read_manifest(name).digests() if store.exists(name) else set()
+    except StoreError:
+        return set()
+
+
+def _fetch_layers(
+    client: RegistryClient,
+    store: Store,
+    target: ModelName,
+    manifest: Manifest,
+    *,
+    progress: ProgressCallback,
+    tuning: DownloadTuning | None,
+) -> tuple[list[Layer], list[str]]:
+    """Download every layer the store lacks (complete but unverified); returns (fetched, cached)."""
+    downloaded: list[Layer] = []
+    cached: list[str] = []
+    for layer in manifest.all_layers():
+        meter = LayerProgress(progress, f"pulling {short(layer.digest)}", layer.digest, layer.size)
+        blob = store.blobs.path(layer.digest)
+        if blob.is_file():
+            cached.append(layer.digest)
+            meter.update(layer.size, force=True)
+            continue
+        with blob_lock(blob):
+            if blob.is_file():  # another process pulled it while we waited
+                cached.append(layer.digest)
+            else:
+                fetch_blob(
+                    client,
+                    repository(target),
+                    layer.digest,
+                    layer.size,
+                    blob,
+                    on_progress=meter.update,
+                    tuning=tuning,
+                )
+                downloaded.append(layer)
+        meter.update(layer.size, force=True)
+    return downloaded, cached
+
+
+def _commit(store: Store, digest: str) -> None:
+    """Verify a fetched blob and move it into the store (or find that someone else did)."""
+    blob: Path = store.blobs.path(digest)
+    with blob_lock(blob):
+        if blob.is_file():
+            return
+        verified = verify_partial(blob, digest)
+        store.blobs.adopt(verified, digest)
+        forget_parts(blob)
+
+
+def _noprune() -> bool:
+    """`OLLAMA_NOPRUNE` (or `MFC_NOPRUNE`) set to anything but a Go-false value."""
+    for var in ("MFC_NOPRUNE", "OLLAMA_NOPRUNE"):
+        value = os.environ.get(var, "").strip().strip("\"'")
+        if value:
+            return value not in ("0", "f", "F", "false", "FALSE", "False")
+    return False

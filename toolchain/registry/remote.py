@@ -1,0 +1,76 @@
+"""What pull and push share: model name -> registry repository, and per-layer progress."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from toolchain.progress import ProgressCallback, ProgressEvent
+from toolchain.registry.client import RegistryClient
+from toolchain.registry.errors import RegistryError
+from toolchain.store.names import ModelName, parse_name_lenient
+
+#: seconds between two progress events of one layer (the reference ticks every 60 ms)
+PROGRESS_INTERVAL = 0.06
+
+
+def repository(name: ModelName) -> str:
+    """The registry repository of a model name: `namespace/model`."""
+    return f"{name.namespace}/{name.model}"
+
+
+def connect(name: ModelName, *, insecure: bool) -> RegistryClient:
+    """A client for the registry that `name` lives on (`http://` in the name needs insecure)."""
+    # https is also the default, so it is not a demand: --insecure may still fall back to http
+    scheme = None if name.scheme in ("", "https") else name.scheme
+    return RegistryClient(name.host, scheme=scheme, insecure=insecure)
+
+
+def mount_source(layer_from: str, target: ModelName) -> str | None:
+    """The repository to mount a layer from, when its `from` names a model on the same host.
+
+    A layer inherited with `FROM localhost:5000/team/base` carries that name in `from`; a
+    push of the derived model to `localhost:5000/team/derived` can then ask the registry to
+    link the blob from `team/base` instead of uploading it again.
+    """
+    if not layer_from:
+        return None
+    source = parse_name_lenient(layer_from)
+    if not source.is_valid or source.host.lower() != target.host.lower():
+        return None
+    repo = repository(source)
+    return repo if repo != repository(target) else None
+
+
+def short(digest: str) -> str:
+    """The 12 hex digits the reference shows for a layer (`pulling 89a2116c3a82`)."""
+    return digest.removeprefix("sha256:")[:12]
+
+
+class LayerProgress:
+    """Progress of one layer as the reference reports it, throttled to one event per 60 ms."""
+
+    def __init__(self, progress: ProgressCallback, status: str, digest: str, total: int) -> None:
+        self.progress, self.status, self.digest, self.total = progress, status, digest, total
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def update(self, completed: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if not force and completed < self.total and now - self._last < PROGRESS_INTERVAL:
+                return
+            self._last = now
+            self.progress(ProgressEvent(self.status, self.digest, self.total, completed or None))
+
+
+def check_digest(digest: object) -> str:
+    """A manifest digest we can store: `sha256:` + 64 lowercase hex (anything else is refused)."""
+    if (
+        not isinstance(digest, str)
+        or not digest.startswith("sha256:")
+        or len(digest) != 71
+        or any(c not in "0123456789abcdef" for c in digest[7:])
+    ):
+        raise RegistryError(f"the registry's manifest names an unsupported digest {digest!r}")
+    return digest
