@@ -111,6 +111,7 @@ def blob_lock(blob: Path) -> Iterator[None]:
     removed file tries again, so there is never a stale lock left in the store.
     """
     path = blob.with_name(blob.name + "-partial.lock")
+    blob.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -214,8 +215,6 @@ class _Download:
             # a registry that ignores Range sends the whole blob: skip to our offset
             skip = start if response.status_code == 200 else 0
             for chunk in response.iter_bytes():
-                if self.stop.is_set():
-                    return saved_at
                 if skip:
                     cut = min(skip, len(chunk))
                     chunk, skip = chunk[cut:], skip - cut
@@ -236,7 +235,7 @@ class _Download:
                 if now - saved_at >= self.tuning.state_interval:
                     self._save(part)
                     saved_at = now
-                if part.completed >= part.size:
+                if part.completed >= part.size or self.stop.is_set():
                     break
         return saved_at
 

@@ -32,6 +32,11 @@ _BLOB_PATH = re.compile(r"/blobs/(sha256:[0-9a-f]{64})$")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # clients hanging up on us (or us on them) is the point of this proxy
+
+
 @dataclass
 class Fault:
     kind: str  # "cut" | "flip"
@@ -71,7 +76,7 @@ class FaultProxy:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
