@@ -71,7 +71,20 @@ class FaultProxy:
             def do_GET(self) -> None:
                 owner._forward(self)
 
-            do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+            def do_HEAD(self) -> None:
+                owner._forward(self)
+
+            def do_POST(self) -> None:
+                owner._forward(self)
+
+            def do_PUT(self) -> None:
+                owner._forward(self)
+
+            def do_PATCH(self) -> None:
+                owner._forward(self)
+
+            def do_DELETE(self) -> None:
+                owner._forward(self)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

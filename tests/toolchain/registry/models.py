@@ -13,8 +13,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from toolchain.store import Layer, Manifest, ModelName, Store, digest_of_file
-from toolchain.store import mediatypes
+from toolchain.store import Layer, Manifest, ModelName, Store, digest_of_file, mediatypes
 from toolchain.store.config import ModelConfig
 
 
