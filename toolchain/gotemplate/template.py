@@ -1,0 +1,173 @@
+"""Parsed templates: `parse` (cached), `Template.execute`, and the one error type users see."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolchain.errors import MfcError
+from toolchain.gotemplate.builtins import BUILTINS, GoFunc
+from toolchain.gotemplate.exec import ExecError, LimitError, State
+from toolchain.gotemplate.funcmap import OLLAMA_FUNCS
+from toolchain.gotemplate.nodes import ListNode, Node
+from toolchain.gotemplate.parser import ParseError, Tree, parse_trees
+from toolchain.gotemplate.values import from_bytes
+
+
+class TemplateError(MfcError):
+    """A template that does not parse or fails while running, with Go's own message.
+
+    `line`/`col` (1-based, columns in characters) locate the error in the template text;
+    `kind` is "parse", "exec" or "limit".
+    """
+
+    def __init__(self, message: str, kind: str, line: int | None = None, col: int | None = None,
+                 hint: str | None = None) -> None:  # fmt: skip
+        super().__init__(message, hint=hint)
+        self.kind = kind
+        self.line = line
+        self.col = col
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Sandbox caps for one execution."""
+
+    max_iterations: int = 1_000_000
+    max_output: int = 64 << 20
+    max_depth: int = 200
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(slots=True)
+class _Common:
+    trees: dict[str, Tree]
+    funcs: dict[str, GoFunc]
+    missingkey: str
+    views: dict[str, Template] = field(default_factory=dict)
+
+
+class Template:
+    """One named template of a parsed set (Go's *template.Template)."""
+
+    __slots__ = ("_common", "name", "source", "tree")
+
+    def __init__(self, name: str, tree: Tree | None, common: _Common, source: str = "") -> None:
+        self.name = name
+        self.tree = tree
+        self._common = common
+        self.source = source
+
+    @property
+    def root(self) -> ListNode | None:
+        return self.tree.root if self.tree is not None else None
+
+    @property
+    def funcs(self) -> dict[str, GoFunc]:
+        return self._common.funcs
+
+    @property
+    def missingkey(self) -> str:
+        return self._common.missingkey
+
+    def templates(self) -> list[Template]:
+        """Every template of the set (the main one and each define/block)."""
+        return [t for name in self._common.trees if (t := self.lookup(name)) is not None]
+
+    def lookup(self, name: str) -> Template | None:
+        common = self._common
+        view = common.views.get(name)
+        if view is None:
+            tree = common.trees.get(name)
+            if tree is None:
+                return None
+            view = common.views[name] = Template(name, tree, common, self.source)
+        return view
+
+    def with_root(self, root: ListNode, funcs: dict[str, GoFunc] | None = None,
+                  missingkey: str | None = None) -> Template:  # fmt: skip
+        """A new single-tree template executing `root` (Ollama's touched-up/cut trees)."""
+        tree = Tree(self.name)
+        tree.text = self.tree.text if self.tree is not None else ""
+        tree.parse_name = self.tree.parse_name if self.tree is not None else self.name
+        tree.root = root
+        if funcs is None and missingkey is None:
+            trees = dict(self._common.trees)
+            trees[self.name] = tree
+            common = _Common(trees, self._common.funcs, self._common.missingkey)
+        else:
+            common = _Common({self.name: tree}, funcs if funcs is not None else {},
+                             missingkey or "invalid")  # fmt: skip
+        return Template(self.name, tree, common, self.source)
+
+    def execute(self, data: Any, limits: Limits = DEFAULT_LIMITS) -> str:
+        """Run the template on `data`; raises TemplateError with Go's message."""
+        state = State(self, data, limits)
+        try:
+            if self.root is None:
+                raise state.errorf(f"{_quote(self.name)} is an incomplete or empty template")
+            state.walk(data, self.root)
+        except ExecError as exc:
+            raise _exec_error(exc, self, isinstance(exc, LimitError)) from None
+        except RecursionError:
+            raise TemplateError(
+                f"template: {self.name}: nesting too deep to execute", "limit"
+            ) from None
+        return "".join(state.out)
+
+    def execute_bytes(self, data: Any, limits: Limits = DEFAULT_LIMITS) -> bytes:
+        return self.execute(data, limits).encode("utf-8", "surrogateescape")
+
+
+def _quote(s: str) -> str:
+    from toolchain.gotemplate.gofmt import quote
+
+    return quote(s)
+
+
+def _locate(text: str, pos: int) -> tuple[int, int]:
+    """(line, 1-based char column) of byte offset `pos` in `text`."""
+    before = text.encode("utf-8", "surrogatepass")[:pos]
+    line = before.count(b"\n") + 1
+    last = before.rfind(b"\n")
+    col = len(from_bytes(before[last + 1 :])) + 1
+    return line, col
+
+
+def _exec_error(exc: ExecError, tmpl: Template, limit: bool) -> TemplateError:
+    line = col = None
+    node: Node | None = exc.node
+    if node is not None and node.tree is not None:
+        line, col = _locate(node.tree.text, node.pos)
+    return TemplateError(exc.message, "limit" if limit else "exec", line, col)
+
+
+FUNC_NAMES_OLLAMA = frozenset(BUILTINS) | frozenset(OLLAMA_FUNCS)
+FUNC_NAMES_BUILTIN = frozenset(BUILTINS)
+
+
+def parse_with(text: str, name: str = "", funcs: dict[str, GoFunc] | None = None,
+               missingkey: str = "invalid") -> Template:  # fmt: skip
+    """Parse with an explicit function map and missingkey option (not cached)."""
+    funcs = funcs if funcs is not None else {}
+    names = FUNC_NAMES_BUILTIN | frozenset(funcs)
+    try:
+        trees = parse_trees(name, text, names)
+    except ParseError as exc:
+        line, col = _locate(text, exc.pos)
+        raise TemplateError(exc.message, "parse", line, col) from None
+    except RecursionError:
+        raise TemplateError(f"template: {name}: nesting too deep to parse", "parse") from None
+    common = _Common(trees, funcs, missingkey)
+    main = Template(name, trees.get(name), common, text)
+    common.views[name] = main
+    return main
+
+
+@functools.lru_cache(maxsize=512)
+def parse(text: str, name: str = "") -> Template:
+    """Parse `text` as Ollama does: its function map, `missingkey=zero`. Cached by text."""
+    return parse_with(text, name, OLLAMA_FUNCS, "zero")

@@ -1,0 +1,193 @@
+"""How Go values are represented while a template runs.
+
+Plain Python values stand for the types `encoding/json` produces and templates create:
+
+    str -> string      bool -> bool     int -> int      float -> float64
+    complex -> complex128               list -> []interface {}
+    dict -> map[string]interface {}     None -> a nil interface{} (a JSON null, a missing key)
+
+`NO_VALUE` is Go's invalid `reflect.Value` (what a pipeline yields for a nil interface; it
+prints `<no value>`). Typed data (the structs and named types Ollama passes to templates)
+subclasses `GoStruct`, `GoSlice` or `GoMap`: each declares its Go type name, its exported
+fields and the few niladic methods a template may call. Nothing else of a Python object is
+reachable from a template: field lookup goes through those declarations only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+
+class _NoValue:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NO_VALUE: Any = _NoValue()
+
+# a niladic Go method: receives the receiver, returns a value
+Method = Callable[[Any], Any]
+
+
+class GoStruct:
+    """A Go struct value (or a pointer to one when `go_pointer`)."""
+
+    __slots__ = ()
+    go_type: ClassVar[str] = "struct {}"
+    go_pointer: ClassVar[bool] = False
+    #: exported fields in declaration order (the Python attribute has the same name)
+    go_fields: ClassVar[tuple[str, ...]] = ()
+    #: (Go field, JSON name, omitempty) in declaration order; empty = Go field names, no omitempty
+    go_json: ClassVar[tuple[tuple[str, str, bool], ...]] = ()
+    go_methods: ClassVar[dict[str, Method]] = {}
+
+    def go_string(self) -> str | None:
+        """The result of the type's String() method, or None when it has none."""
+        return None
+
+    def go_json_value(self) -> Any:
+        """Return a value to encode instead of the struct (a MarshalJSON), or NotImplemented."""
+        return NotImplemented
+
+    def type_name(self) -> str:
+        return ("*" if self.go_pointer else "") + self.go_type
+
+
+class GoSlice(list[Any]):
+    """A typed Go slice; `is_nil` distinguishes a nil slice (JSON `null`) from an empty one."""
+
+    go_type: ClassVar[str] = "[]interface {}"
+    go_methods: ClassVar[dict[str, Method]] = {}
+    is_nil: bool = False
+
+    def go_string(self) -> str | None:
+        return None
+
+    def go_json_value(self) -> Any:
+        return NotImplemented
+
+
+class GoMap(dict[str, Any]):
+    """A typed Go map with string keys; `zero()` is the element type's zero value."""
+
+    go_type: ClassVar[str] = "map[string]interface {}"
+    go_methods: ClassVar[dict[str, Method]] = {}
+    is_nil: bool = False
+
+    def zero(self) -> Any:
+        return None
+
+    def go_string(self) -> str | None:
+        return None
+
+
+class GoBytes(bytes):
+    """[]byte (Ollama's ImageData): prints as numbers, JSON-encodes as base64."""
+
+    go_type: ClassVar[str] = "[]uint8"
+
+
+class GoUint8(int):
+    """A byte, as `index` of a string yields (prints as a number, compares as uint)."""
+
+    __slots__ = ()
+
+
+def type_name(v: Any) -> str:
+    """Go's `%T` / reflect.Type.String() of a value."""
+    if v is None or v is NO_VALUE:
+        return "<nil>"
+    t = type(v)
+    if t is str:
+        return "string"
+    if t is bool:
+        return "bool"
+    if t is int:
+        return "int"
+    if t is float:
+        return "float64"
+    if t is list:
+        return "[]interface {}"
+    if t is dict:
+        return "map[string]interface {}"
+    if t is complex:
+        return "complex128"
+    if isinstance(v, GoUint8):
+        return "uint8"
+    if isinstance(v, GoStruct):
+        return v.type_name()
+    if isinstance(v, (GoSlice, GoMap, GoBytes)):
+        return v.go_type
+    return "interface {}"
+
+
+def is_true(v: Any) -> bool:
+    """Go's template truth: zero values, nil and empty collections are false; structs true."""
+    if v is None or v is NO_VALUE:
+        return False
+    if isinstance(v, GoStruct):
+        return True
+    if isinstance(v, (str, list, dict, bytes)):
+        return len(v) > 0
+    if isinstance(v, (bool, int, float, complex)):
+        return v != 0
+    return True
+
+
+def is_nil(v: Any) -> bool:
+    """nil pointer / interface / slice / map (Go's `isNil` in funcs.go)."""
+    if v is None or v is NO_VALUE:
+        return True
+    if isinstance(v, (GoSlice, GoMap)):
+        return v.is_nil
+    return False
+
+
+def kind(v: Any) -> str:
+    """reflect.Kind names the evaluator needs: invalid interface bool int uint float complex
+    string slice map struct ptr."""
+    if v is NO_VALUE:
+        return "invalid"
+    if v is None:
+        return "interface"
+    t = type(v)
+    if t is str:
+        return "string"
+    if t is bool:
+        return "bool"
+    if t is int:
+        return "int"
+    if t is float:
+        return "float"
+    if t is complex:
+        return "complex"
+    if t is GoUint8:
+        return "uint"
+    if isinstance(v, (list, GoBytes)):
+        return "slice"
+    if isinstance(v, dict):
+        return "map"
+    if isinstance(v, GoStruct):
+        return "ptr" if v.go_pointer else "struct"
+    return "func"
+
+
+def go_len(v: Any) -> int:
+    """Length as Go counts it: strings in UTF-8 bytes."""
+    if isinstance(v, str):
+        return len(v) if v.isascii() else len(v.encode("utf-8", "surrogateescape"))
+    return len(v)
+
+
+def to_bytes(s: str) -> bytes:
+    return s.encode("utf-8", "surrogateescape")
+
+
+def from_bytes(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
