@@ -105,8 +105,17 @@ class RegistryAuth(httpx.Auth):
                 hint="check MFC_REGISTRY_USERNAME/MFC_REGISTRY_PASSWORD or `docker login` again",
             )
         request.headers["Authorization"] = header
-        response.close()
-        yield request
+        retried = yield request
+        if retried.status_code == 401:
+            if self.credentials() is None:
+                raise AuthError(
+                    f"registry {self.host} requires authentication",
+                    hint="set MFC_REGISTRY_USERNAME and MFC_REGISTRY_PASSWORD, or `docker login`",
+                )
+            raise AuthError(
+                f"registry {self.host} refused the credentials{self._source_note()}",
+                hint="check MFC_REGISTRY_USERNAME/MFC_REGISTRY_PASSWORD or `docker login` again",
+            )
 
     def _source_note(self) -> str:
         creds = self.credentials()
