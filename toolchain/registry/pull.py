@@ -9,7 +9,6 @@ digest is the one the registry (and whoever pushed it) knows.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,14 @@ from toolchain.registry.download import (
     verify_partial,
 )
 from toolchain.registry.errors import RegistryError
-from toolchain.registry.remote import LayerProgress, check_digest, connect, repository, short
+from toolchain.registry.remote import (
+    LayerProgress,
+    check_digest,
+    connect,
+    noprune,
+    repository,
+    short,
+)
 from toolchain.store.errors import StoreError
 from toolchain.store.manifest import Layer, Manifest
 from toolchain.store.names import ModelName
@@ -75,7 +81,7 @@ def pull_model(
             digest = store.write_manifest(target, body)
     removed: list[str] = []
     stale = previous - manifest.digests()
-    if stale and not _noprune():
+    if stale and not noprune():
         progress(ProgressEvent("removing unused layers"))
         try:
             removed = store.remove_unreferenced(stale)
@@ -166,12 +172,3 @@ def _commit(store: Store, digest: str) -> None:
         verified = verify_partial(blob, digest)
         store.blobs.adopt(verified, digest)
         forget_parts(blob)
-
-
-def _noprune() -> bool:
-    """`OLLAMA_NOPRUNE` (or `MFC_NOPRUNE`) set to anything but a Go-false value."""
-    for var in ("MFC_NOPRUNE", "OLLAMA_NOPRUNE"):
-        value = os.environ.get(var, "").strip().strip("\"'")
-        if value:
-            return value not in ("0", "f", "F", "false", "FALSE", "False")
-    return False

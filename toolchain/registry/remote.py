@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -74,3 +75,12 @@ def check_digest(digest: object) -> str:
     ):
         raise RegistryError(f"the registry's manifest names an unsupported digest {digest!r}")
     return digest
+
+
+def noprune() -> bool:
+    """`OLLAMA_NOPRUNE` (or `MFC_NOPRUNE`) is set to anything but a Go-false value."""
+    for var in ("MFC_NOPRUNE", "OLLAMA_NOPRUNE"):
+        value = os.environ.get(var, "").strip().strip("\"'")
+        if value:
+            return value not in ("0", "f", "F", "false", "FALSE", "False")
+    return False
