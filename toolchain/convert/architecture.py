@@ -1,0 +1,127 @@
+"""What an architecture module declares, and how tensor names are matched against it.
+
+An architecture is data: a table from Hugging Face tensor names to GGUF names (with
+`{bid}` standing for the block number), the shapes the config implies, per-tensor
+transforms, the metadata it writes and the tokenizer kinds it accepts. The converter
+drives every architecture the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolchain.convert.errors import ConvertError
+from toolchain.convert.metadata import Metadata
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class HParams:
+    """config.json, with lookups that name the file when a required key is missing."""
+
+    config: Mapping[str, Any]
+    path: Path
+
+    def get(self, *keys: str, default: Any = _MISSING) -> Any:
+        """The first of `keys` present (and not null) in config.json."""
+        for key in keys:
+            value = self.config.get(key)
+            if value is not None:
+                return value
+        if default is _MISSING:
+            raise ConvertError(self.path, f"missing {' / '.join(repr(k) for k in keys)}")
+        return default
+
+    def int(self, *keys: str, default: Any = _MISSING) -> int:
+        value = self.get(*keys, default=default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConvertError(self.path, f"{keys[0]!r} must be an integer, not {value!r}")
+        return value
+
+    def float(self, *keys: str, default: Any = _MISSING) -> float:
+        value = self.get(*keys, default=default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConvertError(self.path, f"{keys[0]!r} must be a number, not {value!r}")
+        return float(value)
+
+
+#: (tensor data, hparams) -> transformed tensor data, float32 in and out.
+Transform = Callable[[np.ndarray, HParams], np.ndarray]
+#: hparams -> the Hugging Face shape a tensor must have.
+Shape = Callable[[HParams], tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One Hugging Face architecture family and its GGUF form."""
+
+    hf_names: tuple[str, ...]
+    gguf_arch: str
+    #: HF name without its .weight/.bias suffix, `{bid}` for the block -> GGUF name
+    tensors: Mapping[str, str]
+    #: writes the architecture's keys (`{arch}.*`); the tokenizer keys come after
+    metadata: Callable[[HParams, Metadata], None]
+    #: tokenizer kinds to try, in order: "spm", "bpe", "wpm"
+    vocab: tuple[str, ...]
+    #: HF tensors to drop (regexes matched against the whole, renamed name)
+    skip: tuple[str, ...] = ()
+    #: (regex, replacement) applied to HF names before lookup, e.g. a "bert." prefix
+    renames: tuple[tuple[str, str], ...] = ()
+    #: GGUF name (with suffix) -> expected HF shape, checked before any data is read
+    shapes: Mapping[str, Shape] = field(default_factory=dict)
+    #: GGUF name (with suffix) -> transform applied to the float32 data
+    transforms: Mapping[str, Transform] = field(default_factory=dict)
+    #: tensors generated from the config (GGUF name -> float32 data), e.g. rope_freqs
+    extra_tensors: Callable[[HParams], dict[str, np.ndarray]] = lambda _h: {}
+    #: GGUF names (with suffix) kept in F32 when the output type is F16/BF16
+    keep_f32: frozenset[str] = frozenset()
+    #: the config key that sizes the vocabulary (token_embd rows)
+    vocab_size_keys: tuple[str, ...] = ("vocab_size",)
+    #: tokens beyond the tokenizer's are cut from token_embd instead of padding the vocab
+    truncate_vocab: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_skip_re", re.compile("|".join(self.skip) or "(?!)"))
+
+
+_BLOCK = re.compile(r"\.(\d+)(?=\.|$)")
+
+
+class UnmappedTensorError(LookupError):
+    """A tensor the architecture neither maps nor drops."""
+
+
+@dataclass(frozen=True, slots=True)
+class MappedName:
+    gguf: str  # full GGUF name, e.g. blk.3.attn_q.weight
+    template: str  # with {bid}, e.g. blk.{bid}.attn_q.weight
+    bid: int | None
+
+
+def map_tensor_name(arch: Architecture, name: str) -> MappedName | None:
+    """The GGUF name of an HF tensor; None if the architecture drops it.
+
+    Raises UnmappedTensorError for a tensor that is neither mapped nor dropped: silently
+    losing a weight would give a model that loads and answers wrongly.
+    """
+    for pattern, replacement in arch.renames:
+        name = re.sub(pattern, replacement, name)
+    if arch._skip_re.fullmatch(name):  # type: ignore[attr-defined]
+        return None
+    stem, _, suffix = name.rpartition(".")
+    match = _BLOCK.search(stem)
+    bid = int(match.group(1)) if match else None
+    if match:
+        stem = f"{stem[:match.start()]}.{{bid}}{stem[match.end():]}"
+    target = arch.tensors.get(stem)
+    if target is None or not suffix:
+        raise UnmappedTensorError(name)
+    template = f"{target}.{suffix}"
+    return MappedName(template.replace("{bid}", str(bid)), template, bid)

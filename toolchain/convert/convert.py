@@ -1,0 +1,184 @@
+"""`convert_hf_dir`: a Hugging Face model directory -> one GGUF file.
+
+Everything that can be wrong with the input (architecture, shapes, dtypes, tokenizer)
+is checked while planning, before the output file is opened.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolchain.convert.arch import architecture_for
+from toolchain.convert.architecture import (
+    Architecture,
+    HParams,
+    UnmappedTensorError,
+    map_tensor_name,
+)
+from toolchain.convert.errors import ConvertError
+from toolchain.convert.hf_dir import HFDir, open_hf_dir
+from toolchain.convert.metadata import Metadata
+from toolchain.convert.outtype import OutType, encoded_nbytes, resolve_outtype, tensor_type
+from toolchain.convert.safetensors_file import FLOAT_DTYPES
+from toolchain.convert.vocab import Vocab, load_vocab, write_vocab
+from toolchain.convert.writer import PlannedTensor, write_gguf
+from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
+
+QUANTIZATION_VERSION = 2
+
+
+@dataclass
+class ConvertResult:
+    """What was written."""
+
+    path: Path
+    architecture: str  # the GGUF architecture, e.g. "llama"
+    outtype: str
+    file_type: int
+    tensor_count: int
+    size: int
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": str(self.path),
+            "architecture": self.architecture,
+            "outtype": self.outtype,
+            "file_type": self.file_type,
+            "tensors": self.tensor_count,
+            "size": self.size,
+            "warnings": self.warnings,
+        }
+
+
+def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f16",
+                   progress: ProgressCallback | None = None) -> ConvertResult:
+    """Convert a Hugging Face directory (config.json + safetensors + tokenizer) to GGUF.
+
+    Writes `out_path` atomically (temp file + rename). Raises ConvertError, naming the
+    offending file, for anything wrong with the input; nothing is written then.
+    """
+    report = progress or no_progress
+    out = Path(out_path)
+    with open_hf_dir(src_dir) as hf:
+        report(ProgressEvent(f"reading {hf.path}"))
+        arch = architecture_for(hf.architecture, hf.file("config.json"))
+        hp = HParams(hf.config, hf.file("config.json"))
+        first_dtype = next((e.dtype for e in hf.tensors.values() if len(e.shape) > 1), None)
+        out_type = resolve_outtype(outtype, first_dtype)
+        n_vocab = None if arch.truncate_vocab else hp.int(*arch.vocab_size_keys)
+        vocab = load_vocab(hf, arch.vocab, n_vocab, hp.int("type_vocab_size", default=2))
+        tensors = plan_tensors(hf, arch, hp, out_type, len(vocab))
+        md = build_metadata(hf, arch, hp, out_type, vocab)
+        for warning in vocab.warnings:
+            report(ProgressEvent(f"warning: {warning}"))
+        write_gguf(out, md, tensors, hp, progress=report)
+    report(ProgressEvent(f"wrote {out}"))
+    return ConvertResult(out, arch.gguf_arch, out_type.name, int(out_type.file_type),
+                         len(tensors), out.stat().st_size, list(vocab.warnings))
+
+
+def build_metadata(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
+                   vocab: Vocab) -> Metadata:
+    md = Metadata(arch.gguf_arch)
+    md.string("general.architecture", arch.gguf_arch)
+    arch.metadata(hp, md)
+    if hf.pooling_type is not None:
+        md.u32("{arch}.pooling_type", hf.pooling_type)
+    md.u32("general.file_type", int(out.file_type))
+    md.u32("general.quantization_version", QUANTIZATION_VERSION)
+    write_vocab(vocab, md)
+    return md
+
+
+def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
+                 n_tokens: int) -> list[PlannedTensor]:
+    """The output tensors in write order, each checked against the config."""
+    planned: dict[str, tuple[tuple[int, int], PlannedTensor]] = {}
+    blocks: dict[int, set[str]] = {}
+    n_layer = _n_layer(hp)
+    for order, (name, entry) in enumerate(hf.tensors.items()):
+        try:
+            mapped = map_tensor_name(arch, name)
+        except UnmappedTensorError:
+            raise ConvertError(
+                entry.file.path, f"tensor {name!r} has no {arch.gguf_arch} GGUF name",
+                hint=f"is config.json's architecture ({hf.architecture}) right for these "
+                "weights?") from None
+        if mapped is None:
+            continue
+        if entry.dtype not in FLOAT_DTYPES:
+            raise ConvertError(entry.file.path, f"tensor {name!r} has dtype {entry.dtype}, "
+                               "which mfc cannot convert",
+                               hint="supported weight dtypes: F32, F16, BF16, F64")
+        shape = _checked_shape(arch, hp, mapped.template, name, shape=entry.shape,
+                               file=entry.file.path)
+        rows = None
+        if arch.truncate_vocab and mapped.gguf in ("token_embd.weight", "output.weight"):
+            if shape[0] < n_tokens:
+                raise ConvertError(entry.file.path, f"tensor {name!r} has {shape[0]} rows but "
+                                   f"the tokenizer has {n_tokens} tokens")
+            rows = n_tokens
+            shape = (n_tokens, *shape[1:])
+        if mapped.bid is not None:
+            if mapped.bid >= n_layer:
+                raise ConvertError(entry.file.path, f"tensor {name!r} is in block {mapped.bid}, "
+                                   f"but config.json has {n_layer} layers")
+            blocks.setdefault(mapped.bid, set()).add(mapped.template)
+        if mapped.gguf in planned:
+            raise ConvertError(entry.file.path, f"tensor {name!r} maps to {mapped.gguf}, "
+                               "which another tensor already provides")
+        ggml = tensor_type(out, mapped.gguf, len(shape), mapped.template in arch.keep_f32)
+        planned[mapped.gguf] = (_sort_key(mapped.bid, mapped.gguf, order), PlannedTensor(
+            mapped.gguf, shape, ggml, encoded_nbytes(shape, ggml), source=entry,
+            transform=arch.transforms.get(mapped.template), rows=rows))
+    _check_blocks(hf, blocks, n_layer)
+    for name, data in arch.extra_tensors(hp).items():
+        ggml = tensor_type(out, name, data.ndim, True)
+        planned[name] = (_sort_key(None, name, -1), PlannedTensor(
+            name, data.shape, ggml, encoded_nbytes(data.shape, ggml), data=data))
+    return [t for _key, t in sorted(planned.values(), key=lambda kt: kt[0])]
+
+
+def _n_layer(hp: HParams) -> int:
+    return hp.int("num_hidden_layers", "n_layer", "n_layers")
+
+
+def _sort_key(bid: int | None, name: str, order: int) -> tuple[int, int]:
+    """Embeddings first, then blocks in order, then the output head (HF order within)."""
+    if bid is not None:
+        return bid + 1, order
+    if name.startswith(("output", "cls")):
+        return 1 << 30, order
+    return 0, order
+
+
+def _checked_shape(arch: Architecture, hp: HParams, template: str, name: str, *,
+                   shape: tuple[int, ...], file: Path) -> tuple[int, ...]:
+    expect = arch.shapes.get(template)
+    if expect is not None:
+        want = expect(hp)
+        if tuple(shape) != want:
+            raise ConvertError(
+                file, f"tensor {name!r} has shape {list(shape)}, but config.json implies "
+                f"{list(want)}", hint="config.json does not describe these weights")
+    if math.prod(shape) == 0:
+        raise ConvertError(file, f"tensor {name!r} is empty")
+    return tuple(shape)
+
+
+def _check_blocks(hf: HFDir, blocks: dict[int, set[str]], n_layer: int) -> None:
+    if not blocks:
+        return
+    expected = blocks.get(0, set())
+    for bid in range(n_layer):
+        missing = expected - blocks.get(bid, set())
+        if bid not in blocks or missing:
+            what = (sorted(re.sub(r"\{bid\}", str(bid), m) for m in missing)
+                    if bid in blocks else [f"block {bid}"])
+            raise ConvertError(hf.path, "incomplete checkpoint: no tensor for "
+                               + ", ".join(what[:3]),
+                               hint="a shard may be missing or config.json has too many layers")

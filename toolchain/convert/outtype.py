@@ -1,0 +1,102 @@
+"""Output types: which GGML type each tensor gets, and the float encodings themselves.
+
+f32/f16/bf16 are encoded here (bit-exact with ggml: IEEE round-to-nearest-even for
+f16, ggml's rounding for bf16). Quantized output types are delegated to `quant`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from gguf import GGMLQuantizationType, LlamaFileType
+
+from toolchain.convert.errors import ConvertError
+
+T = GGMLQuantizationType
+
+
+@dataclass(frozen=True, slots=True)
+class OutType:
+    name: str
+    ggml: GGMLQuantizationType | None  # None: "auto", decided from the weights' dtype
+    file_type: int
+
+
+#: --outtype values that need nothing but numpy
+FLOAT_OUTTYPES: dict[str, OutType] = {
+    "f32": OutType("f32", T.F32, LlamaFileType.ALL_F32),
+    "f16": OutType("f16", T.F16, LlamaFileType.MOSTLY_F16),
+    "bf16": OutType("bf16", T.BF16, LlamaFileType.MOSTLY_BF16),
+    "auto": OutType("auto", None, LlamaFileType.MOSTLY_F16),
+}
+
+
+def resolve_outtype(name: str, first_weight_dtype: str | None) -> OutType:
+    """The OutType for `--outtype name`; "auto" keeps bf16 weights bf16, else f16."""
+    key = name.lower()
+    out = FLOAT_OUTTYPES.get(key)
+    if out is None:
+        raise ConvertError("--outtype", f"unknown output type {name!r}",
+                           hint="choose one of: " + ", ".join(FLOAT_OUTTYPES))
+    if out.ggml is None:
+        return FLOAT_OUTTYPES["bf16" if first_weight_dtype == "BF16" else "f16"]
+    return out
+
+
+def tensor_type(out: OutType, gguf_name: str, n_dims: int, keep_f32: bool) -> GGMLQuantizationType:
+    """The type one tensor is written as: vectors, norms and listed tensors stay F32."""
+    assert out.ggml is not None
+    if n_dims <= 1 or keep_f32 or gguf_name.endswith("_norm.weight"):
+        return T.F32
+    if not gguf_name.endswith(".weight"):
+        return T.F32
+    return out.ggml
+
+
+def to_float32(raw: np.ndarray, dtype: str) -> np.ndarray:
+    """Safetensors data (BF16 as uint16 bits) as float32; F32 input is returned as is."""
+    if dtype == "BF16":
+        return (raw.astype(np.uint32) << 16).view(np.float32)
+    if dtype == "F32":
+        return raw
+    return raw.astype(np.float32)
+
+
+_UNCHANGED = frozenset({("F16", T.F16), ("BF16", T.BF16), ("F32", T.F32)})
+
+
+def encode(x: np.ndarray, raw: np.ndarray | None, dtype: str | None,
+           ggml: GGMLQuantizationType) -> np.ndarray:
+    """`x` (float32) in the on-disk form of `ggml`. `raw`/`dtype` is the untouched source,
+    used to skip the float32 round trip when the source already has the output type."""
+    if raw is not None and (dtype, ggml) in _UNCHANGED:
+        return raw
+    if ggml == T.F32:
+        return x.astype(np.float32, copy=False)
+    if ggml == T.F16:
+        return x.astype(np.float16)
+    if ggml == T.BF16:
+        return float32_to_bf16(x)
+    raise ConvertError("--outtype", f"cannot encode {ggml.name}")
+
+
+def float32_to_bf16(x: np.ndarray) -> np.ndarray:
+    """ggml's fp32 -> bf16: round to nearest even; NaN stays a quiet NaN."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = ((bits + (np.uint32(0x7FFF) + ((bits >> 16) & 1))) >> 16).astype(np.uint16)
+    nan = np.isnan(x)
+    if nan.any():
+        rounded[nan] = ((bits[nan] >> 16) | 64).astype(np.uint16)
+    return rounded
+
+
+def encoded_nbytes(shape: tuple[int, ...], ggml: GGMLQuantizationType) -> int:
+    from gguf import GGML_QUANT_SIZES
+
+    block, size = GGML_QUANT_SIZES[ggml]
+    n = int(np.prod(shape, dtype=np.int64))
+    if shape and shape[-1] % block:
+        raise ConvertError("--outtype", f"rows of {shape[-1]} do not divide into {ggml.name} "
+                           f"blocks of {block}")
+    return n // block * size

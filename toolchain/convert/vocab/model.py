@@ -1,0 +1,81 @@
+"""The tokenizer as llama.cpp stores it, and how it is written into GGUF metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from toolchain.convert.metadata import Metadata
+from toolchain.convert.vocab.special import KEY_WORDS
+
+# llama.cpp token types
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
+
+
+@dataclass
+class Vocab:
+    """A tokenizer in llama.cpp's terms: model family, token table and special ids."""
+
+    model: str  # "gpt2" (byte-level BPE), "llama" (SentencePiece), "bert" (WordPiece)
+    tokens: list[str]
+    types: list[int]
+    scores: np.ndarray | None = None
+    merges: list[str] | None = None
+    pre: str | None = None
+    special: dict[str, int] = field(default_factory=dict)
+    add: dict[str, bool] = field(default_factory=dict)
+    add_space_prefix: bool | None = None
+    token_type_count: int | None = None  # BERT segment embeddings
+    chat_templates: dict[str, str] = field(default_factory=dict)
+    #: things the user should know (e.g. an unrecognised pre-tokenizer)
+    warnings: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def write_vocab(vocab: Vocab, md: Metadata) -> None:
+    """The tokenizer.* keys, in the order llama.cpp's converter writes them."""
+    md.string("tokenizer.ggml.model", vocab.model)
+    if vocab.model == "bert":
+        _write_wordpiece(vocab, md)
+    else:
+        if vocab.pre is not None:
+            md.string("tokenizer.ggml.pre", vocab.pre)
+        md.strings("tokenizer.ggml.tokens", vocab.tokens)
+        if vocab.scores is not None:
+            md.f32s("tokenizer.ggml.scores", vocab.scores)
+        md.i32s("tokenizer.ggml.token_type", vocab.types)
+        if vocab.merges:
+            md.strings("tokenizer.ggml.merges", vocab.merges)
+        for kind in ("bos", "eos", "unk", "sep", "pad", "mask"):
+            if kind in vocab.special:
+                md.u32(f"tokenizer.ggml.{KEY_WORDS[kind]}_token_id", vocab.special[kind])
+        for kind in ("bos", "eos"):
+            if kind in vocab.add:
+                md.boolean(f"tokenizer.ggml.add_{kind}_token", vocab.add[kind])
+        if vocab.add_space_prefix is not None:
+            md.boolean("tokenizer.ggml.add_space_prefix", vocab.add_space_prefix)
+    for name, template in sorted(vocab.chat_templates.items()):
+        md.string("tokenizer.chat_template" + (f".{name}" if name else ""), template)
+
+
+#: llama.cpp's WordPiece defaults: a standard BERT vocabulary needs no id keys for these
+_WPM_DEFAULT_BOS = 101
+
+
+def _write_wordpiece(vocab: Vocab, md: Metadata) -> None:
+    # Ollama's key set (the conformance recording), plus bos when [CLS] is not where
+    # llama.cpp looks for it: llama.cpp starts every WordPiece sequence with "bos".
+    for kind in ("pad", "unk", "cls", "sep", "mask"):
+        if kind in vocab.special:
+            md.u32(f"tokenizer.ggml.{KEY_WORDS[kind]}_token_id", vocab.special[kind])
+    cls = vocab.special.get("cls")
+    if cls is not None and cls != _WPM_DEFAULT_BOS:
+        md.u32("tokenizer.ggml.bos_token_id", cls)
+    md.u32("tokenizer.ggml.token_type_count", vocab.token_type_count or 2)
+    if vocab.scores is not None:
+        md.f32s("tokenizer.ggml.scores", vocab.scores)
+    md.i32s("tokenizer.ggml.token_type", vocab.types)
+    md.strings("tokenizer.ggml.tokens", vocab.tokens)

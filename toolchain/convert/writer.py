@@ -1,0 +1,135 @@
+"""Write a planned GGUF: metadata through gguf's GGUFWriter, tensor data streamed in chunks.
+
+The file is written to a temporary name beside the target, fsynced, then renamed: a
+conversion that fails or is killed leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from gguf import GGMLQuantizationType, GGUFWriter
+
+from toolchain.convert.architecture import HParams, Transform
+from toolchain.convert.errors import ConvertError
+from toolchain.convert.metadata import Metadata
+from toolchain.convert.outtype import encode, to_float32
+from toolchain.convert.safetensors_file import TensorEntry
+from toolchain.progress import ProgressCallback, ProgressEvent
+
+ALIGNMENT = 32
+#: elements converted at a time when a tensor needs no whole-tensor transform
+CHUNK_ELEMENTS = 1 << 22
+
+#: (float32 rows) -> encoded bytes; set for quantized output types
+Encoder = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class PlannedTensor:
+    """One output tensor: its GGUF name, type and size, and where its data comes from."""
+
+    name: str
+    shape: tuple[int, ...]  # numpy (row-major) order, as in the HF checkpoint
+    ggml: GGMLQuantizationType
+    nbytes: int
+    source: TensorEntry | None = None
+    data: np.ndarray | None = None  # generated tensors (float32)
+    transform: Transform | None = None
+    rows: int | None = None  # keep only the first `rows` rows (vocabulary truncation)
+    encoder: Encoder | None = None
+
+
+def write_gguf(path: Path, md: Metadata, tensors: list[PlannedTensor], hp: HParams | None,
+               *, progress: ProgressCallback, status: str = "converting model") -> None:
+    """Write metadata and tensors to `path` atomically, reporting bytes through `progress`."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ConvertError(path, "output directory does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    writer = GGUFWriter(None, md.arch)
+    try:
+        md.write_to(writer)
+        for t in tensors:
+            writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), t.nbytes,
+                                   raw_dtype=t.ggml)
+        writer.write_header_to_file(tmp)
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        assert writer.fout is not None
+        fout = writer.fout[0]
+        _pad(fout)
+        total = sum(t.nbytes for t in tensors)
+        done = 0
+        last = -1
+        for t in tensors:
+            written = 0
+            for part in _encoded_chunks(t, hp):
+                buf = np.ascontiguousarray(part).reshape(-1).view(np.uint8).data
+                fout.write(buf)
+                written += len(buf)
+                done += len(buf)
+                if done * 100 // max(total, 1) != last:
+                    last = done * 100 // max(total, 1)
+                    progress(ProgressEvent(status, total=total, completed=done))
+            if written != t.nbytes:
+                raise ConvertError(path, f"internal error: {t.name} wrote {written} of "
+                                   f"{t.nbytes} bytes")
+            _pad(fout)
+        fout.flush()
+        os.fsync(fout.fileno())
+        writer.close()
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _pad(fout: IO[bytes]) -> None:
+    pad = -fout.tell() % ALIGNMENT
+    if pad:
+        fout.write(b"\0" * pad)
+
+
+def _encoded_chunks(t: PlannedTensor, hp: HParams | None) -> Iterator[np.ndarray]:
+    if t.data is not None:
+        yield _encode(t, t.data, None, None)
+        return
+    entry = t.source
+    assert entry is not None
+    raw = entry.file.array(entry)
+    if t.rows is not None:
+        raw = raw[: t.rows]
+    try:
+        if t.transform is not None:
+            assert hp is not None
+            x = t.transform(to_float32(raw, entry.dtype), hp)
+            yield _encode(t, np.ascontiguousarray(x, dtype=np.float32), None, None)
+            return
+        flat = raw.reshape(raw.shape[0], -1) if raw.ndim > 1 else raw.reshape(1, -1)
+        step = max(1, CHUNK_ELEMENTS // max(flat.shape[1], 1))
+        for r0 in range(0, flat.shape[0], step):
+            part = flat[r0:r0 + step]
+            yield _encode(t, to_float32(part, entry.dtype), part, entry.dtype)
+            entry.file.release(entry)
+    finally:
+        del raw
+        entry.file.release(entry)
+
+
+def _encode(t: PlannedTensor, x: np.ndarray, raw: np.ndarray | None,
+            dtype: str | None) -> np.ndarray:
+    if t.encoder is not None:
+        return t.encoder(x)
+    return encode(x, raw, dtype, t.ggml)
