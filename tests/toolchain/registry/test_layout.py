@@ -120,7 +120,7 @@ def test_import_rejects_what_is_not_a_model_layout(
         data = b'{"imageLayoutVersion":"1.0.0"}'
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    with pytest.raises(LayoutError, match="has no index.json"):
+    with pytest.raises(LayoutError, match=r"has no index\.json"):
         import_models(no_index, store=other_store)
 
     unnamed = tmp_path / "unnamed.tar"
