@@ -1,0 +1,78 @@
+"""`build`: run the passes over a create request and commit the result to the store.
+
+    resolve -> convert -> quantize -> template -> emit
+
+The store is touched only once a pass has something to write (bad inputs are rejected
+before that, so they leave it byte-for-byte as it was). Writers hold the store's shared
+lock until the manifest is written; then the blobs only the replaced manifest used are
+removed under the exclusive lock, as the reference does after a create.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from toolchain import ir
+from toolchain.build import convert, emit, quantize, resolve, template
+from toolchain.build.passes import BuildContext, Pass, run_passes
+from toolchain.build.plan import BuildPlan, BuildResult
+from toolchain.build.request import CreateRequest, request_from_modelfile
+from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
+from toolchain.store.errors import StoreError
+from toolchain.store.names import ModelName
+from toolchain.store.store import Store
+
+PIPELINE: tuple[Pass, ...] = (resolve.PASS, convert.PASS, quantize.PASS, template.PASS, emit.PASS)
+
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def _no_prune() -> bool:
+    """`OLLAMA_NOPRUNE` read like Go's ParseBool (an unparsable non-empty value is true)."""
+    value = os.environ.get("OLLAMA_NOPRUNE", "").strip().strip("\"'")
+    return bool(value) and value not in _FALSE
+
+
+def build(
+    store: Store,
+    name: ModelName,
+    request: CreateRequest,
+    *,
+    progress: ProgressCallback = no_progress,
+    passes: tuple[Pass, ...] = PIPELINE,
+) -> BuildResult:
+    """Build `name` from a create request; emits the reference's progress statuses."""
+    ctx = BuildContext(store, progress)
+    try:
+        ctx.lock_if_exists()
+        name = store.resolve(name)
+        try:
+            old = store.read_manifest(name) if store.exists(name) else None
+        except StoreError:
+            old = None  # a corrupt manifest is simply replaced
+        plan = run_passes(BuildPlan(name=name, request=request, old_manifest=old), ctx, passes)
+    finally:
+        ctx.release()
+    assert plan.manifest is not None
+    removed: list[str] = []
+    if old is not None and not _no_prune():
+        stale = old.digests() - plan.manifest.digests()
+        if stale:
+            removed = store.remove_unreferenced(stale)
+    progress(ProgressEvent("success"))
+    return BuildResult(name, plan.manifest, tuple(ctx.new_blobs), tuple(removed))
+
+
+def build_modelfile(
+    store: Store,
+    name: ModelName,
+    modelfile: ir.Modelfile,
+    *,
+    progress: ProgressCallback = no_progress,
+    relative_dir: str | Path | None = None,
+) -> BuildResult:
+    """Build a parsed Modelfile (paths relative to its folder, or `relative_dir`)."""
+    request = request_from_modelfile(modelfile, relative_dir=relative_dir)
+    return build(store, name, request, progress=progress)

@@ -1,0 +1,94 @@
+"""The pass framework: a pass is `run(plan, ctx) -> plan`, named and versioned for the cache.
+
+Passes never print: they report through `ctx.report`, which the CLI turns into progress
+bars or `--json` lines and the server into its `/api/create` stream. A pass that writes to
+the store calls `ctx.writable()` first, which creates the store and takes its shared lock;
+until then the store is untouched, so an input rejected early leaves no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from toolchain.build.cache import PassCache
+from toolchain.build.plan import BuildPlan
+from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
+from toolchain.store.blobs import ByteProgress
+from toolchain.store.store import Store
+
+#: a byte-progress callback reports at most this many events per stream
+PROGRESS_STEPS = 50
+
+
+@dataclass
+class BuildContext:
+    """What passes share: the store, the progress callback, the pass cache, what was written."""
+
+    store: Store
+    progress: ProgressCallback = no_progress
+    new_blobs: list[str] = field(default_factory=list)
+    _locks: ExitStack = field(default_factory=ExitStack)
+    _writable: bool = False
+
+    @property
+    def cache(self) -> PassCache:
+        return PassCache(self.store)
+
+    def report(
+        self,
+        status: str,
+        digest: str | None = None,
+        total: int | None = None,
+        completed: int | None = None,
+    ) -> None:
+        self.progress(ProgressEvent(status, digest, total, completed))
+
+    def byte_progress(self, status: str, total: int, digest: str | None = None) -> ByteProgress:
+        """A callback for byte counts that reports `status` with total/completed, throttled."""
+        step = max(total // PROGRESS_STEPS, 1)
+        last = [-step]
+
+        def on_bytes(done: int) -> None:
+            if done - last[0] >= step or done == total:
+                last[0] = done
+                self.report(status, digest, total, done)
+
+        return on_bytes
+
+    def writable(self) -> Store:
+        """The store, created if needed and held under the shared lock until the build ends."""
+        if not self._writable:
+            self._locks.enter_context(
+                self.store.shared_lock(
+                    on_wait=lambda: self.report("waiting for another mfc process using the store")
+                )
+            )
+            self.store.blobs.clean_stale_temps()
+            self._writable = True
+        return self.store
+
+    def lock_if_exists(self) -> None:
+        """Take the shared lock now if the store exists (so what we read can't be removed)."""
+        if self.store.root.is_dir():
+            self.writable()
+
+    def release(self) -> None:
+        self._locks.close()
+        self._writable = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pass:
+    """A named, versioned step of the build. Bump `version` when its output bytes change."""
+
+    name: str
+    version: int
+    run: Callable[[BuildPlan, BuildContext], BuildPlan]
+
+
+def run_passes(plan: BuildPlan, ctx: BuildContext, passes: tuple[Pass, ...]) -> BuildPlan:
+    for p in passes:
+        plan = p.run(plan, ctx)
+    return plan

@@ -1,0 +1,153 @@
+"""The quantize pass (`QUANTIZE` / `--quantize`): model layers to a K-quant or legacy type.
+
+Cached by (input blob digest, target type): a rebuild with the same input and type reuses
+the output blob and does no tensor work. The output is a new layer that, like the
+reference's, no longer carries the input file's `from`. The kernels are `quant/`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from toolchain.build.cache import cache_key
+from toolchain.build.errors import BuildError
+from toolchain.build.passes import BuildContext, Pass
+from toolchain.build.plan import BuildPlan, PlannedLayer
+from toolchain.store import mediatypes
+from toolchain.store.config import file_type_name
+from toolchain.store.gguf_reader import read_gguf
+
+VERSION = 1
+#: the types QUANTIZE accepts (case-insensitive), by their canonical spelling
+QUANT_TYPES = (
+    "Q4_0",
+    "Q4_1",
+    "Q5_0",
+    "Q5_1",
+    "Q8_0",
+    "Q2_K",
+    "Q2_K_S",
+    "Q3_K_S",
+    "Q3_K_M",
+    "Q3_K_L",
+    "Q4_K_S",
+    "Q4_K_M",
+    "Q5_K_S",
+    "Q5_K_M",
+    "Q6_K",
+    "F16",
+    "BF16",
+    "F32",
+)
+ALIASES = {"Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "Q3_K": "Q3_K_M"}
+#: what the progress events carry as digest, like the reference (19 zeros)
+NO_DIGEST = "0" * 19
+FLOAT_SOURCES = ("F32", "F16", "BF16")
+
+
+def spelling(canonical: str) -> str:
+    """How users write a type: q4_K_M, q8_0, f16."""
+    return canonical.lower() if canonical in FLOAT_SOURCES else canonical[0].lower() + canonical[1:]
+
+
+def canonical_type(name: str) -> str | None:
+    upper = name.strip().upper()
+    upper = ALIASES.get(upper, upper)
+    return upper if upper in QUANT_TYPES else None
+
+
+def _source_type(layer: PlannedLayer) -> str:
+    assert layer.gguf is not None
+    ft = layer.gguf.get_uint32("general.file_type", -1)
+    if ft == 0:
+        return "F32"  # the reference reads 0 as "unknown" and refuses; it is plain F32
+    name = file_type_name(ft) if ft >= 0 else "unknown"
+    if name == "unknown" and all(t.type_name in FLOAT_SOURCES for t in layer.gguf.tensors):
+        return "F32"
+    return name
+
+
+def _quantize_file(src: Path, dst: Path, target: str, on_progress: Any) -> None:
+    try:
+        quant = importlib.import_module("quant")
+        quantize_file = quant.quantize_file
+    except (ImportError, AttributeError):
+        raise BuildError(
+            "quantization is not available in this build of mfc (quant.quantize_file)"
+        ) from None
+    quantize_file(src, dst, target, progress=on_progress)
+
+
+def quantize_layer(
+    ctx: BuildContext, plan: BuildPlan, layer: PlannedLayer, target: str
+) -> PlannedLayer:
+    span = plan.request.spans.get("quantize")
+    source_type = _source_type(layer)
+    if source_type == target:
+        return layer
+    if source_type not in FLOAT_SOURCES:
+        raise BuildError(
+            f"quantization is only supported for F16, BF16 and F32 models, not {source_type}",
+            span,
+            hint="`mfc quantize --allow-requantize` re-quantizes an already quantized GGUF",
+        )
+    key = cache_key(layer.digest, "quantize", VERSION, {"type": target})
+    store = ctx.writable()
+    hit = ctx.cache.get(key)
+    if hit is None:
+        src = layer.source if isinstance(layer.source, Path) else store.blobs.path(layer.digest)
+        status = f"quantizing {source_type} model to {target}"
+        fd, tmp = store.blobs.temp_file(suffix=".gguf")
+        import os
+
+        os.close(fd)
+        total = layer.size
+
+        def on_progress(done: float, of: float = 1.0) -> None:
+            ctx.report(status, NO_DIGEST, total, int(total * done / of) if of else 0)
+
+        try:
+            _quantize_file(src, tmp, target, on_progress)
+            ctx.report("verifying conversion")
+            read_gguf(tmp)
+            written = store.blobs.adopt(tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if written.created:
+            ctx.new_blobs.append(written.digest)
+        ctx.cache.put(key, written.digest, written.size, {"type": target, "input": layer.digest})
+        digest, size = written.digest, written.size
+    else:
+        digest, size = hit.digest, hit.size
+    return PlannedLayer(
+        media_type=layer.media_type,
+        digest=digest,
+        size=size,
+        gguf=read_gguf(store.blobs.path(digest)),
+        span=layer.span,
+    )
+
+
+def run(plan: BuildPlan, ctx: BuildContext) -> BuildPlan:
+    if not plan.request.quantize:
+        return plan
+    target = canonical_type(plan.request.quantize)
+    if target is None:
+        raise BuildError(
+            f"unknown quantization type {plan.request.quantize!r}",
+            plan.request.spans.get("quantize"),
+            hint="one of " + ", ".join(spelling(t) for t in QUANT_TYPES),
+        )
+    base = tuple(
+        quantize_layer(ctx, plan, layer, target)
+        if layer.media_type == mediatypes.MODEL and layer.gguf is not None
+        else layer
+        for layer in plan.base
+    )
+    return replace(plan, base=base)
+
+
+PASS = Pass("quantize", 1, run)

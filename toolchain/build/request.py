@@ -1,0 +1,206 @@
+"""What a Modelfile asks for: the reference's create request, built from the IR.
+
+This is `Modelfile.CreateRequest(relativeDir)` (modelfile_template.md §1.8-§1.11) plus
+what the server does with it: FROM is a file, a folder or a model name; ADAPTER and DRAFT
+must exist; TEMPLATE/SYSTEM/RENDERER/PARSER/REQUIRES last wins; LICENSE and MESSAGE
+accumulate; PARAMETER values are typed as the reference stores them, `stop` accumulates.
+Every field keeps the span of the instruction that set it, so later passes can point at it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from toolchain import ir
+from toolchain.build.errors import BuildError
+from toolchain.build.params import typed_parameters
+from toolchain.build.sources import files_for_directory
+from toolchain.errors import Span
+
+SEMVER_HINT = "requires must be a valid semver (e.g. 0.14.0)"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """An input file: `key` is the name the reference gives it (and the layer's `from`)."""
+
+    key: str
+    path: Path
+    span: Span | None = None
+    digest: str | None = None  # known when the file is already a blob (API requests)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceDir:
+    """A Hugging Face folder (safetensors) that the convert pass turns into a GGUF."""
+
+    path: Path
+    span: Span | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """The reference's `api.CreateRequest`, with spans, as the build passes consume it."""
+
+    from_model: str = ""
+    files: tuple[SourceFile, ...] = ()
+    convert_dirs: tuple[SourceDir, ...] = ()
+    adapters: tuple[SourceFile, ...] = ()
+    adapter_dirs: tuple[SourceDir, ...] = ()
+    draft_files: tuple[SourceFile, ...] = ()
+    template: str = ""
+    system: str = ""
+    licenses: tuple[str, ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+    messages: tuple[tuple[str, str], ...] = ()
+    requires: str = ""
+    renderer: str = ""
+    parser: str = ""
+    quantize: str = ""
+    spans: dict[str, Span] = field(default_factory=dict, compare=False)
+
+
+def keyed(paths: list[tuple[Path, Span | None]]) -> tuple[SourceFile, ...]:
+    """Name files as the reference's CLI does: one file by its base name, several relative
+    to their common parent folder (slash-separated)."""
+    if len(paths) == 1:
+        path, span = paths[0]
+        return (SourceFile(path.name, path, span),)
+    parent = Path(os.path.commonpath([str(p.parent) for p, _ in paths])) if paths else Path()
+    out = [
+        SourceFile(PurePosixPath(*p.relative_to(parent).parts).as_posix(), p, span)
+        for p, span in paths
+    ]
+    return tuple(sorted(out, key=lambda f: f.key))
+
+
+def _expand(value: str, relative_dir: Path) -> Path:
+    from toolchain.frontend.paths import expand_path
+
+    return Path(expand_path(value, str(relative_dir)))
+
+
+def _valid_semver(v: str) -> bool:
+    core, _, build = v.partition("+")
+    core, _, pre = core.partition("-")
+    nums = core.split(".")
+    if not 1 <= len(nums) <= 3 or any(
+        not n.isdigit() or (len(n) > 1 and n[0] == "0") for n in nums
+    ):
+        return False
+    if (pre or build) and len(nums) != 3:
+        return False
+    ok_ident = (
+        all(part and all(c.isalnum() or c == "-" for c in part) for part in pre.split("."))
+        if pre
+        else True
+    )
+    return ok_ident and (all(part for part in build.split(".")) if build else True)
+
+
+def request_from_modelfile(
+    mf: ir.Modelfile, *, relative_dir: str | Path | None = None
+) -> CreateRequest:
+    """The create request for a parsed Modelfile; paths are relative to the Modelfile's folder.
+
+    Raises `BuildError` (with the instruction's span) for a missing ADAPTER/DRAFT file, a
+    folder with nothing to build from, a bad REQUIRES, or a DRAFT that is the FROM file.
+    """
+    base = Path(relative_dir) if relative_dir is not None else Path(mf.path).parent
+    spans: dict[str, Span] = {}
+    from_model = ""
+    files: list[tuple[Path, Span | None]] = []
+    convert_dirs: list[SourceDir] = []
+    adapters: list[tuple[Path, Span | None]] = []
+    adapter_dirs: list[SourceDir] = []
+    drafts: list[tuple[Path, Span | None]] = []
+    single: dict[str, str] = {}
+    licenses: list[str] = []
+    messages: list[tuple[str, str]] = []
+    params: list[ir.Parameter] = []
+
+    for ins in mf.instructions:
+        if isinstance(ins, ir.From):
+            path = _expand(ins.value, base)
+            if not path.exists():
+                from_model = ins.value
+                spans["from"] = ins.span
+                continue
+            if any(path.resolve() == d.resolve() for d, _ in drafts):
+                raise BuildError(
+                    f"DRAFT must not reference the same local path as FROM: {path}", ins.span
+                )
+            spans["from"] = ins.span
+            if path.is_dir():
+                found, hf_dir = files_for_directory(path, ins.span)
+                files.extend((p, ins.span) for p in found)
+                if hf_dir is not None:
+                    convert_dirs.append(SourceDir(hf_dir, ins.span))
+            else:
+                files.append((path, ins.span))
+        elif isinstance(ins, ir.Adapter | ir.Draft):
+            label = "ADAPTER" if isinstance(ins, ir.Adapter) else "DRAFT"
+            path = _expand(ins.value, base)
+            if not path.exists():
+                raise BuildError(
+                    f"{label} file not found: {path}",
+                    ins.span,
+                    hint=f"{label} takes a GGUF file path (relative to the Modelfile's folder)",
+                )
+            spans[label.lower()] = ins.span
+            if isinstance(ins, ir.Adapter):
+                adapters, adapter_dirs = [], []  # the last ADAPTER wins, as in the reference
+                if path.is_dir():
+                    found, hf_dir = files_for_directory(path, ins.span, adapter=True)
+                    adapters = [(p, ins.span) for p in found]
+                    if hf_dir is not None:
+                        adapter_dirs = [SourceDir(hf_dir, ins.span)]
+                else:
+                    adapters = [(path, ins.span)]
+            else:
+                if any(path.resolve() == f.resolve() for f, _ in files):
+                    raise BuildError(
+                        f"DRAFT must not reference the same local path as FROM: {path}", ins.span
+                    )
+                if path.is_dir():
+                    found, _ = files_for_directory(path, ins.span)
+                    drafts.extend((p, ins.span) for p in found)
+                else:
+                    drafts.append((path, ins.span))
+        elif isinstance(ins, ir.Template | ir.System | ir.Renderer | ir.Parser | ir.Quantize):
+            single[ins.command] = ins.value
+            spans[ins.command] = ins.span
+        elif isinstance(ins, ir.Requires):
+            v = ins.value if ins.value.startswith("v") else "v" + ins.value
+            if not _valid_semver(v[1:]):
+                raise BuildError(SEMVER_HINT, ins.span)
+            single["requires"] = v[1:]
+            spans["requires"] = ins.span
+        elif isinstance(ins, ir.License):
+            licenses.append(ins.value)
+        elif isinstance(ins, ir.Message):
+            messages.append((ins.role, ins.value))
+        elif isinstance(ins, ir.Parameter):
+            params.append(ins)
+
+    return CreateRequest(
+        from_model=from_model,  # the reference prefers `from` over `files` when both are set
+        files=keyed(files) if files else (),
+        convert_dirs=tuple(convert_dirs),
+        adapters=keyed(adapters) if adapters else (),
+        adapter_dirs=tuple(adapter_dirs),
+        draft_files=keyed(drafts) if drafts else (),
+        template=single.get("template", ""),
+        system=single.get("system", ""),
+        licenses=tuple(licenses),
+        parameters=typed_parameters(params),
+        messages=tuple(messages),
+        requires=single.get("requires", ""),
+        renderer=single.get("renderer", ""),
+        parser=single.get("parser", ""),
+        quantize=single.get("quantize", ""),
+        spans=spans,
+    )

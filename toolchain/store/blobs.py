@@ -1,0 +1,254 @@
+"""Content-addressed blobs: `blobs/sha256-<hex>`, written once, atomically.
+
+Every write streams into a temp file under `<root>/.mfc/tmp/` while hashing, fsyncs it,
+then renames it into `blobs/` and fsyncs the folder: a reader (or Ollama) never sees a
+partial blob, and a process killed mid-write leaves only a temp file, which the next
+writer removes. Temp names start with the writer's pid so a live writer's file is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from toolchain.store.errors import BlobError
+
+DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
+CHUNK = 1 << 20
+
+#: called with the number of bytes done so far
+ByteProgress = Callable[[int], None]
+
+
+def parse_digest(digest: str) -> str:
+    """The hex part of `sha256:<hex>` or `sha256-<hex>`; raises `BlobError` otherwise."""
+    m = DIGEST_RE.match(digest)
+    if not m:
+        raise BlobError(f"invalid digest format: {digest!r}")
+    return m.group(1)
+
+
+def is_digest(digest: str) -> bool:
+    return DIGEST_RE.match(digest) is not None
+
+
+def digest_of_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def digest_of_file(path: str | os.PathLike[str], progress: ByteProgress | None = None) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks (hashlib releases the GIL)."""
+    h = hashlib.sha256()
+    done = 0
+    with Path(path).open("rb", buffering=0) as f:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            done += n
+            if progress is not None:
+                progress(done)
+    return "sha256:" + h.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class BlobWrite:
+    """The outcome of a write: the blob's digest and size, and whether it was new."""
+
+    digest: str
+    size: int
+    created: bool
+
+
+class Blobs:
+    """The `blobs/` folder of a store, plus its temp area."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "blobs"
+        self.tmp_dir = root / ".mfc" / "tmp"
+
+    def path(self, digest: str) -> Path:
+        """Where the blob with this digest lives (`sha256:` becomes `sha256-`)."""
+        return self.dir / f"sha256-{parse_digest(digest)}"
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        return self.path(digest).stat().st_size
+
+    def open(self, digest: str) -> BinaryIO:
+        """Open a blob for reading; raises `BlobError` if it is missing."""
+        try:
+            return self.path(digest).open("rb")
+        except FileNotFoundError:
+            raise BlobError(f"blob {digest} not found") from None
+
+    def read_bytes(self, digest: str) -> bytes:
+        with self.open(digest) as f:
+            return f.read()
+
+    def touch(self, digest: str) -> None:
+        """Mark a blob as used now (protects it from a time-based prune, as the reference does)."""
+        try:
+            os.utime(self.path(digest))
+        except FileNotFoundError:
+            raise BlobError(f"blob {digest} not found") from None
+
+    def verify(self, digest: str) -> bool:
+        """Whether the blob exists and its bytes hash to its digest."""
+        path = self.path(digest)
+        if not path.is_file():
+            return False
+        return digest_of_file(path) == "sha256:" + parse_digest(digest).lower()
+
+    def remove(self, digest: str) -> bool:
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def digests(self) -> list[str]:
+        """Digests of the complete blobs on disk (temp and partial files are not blobs)."""
+        if not self.dir.is_dir():
+            return []
+        out = []
+        for entry in os.scandir(self.dir):
+            name = entry.name.replace("sha256-", "sha256:", 1)
+            if entry.is_file() and is_digest(name):
+                out.append(name)
+        return sorted(out)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def clean_stale_temps(self) -> int:
+        """Remove temp files left by writers that are no longer running; returns how many."""
+        if not self.tmp_dir.is_dir():
+            return 0
+        removed = 0
+        for entry in os.scandir(self.tmp_dir):
+            pid, _, _ = entry.name.partition("-")
+            if pid.isdigit() and _pid_alive(int(pid)):
+                continue
+            try:
+                Path(entry.path).unlink()
+                removed += 1
+            except OSError:
+                pass
+        return removed
+
+    def temp_file(self, suffix: str = ".partial") -> tuple[int, Path]:
+        """A new temp file in the store's temp area (same filesystem as `blobs/`)."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"{os.getpid()}-", suffix=suffix, dir=self.tmp_dir)
+        return fd, Path(name)
+
+    def write_stream(
+        self,
+        chunks: Iterable[bytes] | BinaryIO,
+        *,
+        expected: str | None = None,
+        progress: ByteProgress | None = None,
+    ) -> BlobWrite:
+        """Store a stream of bytes as a blob; with `expected`, refuse bytes that don't match it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = self.temp_file()
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                source: Iterable[bytes] = (
+                    iter(lambda: chunks.read(CHUNK), b"") if hasattr(chunks, "read") else chunks
+                )
+                for chunk in source:
+                    h.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                    if progress is not None:
+                        progress(size)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = "sha256:" + h.hexdigest()
+            if expected is not None and digest != "sha256:" + parse_digest(expected).lower():
+                raise BlobError(f"digest mismatch: expected {expected}, got {digest}")
+            return self._commit(tmp, digest, size)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def write_bytes(self, data: bytes) -> BlobWrite:
+        """Store bytes as a blob (a no-op apart from a touch if it already exists)."""
+        digest = digest_of_bytes(data)
+        if self.exists(digest):
+            self.touch(digest)
+            return BlobWrite(digest, len(data), created=False)
+        return self.write_stream([data], expected=digest)
+
+    def import_file(
+        self, path: str | os.PathLike[str], digest: str, progress: ByteProgress | None = None
+    ) -> BlobWrite:
+        """Copy a file into the store as the blob `digest`, verifying the bytes while copying.
+
+        If the blob already exists nothing is copied. If the file changed since it was
+        hashed, the copy is discarded and `BlobError` says so.
+        """
+        if self.exists(digest):
+            self.touch(digest)
+            return BlobWrite(digest, self.size(digest), created=False)
+        try:
+            with Path(path).open("rb", buffering=0) as f:
+                result = self.write_stream(f, expected=digest, progress=progress)
+        except BlobError as exc:
+            if "mismatch" in exc.message:
+                raise BlobError(
+                    f"{path} changed while it was being copied into the store"
+                ) from None
+            raise
+        return result
+
+    def adopt(self, tmp: Path, digest: str | None = None) -> BlobWrite:
+        """Move a finished temp file (e.g. a pass's output) into `blobs/`, hashing it if needed."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            digest = digest or digest_of_file(tmp)
+            with tmp.open("rb") as f:
+                os.fsync(f.fileno())
+            return self._commit(tmp, digest, tmp.stat().st_size)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _commit(self, tmp: Path, digest: str, size: int) -> BlobWrite:
+        final = self.path(digest)
+        if final.exists():
+            os.utime(final)
+            return BlobWrite(digest, size, created=False)
+        tmp.chmod(0o644)
+        tmp.replace(final)
+        fsync_dir(self.dir)
+        return BlobWrite(digest, size, created=True)
