@@ -19,6 +19,10 @@ from toolchain.errors import MfcError, UsageError
 
 #: command name -> "module:attribute" of a click.Command. One line per command.
 COMMANDS: dict[str, str] = {
+    "push": "toolchain.cli.push:command",
+    "pull": "toolchain.cli.pull:command",
+    "export": "toolchain.cli.export:command",
+    "import": "toolchain.cli.import_:command",
 }
 
 

@@ -175,10 +175,13 @@ class _Download:
             workers = max(1, min(self.tuning.parallel, len(pending)))
             with ThreadPoolExecutor(workers, thread_name_prefix="mfc-pull") as pool:
                 futures = [pool.submit(self.fetch, part) for part in pending]
-                done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-                errors = [e for e in (f.exception() for f in done) if e is not None]
+                try:
+                    wait(futures, return_when=FIRST_EXCEPTION)
+                finally:  # an error, or Ctrl-C in this thread: the other parts stop too
+                    errors = [e for e in (f.exception() for f in futures if f.done()) if e]
+                    if errors or not all(f.done() for f in futures):
+                        self.stop.set()
                 if errors:
-                    self.stop.set()
                     wait(futures)
                     raise errors[0]
             os.fsync(self.fd)

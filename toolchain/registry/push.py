@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 from toolchain.registry.client import RegistryClient
+from toolchain.registry.errors import RegistryError
 from toolchain.registry.remote import LayerProgress, connect, mount_source, repository, short
 from toolchain.store.errors import ModelNotFoundError
 from toolchain.store.manifest import Layer, Manifest
-from toolchain.store.names import ModelName
+from toolchain.store.names import DEFAULT_HOST, ModelName
 from toolchain.store.store import Store
 
 #: bytes per PATCH request; each chunk is held in memory so it can be re-sent after a 401
@@ -53,6 +54,12 @@ def push_model(
     """Push `name` (which must carry its registry host, e.g. `localhost:5000/team/m:v1`)."""
     store = store or Store.open()
     target = store.resolve(name)
+    if target.host.lower() == DEFAULT_HOST:
+        raise RegistryError(
+            f"{target.display()} has no registry host to push to",
+            hint="name the registry: `mfc cp MODEL localhost:5000/team/model:tag`, then push "
+            "that (pushing to ollama.com needs Ollama's signed keys, which mfc does not have)",
+        )
     progress(ProgressEvent("retrieving manifest"))
     try:
         manifest = store.read_manifest(target)

@@ -1,0 +1,38 @@
+"""`mfc export NAME... -o model.tar`: models as a reproducible OCI image-layout tarball."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolchain.cli.reporting import print_json, reporter
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The tarball to write.",
+)
+@click.option(
+    "--models",
+    type=click.Path(file_okay=False),
+    help="Store folder (default: $MFC_MODELS, $OLLAMA_MODELS, ~/.ollama/models).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
+def command(names: tuple[str, ...], output: Path, models: str | None, as_json: bool) -> None:
+    """Write the models NAMES to an OCI image-layout tarball (same models, same bytes)."""
+    from toolchain.registry.layout import export_models
+    from toolchain.store import Store
+
+    with reporter(as_json) as progress:
+        done = export_models(list(names), output, store=Store.open(models), progress=progress)
+    if as_json:
+        print_json({"output": str(output), "models": [m.to_json() for m in done]})
+        return
+    for model in done:
+        click.echo(f"exported {model.name} ({model.digest[:12]}) to {output}")

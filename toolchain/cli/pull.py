@@ -1,0 +1,37 @@
+"""`mfc pull NAME`: fetch a model from an OCI registry into the store."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.cli.reporting import print_json, reporter
+
+
+@click.command()
+@click.argument("name")
+@click.option("--insecure", is_flag=True, help="Allow plain http and untrusted TLS certificates.")
+@click.option(
+    "--models",
+    type=click.Path(file_okay=False),
+    help="Store folder (default: $MFC_MODELS, $OLLAMA_MODELS, ~/.ollama/models).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
+def command(name: str, insecure: bool, models: str | None, as_json: bool) -> None:
+    """Pull NAME (host/namespace/model:tag) from its registry into the store.
+
+    Every blob is checked against its digest; an interrupted pull resumes where it stopped
+    when run again. Credentials: MFC_REGISTRY_USERNAME and MFC_REGISTRY_PASSWORD, or the
+    docker config (`docker login`).
+    """
+    from toolchain.registry.pull import pull_model
+    from toolchain.store import Store
+
+    with reporter(as_json) as progress:
+        result = pull_model(name, store=Store.open(models), insecure=insecure, progress=progress)
+    if as_json:
+        print_json(result.to_json())
+        return
+    click.echo(
+        f"pulled {result.name} ({result.digest[:12]}): {len(result.downloaded)} downloaded, "
+        f"{len(result.cached)} already in the store"
+    )
