@@ -57,8 +57,8 @@ def push_model(
     if target.host.lower() == DEFAULT_HOST:
         raise RegistryError(
             f"{target.display()} has no registry host to push to",
-            hint="name the registry: `mfc cp MODEL localhost:5000/team/model:tag`, then push "
-            "that (pushing to ollama.com needs Ollama's signed keys, which mfc does not have)",
+            hint="copy it to a name with a registry host (localhost:5000/team/model:tag) and "
+            "push that; pushing to ollama.com needs Ollama's signed keys, which mfc lacks",
         )
     progress(ProgressEvent("retrieving manifest"))
     try:
