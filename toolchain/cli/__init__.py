@@ -19,6 +19,9 @@ from toolchain.errors import MfcError, UsageError
 
 #: command name -> "module:attribute" of a click.Command. One line per command.
 COMMANDS: dict[str, str] = {
+    "check": "toolchain.cli.check:command",
+    "fmt": "toolchain.cli.fmt:command",
+    "parse": "toolchain.cli.parse:command",
     "push": "toolchain.cli.push:command",
     "pull": "toolchain.cli.pull:command",
     "export": "toolchain.cli.export:command",

@@ -1,0 +1,137 @@
+"""PARAMETER names, their types and values, as the reference stores them (spec §1.8, §1.9).
+
+The table is the json tags of the reference's `api.Options` (with the embedded `Runner`);
+`parse_parameter_value` is its `FormatParams` for one value. Also here: the QUANTIZE types
+(mfc's extension), in one table the quantizer can import or replace.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Literal
+
+from toolchain.errors import MfcError, Span
+from toolchain.frontend.go_strconv import parse_bool, parse_float32, parse_int64
+from toolchain.ir import Parameter
+
+ParamType = Literal["int", "float", "bool", "string_list"]
+ParamValue = int | float | bool | list[str]
+
+#: name -> type; Go `int`/`*int` are stored as int64, `float32` rounded to float32
+PARAMETERS: dict[str, ParamType] = {
+    # api.Runner
+    "num_ctx": "int",
+    "num_batch": "int",
+    "num_gpu": "int",
+    "main_gpu": "int",
+    "use_mmap": "bool",
+    "num_thread": "int",
+    "draft_num_predict": "int",
+    # api.Options
+    "num_keep": "int",
+    "seed": "int",
+    "num_predict": "int",
+    "top_k": "int",
+    "top_p": "float",
+    "min_p": "float",
+    "typical_p": "float",
+    "repeat_last_n": "int",
+    "temperature": "float",
+    "repeat_penalty": "float",
+    "presence_penalty": "float",
+    "frequency_penalty": "float",
+    "stop": "string_list",
+}
+
+#: accepted by the parser, skipped by `ollama create` with `warning: parameter <name> is deprecated`
+DEPRECATED_PARAMETERS: tuple[str, ...] = (
+    "penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock",
+    "mirostat", "mirostat_tau", "mirostat_eta",
+)
+
+#: QUANTIZE <type> (and --quantize): accepted spellings, matched case-insensitively
+QUANTIZE_TYPES: tuple[str, ...] = (
+    "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
+    "q2_K", "q2_K_S", "q3_K_S", "q3_K_M", "q3_K_L", "q4_K_S", "q4_K_M", "q5_K_S", "q5_K_M",
+    "q6_K",
+    "f16", "bf16", "f32",
+)
+
+_EXAMPLES: dict[ParamType, str] = {
+    "int": "an integer, e.g. 4096",
+    "float": "a number, e.g. 0.7",
+    "bool": "true or false",
+    "string_list": "a string",
+}
+_PARSERS = {"int": parse_int64, "float": parse_float32, "bool": parse_bool}
+_GO_KIND = {"int": "int", "float": "float", "bool": "bool"}
+
+
+class ParameterError(MfcError):
+    """A PARAMETER the reference's `ollama create` rejects."""
+
+
+class UnknownParameterError(ParameterError):
+    """`unknown parameter '<name>'`."""
+
+
+class InvalidParameterValueError(ParameterError):
+    """`invalid int value [<v>]` (or float, bool)."""
+
+
+def is_deprecated(name: str) -> bool:
+    """The reference skips these names (with a warning) before typing any value."""
+    return name in DEPRECATED_PARAMETERS
+
+
+def suggest_parameter(name: str) -> str | None:
+    """The known name `name` was probably meant to be, if any."""
+    if name.lower() in PARAMETERS:
+        return name.lower()
+    close = difflib.get_close_matches(name.lower(), PARAMETERS, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def parse_parameter_value(name: str, raw: str, span: Span | None = None) -> ParamValue:
+    """The value the reference stores for `PARAMETER <name> <raw>`: int64, float32-rounded
+    float, bool, or `[raw]` for `stop`. Raises `ParameterError` with the reference's text."""
+    kind = PARAMETERS.get(name)
+    if kind is None:
+        guess = suggest_parameter(name)
+        hint = (f"did you mean {guess}?" if guess
+                else "known parameters: " + ", ".join(sorted(PARAMETERS)))
+        raise UnknownParameterError(f"unknown parameter '{name}'", span, hint)
+    if kind == "string_list":
+        return [raw]
+    try:
+        return _PARSERS[kind](raw)
+    except ValueError:
+        raise InvalidParameterValueError(
+            f"invalid {_GO_KIND[kind]} value [{raw}]", span, f"{name} takes {_EXAMPLES[kind]}"
+        ) from None
+
+
+def collect_parameters(params: Iterable[Parameter]) -> tuple[dict[str, ParamValue], list[str]]:
+    """Merge PARAMETERs as `ollama create` does: deprecated names skipped (their warnings
+    returned), `stop` values appended in order, any other repeated name last-wins.
+    Raises `ParameterError` at the first unknown name or bad value."""
+    merged: dict[str, ParamValue] = {}
+    warnings: list[str] = []
+    for param in params:
+        if is_deprecated(param.name):
+            warnings.append(f"parameter {param.name} is deprecated")
+            continue
+        value = parse_parameter_value(param.name, param.value, param.value_span or param.span)
+        previous = merged.get(param.name)
+        if isinstance(value, list) and isinstance(previous, list):
+            merged[param.name] = previous + value
+        else:
+            merged[param.name] = value
+    return merged, warnings
+
+
+def canonical_quantize_type(name: str) -> str | None:
+    """The table's spelling of a QUANTIZE type given in any case, or None if unknown."""
+    folded = name.lower()
+    return next((t for t in QUANTIZE_TYPES if t.lower() == folded), None)
