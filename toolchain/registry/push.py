@@ -67,9 +67,14 @@ def push_model(
         progress(ProgressEvent("couldn't retrieve manifest"))
         raise
     outcome: dict[str, list[str]] = {"uploaded": [], "mounted": [], "existing": []}
+    # layers without `from` (the config, above all) are most likely where the others came from
+    fallback = next(
+        (s for s in (mount_source(layer.from_, target) for layer in manifest.layers) if s), None
+    )
     with connect(target, insecure=insecure) as client, store.shared_lock():
         for layer in manifest.all_layers():
-            kind = _push_layer(client, store, target, layer, progress, chunk_size)
+            source = mount_source(layer.from_, target) if layer.from_ else fallback
+            kind = _push_layer(client, store, target, layer, source, progress, chunk_size)
             outcome[kind].append(layer.digest)
         progress(ProgressEvent("pushing manifest"))
         client.put_manifest(repository(target), target.tag, manifest.data, _media_type(manifest))
@@ -92,16 +97,20 @@ def _push_layer(  # noqa: PLR0917
     store: Store,
     target: ModelName,
     layer: Layer,
+    source: str | None,
     progress: ProgressCallback,
     chunk_size: int,
 ) -> str:
-    """Make sure the registry has one blob; returns how: uploaded, mounted or existing."""
+    """Make sure the registry has one blob; returns how: uploaded, mounted or existing.
+
+    With a `source` repository the upload starts as a cross-repository mount; a registry
+    that does not have the blob there answers with an ordinary upload session instead.
+    """
     repo = repository(target)
     meter = LayerProgress(progress, f"pushing {short(layer.digest)}", layer.digest, layer.size)
     if client.blob_exists(repo, layer.digest):
         meter.update(layer.size, force=True)
         return "existing"
-    source = mount_source(layer.from_, target)
     location = client.start_upload(repo, mount=layer.digest if source else None, source=source)
     if location is None:
         meter.update(layer.size, force=True)

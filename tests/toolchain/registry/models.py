@@ -13,7 +13,15 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from toolchain.store import Layer, Manifest, ModelName, Store, digest_of_file, mediatypes
+from toolchain.store import (
+    Layer,
+    Manifest,
+    ModelName,
+    Store,
+    digest_of_file,
+    mediatypes,
+    parse_name,
+)
 from toolchain.store.config import ModelConfig
 
 
@@ -79,6 +87,18 @@ def store_model(
     )
     store.write_manifest(target, manifest)
     return store.read_manifest(target)
+
+
+def build_model(store: Store, name: str, modelfile: str, folder: Path) -> Manifest:
+    """Build a Modelfile with mfc's compiler (`mfc build`'s library entry) into `store`."""
+    from toolchain.build import build_modelfile
+    from toolchain.frontend.parse import parse_modelfile
+
+    path = folder / f"Modelfile.{abs(hash(name))}"
+    path.write_text(modelfile)
+    parsed = parse_modelfile(path.read_bytes(), str(path))
+    build_modelfile(store, parse_name(name), parsed, relative_dir=folder)
+    return store.read_manifest(name)
 
 
 def snapshot(store: Store) -> dict[str, str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.toolchain.registry.fault_proxy import FaultProxy
-from tests.toolchain.registry.models import snapshot, store_model
+from tests.toolchain.registry.models import build_model, snapshot, store_model
 from toolchain.progress import ProgressEvent
 from toolchain.registry.download import DownloadTuning
 from toolchain.registry.errors import DigestMismatchError, RegistryError
@@ -23,10 +23,17 @@ def _events() -> tuple[list[ProgressEvent], object]:
 
 
 def test_push_remove_pull_restores_the_store_byte_for_byte(
-    proxy: FaultProxy, store: Store, small_gguf: Path
+    proxy: FaultProxy, store: Store, small_gguf: Path, tmp_path: Path
 ) -> None:
     name = f"{proxy.host}/team/tiny:v1"
-    manifest = store_model(store, name, small_gguf, system="You are tiny.")
+    manifest = build_model(
+        store,
+        name,
+        f'FROM {small_gguf}\nTEMPLATE "{{{{ .System }}}} {{{{ .Prompt }}}}"\n'
+        "SYSTEM You are tiny.\nPARAMETER temperature 0.5\nLICENSE MIT\n",
+        tmp_path,
+    )
+    assert len(manifest.layers) == 5
     before = snapshot(store)
 
     events, on_event = _events()
@@ -78,28 +85,29 @@ def test_second_push_uploads_nothing_and_second_pull_downloads_nothing(
 
 
 def test_push_of_a_model_built_from_a_pushed_one_mounts_the_shared_blobs(
-    proxy: FaultProxy, store: Store, small_gguf: Path
+    proxy: FaultProxy, store: Store, small_gguf: Path, tmp_path: Path
 ) -> None:
     base_name = f"{proxy.host}/team/base:v1"
-    base = store_model(store, base_name, small_gguf)
+    base = build_model(store, base_name, f"FROM {small_gguf}\nSYSTEM Base.\n", tmp_path)
     push_model(base_name, store=store, insecure=True)
     derived_name = f"{proxy.host}/team/derived:v1"
-    derived = store_model(
-        store, derived_name, small_gguf, system="Derived.", base=store.resolve(base_name)
-    )
-    assert {layer.from_ for layer in derived.layers[:2]} == {f"{proxy.host}/team/base:v1"}
+    derived = build_model(store, derived_name, f"FROM {base_name}\nSYSTEM Derived.\n", tmp_path)
+    inherited = [layer for layer in derived.layers if layer.from_]
+    assert inherited and {layer.from_ for layer in inherited} == {base_name}
 
     proxy.clear()
     result = push_model(derived_name, store=store, insecure=True)
-    shared = {layer.digest for layer in base.layers}
-    assert set(result.mounted) == shared
+    shared = {layer.digest for layer in derived.all_layers()} & base.digests()
+    assert {layer.digest for layer in inherited} <= shared
+    assert set(result.mounted) == shared  # the config too: it is the same blob
     system = derived.layers_of(mediatypes.SYSTEM)[0].digest
-    assert system in result.uploaded
+    assert result.uploaded == (system,)
     mounts = proxy.requests("POST", "mount=")
-    assert len(mounts) == len(shared) and all(r.status == 201 for r in mounts)
     assert all("from=team%2Fbase" in r.query for r in mounts)
+    assert sorted(r.status for r in mounts) == [201] * len(shared) + [202]  # system: not there
     # the mounted blobs were never sent again
-    assert len(proxy.requests("PUT", "digest=")) == len(result.uploaded)
+    assert len(proxy.requests("PUT", "digest=")) == 1
+    assert len(proxy.requests("PATCH")) == 1
 
 
 def test_interrupted_pull_resumes_without_refetching_completed_ranges(
