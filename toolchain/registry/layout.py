@@ -33,7 +33,13 @@ from typing import IO
 
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 from toolchain.registry.errors import LayoutError
-from toolchain.registry.remote import LayerProgress, check_digest, noprune, short
+from toolchain.registry.remote import (
+    LayerProgress,
+    check_digest,
+    noprune,
+    short,
+    stored_digests,
+)
 from toolchain.store import mediatypes
 from toolchain.store.errors import StoreError
 from toolchain.store.manifest import Manifest
@@ -203,7 +209,7 @@ def import_models(
         if not isinstance(layout, dict) or layout.get("imageLayoutVersion") != "1.0.0":
             raise LayoutError(f"{tarball}: oci-layout does not declare imageLayoutVersion 1.0.0")
         entries = _index_entries(tar, files, tarball, name)
-        previous = {target: _digests_of(store, target) for target, _ in entries}
+        previous = {target: stored_digests(store, target) for target, _ in entries}
         with store.shared_lock():
             _store_entries(tar, files, store, entries, tarball, progress)
     stale: set[str] = set()
@@ -251,13 +257,6 @@ def _store_entries(  # noqa: PLR0917
     finally:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
-
-
-def _digests_of(store: Store, name: ModelName) -> set[str]:
-    try:
-        return store.read_manifest(name).digests() if store.exists(name) else set()
-    except StoreError:
-        return set()
 
 
 def _read_member(

@@ -29,6 +29,7 @@ from toolchain.registry.remote import (
     noprune,
     repository,
     short,
+    stored_digests,
 )
 from toolchain.store.errors import StoreError
 from toolchain.store.manifest import Layer, Manifest
@@ -69,7 +70,7 @@ def pull_model(
     with connect(target, insecure=insecure) as client:
         body, media_type = client.get_manifest(repository(target), target.tag)
         manifest = _parse_manifest(body, media_type)
-        previous = _digests_of(store, target)
+        previous = stored_digests(store, target)
         with store.shared_lock():
             downloaded, cached = _fetch_layers(
                 client, store, target, manifest, progress=progress, tuning=tuning
@@ -117,13 +118,6 @@ def _parse_manifest(body: bytes, media_type: str) -> Manifest:
         if layer.size < 0:
             raise RegistryError(f"pull model manifest: layer {layer.digest} has a negative size")
     return manifest
-
-
-def _digests_of(store: Store, name: ModelName) -> set[str]:
-    try:
-        return store.read_manifest(name).digests() if store.exists(name) else set()
-    except StoreError:
-        return set()
 
 
 def _fetch_layers(

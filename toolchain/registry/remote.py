@@ -9,7 +9,9 @@ import time
 from toolchain.progress import ProgressCallback, ProgressEvent
 from toolchain.registry.client import RegistryClient
 from toolchain.registry.errors import RegistryError
+from toolchain.store.errors import StoreError
 from toolchain.store.names import ModelName, parse_name_lenient
+from toolchain.store.store import Store
 
 #: seconds between two progress events of one layer (the reference ticks every 60 ms)
 PROGRESS_INTERVAL = 0.06
@@ -84,3 +86,11 @@ def noprune() -> bool:
         if value:
             return value not in ("0", "f", "F", "false", "FALSE", "False")
     return False
+
+
+def stored_digests(store: Store, name: ModelName) -> set[str]:
+    """The blobs the store's current manifest for `name` uses (empty if none or unreadable)."""
+    try:
+        return store.read_manifest(name).digests() if store.exists(name) else set()
+    except StoreError:
+        return set()
