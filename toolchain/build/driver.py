@@ -17,6 +17,7 @@ from toolchain import ir
 from toolchain.build import convert, emit, quantize, resolve, template
 from toolchain.build.passes import BuildContext, Pass, run_passes
 from toolchain.build.plan import BuildPlan, BuildResult
+from toolchain.build.quantize import check_quantize_type
 from toolchain.build.request import CreateRequest, request_from_modelfile
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 from toolchain.store.errors import StoreError
@@ -44,6 +45,8 @@ def build(
     passes: tuple[Pass, ...] = PIPELINE,
 ) -> BuildResult:
     """Build `name` from a create request; emits the reference's progress statuses."""
+    if request.quantize:  # reject a bad type before any hashing or copying
+        check_quantize_type(request.quantize, request.spans.get("quantize"))
     ctx = BuildContext(store, progress)
     try:
         ctx.lock_if_exists()

@@ -16,47 +16,28 @@ from toolchain.build.cache import cache_key
 from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass
 from toolchain.build.plan import BuildPlan, PlannedLayer
+from toolchain.errors import Span
+from toolchain.frontend.parameters import QUANTIZE_TYPES, canonical_quantize_type
 from toolchain.store import mediatypes
 from toolchain.store.config import file_type_name
 from toolchain.store.gguf_reader import read_gguf
 
 VERSION = 1
-#: the types QUANTIZE accepts (case-insensitive), by their canonical spelling
-QUANT_TYPES = (
-    "Q4_0",
-    "Q4_1",
-    "Q5_0",
-    "Q5_1",
-    "Q8_0",
-    "Q2_K",
-    "Q2_K_S",
-    "Q3_K_S",
-    "Q3_K_M",
-    "Q3_K_L",
-    "Q4_K_S",
-    "Q4_K_M",
-    "Q5_K_S",
-    "Q5_K_M",
-    "Q6_K",
-    "F16",
-    "BF16",
-    "F32",
-)
-ALIASES = {"Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "Q3_K": "Q3_K_M"}
 #: what the progress events carry as digest, like the reference (19 zeros)
 NO_DIGEST = "0" * 19
 FLOAT_SOURCES = ("F32", "F16", "BF16")
 
 
-def spelling(canonical: str) -> str:
-    """How users write a type: q4_K_M, q8_0, f16."""
-    return canonical.lower() if canonical in FLOAT_SOURCES else canonical[0].lower() + canonical[1:]
-
-
-def canonical_type(name: str) -> str | None:
-    upper = name.strip().upper()
-    upper = ALIASES.get(upper, upper)
-    return upper if upper in QUANT_TYPES else None
+def check_quantize_type(name: str, span: Span | None) -> str:
+    """The canonical upper-case type (`Q4_K_M`) for a QUANTIZE/--quantize value, or an error."""
+    found = canonical_quantize_type(name)
+    if found is None:
+        raise BuildError(
+            f"unsupported quantization type '{name}'",
+            span,
+            hint="known types: " + ", ".join(QUANTIZE_TYPES),
+        )
+    return found.upper()
 
 
 def _source_type(layer: PlannedLayer) -> str:
@@ -134,13 +115,7 @@ def quantize_layer(
 def run(plan: BuildPlan, ctx: BuildContext) -> BuildPlan:
     if not plan.request.quantize:
         return plan
-    target = canonical_type(plan.request.quantize)
-    if target is None:
-        raise BuildError(
-            f"unknown quantization type {plan.request.quantize!r}",
-            plan.request.spans.get("quantize"),
-            hint="one of " + ", ".join(spelling(t) for t in QUANT_TYPES),
-        )
+    target = check_quantize_type(plan.request.quantize, plan.request.spans.get("quantize"))
     base = tuple(
         quantize_layer(ctx, plan, layer, target)
         if layer.media_type == mediatypes.MODEL and layer.gguf is not None

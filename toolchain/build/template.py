@@ -10,51 +10,17 @@ another model inherits its template layer and is never re-detected.
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.gotemplate import TemplateError
 from toolchain.gotemplate import parse as parse_template
+from toolchain.prompt import detect_template
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_bytes
 from toolchain.store.gojson import GoStruct, encode
-
-
-@dataclass(frozen=True, slots=True)
-class DetectedTemplate:
-    name: str
-    template: str
-    stop: tuple[str, ...] | None  # None: the named template has no parameters file
-
-
-def detect(chat_template: str) -> DetectedTemplate | None:
-    """The named Go template for a Jinja chat template (`toolchain.prompt.detect_template`)."""
-    try:
-        prompt = importlib.import_module("toolchain.prompt")
-    except ImportError:
-        return None
-    detect_template = getattr(prompt, "detect_template", None)
-    if detect_template is None:
-        return None
-    found: Any = detect_template(chat_template)
-    if found is None:
-        return None
-    stop = getattr(found, "stop", None)
-    params = getattr(found, "parameters", None)
-    if stop is None and isinstance(params, dict) and "stop" in params:
-        stop = params["stop"]
-    text = getattr(found, "template", None) or getattr(found, "source", None)
-    if not isinstance(text, str):
-        return None
-    return DetectedTemplate(
-        name=str(found.name),
-        template=text,
-        stop=tuple(str(s) for s in stop) if stop is not None else None,
-    )
 
 
 def check_template(text: str, plan: BuildPlan) -> None:
@@ -65,8 +31,9 @@ def check_template(text: str, plan: BuildPlan) -> None:
         raise BuildError(f"template error: {exc}", plan.request.spans.get("template")) from None
 
 
-def detected_layers(info_template: str) -> list[PlannedLayer]:
-    found = detect(info_template)
+def detected_layers(chat_template: str) -> list[PlannedLayer]:
+    """The template layer, and the stop-words params layer, for a GGUF's chat template."""
+    found = detect_template(chat_template)
     if found is None:
         return []
     data = found.template.replace("\r\n", "\n").encode("utf-8")
@@ -79,7 +46,7 @@ def detected_layers(info_template: str) -> list[PlannedLayer]:
             status=f"using autodetected template {found.name}",
         )
     ]
-    if found.stop is not None:
+    if found.parameters:  # the reference keeps only `stop` of the template's parameters
         params = encode(GoStruct(stop=list(found.stop)))
         layers.append(
             PlannedLayer(mediatypes.PARAMS, digest_of_bytes(params), len(params), source=params)

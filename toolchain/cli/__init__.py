@@ -26,6 +26,13 @@ COMMANDS: dict[str, str] = {
     "pull": "toolchain.cli.pull:command",
     "export": "toolchain.cli.export:command",
     "import": "toolchain.cli.import_:command",
+    "build": "toolchain.cli.build:command",
+    "create": "toolchain.cli.create:command",
+    "list": "toolchain.cli.list:command",
+    "show": "toolchain.cli.show:command",
+    "cp": "toolchain.cli.cp:command",
+    "rm": "toolchain.cli.rm:command",
+    "inspect": "toolchain.cli.inspect:command",
 }
 
 

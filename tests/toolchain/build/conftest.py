@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.tiny_gguf import write_lora, write_smollm2_lora, write_tiny_model
+from fixtures.tiny_gguf import write_lora, write_tiny_model
 from toolchain.store import Store
 
 
@@ -27,12 +27,6 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_tiny_model(d / "qwen.gguf", arch="qwen2", seed=3)
     write_lora(d / "qwen-lora.gguf", arch="qwen2", targets={"blk.0.attn_q.weight": (8, 8)}, rank=2)
     return d
-
-
-@pytest.fixture(scope="session")
-def smollm2_lora(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A LoRA matching SmolLM2-135M's q/v projections (deterministic bytes)."""
-    return write_smollm2_lora(tmp_path_factory.mktemp("lora") / "smollm2-lora.gguf")
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from toolchain.build import CreateRequest, SourceFile, build
 from toolchain.progress import ProgressEvent
+from toolchain.prompt import named_template
 from toolchain.store import Store, parse_name
 
 MODEL = "application/vnd.ollama.image.model"
@@ -195,15 +196,13 @@ def test_from_model_is_case_insensitive_and_inherits_renderer(store: Store, tiny
 
 def test_delete_gc_scenarios(store: Store, tiny_dir: Path) -> None:
     """TestDelete: two models sharing blobs; deleting both empties blobs/."""
-    request = CreateRequest(files=(SourceFile("tiny.gguf", tiny_dir / "tiny.gguf"),))
-    build(store, parse_name("test"), request)
+    # other.gguf has no chat template, like the reference test's GGUF
+    files = (SourceFile("other.gguf", tiny_dir / "other.gguf"),)
+    build(store, parse_name("test"), CreateRequest(files=files))
     build(
         store,
         parse_name("test2"),
-        CreateRequest(
-            files=(SourceFile("tiny.gguf", tiny_dir / "tiny.gguf"),),
-            template="{{ .System }} {{ .Prompt }}",
-        ),
+        CreateRequest(files=files, template="{{ .System }} {{ .Prompt }}"),
     )
     all_blobs = set(store.blobs.digests())
     assert store.delete("test") == []
@@ -248,3 +247,45 @@ def test_copy_shares_blobs_and_keeps_bytes(store: Store, tiny_dir: Path) -> None
     assert store.blobs.digests() == blobs
     assert store.delete("src") == []
     assert store.verify() == []
+
+
+def test_template_detected_from_gguf(store: Store, tiny_dir: Path) -> None:
+    """No TEMPLATE: the GGUF's chat template picks a named template and its stop words,
+    placed right after the model layer; a TEMPLATE replaces it, PARAMETERs merge over it."""
+    chatml = named_template("chatml")
+    events: list[ProgressEvent] = []
+    build(
+        store,
+        parse_name("auto"),
+        CreateRequest(files=(SourceFile("tiny.gguf", tiny_dir / "tiny.gguf"),)),
+        progress=events.append,
+    )
+    stop = b'{"stop":["\\u003c|im_start|\\u003e","\\u003c|im_end|\\u003e"]}\n'
+    assert json.loads(stop)["stop"] == chatml.stop == ["<|im_start|>", "<|im_end|>"]
+    expected = manifest_bytes(
+        tiny_config(),
+        [
+            layer(MODEL, (tiny_dir / "tiny.gguf").read_bytes(), **{"from": "tiny.gguf"}),
+            layer(TEMPLATE, chatml.template.encode()),
+            layer(PARAMS, stop),
+        ],
+    )
+    assert read(store, "auto") == expected
+    assert "using autodetected template chatml" in [e.status for e in events]
+    build(
+        store,
+        parse_name("explicit"),
+        CreateRequest(
+            files=(SourceFile("tiny.gguf", tiny_dir / "tiny.gguf"),),
+            template="{{ .Prompt }}",
+            parameters={"temperature": 0.5},
+        ),
+    )
+    merged = b'{"stop":["\\u003c|im_start|\\u003e","\\u003c|im_end|\\u003e"],"temperature":0.5}\n'
+    assert [
+        (x["mediaType"], x["digest"]) for x in json.loads(read(store, "explicit"))["layers"]
+    ] == [
+        (MODEL, sha((tiny_dir / "tiny.gguf").read_bytes())),
+        (TEMPLATE, sha(b"{{ .Prompt }}")),
+        (PARAMS, sha(merged)),
+    ]

@@ -1,0 +1,26 @@
+"""`mfc cp SOURCE DESTINATION`: copy a model (the manifest; blobs are shared)."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.cli.reporting import print_json
+from toolchain.cli.store_options import json_option, models_option, open_store
+
+
+@click.command()
+@click.argument("source")
+@click.argument("destination")
+@models_option
+@json_option
+def command(source: str, destination: str, models: str | None, as_json: bool) -> None:
+    """Copy the model SOURCE to DESTINATION (overwriting it); no blob is copied."""
+    from toolchain.store import parse_name
+
+    store = open_store(models)
+    src = store.resolve(parse_name(source))
+    dst = store.copy(src, parse_name(destination))
+    if as_json:
+        print_json({"source": src.display(), "destination": dst.display()})
+    else:
+        click.echo(f"copied '{src.display()}' to '{dst.display()}'")
