@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from toolchain.cli.reporting import print_json, reporter
+from toolchain.cli.store_options import json_option, models_option, open_store
 
 
 @click.command()
@@ -18,19 +19,14 @@ from toolchain.cli.reporting import print_json, reporter
     type=click.Path(dir_okay=False, path_type=Path),
     help="The tarball to write.",
 )
-@click.option(
-    "--models",
-    type=click.Path(file_okay=False),
-    help="Store folder (default: $MFC_MODELS, $OLLAMA_MODELS, ~/.ollama/models).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
+@models_option
+@json_option
 def command(names: tuple[str, ...], output: Path, models: str | None, as_json: bool) -> None:
     """Write the models NAMES to an OCI image-layout tarball (same models, same bytes)."""
     from toolchain.registry.layout import export_models
-    from toolchain.store import Store
 
     with reporter(as_json) as progress:
-        done = export_models(list(names), output, store=Store.open(models), progress=progress)
+        done = export_models(list(names), output, store=open_store(models), progress=progress)
     if as_json:
         print_json({"output": str(output), "models": [m.to_json() for m in done]})
         return

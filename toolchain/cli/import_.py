@@ -7,27 +7,23 @@ from pathlib import Path
 import click
 
 from toolchain.cli.reporting import print_json, reporter
+from toolchain.cli.store_options import json_option, models_option, open_store
 
 
 @click.command()
 @click.argument("tarball", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", help="Store the model under this name (the tarball must hold one model).")
-@click.option(
-    "--models",
-    type=click.Path(file_okay=False),
-    help="Store folder (default: $MFC_MODELS, $OLLAMA_MODELS, ~/.ollama/models).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
+@models_option
+@json_option
 def command(tarball: Path, name: str | None, models: str | None, as_json: bool) -> None:
     """Import the models of TARBALL (written by `mfc export`, or any OCI layout of models).
 
     Every blob is checked against its digest before anything is added to the store.
     """
     from toolchain.registry.layout import import_models
-    from toolchain.store import Store
 
     with reporter(as_json) as progress:
-        done = import_models(tarball, store=Store.open(models), name=name, progress=progress)
+        done = import_models(tarball, store=open_store(models), name=name, progress=progress)
     if as_json:
         print_json({"models": [m.to_json() for m in done]})
         return

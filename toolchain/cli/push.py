@@ -5,17 +5,14 @@ from __future__ import annotations
 import click
 
 from toolchain.cli.reporting import print_json, reporter
+from toolchain.cli.store_options import json_option, models_option, open_store
 
 
 @click.command()
 @click.argument("name")
 @click.option("--insecure", is_flag=True, help="Allow plain http and untrusted TLS certificates.")
-@click.option(
-    "--models",
-    type=click.Path(file_okay=False),
-    help="Store folder (default: $MFC_MODELS, $OLLAMA_MODELS, ~/.ollama/models).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
+@models_option
+@json_option
 def command(name: str, insecure: bool, models: str | None, as_json: bool) -> None:
     """Push NAME (host/namespace/model:tag, e.g. localhost:5000/team/model:v1) to its registry.
 
@@ -24,10 +21,9 @@ def command(name: str, insecure: bool, models: str | None, as_json: bool) -> Non
     MFC_REGISTRY_PASSWORD, or the docker config (`docker login`).
     """
     from toolchain.registry.push import push_model
-    from toolchain.store import Store
 
     with reporter(as_json) as progress:
-        result = push_model(name, store=Store.open(models), insecure=insecure, progress=progress)
+        result = push_model(name, store=open_store(models), insecure=insecure, progress=progress)
     if as_json:
         print_json(result.to_json())
         return
