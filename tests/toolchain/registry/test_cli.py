@@ -37,11 +37,16 @@ def _lines(out: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def test_push_then_pull_with_json_output(
-    proxy: FaultProxy, store: Store, other_store: Store, small_gguf: Path
+def test_build_push_rm_pull_with_the_commands(
+    proxy: FaultProxy, store: Store, small_gguf: Path, tmp_path: Path
 ) -> None:
     name = f"{proxy.host}/team/cli:v1"
-    manifest = store_model(store, name, small_gguf)
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {small_gguf}\nSYSTEM From the CLI.\nPARAMETER top_k 7\n")
+    built = mfc("build", str(modelfile), "-t", name, models=store.root)
+    assert built.returncode == 0, built.stderr
+    manifest = store.read_manifest(name)
+    before = snapshot(store)
 
     pushed = mfc("push", name, "--insecure", "--json", models=store.root)
     assert pushed.returncode == 0, pushed.stderr
@@ -52,7 +57,11 @@ def test_push_then_pull_with_json_output(
     assert result["digest"] == manifest.digest
     assert set(result["uploaded"]) == manifest.digests()  # type: ignore[arg-type]
 
-    pulled = mfc("pull", name, "--insecure", "--json", models=other_store.root)
+    removed = mfc("rm", name, models=store.root)
+    assert removed.returncode == 0, removed.stderr
+    assert not store.names()
+
+    pulled = mfc("pull", name, "--insecure", "--json", models=store.root)
     assert pulled.returncode == 0, pulled.stderr
     events = _lines(pulled.stdout)
     statuses = [e.get("status") for e in events[:-1]]
@@ -62,7 +71,11 @@ def test_push_then_pull_with_json_output(
         e for e in events if str(e.get("status", "")).startswith("pulling ") and "digest" in e
     ]
     assert all(set(e) <= {"status", "digest", "total", "completed"} for e in layer_events)
-    assert snapshot(other_store) == snapshot(store)
+    assert snapshot(store) == before
+
+    again = mfc("push", name, "--insecure", models=store.root)
+    assert again.returncode == 0, again.stderr
+    assert "0 uploaded, 0 mounted, 4 already there" in again.stdout
 
 
 def test_errors_are_diagnostics_not_tracebacks(proxy: FaultProxy, tmp_path: Path) -> None:
