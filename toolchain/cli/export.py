@@ -31,4 +31,4 @@ def command(names: tuple[str, ...], output: Path, models: str | None, as_json: b
         print_json({"output": str(output), "models": [m.to_json() for m in done]})
         return
     for model in done:
-        click.echo(f"exported {model.name} ({model.digest[:12]}) to {output}")
+        click.echo(f"exported {model.name.display()} ({model.digest[:12]}) to {output}")

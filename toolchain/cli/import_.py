@@ -28,4 +28,4 @@ def command(tarball: Path, name: str | None, models: str | None, as_json: bool) 
         print_json({"models": [m.to_json() for m in done]})
         return
     for model in done:
-        click.echo(f"imported {model.name} ({model.digest[:12]})")
+        click.echo(f"imported {model.name.display()} ({model.digest[:12]})")

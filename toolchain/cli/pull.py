@@ -28,6 +28,6 @@ def command(name: str, insecure: bool, models: str | None, as_json: bool) -> Non
         print_json(result.to_json())
         return
     click.echo(
-        f"pulled {result.name} ({result.digest[:12]}): {len(result.downloaded)} downloaded, "
-        f"{len(result.cached)} already in the store"
+        f"pulled {result.name.display()} ({result.digest[:12]}): "
+        f"{len(result.downloaded)} downloaded, {len(result.cached)} already in the store"
     )

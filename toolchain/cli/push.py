@@ -28,6 +28,6 @@ def command(name: str, insecure: bool, models: str | None, as_json: bool) -> Non
         print_json(result.to_json())
         return
     click.echo(
-        f"pushed {result.name} ({result.digest[:12]}): {len(result.uploaded)} uploaded, "
+        f"pushed {result.name.display()} ({result.digest[:12]}): {len(result.uploaded)} uploaded, "
         f"{len(result.mounted)} mounted, {len(result.existing)} already there"
     )

@@ -63,7 +63,7 @@ class Transferred:
     blobs: int
 
     def to_json(self) -> dict[str, object]:
-        return {"name": str(self.name), "digest": self.digest, "blobs": self.blobs}
+        return {"model": self.name.display(), "digest": self.digest, "blobs": self.blobs}
 
 
 # -- export -----------------------------------------------------------------------------

@@ -47,7 +47,7 @@ class PullResult:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "name": str(self.name),
+            "model": self.name.display(),
             "digest": self.digest,
             "downloaded": list(self.downloaded),
             "cached": list(self.cached),

@@ -35,7 +35,7 @@ class PushResult:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "name": str(self.name),
+            "model": self.name.display(),
             "digest": self.digest,
             "uploaded": list(self.uploaded),
             "mounted": list(self.mounted),
