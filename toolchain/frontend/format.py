@@ -44,7 +44,8 @@ def format_value(value: str) -> str:
     if not value.replace("\t", "").replace("\r", "").replace("\n", "").isprintable():
         raise UnformattableValueError(f"value {value!r} has characters a Modelfile drops")
     multiline = "\r" in value or "\n" in value
-    if not multiline and not value.startswith('""'):
+    # in "...", the value must not make the opening look like """ (`"` or `""x`)
+    if not multiline and not ('"' + value + '"').startswith('"""'):
         return '"' + value + '"'
     if _ends_early_in_triple(value):
         raise UnformattableValueError(
