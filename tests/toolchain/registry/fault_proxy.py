@@ -7,6 +7,9 @@ that offset:
 - `cut(digest, at)`: send the body up to offset `at`, then close the connection (as a
   dropped network link would): the client sees a truncated response.
 - `flip(digest, at)`: invert the byte at offset `at` (a corrupting middlebox).
+- `fail(digest, status)`: answer a GET of the blob with `status` instead (an overloaded
+  registry).
+- `strip_range = True`: drop `Range` headers (a server that ignores ranges).
 
 Each fault fires `times` times (default once) and then the proxy passes traffic untouched.
 """
@@ -39,7 +42,7 @@ class _QuietServer(ThreadingHTTPServer):
 
 @dataclass
 class Fault:
-    kind: str  # "cut" | "flip"
+    kind: str  # "cut" | "flip" | "fail"
     digest: str
     at: int
     times: int = 1
@@ -60,6 +63,7 @@ class FaultProxy:
     upstream: str  # "127.0.0.1:PORT"
     log: list[Logged] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    strip_range: bool = False
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -110,10 +114,15 @@ class FaultProxy:
         with self._lock:
             self.faults.append(Fault("flip", digest, at, times))
 
+    def fail(self, digest: str, status: int, times: int = 1) -> None:
+        with self._lock:
+            self.faults.append(Fault("fail", digest, status, times))
+
     def clear(self) -> None:
         with self._lock:
             self.faults.clear()
             self.log.clear()
+            self.strip_range = False
 
     def requests(self, method: str | None = None, contains: str = "") -> list[Logged]:
         with self._lock:
@@ -128,22 +137,48 @@ class FaultProxy:
         hit = []
         with self._lock:
             for fault in self.faults:
+                if fault.kind == "fail":
+                    continue
                 if fault.digest == digest and fault.times > 0 and start <= fault.at < end:
                     fault.times -= 1
                     hit.append(fault)
         return hit
 
+    def _failure(self, handler: BaseHTTPRequestHandler) -> int | None:
+        """The status to answer instead of forwarding, if a `fail` fault is armed for this GET."""
+        blob = _BLOB_PATH.search(handler.path.partition("?")[0])
+        if handler.command != "GET" or blob is None:
+            return None
+        with self._lock:
+            for fault in self.faults:
+                if fault.kind == "fail" and fault.digest == blob.group(1) and fault.times > 0:
+                    fault.times -= 1
+                    return fault.at
+        return None
+
     def _forward(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else None
+        status = self._failure(handler)
+        if status is not None:
+            path, _, query = handler.path.partition("?")
+            with self._lock:
+                self.log.append(
+                    Logged(handler.command, path, query, handler.headers.get("Range"), status, 0)
+                )
+            handler.send_response(status)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return
         upstream = http.client.HTTPConnection(self.upstream, timeout=60)
         try:
             upstream.putrequest(
                 handler.command, handler.path, skip_host=True, skip_accept_encoding=True
             )
             for key, value in handler.headers.items():
-                if key.lower() not in _HOP_BY_HOP:
-                    upstream.putheader(key, value)
+                if key.lower() in _HOP_BY_HOP or (self.strip_range and key.lower() == "range"):
+                    continue
+                upstream.putheader(key, value)
             upstream.endheaders(body)
             response = upstream.getresponse()
             self._relay(handler, response)

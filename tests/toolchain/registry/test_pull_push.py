@@ -193,6 +193,23 @@ def test_altered_blob_is_rejected_and_nothing_corrupt_is_left(
     assert other_store.blobs.verify(model.digest)
 
 
+def test_busy_registry_and_ignored_ranges_are_survived(
+    proxy: FaultProxy, store: Store, other_store: Store, large_gguf: Path
+) -> None:
+    name = f"{proxy.host}/team/busy:v1"
+    manifest = store_model(store, name, large_gguf)
+    push_model(name, store=store, insecure=True)
+    model = manifest.layers_of(mediatypes.MODEL)[0]
+    proxy.clear()
+    proxy.fail(model.digest, 503, times=2)
+    proxy.strip_range = True  # every range request gets the whole blob back (200)
+    tuning = DownloadTuning(min_part=2_000_000, parallel=2, backoff=0.01)
+    pull_model(name, store=other_store, insecure=True, tuning=tuning)
+    assert other_store.blobs.verify(model.digest)
+    statuses = [r.status for r in proxy.requests("GET") if r.path.endswith(model.digest)]
+    assert statuses.count(503) == 2 and 200 in statuses
+
+
 def test_pull_of_an_unknown_tag_says_so(proxy: FaultProxy, store: Store) -> None:
     with pytest.raises(RegistryError, match="file does not exist") as caught:
         pull_model(f"{proxy.host}/team/nothing:v9", store=store, insecure=True)
