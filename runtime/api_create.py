@@ -1,0 +1,208 @@
+"""/api/create: the reference's create request driven through `mfc build`'s passes.
+
+The request names uploaded blobs (`files`, `adapters` by digest) or a model (`from`); this
+module checks it up front with the reference's messages, turns it into the build's
+`CreateRequest`, and streams the build's progress events as NDJSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from runtime.context import ServerContext, api_handler, context_of
+from runtime.errors import INVALID_MODEL_NAME, MISSING_BODY, ApiError
+from runtime.jsonbody import Number, decode
+from runtime.schemas import CREATE
+from runtime.streaming import json_response, stream_response
+from toolchain.build import CreateRequest, SourceDir, SourceFile, build
+from toolchain.errors import MfcError
+from toolchain.progress import ProgressEvent
+from toolchain.store import InvalidNameError, ModelName, Store, is_digest, parse_name
+
+_CONVERTIBLE = (".safetensors", ".bin", ".pth", ".json", ".model", ".jinja", ".txt")
+
+
+def valid_path(key: str) -> bool:
+    """Go's fs.ValidPath: relative, slash-separated, no empty, `.` or `..` elements."""
+    if key == ".":
+        return True
+    if not key or key.startswith("/") or key.endswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in key.split("/"))
+
+
+def _plain(value: Any) -> Any:
+    """JSON values as the store's Go-JSON encoder takes them (our Number -> float)."""
+    if isinstance(value, Number):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _licenses(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        return (raw,)
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        return tuple(raw)
+    raise ApiError(400, "unknown license type")
+
+
+def check_request(store: Store, req: dict[str, Any]) -> ModelName:
+    """The reference's up-front checks (400s); returns the model name to create."""
+    if not req:
+        raise ApiError(400, MISSING_BODY)
+    for field in ("files", "draft_files"):
+        for key, digest in (req.get(field) or {}).items():
+            if not valid_path(key):
+                raise ApiError(400, "file path must be relative")
+            if not digest:
+                raise ApiError(400, "invalid digest format")
+    for digest in (req.get("adapters") or {}).values():
+        if not digest:
+            raise ApiError(400, "invalid digest format")
+    if req.get("draft_quantize") and not req.get("draft_files"):
+        raise ApiError(400, "--draft-quantize requires a DRAFT model")
+    try:
+        name = parse_name(req.get("model") or req.get("name") or "")
+    except InvalidNameError:
+        raise ApiError(400, INVALID_MODEL_NAME) from None
+    if req.get("from"):
+        try:
+            parse_name(req["from"])
+        except InvalidNameError:
+            raise ApiError(400, INVALID_MODEL_NAME) from None
+    elif req.get("files") is None:
+        raise ApiError(400, "neither 'from' or 'files' was specified")
+    return name
+
+
+def _sources(store: Store, files: dict[str, str]) -> list[SourceFile]:
+    out = []
+    for key, digest in sorted(files.items()):
+        if not is_digest(digest):
+            raise ApiError(400, "invalid digest format")
+        if not store.blobs.exists(digest):
+            raise ApiError(
+                400, f'blob "{digest}" not found: upload it with POST /api/blobs/{digest}'
+            )
+        out.append(SourceFile(key=key, path=store.blobs.path(digest), digest=digest))
+    return out
+
+
+def _folder(sources: list[SourceFile], tmp_root: Path) -> SourceDir:
+    """A Hugging Face folder for the converter: blobs linked under their file names."""
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="create-", dir=tmp_root))
+    for src in sources:
+        target = folder / PurePosixPath(src.key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(src.path)
+    return SourceDir(folder)
+
+
+def create_request(
+    store: Store, req: dict[str, Any], tmp_root: Path
+) -> tuple[CreateRequest, list[Path]]:
+    """The build's CreateRequest for an API request, and temp folders to remove afterwards."""
+    temps: list[Path] = []
+    files = _sources(store, req.get("files") or {})
+    convert: tuple[SourceDir, ...] = ()
+    if any(f.key.endswith(_CONVERTIBLE) and not f.key.endswith(".gguf") for f in files):
+        folder = _folder(files, tmp_root)
+        temps.append(folder.path)
+        convert, files = (folder,), [f for f in files if f.key.endswith(".gguf")]
+    adapters = _sources(store, req.get("adapters") or {})
+    adapter_dirs: tuple[SourceDir, ...] = ()
+    if any(not a.key.endswith(".gguf") for a in adapters):
+        folder = _folder(adapters, tmp_root)
+        temps.append(folder.path)
+        adapter_dirs, adapters = (folder,), []
+    messages = tuple(
+        (str(m.get("role", "")).lower(), str(m.get("content", "")))
+        for m in req.get("messages") or []
+    )
+    request = CreateRequest(
+        from_model=req.get("from", ""),
+        files=tuple(files),
+        convert_dirs=convert,
+        adapters=tuple(adapters),
+        adapter_dirs=adapter_dirs,
+        draft_files=tuple(_sources(store, req.get("draft_files") or {})),
+        template=req.get("template", ""),
+        system=req.get("system", ""),
+        licenses=_licenses(req.get("license")),
+        parameters=_plain(req.get("parameters") or {}),
+        messages=messages,
+        requires=req.get("requires", ""),
+        renderer=req.get("renderer", ""),
+        parser=req.get("parser", ""),
+        quantize=req.get("quantize") or req.get("quantization") or "",
+    )
+    return request, temps
+
+
+async def create_events(
+    ctx: ServerContext, name: ModelName, req: dict[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
+    """Run the build in a thread; yield its progress events, then `success`."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[ProgressEvent | BaseException | None] = asyncio.Queue()
+
+    def emit(event: ProgressEvent) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    def run() -> None:
+        temps: list[Path] = []
+        try:
+            request, temps = create_request(ctx.store, req, ctx.store.root / ".mfc" / "tmp")
+            build(ctx.store, name, request, progress=emit)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(events.put_nowait, exc)
+        else:
+            loop.call_soon_threadsafe(events.put_nowait, None)
+        finally:
+            for tmp in temps:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    worker = loop.run_in_executor(None, run)
+    try:
+        while True:
+            item = await events.get()
+            if item is None:
+                return
+            if isinstance(item, ApiError):
+                raise item
+            if isinstance(item, MfcError):
+                raise ApiError(400, item.message)
+            if isinstance(item, BaseException):
+                raise ApiError(500, str(item) or type(item).__name__)
+            yield item.to_json()
+    finally:
+        await asyncio.shield(worker)
+
+
+@api_handler()
+async def create_handler(request: Request) -> Response:
+    ctx = context_of(request)
+    req = decode(await ctx.body(request), CREATE)
+    name = check_request(ctx.store, req)
+    items = create_events(ctx, name, req)
+    if req.get("stream", True):
+        return await stream_response(items)
+    last: dict[str, Any] = {}
+    async for item in items:
+        last = item
+    return json_response(last)

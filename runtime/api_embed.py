@@ -1,0 +1,83 @@
+"""/api/embed and the legacy /api/embeddings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from runtime.api_ollama import merged_options
+from runtime.context import ServerContext, api_handler, context_of
+from runtime.embedding import check_finite, finish_vector
+from runtime.errors import MODEL_REQUIRED, ApiError
+from runtime.generation import hold, now_ns
+from runtime.jsonbody import decode
+from runtime.schemas import EMBED, EMBEDDINGS
+from runtime.streaming import json_response
+
+
+def embed_inputs(raw: Any) -> list[str]:
+    """`input` as a list of texts: a string or an array of strings ("" and null: none)."""
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        return list(raw)
+    raise ApiError(400, "invalid input type")
+
+
+async def embed(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> dict[str, Any]:
+    """The /api/embed response for a bound request (the OpenAI route reuses it)."""
+    name = req.get("model", "")
+    if not name:
+        raise ApiError(404, "model '' not found")
+    model = ctx.catalog.get(name, f'model "{name}" not found, try pulling it first')
+    texts = embed_inputs(req.get("input"))
+    truncate = req.get("truncate", True)
+    dimensions = req.get("dimensions")
+    opts = merged_options(model, req.get("options"))
+    async with hold(ctx.scheduler, model, opts, req.get("keep_alive")) as runner:
+        load_ns = now_ns() - start_ns
+        if not texts:
+            return {"model": name, "embeddings": []}
+        result = await runner.call(lambda: runner.embedder_for().embed(texts, truncate))
+    vectors = [finish_vector(v, dimensions) for v in result.vectors]
+    out: dict[str, Any] = {"model": name, "embeddings": vectors}
+    extra = {
+        "total_duration": now_ns() - start_ns,
+        "load_duration": load_ns,
+        "prompt_eval_count": result.prompt_tokens,
+    }
+    out.update({k: v for k, v in extra.items() if v})
+    return out
+
+
+@api_handler()
+async def embed_handler(request: Request) -> Response:
+    start = now_ns()
+    ctx = context_of(request)
+    req = decode(await ctx.body(request), EMBED)
+    return json_response(await embed(ctx, req, start))
+
+
+@api_handler()
+async def embeddings_handler(request: Request) -> Response:
+    """The legacy route: one prompt, the raw (unnormalised) vector."""
+    ctx = context_of(request)
+    req = decode(await ctx.body(request), EMBEDDINGS)
+    name = req.get("model", "")
+    if not name:
+        raise ApiError(400, MODEL_REQUIRED)
+    model = ctx.catalog.get(name, f'model "{name}" not found, try pulling it first')
+    opts = merged_options(model, req.get("options"))
+    prompt = req.get("prompt", "")
+    async with hold(ctx.scheduler, model, opts, req.get("keep_alive")) as runner:
+        if not prompt:
+            return json_response({"embedding": []})
+        try:
+            result = await runner.call(lambda: runner.embedder_for().embed([prompt], True))
+        except ApiError as exc:
+            raise ApiError(500, exc.message) from None
+    return json_response({"embedding": check_finite(result.vectors[0])})

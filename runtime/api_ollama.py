@@ -1,0 +1,270 @@
+"""/api/generate and /api/chat: validation in the reference's order, then NDJSON or one object.
+
+`prepare_generate` and `prepare_chat` check a bound request and return an async iterator
+of the reference's response objects; the OpenAI routes reuse them and translate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from runtime.context import ServerContext, api_handler, context_of
+from runtime.errors import MODEL_REQUIRED, ApiError
+from runtime.generation import Final, Job, Piece, generate, hold, now_ns
+from runtime.jsonbody import decode
+from runtime.models import ServedModel
+from runtime.options import DEFAULT_OPTIONS, Options
+from runtime.prompt import chat_messages, fit_chat, generate_prompt
+from runtime.sampling import grammar_for_format
+from runtime.schemas import CHAT, GENERATE
+from runtime.streaming import created_at, json_response, stream_response, until_disconnect
+
+Items = AsyncIterator[dict[str, Any]]
+THINK_LEVELS = ("high", "medium", "low", "max")
+
+
+def check_think(model: ServedModel, requested: str, think: Any) -> bool | str | None:
+    """The reference's thinking rules: defaults on for thinking models, refused for others."""
+    if isinstance(think, str) and think not in THINK_LEVELS:
+        allowed = '"high", "medium", "low", "max", true, or false'
+        raise ApiError(400, f'invalid think value: "{think}" (must be {allowed})')
+    capable = "thinking" in model.capabilities
+    if think is None:
+        return True if capable else None
+    if think and not capable:
+        raise ApiError(400, f'"{requested}" does not support thinking')
+    return think if isinstance(think, bool | str) else None
+
+
+def merged_options(model: ServedModel, request_options: Any) -> Options:
+    return DEFAULT_OPTIONS.merged(model.parameters).merged(request_options)
+
+
+def metrics(final: Final, start_ns: int, load_ns: int) -> dict[str, Any]:
+    """The timing and count fields of a final response; zero values are left out."""
+    fields = {
+        "total_duration": now_ns() - start_ns,
+        "load_duration": load_ns,
+        "prompt_eval_count": final.prompt_eval_count,
+        "prompt_eval_duration": final.prompt_eval_duration,
+        "eval_count": final.eval_count,
+        "eval_duration": final.eval_duration,
+    }
+    return {k: v for k, v in fields.items() if v}
+
+
+def _done(name: str, reason: str, **extra: Any) -> dict[str, Any]:
+    return {"model": name, "created_at": created_at(), **extra, "done": True, "done_reason": reason}
+
+
+async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> Items:
+    top_logprobs = req.get("top_logprobs", 0)
+    if not 0 <= top_logprobs <= 20:
+        raise ApiError(400, "top_logprobs must be between 0 and 20")
+    name = req.get("model", "")
+    if not name:
+        raise ApiError(404, "model '' not found")
+    model = ctx.catalog.get(name, f"model '{name}' not found")
+    keep_alive = req.get("keep_alive")
+    prompt = req.get("prompt", "")
+    if not prompt and keep_alive == 0:
+        await ctx.scheduler.expire_now(model)
+        return _single(_done(name, "unload", response=""))
+    raw = bool(req.get("raw"))
+    if raw and (req.get("template") or req.get("system") or req.get("context")):
+        raise ApiError(400, "raw mode does not support template, system, or context")
+    think = check_think(model, name, req.get("think"))
+    if "completion" not in model.capabilities:
+        raise ApiError(400, f'"{name}" does not support generate')
+    suffix = req.get("suffix", "")
+    if suffix and "insert" not in model.capabilities:
+        raise ApiError(400, f"{model.full_name} does not support insert")
+    opts = merged_options(model, req.get("options"))
+    grammar = grammar_for_format(req.get("format"))
+    context = req.get("context")
+
+    async def items() -> Items:
+        async with hold(ctx.scheduler, model, opts, keep_alive) as runner:
+            load_ns = now_ns() - start_ns
+            if not prompt:
+                yield _done(name, "load", response="")
+                return
+            if raw:
+                tokens = runner.llama.tokenize(prompt)
+            else:
+                text = generate_prompt(
+                    model,
+                    prompt,
+                    system=req.get("system", ""),
+                    template=req.get("template", ""),
+                    suffix=suffix,
+                    think=think,
+                    with_model_messages=context is None,
+                )
+                tokens = runner.llama.tokenize(text, add_special=not context)
+                if context:
+                    tokens = list(context) + tokens
+            job = Job(
+                tokens,
+                opts,
+                grammar,
+                shift=req.get("shift", True),
+                truncate=req.get("truncate", True),
+                think=bool(think) and "thinking" in model.capabilities,
+            )
+            async for item in generate(runner, job):
+                if isinstance(item, Piece):
+                    chunk: dict[str, Any] = {"model": name, "created_at": created_at()}
+                    chunk["response"] = item.content
+                    if item.thinking:
+                        chunk["thinking"] = item.thinking
+                    chunk["done"] = False
+                    yield chunk
+                else:
+                    final = _done(name, item.done_reason, response="")
+                    if not raw:
+                        final["context"] = item.context
+                    final.update(metrics(item, start_ns, load_ns))
+                    yield final
+
+    return items()
+
+
+async def _single(obj: dict[str, Any]) -> Items:
+    yield obj
+
+
+async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> Items:
+    top_logprobs = req.get("top_logprobs", 0)
+    if not 0 <= top_logprobs <= 20:
+        raise ApiError(400, "top_logprobs must be between 0 and 20")
+    name = req.get("model", "")
+    if not name:
+        raise ApiError(400, MODEL_REQUIRED)
+    model = ctx.catalog.get(name, f"model '{name}' not found")
+    keep_alive = req.get("keep_alive")
+    messages = [_message(m) for m in req.get("messages") or []]
+    empty = {"role": "assistant", "content": ""}
+    if not messages and keep_alive == 0:
+        await ctx.scheduler.expire_now(model)
+        return _single(_done(name, "unload", message=empty))
+    if "completion" not in model.capabilities:
+        raise ApiError(400, f'"{name}" does not support chat')
+    tools = req.get("tools") or None
+    if tools and "tools" not in model.capabilities:
+        raise ApiError(400, f"{model.full_name} does not support tools")
+    think = check_think(model, name, req.get("think"))
+    opts = merged_options(model, req.get("options"))
+    grammar = grammar_for_format(req.get("format"))
+    truncate = req.get("truncate", True)
+
+    async def items() -> Items:
+        async with hold(ctx.scheduler, model, opts, keep_alive) as runner:
+            load_ns = now_ns() - start_ns
+            if not messages:
+                yield _done(name, "load", message=empty)
+                return
+            conversation = chat_messages(model, messages)
+            text = fit_chat(
+                model,
+                conversation,
+                tools=tools,
+                think=think,
+                count=lambda s: len(runner.llama.tokenize(s)),
+                num_ctx=runner.num_ctx,
+                truncate=truncate,
+            )
+            job = Job(
+                runner.llama.tokenize(text),
+                opts,
+                grammar,
+                shift=req.get("shift", True),
+                truncate=truncate,
+                tools=tools,
+                template=model.template,
+                think=bool(think) and "thinking" in model.capabilities,
+            )
+            async for item in generate(runner, job):
+                if isinstance(item, Piece):
+                    message: dict[str, Any] = {"role": "assistant", "content": item.content}
+                    if item.thinking:
+                        message["thinking"] = item.thinking
+                    if item.tool_calls:
+                        message["tool_calls"] = [c.to_ollama() for c in item.tool_calls]
+                    yield {
+                        "model": name,
+                        "created_at": created_at(),
+                        "message": message,
+                        "done": False,
+                    }
+                else:
+                    final = _done(name, item.done_reason, message=dict(empty))
+                    final.update(metrics(item, start_ns, load_ns))
+                    yield final
+
+    return items()
+
+
+def _message(m: dict[str, Any]) -> dict[str, Any]:
+    """A request message as the template sees it (roles lower-cased, as the reference)."""
+    out = dict(m)
+    out["role"] = str(m.get("role", "")).lower()
+    out.setdefault("content", "")
+    return out
+
+
+async def collect(items: Items, chat: bool) -> dict[str, Any]:
+    """The single `stream: false` object: texts joined, tool calls gathered, last fields kept."""
+    content: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
+    last: dict[str, Any] = {}
+    async for item in items:
+        last = item
+        body = item.get("message", {}) if chat else item
+        content.append(body.get("content" if chat else "response", ""))
+        thinking.append(body.get("thinking", ""))
+        calls.extend(body.get("tool_calls", []))
+    if not last:
+        return last
+    out = dict(last)
+    if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(content)}
+        if any(thinking):
+            message["thinking"] = "".join(thinking)
+        if calls:
+            message["tool_calls"] = calls
+        out["message"] = message
+    else:
+        out["response"] = "".join(content)
+        if any(thinking):
+            out["thinking"] = "".join(thinking)
+    return out
+
+
+async def _respond(request: Request, items: Items, stream: bool, chat: bool) -> Response:
+    if stream:
+        return await stream_response(items)
+    return json_response(await until_disconnect(request, collect(items, chat)))
+
+
+@api_handler()
+async def generate_handler(request: Request) -> Response:
+    start = now_ns()
+    ctx = context_of(request)
+    req = decode(await ctx.body(request), GENERATE)
+    items = await prepare_generate(ctx, req, start)
+    return await _respond(request, items, req.get("stream", True), chat=False)
+
+
+@api_handler()
+async def chat_handler(request: Request) -> Response:
+    start = now_ns()
+    ctx = context_of(request)
+    req = decode(await ctx.body(request), CHAT)
+    items = await prepare_chat(ctx, req, start)
+    return await _respond(request, items, req.get("stream", True), chat=True)

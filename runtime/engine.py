@@ -1,0 +1,377 @@
+"""The decode loop: continuous batching of parallel generations over one llama.cpp context.
+
+One `Engine` per loaded model owns a context with `n_parallel` sequences (slots) and a
+thread that, step after step, puts every active slot's next token plus as much pending
+prompt as fits into one batch, decodes it, and samples each slot's next token. New
+requests take a free slot (the one whose cached tokens share the longest prefix with the
+new prompt, so a follow-up chat turn only decodes what is new); requests beyond the slots
+wait. A cancelled request leaves its slot at the next step. Events go back through each
+request's `on_event`, called on the engine thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp as lc
+
+from runtime.llama import ContextSettings, LlamaModel
+from runtime.sampling import Sampler, SamplingSpec
+from runtime.textstream import TextStream
+
+log = logging.getLogger("mfc.serve")
+
+
+@dataclass(frozen=True)
+class Token:
+    """Generated text, released once it is whole characters and can't start a stop string."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A generation ended: why (`stop` or `length`), its counts and timings (ns)."""
+
+    reason: str
+    prompt_tokens: int
+    prompt_ns: int
+    eval_tokens: int
+    eval_ns: int
+    context: list[int]
+
+
+@dataclass(frozen=True)
+class Failed:
+    status: int
+    message: str
+
+
+Event = Token | Finished | Failed
+
+
+@dataclass
+class Generation:
+    """One request to generate from `prompt` (token ids)."""
+
+    prompt: list[int]
+    sampling: SamplingSpec
+    on_event: Callable[[Event], None]
+    num_predict: int = -1
+    stop: tuple[str, ...] = ()
+    num_keep: int = 4
+    shift: bool = True
+    truncate: bool = True
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class _Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV is in the cache
+    job: Generation | None = None
+    sampler: Sampler | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens not decoded yet
+    next_token: int | None = None
+    generated: list[int] = field(default_factory=list)
+    sampled: int = 0
+    text: TextStream = field(default_factory=TextStream)
+    t_start: float = 0.0
+    t_first: float = 0.0
+    last_used: float = 0.0
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class Engine:
+    """A context with `n_parallel` slots and the thread that decodes for them."""
+
+    def __init__(self, model: LlamaModel, settings: ContextSettings | None, name: str = "") -> None:
+        """`settings` None: no generation context (an embedding-only model runs tasks only)."""
+        self.model = model
+        self.settings = settings
+        self.ctx: Any = None
+        self.batch: Any = None
+        self.slots: list[_Slot] = []
+        self.n_ctx_seq = 0
+        if settings is not None:
+            self.ctx = model.new_context(settings)
+            self.mem = lc.llama_get_memory(self.ctx)
+            self.n_ctx_seq = int(lc.llama_n_ctx_seq(self.ctx))
+            self.n_batch = int(lc.llama_n_batch(self.ctx))
+            self.can_shift = bool(lc.llama_memory_can_shift(self.mem))
+            self.batch = lc.llama_batch_init(self.n_batch, 0, 1)
+            self.slots = [_Slot(seq) for seq in range(settings.n_seq_max)]
+        self._waiting: collections.deque[Generation] = collections.deque()
+        self._tasks: list[Callable[[], None]] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"engine {name}", daemon=True)
+        self._thread.start()
+
+    # --- called from other threads -----------------------------------------------------
+
+    def submit(self, job: Generation) -> None:
+        if self.ctx is None:
+            job.on_event(Failed(400, "this model does not support generation"))
+            return
+        with self._cond:
+            self._waiting.append(job)
+            self._cond.notify()
+
+    def call(self, task: Callable[[], None]) -> None:
+        """Run `task` on the engine thread between two decode steps."""
+        with self._cond:
+            self._tasks.append(task)
+            self._cond.notify()
+
+    def wake(self) -> None:
+        """Look at cancellations now rather than at the next step."""
+        with self._cond:
+            self._cond.notify()
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for s in self.slots if s.job is not None) + len(self._waiting)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+        for slot in self.slots:
+            if slot.job is not None:
+                slot.job.on_event(Failed(500, "model unloaded"))
+            self._release(slot)
+        for job in self._waiting:
+            job.on_event(Failed(500, "model unloaded"))
+        self._waiting.clear()
+        if self.batch is not None:
+            lc.llama_batch_free(self.batch)
+            self.batch = None
+        if self.ctx:
+            lc.llama_free(self.ctx)
+            self.ctx = None
+
+    # --- the engine thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._tasks and not self._has_work():
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                tasks, self._tasks = self._tasks, []
+                admitted = self._admit()
+            for task in tasks:
+                task()
+            for slot in admitted:
+                self._start(slot)
+            self._reap_cancelled()
+            if any(s.job is not None for s in self.slots):
+                try:
+                    self._step()
+                except Exception as exc:  # never let the engine thread die with jobs waiting
+                    log.exception("decode step failed")
+                    for slot in self.slots:
+                        if slot.job is not None:
+                            slot.job.on_event(Failed(500, f"generation failed: {exc}"))
+                            self._forget(slot)
+
+    def _has_work(self) -> bool:
+        return bool(self._waiting) or any(s.job is not None for s in self.slots)
+
+    def _admit(self) -> list[_Slot]:
+        admitted: list[_Slot] = []
+        while self._waiting:
+            job = self._waiting[0]
+            if job.cancelled:
+                self._waiting.popleft()
+                continue
+            free = [s for s in self.slots if s.job is None]
+            if not free:
+                break
+            self._waiting.popleft()
+            slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.last_used))
+            slot.job = job
+            admitted.append(slot)
+        return admitted
+
+    def _start(self, slot: _Slot) -> None:
+        job = slot.job
+        assert job is not None
+        prompt = job.prompt
+        limit = self.n_ctx_seq - 1
+        if len(prompt) > limit:
+            if not job.truncate:
+                job.on_event(Failed(400, "input length exceeds the context length"))
+                slot.job = None
+                return
+            keep = min(max(job.num_keep, 0), limit // 2)
+            prompt = prompt[:keep] + prompt[len(prompt) - (limit - keep) :]
+        if not prompt:
+            prompt = [self.model.bos if self.model.bos >= 0 else 0]
+        reuse = common_prefix(slot.cached, prompt)
+        if reuse == len(prompt):
+            reuse -= 1  # the last prompt token is decoded again for its logits
+        if reuse < len(slot.cached) and not lc.llama_memory_seq_rm(self.mem, slot.seq, reuse, -1):
+            lc.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
+            reuse = 0
+        slot.cached = prompt[:reuse]
+        slot.pending = prompt[reuse:]
+        slot.generated = []
+        slot.sampled = 0
+        slot.next_token = None
+        slot.text = TextStream(job.stop)
+        slot.t_start = time.perf_counter()
+        slot.t_first = 0.0
+        try:
+            slot.sampler = Sampler(job.sampling, self.model.vocab, self.n_ctx_seq)
+        except Exception as exc:
+            job.on_event(Failed(getattr(exc, "status", 500), str(exc)))
+            slot.job = None
+            return
+        last_n = job.sampling.repeat_last_n
+        slot.sampler.remember_prompt(prompt[-last_n:] if last_n > 0 else prompt)
+        job.prompt = prompt
+
+    def _reap_cancelled(self) -> None:
+        for slot in self.slots:
+            if slot.job is not None and slot.job.cancelled:
+                slot.job.on_event(Failed(499, "request canceled"))
+                self._release(slot)
+
+    def _step(self) -> None:
+        batch = self.batch
+        n = 0
+        outputs: list[tuple[_Slot, int]] = []
+
+        def add(token: int, pos: int, seq: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = pos
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = seq
+            batch.logits[n] = logits
+            n += 1
+
+        for slot in self.slots:
+            if slot.job is not None and slot.next_token is not None:
+                add(slot.next_token, len(slot.cached), slot.seq, True)
+                slot.cached.append(slot.next_token)
+                slot.next_token = None
+                outputs.append((slot, n - 1))
+        for slot in self.slots:
+            if slot.job is None or not slot.pending or n >= self.n_batch:
+                continue
+            take = min(len(slot.pending), self.n_batch - n)
+            start = len(slot.cached)
+            last = take == len(slot.pending)
+            for j in range(take):
+                add(slot.pending[j], start + j, slot.seq, last and j == take - 1)
+            slot.cached.extend(slot.pending[:take])
+            del slot.pending[:take]
+            if last:
+                outputs.append((slot, n - 1))
+        batch.n_tokens = n
+        rc = lc.llama_decode(self.ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        now = time.perf_counter()
+        for slot, index in outputs:
+            if slot.job is None or slot.job.cancelled:
+                continue
+            if not slot.t_first:
+                slot.t_first = now
+            assert slot.sampler is not None
+            self._accept(slot, slot.sampler.sample(self.ctx, index))
+
+    def _accept(self, slot: _Slot, token: int) -> None:
+        job = slot.job
+        assert job is not None
+        slot.sampled += 1
+        if self.model.is_eog(token):
+            self._finish(slot, "stop")
+            return
+        slot.generated.append(token)
+        text = slot.text.feed(self.model.piece(token))
+        if text:
+            job.on_event(Token(text))
+        if slot.text.stopped:
+            self._finish(slot, "stop")
+            return
+        if 0 <= job.num_predict <= len(slot.generated):
+            self._finish(slot, "length")
+            return
+        if len(slot.cached) >= self.n_ctx_seq and not self._shift(slot):
+            self._finish(slot, "length")
+            return
+        slot.next_token = token
+
+    def _shift(self, slot: _Slot) -> bool:
+        """Make room by dropping half of what follows the first `num_keep` tokens."""
+        job = slot.job
+        assert job is not None
+        if not job.shift or not self.can_shift:
+            return False
+        n_past = len(slot.cached)
+        keep = min(max(job.num_keep, 0), n_past // 2)
+        discard = (n_past - keep) // 2
+        if discard <= 0:
+            return False
+        lc.llama_memory_seq_rm(self.mem, slot.seq, keep, keep + discard)
+        lc.llama_memory_seq_add(self.mem, slot.seq, keep + discard, n_past, -discard)
+        del slot.cached[keep : keep + discard]
+        return True
+
+    def _finish(self, slot: _Slot, reason: str) -> None:
+        job = slot.job
+        assert job is not None
+        rest = slot.text.flush()
+        if rest:
+            job.on_event(Token(rest))
+        now = time.perf_counter()
+        first = slot.t_first or now
+        job.on_event(
+            Finished(
+                reason=reason,
+                prompt_tokens=len(job.prompt),
+                prompt_ns=max(int((first - slot.t_start) * 1e9), 1),
+                eval_tokens=slot.sampled,
+                eval_ns=max(int((now - first) * 1e9), 1),
+                context=job.prompt + slot.generated,
+            )
+        )
+        self._release(slot)
+
+    def _release(self, slot: _Slot) -> None:
+        if slot.sampler is not None:
+            slot.sampler.close()
+            slot.sampler = None
+        slot.job = None
+        slot.next_token = None
+        slot.pending = []
+        slot.last_used = time.monotonic()
+
+    def _forget(self, slot: _Slot) -> None:
+        """Drop a slot's cache after a failed step (its KV may be inconsistent)."""
+        self._release(slot)
+        lc.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
+        slot.cached = []

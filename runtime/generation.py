@@ -1,0 +1,212 @@
+"""One generation from a handler's point of view: hold a runner, run the job, yield pieces.
+
+`hold` admits the request (503 past the queue), leases a runner (loading the model) and
+always gives both back. `generate` submits a Generation to the runner's engine and turns
+its events into `Piece`s (content, thinking, tool calls) and one `Final` with the
+reference's counts and durations; leaving the iterator early cancels the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.engine import Event, Failed, Finished, Generation, Token
+from runtime.errors import ApiError
+from runtime.models import ServedModel
+from runtime.options import Options
+from runtime.sampling import SamplingSpec
+from runtime.scheduler import Runner, Scheduler
+from runtime.tools import ToolCall, ToolCallParser
+
+
+@dataclass
+class Piece:
+    content: str = ""
+    thinking: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass
+class Final:
+    done_reason: str
+    prompt_eval_count: int
+    prompt_eval_duration: int
+    eval_count: int
+    eval_duration: int
+    context: list[int]
+
+
+class EventQueue:
+    """Engine events delivered onto the event loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def put(self, event: Event) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+
+@asynccontextmanager
+async def hold(
+    scheduler: Scheduler, model: ServedModel, opts: Options, keep_alive: float | None
+) -> AsyncIterator[Runner]:
+    """Admit the request and lease a runner for it for the duration of the block."""
+    scheduler.admit()
+    try:
+        lease = await scheduler.acquire(model, opts, keep_alive)
+        try:
+            yield lease.runner
+        finally:
+            lease.release()
+    finally:
+        scheduler.done()
+
+
+def sampling_for(opts: Options, grammar: str | None) -> SamplingSpec:
+    return SamplingSpec(
+        temperature=opts.temperature,
+        top_k=opts.top_k,
+        top_p=opts.top_p,
+        min_p=opts.min_p,
+        typical_p=opts.typical_p,
+        repeat_last_n=opts.repeat_last_n,
+        repeat_penalty=opts.repeat_penalty,
+        presence_penalty=opts.presence_penalty,
+        frequency_penalty=opts.frequency_penalty,
+        seed=opts.seed,
+        grammar=grammar,
+    )
+
+
+class ThinkingParser:
+    """Split `<think>...</think>` reasoning from the answer, across chunk boundaries."""
+
+    def __init__(self, opening: str = "<think>", closing: str = "</think>") -> None:
+        self.opening = opening
+        self.closing = closing
+        self.state = "start"  # start -> thinking -> content
+        self.buffer = ""
+
+    def feed(self, text: str) -> tuple[str, str]:
+        """(thinking, content) released by this text."""
+        self.buffer += text
+        thinking = content = ""
+        if self.state == "start":
+            head = self.buffer.lstrip()
+            if head.startswith(self.opening):
+                self.buffer = head[len(self.opening) :].lstrip()
+                self.state = "thinking"
+            elif self.opening.startswith(head):
+                return "", ""
+            else:
+                self.state = "content"
+        if self.state == "thinking":
+            at = self.buffer.find(self.closing)
+            if at >= 0:
+                thinking = self.buffer[:at]
+                self.buffer = self.buffer[at + len(self.closing) :].lstrip()
+                self.state = "content"
+            else:
+                keep = next(
+                    (
+                        n
+                        for n in range(len(self.closing) - 1, 0, -1)
+                        if self.buffer.endswith(self.closing[:n])
+                    ),
+                    0,
+                )
+                thinking = self.buffer[: len(self.buffer) - keep]
+                self.buffer = self.buffer[len(thinking) :]
+                return thinking, ""
+        if self.state == "content":
+            content, self.buffer = self.buffer, ""
+        return thinking, content
+
+
+@dataclass
+class Job:
+    """What to generate: token ids, options, grammar, and how to read the output."""
+
+    tokens: list[int]
+    options: Options
+    grammar: str | None = None
+    shift: bool = True
+    truncate: bool = True
+    tools: list[dict[str, Any]] | None = None
+    template: str | None = None
+    think: bool = False
+
+
+async def generate(runner: Runner, job: Job) -> AsyncIterator[Piece | Final]:
+    """Run `job` on `runner`; cancelled when the caller stops iterating."""
+    events = EventQueue()
+    gen = Generation(
+        prompt=job.tokens,
+        sampling=sampling_for(job.options, job.grammar),
+        on_event=events.put,
+        num_predict=job.options.num_predict,
+        stop=job.options.stop,
+        num_keep=job.options.num_keep,
+        shift=job.shift,
+        truncate=job.truncate,
+    )
+    tool_parser = ToolCallParser(job.tools, job.template) if job.tools else None
+    thinker = ThinkingParser() if job.think else None
+    runner.engine.submit(gen)
+    finished = False
+    try:
+        while True:
+            event = await events.get()
+            if isinstance(event, Token):
+                piece = _piece(event.text, thinker, tool_parser)
+                if piece is not None:
+                    yield piece
+            elif isinstance(event, Finished):
+                finished = True
+                rest = tool_parser.flush() if tool_parser is not None else ""
+                if rest:
+                    yield Piece(content=rest)
+                yield Final(
+                    done_reason=event.reason,
+                    prompt_eval_count=event.prompt_tokens,
+                    prompt_eval_duration=event.prompt_ns,
+                    eval_count=event.eval_tokens,
+                    eval_duration=event.eval_ns,
+                    context=event.context,
+                )
+                return
+            elif isinstance(event, Failed):
+                finished = True
+                raise ApiError(event.status, event.message)
+    finally:
+        if not finished:
+            gen.cancel()
+            runner.engine.wake()
+
+
+def _piece(
+    text: str, thinker: ThinkingParser | None, tool_parser: ToolCallParser | None
+) -> Piece | None:
+    thinking = ""
+    content = text
+    if thinker is not None:
+        thinking, content = thinker.feed(text)
+    calls: list[ToolCall] = []
+    if tool_parser is not None and content:
+        content, calls = tool_parser.feed(content)
+    if not (content or thinking or calls):
+        return None
+    return Piece(content=content, thinking=thinking, tool_calls=calls)
+
+
+def now_ns() -> int:
+    return time.perf_counter_ns()

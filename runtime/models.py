@@ -1,0 +1,103 @@
+"""The runtime's read-only view of the store: a request's model name to what serving needs."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from runtime.errors import INVALID_MODEL_NAME, ApiError
+from toolchain.store import (
+    InvalidNameError,
+    ModelNotFoundError,
+    Store,
+    StoredModel,
+    load_model,
+    parse_name,
+)
+from toolchain.store.gguf_reader import GGUFInfo, read_gguf
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A stored model as the runtime serves it (paths as strings, derived facts cached)."""
+
+    stored: StoredModel
+    name: str  # the shortest display form, e.g. `smollm2:latest`
+    full_name: str  # host/namespace/model:tag
+    model_path: str
+    adapter_paths: tuple[str, ...]
+    capabilities: tuple[str, ...]
+    chat_template: str  # the GGUF's own Jinja template ("" if none)
+
+    @property
+    def digest(self) -> str:
+        return self.stored.digest
+
+    @property
+    def template(self) -> str | None:
+        return self.stored.template
+
+    @property
+    def system(self) -> str:
+        return self.stored.system
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.stored.parameters
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return [dict(m) for m in self.stored.messages]
+
+    def details(self) -> dict[str, Any]:
+        return self.stored.details(_gguf_header(self.model_path, self.digest))
+
+
+@functools.lru_cache(maxsize=32)
+def _gguf_header(path: str, digest: str) -> GGUFInfo | None:
+    """The model GGUF's header; cached per manifest digest (reading it parses the vocab)."""
+    del digest  # part of the cache key only
+    try:
+        return read_gguf(path)
+    except Exception:
+        return None
+
+
+class Catalog:
+    """Look models up in one store by the names requests carry."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def parse(self, raw: str) -> None:
+        """Raise the reference's 400 for a name that does not parse."""
+        try:
+            parse_name(raw)
+        except InvalidNameError:
+            raise ApiError(400, INVALID_MODEL_NAME) from None
+
+    def stored(self, raw: str) -> StoredModel:
+        """The stored model; InvalidNameError / ModelNotFoundError for the handler to map."""
+        return load_model(self.store, raw)
+
+    def get(self, raw: str, not_found: str) -> ServedModel:
+        """The model a request names: 400 for an invalid name, 404 `not_found` if absent."""
+        self.parse(raw)
+        try:
+            stored = self.stored(raw)
+        except ModelNotFoundError:
+            raise ApiError(404, not_found) from None
+        if stored.model_path is None:
+            raise ApiError(400, f"{stored.name.display()} has no model weights")
+        path = str(stored.model_path)
+        header = _gguf_header(path, stored.digest)
+        return ServedModel(
+            stored=stored,
+            name=stored.name.display(),
+            full_name=str(stored.name),
+            model_path=path,
+            adapter_paths=tuple(str(p) for p in stored.adapter_paths),
+            capabilities=tuple(stored.capabilities(header)) if header else (),
+            chat_template=header.chat_template if header else "",
+        )

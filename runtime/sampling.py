@@ -1,0 +1,117 @@
+"""Sampler chains for llama.cpp, built from request options, and `format` grammars."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import llama_cpp as lc
+from llama_cpp import llama_grammar
+
+from runtime.errors import ApiError
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """What decides the next token: the reference's sampling options plus a grammar."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_last_n: int = 64
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int = -1
+    grammar: str | None = None
+
+    @property
+    def penalizes(self) -> bool:
+        return self.repeat_last_n != 0 and (
+            self.repeat_penalty != 1.0
+            or self.presence_penalty != 0.0
+            or self.frequency_penalty != 0.0
+        )
+
+
+class Sampler:
+    """One request's llama_sampler chain: penalties, grammar, top-k/typical/top-p/min-p,
+    temperature, then a seeded draw (greedy at temperature 0), the order llama.cpp uses."""
+
+    def __init__(self, spec: SamplingSpec, vocab: Any, n_ctx: int) -> None:
+        params = lc.llama_sampler_chain_default_params()
+        params.no_perf = True
+        self.chain = lc.llama_sampler_chain_init(params)
+        self._penalties: Any = None
+        if spec.penalizes:
+            last_n = n_ctx if spec.repeat_last_n < 0 else spec.repeat_last_n
+            self._penalties = lc.llama_sampler_init_penalties(
+                last_n, spec.repeat_penalty, spec.frequency_penalty, spec.presence_penalty
+            )
+            self._add(self._penalties)
+        if spec.grammar is not None:
+            grammar = lc.llama_sampler_init_grammar(vocab, spec.grammar.encode("utf-8"), b"root")
+            if not grammar:
+                self.close()
+                raise ApiError(500, "failed to initialize the grammar for this format")
+            self._add(grammar)
+        if spec.temperature <= 0:
+            self._add(lc.llama_sampler_init_greedy())
+            return
+        if spec.top_k > 0:
+            self._add(lc.llama_sampler_init_top_k(spec.top_k))
+        if 0 < spec.typical_p < 1:
+            self._add(lc.llama_sampler_init_typical(spec.typical_p, 1))
+        if 0 < spec.top_p < 1:
+            self._add(lc.llama_sampler_init_top_p(spec.top_p, 1))
+        if spec.min_p > 0:
+            self._add(lc.llama_sampler_init_min_p(spec.min_p, 1))
+        self._add(lc.llama_sampler_init_temp(spec.temperature))
+        seed = lc.LLAMA_DEFAULT_SEED if spec.seed < 0 else spec.seed & 0xFFFFFFFF
+        self._add(lc.llama_sampler_init_dist(seed))
+
+    def _add(self, sampler: Any) -> None:
+        lc.llama_sampler_chain_add(self.chain, sampler)
+
+    def remember_prompt(self, tokens: list[int]) -> None:
+        """Feed prompt tokens to the repetition penalties only (never to the grammar)."""
+        if self._penalties is not None:
+            for token in tokens:
+                lc.llama_sampler_accept(self._penalties, token)
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """Draw the next token from the logits at batch position `index` (and accept it)."""
+        return int(lc.llama_sampler_sample(self.chain, ctx, index))
+
+    def close(self) -> None:
+        if self.chain:
+            lc.llama_sampler_free(self.chain)
+            self.chain = None
+
+
+def grammar_for_format(fmt: Any) -> str | None:
+    """The GBNF grammar a request's `format` asks for: None, JSON, or a JSON schema.
+
+    Raises the reference's error for anything else.
+    """
+    if fmt is None or fmt in ("", "null"):
+        return None
+    if fmt == "json":
+        return llama_grammar.JSON_GBNF
+    if isinstance(fmt, dict):
+        return _schema_grammar(json.dumps(fmt))  # property order is output order
+    raw = json.dumps(fmt, separators=(",", ":"))
+    # the reference fails inside the runner, so this surfaces as a 500
+    raise ApiError(500, f'invalid format: {raw}; expected "json" or a valid JSON Schema object')
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_grammar(schema: str) -> str:
+    try:
+        return str(llama_grammar.json_schema_to_gbnf(schema))
+    except Exception as exc:  # the converter raises bare Exceptions on unsupported schemas
+        raise ApiError(400, f"invalid JSON schema in format: {exc}") from None

@@ -1,0 +1,299 @@
+"""Which models are loaded: keep_alive, the loaded-model limit, the request queue, /api/ps.
+
+A request `acquire`s a `Lease` on the runner of its model, loading the model first if it
+isn't loaded (one load at a time; when `max_loaded_models` are resident, the idle one with
+the shortest keep_alive is unloaded first). Releasing the last lease starts the model's
+keep_alive timer (0 unloads at once, FOREVER never). At most `max_queue` inference requests
+are admitted at once, waiting or running; the next one gets 503 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from runtime.config import ServerConfig
+from runtime.embedding import Embedder
+from runtime.engine import Engine
+from runtime.errors import ServerBusyError
+from runtime.llama import ContextSettings, LlamaModel
+from runtime.models import ServedModel
+from runtime.options import Options
+
+log = logging.getLogger("mfc.serve")
+T = TypeVar("T")
+
+
+def default_threads() -> tuple[int, int]:
+    """(decode, prompt) threads when nothing is configured: llama-cpp-python's defaults."""
+    cpus = os.cpu_count() or 1
+    return max(cpus // 2, 1), cpus
+
+
+@dataclass
+class Runner:
+    """A loaded model: its llama.cpp model, engine thread, and keep_alive state."""
+
+    model: ServedModel
+    key: tuple[Any, ...]
+    llama: LlamaModel
+    engine: Engine
+    num_ctx: int
+    num_parallel: int
+    threads: int
+    embedding_only: bool
+    session: float  # keep_alive seconds (math.inf: forever)
+    refcount: int = 0
+    expires_at: float = 0.0  # wall-clock time
+    timer: asyncio.TimerHandle | None = None
+    embedder: Embedder | None = None
+    loaded_at: float = field(default_factory=time.time)
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on this runner's engine thread and wait for its result."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def task() -> None:
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the awaiting request
+                loop.call_soon_threadsafe(_set_exception, future, exc)
+            else:
+                loop.call_soon_threadsafe(_set_result, future, result)
+
+        self.engine.call(task)
+        return await future
+
+    def embedder_for(self) -> Embedder:
+        """The embeddings context, made on first use (call on the engine thread)."""
+        if self.embedder is None:
+            self.embedder = Embedder(self.llama, self.num_ctx, self.threads)
+        return self.embedder
+
+    def close(self) -> None:
+        self.engine.close()
+        if self.embedder is not None:
+            self.embedder.close()
+            self.embedder = None
+        self.llama.close()
+
+
+def _set_result(future: asyncio.Future[T], value: T) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+@dataclass
+class Lease:
+    """A request's hold on a runner; `release` exactly once (the API does it in `finally`)."""
+
+    runner: Runner
+    scheduler: Scheduler
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.scheduler._release(self.runner)
+
+
+class Scheduler:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.runners: dict[str, Runner] = {}
+        self.inflight = 0
+        self._load_lock = asyncio.Lock()
+        self._idle = asyncio.Condition()
+        self._background: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- admission ------------------------------------------------------------------------
+
+    def admit(self) -> None:
+        """Count one more inference request in flight, or refuse it (503)."""
+        if self.inflight >= self.config.max_queue:
+            raise ServerBusyError()
+        self.inflight += 1
+
+    def done(self) -> None:
+        self.inflight -= 1
+
+    # --- runners --------------------------------------------------------------------------
+
+    def runner_key(self, model: ServedModel, opts: Options) -> tuple[Any, ...]:
+        num_ctx = opts.num_ctx if opts.num_ctx > 0 else self.config.context_length
+        return (model.adapter_paths, num_ctx, opts.num_batch, opts.use_mmap, opts.num_thread)
+
+    async def acquire(self, model: ServedModel, opts: Options, keep_alive: float | None) -> Lease:
+        """A lease on a runner for `model` with these load options, loading it if needed."""
+        key = self.runner_key(model, opts)
+        while True:
+            runner = self.runners.get(model.model_path)
+            if runner is not None and runner.key == key:
+                return self._lease(runner, keep_alive)
+            async with self._load_lock:
+                runner = self.runners.get(model.model_path)
+                if runner is not None and runner.key == key:
+                    return self._lease(runner, keep_alive)
+                if runner is not None:
+                    await self._wait_idle(runner)
+                    await self._unload(runner)
+                    continue
+                while len(self.runners) >= self.config.max_loaded_models:
+                    await self._unload(await self._victim())
+                runner = await asyncio.to_thread(self._load, model, opts, key, keep_alive)
+                self.runners[model.model_path] = runner
+                return self._lease(runner, keep_alive)
+
+    def _lease(self, runner: Runner, keep_alive: float | None) -> Lease:
+        runner.refcount += 1
+        if runner.timer is not None:
+            runner.timer.cancel()
+            runner.timer = None
+        if keep_alive is not None:
+            runner.session = keep_alive
+        runner.expires_at = time.time() + min(runner.session, 1e10)
+        return Lease(runner, self)
+
+    def _release(self, runner: Runner) -> None:
+        runner.refcount -= 1
+        if runner.refcount > 0:
+            return
+        if self.runners.get(runner.model.model_path) is not runner:
+            return
+        self._schedule_expiry(runner)
+        self._spawn(self._notify_idle())
+
+    def _schedule_expiry(self, runner: Runner) -> None:
+        loop = asyncio.get_running_loop()
+        if runner.session <= 0:
+            runner.expires_at = time.time()
+            self._spawn(self._expire(runner))
+        elif math.isfinite(runner.session):
+            runner.expires_at = time.time() + runner.session
+            runner.timer = loop.call_later(
+                runner.session, lambda: self._spawn(self._expire(runner))
+            )
+        else:
+            runner.expires_at = time.time() + 1e10
+
+    async def _expire(self, runner: Runner) -> None:
+        async with self._load_lock:
+            if runner.refcount == 0 and self.runners.get(runner.model.model_path) is runner:
+                await self._unload(runner)
+
+    async def expire_now(self, model: ServedModel) -> None:
+        """`keep_alive: 0` with an empty prompt: unload as soon as the model is idle."""
+        runner = self.runners.get(model.model_path)
+        if runner is None:
+            return
+        runner.session = 0
+        if runner.refcount == 0:
+            if runner.timer is not None:
+                runner.timer.cancel()
+            await self._expire(runner)
+
+    async def _notify_idle(self) -> None:
+        async with self._idle:
+            self._idle.notify_all()
+
+    async def _wait_idle(self, runner: Runner) -> None:
+        async with self._idle:
+            await self._idle.wait_for(lambda: runner.refcount == 0)
+
+    async def _victim(self) -> Runner:
+        """The runner to unload for room: idle ones first, shortest keep_alive first."""
+        async with self._idle:
+            await self._idle.wait_for(lambda: any(r.refcount == 0 for r in self.runners.values()))
+            idle = [r for r in self.runners.values() if r.refcount == 0]
+        return min(idle, key=lambda r: (r.session, r.model.model_path))
+
+    async def _unload(self, runner: Runner) -> None:
+        if runner.timer is not None:
+            runner.timer.cancel()
+            runner.timer = None
+        if self.runners.get(runner.model.model_path) is runner:
+            del self.runners[runner.model.model_path]
+        log.info("unloading %s", runner.model.name)
+        await asyncio.to_thread(runner.close)
+
+    def _load(
+        self, model: ServedModel, opts: Options, key: tuple[Any, ...], keep_alive: float | None
+    ) -> Runner:
+        cfg = self.config
+        llama = LlamaModel(model.model_path, model.adapter_paths, opts.use_mmap)
+        try:
+            requested = key[1]
+            num_ctx = max(min(requested, llama.n_ctx_train or requested), 4)
+            decode_threads, batch_threads = default_threads()
+            threads = opts.num_thread or cfg.num_threads or 0
+            embedding_only = llama.pooling_type is not None or not llama.has_decoder
+            parallel = 1 if embedding_only else cfg.num_parallel
+            settings = None
+            if not embedding_only:
+                settings = ContextSettings(
+                    n_ctx=num_ctx * parallel,
+                    n_seq_max=parallel,
+                    n_batch=max(opts.num_batch, 1),
+                    n_ubatch=max(opts.num_batch, 1),
+                    n_threads=threads or decode_threads,
+                    n_threads_batch=threads or batch_threads,
+                    flash_attention=cfg.flash_attention,
+                    kv_cache_type=_kv_type(cfg),
+                )
+            engine = Engine(llama, settings, model.name)
+        except BaseException:
+            llama.close()
+            raise
+        log.info("loaded %s (num_ctx=%d, parallel=%d)", model.name, num_ctx, parallel)
+        return Runner(
+            model=model,
+            key=key,
+            llama=llama,
+            engine=engine,
+            num_ctx=num_ctx,
+            num_parallel=parallel,
+            threads=threads or batch_threads,
+            embedding_only=embedding_only,
+            session=cfg.keep_alive if keep_alive is None else keep_alive,
+        )
+
+    async def shutdown(self) -> None:
+        async with self._load_lock:
+            for runner in list(self.runners.values()):
+                await self._unload(runner)
+
+    def running(self) -> list[Runner]:
+        """Loaded runners, latest expiry first (the /api/ps order)."""
+        return sorted(self.runners.values(), key=lambda r: r.expires_at, reverse=True)
+
+
+def _kv_type(cfg: ServerConfig) -> str:
+    # A quantized V cache needs flash attention; the reference falls back to f16 without it.
+    if cfg.kv_cache_type != "f16" and cfg.flash_attention is False:
+        log.warning("OLLAMA_KV_CACHE_TYPE=%s needs flash attention; using f16", cfg.kv_cache_type)
+        return "f16"
+    return cfg.kv_cache_type
+
+
+async def with_lease(lease: Lease, body: Callable[[Runner], Awaitable[T]]) -> T:
+    try:
+        return await body(lease.runner)
+    finally:
+        lease.release()

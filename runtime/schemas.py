@@ -1,0 +1,253 @@
+"""Request shapes of the reference's API structs (api.GenerateRequest, ...), as data.
+
+`runtime.jsonbody.decode(body, GENERATE)` binds a body to one of these and fails with Go's
+messages; handlers then read plain dicts. Custom JSON types (`keep_alive`, `think`) carry
+their own decoders with the reference's errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.durations import keep_alive_seconds
+from runtime.errors import ApiError
+from runtime.jsonbody import (
+    ANY,
+    BOOL,
+    FLOAT,
+    INT,
+    STRING,
+    GoType,
+    custom,
+    map_of,
+    slice_of,
+    struct,
+)
+
+
+def _think(value: Any) -> Any:
+    if isinstance(value, bool | str):
+        return value
+    raise ApiError(400, "think must be a boolean or string")
+
+
+KEEP_ALIVE = custom("*api.Duration", keep_alive_seconds)
+THINK = custom("*api.ThinkValue", _think)
+IMAGE = GoType("api.ImageData", "string")
+OPTIONS = map_of(ANY)
+
+TOOL_CALL = struct(
+    "api.ToolCall",
+    {
+        "id": STRING,
+        "function": struct(
+            "api.ToolCallFunction",
+            {
+                "index": INT,
+                "name": STRING,
+                "arguments": GoType("api.ToolCallFunctionArguments", "map", elem=ANY),
+            },
+        ),
+    },
+)
+
+MESSAGE = struct(
+    "api.Message",
+    {
+        "role": STRING,
+        "content": STRING,
+        "thinking": STRING,
+        "images": slice_of(IMAGE, "[]api.ImageData"),
+        "tool_calls": slice_of(TOOL_CALL, "[]api.ToolCall"),
+        "tool_name": STRING,
+        "tool_call_id": STRING,
+    },
+)
+
+TOOL = struct(
+    "api.Tool",
+    {
+        "type": STRING,
+        "items": ANY,
+        "function": struct(
+            "api.ToolFunction",
+            {"name": STRING, "description": STRING, "parameters": ANY},
+        ),
+    },
+)
+
+GENERATE = struct(
+    "GenerateRequest",
+    {
+        "model": STRING,
+        "prompt": STRING,
+        "suffix": STRING,
+        "system": STRING,
+        "template": STRING,
+        "context": slice_of(INT),
+        "stream": BOOL,
+        "raw": BOOL,
+        "format": ANY,
+        "keep_alive": KEEP_ALIVE,
+        "images": slice_of(IMAGE, "[]api.ImageData"),
+        "options": OPTIONS,
+        "think": THINK,
+        "truncate": BOOL,
+        "shift": BOOL,
+        "logprobs": BOOL,
+        "top_logprobs": INT,
+        "_debug_render_only": BOOL,
+    },
+)
+
+CHAT = struct(
+    "ChatRequest",
+    {
+        "model": STRING,
+        "messages": slice_of(MESSAGE, "[]api.Message"),
+        "stream": BOOL,
+        "format": ANY,
+        "keep_alive": KEEP_ALIVE,
+        "tools": slice_of(TOOL, "api.Tools"),
+        "options": OPTIONS,
+        "think": THINK,
+        "truncate": BOOL,
+        "shift": BOOL,
+        "logprobs": BOOL,
+        "top_logprobs": INT,
+        "_debug_render_only": BOOL,
+    },
+)
+
+EMBED = struct(
+    "EmbedRequest",
+    {
+        "model": STRING,
+        "input": ANY,
+        "keep_alive": KEEP_ALIVE,
+        "truncate": BOOL,
+        "dimensions": INT,
+        "options": OPTIONS,
+    },
+)
+
+EMBEDDINGS = struct(
+    "EmbeddingRequest",
+    {"model": STRING, "prompt": STRING, "keep_alive": KEEP_ALIVE, "options": OPTIONS},
+)
+
+SHOW = struct(
+    "ShowRequest",
+    {
+        "model": STRING,
+        "system": STRING,
+        "template": STRING,
+        "verbose": BOOL,
+        "options": OPTIONS,
+        "name": STRING,
+    },
+)
+
+COPY = struct("CopyRequest", {"source": STRING, "destination": STRING})
+DELETE = struct("DeleteRequest", {"model": STRING, "name": STRING})
+
+CREATE = struct(
+    "CreateRequest",
+    {
+        "model": STRING,
+        "name": STRING,
+        "from": STRING,
+        "files": map_of(STRING),
+        "adapters": map_of(STRING),
+        "template": STRING,
+        "license": ANY,
+        "system": STRING,
+        "parameters": OPTIONS,
+        "messages": slice_of(MESSAGE, "[]api.Message"),
+        "stream": BOOL,
+        "quantize": STRING,
+        "quantization": STRING,
+        "renderer": STRING,
+        "parser": STRING,
+        "requires": STRING,
+        "draft_files": map_of(STRING),
+        "draft_quantize": STRING,
+        "remote_host": STRING,
+        "info": OPTIONS,
+    },
+)
+
+# --- OpenAI-compatible requests (openai/openai.go) --------------------------------------
+
+OAI_TOOL_CALL = struct(
+    "openai.ToolCall",
+    {
+        "id": STRING,
+        "index": INT,
+        "type": STRING,
+        "function": struct("openai.Function", {"name": STRING, "arguments": STRING}),
+    },
+)
+
+OAI_MESSAGE = struct(
+    "openai.Message",
+    {
+        "role": STRING,
+        "content": ANY,
+        "name": STRING,
+        "reasoning": STRING,
+        "tool_calls": slice_of(OAI_TOOL_CALL, "[]openai.ToolCall"),
+        "tool_call_id": STRING,
+    },
+)
+
+OAI_CHAT = struct(
+    "ChatCompletionRequest",
+    {
+        "model": STRING,
+        "messages": slice_of(OAI_MESSAGE, "[]openai.Message"),
+        "stream": BOOL,
+        "stream_options": struct("openai.StreamOptions", {"include_usage": BOOL}),
+        "max_tokens": INT,
+        "max_completion_tokens": INT,
+        "seed": INT,
+        "stop": ANY,
+        "temperature": FLOAT,
+        "frequency_penalty": FLOAT,
+        "presence_penalty": FLOAT,
+        "top_p": FLOAT,
+        "response_format": struct(
+            "openai.ResponseFormat",
+            {"type": STRING, "json_schema": struct("openai.JsonSchema", {"schema": ANY})},
+        ),
+        "tools": slice_of(TOOL, "[]api.Tool"),
+        "reasoning": struct("openai.Reasoning", {"effort": STRING}),
+        "reasoning_effort": STRING,
+        "logprobs": BOOL,
+        "top_logprobs": INT,
+    },
+)
+
+OAI_COMPLETION = struct(
+    "CompletionRequest",
+    {
+        "model": STRING,
+        "prompt": ANY,
+        "frequency_penalty": FLOAT,
+        "max_tokens": INT,
+        "presence_penalty": FLOAT,
+        "seed": INT,
+        "stop": ANY,
+        "stream": BOOL,
+        "stream_options": struct("openai.StreamOptions", {"include_usage": BOOL}),
+        "temperature": FLOAT,
+        "top_p": FLOAT,
+        "suffix": STRING,
+        "logprobs": INT,
+    },
+)
+
+OAI_EMBED = struct(
+    "EmbedRequest",
+    {"model": STRING, "input": ANY, "encoding_format": STRING, "dimensions": INT},
+)
