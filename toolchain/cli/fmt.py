@@ -96,4 +96,10 @@ def command(files: tuple[str, ...], check: bool, write: bool, as_json: bool) -> 
         results.append({"file": path, "changed": changed, "written": written})
     if as_json:
         print_json({"files": results, "diagnostics": diagnostics})
+    elif check:
+        unformatted = sum(bool(r["changed"]) for r in results)
+        total = len(paths)
+        click.echo(f"{unformatted} of {total} file{'s' * (total != 1)} would be reformatted"
+                   if unformatted else
+                   f"{len(results)} file{'s' * (len(results) != 1)} already formatted", err=True)
     click.get_current_context().exit(1 if failed else 0)
