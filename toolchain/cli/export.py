@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from toolchain.cli.distribution import json_errors
 from toolchain.cli.reporting import print_json, reporter
 from toolchain.cli.store_options import json_option, models_option, open_store
 
@@ -25,7 +26,7 @@ def command(names: tuple[str, ...], output: Path, models: str | None, as_json: b
     """Write the models NAMES to an OCI image-layout tarball (same models, same bytes)."""
     from toolchain.registry.layout import export_models
 
-    with reporter(as_json) as progress:
+    with json_errors(as_json), reporter(as_json) as progress:
         done = export_models(list(names), output, store=open_store(models), progress=progress)
     if as_json:
         print_json({"output": str(output), "models": [m.to_json() for m in done]})

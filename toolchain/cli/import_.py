@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from toolchain.cli.distribution import json_errors
 from toolchain.cli.reporting import print_json, reporter
 from toolchain.cli.store_options import json_option, models_option, open_store
 
@@ -22,7 +23,7 @@ def command(tarball: Path, name: str | None, models: str | None, as_json: bool) 
     """
     from toolchain.registry.layout import import_models
 
-    with reporter(as_json) as progress:
+    with json_errors(as_json), reporter(as_json) as progress:
         done = import_models(tarball, store=open_store(models), name=name, progress=progress)
     if as_json:
         print_json({"models": [m.to_json() for m in done]})

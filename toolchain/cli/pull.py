@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
+from toolchain.cli.distribution import insecure_option, json_errors
 from toolchain.cli.reporting import print_json, reporter
 from toolchain.cli.store_options import json_option, models_option, open_store
 
 
 @click.command()
 @click.argument("name")
-@click.option("--insecure", is_flag=True, help="Allow plain http and untrusted TLS certificates.")
+@insecure_option
 @models_option
 @json_option
 def command(name: str, insecure: bool, models: str | None, as_json: bool) -> None:
@@ -22,7 +23,7 @@ def command(name: str, insecure: bool, models: str | None, as_json: bool) -> Non
     """
     from toolchain.registry.pull import pull_model
 
-    with reporter(as_json) as progress:
+    with json_errors(as_json), reporter(as_json) as progress:
         result = pull_model(name, store=open_store(models), insecure=insecure, progress=progress)
     if as_json:
         print_json(result.to_json())

@@ -85,6 +85,13 @@ def test_errors_are_diagnostics_not_tracebacks(proxy: FaultProxy, tmp_path: Path
     assert "error: pull model manifest: file does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
 
+    as_json = mfc("pull", f"{proxy.host}/team/nope:v1", "--insecure", "--json", models=models)
+    assert as_json.returncode == 1
+    assert _lines(as_json.stdout) == [
+        {"status": "pulling manifest"},
+        {"error": "pull model manifest: file does not exist"},
+    ]
+
     plain = mfc("pull", f"{proxy.host}/team/nope:v1", models=models)
     assert plain.returncode == 1
     assert "hint:" in plain.stderr and "--insecure" in plain.stderr
