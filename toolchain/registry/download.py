@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import threading
@@ -29,6 +28,7 @@ import httpx
 
 from toolchain.registry.client import RegistryClient
 from toolchain.registry.errors import DigestMismatchError, RegistryBusyError, RegistryError
+from toolchain.store.blobs import digest_of_file
 
 MB = 1000 * 1000  # the reference sizes parts in decimal megabytes
 
@@ -134,15 +134,6 @@ def discard_partial(blob: Path) -> None:
     for path in [partial_path(blob), *blob.parent.glob(f"{blob.name}-partial-*")]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-def file_digest(path: Path) -> str:
-    """`sha256:<hex>` of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 class _Download:
@@ -282,7 +273,7 @@ def verify_partial(blob: Path, digest: str) -> Path:
     raises `DigestMismatchError`.
     """
     partial = partial_path(blob)
-    actual = file_digest(partial)
+    actual = digest_of_file(partial)
     if actual != digest:
         discard_partial(blob)
         raise DigestMismatchError(

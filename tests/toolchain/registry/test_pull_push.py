@@ -14,12 +14,21 @@ from toolchain.registry.download import DownloadTuning
 from toolchain.registry.errors import DigestMismatchError, RegistryError
 from toolchain.registry.pull import pull_model
 from toolchain.registry.push import push_model
-from toolchain.store import Store, mediatypes
+from toolchain.store import Layer, Store, mediatypes
 
 
 def _events() -> tuple[list[ProgressEvent], object]:
     events: list[ProgressEvent] = []
     return events, events.append
+
+
+def _pushed_large(proxy: FaultProxy, store: Store, gguf: Path, repo: str) -> tuple[str, Layer]:
+    """Store and push a model of the ~6 MB GGUF; returns its name and model layer."""
+    name = f"{proxy.host}/team/{repo}:v1"
+    manifest = store_model(store, name, gguf)
+    push_model(name, store=store, insecure=True)
+    proxy.clear()
+    return name, manifest.layers_of(mediatypes.MODEL)[0]
 
 
 def test_push_remove_pull_restores_the_store_byte_for_byte(
@@ -136,11 +145,7 @@ def test_interrupted_pull_resumes_without_refetching_completed_ranges(
 def test_pull_killed_midway_resumes_in_the_next_run(
     proxy: FaultProxy, store: Store, other_store: Store, large_gguf: Path
 ) -> None:
-    name = f"{proxy.host}/team/resume2:v1"
-    manifest = store_model(store, name, large_gguf)
-    push_model(name, store=store, insecure=True)
-    model = manifest.layers_of(mediatypes.MODEL)[0]
-    proxy.clear()
+    name, model = _pushed_large(proxy, store, large_gguf, "resume2")
     proxy.cut(model.digest, 1_700_000, times=1000)  # the link keeps dying at 1.7 MB
     tuning = DownloadTuning(min_part=1_000_000, parallel=2, retries=1, backoff=0.0)
 
@@ -171,11 +176,7 @@ def test_pull_killed_midway_resumes_in_the_next_run(
 def test_altered_blob_is_rejected_and_nothing_corrupt_is_left(
     proxy: FaultProxy, store: Store, other_store: Store, large_gguf: Path
 ) -> None:
-    name = f"{proxy.host}/team/corrupt:v1"
-    manifest = store_model(store, name, large_gguf)
-    push_model(name, store=store, insecure=True)
-    model = manifest.layers_of(mediatypes.MODEL)[0]
-    proxy.clear()
+    name, model = _pushed_large(proxy, store, large_gguf, "corrupt")
     proxy.flip(model.digest, 3_141_592)
 
     with pytest.raises(DigestMismatchError) as caught:
@@ -196,11 +197,7 @@ def test_altered_blob_is_rejected_and_nothing_corrupt_is_left(
 def test_busy_registry_and_ignored_ranges_are_survived(
     proxy: FaultProxy, store: Store, other_store: Store, large_gguf: Path
 ) -> None:
-    name = f"{proxy.host}/team/busy:v1"
-    manifest = store_model(store, name, large_gguf)
-    push_model(name, store=store, insecure=True)
-    model = manifest.layers_of(mediatypes.MODEL)[0]
-    proxy.clear()
+    name, model = _pushed_large(proxy, store, large_gguf, "busy")
     proxy.fail(model.digest, 503, times=2)
     proxy.strip_range = True  # every range request gets the whole blob back (200)
     tuning = DownloadTuning(min_part=2_000_000, parallel=2, backoff=0.01)
