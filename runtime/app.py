@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from runtime import api_create, api_embed, api_models, api_ollama, api_openai
+from runtime import api_create, api_embed, api_models, api_ollama, api_openai, api_transfer
 from runtime.config import ServerConfig
 from runtime.context import ServerContext
 from runtime.models import Catalog
@@ -43,6 +43,8 @@ ROUTES = [
     Route("/api/copy", api_models.copy_handler, methods=["POST"]),
     Route("/api/delete", api_models.delete_handler, methods=["DELETE"]),
     Route("/api/create", api_create.create_handler, methods=["POST"]),
+    Route("/api/pull", api_transfer.pull_handler, methods=["POST"]),
+    Route("/api/push", api_transfer.push_handler, methods=["POST"]),
     Route("/api/blobs/{digest}", api_models.blob_head_handler, methods=["HEAD"]),
     Route("/api/blobs/{digest}", api_models.blob_upload_handler, methods=["POST"]),
     Route("/api/generate", api_ollama.generate_handler, methods=["POST"]),
