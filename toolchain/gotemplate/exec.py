@@ -68,13 +68,15 @@ class _Continue(Exception):
 
 
 class State:
-    __slots__ = ("depth", "limits", "node", "out", "size", "steps", "tmpl", "vars")
+    __slots__ = ("depth", "dot_iface", "limits", "node", "out", "size", "steps", "tmpl", "vars")
 
     def __init__(self, tmpl: Template, data: Any, limits: Limits) -> None:
         self.tmpl = tmpl
         self.out: list[str] = []
         self.node: Node | None = None
-        self.vars: list[list[Any]] = [["$", data]]
+        # [name, value, iface]: iface = the value sits in an interface{} (for error texts)
+        self.vars: list[list[Any]] = [["$", data, False]]
+        self.dot_iface = False
         self.depth = 0
         self.limits = limits
         self.size = 0
@@ -90,17 +92,18 @@ class State:
         return cls(f"template: {location}: executing {quote(name)} at <{context}>: {msg}", node, name)
 
     # -- variables ---------------------------------------------------------------------
-    def set_var(self, name: str, value: Any) -> None:
+    def set_var(self, name: str, value: Any, iface: bool = False) -> None:
         for v in reversed(self.vars):
             if v[0] == name:
                 v[1] = value
+                v[2] = iface
                 return
         raise self.errorf(f"undefined variable: {name}")
 
-    def var_value(self, name: str) -> Any:
+    def var_entry(self, name: str) -> list[Any]:
         for v in reversed(self.vars):
             if v[0] == name:
-                return v[1]
+                return v
         raise self.errorf(f"undefined variable: {name}")
 
     def write(self, s: str) -> None:
@@ -147,7 +150,14 @@ class State:
             if bi.kind(val) == "func":
                 raise self.errorf(f"if/with can't use {value_string(val)}")
             if bi.truth(val):
-                self.walk(val if is_with else dot, node.list)
+                if is_with:
+                    saved, self.dot_iface = self.dot_iface, False
+                    try:
+                        self.walk(val, node.list)
+                    finally:
+                        self.dot_iface = saved
+                else:
+                    self.walk(dot, node.list)
             elif node.else_list is not None:
                 self.walk(dot, node.else_list)
         finally:
@@ -162,6 +172,8 @@ class State:
             mark = len(self.vars)
             decl, assign = r.pipe.decl, r.pipe.is_assign
             limits = self.limits
+            iface = type(val) is list or type(val) is dict
+            saved_iface = self.dot_iface
 
             def one(index: Any, elem: Any) -> None:
                 self.steps += 1
@@ -172,20 +184,25 @@ class State:
                     )
                 if decl:
                     if assign:
-                        self.set_var(decl[0].ident[0], index if len(decl) > 1 else elem)
+                        if len(decl) > 1:
+                            self.set_var(decl[0].ident[0], index)
+                        else:
+                            self.set_var(decl[0].ident[0], elem, iface)
                     else:
-                        self.vars[-1][1] = elem
+                        self.vars[-1][1:] = [elem, iface]
                 if len(decl) > 1:
                     if assign:
-                        self.set_var(decl[1].ident[0], elem)
+                        self.set_var(decl[1].ident[0], elem, iface)
                     else:
-                        self.vars[-2][1] = index
+                        self.vars[-2][1:] = [index, False]
+                self.dot_iface = iface
                 try:
                     self.walk(elem, r.list)  # type: ignore[arg-type]
                 except _Continue:
                     pass
                 finally:
                     del self.vars[mark:]
+                    self.dot_iface = saved_iface
 
             try:
                 if self._range_over(val, r, one):
@@ -231,13 +248,14 @@ class State:
         if self.depth >= self.limits.max_depth:
             raise self.errorf(f"exceeded maximum template depth ({self.limits.max_depth})", LimitError)
         dot = self.eval_pipeline(dot, t.pipe)
-        saved = (self.tmpl, self.vars, self.depth)
-        self.tmpl, self.vars, self.depth = tmpl, [["$", dot]], self.depth + 1
+        saved = (self.tmpl, self.vars, self.depth, self.dot_iface)
+        self.tmpl, self.vars, self.depth = tmpl, [["$", dot, False]], self.depth + 1
+        self.dot_iface = False
         try:
             assert tmpl.root is not None
             self.walk(dot, tmpl.root)
         finally:
-            self.tmpl, self.vars, self.depth = saved
+            self.tmpl, self.vars, self.depth, self.dot_iface = saved
 
     # -- evaluation --------------------------------------------------------------------
     def eval_pipeline(self, dot: Any, pipe: PipeNode | None) -> Any:
@@ -253,7 +271,7 @@ class State:
             if pipe.is_assign:
                 self.set_var(var.ident[0], value)
             else:
-                self.vars.append([var.ident[0], value])
+                self.vars.append([var.ident[0], value, False])
         return value
 
     def not_a_function(self, args: list[Node] | None, final: Any) -> None:
@@ -265,7 +283,7 @@ class State:
         t = type(first)
         if t is FieldNode:
             self.node = first
-            return self.eval_field_chain(dot, dot, first, first.ident, cmd.args, final)  # type: ignore[attr-defined]
+            return self.eval_field_chain(dot, dot, first, first.ident, cmd.args, final, self.dot_iface)  # type: ignore[attr-defined]
         if t is ChainNode:
             return self.eval_chain(dot, first, cmd.args, final)  # type: ignore[arg-type]
         if t is IdentifierNode:
@@ -309,27 +327,31 @@ class State:
             raise self.errorf(f"indirection through explicit nil in {chain}")
         assert chain.node is not None
         pipe = self.eval_arg(dot, None, chain.node)
-        return self.eval_field_chain(dot, pipe, chain, chain.fields, args, final)
+        return self.eval_field_chain(dot, pipe, chain, chain.fields, args, final, False)
 
     def eval_variable(self, dot: Any, v: VariableNode, args: list[Node] | None, final: Any) -> Any:
         self.node = v
-        value = self.var_value(v.ident[0])
+        entry = self.var_entry(v.ident[0])
         if len(v.ident) == 1:
             self.not_a_function(args, final)
-            return value
-        return self.eval_field_chain(dot, value, v, v.ident[1:], args, final)
+            return entry[1]
+        return self.eval_field_chain(dot, entry[1], v, v.ident[1:], args, final, entry[2])
 
     def eval_field_chain(
-        self, dot: Any, receiver: Any, node: Node, ident: list[str], args: list[Node] | None, final: Any
-    ) -> Any:
+        self, dot: Any, receiver: Any, node: Node, ident: list[str], args: list[Node] | None,
+        final: Any, iface: bool,
+    ) -> Any:  # fmt: skip
         n = len(ident)
         for i in range(n - 1):
-            receiver = self.eval_field(dot, ident[i], node, None, MISSING, receiver)
-        return self.eval_field(dot, ident[n - 1], node, args, final, receiver)
+            holder = receiver
+            receiver = self.eval_field(dot, ident[i], node, None, MISSING, receiver, iface)
+            iface = isinstance(holder, dict) and getattr(holder, "elem_iface", True)
+        return self.eval_field(dot, ident[n - 1], node, args, final, receiver, iface)
 
     def eval_field(
-        self, dot: Any, name: str, node: Node, args: list[Node] | None, final: Any, receiver: Any
-    ) -> Any:
+        self, dot: Any, name: str, node: Node, args: list[Node] | None, final: Any, receiver: Any,
+        iface: bool = False,
+    ) -> Any:  # fmt: skip
         if receiver is NO_VALUE:
             if self.tmpl.missingkey == "error":
                 raise self.errorf(f"nil data; no entry for key {quote(name)}")
@@ -358,7 +380,8 @@ class State:
             if name in receiver:
                 return receiver[name]
             return self._missing_key(name, receiver.zero() if isinstance(receiver, GoMap) else None)
-        raise self.errorf(f"can't evaluate field {name} in type {type_name(receiver)}")
+        where = "interface {}" if iface else type_name(receiver)
+        raise self.errorf(f"can't evaluate field {name} in type {where}")
 
     def _missing_key(self, name: str, zero: Any) -> Any:
         mode = self.tmpl.missingkey
@@ -445,7 +468,7 @@ class State:
                 raise self.errorf("cannot assign nil to string")
             return None if kind == "any" else NO_VALUE
         if t is FieldNode:
-            return self.validate(self.eval_field_chain(dot, dot, n, n.ident, [n], MISSING), kind)  # type: ignore[attr-defined]
+            return self.validate(self.eval_field_chain(dot, dot, n, n.ident, [n], MISSING, self.dot_iface), kind)  # type: ignore[attr-defined]
         if t is VariableNode:
             return self.validate(self.eval_variable(dot, n, None, MISSING), kind)  # type: ignore[arg-type]
         if t is PipeNode:

@@ -169,7 +169,7 @@ def _fmt_int(v: int, verb: str, f: Flags, signed: bool) -> str | None:
 def format_arg(v: Any, verb: str, f: Flags, depth: int = 0) -> str:
     """One operand under one verb (Go's printArg / printValue)."""
     if v is None or v is NO_VALUE:
-        if verb in "Tv":
+        if verb in "Tv" or depth > 0:  # a nil inside a slice or map prints as <nil>
             return _pad("<nil>", f)
         return _bad_verb(v, verb, f)
     if verb == "T":

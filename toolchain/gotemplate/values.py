@@ -78,6 +78,8 @@ class GoMap(dict[str, Any]):
 
     go_type: ClassVar[str] = "map[string]interface {}"
     go_methods: ClassVar[dict[str, Method]] = {}
+    #: elements are interface{} values (error texts then name `interface {}`)
+    elem_iface: ClassVar[bool] = True
     is_nil: bool = False
 
     def zero(self) -> Any:

@@ -1,0 +1,3 @@
+module mfc/oracle/gotemplate
+
+go 1.23

@@ -1,0 +1,36 @@
+"""Chat prompt rendering as Ollama does it, on mfc's Go template engine.
+
+- `render_prompt(template, messages=..., tools=..., system=..., prompt=..., suffix=..., think=...)`
+- `parse_prompt_template(source)`, `execute(pt, Values)`, `collate`, `template_vars`
+- `detect_template(chat_template)` -> `NamedTemplate | None`; `named_template(name)`
+- `render_jinja_chat(...)`: the sandboxed fallback for a model's own Jinja template
+"""
+
+from toolchain.prompt.data import RequestError
+from toolchain.prompt.named import NamedTemplate, detect_template, named_template, template_names
+from toolchain.prompt.render import (
+    DEFAULT_TEMPLATE,
+    PromptTemplate,
+    Values,
+    collate,
+    execute,
+    parse_prompt_template,
+    render_prompt,
+    template_vars,
+)
+
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "NamedTemplate",
+    "PromptTemplate",
+    "RequestError",
+    "Values",
+    "collate",
+    "detect_template",
+    "execute",
+    "named_template",
+    "parse_prompt_template",
+    "render_prompt",
+    "template_names",
+    "template_vars",
+]
