@@ -7,6 +7,10 @@ import click
 from toolchain.cli.reporting import print_json
 
 
+def _shown(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
 @click.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
@@ -31,7 +35,7 @@ def command(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
     for path in files or ("Modelfile",):
         source: str | None = None
         try:
-            mf, diags = check_source(read_modelfile_bytes(path), path)
+            mf, diags = check_source(read_modelfile_bytes(path), _shown(path))
             source = mf.source
         except MfcError as err:
             diags = [Diagnostic("error", err.message, err.span, err.hint)]

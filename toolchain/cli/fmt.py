@@ -71,7 +71,7 @@ def command(files: tuple[str, ...], check: bool, write: bool, as_json: bool) -> 
             failed = True
             report([err], None, path)
             continue
-        mf, syntax_errors = parse_recovering(data, path)
+        mf, syntax_errors = parse_recovering(data, "<stdin>" if path == "-" else path)
         if syntax_errors:
             failed = True
             report(list(syntax_errors), mf.source, path)

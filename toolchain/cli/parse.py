@@ -28,7 +28,7 @@ def command(file: str, as_json: bool) -> None:
 
     data = read_modelfile_bytes(file)
     try:
-        mf = parse_modelfile(data, file)
+        mf = parse_modelfile(data, "<stdin>" if file == "-" else file)
     except MfcError as err:
         diag = Diagnostic.from_error(err)
         if as_json:

@@ -14,6 +14,7 @@ Three things are done here by hand, each for a reason the grammar cannot express
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -141,7 +142,8 @@ def _parse_text(
                 raise error from None
             errors.append(error)
             # everything before the line the failing instruction starts on parses cleanly
-            failed_at = pos + max(failure.pos_in_stream or 0, 0)
+            at = failure.pos_in_stream
+            failed_at = len(marked) if at is None or at < 0 else pos + at
             line_start = max(marked.rfind("\r", pos, failed_at), marked.rfind("\n", pos, failed_at))
             prefix_end = line_start + 1 if line_start >= 0 else pos
             more, more_comments = _build(parser.parse(marked[pos:prefix_end]), pos, index, text)
@@ -192,8 +194,6 @@ def parse_recovering(
 def read_modelfile_bytes(path: str | Path) -> bytes:
     """The bytes of a Modelfile (`-` is stdin), or an `MfcError` saying why not."""
     if str(path) == "-":
-        import sys
-
         return sys.stdin.buffer.read()
     try:
         return Path(path).read_bytes()
