@@ -142,3 +142,23 @@ def test_import_rejects_what_is_not_a_model_layout(
     text.write_text("hello")
     with pytest.raises(LayoutError, match="cannot read"):
         import_models(text, store=other_store)
+
+
+def test_several_models_share_blobs_in_one_tarball(
+    store: Store, other_store: Store, small_gguf: Path, tmp_path: Path
+) -> None:
+    first = store_model(store, "team/one:v1", small_gguf, system="One.")
+    second = store_model(store, "team/two:v1", small_gguf, system="Two.")
+    tarball = tmp_path / "both.tar"
+    export_models(["team/one:v1", "team/two:v1"], tarball, store=store)
+    with tarfile.open(tarball) as tar:
+        blobs = [m.name for m in tar.getmembers() if m.name.startswith("blobs/sha256/")]
+    assert len(blobs) == len(set(blobs)) == len(first.digests() | second.digests()) + 2
+    imported = import_models(tarball, store=other_store)
+    assert [(m.name.display(), m.digest) for m in imported] == [
+        ("team/one:v1", first.digest),
+        ("team/two:v1", second.digest),
+    ]
+    assert snapshot(other_store) == snapshot(store)
+    with pytest.raises(LayoutError, match="holds 2 models"):
+        import_models(tarball, store=other_store, name="x:y")

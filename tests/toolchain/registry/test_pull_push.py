@@ -227,3 +227,23 @@ def test_push_of_a_missing_model(proxy: FaultProxy, store: Store) -> None:
     with pytest.raises(Exception, match="not found"):
         push_model(f"{proxy.host}/team/absent:v1", store=store, insecure=True, progress=on_event)  # type: ignore[arg-type]
     assert [e.status for e in events] == ["retrieving manifest", "couldn't retrieve manifest"]
+
+
+def test_pulling_a_new_version_removes_blobs_only_the_old_one_used(
+    proxy: FaultProxy, store: Store, other_store: Store, small_gguf: Path
+) -> None:
+    name = f"{proxy.host}/team/versions:v1"
+    old = store_model(store, name, small_gguf, system="Version one.")
+    push_model(name, store=store, insecure=True)
+    pull_model(name, store=other_store, insecure=True)
+    new = store_model(store, name, small_gguf, system="Version two.")
+    push_model(name, store=store, insecure=True)
+
+    events: list[ProgressEvent] = []
+    result = pull_model(name, store=other_store, insecure=True, progress=events.append)
+    old_system = old.layers_of(mediatypes.SYSTEM)[0].digest
+    assert result.removed == (old_system,)
+    assert "removing unused layers" in [e.status for e in events]
+    assert not other_store.blobs.exists(old_system)
+    assert other_store.read_manifest(name).digest == new.digest
+    assert set(result.cached) == new.digests() - {new.layers_of(mediatypes.SYSTEM)[0].digest}
