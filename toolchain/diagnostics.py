@@ -10,12 +10,15 @@ Format (one diagnostic):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
 from toolchain.errors import MfcError, Span
 
 Severity = Literal["error", "warning"]
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,8 @@ def render(diag: Diagnostic, source: str | None = None, file: str | None = None)
 
 
 def _excerpt(source: str, span: Span) -> list[str]:
-    src_lines = source.splitlines()
+    # spans break lines at CR, LF, CRLF only; str.splitlines also splits at \v, \f, U+2028
+    src_lines = _LINE_BREAK.split(source)
     if not 1 <= span.line <= len(src_lines):
         return []
     text = src_lines[span.line - 1]
