@@ -123,62 +123,63 @@ def request_from_modelfile(
     params: list[ir.Parameter] = []
 
     for ins in mf.instructions:
+        span = ins.value_span or ins.span  # errors about a value point at the value
         if isinstance(ins, ir.From):
             path = _expand(ins.value, base)
             if not path.exists():
                 from_model = ins.value
-                spans["from"] = ins.span
+                spans["from"] = span
                 continue
             if any(path.resolve() == d.resolve() for d, _ in drafts):
                 raise BuildError(
-                    f"DRAFT must not reference the same local path as FROM: {path}", ins.span
+                    f"DRAFT must not reference the same local path as FROM: {path}", span
                 )
-            spans["from"] = ins.span
+            spans["from"] = span
             if path.is_dir():
-                found, hf_dir = files_for_directory(path, ins.span)
-                files.extend((p, ins.span) for p in found)
+                found, hf_dir = files_for_directory(path, span)
+                files.extend((p, span) for p in found)
                 if hf_dir is not None:
-                    convert_dirs.append(SourceDir(hf_dir, ins.span))
+                    convert_dirs.append(SourceDir(hf_dir, span))
             else:
-                files.append((path, ins.span))
+                files.append((path, span))
         elif isinstance(ins, ir.Adapter | ir.Draft):
             label = "ADAPTER" if isinstance(ins, ir.Adapter) else "DRAFT"
             path = _expand(ins.value, base)
             if not path.exists():
                 raise BuildError(
                     f"{label} file not found: {path}",
-                    ins.span,
+                    span,
                     hint=f"{label} takes a GGUF file path (relative to the Modelfile's folder)",
                 )
-            spans[label.lower()] = ins.span
+            spans[label.lower()] = span
             if isinstance(ins, ir.Adapter):
                 adapters, adapter_dirs = [], []  # the last ADAPTER wins, as in the reference
                 if path.is_dir():
-                    found, hf_dir = files_for_directory(path, ins.span, adapter=True)
-                    adapters = [(p, ins.span) for p in found]
+                    found, hf_dir = files_for_directory(path, span, adapter=True)
+                    adapters = [(p, span) for p in found]
                     if hf_dir is not None:
-                        adapter_dirs = [SourceDir(hf_dir, ins.span)]
+                        adapter_dirs = [SourceDir(hf_dir, span)]
                 else:
-                    adapters = [(path, ins.span)]
+                    adapters = [(path, span)]
             else:
                 if any(path.resolve() == f.resolve() for f, _ in files):
                     raise BuildError(
-                        f"DRAFT must not reference the same local path as FROM: {path}", ins.span
+                        f"DRAFT must not reference the same local path as FROM: {path}", span
                     )
                 if path.is_dir():
-                    found, _ = files_for_directory(path, ins.span)
-                    drafts.extend((p, ins.span) for p in found)
+                    found, _ = files_for_directory(path, span)
+                    drafts.extend((p, span) for p in found)
                 else:
-                    drafts.append((path, ins.span))
+                    drafts.append((path, span))
         elif isinstance(ins, ir.Template | ir.System | ir.Renderer | ir.Parser | ir.Quantize):
             single[ins.command] = ins.value
-            spans[ins.command] = ins.span
+            spans[ins.command] = span
         elif isinstance(ins, ir.Requires):
             v = ins.value if ins.value.startswith("v") else "v" + ins.value
             if not _valid_semver(v[1:]):
-                raise BuildError(SEMVER_HINT, ins.span)
+                raise BuildError(SEMVER_HINT, span)
             single["requires"] = v[1:]
-            spans["requires"] = ins.span
+            spans["requires"] = span
         elif isinstance(ins, ir.License):
             licenses.append(ins.value)
         elif isinstance(ins, ir.Message):

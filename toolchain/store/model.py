@@ -81,14 +81,25 @@ class StoredModel:
                 caps.append("vision")
             if info.arch_key("audio.block_count") in info.kv:
                 caps.append("audio")
-        template = self.template or ""
-        if re.search(r"\.Tools\b", template):
+        names = template_identifiers(self.template or "")
+        if "tools" in names:
             caps.append("tools")
-        if re.search(r"\.Suffix\b", template):
+        if "suffix" in names:
             caps.append("insert")
-        if re.search(r"\.(Think|Thinking)\b", template):
+        if "think" in names or "thinking" in names:
             caps.append("thinking")
         return list(dict.fromkeys(caps))
+
+
+def template_identifiers(source: str) -> set[str]:
+    """The field names a Go template uses, lower-cased (the reference's `Template.Vars`)."""
+    from toolchain.gotemplate import TemplateError, parse
+    from toolchain.prompt import template_vars
+
+    try:
+        return set(template_vars(parse(source)))
+    except TemplateError:
+        return set(re.findall(r"\.([A-Za-z_]\w*)", source.lower()))
 
 
 def _text(store: Store, digest: str) -> str:

@@ -107,10 +107,12 @@ def test_manifest_bytes_follow_struct_order() -> None:
     assert data == (
         b'{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",'
         b'"config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"sha256:'
-        + b"9" * 64
+        + b"9"
+        * 64
         + b'","size":147},"layers":[{"mediaType":"application/vnd.ollama.image.model",'
         b'"digest":"sha256:'
-        + b"8" * 64
+        + b"8"
+        * 64
         + b'","size":1234,"from":"test.gguf"},{"mediaType":"application/vnd.ollama.image.template",'
         b'"digest":"sha256:' + b"b" * 64 + b'","size":13}]}\n'
     )

@@ -1,0 +1,135 @@
+"""The store commands as a user runs them: build, create, list, show, cp, rm, inspect."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from toolchain.cli import main
+from toolchain.store import Store, parse_name
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> str:
+    return str(tmp_path / "models")
+
+
+@pytest.fixture
+def tiny_project(tmp_path: Path, tiny_dir: Path) -> Path:
+    d = tmp_path / "models-src" / "tiny"
+    d.mkdir(parents=True)
+    shutil.copy(tiny_dir / "tiny.gguf", d / "weights.gguf")
+    shutil.copy(tiny_dir / "lora.gguf", d / "lora.gguf")
+    (d / "Modelfile").write_text(
+        'FROM ./weights.gguf\nADAPTER ./lora.gguf\nSYSTEM "be brief"\nLICENSE MIT\n'
+        "PARAMETER temperature 0.3\nPARAMETER stop END\nMESSAGE user hi\n"
+    )
+    return d
+
+
+def test_build_names_the_model_after_its_folder(
+    capsys: pytest.CaptureFixture[str], tiny_project: Path, models: str
+) -> None:
+    code, out, err = run(capsys, "build", str(tiny_project / "Modelfile"), "--models", models)
+    assert code == 0, err
+    assert "building tiny:latest (named after the folder" in err
+    assert out.startswith("built tiny:latest (")
+    assert Store(models).names() == [parse_name("tiny")]
+
+
+def test_create_without_a_modelfile_uses_the_current_folder(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    tiny_dir: Path,
+    models: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = tmp_path / "weights-only"
+    folder.mkdir()
+    shutil.copy(tiny_dir / "other.gguf", folder / "model.gguf")
+    monkeypatch.chdir(folder)
+    code, out, err = run(capsys, "create", "Mine:v1", "--models", models, "--json")
+    assert code == 0, err
+    last = json.loads(out.splitlines()[-1])
+    assert last["model"] == "Mine:v1"
+    layers = json.loads(Store(models).manifest_path(parse_name("Mine:v1")).read_bytes())["layers"]
+    assert layers[0]["from"] == "model.gguf"
+
+
+def test_list_show_cp_rm(
+    capsys: pytest.CaptureFixture[str], tiny_project: Path, models: str
+) -> None:
+    assert (
+        run(capsys, "build", str(tiny_project / "Modelfile"), "-t", "a", "--models", models)[0] == 0
+    )
+    store = Store(models)
+    digest = store.read_manifest("a").digest
+
+    code, out, _ = run(capsys, "list", "--models", models, "--json")
+    listed = json.loads(out)["models"]
+    assert code == 0 and [m["name"] for m in listed] == ["a:latest"]
+    assert listed[0]["digest"] == digest
+    assert listed[0]["details"]["family"] == "llama"
+    assert listed[0]["details"]["quantization_level"] == "F16"
+    code, out, _ = run(capsys, "list", "--models", models)
+    assert out.splitlines()[0].split() == ["NAME", "ID", "SIZE", "MODIFIED"]
+    assert out.splitlines()[1].startswith("a:latest") and digest[:12] in out
+
+    assert run(capsys, "show", "a", "--system", "--models", models)[1] == "be brief\n"
+    assert run(capsys, "show", "a", "--license", "--models", models)[1] == "MIT\n"
+    params = run(capsys, "show", "a", "--parameters", "--models", models)[1]
+    assert params.splitlines() == [f'{"stop":<30} "END"', f"{'temperature':<30} 0.3"]
+    code, out, _ = run(capsys, "show", "a", "--json", "--models", models)
+    shown = json.loads(out)
+    assert shown["model_info"]["general.architecture"] == "llama"
+    assert shown["capabilities"] == ["completion", "tools"]  # the detected chatml has .Tools
+    assert shown["messages"] == [{"role": "user", "content": "hi"}]
+    assert {t["name"] for t in shown["tensors"]} >= {"token_embd.weight"}
+    summary = run(capsys, "show", "A", "--models", models)[1]
+    assert "architecture" in summary and "adapter" in summary
+
+    code, _, err = run(capsys, "show", "nope", "--models", models)
+    assert code == 1 and "model 'nope:latest' not found" in err
+
+    assert run(capsys, "cp", "a", "b", "--models", models)[0] == 0
+    blobs = set(store.blobs.digests())
+    # a missing name among several: nothing is removed
+    code, _, err = run(capsys, "rm", "a", "missing", "--models", models)
+    assert code == 1 and "model 'missing:latest' not found" in err
+    assert {n.display() for n in store.names()} == {"a:latest", "b:latest"}
+    code, out, _ = run(capsys, "rm", "a", "--models", models, "--json")
+    assert json.loads(out) == {"deleted": ["a:latest"], "removed_blobs": [], "freed": 0}
+    assert set(store.blobs.digests()) == blobs  # b still uses every blob
+    code, out, _ = run(capsys, "rm", "b", "--models", models, "--json")
+    assert set(json.loads(out)["removed_blobs"]) == blobs
+    assert store.blobs.digests() == []
+
+
+def test_inspect(capsys: pytest.CaptureFixture[str], tiny_dir: Path, tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "inspect", str(tiny_dir / "tiny.gguf"))
+    assert code == 0
+    assert "general.architecture" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith("blk.0.attn_q")]
+    assert rows == [["blk.0.attn_q.weight", "F16", "8", "x", "8", "128"]]
+    code, out, _ = run(capsys, "inspect", str(tiny_dir / "tiny.gguf"), "--json")
+    doc = json.loads(out)
+    assert doc["metadata"]["general.file_type"] == {"type": "uint32", "value": 1}
+    assert [(t["name"], t["shape"], t["bytes"]) for t in doc["tensors"]] == [
+        ("token_embd.weight", [8, 16], 256),
+        ("blk.0.attn_q.weight", [8, 8], 128),
+        ("output_norm.weight", [8], 32),
+    ]
+    bad = tmp_path / "x.gguf"
+    bad.write_text("hello")
+    code, _, err = run(capsys, "inspect", str(bad))
+    assert code == 1 and "not a GGUF file" in err
