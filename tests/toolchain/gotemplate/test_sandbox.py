@@ -1,0 +1,66 @@
+"""Templates cannot reach Python, read files or run forever."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolchain.gotemplate import Limits, TemplateError, parse
+from toolchain.prompt import render_prompt
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("field", ["__class__", "__init__", "__dict__", "go_string", "go_fields",
+                                   "go_json_value", "type_name", "__slots__"])  # fmt: skip
+def test_python_attributes_and_methods_are_unreachable(field: str) -> None:
+    src = "{{ range .Messages }}{{ ." + field + " }}{{ end }}"
+    with pytest.raises(TemplateError, match=f"can't evaluate field {field} in type"):
+        render_prompt(src, messages=MSG)
+
+
+def test_dict_methods_are_map_lookups_not_calls() -> None:
+    assert parse("{{ .keys }}|{{ .items }}|{{ .get }}").execute({}) == "<no value>|<no value>|<no value>"
+    assert parse("{{ .__class__ }}").execute({"__class__": "x"}) == "x"
+
+
+def test_only_declared_methods_are_callable() -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
+              "properties": {"a": {"type": ["string", "null"]}}}}}]  # fmt: skip
+    src = "{{ range .Tools }}{{ range .Function.Parameters.Properties }}{{ .ToTypeScriptType }}|{{ .Type.String }}{{ end }}{{ end }}{{ .Messages }}"
+    assert render_prompt(src, messages=MSG, tools=tools).startswith("string | null|[string null]")
+    with pytest.raises(TemplateError, match="can't evaluate field to_typescript_type"):
+        render_prompt("{{ range .Tools }}{{ range .Function.Parameters.Properties }}{{ .to_typescript_type }}{{ end }}{{ end }}{{ .Messages }}",
+                      messages=MSG, tools=tools)
+
+
+def test_no_file_or_environment_functions() -> None:
+    for fn in ("open", "readFile", "env", "exec", "include", "getattr"):
+        with pytest.raises(TemplateError, match=f'function "{fn}" not defined'):
+            parse("{{ " + fn + ' "/etc/passwd" }}')
+
+
+def test_range_iterations_are_capped() -> None:
+    src = "{{ range .L }}{{ range $.L }}{{ range $.L }}x{{ end }}{{ end }}{{ end }}"
+    with pytest.raises(TemplateError, match="range iterations exceed 1000") as err:
+        parse(src).execute({"L": list(range(20))}, Limits(max_iterations=1000))
+    assert err.value.kind == "limit"
+    with pytest.raises(TemplateError, match="range iterations exceed"):
+        parse("{{ range 100000000 }}{{ end }}").execute({}, Limits(max_iterations=10_000))
+
+
+def test_output_size_is_capped() -> None:
+    src = "{{ range .L }}{{ $.S }}{{ end }}"
+    with pytest.raises(TemplateError, match="output exceeds 1000 characters"):
+        parse(src).execute({"L": list(range(100)), "S": "x" * 100}, Limits(max_output=1000))
+
+
+def test_recursive_templates_are_capped() -> None:
+    src = '{{ define "r" }}{{ template "r" . }}{{ end }}{{ template "r" . }}'
+    with pytest.raises(TemplateError, match="exceeded maximum template depth"):
+        parse(src).execute({})
+
+
+def test_deep_nesting_is_an_error_not_a_crash() -> None:
+    src = "{{ if 1 }}" * 2000 + "{{ end }}" * 2000
+    with pytest.raises(TemplateError):
+        parse(src).execute({})
