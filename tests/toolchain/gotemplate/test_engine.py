@@ -28,9 +28,9 @@ def test_error_positions() -> None:
     with pytest.raises(TemplateError) as err:
         run("line one\n  {{ .A.B.C }}", {"A": {"B": "x"}})
     assert err.value.message == (
-        'template: :2:8: executing "" at <.A.B.C>: can\'t evaluate field C in type interface {}'
+        'template: :2:7: executing "" at <.A.B.C>: can\'t evaluate field C in type interface {}'
     )
-    assert (err.value.line, err.value.col) == (2, 9)
+    assert (err.value.line, err.value.col) == (2, 8)
     with pytest.raises(TemplateError) as err:
         parse("a\n\n{{ if }}")
     assert err.value.message == "template: :3: missing value for if"
