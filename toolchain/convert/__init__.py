@@ -14,5 +14,6 @@ from __future__ import annotations
 from toolchain.convert.arch import SUPPORTED
 from toolchain.convert.convert import ConvertResult, convert_hf_dir
 from toolchain.convert.errors import ConvertError
+from toolchain.convert.lora import convert_lora
 
-__all__ = ["SUPPORTED", "ConvertError", "ConvertResult", "convert_hf_dir"]
+__all__ = ["SUPPORTED", "ConvertError", "ConvertResult", "convert_hf_dir", "convert_lora"]

@@ -49,7 +49,7 @@ def tensor_type(out: OutType, gguf_name: str, n_dims: int, keep_f32: bool) -> GG
     assert out.ggml is not None
     if n_dims <= 1 or keep_f32 or gguf_name.endswith("_norm.weight"):
         return T.F32
-    if not gguf_name.endswith(".weight"):
+    if not gguf_name.endswith((".weight", ".lora_a", ".lora_b")):
         return T.F32
     return out.ggml
 
