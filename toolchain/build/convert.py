@@ -2,24 +2,25 @@
 
 Cached by the folder's content digest (every file's path and sha256) and the output type,
 so a rebuild of an unchanged folder does no tensor work. The converter is
-`toolchain.convert`; the output is an F16 GGUF model layer (or a LoRA adapter layer), on
-which template detection then runs as for a GGUF given directly.
+`toolchain.convert`; the output is an F16 GGUF model layer (or a LoRA adapter layer for
+the model's base), on which template detection then runs as for a GGUF given directly.
+Like the reference's converted layers, it carries no `from`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from toolchain.build.cache import cache_key
 from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.build.request import SourceDir
+from toolchain.convert import ConvertError, convert_hf_dir, convert_lora
+from toolchain.progress import ProgressEvent
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_file
 from toolchain.store.gguf_reader import read_gguf
@@ -33,66 +34,62 @@ def folder_digest(folder: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        if rel.startswith("."):
-            continue
+        if any(part.startswith(".") for part in rel.split("/")):
+            continue  # .git, .cache ...: not part of the model
         h.update(f"{rel}\0{digest_of_file(path)}\n".encode())
     return "sha256:" + h.hexdigest()
 
 
-def _converter(adapter: bool) -> Any:
-    try:
-        module = importlib.import_module("toolchain.convert")
-        return module.convert_adapter if adapter else module.convert_model
-    except (ImportError, AttributeError):
-        raise BuildError(
-            "converting Hugging Face folders is not available (toolchain.convert is missing)"
-        ) from None
+def _base_path(ctx: BuildContext, base: PlannedLayer | None) -> Path:
+    if base is None:
+        raise BuildError("a Hugging Face LoRA adapter needs a base model (FROM) to convert against")
+    if isinstance(base.source, Path):
+        return base.source
+    return ctx.store.blobs.path(base.digest)
 
 
 def convert_folder(
     ctx: BuildContext, source: SourceDir, *, adapter: bool, base: PlannedLayer | None
 ) -> PlannedLayer:
     ctx.report("converting adapter" if adapter else "converting model")
-    key = cache_key(
-        folder_digest(source.path), "convert", VERSION, {"outtype": OUTTYPE, "adapter": adapter}
-    )
+    options: dict[str, object] = {"outtype": OUTTYPE, "adapter": adapter}
+    if adapter:
+        options["base"] = base.digest if base is not None else ""
+    key = cache_key(folder_digest(source.path), "convert", VERSION, options)
     store = ctx.writable()
     hit = ctx.cache.get(key)
-    if hit is None:
-        fd, tmp = store.blobs.temp_file(suffix=".gguf")
-        os.close(fd)
+    created = False
+    if hit is not None:
+        digest, size = hit.digest, hit.size
+    else:
+        work = store.blobs.temp_dir()
+        out = work / "converted.gguf"
+
+        def forward(event: ProgressEvent) -> None:
+            if not event.status.startswith("wrote "):
+                ctx.progress(event)
+
         try:
-            convert = _converter(adapter)
             if adapter:
-                base_path = (
-                    base.source
-                    if base is not None and isinstance(base.source, Path)
-                    else store.blobs.path(base.digest)
-                    if base is not None
-                    else None
-                )
-                convert(source.path, tmp, base=base_path)
+                convert_lora(source.path, out, _base_path(ctx, base), OUTTYPE, progress=forward)
             else:
-                convert(source.path, tmp, outtype=OUTTYPE)
-            written = store.blobs.adopt(tmp)
-        except BuildError:
-            raise
-        except Exception as exc:
-            message = getattr(exc, "message", None) or str(exc)
-            raise BuildError(f"{source.path}: {message}", source.span) from None
+                convert_hf_dir(source.path, out, OUTTYPE, progress=forward)
+            written = store.blobs.adopt(out)
+        except ConvertError as exc:
+            raise BuildError(exc.message, source.span, hint=exc.hint) from None
         finally:
-            tmp.unlink(missing_ok=True)
-        if written.created:
+            shutil.rmtree(work, ignore_errors=True)
+        created = written.created
+        if created:
             ctx.new_blobs.append(written.digest)
         ctx.cache.put(key, written.digest, written.size, {"folder": str(source.path)})
         digest, size = written.digest, written.size
-    else:
-        digest, size = hit.digest, hit.size
     return PlannedLayer(
         media_type=mediatypes.ADAPTER if adapter else mediatypes.MODEL,
         digest=digest,
         size=size,
         gguf=read_gguf(store.blobs.path(digest)),
+        status=f"creating new layer {digest}" if created else "",
         span=source.span,
     )
 
@@ -112,4 +109,4 @@ def run(plan: BuildPlan, ctx: BuildContext) -> BuildPlan:
     )
 
 
-PASS = Pass("convert", 1, run)
+PASS = Pass("convert", VERSION, run)

@@ -8,15 +8,16 @@ reference's, no longer carries the input file's `from`. The kernels are `quant/`
 from __future__ import annotations
 
 import importlib
+import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from toolchain.build.cache import cache_key
 from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass
 from toolchain.build.plan import BuildPlan, PlannedLayer
-from toolchain.errors import Span
+from toolchain.errors import MfcError, Span
 from toolchain.frontend.parameters import QUANTIZE_TYPES, canonical_quantize_type
 from toolchain.store import mediatypes
 from toolchain.store.config import file_type_name
@@ -51,15 +52,16 @@ def _source_type(layer: PlannedLayer) -> str:
     return name
 
 
-def _quantize_file(src: Path, dst: Path, target: str, on_progress: Any) -> None:
-    try:
-        quant = importlib.import_module("quant")
-        quantize_file = quant.quantize_file
-    except (ImportError, AttributeError):
+def run_quantizer(src: Path, dst: Path, target: str, progress: Callable[[float], None]) -> None:
+    """Quantize the GGUF `src` to `dst` with `quant/` (progress: fraction done, 0..1)."""
+    quant = importlib.import_module("quant")
+    quantize_file = getattr(quant, "quantize_file", None)
+    if quantize_file is None:
         raise BuildError(
-            "quantization is not available in this build of mfc (quant.quantize_file)"
-        ) from None
-    quantize_file(src, dst, target, progress=on_progress)
+            "quantization is not available yet: quant.quantize_file is missing",
+            hint="build without QUANTIZE/--quantize, or quantize the GGUF beforehand",
+        )
+    quantize_file(src, dst, target, progress=progress)
 
 
 def quantize_layer(
@@ -78,36 +80,40 @@ def quantize_layer(
     key = cache_key(layer.digest, "quantize", VERSION, {"type": target})
     store = ctx.writable()
     hit = ctx.cache.get(key)
-    if hit is None:
+    created = False
+    if hit is not None:
+        digest, size = hit.digest, hit.size
+    else:
         src = layer.source if isinstance(layer.source, Path) else store.blobs.path(layer.digest)
         status = f"quantizing {source_type} model to {target}"
-        fd, tmp = store.blobs.temp_file(suffix=".gguf")
-        import os
+        work = store.blobs.temp_dir()
+        out = work / "quantized.gguf"
 
-        os.close(fd)
-        total = layer.size
-
-        def on_progress(done: float, of: float = 1.0) -> None:
-            ctx.report(status, NO_DIGEST, total, int(total * done / of) if of else 0)
+        def on_progress(fraction: float) -> None:
+            ctx.report(
+                status, NO_DIGEST, layer.size, int(layer.size * min(max(fraction, 0.0), 1.0))
+            )
 
         try:
-            _quantize_file(src, tmp, target, on_progress)
+            run_quantizer(src, out, target, on_progress)
             ctx.report("verifying conversion")
-            read_gguf(tmp)
-            written = store.blobs.adopt(tmp)
+            read_gguf(out)
+            written = store.blobs.adopt(out)
+        except MfcError as exc:
+            raise BuildError(exc.message, span or layer.span, hint=exc.hint) from None
         finally:
-            tmp.unlink(missing_ok=True)
-        if written.created:
+            shutil.rmtree(work, ignore_errors=True)
+        created = written.created
+        if created:
             ctx.new_blobs.append(written.digest)
         ctx.cache.put(key, written.digest, written.size, {"type": target, "input": layer.digest})
         digest, size = written.digest, written.size
-    else:
-        digest, size = hit.digest, hit.size
     return PlannedLayer(
         media_type=layer.media_type,
         digest=digest,
         size=size,
         gguf=read_gguf(store.blobs.path(digest)),
+        status=f"creating new layer {digest}" if created else "",
         span=layer.span,
     )
 
@@ -125,4 +131,4 @@ def run(plan: BuildPlan, ctx: BuildContext) -> BuildPlan:
     return replace(plan, base=base)
 
 
-PASS = Pass("quantize", 1, run)
+PASS = Pass("quantize", VERSION, run)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -158,11 +159,19 @@ class Blobs:
             if pid.isdigit() and _pid_alive(int(pid)):
                 continue
             try:
-                Path(entry.path).unlink()
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    Path(entry.path).unlink()
                 removed += 1
             except OSError:
                 pass
         return removed
+
+    def temp_dir(self) -> Path:
+        """A private folder in the temp area, for a tool that writes its own temp files."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=self.tmp_dir))
 
     def temp_file(self, suffix: str = ".partial") -> tuple[int, Path]:
         """A new temp file in the store's temp area (same filesystem as `blobs/`)."""
