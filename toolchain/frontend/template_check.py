@@ -1,15 +1,134 @@
 """TEMPLATE checks for `mfc check` (owned by the Go template engine).
 
-`check_modelfile` calls `check_templates` and merges its diagnostics with its own.
+`check_modelfile` calls `check_templates` and merges its diagnostics with its own: every
+TEMPLATE is parsed as Ollama parses it (Go's text/template with its function map); a
+parse error is reported at the Modelfile line:col where it is, and fields the template
+data does not have (`.Promt`) are warned about with the closest real name.
 """
 
 from __future__ import annotations
 
+import difflib
+
 from toolchain.diagnostics import Diagnostic
-from toolchain.ir import Modelfile
+from toolchain.errors import Span
+from toolchain.gotemplate import TemplateError
+from toolchain.gotemplate.nodes import (
+    ActionNode,
+    BranchNode,
+    ChainNode,
+    FieldNode,
+    ListNode,
+    Node,
+    PipeNode,
+    TemplateNode,
+    VariableNode,
+    WithNode,
+)
+from toolchain.ir import Instruction, Modelfile, Template
+from toolchain.prompt import parse_prompt_template
+
+#: every field name the template data model has (top level, messages, tools, tool calls)
+KNOWN_FIELDS = frozenset({
+    "System", "Prompt", "Response", "Messages", "Tools", "Suffix", "Think", "ThinkLevel",
+    "IsThinkSet", "Role", "Content", "Thinking", "Images", "ToolCalls", "ToolName", "ToolCallID",
+    "ID", "Function", "Index", "Name", "Arguments", "Type", "Items", "Description", "Parameters",
+    "Defs", "Required", "Properties", "AnyOf", "Enum", "String", "ToTypeScriptType",
+})  # fmt: skip
+#: fields holding maps or free-form JSON: what follows them are user keys, not fields
+MAP_FIELDS = frozenset({"Arguments", "Properties", "Items", "Defs", "Enum"})
 
 
 def check_templates(mf: Modelfile) -> list[Diagnostic]:
     """Diagnostics for every TEMPLATE of `mf` (parse errors at Modelfile positions)."""
-    del mf
-    return []
+    out: list[Diagnostic] = []
+    for ins in mf.instructions:
+        if isinstance(ins, Template):
+            out += check_template_text(ins.value, ins)
+    return out
+
+
+def check_template_text(text: str, ins: Instruction | None = None) -> list[Diagnostic]:
+    """Diagnostics for one template's text; `ins` maps positions into the Modelfile."""
+    try:
+        pt = parse_prompt_template(text)
+    except TemplateError as err:
+        span = _map(ins, err.line, err.col)
+        return [Diagnostic("error", err.message, span,
+                           "TEMPLATE is a Go text/template: check the {{ ... }} action here")]  # fmt: skip
+    diags: list[Diagnostic] = []
+    for t in pt.template.templates():
+        if t.root is not None:
+            _walk(t.root, True, text, ins, diags)
+    return diags
+
+
+def _walk(n: Node | None, dot_known: bool, text: str, ins: Instruction | None,
+          diags: list[Diagnostic]) -> None:  # fmt: skip
+    if n is None:
+        return
+    if isinstance(n, ListNode):
+        for c in n.nodes:
+            _walk(c, dot_known, text, ins, diags)
+    elif isinstance(n, ActionNode | TemplateNode):
+        _walk(n.pipe, dot_known, text, ins, diags)
+    elif isinstance(n, BranchNode):
+        _walk(n.pipe, dot_known, text, ins, diags)
+        inner = dot_known
+        if n.keyword in ("range", "with") and n.pipe is not None:
+            inner = _yields_known(n.pipe)
+        _walk(n.list, inner, text, ins, diags)
+        _walk(n.else_list, dot_known if not isinstance(n, WithNode) else dot_known, text, ins, diags)
+    elif isinstance(n, PipeNode):
+        for c in n.cmds:
+            for a in c.args:
+                _walk(a, dot_known, text, ins, diags)
+    elif isinstance(n, FieldNode) and dot_known:
+        _check_chain(n, n.ident, text, ins, diags)
+    elif isinstance(n, VariableNode) and n.ident[0] == "$":
+        _check_chain(n, n.ident[1:], text, ins, diags)
+    elif isinstance(n, ChainNode):
+        _walk(n.node, dot_known, text, ins, diags)
+
+
+def _yields_known(pipe: PipeNode) -> bool:
+    """Whether range/with over this pipeline gives a dot of a known type."""
+    last = pipe.cmds[-1].args[0] if pipe.cmds else None
+    if isinstance(last, FieldNode | VariableNode):
+        idents = last.ident if isinstance(last, FieldNode) else last.ident[1:]
+        return not any(i in MAP_FIELDS for i in idents) and last.ident[0] in ("$", *KNOWN_FIELDS)
+    return False
+
+
+def _check_chain(node: Node, idents: list[str], text: str, ins: Instruction | None,
+                 diags: list[Diagnostic]) -> None:  # fmt: skip
+    for ident in idents:
+        if ident not in KNOWN_FIELDS:
+            close = difflib.get_close_matches(ident, sorted(KNOWN_FIELDS), n=1, cutoff=0.6)
+            hint = f"did you mean .{close[0]}?" if close else (
+                "the template data has: " + ", ".join(sorted(KNOWN_FIELDS)[:8]) + ", ..."
+            )  # fmt: skip
+            line, col = _position(text, node.pos)
+            diags.append(Diagnostic("warning", f"unknown field .{ident}: the template data has no "
+                                    f"such field, it renders as <no value> or fails",
+                                    _map(ins, line, col), hint))  # fmt: skip
+            return
+        if ident in MAP_FIELDS:
+            return
+
+
+def _position(text: str, pos: int) -> tuple[int, int]:
+    before = text.encode("utf-8", "surrogatepass")[:pos].decode("utf-8", "replace")
+    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+
+
+def _map(ins: Instruction | None, line: int | None, col: int | None) -> Span | None:
+    """Template line:col -> Modelfile span through the TEMPLATE value's span."""
+    if ins is None:
+        return None
+    base = ins.value_span or ins.span
+    if line is None or col is None or ins.value_span is None:
+        return base
+    mline = base.line + line - 1
+    mcol = base.col + col - 1 if line == 1 else col
+    return Span(base.file, mline, mcol, mline, mcol + 1)
