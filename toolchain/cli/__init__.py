@@ -33,6 +33,11 @@ COMMANDS: dict[str, str] = {
     "cp": "toolchain.cli.cp:command",
     "rm": "toolchain.cli.rm:command",
     "inspect": "toolchain.cli.inspect:command",
+    "serve": "toolchain.cli.serve:command",
+    "run": "toolchain.cli.run:command",
+    "ps": "toolchain.cli.ps:command",
+    "stop": "toolchain.cli.stop:command",
+    "template": "toolchain.cli.template:command",
 }
 
 
