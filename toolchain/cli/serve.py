@@ -1,0 +1,49 @@
+"""`mfc serve`: the Ollama- and OpenAI-compatible HTTP server over the store."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.cli.store_options import MODELS_HELP
+
+
+@click.command()
+@click.option(
+    "--host",
+    metavar="HOST:PORT",
+    help="Address to bind (default: $MFC_HOST, $OLLAMA_HOST, 127.0.0.1:11434).",
+)
+@click.option("--models", metavar="DIR", type=click.Path(file_okay=False), help=MODELS_HELP)
+@click.option("-v", "--verbose", is_flag=True, help="Log llama.cpp's own messages too.")
+def command(host: str | None, models: str | None, verbose: bool) -> None:
+    """Serve the store's models over Ollama's and OpenAI's HTTP APIs until interrupted.
+
+    Reads the reference's environment: OLLAMA_HOST, OLLAMA_ORIGINS, OLLAMA_KEEP_ALIVE,
+    OLLAMA_NUM_PARALLEL, OLLAMA_MAX_LOADED_MODELS, OLLAMA_MAX_QUEUE,
+    OLLAMA_CONTEXT_LENGTH, OLLAMA_FLASH_ATTENTION, OLLAMA_KV_CACHE_TYPE.
+    """
+    import dataclasses
+    import logging
+    from pathlib import Path
+
+    from runtime.config import ServerConfig, parse_host
+    from runtime.server import make_server
+    from toolchain import __version__
+    from toolchain.store import Store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("mfc.llama").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    config = ServerConfig.from_env()
+    if host:
+        bind, port = parse_host(host)
+        config = dataclasses.replace(config, host=bind, port=port)
+    if models:
+        config = dataclasses.replace(config, models_root=Path(models))
+    store = Store.open(config.models_root)
+    server = make_server(config, store)
+    click.echo(
+        f"mfc {__version__} listening on {config.host or '0.0.0.0'}:{config.port} "
+        f"(store {store.root})",
+        err=True,
+    )
+    server.run()
