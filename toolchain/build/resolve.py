@@ -45,13 +45,18 @@ def source_digest(ctx: BuildContext, f: SourceFile) -> str:
     return digest_of_file(f.path, ctx.byte_progress(f"hashing {f.key}", size))
 
 
-def provenance(store: Store, path: Path, media_type: str, default: str) -> str:
-    """The `from` of a file layer. A blob of this store keeps the `from` it already has in
-    the store's manifests (first by name), so `mfc show --modelfile` output rebuilds to the
-    same manifest; any other file is known by its key, as in the reference."""
+def provenance(store: Store, path: Path, media_type: str, key: str) -> str:
+    """The `from` of a file layer: its key, as in the reference, except for a Modelfile
+    naming a blob of this store by its path (what `mfc show --modelfile` writes): that
+    layer keeps the `from` it already has in the store's manifests (first by name), so the
+    output rebuilds to the same manifest."""
     name = path.name.replace("sha256-", "sha256:", 1)
-    if not is_digest(name) or path.parent.resolve() != store.blobs.dir.resolve():
-        return default
+    if (
+        key != path.name
+        or not is_digest(name)
+        or path.parent.resolve() != store.blobs.dir.resolve()
+    ):
+        return key
     for model in store.names():
         try:
             manifest = store.read_manifest(model)
@@ -60,7 +65,7 @@ def provenance(store: Store, path: Path, media_type: str, default: str) -> str:
         for layer in manifest.layers:
             if layer.digest == name and layer.media_type == media_type:
                 return layer.from_
-    return default
+    return key
 
 
 def media_type_of(info: GGUFInfo) -> str:

@@ -150,14 +150,14 @@ class Blobs:
     # -- writing ---------------------------------------------------------------------------
 
     def clean_stale_temps(self) -> int:
-        """Remove temp files left by writers that are no longer running; returns how many."""
+        """Remove temp files and folders (`<pid>-...`) whose writer is no longer running."""
         if not self.tmp_dir.is_dir():
             return 0
         removed = 0
         for entry in os.scandir(self.tmp_dir):
             pid, _, _ = entry.name.partition("-")
-            if pid.isdigit() and _pid_alive(int(pid)):
-                continue
+            if not pid.isdigit() or _pid_alive(int(pid)):
+                continue  # not ours (no pid prefix), or its writer is still running
             try:
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path)

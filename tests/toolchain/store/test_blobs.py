@@ -80,10 +80,13 @@ def test_stale_temps_of_dead_writers_are_removed(tmp_path: Path) -> None:
     )
     stale = store.blobs.tmp_dir / f"{dead.stdout.strip()}-x.partial"
     live = store.blobs.tmp_dir / f"{os.getpid()}-y.partial"
+    foreign = store.blobs.tmp_dir / "create-abc"  # another tool's folder: not ours to judge
     stale.write_bytes(b"half a blob")
     live.write_bytes(b"being written")
-    assert store.blobs.clean_stale_temps() == 1
-    assert not stale.exists() and live.exists()
+    foreign.mkdir()
+    (store.blobs.tmp_dir / f"{dead.stdout.strip()}-dir").mkdir()
+    assert store.blobs.clean_stale_temps() == 2
+    assert not stale.exists() and live.exists() and foreign.exists()
 
 
 def test_prune_keeps_referenced_and_recent_blobs(tmp_path: Path) -> None:
