@@ -137,24 +137,15 @@ def _encode(v: Any, out: list[str]) -> None:
             _encode(v[k], out)
         out.append("}")
     elif isinstance(v, GoStruct):
+        cached = getattr(v, "go_json_text", None)
+        if cached is not None:
+            out.append(cached())
+            return
         alt = v.go_json_value()
         if alt is not NotImplemented:
             _encode(alt, out)
             return
-        spec = v.go_json or tuple((f, f, False) for f in v.go_fields)
-        out.append("{")
-        first = True
-        for field, name, omitempty in spec:
-            value = getattr(v, field)
-            if omitempty and _is_empty(value):
-                continue
-            if not first:
-                out.append(",")
-            first = False
-            out.append(encode_string(name))
-            out.append(":")
-            _encode(value, out)
-        out.append("}")
+        _encode_fields(v, out)
     elif isinstance(v, OrderedJSON):
         out.append("{")
         for i, (k, x) in enumerate(v.items):
@@ -166,6 +157,30 @@ def _encode(v: Any, out: list[str]) -> None:
         out.append("}")
     else:
         raise JSONError(f"json: unsupported type: {type(v).__name__}")
+
+
+def marshal_struct(v: GoStruct) -> str:
+    """A struct's own field encoding (bypassing any cached text)."""
+    out: list[str] = []
+    _encode_fields(v, out)
+    return "".join(out)
+
+
+def _encode_fields(v: GoStruct, out: list[str]) -> None:
+    spec = v.go_json or tuple((f, f, False) for f in v.go_fields)
+    out.append("{")
+    first = True
+    for field, name, omitempty in spec:
+        value = getattr(v, field)
+        if omitempty and _is_empty(value):
+            continue
+        if not first:
+            out.append(",")
+        first = False
+        out.append(encode_string(name))
+        out.append(":")
+        _encode(value, out)
+    out.append("}")
 
 
 class OrderedJSON:

@@ -8,12 +8,14 @@ render. Field names, JSON tags, String() methods and type names follow the refer
 from __future__ import annotations
 
 import base64
+import functools
+import json
 from typing import Any, ClassVar
 
 from toolchain.errors import MfcError
 from toolchain.gotemplate import GoBytes, GoMap, GoSlice, GoStruct
 from toolchain.gotemplate.gofmt import value_string
-from toolchain.gotemplate.gojson import OrderedJSON, marshal
+from toolchain.gotemplate.gojson import OrderedJSON, marshal, marshal_struct
 from toolchain.gotemplate.values import Method
 
 
@@ -166,7 +168,7 @@ class TemplateToolFunction(GoStruct):
 
 
 class TemplateTool(GoStruct):
-    __slots__ = ("Function", "Items", "Type")
+    __slots__ = ("Function", "Items", "Type", "json_cache")
     go_type = "template.templateTool"
     go_fields = ("Type", "Items", "Function")
     go_json = (("Type", "type", False), ("Items", "items", True), ("Function", "function", False))
@@ -174,6 +176,14 @@ class TemplateTool(GoStruct):
 
     def go_string(self) -> str:
         return _json_string(self)
+
+    def go_json_text(self) -> str:
+        """Its JSON, computed once: templates cannot change the values they are given."""
+        try:
+            return str(self.json_cache)
+        except AttributeError:
+            self.json_cache = marshal_struct(self)
+            return str(self.json_cache)
 
 
 class TemplateTools(GoSlice):
@@ -235,11 +245,23 @@ def tool_from_json(raw: Any) -> TemplateTool:
 
 
 def tools_from_json(raw: Any) -> TemplateTools:
+    """The request's `tools` as the template sees them (converted once per distinct list)."""
     if raw is not None and not isinstance(raw, list):
         raise RequestError("`tools` must be a list")
-    tools = TemplateTools(tool_from_json(t) for t in raw or [])
-    tools.is_nil = raw is None
-    return tools
+    if raw is None:
+        tools = TemplateTools()
+        tools.is_nil = True
+        return tools
+    try:
+        key = json.dumps(raw, sort_keys=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        raise RequestError("`tools` must be JSON data") from None
+    return _tools_cached(key)
+
+
+@functools.lru_cache(maxsize=64)
+def _tools_cached(key: str) -> TemplateTools:
+    return TemplateTools(tool_from_json(t) for t in json.loads(key))
 
 
 def message_from_json(m: Any) -> TemplateMessage:
