@@ -35,10 +35,18 @@ def run_build(
     from toolchain.diagnostics import render
     from toolchain.frontend.check import check_modelfile
     from toolchain.frontend.parse import parse_modelfile
-    from toolchain.store import parse_name
+    from toolchain.store import InvalidNameError, parse_name
 
     try:
-        model = parse_name(name)
+        try:
+            model = parse_name(name)
+        except InvalidNameError:
+            if name_note is None:
+                raise
+            raise MfcError(
+                f"the folder name {name!r} is not a valid model name",
+                hint="name the model with -t NAME (letters, digits, _, -, .)",
+            ) from None
         if quantize:
             check_quantize_type(quantize, None)
         if name_note and not as_json:

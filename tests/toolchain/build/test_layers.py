@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
+from fixtures.tiny_gguf import write_tiny_model
 from toolchain.build import CreateRequest, SourceFile, build
 from toolchain.progress import ProgressEvent
 from toolchain.prompt import named_template
@@ -289,3 +291,38 @@ def test_template_detected_from_gguf(store: Store, tiny_dir: Path) -> None:
         (TEMPLATE, sha(b"{{ .Prompt }}")),
         (PARAMS, sha(merged)),
     ]
+
+
+def test_projector_and_draft_layers(store: Store, tiny_dir: Path, tmp_path: Path) -> None:
+    """Several FROM files are keyed relative to their common folder and ordered by key; a
+    projector GGUF becomes a projector layer; DRAFT layers come after adapters and the
+    config records the draft."""
+    (tmp_path / "vision").mkdir()
+    write_tiny_model(
+        tmp_path / "vision" / "mmproj.gguf",
+        arch="clip",
+        general_type="projector",
+        chat_template=None,
+        seed=11,
+    )
+    shutil.copy(tiny_dir / "other.gguf", tmp_path / "model.gguf")
+    write_tiny_model(tmp_path / "draft.gguf", chat_template=None, seed=12)
+    request = CreateRequest(
+        files=(
+            SourceFile("vision/mmproj.gguf", tmp_path / "vision" / "mmproj.gguf"),
+            SourceFile("model.gguf", tmp_path / "model.gguf"),
+        ),
+        adapters=(SourceFile("lora.gguf", tiny_dir / "lora.gguf"),),
+        draft_files=(SourceFile("draft.gguf", tmp_path / "draft.gguf"),),
+    )
+    build(store, parse_name("multi"), request)
+    doc = json.loads(read(store, "multi"))
+    assert [(x["mediaType"].rsplit(".", 1)[1], x.get("from")) for x in doc["layers"]] == [
+        ("model", "model.gguf"),
+        ("projector", "vision/mmproj.gguf"),
+        ("adapter", "lora.gguf"),
+        ("draft", "draft.gguf"),
+    ]
+    config = json.loads(store.blobs.read_bytes(doc["config"]["digest"]))
+    assert config["draft"] == {"model_format": "gguf", "architecture": "llama"}
+    assert config["model_families"] == ["llama"]
