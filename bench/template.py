@@ -1,3 +1,4 @@
+# ruff: noqa: E501  # noqa: RUF100
 """Render time per call of the llama3 template with 10 messages and a 5-tool list.
 
 Target: < 200 us per call after parse (parse results are cached). Prints our time and, when
@@ -14,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from toolchain.prompt import named_template, parse_prompt_template, render_prompt  # noqa: E402
+from toolchain.prompt import named_template, parse_prompt_template, render_prompt
 
 MESSAGES = [{"role": "system", "content": "You are a helpful assistant."}]
 for i in range(4):
@@ -41,10 +42,14 @@ def main() -> None:
     for _ in range(n):
         render_prompt(pt, messages=MESSAGES, tools=TOOLS)
     per_call = (time.perf_counter() - t0) / n * 1e6
-    print(f"template render (llama3, 10 messages, 5 tools): {per_call:.0f} us/call (target < 200 us)")
+    print(
+        f"template render (llama3, 10 messages, 5 tools): {per_call:.0f} us/call (target < 200 us)"
+    )
     go_us = _go_reference(source, n)
     if go_us:
-        print(f"Go text/template (reference engine): {go_us:.0f} us/call, ratio {per_call / go_us:.1f}x")
+        print(
+            f"Go text/template (reference engine): {go_us:.0f} us/call, ratio {per_call / go_us:.1f}x"
+        )
 
 
 def _go_reference(source: str, n: int) -> float | None:

@@ -37,7 +37,9 @@ def find_go() -> str | None:
         if not path:
             continue
         try:
-            out = subprocess.run([path, "version"], capture_output=True, text=True, timeout=60).stdout
+            out = subprocess.run(  # noqa: PLW1510
+                [path, "version"], capture_output=True, text=True, timeout=60
+            ).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
         m = re.search(r"go(\d+)\.(\d+)", out)
@@ -60,13 +62,25 @@ def build() -> Path:
     if binary.exists():
         return binary
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, GOTOOLCHAIN="local", GOFLAGS="-mod=mod", CGO_ENABLED="0",
-               GOCACHE=str(CACHE / "go-build"), GOPATH=str(CACHE / "gopath"))
+    env = dict(
+        os.environ,
+        GOTOOLCHAIN="local",
+        GOFLAGS="-mod=mod",
+        CGO_ENABLED="0",
+        GOCACHE=str(CACHE / "go-build"),
+        GOPATH=str(CACHE / "gopath"),
+    )
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
         tmp_bin = Path(tmp) / "oracle"
-        subprocess.run([go, "build", "-o", str(tmp_bin), "."], cwd=SRC, env=env, check=True,
-                       capture_output=True, timeout=600)
-        os.replace(tmp_bin, binary)
+        subprocess.run(
+            [go, "build", "-o", str(tmp_bin), "."],
+            cwd=SRC,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        os.replace(tmp_bin, binary)  # noqa: PTH105
     return binary
 
 
@@ -80,11 +94,19 @@ class GoOracle:
             json.dumps({"id": i, "mode": mode, "template": tmpl, "data": data})
             for i, (mode, tmpl, data) in enumerate(cases)
         ]
-        proc = subprocess.run([str(self.binary)], input="\n".join(lines) + "\n",
-                              capture_output=True, text=True, timeout=600, check=True)
+        proc = subprocess.run(
+            [str(self.binary)],
+            input="\n".join(lines) + "\n",
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
         results: list[Result | None] = [None] * len(cases)
         for line in proc.stdout.splitlines():
             r = json.loads(line)
-            results[r["id"]] = Result(r["ok"], base64.b64decode(r.get("output", "")), r.get("error", ""))
+            results[r["id"]] = Result(
+                r["ok"], base64.b64decode(r.get("output", "")), r.get("error", "")
+            )
         assert all(r is not None for r in results), proc.stderr
         return [r for r in results if r is not None]

@@ -29,10 +29,12 @@ def _load_json(path: str) -> Any:
         return json.loads(_read(path), parse_int=float)
     except json.JSONDecodeError as exc:
         raise MfcError(f"{path}: invalid JSON: {exc.msg}",
-                       Span(path, exc.lineno, exc.colno, exc.lineno, exc.colno + 1)) from None  # fmt: skip
+                       Span(path, exc.lineno, exc.colno, exc.lineno, exc.colno + 1)) from None  # fmt: skip  # noqa: E501
 
 
-def _emit(output: str | None, error: TemplateError | None, as_json: bool, template_file: str | None) -> None:
+def _emit(
+    output: str | None, error: TemplateError | None, as_json: bool, template_file: str | None
+) -> None:
     if as_json:
         print_json({"output": output} if error is None else {"error": error.message})
         if error is not None:
@@ -53,10 +55,14 @@ def command() -> None:
 
 
 @command.command()
-@click.option("--template", "template_file", metavar="FILE", help="A template file (TEMPLATE text).")
-@click.option("--model", metavar="NAME", help="Use this stored model's template, SYSTEM and MESSAGEs.")
+@click.option(
+    "--template", "template_file", metavar="FILE", help="A template file (TEMPLATE text)."
+)
+@click.option(
+    "--model", metavar="NAME", help="Use this stored model's template, SYSTEM and MESSAGEs."
+)
 @click.option("--request", "request_file", metavar="FILE", required=True,
-              help="Request JSON as /api/chat or /api/generate take it ('-' for stdin).")  # fmt: skip
+              help="Request JSON as /api/chat or /api/generate take it ('-' for stdin).")  # fmt: skip  # noqa: E501
 @click.option("--models", metavar="DIR", type=click.Path(file_okay=False), help="Store folder.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"output": ...} or {"error": ...}.')
 def render(template_file: str | None, model: str | None, request_file: str, models: str | None,

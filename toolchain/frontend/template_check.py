@@ -55,7 +55,7 @@ def check_template_text(text: str, ins: Instruction | None = None) -> list[Diagn
     except TemplateError as err:
         span = _map(ins, err.line, err.col)
         return [Diagnostic("error", err.message, span,
-                           "TEMPLATE is a Go text/template: check the {{ ... }} action here")]  # fmt: skip
+                           "TEMPLATE is a Go text/template: check the {{ ... }} action here")]  # fmt: skip  # noqa: E501
     diags: list[Diagnostic] = []
     for t in pt.template.templates():
         if t.root is not None:
@@ -78,7 +78,9 @@ def _walk(n: Node | None, dot_known: bool, text: str, ins: Instruction | None,
         if n.keyword in ("range", "with") and n.pipe is not None:
             inner = _yields_known(n.pipe)
         _walk(n.list, inner, text, ins, diags)
-        _walk(n.else_list, dot_known if not isinstance(n, WithNode) else dot_known, text, ins, diags)
+        _walk(
+            n.else_list, dot_known if not isinstance(n, WithNode) else dot_known, text, ins, diags  # noqa: RUF034
+        )
     elif isinstance(n, PipeNode):
         for c in n.cmds:
             for a in c.args:

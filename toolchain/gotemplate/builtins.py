@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote as _urlquote
 
 from toolchain.gotemplate.gofmt import is_print, sprint, sprintln
-from toolchain.gotemplate.printf import format_arg, Flags, sprintf
+from toolchain.gotemplate.printf import Flags, format_arg, sprintf
 from toolchain.gotemplate.values import (
     NO_VALUE,
     GoBytes,
@@ -21,13 +21,13 @@ from toolchain.gotemplate.values import (
     GoSlice,
     GoStruct,
     GoUint8,
+    from_bytes,
     go_len,
     is_nil,
     is_true,
     kind,
     to_bytes,
     type_name,
-    from_bytes,
 )
 
 
@@ -77,9 +77,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, GoStruct) and a.go_pointer:
         return a is b
     if isinstance(a, GoStruct):
-        return type(a) is type(b) and all(
-            _same(getattr(a, f), getattr(b, f)) for f in a.go_fields
-        )
+        return type(a) is type(b) and all(_same(getattr(a, f), getattr(b, f)) for f in a.go_fields)
     return type_name(a) == type_name(b) and bool(a == b)
 
 
@@ -93,7 +91,7 @@ def eq(arg1: Any, *rest: Any) -> bool:
         k2 = _basic(arg)
         t = False
         if k1 != k2:
-            if k1 == "int" and k2 == "uint" or k1 == "uint" and k2 == "int":
+            if (k1 == "int" and k2 == "uint") or (k1 == "uint" and k2 == "int"):
                 t = int(arg1) == int(arg)
             elif arg1 is not NO_VALUE and arg is not NO_VALUE:
                 raise FuncError("incompatible types for comparison")
@@ -101,7 +99,7 @@ def eq(arg1: Any, *rest: Any) -> bool:
             t = arg1 == arg
         else:
             k_a, k_b = kind(arg1), kind(arg)
-            if k_a != k_b and k_a != "invalid" and k_b != "invalid":
+            if k_a != k_b and k_a != "invalid" and k_b != "invalid":  # noqa: PLR1714
                 raise FuncError(
                     f"non-comparable types {format_arg(arg1, 's', Flags())}: {type_name(arg1)}, "
                     f"{type_name(arg)}: {format_arg(arg, 'v', Flags())}"
@@ -129,7 +127,7 @@ def lt(a: Any, b: Any) -> bool:
     if k1 == "invalid" or k2 == "invalid":
         raise FuncError("invalid type for comparison")
     if k1 != k2:
-        if k1 == "int" and k2 == "uint" or k1 == "uint" and k2 == "int":
+        if (k1 == "int" and k2 == "uint") or (k1 == "uint" and k2 == "int"):
             return int(a) < int(b)
         raise FuncError("incompatible types for comparison")
     if k1 in ("bool", "complex"):

@@ -37,10 +37,10 @@ from toolchain.gotemplate.nodes import (
     WithNode,
 )
 from toolchain.gotemplate.printf import Flags, format_arg
-from toolchain.gotemplate.values import NO_VALUE, GoMap, GoStruct, GoUint8, type_name
+from toolchain.gotemplate.values import NO_VALUE, GoMap, GoStruct, GoUint8, kind, type_name
 
 if TYPE_CHECKING:
-    from toolchain.gotemplate.template import Template
+    from toolchain.gotemplate.template import Limits, Template
 
 MISSING: Any = object()  # "no final value" (Go's missingVal)
 
@@ -59,11 +59,11 @@ class LimitError(ExecError):
     """A sandbox limit (iterations, output size, call depth) was hit."""
 
 
-class _Break(Exception):
+class _Break(Exception):  # noqa: N818
     pass
 
 
-class _Continue(Exception):
+class _Continue(Exception):  # noqa: N818
     pass
 
 
@@ -89,7 +89,9 @@ class State:
         if node is None:
             return cls(f"template: {name}: {msg}", None, name)
         location, context = error_context(self.tmpl, node)
-        return cls(f"template: {location}: executing {quote(name)} at <{context}>: {msg}", node, name)
+        return cls(
+            f"template: {location}: executing {quote(name)} at <{context}>: {msg}", node, name
+        )
 
     # -- variables ---------------------------------------------------------------------
     def set_var(self, name: str, value: Any, iface: bool = False) -> None:
@@ -103,7 +105,8 @@ class State:
     def var_entry(self, name: str) -> list[Any]:
         for v in reversed(self.vars):
             if v[0] == name:
-                return v
+                entry: list[Any] = v
+                return entry
         raise self.errorf(f"undefined variable: {name}")
 
     def write(self, s: str) -> None:
@@ -147,7 +150,7 @@ class State:
         try:
             assert node.pipe is not None and node.list is not None
             val = self.eval_pipeline(dot, node.pipe)
-            if bi.kind(val) == "func":
+            if kind(val) == "func":
                 raise self.errorf(f"if/with can't use {value_string(val)}")
             if bi.truth(val):
                 if is_with:
@@ -234,7 +237,9 @@ class State:
         if type(val) is int or type(val) is GoUint8:
             assert r.pipe is not None
             if len(r.pipe.decl) > 1:
-                raise self.errorf(f"can't use {value_string(val)} to iterate over more than one variable")
+                raise self.errorf(
+                    f"can't use {value_string(val)} to iterate over more than one variable"
+                )
             for i in range(int(val)):
                 one(NO_VALUE, type(val)(i))
             return int(val) > 0
@@ -246,7 +251,9 @@ class State:
         if tmpl is None:
             raise self.errorf(f"template {quote(t.name)} not defined")
         if self.depth >= self.limits.max_depth:
-            raise self.errorf(f"exceeded maximum template depth ({self.limits.max_depth})", LimitError)
+            raise self.errorf(
+                f"exceeded maximum template depth ({self.limits.max_depth})", LimitError
+            )
         dot = self.eval_pipeline(dot, t.pipe)
         saved = (self.tmpl, self.vars, self.depth, self.dot_iface)
         self.tmpl, self.vars, self.depth = tmpl, [["$", dot, False]], self.depth + 1
@@ -283,7 +290,8 @@ class State:
         t = type(first)
         if t is FieldNode:
             self.node = first
-            return self.eval_field_chain(dot, dot, first, first.ident, cmd.args, final, self.dot_iface)  # type: ignore[attr-defined]
+            idents = first.ident  # type: ignore[attr-defined]
+            return self.eval_field_chain(dot, dot, first, idents, cmd.args, final, self.dot_iface)
         if t is ChainNode:
             return self.eval_chain(dot, first, cmd.args, final)  # type: ignore[arg-type]
         if t is IdentifierNode:
@@ -312,7 +320,12 @@ class State:
         text = c.text
         if c.is_complex:
             return c.complex128
-        is_hex_int = len(text) > 2 and text[0] == "0" and text[1] in "xX" and not any(p in text for p in "pP")
+        is_hex_int = (
+            len(text) > 2
+            and text[0] == "0"
+            and text[1] in "xX"
+            and not any(p in text for p in "pP")
+        )
         if c.is_float and not is_hex_int and text[0] != "'" and any(ch in text for ch in ".eEpP"):
             return c.float64
         if c.is_int:
@@ -337,7 +350,7 @@ class State:
             return entry[1]
         return self.eval_field_chain(dot, entry[1], v, v.ident[1:], args, final, entry[2])
 
-    def eval_field_chain(
+    def eval_field_chain(  # noqa: PLR0917
         self, dot: Any, receiver: Any, node: Node, ident: list[str], args: list[Node] | None,
         final: Any, iface: bool,
     ) -> Any:  # fmt: skip
@@ -348,7 +361,7 @@ class State:
             iface = isinstance(holder, dict) and getattr(holder, "elem_iface", True)
         return self.eval_field(dot, ident[n - 1], node, args, final, receiver, iface)
 
-    def eval_field(
+    def eval_field(  # noqa: PLR0917
         self, dot: Any, name: str, node: Node, args: list[Node] | None, final: Any, receiver: Any,
         iface: bool = False,
     ) -> Any:  # fmt: skip
@@ -405,7 +418,7 @@ class State:
             raise self.errorf(f"{quote(name)} is not a defined function")
         return self.eval_call(dot, fn, is_builtin, cmd, name, args, final)
 
-    def eval_call(
+    def eval_call(  # noqa: PLR0917
         self, dot: Any, fn: bi.GoFunc, is_builtin: bool, node: Node, name: str,
         args: list[Node] | None, final: Any, receiver: Any = MISSING,
     ) -> Any:  # fmt: skip
@@ -414,7 +427,9 @@ class State:
         num_in = len(argn) + (final is not MISSING)
         if fn.variadic is not None:
             if num_in < len(params):
-                raise self.errorf(f"wrong number of args for {name}: want at least {len(params)} got {len(argn)}")
+                raise self.errorf(
+                    f"wrong number of args for {name}: want at least {len(params)} got {len(argn)}"
+                )
         elif num_in != len(params):
             raise self.errorf(f"wrong number of args for {name}: want {len(params)} got {num_in}")
         if is_builtin and name in ("and", "or"):
@@ -439,7 +454,9 @@ class State:
             self.node = node
             if callee is NO_VALUE:
                 raise self.errorf(f"error calling {name}: call of nil")
-            raise self.errorf(f"error calling {name}: non-function {argn[0] if argn else '.'} of type {type_name(callee)}")
+            raise self.errorf(
+                f"error calling {name}: non-function {argn[0] if argn else '.'} of type {type_name(callee)}"  # noqa: E501
+            )
         try:
             return fn.fn(receiver, *values) if receiver is not MISSING else fn.fn(*values)
         except bi.FuncError as exc:
@@ -468,7 +485,9 @@ class State:
                 raise self.errorf("cannot assign nil to string")
             return None if kind == "any" else NO_VALUE
         if t is FieldNode:
-            return self.validate(self.eval_field_chain(dot, dot, n, n.ident, [n], MISSING, self.dot_iface), kind)  # type: ignore[attr-defined]
+            idents = n.ident  # type: ignore[attr-defined]
+            value = self.eval_field_chain(dot, dot, n, idents, [n], MISSING, self.dot_iface)
+            return self.validate(value, kind)
         if t is VariableNode:
             return self.validate(self.eval_variable(dot, n, None, MISSING), kind)  # type: ignore[arg-type]
         if t is PipeNode:

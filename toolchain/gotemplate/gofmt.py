@@ -36,11 +36,9 @@ def quote(s: str, ascii_only: bool = False, q: str = '"') -> str:
         o = ord(ch)
         if 0xDC80 <= o <= 0xDCFF:  # a raw byte that is not valid UTF-8
             out.append(f"\\x{o - 0xDC00:02x}")
-        elif ch == q or ch == "\\":
+        elif ch == q or ch == "\\":  # noqa: PLR1714
             out.append("\\" + ch)
-        elif o < 0x80 and is_print(ch):
-            out.append(ch)
-        elif not ascii_only and o >= 0x80 and is_print(ch):
+        elif (o < 0x80 and is_print(ch)) or (not ascii_only and o >= 0x80 and is_print(ch)):
             out.append(ch)
         elif o in _QUOTE_ESC:
             out.append(_QUOTE_ESC[o])
@@ -111,7 +109,7 @@ def value_string(v: Any, depth: int = 0) -> str:
     """fmt's %v of one operand (Stringers honoured, nested pointers as addresses)."""
     t = type(v)
     if t is str:
-        return v
+        return str(v)
     if t is bool:
         return "true" if v else "false"
     if t is int:

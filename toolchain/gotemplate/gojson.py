@@ -34,7 +34,7 @@ def go_runes(s: str) -> str:
 
 
 _ESC = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-        "<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}  # fmt: skip
+        "<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}  # fmt: skip  # noqa: E501
 _TABLE = {i: f"\\u{i:04x}" for i in range(0x20)}
 _TABLE.update({ord(k): v for k, v in _ESC.items()})
 

@@ -169,7 +169,9 @@ class Lexer:
                 self.line -= 1
 
     def this_item(self, typ: T) -> Item:
-        item = Item(typ, self.byte_pos(self.start), self.input[self.start : self.pos], self.start_line)
+        item = Item(
+            typ, self.byte_pos(self.start), self.input[self.start : self.pos], self.start_line
+        )
         self.start = self.pos
         self.start_line = self.line
         return item
@@ -391,10 +393,11 @@ class Lexer:
                 self.emit(T.IDENTIFIER)
             return None
 
-    def _bad_char(self, ch: str) -> None:
+    def _bad_char(self, ch: str) -> State | None:
         from toolchain.gotemplate.gofmt import format_unicode
 
         self.errorf(f"bad character {format_unicode(ch)}")
+        return None
 
     def lex_field(self) -> State | None:
         return self.lex_field_or_variable(T.FIELD)
@@ -453,10 +456,11 @@ class Lexer:
         self.emit(T.NUMBER)
         return None
 
-    def _bad_number(self) -> None:
+    def _bad_number(self) -> State | None:
         from toolchain.gotemplate.gofmt import quote
 
         self.errorf(f"bad number syntax: {quote(self.input[self.start : self.pos])}")
+        return None
 
     def scan_number(self) -> bool:
         self.accept("+-")

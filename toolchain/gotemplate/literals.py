@@ -14,7 +14,7 @@ _SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "
 _HEX = "0123456789abcdefABCDEF"
 
 
-class SyntaxErr(ValueError):
+class SyntaxErr(ValueError):  # noqa: N818
     """strconv.ErrSyntax: Go prints it as `invalid syntax`."""
 
     def __init__(self) -> None:
@@ -95,7 +95,7 @@ def _underscore_ok(s: str) -> bool:
         i, saw, hexa = 2, "0", s[1].lower() == "x"
     while i < len(s):
         c = s[i]
-        if c.isdigit() and c.isascii() or hexa and c.lower() in "abcdef":
+        if (c.isdigit() and c.isascii()) or (hexa and c.lower() in "abcdef"):
             saw = "0"
         elif c == "_":
             if saw != "0":
@@ -111,7 +111,7 @@ def _underscore_ok(s: str) -> bool:
 
 def _parse_uint(s: str) -> int | None:
     """strconv.ParseUint(s, 0, 64)."""
-    if not s or "_" in s and not _underscore_ok(s):
+    if not s or ("_" in s and not _underscore_ok(s)):
         return None
     base, body = 10, s
     low = s[:2].lower()
@@ -214,10 +214,10 @@ def number_node(pos: int, text: str, kind: str) -> NumberNode:
     u = _parse_uint(text)
     if u is not None:
         n.is_uint, n.uint64 = True, u
-    i = _parse_int(text)
-    if i is not None:
-        n.is_int, n.int64 = True, i
-        if i == 0:
+    signed = _parse_int(text)
+    if signed is not None:
+        n.is_int, n.int64 = True, signed
+        if signed == 0:
             n.is_uint, n.uint64 = True, u or 0
     if n.is_int:
         n.is_float, n.float64 = True, float(n.int64)

@@ -126,7 +126,7 @@ class Tree:
     def unexpected(self, tok: Item, context: str) -> ParseError:
         if tok.typ == T.ERROR:
             extra = ""
-            if self.action_line != 0 and self.action_line != tok.line:
+            if self.action_line != 0 and self.action_line != tok.line:  # noqa: PLR1714
                 extra = f" in action started at {self.parse_name}:{self.action_line}"
                 if tok.val.endswith(" action"):
                     extra = extra[len(" in action") :]

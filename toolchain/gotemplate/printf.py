@@ -85,7 +85,7 @@ def _strconv_float(v: float, verb: str, prec: int) -> str:
         return "+Inf" if v > 0 else "-Inf"
     if prec < 0:
         return format_float_g_shortest(v, "E" if verb == "G" else "e")
-    if verb in "gG":
+    if verb in "gG":  # noqa: SIM108
         s = format(v, f".{max(prec, 1)}{verb}")
     else:
         s = format(v, f".{prec}{verb}")
@@ -191,8 +191,12 @@ def format_arg(v: Any, verb: str, f: Flags, depth: int = 0) -> str:
         if verb in "vgGeEfF":
             fv = "g" if verb == "v" else verb
             prec = -1 if fv in "gG" else 6
-            re = _fmt_float(v.real, fv, prec, Flags(f.sharp, False, f.plus, False, f.space, None, f.prec))
-            im = _fmt_float(v.imag, fv, prec, Flags(f.sharp, False, True, False, False, None, f.prec))
+            re = _fmt_float(
+                v.real, fv, prec, Flags(f.sharp, False, f.plus, False, f.space, None, f.prec)
+            )
+            im = _fmt_float(
+                v.imag, fv, prec, Flags(f.sharp, False, True, False, False, None, f.prec)
+            )
             out = _pad("(" + re + im + "i)", Flags(minus=f.minus, wid=f.wid))
     else:
         s = v.go_string() if isinstance(v, (GoStruct, GoSlice, GoMap)) else None
@@ -204,7 +208,10 @@ def format_arg(v: Any, verb: str, f: Flags, depth: int = 0) -> str:
             out = "[" + " ".join(format_arg(e, verb, f, depth + 1) for e in v) + "]"
         elif isinstance(v, dict):
             keys = sorted(v, key=to_bytes)
-            inner = (f"{format_arg(k, verb, f, depth + 1)}:{format_arg(v[k], verb, f, depth + 1)}" for k in keys)
+            inner = (
+                f"{format_arg(k, verb, f, depth + 1)}:{format_arg(v[k], verb, f, depth + 1)}"
+                for k in keys
+            )
             out = "map[" + " ".join(inner) + "]"
         elif isinstance(v, GoStruct):
             if v.go_pointer and depth > 0:
@@ -306,7 +313,11 @@ def sprintf(fmt: str, args: list[Any]) -> str:
     if argn < len(args):
         extra = []
         for a in args[argn:]:
-            extra.append("<nil>" if a is None or a is NO_VALUE else f"{type_name(a)}={format_arg(a, 'v', Flags())}")
+            extra.append(
+                "<nil>"
+                if a is None or a is NO_VALUE
+                else f"{type_name(a)}={format_arg(a, 'v', Flags())}"
+            )
         out.append("%!(EXTRA " + ", ".join(extra) + ")")
     return "".join(out)
 

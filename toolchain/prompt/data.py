@@ -46,7 +46,7 @@ class PropertyType(GoSlice):
 
 def _ts_type(t: str) -> str:
     return {"string": "string", "number": "number", "integer": "number", "boolean": "boolean",
-            "array": "any[]", "object": "Record<string, any>", "null": "null"}.get(t, "any")  # fmt: skip
+            "array": "any[]", "object": "Record<string, any>", "null": "null"}.get(t, "any")  # fmt: skip  # noqa: E501
 
 
 class ToolPropertiesMap(GoStruct):
@@ -152,6 +152,11 @@ class TemplateArgs(GoMap):
 
 
 class TemplateToolFunctionParameters(GoStruct):
+    Type: str
+    Defs: Any
+    Items: Any
+    Required: GoSlice
+    Properties: TemplateProperties
     __slots__ = ("Defs", "Items", "Properties", "Required", "Type")
     go_type = "template.templateToolFunctionParameters"
     go_fields = ("Type", "Defs", "Items", "Required", "Properties")
@@ -160,6 +165,9 @@ class TemplateToolFunctionParameters(GoStruct):
 
 
 class TemplateToolFunction(GoStruct):
+    Name: str
+    Description: str
+    Parameters: TemplateToolFunctionParameters
     __slots__ = ("Description", "Name", "Parameters")
     go_type = "template.templateToolFunction"
     go_fields = ("Name", "Description", "Parameters")
@@ -168,6 +176,10 @@ class TemplateToolFunction(GoStruct):
 
 
 class TemplateTool(GoStruct):
+    Type: str
+    Items: Any
+    Function: TemplateToolFunction
+    json_cache: str
     __slots__ = ("Function", "Items", "Type", "json_cache")
     go_type = "template.templateTool"
     go_fields = ("Type", "Items", "Function")
@@ -195,12 +207,17 @@ class TemplateTools(GoSlice):
 
 
 class TemplateToolCallFunction(GoStruct):
+    Index: int
+    Name: str
+    Arguments: TemplateArgs
     __slots__ = ("Arguments", "Index", "Name")
     go_type = "template.templateToolCallFunction"
     go_fields = ("Index", "Name", "Arguments")
 
 
 class TemplateToolCall(GoStruct):
+    ID: str
+    Function: TemplateToolCallFunction
     __slots__ = ("Function", "ID")
     go_type = "template.templateToolCall"
     go_fields = ("ID", "Function")
@@ -208,6 +225,14 @@ class TemplateToolCall(GoStruct):
 
 class TemplateMessage(GoStruct):
     """*template.templateMessage: what `range .Messages` yields."""
+
+    Role: str
+    Content: str
+    Thinking: str
+    Images: GoSlice
+    ToolCalls: GoSlice
+    ToolName: str
+    ToolCallID: str
 
     __slots__ = ("Content", "Images", "Role", "Thinking", "ToolCallID", "ToolCalls", "ToolName")
     go_type = "template.templateMessage"

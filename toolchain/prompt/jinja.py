@@ -39,7 +39,9 @@ def _strftime_now(fmt: str) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _compile(chat_template: str) -> Any:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+    )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
@@ -49,7 +51,7 @@ def _compile(chat_template: str) -> Any:
         raise JinjaChatError(f"chat template does not compile: {exc}") from None
 
 
-def render_jinja_chat(
+def render_jinja_chat(  # noqa: PLR0917
     chat_template: str,
     messages: list[dict[str, Any]],
     tools: list[dict[str, Any]] | None = None,

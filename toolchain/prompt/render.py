@@ -146,18 +146,28 @@ def execute(pt: PromptTemplate, v: Values, limits: Limits = DEFAULT_LIMITS) -> s
     for m in msgs:
         if m.Role == "system":
             if prompt or response:
-                out.append(pt.template.execute({"System": sys_, "Prompt": prompt, "Response": response, **think}, limits))
+                out.append(
+                    pt.template.execute(
+                        {"System": sys_, "Prompt": prompt, "Response": response, **think}, limits
+                    )
+                )
                 sys_ = prompt = response = ""
             sys_ = m.Content
         elif m.Role == "user":
             if response:
-                out.append(pt.template.execute({"System": sys_, "Prompt": prompt, "Response": response, **think}, limits))
+                out.append(
+                    pt.template.execute(
+                        {"System": sys_, "Prompt": prompt, "Response": response, **think}, limits
+                    )
+                )
                 sys_ = prompt = response = ""
             prompt = m.Content
         elif m.Role == "assistant":
             response = m.Content
     last = _cut_template(pt)
-    out.append(last.execute({"System": sys_, "Prompt": prompt, "Response": response, **think}, limits))
+    out.append(
+        last.execute({"System": sys_, "Prompt": prompt, "Response": response, **think}, limits)
+    )
     return "".join(out)
 
 
@@ -269,8 +279,10 @@ def render_prompt(
     /api/generate request: `suffix` with a non-empty `prompt` takes the fill-in-the-middle
     path; else [system or model SYSTEM] + model MESSAGEs + the user `prompt`.
     """
-    pt = template if isinstance(template, PromptTemplate) else parse_prompt_template(
-        DEFAULT_TEMPLATE if template is None else template
+    pt = (
+        template
+        if isinstance(template, PromptTemplate)
+        else parse_prompt_template(DEFAULT_TEMPLATE if template is None else template)
     )
     is_think, level, is_set = _think_fields(think)
     raw: list[dict[str, Any]] = list(model_messages or [])

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  # noqa: RUF100
 """A hypothesis grammar of Go templates covering every construct of the language.
 
 Templates are built as text from a small context (which variables are declared, whether
@@ -31,7 +32,11 @@ DATA: dict[str, Any] = {
     "LM": [
         {"Role": "system", "Content": "be brief"},
         {"Role": "user", "Content": "hi <there>"},
-        {"Role": "assistant", "Content": "yo", "ToolCalls": [{"Name": "f", "Args": {"b": 2.0, "a": "x"}}]},
+        {
+            "Role": "assistant",
+            "Content": "yo",
+            "ToolCalls": [{"Name": "f", "Args": {"b": 2.0, "a": "x"}}],
+        },
     ],
     "EL": [],
     "LX": [1.0, "two", None, True, [1.0, "x"], {"k": "v"}],
@@ -41,10 +46,39 @@ DATA: dict[str, Any] = {
 }
 
 FIELDS = [
-    ".S", ".U", ".E", ".N", ".F", ".Z", ".Big", ".Huge", ".Small", ".Neg", ".B", ".BF",
-    ".Nil", ".L", ".LN", ".LM", ".EL", ".LX", ".M", ".EM", ".MZ", ".Missing", ".M.a",
-    ".M.b", ".M.c", ".M.nested", ".M.nested.x", ".M.nested.y", ".M.Missing", ".S.X",
-    ".Nil.X", ".Missing.X", ".",
+    ".S",
+    ".U",
+    ".E",
+    ".N",
+    ".F",
+    ".Z",
+    ".Big",
+    ".Huge",
+    ".Small",
+    ".Neg",
+    ".B",
+    ".BF",
+    ".Nil",
+    ".L",
+    ".LN",
+    ".LM",
+    ".EL",
+    ".LX",
+    ".M",
+    ".EM",
+    ".MZ",
+    ".Missing",
+    ".M.a",
+    ".M.b",
+    ".M.c",
+    ".M.nested",
+    ".M.nested.x",
+    ".M.nested.y",
+    ".M.Missing",
+    ".S.X",
+    ".Nil.X",
+    ".Missing.X",
+    ".",
 ]
 DOT_FIELDS = [".Role", ".Content", ".ToolCalls", ".X", ".", ".Name", ".Args", ".k"]
 RANGEABLE = [".L", ".LN", ".LM", ".EL", ".LX", ".M", ".EM", ".MZ", ".Missing", ".Nil",
@@ -76,7 +110,7 @@ def literal() -> st.SearchStrategy[str]:
                      st.sampled_from(["true", "false", "nil"]))  # fmt: skip
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def operand(ctx: Ctx) -> st.SearchStrategy[str]:
     options = [literal(), st.sampled_from(FIELDS), st.sampled_from(ctx.vars)]
     if ctx.dot_fields:
@@ -91,7 +125,7 @@ def operand(ctx: Ctx) -> st.SearchStrategy[str]:
     return st.one_of(options)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def command(ctx: Ctx) -> Any:
     return _command(ctx)
 
@@ -117,7 +151,7 @@ def _command(draw: st.DrawFn, ctx: Ctx) -> str:
     return " ".join([fn, *args])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def pipeline(ctx: Ctx) -> Any:
     return _pipeline(ctx)
 
@@ -139,7 +173,7 @@ def _close(draw: st.DrawFn) -> str:
     return draw(st.sampled_from(["}}", "}}", " -}}", " }}"]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def body(ctx: Ctx) -> Any:
     return _body(ctx)
 
@@ -159,7 +193,7 @@ def new_var(draw: st.DrawFn, ctx: Ctx) -> str:
     return draw(st.sampled_from(["$x", "$y", "$i", "$v", "$_"]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def item(ctx: Ctx) -> Any:
     return _item(ctx)
 
@@ -190,8 +224,16 @@ def _item(draw: st.DrawFn, ctx: Ctx) -> tuple[str, Ctx]:
     if choice in ("break", "continue"):
         return f"{o}{choice}{c}", ctx
     if choice == "range":
-        decl, inner_vars = draw(st.sampled_from([
-            ("", ()), ("$e := ", ("$e",)), ("$i, $e := ", ("$i", "$e")), ("$k, $_ := ", ("$k", "$_"))]))
+        decl, inner_vars = draw(
+            st.sampled_from(
+                [
+                    ("", ()),
+                    ("$e := ", ("$e",)),
+                    ("$i, $e := ", ("$i", "$e")),
+                    ("$k, $_ := ", ("$k", "$_")),
+                ]
+            )
+        )
         target = draw(st.sampled_from(RANGEABLE))
         inner = ctx.child(vars=(*ctx.vars, *inner_vars), in_range=True, dot_fields=True)
         text, _ = draw(body(inner))

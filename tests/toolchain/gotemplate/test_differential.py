@@ -1,3 +1,4 @@
+# noqa: RUF100
 """Go's own text/template against ours on generated templates: same bytes, or both error."""
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def test_generated_templates_match_go(go_oracle: GoOracle) -> None:
             errors += 1
             same_messages += msg == ref.error
     detail = "\n\n".join(
-        f"TEMPLATE {t!r}\n  go:   {r.ok} {r.output!r} {r.error}\n  ours: {o}" for t, r, o in mismatches[:10]
+        f"TEMPLATE {t!r}\n  go:   {r.ok} {r.output!r} {r.error}\n  ours: {o}"
+        for t, r, o in mismatches[:10]
     )
     assert not mismatches, f"{len(mismatches)}/{len(templates)} differ:\n{detail}"
     # error texts are Go's own in the vast majority of cases (some reflect.Value details differ)
@@ -69,9 +71,9 @@ CONSTRUCTS = [
     '{{ define "t" }}<{{ . }}>{{ end }}{{ template "t" .S }}{{ block "b" .N }}({{ . }}){{ end }}',
     "{{ $x := 1 }}{{ if true }}{{ $x = 2 }}{{ $y := 3 }}{{ end }}{{ $x }}",
     '{{ printf "%5.2f|%-4d|%q|%x|%T|%v" .F 7 "a\\tb" "hi" .N .LX }}',
-    "{{ print 1 2 \"c\" 3 4 nil }}{{ println .L .M }}",
+    '{{ print 1 2 "c" 3 4 nil }}{{ println .L .M }}',
     "{{ .Big }} {{ .Huge }} {{ .Small }} {{ json .LN }} {{ json .M }} {{ json .Small }}",
-    "{{ and 0 (index .L 10) }} {{ or .E .L }} {{ not .EM }} {{ eq .S \"x\" \"hello\" }}",
+    '{{ and 0 (index .L 10) }} {{ or .E .L }} {{ not .EM }} {{ eq .S "x" "hello" }}',
     "{{ len .U }} {{ slice .U 1 3 }} {{ index .U 1 }} {{ html .U }} {{ js .U }} {{ urlquery .U }}",
     "{{ 'a' }} {{ 0x10 }} {{ 1_000 }} {{ 017 }} {{ 1e3 }} {{ `raw\\n` }} {{ \"\\u00e9\\x41\" }}",
     "{{ (index .LM 1).Content }} {{ $m := index .LM 2 }}{{ $m.Role }}",
@@ -80,11 +82,11 @@ CONSTRUCTS = [
     "{{ len .Missing }}",
     "{{ nil }}",
     "{{ index .L 5 }}",
-    "{{ template \"nope\" }}",
+    '{{ template "nope" }}',
     "{{ range .S }}{{ end }}",
     "{{ eq .L .L }}",
     "{{ lt true false }}",
-    "{{ printf \"%d %s\" \"x\" }}{{ printf \"%s\" 1 2 }}",
+    '{{ printf "%d %s" "x" }}{{ printf "%s" 1 2 }}',
 ]
 
 

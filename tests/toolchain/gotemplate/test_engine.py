@@ -1,3 +1,4 @@
+# ruff: noqa: E501  # noqa: RUF100
 """Behaviour the Go 1.23 oracle cannot show (Go >= 1.24 features) and our error positions."""
 
 from __future__ import annotations
@@ -47,7 +48,15 @@ def test_float_printing(x: float, text: str) -> None:
 
 
 def test_go_json() -> None:
-    data = {"z": 1.0, "a": "x<y>&", "n": 1e21, "m": 1e-7, "i": 5.0, "l": [1.5, True, None], "c": "\b\f\u2028"}
+    data = {
+        "z": 1.0,
+        "a": "x<y>&",
+        "n": 1e21,
+        "m": 1e-7,
+        "i": 5.0,
+        "l": [1.5, True, None],
+        "c": "\b\f\u2028",
+    }
     assert marshal(data) == (
         '{"a":"x\\u003cy\\u003e\\u0026","c":"\\b\\f\\u2028","i":5,"l":[1.5,true,null],"m":1e-7,"n":1e+21,"z":1}'
     )

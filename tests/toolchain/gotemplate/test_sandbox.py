@@ -1,3 +1,4 @@
+# ruff: noqa: E501  # noqa: RUF100
 """Templates cannot reach Python, read files or run forever."""
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ def test_python_attributes_and_methods_are_unreachable(field: str) -> None:
 
 
 def test_dict_methods_are_map_lookups_not_calls() -> None:
-    assert parse("{{ .keys }}|{{ .items }}|{{ .get }}").execute({}) == "<no value>|<no value>|<no value>"
+    assert (
+        parse("{{ .keys }}|{{ .items }}|{{ .get }}").execute({})
+        == "<no value>|<no value>|<no value>"
+    )
     assert parse("{{ .__class__ }}").execute({"__class__": "x"}) == "x"
 
 
@@ -29,8 +33,11 @@ def test_only_declared_methods_are_callable() -> None:
     src = "{{ range .Tools }}{{ range .Function.Parameters.Properties }}{{ .ToTypeScriptType }}|{{ .Type.String }}{{ end }}{{ end }}{{ .Messages }}"
     assert render_prompt(src, messages=MSG, tools=tools).startswith("string | null|[string null]")
     with pytest.raises(TemplateError, match="can't evaluate field to_typescript_type"):
-        render_prompt("{{ range .Tools }}{{ range .Function.Parameters.Properties }}{{ .to_typescript_type }}{{ end }}{{ end }}{{ .Messages }}",
-                      messages=MSG, tools=tools)
+        render_prompt(
+            "{{ range .Tools }}{{ range .Function.Parameters.Properties }}{{ .to_typescript_type }}{{ end }}{{ end }}{{ .Messages }}",
+            messages=MSG,
+            tools=tools,
+        )
 
 
 def test_no_file_or_environment_functions() -> None:

@@ -1,3 +1,4 @@
+# noqa: RUF100
 from __future__ import annotations
 
 import pytest

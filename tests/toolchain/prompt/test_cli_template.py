@@ -1,3 +1,4 @@
+# noqa: RUF100
 """`mfc template render|exec`."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import pytest
 
 
 def mfc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from toolchain.cli import main; main()", *args],
+    return subprocess.run([sys.executable, "-c", "from toolchain.cli import main; main()", *args],  # noqa: PLW1510
                           capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
@@ -26,29 +27,67 @@ def files(tmp_path: Path) -> Path:
 
 
 def test_render_prints_the_exact_prompt(files: Path) -> None:
-    r = mfc("template", "render", "--template", str(files / "t.gotmpl"), "--request", str(files / "r.json"))
+    r = mfc(
+        "template",
+        "render",
+        "--template",
+        str(files / "t.gotmpl"),
+        "--request",
+        str(files / "r.json"),
+    )
     assert (r.returncode, r.stdout) == (0, "<user>hi")
-    r = mfc("template", "render", "--template", str(files / "t.gotmpl"), "--request", str(files / "r.json"), "--json")
+    r = mfc(
+        "template",
+        "render",
+        "--template",
+        str(files / "t.gotmpl"),
+        "--request",
+        str(files / "r.json"),
+        "--json",
+    )
     assert json.loads(r.stdout) == {"output": "<user>hi"}
 
 
 def test_exec_decodes_json_as_go_does(files: Path) -> None:
-    r = mfc("template", "exec", "--template", str(files / "n.gotmpl"), "--data", str(files / "d.json"))
+    r = mfc(
+        "template", "exec", "--template", str(files / "n.gotmpl"), "--data", str(files / "d.json")
+    )
     assert (r.returncode, r.stdout) == (0, "1e+08 100000000")
 
 
 def test_template_errors_exit_1_with_gos_message(files: Path) -> None:
-    r = mfc("template", "exec", "--template", str(files / "bad.gotmpl"), "--data", str(files / "d.json"), "--json")
+    r = mfc(
+        "template",
+        "exec",
+        "--template",
+        str(files / "bad.gotmpl"),
+        "--data",
+        str(files / "d.json"),
+        "--json",
+    )
     assert r.returncode == 1
     assert json.loads(r.stdout) == {"error": "template: :1:5: executing \"\" at <.A.B.C>: "
                                     "can't evaluate field C in type interface {}"}  # fmt: skip
-    r = mfc("template", "exec", "--template", str(files / "bad.gotmpl"), "--data", str(files / "d.json"))
-    assert r.returncode == 1 and "bad.gotmpl:1:6: error: template: :1:5" in r.stderr and "Traceback" not in r.stderr
+    r = mfc(
+        "template", "exec", "--template", str(files / "bad.gotmpl"), "--data", str(files / "d.json")
+    )
+    assert (
+        r.returncode == 1
+        and "bad.gotmpl:1:6: error: template: :1:5" in r.stderr
+        and "Traceback" not in r.stderr
+    )
 
 
 def test_usage_errors(files: Path) -> None:
     r = mfc("template", "render", "--request", str(files / "r.json"))
     assert r.returncode == 2
     (files / "broken.json").write_text("{")
-    r = mfc("template", "exec", "--template", str(files / "n.gotmpl"), "--data", str(files / "broken.json"))
+    r = mfc(
+        "template",
+        "exec",
+        "--template",
+        str(files / "n.gotmpl"),
+        "--data",
+        str(files / "broken.json"),
+    )
     assert r.returncode == 1 and "invalid JSON" in r.stderr and "Traceback" not in r.stderr

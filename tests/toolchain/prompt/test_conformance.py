@@ -1,3 +1,4 @@
+# noqa: RUF100
 """The reference's bundled templates and expected renderings, and our named templates."""
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def test_our_named_templates_render_like_the_reference(conformance_dir: Path) ->
             ), (name, case)
 
 
-def test_detection_picks_a_template_rendering_like_the_named_reference(conformance_dir: Path) -> None:
+def test_detection_picks_a_template_rendering_like_the_named_reference(
+    conformance_dir: Path,
+) -> None:
     index = json.loads((_templates_dir(conformance_dir) / "index.json").read_text())
     assert len(index) == 37
     for i, entry in enumerate(index):
@@ -65,14 +68,18 @@ def test_detection_picks_a_template_rendering_like_the_named_reference(conforman
 
 
 def test_detection_of_the_testdata_jsonl(conformance_dir: Path) -> None:
-    lines = (_templates_dir(conformance_dir) / "testdata" / "templates.jsonl").read_text().splitlines()
+    lines = (
+        (_templates_dir(conformance_dir) / "testdata" / "templates.jsonl").read_text().splitlines()
+    )
     for line in lines:
         ((name, jinja),) = json.loads(line).items()
         found = detect_template(jinja)
         assert found is not None and found.name == name
 
 
-@pytest.mark.parametrize("text", ["", "{{ messages }}", "{% for m in messages %}{{ m.content }}{% endfor %}"])
+@pytest.mark.parametrize(
+    "text", ["", "{{ messages }}", "{% for m in messages %}{{ m.content }}{% endfor %}"]
+)
 def test_unknown_chat_templates_are_not_detected(text: str) -> None:
     assert detect_template(text) is None
 

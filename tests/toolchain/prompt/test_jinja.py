@@ -1,3 +1,4 @@
+# ruff: noqa: E501, RUF028
 """The Jinja fallback against transformers' own chat-template rendering, and its sandbox."""
 
 from __future__ import annotations
@@ -14,9 +15,17 @@ pytestmark = pytest.mark.oracle
 
 CHATS: list[list[dict[str, Any]]] = [
     [{"role": "user", "content": "Hello, how are you?"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-     {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Weather?"}],  # fmt: skip
-    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}, {"role": "user", "content": "ü <b>"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Weather?"},
+    ],  # fmt: skip
+    [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Yo"},
+        {"role": "user", "content": "ü <b>"},
+    ],
 ]
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]  # fmt: skip

@@ -1,3 +1,4 @@
+# ruff: noqa: E501, RUF028
 """Ollama's Execute (rebuilt on Go's text/template in the oracle) against ours, on the
 bundled and named templates and hand-written legacy/tool templates, over generated chats."""
 
@@ -16,7 +17,9 @@ from toolchain.prompt import named_template, render_prompt, template_names
 
 pytestmark = pytest.mark.oracle
 
-TEXT = st.sampled_from(["Hello, how are you?", "", "a\nb", "<tag> & \"q\"", "héllo 你好", "  pad  ", "x"])
+TEXT = st.sampled_from(
+    ["Hello, how are you?", "", "a\nb", '<tag> & "q"', "héllo 你好", "  pad  ", "x"]
+)
 ARGS = st.dictionaries(st.sampled_from(["city", "n", "unit", "b", "nested"]),
                        st.one_of(st.sampled_from(["Tokyo", "", "c"]), st.sampled_from([1, 2.5, 100000000, -3]),
                                  st.booleans(), st.just({"x": [1, "y"]})), max_size=3)  # fmt: skip
@@ -24,10 +27,23 @@ CALL = st.fixed_dictionaries({"function": st.fixed_dictionaries({"name": st.samp
                                                                   "arguments": ARGS})},
                              optional={"id": st.sampled_from(["call_1", "abc"])})  # fmt: skip
 MESSAGE = st.one_of(
-    st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "User"]), "content": TEXT}),
-    st.fixed_dictionaries({"role": st.just("assistant"), "content": st.just(""),
-                           "tool_calls": st.lists(CALL, min_size=1, max_size=2)}),  # fmt: skip
-    st.fixed_dictionaries({"role": st.just("tool"), "content": TEXT, "tool_name": st.sampled_from(["get_weather", ""])}),
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "user", "assistant", "User"]), "content": TEXT}
+    ),
+    st.fixed_dictionaries(
+        {
+            "role": st.just("assistant"),
+            "content": st.just(""),
+            "tool_calls": st.lists(CALL, min_size=1, max_size=2),
+        }
+    ),  # fmt: skip
+    st.fixed_dictionaries(
+        {
+            "role": st.just("tool"),
+            "content": TEXT,
+            "tool_name": st.sampled_from(["get_weather", ""]),
+        }
+    ),
     st.fixed_dictionaries({"role": st.just("assistant"), "content": TEXT, "thinking": TEXT}),
 )
 PROP = st.fixed_dictionaries({"type": st.sampled_from(["string", "integer", ["string", "null"], "array"])},

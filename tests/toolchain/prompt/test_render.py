@@ -1,3 +1,4 @@
+# ruff: noqa: E501  # noqa: RUF100
 """The reference's template tests (spec §2.9) on our prompt renderer."""
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ def test_parse_errors(source: str, fragment: str) -> None:
     assert fragment in str(err.value).lower()
 
 
-MISTRAL = [m("user", "Hello friend!"), m("assistant", "Hello human!"), m("user", "What is your name?")]
+MISTRAL = [
+    m("user", "Hello friend!"),
+    m("assistant", "Hello human!"),
+    m("user", "What is your name?"),
+]
 MISTRAL_SYSTEM = [m("system", "You are a helpful assistant!"), *MISTRAL]
 VARIANTS = {
     "no response": "[INST] {{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}[/INST] ",
@@ -100,7 +105,10 @@ def test_execute_chatml(source: str) -> None:
 def test_execute_with_suffix() -> None:
     src = "{{- if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>\n{{- else }}{{ .Prompt }}\n{{- end }}"
     assert render_prompt(src, messages=[m("user", "hello")]) == "hello"
-    assert render_prompt(src, prompt="def add(", suffix="return x") == "<PRE> def add( <SUF>return x <MID>"
+    assert (
+        render_prompt(src, prompt="def add(", suffix="return x")
+        == "<PRE> def add( <SUF>return x <MID>"
+    )
 
 
 def test_date_functions() -> None:
@@ -108,16 +116,25 @@ def test_date_functions() -> None:
     src = "{{- range .Messages }}{{ .Content }}{{ end }} Today is {{ currentDate }}"
     assert render_prompt(src, messages=[m("user", "Hello")]) == f"Hello Today is {today:%Y-%m-%d}"
     src = "{{- range .Messages }}{{ end }}{{ yesterdayDate }}"
-    assert render_prompt(src, messages=[m("user", "Hello")]) == f"{today - dt.timedelta(days=1):%Y-%m-%d}"
+    assert (
+        render_prompt(src, messages=[m("user", "Hello")])
+        == f"{today - dt.timedelta(days=1):%Y-%m-%d}"
+    )
 
 
 def test_collate() -> None:
     msgs = [message_from_json(x) for x in [m("user", "Hello"), m("user", "How are you?")]]
     system, out = collate(msgs)
     assert (system, [(x.Role, x.Content) for x in out]) == ("", [("user", "Hello\n\nHow are you?")])
-    tools = [m("tool", "sunny", tool_name="get_weather"), m("tool", "72F", tool_name="get_temperature")]
+    tools = [
+        m("tool", "sunny", tool_name="get_weather"),
+        m("tool", "72F", tool_name="get_temperature"),
+    ]
     system, out = collate([message_from_json(x) for x in tools])
-    assert [(x.Content, x.ToolName) for x in out] == [("sunny", "get_weather"), ("72F", "get_temperature")]
+    assert [(x.Content, x.ToolName) for x in out] == [
+        ("sunny", "get_weather"),
+        ("72F", "get_temperature"),
+    ]
     mixed = [m("system", "You are helpful"), m("user", "Hello"), m("assistant", "Hi there!"),
              m("user", "What's the weather?"), *tools, m("user", "Thanks")]  # fmt: skip
     system, out = collate([message_from_json(x) for x in mixed])
@@ -130,7 +147,9 @@ TOOL = {"type": "function", "function": {"name": "get_weather", "description": "
 
 
 def test_tool_arguments_and_properties_print_as_json() -> None:
-    src = "{{- range .Messages }}{{- range .ToolCalls }}{{ .Function.Arguments }}{{- end }}{{- end }}"
+    src = (
+        "{{- range .Messages }}{{- range .ToolCalls }}{{ .Function.Arguments }}{{- end }}{{- end }}"
+    )
     out = render_prompt(src, messages=[m("assistant", "", tool_calls=[CALL])])
     assert json.loads(out) == {"location": "Tokyo", "unit": "celsius"} and out == (
         '{"location":"Tokyo","unit":"celsius"}'
