@@ -8,11 +8,12 @@ caught here), and an alignment that is not zero.
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
@@ -147,35 +148,48 @@ class GGUFInfo:
 
 
 class _Reader:
-    def __init__(self, f: BinaryIO, path: str, order: str) -> None:
-        self.f = f
+    """Reads the header from a memory map of the file (tensor data is never touched)."""
+
+    def __init__(self, buf: mmap.mmap, path: str, order: str) -> None:
+        self.buf = buf
+        self.size = len(buf)
         self.path = path
         self.order = order
         self.pos = 0
 
-    def read(self, n: int) -> bytes:
-        data = self.f.read(n)
-        if len(data) != n:
+    def _need(self, n: int) -> None:
+        if self.pos + n > self.size:
             raise GGUFError(
                 f"{self.path}: truncated GGUF: the file ends inside its header "
-                f"(at byte {self.pos + len(data)})"
+                f"(at byte {self.size})",
+                hint="the file was probably cut short while downloading or copying; fetch it again",
             )
+
+    def read(self, n: int) -> bytes:
+        self._need(n)
+        data = self.buf[self.pos : self.pos + n]
         self.pos += n
         return data
 
     def skip(self, n: int) -> None:
-        self.f.seek(n, os.SEEK_CUR)
+        self._need(n)
         self.pos += n
+
+    def _unpack(self, fmt: str, size: int) -> Any:
+        self._need(size)
+        value = struct.unpack_from(self.order + fmt, self.buf, self.pos)[0]
+        self.pos += size
+        return value
 
     def scalar(self, vtype: int) -> Any:
         fmt, size = _SCALARS[vtype]
-        return struct.unpack(self.order + fmt, self.read(size))[0]
+        return self._unpack(fmt, size)
 
     def u32(self) -> int:
-        return int(struct.unpack(self.order + "I", self.read(4))[0])
+        return int(self._unpack("I", 4))
 
     def u64(self) -> int:
-        return int(struct.unpack(self.order + "Q", self.read(8))[0])
+        return int(self._unpack("Q", 8))
 
     def string(self) -> str:
         n = self.u64()
@@ -187,32 +201,33 @@ class _Reader:
         if vtype == GGUFValueType.STRING:
             return self.string()
         if vtype == GGUFValueType.ARRAY:
-            item_type = self.u32()
-            length = self.u64()
-            if item_type not in _SCALARS and item_type not in (
-                GGUFValueType.STRING,
-                GGUFValueType.ARRAY,
-            ):
-                raise GGUFError(f"{self.path}: malformed GGUF: array of unknown type {item_type}")
-            keep = length if full_arrays else min(length, ARRAY_HEAD)
-            if item_type in _SCALARS:
-                fmt, size = _SCALARS[item_type]
-                head = (
-                    struct.unpack(f"{self.order}{keep}{fmt}", self.read(keep * size))
-                    if keep
-                    else ()
-                )
-                self.skip((length - keep) * size)
-                return GGUFArray(GGUFValueType(item_type), length, tuple(head))
-            items = []
-            for i in range(length):
-                v = self.value(item_type, full_arrays)
-                if i < keep:
-                    items.append(v)
-            return GGUFArray(GGUFValueType(item_type), length, tuple(items))
+            return self.array(full_arrays)
         if vtype not in _SCALARS:
             raise GGUFError(f"{self.path}: malformed GGUF: unknown value type {vtype}")
         return self.scalar(vtype)
+
+    def array(self, full_arrays: bool) -> GGUFArray:
+        item_type = self.u32()
+        length = self.u64()
+        if item_type not in _SCALARS and item_type not in (
+            GGUFValueType.STRING,
+            GGUFValueType.ARRAY,
+        ):
+            raise GGUFError(f"{self.path}: malformed GGUF: array of unknown type {item_type}")
+        keep = length if full_arrays else min(length, ARRAY_HEAD)
+        if item_type in _SCALARS:
+            fmt, size = _SCALARS[item_type]
+            head = struct.unpack(f"{self.order}{keep}{fmt}", self.read(keep * size)) if keep else ()
+            self.skip((length - keep) * size)
+            return GGUFArray(GGUFValueType(item_type), length, tuple(head))
+        items = [self.value(item_type, full_arrays) for _ in range(keep)]
+        if item_type == GGUFValueType.STRING:
+            for _ in range(length - keep):  # skipped, not decoded: vocabularies are large
+                self.skip(self.u64())
+        else:
+            for _ in range(length - keep):
+                self.value(item_type, full_arrays)
+        return GGUFArray(GGUFValueType(item_type), length, tuple(items))
 
 
 def tensor_nbytes(type_id: int, shape: tuple[int, ...]) -> int:
@@ -238,8 +253,12 @@ def read_gguf(path: str | os.PathLike[str], *, full_arrays: bool = False) -> GGU
     """Read a GGUF file's header; raises `GGUFError` for a non-GGUF, truncated or malformed file."""
     p = str(path)
     try:
-        with Path(p).open("rb", buffering=1 << 20) as f:
-            return _read(f, p, full_arrays)
+        with Path(p).open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 4:
+                raise GGUFError(f"{p}: not a GGUF file (it has {size} bytes)")
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                return _read(buf, p, full_arrays)
     except IsADirectoryError:
         raise GGUFError(f"{p}: is a directory, not a GGUF file") from None
     except FileNotFoundError:
@@ -248,8 +267,8 @@ def read_gguf(path: str | os.PathLike[str], *, full_arrays: bool = False) -> GGU
         raise GGUFError(f"{p}: malformed GGUF: {exc}") from None
 
 
-def _read(f: BinaryIO, path: str, full_arrays: bool) -> GGUFInfo:
-    magic = f.read(4)
+def _read(buf: mmap.mmap, path: str, full_arrays: bool) -> GGUFInfo:
+    magic = buf[:4]
     if magic == MAGIC:
         order = "<"
     elif magic == MAGIC[::-1]:
@@ -259,7 +278,7 @@ def _read(f: BinaryIO, path: str, full_arrays: bool) -> GGUFInfo:
             f"{path}: not a GGUF file (it starts with {magic!r}, not b'GGUF')",
             hint="FROM and ADAPTER take a .gguf file, a folder holding one, or a model name",
         )
-    r = _Reader(f, path, order)
+    r = _Reader(buf, path, order)
     r.pos = 4
     version = r.u32()
     if version not in (2, 3):
@@ -294,7 +313,7 @@ def _read(f: BinaryIO, path: str, full_arrays: bool) -> GGUFInfo:
     if alignment == 0:
         raise GGUFError(f"{path}: malformed GGUF: general.alignment is 0")
     data_offset = -(-r.pos // alignment) * alignment
-    file_size = os.fstat(f.fileno()).st_size
+    file_size = len(buf)
     infos = []
     for name, shape, type_id, offset in tensors:
         try:
