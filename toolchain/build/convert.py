@@ -10,20 +10,18 @@ Like the reference's converted layers, it carries no `from`.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 from toolchain.build.cache import cache_key
 from toolchain.build.errors import BuildError
-from toolchain.build.passes import BuildContext, Pass
+from toolchain.build.passes import BuildContext, Pass, pass_output
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.build.request import SourceDir
 from toolchain.convert import ConvertError, convert_hf_dir, convert_lora
 from toolchain.progress import ProgressEvent
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_file
-from toolchain.store.gguf_reader import read_gguf
 
 VERSION = 1
 OUTTYPE = "f16"
@@ -56,42 +54,29 @@ def convert_folder(
     if adapter:
         options["base"] = base.digest if base is not None else ""
     key = cache_key(folder_digest(source.path), "convert", VERSION, options)
-    store = ctx.writable()
-    hit = ctx.cache.get(key)
-    created = False
-    if hit is not None:
-        digest, size = hit.digest, hit.size
-    else:
-        work = store.blobs.temp_dir()
-        out = work / "converted.gguf"
 
-        def forward(event: ProgressEvent) -> None:
-            if not event.status.startswith("wrote "):
-                ctx.progress(event)
+    def forward(event: ProgressEvent) -> None:
+        if not event.status.startswith("wrote "):
+            ctx.progress(event)
 
-        try:
-            if adapter:
-                convert_lora(source.path, out, _base_path(ctx, base), OUTTYPE, progress=forward)
-            else:
-                convert_hf_dir(source.path, out, OUTTYPE, progress=forward)
-            written = store.blobs.adopt(out)
-        except ConvertError as exc:
-            raise BuildError(exc.message, source.span, hint=exc.hint) from None
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        created = written.created
-        if created:
-            ctx.new_blobs.append(written.digest)
-        ctx.cache.put(key, written.digest, written.size, {"folder": str(source.path)})
-        digest, size = written.digest, written.size
-    return PlannedLayer(
-        media_type=mediatypes.ADAPTER if adapter else mediatypes.MODEL,
-        digest=digest,
-        size=size,
-        gguf=read_gguf(store.blobs.path(digest)),
-        status=f"creating new layer {digest}" if created else "",
-        span=source.span,
-    )
+    def produce(out: Path) -> None:
+        if adapter:
+            convert_lora(source.path, out, _base_path(ctx, base), OUTTYPE, progress=forward)
+        else:
+            convert_hf_dir(source.path, out, OUTTYPE, progress=forward)
+
+    media_type = mediatypes.ADAPTER if adapter else mediatypes.MODEL
+    try:
+        return pass_output(
+            ctx,
+            key,
+            produce,
+            media_type=media_type,
+            meta={"folder": str(source.path)},
+            span=source.span,
+        )
+    except ConvertError as exc:
+        raise BuildError(exc.message, source.span, hint=exc.hint) from None
 
 
 def run(plan: BuildPlan, ctx: BuildContext) -> BuildPlan:

@@ -8,14 +8,19 @@ until then the store is untouched, so an input rejected early leaves no trace.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from toolchain.build.cache import PassCache
-from toolchain.build.plan import BuildPlan
+from toolchain.build.plan import BuildPlan, PlannedLayer
+from toolchain.errors import Span
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 from toolchain.store.blobs import ByteProgress
+from toolchain.store.gguf_reader import read_gguf
 from toolchain.store.store import Store
 
 #: a byte-progress callback reports at most this many events per stream
@@ -86,6 +91,48 @@ class Pass:
     name: str
     version: int
     run: Callable[[BuildPlan, BuildContext], BuildPlan]
+
+
+def pass_output(
+    ctx: BuildContext,
+    key: str,
+    produce: Callable[[Path], None],
+    *,
+    media_type: str,
+    meta: dict[str, Any],
+    span: Span | None,
+) -> PlannedLayer:
+    """The layer a heavy pass produces, from the pass cache if `key` is there.
+
+    Otherwise `produce(out)` writes the GGUF at `out` (a private temp folder of the store),
+    which becomes a blob and a cache entry. The layer is new (no `from`), like the
+    reference's rewritten layers.
+    """
+    store = ctx.writable()
+    hit = ctx.cache.get(key)
+    created = False
+    if hit is not None:
+        digest, size = hit.digest, hit.size
+    else:
+        work = store.blobs.temp_dir()
+        try:
+            produce(work / "output.gguf")
+            written = store.blobs.adopt(work / "output.gguf")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        created = written.created
+        if created:
+            ctx.new_blobs.append(written.digest)
+        ctx.cache.put(key, written.digest, written.size, meta)
+        digest, size = written.digest, written.size
+    return PlannedLayer(
+        media_type=media_type,
+        digest=digest,
+        size=size,
+        gguf=read_gguf(store.blobs.path(digest)),
+        status=f"creating new layer {digest}" if created else "",
+        span=span,
+    )
 
 
 def run_passes(plan: BuildPlan, ctx: BuildContext, passes: tuple[Pass, ...]) -> BuildPlan:

@@ -8,14 +8,13 @@ reference's, no longer carries the input file's `from`. The kernels are `quant/`
 from __future__ import annotations
 
 import importlib
-import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from toolchain.build.cache import cache_key
 from toolchain.build.errors import BuildError
-from toolchain.build.passes import BuildContext, Pass
+from toolchain.build.passes import BuildContext, Pass, pass_output
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.errors import MfcError, Span
 from toolchain.frontend.parameters import QUANTIZE_TYPES, canonical_quantize_type
@@ -78,44 +77,29 @@ def quantize_layer(
             hint="`mfc quantize --allow-requantize` re-quantizes an already quantized GGUF",
         )
     key = cache_key(layer.digest, "quantize", VERSION, {"type": target})
-    store = ctx.writable()
-    hit = ctx.cache.get(key)
-    created = False
-    if hit is not None:
-        digest, size = hit.digest, hit.size
-    else:
-        src = layer.source if isinstance(layer.source, Path) else store.blobs.path(layer.digest)
-        status = f"quantizing {source_type} model to {target}"
-        work = store.blobs.temp_dir()
-        out = work / "quantized.gguf"
+    status = f"quantizing {source_type} model to {target}"
 
-        def on_progress(fraction: float) -> None:
-            ctx.report(
-                status, NO_DIGEST, layer.size, int(layer.size * min(max(fraction, 0.0), 1.0))
-            )
+    def on_progress(fraction: float) -> None:
+        done = int(layer.size * min(max(fraction, 0.0), 1.0))
+        ctx.report(status, NO_DIGEST, layer.size, done)
 
-        try:
-            run_quantizer(src, out, target, on_progress)
-            ctx.report("verifying conversion")
-            read_gguf(out)
-            written = store.blobs.adopt(out)
-        except MfcError as exc:
-            raise BuildError(exc.message, span or layer.span, hint=exc.hint) from None
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        created = written.created
-        if created:
-            ctx.new_blobs.append(written.digest)
-        ctx.cache.put(key, written.digest, written.size, {"type": target, "input": layer.digest})
-        digest, size = written.digest, written.size
-    return PlannedLayer(
-        media_type=layer.media_type,
-        digest=digest,
-        size=size,
-        gguf=read_gguf(store.blobs.path(digest)),
-        status=f"creating new layer {digest}" if created else "",
-        span=layer.span,
-    )
+    def produce(out: Path) -> None:
+        src = layer.source if isinstance(layer.source, Path) else ctx.store.blobs.path(layer.digest)
+        run_quantizer(src, out, target, on_progress)
+        ctx.report("verifying conversion")
+        read_gguf(out)
+
+    try:
+        return pass_output(
+            ctx,
+            key,
+            produce,
+            media_type=layer.media_type,
+            meta={"type": target, "input": layer.digest},
+            span=layer.span,
+        )
+    except MfcError as exc:
+        raise BuildError(exc.message, span or layer.span, hint=exc.hint) from None
 
 
 def run(plan: BuildPlan, ctx: BuildContext) -> BuildPlan:

@@ -19,8 +19,7 @@ from toolchain.build.errors import BuildError
 from toolchain.build.params import typed_parameters
 from toolchain.build.sources import files_for_directory
 from toolchain.errors import Span
-
-SEMVER_HINT = "requires must be a valid semver (e.g. 0.14.0)"
+from toolchain.frontend.check import ERR_REQUIRES, is_valid_requires
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,24 +80,6 @@ def _expand(value: str, relative_dir: Path) -> Path:
     from toolchain.frontend.paths import expand_path
 
     return Path(expand_path(value, str(relative_dir)))
-
-
-def _valid_semver(v: str) -> bool:
-    core, _, build = v.partition("+")
-    core, _, pre = core.partition("-")
-    nums = core.split(".")
-    if not 1 <= len(nums) <= 3 or any(
-        not n.isdigit() or (len(n) > 1 and n[0] == "0") for n in nums
-    ):
-        return False
-    if (pre or build) and len(nums) != 3:
-        return False
-    ok_ident = (
-        all(part and all(c.isalnum() or c == "-" for c in part) for part in pre.split("."))
-        if pre
-        else True
-    )
-    return ok_ident and (all(part for part in build.split(".")) if build else True)
 
 
 def request_from_modelfile(
@@ -175,10 +156,9 @@ def request_from_modelfile(
             single[ins.command] = ins.value
             spans[ins.command] = span
         elif isinstance(ins, ir.Requires):
-            v = ins.value if ins.value.startswith("v") else "v" + ins.value
-            if not _valid_semver(v[1:]):
-                raise BuildError(SEMVER_HINT, span)
-            single["requires"] = v[1:]
+            if not is_valid_requires(ins.value):
+                raise BuildError(ERR_REQUIRES, span)
+            single["requires"] = ins.value.removeprefix("v")
             spans["requires"] = span
         elif isinstance(ins, ir.License):
             licenses.append(ins.value)

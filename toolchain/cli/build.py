@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from toolchain.cli.reporting import print_json, reporter
-from toolchain.cli.store_options import human_size, json_option, models_option, open_store
+from toolchain.cli.store_options import (
+    human_size,
+    json_option,
+    models_option,
+    open_store,
+    quantize_option,
+)
 from toolchain.errors import MfcError
 from toolchain.progress import ProgressEvent
 
@@ -112,9 +118,7 @@ def run_build(
     metavar="NAME",
     help="Model name, [host/][namespace/]model[:tag] (default: the Modelfile's folder).",
 )
-@click.option(
-    "-q", "--quantize", metavar="TYPE", help="Quantize the model layer (q4_K_M, q8_0, ...)."
-)
+@quantize_option
 @models_option
 @json_option
 def command(

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from toolchain.cli.build import run_build
-from toolchain.cli.store_options import json_option, models_option
+from toolchain.cli.store_options import json_option, models_option, quantize_option
 
 
 @click.command()
@@ -19,9 +19,7 @@ from toolchain.cli.store_options import json_option, models_option
     type=click.Path(dir_okay=False, allow_dash=True),
     help="The Modelfile (default ./Modelfile; without one, FROM the current folder).",
 )
-@click.option(
-    "-q", "--quantize", metavar="TYPE", help="Quantize the model layer (q4_K_M, q8_0, ...)."
-)
+@quantize_option
 @models_option
 @json_option
 def command(

@@ -28,6 +28,13 @@ def json_option(f: F) -> F:
     )(f)
 
 
+def quantize_option(f: F) -> F:
+    """`-q/--quantize TYPE`: what QUANTIZE does in a Modelfile."""
+    return click.option(
+        "-q", "--quantize", metavar="TYPE", help="Quantize the model layer (q4_K_M, q8_0, ...)."
+    )(f)
+
+
 def open_store(models: str | None) -> Store:
     return Store.open(models)
 
