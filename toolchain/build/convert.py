@@ -49,7 +49,6 @@ def _base_path(ctx: BuildContext, base: PlannedLayer | None) -> Path:
 def convert_folder(
     ctx: BuildContext, source: SourceDir, *, adapter: bool, base: PlannedLayer | None
 ) -> PlannedLayer:
-    ctx.report("converting adapter" if adapter else "converting model")
     options: dict[str, object] = {"outtype": OUTTYPE, "adapter": adapter}
     if adapter:
         options["base"] = base.digest if base is not None else ""
@@ -59,7 +58,8 @@ def convert_folder(
         if not event.status.startswith("wrote "):
             ctx.progress(event)
 
-    def produce(out: Path) -> None:
+    def produce(out: Path) -> None:  # only on a cache miss
+        ctx.report("converting adapter" if adapter else "converting model")
         if adapter:
             convert_lora(source.path, out, _base_path(ctx, base), OUTTYPE, progress=forward)
         else:

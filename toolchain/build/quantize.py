@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from toolchain.build.cache import cache_key
 from toolchain.build.errors import BuildError
@@ -52,7 +53,7 @@ def _source_type(layer: PlannedLayer) -> str:
 
 
 def run_quantizer(src: Path, dst: Path, target: str, progress: Callable[[float], None]) -> None:
-    """Quantize the GGUF `src` to `dst` with `quant/` (progress: fraction done, 0..1)."""
+    """Quantize the GGUF `src` to `dst` with `quant.quantize_file` (progress: fraction 0..1)."""
     quant = importlib.import_module("quant")
     quantize_file = getattr(quant, "quantize_file", None)
     if quantize_file is None:
@@ -60,7 +61,18 @@ def run_quantizer(src: Path, dst: Path, target: str, progress: Callable[[float],
             "quantization is not available yet: quant.quantize_file is missing",
             hint="build without QUANTIZE/--quantize, or quantize the GGUF beforehand",
         )
-    quantize_file(src, dst, target, progress=progress)
+    quant_error: type[Exception] = getattr(quant, "QuantError", Exception)
+
+    def on_tensor(p: Any) -> None:  # quant.QuantizeProgress, after each tensor
+        progress(p.bytes_done / p.bytes_total if p.bytes_total else 1.0)
+
+    try:
+        quantize_file(src, dst, target, progress=on_tensor)
+    except quant_error as exc:
+        message = getattr(exc, "message", str(exc))
+        tensor = getattr(exc, "tensor", None)
+        where = f" (tensor {tensor})" if tensor and tensor not in message else ""
+        raise BuildError(f"{message}{where}", hint=getattr(exc, "hint", None)) from None
 
 
 def quantize_layer(

@@ -130,3 +130,33 @@ def test_convert_folder_once(
     assert (config["model_family"], config["file_type"]) == ("bert", "F16")
     second = build(store, parse_name("minilm"), request)
     assert len(calls) == 1 and second.digest == first.digest and second.new_blobs == ()
+
+
+def test_real_quantize_q8_0(store: Store, minilm_dir: Path) -> None:
+    """Convert then quantize with the real kernels (quant.quantize_file); cached after."""
+    quant = pytest.importorskip("quant")
+    if not hasattr(quant, "quantize_file"):
+        pytest.skip("quant.quantize_file is not there yet")
+    request = CreateRequest(convert_dirs=(SourceDir(minilm_dir),), quantize="q8_0")
+    events: list[ProgressEvent] = []
+    first = build(store, parse_name("mini-q8"), request, progress=events.append)
+    assert any(e.status == "quantizing F16 model to Q8_0" for e in events)
+    config = json.loads(store.blobs.read_bytes(manifest(store, "mini-q8")["config"]["digest"]))
+    assert config["file_type"] == "Q8_0"
+    events.clear()
+    second = build(store, parse_name("mini-q8"), request, progress=events.append)
+    assert second.digest == first.digest and second.new_blobs == ()
+    assert not any(e.status.startswith(("quantizing", "converting")) for e in events)
+
+
+def test_quantized_input_is_refused(store: Store, smollm2_gguf: Path) -> None:
+    with pytest.raises(BuildError, match="not Q4_1"):
+        build(
+            store,
+            parse_name("s"),
+            CreateRequest(
+                files=(SourceFile("s.gguf", smollm2_gguf, digest="sha256:" + "0" * 64),),
+                quantize="q4_K_M",
+            ),
+        )
+    assert not store.root.exists()
