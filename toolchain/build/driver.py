@@ -26,7 +26,6 @@ from toolchain.store.store import Store
 
 PIPELINE: tuple[Pass, ...] = (resolve.PASS, convert.PASS, quantize.PASS, template.PASS, emit.PASS)
 
-_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
 _FALSE = {"0", "f", "F", "FALSE", "false", "False"}
 
 

@@ -35,6 +35,7 @@ class BuildContext:
     progress: ProgressCallback = no_progress
     new_blobs: list[str] = field(default_factory=list)
     _locks: ExitStack = field(default_factory=ExitStack)
+    _locked: bool = False
     _writable: bool = False
 
     @property
@@ -63,13 +64,10 @@ class BuildContext:
         return on_bytes
 
     def writable(self) -> Store:
-        """The store, created if needed and held under the shared lock until the build ends."""
+        """The store, created if needed and locked (shared) until the build ends; the first
+        call also clears temp files that killed writers left behind."""
+        self._lock()
         if not self._writable:
-            self._locks.enter_context(
-                self.store.shared_lock(
-                    on_wait=lambda: self.report("waiting for another mfc process using the store")
-                )
-            )
             self.store.blobs.clean_stale_temps()
             self._writable = True
         return self.store
@@ -77,11 +75,20 @@ class BuildContext:
     def lock_if_exists(self) -> None:
         """Take the shared lock now if the store exists (so what we read can't be removed)."""
         if self.store.root.is_dir():
-            self.writable()
+            self._lock()
+
+    def _lock(self) -> None:
+        if not self._locked:
+            self._locks.enter_context(
+                self.store.shared_lock(
+                    on_wait=lambda: self.report("waiting for another mfc process using the store")
+                )
+            )
+            self._locked = True
 
     def release(self) -> None:
         self._locks.close()
-        self._writable = False
+        self._locked = self._writable = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Path:
     write_tiny_model(d / "model-as-adapter.gguf", seed=7)
     result = mfc("build", "good/Modelfile", "--models", "store", cwd=d)
     assert result.returncode == 0, result.stderr
+    # what a killed writer left: only a build that writes clears it, a rejected one doesn't
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (d / "store" / ".mfc" / "tmp" / f"{dead}-leftover.partial").write_bytes(b"half")
     return d
 
 
