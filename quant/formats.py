@@ -1,0 +1,94 @@
+"""The block formats mfc writes, as one table: ggml type id, block size, bytes per block,
+and the kernels that quantize and dequantize whole arrays of blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from quant import floats, kquant_low, kquant_mid, kquant_q6, legacy
+from quant.errors import QuantError
+from quant.numerics import Bytes, Floats
+
+#: kernel signature: blocks (nblocks, block) float32, per-block importance weights or
+#: None, per-block row statistic (legacy imatrix path) or None -> (nblocks, type_size) uint8
+BlockQuantizer = Callable[[Floats, Floats | None, Floats | None], Bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockFormat:
+    name: str
+    type_id: int
+    block: int
+    type_size: int
+    quantize_blocks: BlockQuantizer
+    dequantize_blocks: Callable[[Bytes], Floats]
+    uses_imatrix: bool = False
+    #: the legacy importance path also needs sum(x*x)/n over the whole row
+    row_sigma: bool = False
+    #: byte ranges of each block holding fp16 scales (F16/BF16: the values themselves),
+    #: which must stay finite (llama.cpp's `ggml_validate_row_data`)
+    halves: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def quantized(self) -> bool:
+        return self.block > 1
+
+    def row_bytes(self, n: int) -> int:
+        return n // self.block * self.type_size
+
+
+def _plain(fn: Callable[[Floats], Bytes]) -> BlockQuantizer:
+    return lambda x, qw, sigma2: fn(x)
+
+
+def _kquant(fn: Callable[[Floats, Floats | None], Bytes]) -> BlockQuantizer:
+    return lambda x, qw, sigma2: fn(x, qw)
+
+
+_F, _L = floats, legacy
+_TABLE = (
+    BlockFormat("F32", 0, 1, 4, _plain(_F.quantize_f32), _F.dequantize_f32),
+    BlockFormat("F16", 1, 1, 2, _plain(_F.quantize_f16), _F.dequantize_f16, halves=((0, 2),)),
+    BlockFormat("Q4_0", 2, 32, 18, _L.quantize_q4_0, _L.dequantize_q4_0, True, True, ((0, 2),)),
+    BlockFormat("Q4_1", 3, 32, 20, _L.quantize_q4_1, _L.dequantize_q4_1, True, True, ((0, 4),)),
+    BlockFormat("Q5_0", 6, 32, 22, _L.quantize_q5_0, _L.dequantize_q5_0, True, True, ((0, 2),)),
+    BlockFormat("Q5_1", 7, 32, 24, _L.quantize_q5_1, _L.dequantize_q5_1, True, True, ((0, 4),)),
+    BlockFormat("Q8_0", 8, 32, 34, _plain(_L.quantize_q8_0), _L.dequantize_q8_0, halves=((0, 2),)),
+    BlockFormat(
+        "Q2_K", 10, 256, 84, _kquant(kquant_low.quantize_q2_k), kquant_low.dequantize_q2_k,
+        True, halves=((80, 84),),
+    ),
+    BlockFormat(
+        "Q3_K", 11, 256, 110, _kquant(kquant_low.quantize_q3_k), kquant_low.dequantize_q3_k,
+        True, halves=((108, 110),),
+    ),
+    BlockFormat(
+        "Q4_K", 12, 256, 144, _kquant(kquant_mid.quantize_q4_k), kquant_mid.dequantize_q4_k,
+        True, halves=((0, 4),),
+    ),
+    BlockFormat(
+        "Q5_K", 13, 256, 176, _kquant(kquant_mid.quantize_q5_k), kquant_mid.dequantize_q5_k,
+        True, halves=((0, 4),),
+    ),
+    BlockFormat(
+        "Q6_K", 14, 256, 210, _kquant(kquant_q6.quantize_q6_k), kquant_q6.dequantize_q6_k,
+        True, halves=((208, 210),),
+    ),
+    BlockFormat("BF16", 30, 1, 2, _plain(_F.quantize_bf16), _F.dequantize_bf16),
+)
+
+FORMATS: dict[str, BlockFormat] = {f.name: f for f in _TABLE}
+BY_ID: dict[int, BlockFormat] = {f.type_id: f for f in _TABLE}
+TYPE_NAMES: tuple[str, ...] = tuple(f.name for f in _TABLE)
+
+
+def block_format(name: str) -> BlockFormat:
+    """The format called `name` (case-insensitive, e.g. "q4_k", "Q8_0", "bf16")."""
+    fmt = FORMATS.get(name.upper())
+    if fmt is None:
+        raise QuantError(
+            f"unknown tensor type {name!r}",
+            hint="tensor types: " + ", ".join(TYPE_NAMES),
+        )
+    return fmt

@@ -1,0 +1,152 @@
+"""Bit layouts of the 256-element K-quant super-blocks (pack for quantizing, unpack for
+dequantizing), vectorised over super-blocks: every array is (nblocks, ...)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quant.numerics import F32, Bytes, Floats, nearest_int
+
+QK_K = 256
+Ints = np.ndarray
+
+
+def half(b: Bytes) -> Floats:
+    """fp16 fields (nblocks, 2) -> float32 (nblocks, 1)."""
+    return np.ascontiguousarray(b).view("<f2").astype(F32)
+
+
+def requant(X: Floats, d: Floats, dm: Floats | None, L: Floats, lo: int, hi: int) -> Floats:
+    """Re-quantize with the stored scales: `l = clamp(nearest_int((x + dm)/d), lo, hi)`.
+
+    Element-major: X, L are (n, nsub); d, dm one value per sub-block. Sub-blocks whose `d` is
+    0 keep the levels the search left (C's `if (!d) continue;`).
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        v = X + dm if dm is not None else X.copy()
+        np.divide(v, d, out=v)
+        top, bottom = v.max(), v.min()  # NaN makes both tests fail
+        if top <= F32(4194303.0) and bottom >= F32(-4194303.0):
+            np.rint(v, out=v)
+        else:
+            v = nearest_int(v).astype(F32)
+    np.clip(v, F32(lo), F32(hi), out=v)
+    skip = np.flatnonzero(d == 0)
+    if skip.size:
+        v[:, skip] = L[:, skip]
+    return v
+
+
+def to_blocks(levels: Floats, offset: int = 0) -> Bytes:
+    """Element-major levels of the sub-blocks -> (nblocks, 256) uint8 in element order."""
+    q = (levels + F32(offset)).astype(np.uint8)
+    return np.ascontiguousarray(q.T).reshape(-1, QK_K)
+
+
+# ---- Q4_K / Q5_K: eight 6-bit scales and mins in 12 bytes ---------------------------------
+
+
+def pack_scale_min_k4(ls: Ints, lm: Ints) -> Bytes:
+    out = np.empty((ls.shape[0], 12), dtype=np.int32)
+    out[:, 0:4] = ls[:, 0:4] | ((ls[:, 4:8] >> 4) << 6)
+    out[:, 4:8] = lm[:, 0:4] | ((lm[:, 4:8] >> 4) << 6)
+    out[:, 8:12] = (ls[:, 4:8] & 15) | ((lm[:, 4:8] & 15) << 4)
+    return (out & 0xFF).astype(np.uint8)
+
+
+def unpack_scale_min_k4(b: Bytes) -> tuple[Ints, Ints]:
+    b = b.astype(np.int32)
+    sc = np.concatenate([b[:, 0:4] & 63, (b[:, 8:12] & 15) | ((b[:, 0:4] >> 6) << 4)], axis=1)
+    m = np.concatenate([b[:, 4:8] & 63, (b[:, 8:12] >> 4) | ((b[:, 4:8] >> 6) << 4)], axis=1)
+    return sc, m
+
+
+# ---- Q3_K: sixteen 6-bit scales in 12 bytes -------------------------------------------------
+
+
+def pack_q3_scales(l6: Ints) -> Bytes:
+    out = np.zeros((l6.shape[0], 12), dtype=np.int32)
+    out[:, 0:8] = (l6[:, 0:8] & 15) | ((l6[:, 8:16] & 15) << 4)
+    hi = l6 >> 4
+    for j in range(16):
+        out[:, 8 + j % 4] |= hi[:, j] << (2 * (j // 4))
+    return (out & 0xFF).astype(np.uint8)
+
+
+def unpack_q3_scales(b: Bytes) -> Ints:
+    b = b.astype(np.int32)
+    low = np.concatenate([b[:, 0:8] & 15, b[:, 0:8] >> 4], axis=1)
+    j = np.arange(16)
+    high = (b[:, 8 + j % 4] >> (2 * (j // 4))) & 3
+    return low | (high << 4)
+
+
+# ---- quant bit planes ------------------------------------------------------------------------
+
+
+def pack_2bit(L: Bytes) -> Bytes:
+    """`qs[32h+l] = L[128h+l] | L[128h+l+32]<<2 | L[128h+l+64]<<4 | L[128h+l+96]<<6`."""
+    q = L.reshape(-1, 2, 4, 32)
+    out = q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)
+    return out.reshape(-1, 64)
+
+
+def unpack_2bit(qs: Bytes) -> Ints:
+    q = qs.reshape(-1, 2, 1, 32).astype(np.int32)
+    shifts = (2 * np.arange(4)).reshape(1, 1, 4, 1)
+    return ((q >> shifts) & 3).reshape(-1, QK_K)
+
+
+def pack_hmask(L: Bytes) -> tuple[Bytes, Bytes]:
+    """Q3_K: bit j/32 of byte j%32 set where L[j] > 3, and L with those 4 removed."""
+    high = (L > 3).view(np.uint8).reshape(-1, 8, 32)
+    hm = high[:, 0].copy()
+    for k in range(1, 8):
+        hm |= high[:, k] << k
+    return hm, L & 3
+
+
+def unpack_hmask(hm: Bytes) -> Ints:
+    bits = (hm.astype(np.int32)[:, None, :] >> np.arange(8).reshape(1, 8, 1)) & 1
+    return bits.reshape(-1, QK_K)
+
+
+def pack_nibbles64(L: Bytes) -> Bytes:
+    """Q4_K/Q5_K: `qs[32c+l] = L[64c+l] | L[64c+l+32]<<4` (low four bits)."""
+    q = L.reshape(-1, 4, 2, 32)
+    return ((q[:, :, 0] & 15) | (q[:, :, 1] << 4)).reshape(-1, 128)
+
+
+def unpack_nibbles64(qs: Bytes) -> Ints:
+    q = qs.reshape(-1, 4, 1, 32).astype(np.int32)
+    return np.concatenate([q & 15, q >> 4], axis=2).reshape(-1, QK_K)
+
+
+def pack_qh_q5k(L: Bytes) -> Bytes:
+    """Q5_K: bit 2c (2c+1) of `qh[l]` is bit 4 of L[64c+l] (L[64c+l+32])."""
+    hb = ((L >> 4) & 1).reshape(-1, 8, 32)
+    qh = hb[:, 0].copy()
+    for k in range(1, 8):
+        qh |= hb[:, k] << k
+    return qh
+
+
+def unpack_qh_q5k(qh: Bytes) -> Ints:
+    shifts = np.arange(8).reshape(1, 4, 2, 1)
+    return (((qh.astype(np.int32)[:, None, None, :] >> shifts) & 1) << 4).reshape(-1, QK_K)
+
+
+def pack_q6(L: Bytes) -> tuple[Bytes, Bytes]:
+    q = L.reshape(-1, 2, 4, 32)
+    lo, hi = q & 15, q >> 4
+    ql = np.concatenate([lo[:, :, 0] | (lo[:, :, 2] << 4), lo[:, :, 1] | (lo[:, :, 3] << 4)], axis=2)
+    qh = hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6)
+    return ql.reshape(-1, 128), qh.reshape(-1, 64)
+
+
+def unpack_q6(ql: Bytes, qh: Bytes) -> Ints:
+    a = ql.reshape(-1, 2, 2, 32).astype(np.int32)
+    h = qh.reshape(-1, 2, 1, 32).astype(np.int32)
+    lo = np.stack([a[:, :, 0] & 15, a[:, :, 1] & 15, a[:, :, 0] >> 4, a[:, :, 1] >> 4], axis=2)
+    high = (h >> (2 * np.arange(4)).reshape(1, 1, 4, 1)) & 3
+    return (lo | (high << 4)).reshape(-1, QK_K)

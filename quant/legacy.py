@@ -1,0 +1,182 @@
+"""The 32-element block formats Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0.
+
+Quantizers take blocks as rows of a (nblocks, 32) float32 array and return (nblocks,
+type_size) uint8. With an importance matrix (`qw`, the per-column weights of each block,
+and `sigma2`, the per-block row statistic) they follow `quantize_row_*_impl`; without, the
+`_ref` functions, which is what llama-quantize calls in that case.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quant.numerics import (
+    F32,
+    Bytes,
+    Floats,
+    element_major,
+    first_max,
+    first_min,
+    fp16_bytes,
+    signed_absmax,
+)
+from quant.search import make_qkx_quants, make_qx_quants
+
+QK = 32
+
+
+def _ids(d: Floats) -> Floats:
+    """`id = d ? 1.0f/d : 0.0f`."""
+    with np.errstate(divide="ignore", over="ignore"):
+        return np.where(d != 0, F32(1.0) / d, F32(0.0)).astype(F32)
+
+
+def _levels(V: Floats, bias: float, top: int | None, ids: Floats) -> Bytes:
+    """`MIN(top, (int8_t)(v + bias))` for element-major v = x*id (or (x - min)*id).
+
+    v is within [-nmax, nmax] (or [0, nmax]) for every block whose `id` is finite, so the
+    sum is positive and a truncating cast is exact; blocks whose `id` overflowed get what
+    the C cast gives for inf/NaN (0).
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        V += F32(bias)
+        bad = ~np.isfinite(ids)
+        if bad.any():
+            V[:, bad] = 0
+        q = V.astype(np.uint8)
+    if top is not None:
+        np.minimum(q, np.uint8(top), out=q)
+    return q
+
+
+def _blocks(d: Floats, *fields: Bytes) -> Bytes:
+    """Assemble blocks: fp16 `d` then the given element-major byte fields, transposed."""
+    return np.concatenate([fp16_bytes(d), *(np.ascontiguousarray(f.T) for f in fields)], axis=1)
+
+
+def _nibbles(q: Bytes) -> Bytes:
+    """`qs[j] = q[j] | q[j+16] << 4` (element-major in, element-major out)."""
+    return (q[:16] & 15) | (q[16:] << 4)
+
+
+def _qh(q: Bytes) -> Bytes:
+    """The fifth bits as the little-endian u32 `qh` (4 element-major bytes per block)."""
+    return np.packbits((q >> 4) & 1, axis=0, bitorder="little")
+
+
+def quantize_q8_0(x: Floats) -> Bytes:
+    X = element_major(x, QK)
+    amax = np.maximum(X.max(axis=0), -X.min(axis=0)) + F32(0.0)  # +0, never -0
+    d = (amax / F32(127.0)).astype(F32)
+    ids = _ids(d)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.multiply(X, ids, out=X)
+        # roundf (ties away from zero) == trunc(v + copysign(0.5 - 2**-25, v)) for |v| < 2**23
+        half = (X.view(np.int32) & np.int32(-(2**31))) | np.float32(0.49999997).view(np.int32)
+        X += half.view(F32)
+        bad = ~np.isfinite(ids)
+        if bad.any():
+            X[:, bad] = 0
+        q = X.astype(np.int8)
+    return _blocks(d, q.view(np.uint8))
+
+
+def _symmetric(x: Floats, nmax: int, qw: Floats | None, sigma2: Floats | None) -> tuple[Floats, Bytes]:
+    """Q4_0/Q5_0 levels 0..2nmax-1: `_ref` (d = max/-nmax) or `_impl` (make_qx_quants)."""
+    X = element_major(x, QK)
+    if qw is None or sigma2 is None:
+        mx, _ = signed_absmax(X)
+        d = (mx / F32(-nmax)).astype(F32)
+        ids = _ids(d)
+        with np.errstate(invalid="ignore", over="ignore"):
+            V = X * ids
+        return d, _levels(V, nmax + 0.5, 2 * nmax - 1, ids)
+    W = _impl_weights(X, element_major(qw, QK), sigma2)
+    d, L = make_qx_quants(X, nmax, W)
+    return d, L.astype(np.uint8)
+
+
+def _affine(x: Floats, nmax: int, qw: Floats | None, sigma2: Floats | None) -> tuple[Floats, Floats, Bytes]:
+    """Q4_1/Q5_1: d, m and levels, by `_ref` (min/max) or `_impl` (make_qkx3_quants)."""
+    X = element_major(x, QK)
+    if qw is None or sigma2 is None:
+        mn = first_min(X)
+        mx = first_max(X)
+        d = ((mx - mn) / F32(nmax)).astype(F32)
+        ids = _ids(d)
+        with np.errstate(invalid="ignore", over="ignore"):
+            V = (X - mn) * ids
+        return d, mn, _levels(V, 0.5, 15 if nmax == 15 else None, ids)
+    W = _impl_weights(X, element_major(qw, QK), sigma2)
+    scale, the_min, L = make_qkx_quants(X, W, nmax, -0.9, 0.05, 36, False, v3=True)
+    return scale, (-the_min).astype(F32), L.astype(np.uint8)
+
+
+def _impl_weights(X: Floats, QW: Floats, sigma2: Floats) -> Floats:
+    """`weight[j] = qw[j] * sqrtf(sigma2 + x[j]*x[j])`, element-major."""
+    return (QW * np.sqrt(sigma2 + X * X)).astype(F32)
+
+
+def quantize_q4_0(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
+    d, q = _symmetric(x, 8, qw, sigma2)
+    return _blocks(d, _nibbles(q))
+
+
+def quantize_q5_0(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
+    d, q = _symmetric(x, 16, qw, sigma2)
+    return _blocks(d, _qh(q), _nibbles(q))
+
+
+def quantize_q4_1(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
+    d, m, q = _affine(x, 15, qw, sigma2)
+    return np.concatenate([fp16_bytes(d), fp16_bytes(m), np.ascontiguousarray(_nibbles(q).T)], axis=1)
+
+
+def quantize_q5_1(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
+    d, m, q = _affine(x, 31, qw, sigma2)
+    fields = [np.ascontiguousarray(f.T) for f in (_qh(q), _nibbles(q))]
+    return np.concatenate([fp16_bytes(d), fp16_bytes(m), *fields], axis=1)
+
+
+# ---- dequantization: the C `dequantize_row_*` arithmetic, float32 -------------------------
+
+
+def _half(b: Bytes) -> Floats:
+    return np.ascontiguousarray(b).view("<f2").astype(F32)
+
+
+def _unpack_nibbles(qs: Bytes) -> np.ndarray:
+    return np.concatenate([qs & 15, qs >> 4], axis=1).astype(np.int32)
+
+
+def _unpack_qh(qh: Bytes) -> np.ndarray:
+    bits = np.ascontiguousarray(qh).view("<u4")
+    return ((bits >> np.arange(QK, dtype=np.uint32)) & 1).astype(np.int32) << 4
+
+
+def dequantize_q8_0(b: Bytes) -> Floats:
+    d = _half(b[:, 0:2])
+    return (b[:, 2:].view(np.int8).astype(F32) * d).astype(F32)
+
+
+def dequantize_q4_0(b: Bytes) -> Floats:
+    d = _half(b[:, 0:2])
+    return ((_unpack_nibbles(b[:, 2:]) - 8).astype(F32) * d).astype(F32)
+
+
+def dequantize_q4_1(b: Bytes) -> Floats:
+    d, m = _half(b[:, 0:2]), _half(b[:, 2:4])
+    return (_unpack_nibbles(b[:, 4:]).astype(F32) * d + m).astype(F32)
+
+
+def dequantize_q5_0(b: Bytes) -> Floats:
+    d = _half(b[:, 0:2])
+    q = _unpack_nibbles(b[:, 6:]) | _unpack_qh(b[:, 2:6])
+    return ((q - 16).astype(F32) * d).astype(F32)
+
+
+def dequantize_q5_1(b: Bytes) -> Floats:
+    d, m = _half(b[:, 0:2]), _half(b[:, 2:4])
+    q = _unpack_nibbles(b[:, 8:]) | _unpack_qh(b[:, 4:8])
+    return (q.astype(F32) * d + m).astype(F32)
+

@@ -1,0 +1,164 @@
+"""Float32 building blocks that reproduce ggml's C arithmetic bit for bit.
+
+Conventions shared by every kernel: arrays of blocks are laid out *element-major*,
+`X[i, b]` is element `i` of block `b`, so a column is one block and a row slice `X[i]` is
+contiguous. Reductions that C does with a `for` loop are done in the same order here
+(`np.add.reduce` over axis 0 of a C-contiguous 2-D array adds row after row, which is the
+C order for every column); every constant is a float32 scalar so no expression is
+silently widened to float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = np.float32
+Floats = npt.NDArray[np.float32]
+Ints = npt.NDArray[np.int32]
+Bytes = npt.NDArray[np.uint8]
+
+GROUP_MAX_EPS = F32(1e-15)
+_MAGIC = F32(12582912.0)  # 1.5 * 2**23: adding it rounds to an integer in the mantissa
+_RINT_SAFE = F32(4194303.0)  # |v| below this: nearest_int(v) == rint(v)
+
+
+def fp16_round(x: Floats) -> Floats:
+    """`GGML_FP16_TO_FP32(GGML_FP32_TO_FP16(x))`: round to half (nearest-even), back to float."""
+    return x.astype(np.float16).astype(F32)
+
+
+def fp16_bytes(x: Floats) -> Bytes:
+    """Little-endian fp16 bytes of `x` (shape `x.shape + (2,)`)."""
+    return np.ascontiguousarray(x.astype("<f2")).view(np.uint8).reshape(*x.shape, 2)
+
+
+def nearest_int(v: Floats) -> Ints:
+    """ggml's `nearest_int`, including what its bit trick does outside +-2**22, inf and NaN."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        val = (v + _MAGIC).astype(F32)
+    return (val.view(np.int32) & 0x7FFFFF) - 0x400000
+
+
+def rint_is_exact(lo: Floats, hi: Floats) -> bool:
+    """True when every value in [lo, hi] (per block bounds) rounds the same with `np.rint`."""
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(hi <= _RINT_SAFE) and np.all(lo >= -_RINT_SAFE))
+
+
+def nearest_float(v: Floats, exact: bool) -> Floats:
+    """`(float)nearest_int(v)`: np.rint when the caller has proved the range, else the bit trick."""
+    if exact:
+        return np.rint(v)
+    return nearest_int(v).astype(F32)
+
+
+def c_trunc_int32(v: Floats) -> Ints:
+    """`(int)v` as x86 cvttss2si does it: truncate, and INT_MIN for NaN or out of range."""
+    with np.errstate(invalid="ignore"):
+        ok = np.abs(v) < F32(2147483648.0)
+    t = np.where(ok, np.trunc(v), F32(0.0))
+    return np.where(ok, t.astype(np.int32), np.int32(np.iinfo(np.int32).min)).astype(np.int32)
+
+
+def seq_sum(a: Floats) -> Floats:
+    """`float s = 0; for (i...) s += a[i];` for every column of a C-contiguous (n, B) array."""
+    if a.shape[1] < 2 or not a.flags.c_contiguous:
+        # one column would make numpy pick its pairwise inner loop: do it by hand
+        acc = np.zeros(a.shape[1], dtype=F32)
+        for row in a:
+            acc += row
+        return acc
+    return np.add.reduce(a, axis=0, initial=F32(0.0))
+
+
+def seq_sum_first(a: Floats) -> Floats:
+    """`float s = a[0]; for (i = 1...) s += a[i];` (differs from `seq_sum` only for -0)."""
+    acc = a[0].copy()
+    for row in a[1:]:
+        acc += row
+    return acc
+
+
+def _fix_zero_sign(value: Floats, X: Floats) -> Floats:
+    """Where `value` is a zero picked by a strict `<`/`>` scan, C keeps the first zero's sign."""
+    zero = value == 0
+    if zero.any():
+        cols = np.nonzero(zero)[0]
+        first = np.argmax(X[:, cols] == 0, axis=0)
+        value[cols] = X[first, cols]
+    return value
+
+
+def first_min(X: Floats) -> Floats:
+    """Per column, `min = x[0]; if (x[i] < min) min = x[i];` (the zero's sign included)."""
+    return _fix_zero_sign(X.min(axis=0), X)
+
+
+def first_max(X: Floats) -> Floats:
+    """Per column, `max = x[0]; if (x[i] > max) max = x[i];`."""
+    return _fix_zero_sign(X.max(axis=0), X)
+
+
+def signed_absmax(X: Floats) -> tuple[Floats, Floats]:
+    """Per column, the value with the largest |x| (first one wins) and that |x|.
+
+    Mirrors `amax = 0; max = 0; if (ax > amax) { amax = ax; max = x; }`: an all-zero column
+    gives `max = +0`. Only columns where +a and -a tie need the position of the first one.
+    """
+    hi = X.max(axis=0)
+    lo = X.min(axis=0)
+    neg = -lo
+    amax = np.maximum(hi, neg)
+    mx = np.where(neg > hi, lo, hi).astype(F32)
+    tie = (neg == hi) & (hi > 0)
+    if tie.any():
+        cols = np.flatnonzero(tie)
+        sub = X[:, cols]
+        first = np.argmax(np.abs(sub) == amax[cols], axis=0)
+        mx[cols] = sub[first, np.arange(cols.size)]
+    mx[amax == 0] = F32(0.0)
+    return mx, amax
+
+
+def signed_absmax_1d(v: Floats) -> tuple[Floats, Floats]:
+    """`signed_absmax` over the last axis of a (B, n) array of per-block values."""
+    A = np.abs(v)
+    idx = np.argmax(A, axis=-1)
+    rows = np.arange(v.shape[0])
+    amax = A[rows, idx]
+    mx = np.where(amax > 0, v[rows, idx], F32(0.0)).astype(F32)
+    return mx, amax
+
+
+def safe_div(a: Floats, b: Floats) -> Floats:
+    """a / b in float32 with warnings off: callers mask out the lanes where b is 0."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.divide(a, b, dtype=F32)
+
+
+def element_major(x: Floats, n: int) -> Floats:
+    """Blocks of `n` consecutive values of `x` as a contiguous (n, nblocks) array.
+
+    Copied in pieces of 256 blocks: a piece and its transpose stay in cache, which makes
+    this several times faster than one big transposing copy.
+    """
+    xb = x.reshape(-1, n)
+    out = np.empty((n, xb.shape[0]), dtype=xb.dtype)
+    for a in range(0, xb.shape[0], 256):
+        out[:, a : a + 256] = xb[a : a + 256].T
+    return out
+
+
+def block_major(X: np.ndarray, per_block: int) -> np.ndarray:
+    """The inverse of `element_major`, regrouped as (nblocks, per_block) values."""
+    return np.ascontiguousarray(X.T).reshape(-1, per_block)
+
+
+SLICE_ELEMS = 1 << 16  # elements per cache-sized slice of the search loops
+
+
+def column_slices(n: int, B: int) -> list[slice]:
+    """Column ranges of an (n, B) element-major array, each about `SLICE_ELEMS` values."""
+    step = max(1, SLICE_ELEMS // n)
+    return [slice(a, min(B, a + step)) for a in range(0, B, step)]

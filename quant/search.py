@@ -1,0 +1,301 @@
+"""ggml's scale searches (`make_qx_quants`, `make_q3_quants`, `make_qkx2/3_quants`,
+`make_qp_quants`), vectorised over blocks.
+
+Every function takes element-major blocks `X[i, b]` (see `numerics`) and returns per-block
+scales and the integer levels `L` as float32, exactly as the C helpers leave them
+(including `L = 0` for all-zero blocks). Python loops run over search steps, over the
+elements of one block and over cache-sized slices of blocks, never over single blocks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quant.numerics import (
+    F32,
+    GROUP_MAX_EPS,
+    Floats,
+    column_slices,
+    first_max,
+    first_min,
+    nearest_float,
+    nearest_int,
+    seq_sum,
+    seq_sum_first,
+    signed_absmax,
+)
+
+
+def make_qkx_quants(
+    X: Floats,
+    W: Floats,
+    nmax: int,
+    rmin: float,
+    rdelta: float,
+    nstep: int,
+    use_mad: bool,
+    *,
+    v3: bool = False,
+) -> tuple[Floats, Floats, Floats]:
+    """`make_qkx2_quants` (or `make_qkx3_quants` with `v3`): scale, the_min (>= 0), L in 0..nmax."""
+    n, B = X.shape
+    scale = np.empty(B, dtype=F32)
+    the_min = np.empty(B, dtype=F32)
+    L = np.empty((n, B), dtype=F32)
+    for s in column_slices(n, B):
+        scale[s], the_min[s], L[:, s] = _qkx_slice(
+            np.ascontiguousarray(X[:, s]), np.ascontiguousarray(W[:, s]),
+            nmax, rmin, rdelta, nstep, use_mad, v3,
+        )
+    return scale, the_min, L
+
+
+def _qkx_slice(
+    X: Floats, W: Floats, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: bool, v3: bool
+) -> tuple[Floats, Floats, Floats]:
+    xmin = first_min(X)
+    mx = first_max(X)
+    sum_w = seq_sum_first(W)
+    sum_x = seq_sum_first(W * X)
+    mn = np.where(xmin > 0, F32(0.0), xmin).astype(F32)
+    deg = (mx <= mn) if v3 else (mx == mn)
+    live = ~deg
+    fnmax = F32(nmax)
+    no_clamp_top = F32(nmax + 0.4)  # below this numerator, isc*(x - min) < nmax + 0.5
+    T = np.empty_like(X)
+    La = np.empty_like(X)
+    WL = np.empty_like(X)
+
+    def ranges(m: Floats) -> tuple[Floats, bool, bool]:
+        """den = max - min (1 for degenerate blocks), whether np.rint is exact for every
+        isc*(x - m) of this slice, and whether some of those can be negative."""
+        den = np.where(deg, F32(1.0), mx - m).astype(F32)
+        below = (m - xmin)[live]
+        exact = bool(np.all(den[live] >= F32(1e-30)) and np.all(below <= den[live] * F32(1e5)))
+        return den, exact, bool(np.any(below > 0))
+
+    def levels(isc: Floats, m: Floats, exact: bool, clamp: bool, out: Floats) -> None:
+        # out = clamp(nearest_int(isc * (x - m)), 0, nmax)
+        np.subtract(X, m, out=T)
+        np.multiply(T, isc, out=T)
+        if exact:
+            np.rint(T, out=out)
+        else:
+            out[...] = nearest_float(T, exact=False)
+        if clamp or not exact:
+            np.clip(out, F32(0.0), fnmax, out=out)
+
+    def error(scale: Floats, the_min: Floats, Lv: Floats) -> Floats:
+        # sum_i w * f(scale*L + min - x), f = |.| or square
+        np.multiply(Lv, scale, out=T)
+        np.add(T, the_min, out=T)
+        np.subtract(T, X, out=T)
+        if use_mad:
+            np.abs(T, out=T)
+        else:
+            np.square(T, out=T)
+        np.multiply(T, W, out=T)
+        return seq_sum(T)
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        den, exact, negative = ranges(mn)
+        iscale = (fnmax / den).astype(F32)
+        scale = (F32(1.0) / iscale).astype(F32)
+        levels(iscale, mn, exact, negative, La)
+        best = error(scale, mn, La)
+        # The levels of a step are a function of (iscale, min) at that step: remember those
+        # of the best step per block and rebuild L once at the end.
+        best_isc, best_mn = iscale, mn
+        for step in range(nstep + 1):
+            numer = F32(rmin) + F32(rdelta) * F32(step) + fnmax
+            isc = (numer / den).astype(F32)
+            levels(isc, mn, exact, negative or numer > no_clamp_top, La)
+            np.multiply(W, La, out=WL)
+            sl = seq_sum(WL)
+            np.multiply(WL, La, out=T)
+            sl2 = seq_sum(T)
+            np.multiply(WL, X, out=T)
+            sxl = seq_sum(T)
+            D = sum_w * sl2 - sl * sl
+            this_scale = (sum_w * sxl - sum_x * sl) / D
+            this_min = (sl2 * sum_x - sl * sxl) / D
+            pos = this_min > 0
+            this_min = np.where(pos, F32(0.0), this_min)
+            this_scale = np.where(pos, sxl / sl2, this_scale)
+            cur = error(this_scale, this_min, La)
+            upd = (D > 0) & (cur < best) & live
+            if upd.any():
+                best_isc = np.where(upd, isc, best_isc)
+                best_mn = np.where(upd, mn, best_mn)
+                best = np.where(upd, cur, best)
+                scale = np.where(upd, this_scale, scale)
+                mn = np.where(upd, this_min, mn).astype(F32)
+                den, exact, negative = ranges(mn)
+        _, exact, _ = ranges(best_mn)
+        levels(best_isc, best_mn, exact, True, La)
+    La[:, deg] = 0
+    return np.where(deg, F32(0.0), scale).astype(F32), (-mn).astype(F32), La
+
+
+def make_qx_quants(X: Floats, nmax: int, QW: Floats | None = None) -> tuple[Floats, Floats]:
+    """`make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`: scale and L in 0..2*nmax-1.
+
+    The 19 trial scales do not depend on each other's outcome, so the sums of every trial
+    are computed first (slice by slice, in cache) and the C loop's choice is replayed after.
+    """
+    n, B = X.shape
+    mx, amax = signed_absmax(X)
+    zero = amax < GROUP_MAX_EPS
+    mx = np.where(zero, F32(1.0), mx).astype(F32)  # keeps the discarded lanes finite
+    fnmax = F32(nmax)
+    trials = [-fnmax] + [-(fnmax + F32(0.1) * F32(k)) for k in range(-9, 10) if k != 0]
+    ISC = np.stack([(t / mx).astype(F32) for t in trials])
+    SX = np.empty_like(ISC)
+    S2 = np.empty_like(ISC)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for s in column_slices(n, B):
+            Xs = np.ascontiguousarray(X[:, s])
+            W = Xs * Xs if QW is None else np.ascontiguousarray(QW[:, s])
+            WX = W * Xs
+            T = np.empty_like(Xs)
+            lv = np.empty_like(Xs)
+            for k in range(len(trials)):
+                _qx_levels(Xs, ISC[k, s], nmax, T, lv)
+                np.multiply(WX, lv, out=T)
+                SX[k, s] = seq_sum(T)
+                np.multiply(W, lv, out=T)
+                np.multiply(T, lv, out=T)
+                S2[k, s] = seq_sum(T)
+        best_iscale = ISC[0]
+        sumlx, suml2 = SX[0], S2[0]
+        scale = np.where(suml2 != 0, sumlx / suml2, F32(0.0)).astype(F32)
+        best = scale * sumlx
+        for k in range(1, len(trials)):
+            sumlx, suml2 = SX[k], S2[k]
+            upd = (suml2 > 0) & (sumlx * sumlx > best * suml2)
+            best_iscale = np.where(upd, ISC[k], best_iscale)
+            scale = np.where(upd, sumlx / suml2, scale)
+            best = np.where(upd, scale * sumlx, best)
+    L = np.empty_like(X)
+    _qx_levels(X, best_iscale, nmax, np.empty_like(X), L)
+    L += fnmax
+    L[:, zero] = 0
+    return np.where(zero, F32(0.0), scale).astype(F32), L
+
+
+def _qx_levels(X: Floats, iscale: Floats, nmax: int, T: Floats, out: Floats) -> None:
+    """out = clamp(nearest_int(iscale * x), -nmax, nmax-1).
+
+    |iscale * x| <= nmax + 1 in every block that is not all-zero, where np.rint is exact.
+    """
+    np.multiply(X, iscale, out=T)
+    np.rint(T, out=out)
+    np.clip(out, F32(-nmax), F32(nmax - 1), out=out)
+
+
+def _descend(
+    X: Floats, W: Floats, L: Floats, sumlx: Floats, suml2: Floats, lo: float, hi: float, qp: bool
+) -> None:
+    """The coordinate descent of `make_q3_quants` (and of `make_qp_quants` with `qp`), in place.
+
+    Each block runs passes over its elements until a pass changes nothing (at most 5). A
+    pass that changes nothing sees the same sums at every element, so one vectorised test
+    over all elements finds the blocks that are already converged; only the others run the
+    element-by-element passes, and a block that stops is dropped from the arrays.
+    """
+    n, B = X.shape
+    flo, fhi = F32(lo), F32(hi)
+
+    def candidates(
+        x: Floats, w: Floats, wx: Floats, Li: Floats, sx: Floats, s2: Floats
+    ) -> tuple[Floats, Floats, Floats, np.ndarray]:
+        slx = sx - wx * Li
+        sl2 = s2 - w * Li * Li
+        new_l = np.clip(nearest_int(x * sl2 / slx).astype(F32), flo, fhi)
+        slx2 = slx + wx * new_l
+        sl22 = sl2 + w * new_l * new_l
+        upd = (slx > 0) & (new_l != Li) & (slx2 * slx2 * s2 > sx * sx * sl22)
+        upd &= (sl2 > 0) if qp else (sl22 > 0)
+        return new_l, slx2, sl22, upd
+
+    moving = np.zeros(B, dtype=bool)
+    for s in column_slices(n, B):
+        Xs, Ws = X[:, s], W[:, s]
+        moving[s] = candidates(Xs, Ws, Ws * Xs, L[:, s], sumlx[s], suml2[s])[3].any(axis=0)
+    live = np.flatnonzero(moving)
+    if live.size == 0:
+        return
+    Xa, Wa, La = (np.ascontiguousarray(a[:, live]) for a in (X, W, L))
+    WXa = Wa * Xa
+    sx, s2 = sumlx[live], suml2[live]
+    for _ in range(5):
+        changed = np.zeros(live.size, dtype=bool)
+        for i in range(n):
+            Li = La[i]
+            new_l, slx2, sl22, upd = candidates(Xa[i], Wa[i], WXa[i], Li, sx, s2)
+            np.copyto(Li, new_l, where=upd)
+            np.copyto(sx, slx2, where=upd)
+            np.copyto(s2, sl22, where=upd)
+            changed |= upd
+        L[:, live] = La
+        sumlx[live] = sx
+        suml2[live] = s2
+        if not changed.all():
+            live = live[changed]
+            if live.size == 0:
+                break
+            Xa, Wa, La, WXa = (np.ascontiguousarray(a[:, changed]) for a in (Xa, Wa, La, WXa))
+            sx, s2 = sx[changed], s2[changed]
+
+
+def make_q3_quants(X: Floats, nmax: int) -> tuple[Floats, Floats]:
+    """`make_q3_quants(n, nmax, x, L, do_rmse=true)`: scale and L in 0..2*nmax-1."""
+    mx, amax = signed_absmax(X)
+    zero = amax < GROUP_MAX_EPS
+    fnmax = F32(nmax)
+    mx = np.where(zero, F32(1.0), mx).astype(F32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # |x * iscale| <= nmax: np.rint is exact
+        L = np.rint(X * (-fnmax / mx).astype(F32))
+        np.clip(L, -fnmax, F32(nmax - 1), out=L)
+        W = X * X
+        sumlx = seq_sum(W * X * L)
+        suml2 = seq_sum(W * L * L)
+        _descend(X, W, L, sumlx, suml2, -nmax, nmax - 1, qp=False)
+        scale = np.where(suml2 > 0, sumlx / suml2, F32(0.0)).astype(F32)
+    L += fnmax
+    L[:, zero] = 0
+    return np.where(zero, F32(0.0), scale).astype(F32), L
+
+
+def make_qp_quants(X: Floats, nmax: int, QW: Floats) -> tuple[Floats, Floats]:
+    """`make_qp_quants(n, nmax, x, L, quant_weights)`: the scale of the (positive) sub-scales."""
+    fnmax = F32(nmax)
+    mx = np.maximum(X.max(axis=0), F32(0.0))
+    zero = mx < GROUP_MAX_EPS
+
+    def nint(v: Floats) -> Floats:
+        return nearest_int(v).astype(F32)
+
+    def mse(scale: Floats, Lv: Floats) -> Floats:
+        diff = X - scale * Lv
+        return seq_sum(QW * diff * diff)
+
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        iscale = fnmax / mx
+        best = mse(F32(1.0) / iscale, nint(iscale * X))
+        for step in range(-4, 5):
+            if step == 0:
+                continue
+            isc = (F32(0.1) * F32(step) + fnmax) / mx
+            cur = mse(F32(1.0) / isc, np.minimum(fnmax, nint(isc * X)))
+            upd = cur < best
+            best = np.where(upd, cur, best)
+            iscale = np.where(upd, isc, iscale)
+        L = np.minimum(fnmax, nint(iscale * X))
+        sumlx = seq_sum(QW * X * L)
+        suml2 = seq_sum(QW * L * L)
+        _descend(X, QW, L, sumlx, suml2, -(2.0**31), nmax, qp=True)
+        scale = np.where(suml2 > 0, sumlx / suml2, F32(0.0)).astype(F32)
+    L[:, zero] = 0
+    return np.where(zero, F32(0.0), scale).astype(F32), L

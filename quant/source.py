@@ -1,0 +1,110 @@
+"""Reading input tensors: byte sizes of any ggml type, rows as float32 (dequantizing F16,
+BF16 and quantized inputs), and the validity checks llama.cpp's loader makes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from quant.errors import QuantError
+from quant.formats import BY_ID, BlockFormat
+from quant.numerics import F32, Bytes, Floats
+from quant.tensor import check_finite, quantize_rows, validate
+
+
+def type_layout(type_id: int) -> tuple[str, int, int]:
+    """(name, block size, bytes per block) of any ggml type gguf knows."""
+    fmt = BY_ID.get(type_id)
+    if fmt is not None:
+        return fmt.name, fmt.block, fmt.type_size
+    import gguf
+
+    try:
+        qtype = gguf.GGMLQuantizationType(type_id)
+        block, size = gguf.GGML_QUANT_SIZES[qtype]
+    except (ValueError, KeyError) as exc:
+        raise QuantError(f"unknown ggml tensor type {type_id}") from exc
+    return qtype.name, block, size
+
+
+def to_float(type_id: int, raw: Bytes, rows: int, n: int, tensor: str) -> Floats:
+    """Rows of `raw` (type `type_id`) as float32 (rows, n), as llama.cpp's `to_float` does."""
+    fmt = BY_ID.get(type_id)
+    if fmt is not None:
+        if fmt.quantized:
+            validate(fmt, raw, tensor)
+        if fmt.type_id == 0:
+            out = raw.view(F32).reshape(rows, n)
+        else:
+            out = fmt.dequantize_blocks(raw.reshape(-1, fmt.type_size)).reshape(rows, n)
+    else:
+        import gguf
+
+        try:
+            out = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(type_id))
+        except NotImplementedError as exc:
+            raise QuantError(
+                f"tensor {tensor!r}: cannot convert type {type_layout(type_id)[0]}", tensor=tensor
+            ) from exc
+        out = np.asarray(out, dtype=F32).reshape(rows, n)
+    if fmt is None or not fmt.quantized:
+        check_finite(out, tensor)
+    return out
+
+
+def check_copied(type_id: int, raw: Bytes, tensor: str) -> None:
+    """The loader's `ggml_validate_row_data` on a tensor that is copied unchanged."""
+    fmt = BY_ID.get(type_id)
+    if fmt is None:
+        return
+    if fmt.quantized:
+        validate(fmt, raw, tensor)
+    elif fmt.type_id == 0:
+        check_finite(raw.view("<f4"), tensor)
+    else:
+        check_finite(fmt.dequantize_blocks(raw.reshape(-1, fmt.type_size)), tensor)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Rows [row, row + nrows) of one tensor, to be quantized to `target` in a worker."""
+
+    path: str
+    offset: int  # absolute file offset of the tensor's data
+    name: str
+    type_id: int
+    n: int  # values per row
+    row: int
+    nrows: int
+    target: str
+    imatrix: Floats | None
+
+
+_FILES: dict[str, int] = {}
+
+
+def _pread(path: str, size: int, at: int) -> bytes:
+    fd = _FILES.get(path)
+    if fd is None:
+        fd = _FILES[path] = os.open(path, os.O_RDONLY)
+    data = os.pread(fd, size, at)
+    if len(data) != size:
+        raise QuantError(f"{path} is truncated (short read at byte {at})")
+    return data
+
+
+def quantize_chunk(c: Chunk) -> bytes:
+    """Read, convert and quantize one chunk (runs in the worker processes)."""
+    from quant.formats import FORMATS
+
+    _, block, size = type_layout(c.type_id)
+    row_bytes = c.n // block * size
+    raw = np.frombuffer(_pread(c.path, c.nrows * row_bytes, c.offset + c.row * row_bytes), np.uint8)
+    x = to_float(c.type_id, raw, c.nrows, c.n, c.name)
+    fmt: BlockFormat = FORMATS[c.target]
+    with np.errstate(all="ignore"):
+        out = quantize_rows(fmt, x, c.imatrix)
+    validate(fmt, out, c.name)
+    return out.tobytes()
