@@ -61,7 +61,11 @@ def fold_config(plan: BuildPlan, params: dict[str, Any]) -> ModelConfig:
         if layer.gguf is None:
             continue
         if layer.media_type == mediatypes.MODEL:
-            config = config.with_model_layer(layer.gguf.kv, layer.gguf.parameter_count)
+            config = config.with_model_layer(
+                layer.gguf.architecture,
+                layer.gguf.parameter_count,
+                layer.gguf.get_uint32("general.file_type"),
+            )
             defaults = ARCH_DEFAULTS.get(layer.gguf.architecture)
             if defaults and (not config.renderer or not config.parser):
                 renderer, parser, stop = defaults

@@ -107,17 +107,20 @@ class ModelConfig:
     def encode(self) -> bytes:
         return encode(self.to_go())
 
-    def with_model_layer(self, kv: dict[str, Any], parameter_count: int) -> ModelConfig:
-        """Fold in one model layer's GGUF metadata the way `createModel` does (first wins)."""
-        arch = kv.get("general.architecture")
-        arch = arch if isinstance(arch, str) else "unknown"
+    def with_model_layer(
+        self, architecture: str, parameter_count: int, file_type: int
+    ) -> ModelConfig:
+        """Fold in one model layer the way `createModel` does (the first layer's values win).
+
+        `file_type` is `general.file_type` when it is a uint32 (else 0, which reads "unknown").
+        """
         return replace(
             self,
             model_format=self.model_format or "gguf",
-            model_family=self.model_family or arch,
+            model_family=self.model_family or architecture,
             model_type=self.model_type or human_number(parameter_count),
-            file_type=self.file_type or file_type_name(kv.get("general.file_type")),
-            model_families=(*(self.model_families or ()), arch),
+            file_type=self.file_type or file_type_name(file_type),
+            model_families=(*(self.model_families or ()), architecture),
         )
 
     @classmethod

@@ -17,7 +17,7 @@ def sha(data: bytes) -> str:
 
 
 def test_config_blob_for_arch_test() -> None:
-    config = ModelConfig().with_model_layer({"general.architecture": "test"}, parameter_count=0)
+    config = ModelConfig().with_model_layer("test", parameter_count=0, file_type=0)
     data = config.encode()
     assert data == (
         b'{"model_format":"gguf","model_family":"test","model_families":["test"],'
