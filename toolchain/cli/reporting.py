@@ -62,7 +62,7 @@ def reporter(as_json: bool) -> Iterator[ProgressCallback]:
             return
         if event.status != last_status[0]:
             last_status[0] = event.status
-            progress.console.print(event.status, highlight=False, markup=False)
+            progress.console.print(event.status, highlight=False, markup=False, soft_wrap=True)
 
     with progress:
         yield on_event
