@@ -22,6 +22,7 @@ from toolchain.convert.errors import ConvertError
 from toolchain.convert.hf_dir import HFDir, open_hf_dir
 from toolchain.convert.metadata import Metadata
 from toolchain.convert.outtype import OutType, encoded_nbytes, resolve_outtype, tensor_type
+from toolchain.convert.quantized import apply_policy
 from toolchain.convert.safetensors_file import FLOAT_DTYPES
 from toolchain.convert.vocab import Vocab, load_vocab, write_vocab
 from toolchain.convert.writer import PlannedTensor, write_gguf
@@ -63,6 +64,7 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
     """
     report = progress or no_progress
     out = Path(out_path)
+    resolve_outtype(outtype, None)  # a bad --outtype fails before any file is read
     with open_hf_dir(src_dir) as hf:
         report(ProgressEvent(f"reading {hf.path}"))
         arch = architecture_for(hf.architecture, hf.file("config.json"))
@@ -72,6 +74,8 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
         n_vocab = None if arch.truncate_vocab else hp.int(*arch.vocab_size_keys)
         vocab = load_vocab(hf, arch.vocab, n_vocab, hp.int("type_vocab_size", default=2))
         tensors = plan_tensors(hf, arch, hp, out_type, len(vocab))
+        if out_type.quantize:
+            apply_policy(tensors, out_type, arch.gguf_arch, hp, _n_layer(hp))
         md = build_metadata(hf, arch, hp, out_type, vocab)
         for warning in vocab.warnings:
             report(ProgressEvent(f"warning: {warning}"))

@@ -66,6 +66,9 @@ def convert_lora(adapter_dir: Path | str, out_path: Path | str, base: Path | str
     shard = SafetensorsFile(weights)
     try:
         out_type = resolve_outtype(outtype, None if outtype != "auto" else "F16")
+        if out_type.quantize:
+            raise ConvertError("--outtype", "LoRA adapters convert to f32, f16 or bf16",
+                               hint="llama.cpp applies adapters in float precision")
         tensors = _plan(shard, model, out_type)
         md = Metadata(model.arch.gguf_arch)
         md.string("general.architecture", model.arch.gguf_arch)

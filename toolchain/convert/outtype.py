@@ -21,6 +21,7 @@ class OutType:
     name: str
     ggml: GGMLQuantizationType | None  # None: "auto", decided from the weights' dtype
     file_type: int
+    quantize: str | None = None  # a quantization file type (quant's name), e.g. "Q4_K_M"
 
 
 #: --outtype values that need nothing but numpy
@@ -33,12 +34,17 @@ FLOAT_OUTTYPES: dict[str, OutType] = {
 
 
 def resolve_outtype(name: str, first_weight_dtype: str | None) -> OutType:
-    """The OutType for `--outtype name`; "auto" keeps bf16 weights bf16, else f16."""
+    """The OutType for `--outtype name`; "auto" keeps bf16 weights bf16, else f16.
+
+    Quantization types (q8_0, q4_K_M, ...) come from `quant`."""
+    from toolchain.convert.quantized import outtype_names, quantized_outtype
+
     key = name.lower()
-    out = FLOAT_OUTTYPES.get(key)
+    out = FLOAT_OUTTYPES.get(key) or quantized_outtype(name)
     if out is None:
         raise ConvertError("--outtype", f"unknown output type {name!r}",
-                           hint="choose one of: " + ", ".join(FLOAT_OUTTYPES))
+                           hint="choose one of: " + ", ".join([*FLOAT_OUTTYPES,
+                                                               *outtype_names()]))
     if out.ggml is None:
         return FLOAT_OUTTYPES["bf16" if first_weight_dtype == "BF16" else "f16"]
     return out

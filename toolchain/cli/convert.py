@@ -1,0 +1,45 @@
+"""`mfc convert HF_DIR OUT.gguf [--outtype f16]`: a Hugging Face model directory to GGUF.
+
+With `--lora-base`, HF_DIR is a PEFT LoRA adapter and OUT.gguf a GGUF LoRA for that base.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolchain.cli.reporting import print_json, reporter
+from toolchain.errors import UsageError
+
+
+@click.command()
+@click.argument("src", metavar="HF_DIR", type=click.Path(path_type=Path))
+@click.argument("out", metavar="OUT.gguf", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--outtype", default="f16", show_default=True, metavar="TYPE",
+              help="f32, f16, bf16, auto (bf16 weights stay bf16), or a quantization type "
+              "such as q8_0 or q4_K_M.")
+@click.option("--lora-base", type=click.Path(path_type=Path), metavar="BASE",
+              help="Convert a PEFT LoRA adapter for BASE (its GGUF file or HF directory).")
+@click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
+def command(src: Path, out: Path, outtype: str, lora_base: Path | None, as_json: bool) -> None:
+    """Convert a Hugging Face model directory (safetensors + tokenizer) to OUT.gguf."""
+    from toolchain.convert import ConvertError, convert_hf_dir, convert_lora
+    from toolchain.convert.outtype import resolve_outtype
+
+    try:
+        resolve_outtype(outtype, None)
+    except ConvertError as exc:
+        raise UsageError(exc.message, hint=exc.hint) from None
+    with reporter(as_json) as progress:
+        if lora_base is not None:
+            result = convert_lora(src, out, lora_base, outtype, progress=progress)
+        else:
+            result = convert_hf_dir(src, out, outtype, progress=progress)
+    if as_json:
+        print_json({"status": "success", **result.to_json()})
+        return
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"wrote {result.path} ({result.architecture}, {result.outtype}, "
+               f"{result.tensor_count} tensors, {result.size / 2**20:.1f} MiB)")
