@@ -13,7 +13,8 @@ def quantize_f32(x: Floats) -> Bytes:
 
 def quantize_f16(x: Floats) -> Bytes:
     """`ggml_fp32_to_fp16_row`: IEEE round-to-nearest-even (numpy's conversion is the same)."""
-    return np.ascontiguousarray(x.astype("<f2")).view(np.uint8).reshape(-1, 2)
+    with np.errstate(over="ignore"):  # overflow to inf is caught by validation
+        return np.ascontiguousarray(x.astype("<f2")).view(np.uint8).reshape(-1, 2)
 
 
 def quantize_bf16(x: Floats) -> Bytes:

@@ -1,0 +1,56 @@
+"""ctypes access to llama.cpp's own kernels in the installed llama-cpp-python (libggml-base)."""
+
+from __future__ import annotations
+
+import ctypes
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+GGML_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8,
+              "Q2_K": 10, "Q3_K": 11, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "BF16": 30}
+
+
+@cache
+def libggml() -> ctypes.CDLL:
+    import llama_cpp
+
+    lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
+    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
+    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
+                                        ctypes.c_void_p]
+    lib.ggml_row_size.restype = ctypes.c_size_t
+    lib.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
+    return lib
+
+
+def quantize(type_name: str, x: np.ndarray, imatrix: np.ndarray | None = None) -> bytes:
+    """`ggml_quantize_chunk` over all rows of x (rows, n): what llama-quantize calls."""
+    lib = libggml()
+    t = GGML_TYPES[type_name]
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    rows, n = x.shape
+    out = np.zeros(rows * lib.ggml_row_size(t, n), dtype=np.uint8)
+    im = None if imatrix is None else np.ascontiguousarray(imatrix, dtype=np.float32)
+    lib.ggml_quantize_chunk(t, x.ctypes.data, out.ctypes.data, 0, rows, n,
+                            None if im is None else im.ctypes.data)
+    return out.tobytes()
+
+
+def dequantize(type_name: str, data: bytes, count: int) -> np.ndarray:
+    """`dequantize_row_<type>` (or the fp16/bf16 row conversions) on `count` values."""
+    if type_name == "F32":
+        return np.frombuffer(data, dtype="<f4").astype(np.float32)
+    lib = libggml()
+    out = np.zeros(count, dtype=np.float32)
+    src = np.frombuffer(data, dtype=np.uint8).copy()
+    name = {"F16": "ggml_fp16_to_fp32_row", "BF16": "ggml_bf16_to_fp32_row"}.get(
+        type_name, f"dequantize_row_{type_name.lower().replace('_k', '_K')}"
+    )
+    fn = getattr(lib, name)
+    fn.restype = None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    fn(src.ctypes.data, out.ctypes.data, count)
+    return out

@@ -1,0 +1,142 @@
+"""Whole files, byte for byte against `llama_cpp.llama_model_quantize` with the same options:
+every file type, without and with an importance matrix, on SmolLM2-135M in F32 (as is, and
+re-shaped to rows of 2304) and on synthetic edge-case models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from quant_reference import FTYPES, Reference, reference, sha256_file
+
+import quant
+from quant import gguf_io
+from quant.imatrix import write_imatrix_gguf
+
+from .conftest import DiskTensorCache
+from .data import synthetic_model
+
+
+def _describe_difference(ours: Path, theirs: Path) -> str:
+    with gguf_io.GGUFFile(ours) as a, gguf_io.GGUFFile(theirs) as b:
+        if [kv.raw for kv in a.kvs] != [kv.raw for kv in b.kvs]:
+            return "metadata differs"
+        for ta, tb in zip(a.tensors, b.tensors, strict=False):
+            if (ta.name, ta.ne, ta.type_id) != (tb.name, tb.ne, tb.type_id):
+                return f"tensor info differs: {ta} vs {tb}"
+        names = [t.name for t in a.tensors]
+        for ta, tb in zip(a.tensors, b.tensors, strict=False):
+            nxt = a.tensors[ta.index + 1].offset if ta.index + 1 < len(names) else None
+            size = (nxt - ta.offset) if nxt is not None else 0
+            if size and not np.array_equal(a.read(ta, 0, size), b.read(tb, 0, size)):
+                return f"data of {ta.name} (type {ta.type_id}) differs"
+    return "files differ"
+
+
+def check_same_as_llama(
+    src: Path, ftype: str, out: Path, cache: DiskTensorCache | None, *,
+    imatrix: Path | None = None, **options: object,
+) -> quant.QuantizeResult | None:
+    """Quantize with mfc and with llama.cpp; both must fail, or write identical bytes."""
+    ref: Reference = reference(src, ftype, imatrix=imatrix, **options)  # type: ignore[arg-type]
+    if not ref.ok:
+        with pytest.raises(quant.QuantError):
+            quant.quantize_file(src, out, ftype, imatrix=imatrix, threads=2, cache=cache,
+                                **options)  # type: ignore[arg-type]
+        assert not out.exists()
+        assert not list(out.parent.glob(f".{out.name}*")), "a temporary file was left behind"
+        return None
+    result = quant.quantize_file(src, out, ftype, imatrix=imatrix, threads=2, cache=cache,
+                                 **options)  # type: ignore[arg-type]
+    digest = sha256_file(out)
+    if digest != ref.sha256:
+        theirs = out.with_name("llama.gguf")
+        reference(src, ftype, imatrix=imatrix, keep=theirs, **options)  # type: ignore[arg-type]
+        pytest.fail(f"{src.name} {ftype}: output differs from llama.cpp's: "
+                    f"{_describe_difference(out, theirs)}")
+    assert out.stat().st_size == ref.size
+    out.unlink()
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.oracle
+@pytest.mark.parametrize("with_imatrix", [False, True], ids=["plain", "imatrix"])
+@pytest.mark.parametrize("ftype", FTYPES)
+@pytest.mark.parametrize("shape", ["as-is", "rows-2304"])
+def test_smollm2_matches_llama_cpp(
+    shape: str, ftype: str, with_imatrix: bool, smollm2_f32: Path, smollm2_f32_2304: Path,
+    imatrix_dir: Path, tensor_cache: DiskTensorCache, tmp_path: Path,
+) -> None:
+    src = smollm2_f32 if shape == "as-is" else smollm2_f32_2304
+    tag = "smollm2" if shape == "as-is" else "smollm2-2304"
+    im = imatrix_dir / f"{tag}.imatrix.gguf" if with_imatrix else None
+    result = check_same_as_llama(src, ftype, tmp_path / "out.gguf", tensor_cache, imatrix=im)
+    if ftype == "Q2_K_S" and not with_imatrix:
+        assert result is None  # llama.cpp refuses Q2_K_S without an imatrix, and so do we
+
+
+@pytest.mark.slow
+@pytest.mark.oracle
+@pytest.mark.parametrize(
+    ("ftype", "options"),
+    [
+        ("Q4_K_M", {"pure": True}),
+        ("Q5_K_S", {"output_tensor_type": "Q8_0", "token_embedding_type": "Q4_K"}),
+        ("Q3_K_M", {"token_embedding_type": "F16"}),
+    ],
+    ids=["pure", "output-and-embedding-types", "embedding-f16"],
+)
+def test_options_match_llama_cpp(
+    ftype: str, options: dict[str, object], smollm2_f32_2304: Path,
+    tensor_cache: DiskTensorCache, tmp_path: Path,
+) -> None:
+    check_same_as_llama(smollm2_f32_2304, ftype, tmp_path / "out.gguf", tensor_cache, **options)
+
+
+@pytest.mark.slow
+@pytest.mark.oracle
+def test_legacy_dat_imatrix_matches_llama_cpp(
+    smollm2_f32_2304: Path, imatrix_dir: Path, tensor_cache: DiskTensorCache, tmp_path: Path
+) -> None:
+    im = imatrix_dir / "smollm2-2304.imatrix.dat"
+    check_same_as_llama(smollm2_f32_2304, "Q4_K_M", tmp_path / "out.gguf", tensor_cache,
+                        imatrix=im)
+
+
+@pytest.mark.oracle
+def test_requantize_matches_llama_cpp(smollm2_gguf: Path, tmp_path: Path) -> None:
+    """A Q4_1 input is refused unless allowed; allowed, it is dequantized like ggml does."""
+    check_same_as_llama(smollm2_gguf, "Q4_K_M", tmp_path / "out.gguf", None)
+    check_same_as_llama(smollm2_gguf, "Q4_K_M", tmp_path / "out.gguf", None,
+                        allow_requantize=True)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Two small edge-case models (untied and tied embeddings), each with an imatrix."""
+    root = tmp_path_factory.mktemp("synthetic")
+    out = {}
+    for tag, tied in (("untied", False), ("tied", True)):
+        model = root / f"{tag}.gguf"
+        weights = synthetic_model(model, tied=tied)
+        im = root / f"{tag}.imatrix.gguf"
+        write_imatrix_gguf(im, {k: v * 7 for k, v in weights.items()},
+                           {k: np.array([7.0], np.float32) for k in weights},
+                           datasets=["synthetic"], chunk_count=1, chunk_size=7)
+        out[tag] = (model, im)
+    return out
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("with_imatrix", [False, True], ids=["plain", "imatrix"])
+@pytest.mark.parametrize("ftype", FTYPES)
+@pytest.mark.parametrize("tag", ["untied", "tied"])
+def test_synthetic_edge_cases_match_llama_cpp(
+    tag: str, ftype: str, with_imatrix: bool, synthetic: dict[str, tuple[Path, Path]],
+    tmp_path: Path,
+) -> None:
+    model, im = synthetic[tag]
+    check_same_as_llama(model, ftype, tmp_path / "out.gguf", None,
+                        imatrix=im if with_imatrix else None)

@@ -1,0 +1,113 @@
+"""Every tensor type, byte for byte against llama.cpp's own kernels (`ggml_quantize_chunk`,
+called through ctypes in the installed llama-cpp-python), with and without an importance
+matrix, on synthetic edge-case weights; dequantization against gguf-py and ggml."""
+
+from __future__ import annotations
+
+import gguf
+import numpy as np
+import pytest
+
+import quant
+from quant.formats import FORMATS, TYPE_NAMES
+from quant.tensor import quantize_rows
+
+from . import ggml_ref
+from .data import KINDS, edge_rows, imatrix_for
+
+QUANTIZED = [t for t in TYPE_NAMES if FORMATS[t].quantized]
+
+
+def _first_bad_row(ours: bytes, ref: bytes, rows: int) -> int | None:
+    a = np.frombuffer(ours, np.uint8).reshape(rows, -1)
+    b = np.frombuffer(ref, np.uint8).reshape(rows, -1)
+    bad = np.flatnonzero((a != b).any(axis=1))
+    return int(bad[0]) if bad.size else None
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("type_name", TYPE_NAMES)
+@pytest.mark.parametrize("seed", range(len(KINDS)), ids=KINDS)
+@pytest.mark.parametrize("with_imatrix", [False, True], ids=["ref", "imatrix"])
+def test_quantize_matches_ggml(type_name: str, seed: int, with_imatrix: bool) -> None:
+    n = 512
+    x = edge_rows(seed, n)
+    im = imatrix_for(seed, n) if with_imatrix else None
+    with np.errstate(all="ignore"):
+        ours = quantize_rows(FORMATS[type_name], x, im).tobytes()
+    ref = ggml_ref.quantize(type_name, x, im)
+    assert len(ours) == len(ref)
+    bad = _first_bad_row(ours, ref, x.shape[0])
+    assert bad is None, f"{type_name} row {bad} differs from ggml_quantize_chunk"
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("type_name", ["Q4_K", "Q6_K", "Q3_K", "Q4_0"])
+def test_long_rows_in_chunks(type_name: str) -> None:
+    """Rows longer than a kernel slice, and more rows than one chunk, still match."""
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((40, 9216)) * 0.02).astype(np.float32)
+    im = imatrix_for(3, 9216)
+    for w in (None, im):
+        assert quant.quantize(type_name, x, w) == ggml_ref.quantize(type_name, x, w)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("type_name", TYPE_NAMES)
+def test_dequantize_matches_gguf_and_ggml(type_name: str) -> None:
+    x = edge_rows(11, 512)
+    with np.errstate(all="ignore"):
+        data = quantize_rows(FORMATS[type_name], x).tobytes()
+    ours = quant.dequantize(type_name, data, x.shape)
+    qtype = gguf.GGMLQuantizationType[type_name]
+    theirs = gguf.quants.dequantize(np.frombuffer(data, np.uint8), qtype).reshape(x.shape)
+    c = ggml_ref.dequantize(type_name, data, x.size).reshape(x.shape)
+    assert ours.dtype == np.float32
+    assert np.array_equal(ours.view(np.uint32), theirs.astype(np.float32).view(np.uint32))
+    assert np.array_equal(ours.view(np.uint32), c.view(np.uint32))
+
+
+# test-quantize-fns.cpp's bar: ||x - dequantize(quantize(x))||_2 / n over 4096 values of
+# 0.1 + 2 cos(i + offset), for each type; the threshold depends on the bit width.
+ERROR_BARS = {"Q2_K": 0.0075, "Q3_K": 0.0040}
+
+
+def _cos_data(offset: float, amplitude: float = 2.0) -> np.ndarray:
+    i = np.arange(4096, dtype=np.float32)
+    c = np.float32(amplitude) * np.cos(i + np.float32(offset))
+    return (0.1 + c.astype(np.float64)).astype(np.float32)
+
+
+@pytest.mark.parametrize("type_name", QUANTIZED)
+def test_error_bars(type_name: str) -> None:
+    for offset, amplitude in ((0.0, 2.0), (1.0, 2.0), (3.0, 1.0), (4.0, 1.5)):
+        x = _cos_data(offset, amplitude)
+        back = quant.dequantize(type_name, quant.quantize(type_name, x), x.shape)
+        err = np.sqrt(np.sum((x.astype(np.float64) - back.astype(np.float64)) ** 2)) / x.size
+        assert err < ERROR_BARS.get(type_name, 0.002), f"{type_name}: total error {err}"
+
+
+def test_float_types_round_trip() -> None:
+    x = edge_rows(5, 256)
+    assert quant.dequantize("F32", quant.quantize("F32", x), x.shape).tobytes() == x.tobytes()
+    f16 = quant.dequantize("F16", quant.quantize("f16", x), x.shape)
+    assert np.array_equal(f16, x.astype(np.float16).astype(np.float32))
+
+
+def test_bad_input_is_a_quant_error() -> None:
+    x = np.ones((2, 300), dtype=np.float32)
+    with pytest.raises(quant.QuantError, match="blocks of 256"):
+        quant.quantize("Q4_K", x)
+    with pytest.raises(quant.QuantError, match="unknown tensor type"):
+        quant.quantize("Q7_K", x)
+    y = np.ones((2, 256), dtype=np.float32)
+    y[1, 17] = np.nan
+    with pytest.raises(quant.QuantError, match="'blk.0.ffn_up.weight'.*non-finite") as info:
+        quant.quantize("Q4_K", y, tensor="blk.0.ffn_up.weight")
+    assert info.value.tensor == "blk.0.ffn_up.weight"
+    with pytest.raises(quant.QuantError, match="importance matrix has 3 values"):
+        quant.quantize("Q4_K", y, np.ones(3))
+    with pytest.raises(quant.QuantError, match="does not fit F16"):
+        quant.quantize("F16", np.full((1, 32), 1e6, dtype=np.float32))
+    with pytest.raises(quant.QuantError, match="not 512 values"):
+        quant.dequantize("Q8_0", b"\0" * 33, (512,))
