@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "ps": "toolchain.cli.ps:command",
     "stop": "toolchain.cli.stop:command",
     "template": "toolchain.cli.template:command",
+    "quantize": "toolchain.cli.quantize:command",
     "convert": "toolchain.cli.convert:command",
 }
 
