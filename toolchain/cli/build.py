@@ -8,13 +8,7 @@ from pathlib import Path
 import click
 
 from toolchain.cli.reporting import print_json, reporter
-from toolchain.cli.store_options import (
-    human_size,
-    json_option,
-    models_option,
-    open_store,
-    quantize_option,
-)
+from toolchain.cli.store_options import human_size, open_store, quantize_option, store_options
 from toolchain.errors import MfcError
 from toolchain.progress import ProgressEvent
 
@@ -44,47 +38,42 @@ def run_build(
     from toolchain.store import InvalidNameError, parse_name
 
     try:
-        try:
-            model = parse_name(name)
-        except InvalidNameError:
-            if name_note is None:
-                raise
+        model = parse_name(name)
+    except InvalidNameError:
+        if name_note is None:
+            raise
+        raise MfcError(
+            f"the folder name {name!r} is not a valid model name",
+            hint="name the model with -t NAME (letters, digits, _, -, .)",
+        ) from None
+    if quantize:
+        check_quantize_type(quantize, None)
+    if name_note and not as_json:
+        click.echo(name_note.format(name=model.display()), err=True)
+    with reporter(as_json) as progress:
+
+        def forward(event: ProgressEvent) -> None:
+            if event.status != "success":  # sent below, with the result
+                progress(event)
+
+        progress(ProgressEvent("parsing modelfile"))
+        mf = parse_modelfile(data, path)
+        diagnostics = check_modelfile(mf)
+        source = mf.source or data.decode("utf-8", "replace")
+        for diag in diagnostics:
+            click.echo(render(diag, source), err=True)
+        errors = [d for d in diagnostics if d.severity == "error"]
+        if errors:
             raise MfcError(
-                f"the folder name {name!r} is not a valid model name",
-                hint="name the model with -t NAME (letters, digits, _, -, .)",
-            ) from None
+                f"{len(errors)} error(s) in {path}; nothing was built",
+                hint="`mfc check` lists the same diagnostics",
+            )
+        request = request_from_modelfile(mf, relative_dir=relative_dir)
         if quantize:
-            check_quantize_type(quantize, None)
-        if name_note and not as_json:
-            click.echo(name_note.format(name=model.display()), err=True)
-        with reporter(as_json) as progress:
-
-            def forward(event: ProgressEvent) -> None:
-                if event.status != "success":  # sent below, with the result
-                    progress(event)
-
-            progress(ProgressEvent("parsing modelfile"))
-            mf = parse_modelfile(data, path)
-            diagnostics = check_modelfile(mf)
-            source = mf.source or data.decode("utf-8", "replace")
-            for diag in diagnostics:
-                click.echo(render(diag, source), err=True)
-            errors = [d for d in diagnostics if d.severity == "error"]
-            if errors:
-                raise MfcError(
-                    f"{len(errors)} error(s) in {path}; nothing was built",
-                    hint="`mfc check` lists the same diagnostics",
-                )
-            request = request_from_modelfile(mf, relative_dir=relative_dir)
-            if quantize:
-                request = dataclasses.replace(request, quantize=quantize)
-            store = open_store(models)
-            result = build(store, model, request, progress=forward)
-            progress(ProgressEvent("success"))
-    except MfcError as exc:
-        if as_json:
-            print_json({"error": exc.message})
-        raise
+            request = dataclasses.replace(request, quantize=quantize)
+        store = open_store(models)
+        result = build(store, model, request, progress=forward)
+        progress(ProgressEvent("success"))
     if as_json:
         print_json(
             {
@@ -119,8 +108,7 @@ def run_build(
     help="Model name, [host/][namespace/]model[:tag] (default: the Modelfile's folder).",
 )
 @quantize_option
-@models_option
-@json_option
+@store_options
 def command(
     *,
     modelfile: str | None,

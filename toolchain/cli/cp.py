@@ -5,14 +5,13 @@ from __future__ import annotations
 import click
 
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import json_option, models_option, open_store
+from toolchain.cli.store_options import open_store, store_options
 
 
 @click.command()
 @click.argument("source")
 @click.argument("destination")
-@models_option
-@json_option
+@store_options
 def command(source: str, destination: str, models: str | None, as_json: bool) -> None:
     """Copy the model SOURCE to DESTINATION (overwriting it); no blob is copied."""
     from toolchain.store import parse_name

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from toolchain.cli.build import run_build
-from toolchain.cli.store_options import json_option, models_option, quantize_option
+from toolchain.cli.store_options import quantize_option, store_options
 
 
 @click.command()
@@ -20,8 +20,7 @@ from toolchain.cli.store_options import json_option, models_option, quantize_opt
     help="The Modelfile (default ./Modelfile; without one, FROM the current folder).",
 )
 @quantize_option
-@models_option
-@json_option
+@store_options
 def command(
     name: str, file_: str | None, quantize: str | None, models: str | None, as_json: bool
 ) -> None:

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.distribution import json_errors
 from toolchain.cli.reporting import print_json, reporter
-from toolchain.cli.store_options import json_option, models_option, open_store
+from toolchain.cli.store_options import open_store, store_options
 
 
 @click.command()
@@ -20,13 +19,12 @@ from toolchain.cli.store_options import json_option, models_option, open_store
     type=click.Path(dir_okay=False, path_type=Path),
     help="The tarball to write.",
 )
-@models_option
-@json_option
+@store_options
 def command(names: tuple[str, ...], output: Path, models: str | None, as_json: bool) -> None:
     """Write the models NAMES to an OCI image-layout tarball (same models, same bytes)."""
     from toolchain.registry.layout import export_models
 
-    with json_errors(as_json), reporter(as_json) as progress:
+    with reporter(as_json) as progress:
         done = export_models(list(names), output, store=open_store(models), progress=progress)
     if as_json:
         print_json({"output": str(output), "models": [m.to_json() for m in done]})

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import click
 
-from toolchain.cli.distribution import json_errors
 from toolchain.cli.reporting import print_json, reporter
-from toolchain.cli.store_options import json_option, models_option, open_store
+from toolchain.cli.store_options import open_store, store_options
 
 
 @click.command()
 @click.argument("tarball", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", help="Store the model under this name (the tarball must hold one model).")
-@models_option
-@json_option
+@store_options
 def command(tarball: Path, name: str | None, models: str | None, as_json: bool) -> None:
     """Import the models of TARBALL (written by `mfc export`, or any OCI layout of models).
 
@@ -23,7 +21,7 @@ def command(tarball: Path, name: str | None, models: str | None, as_json: bool) 
     """
     from toolchain.registry.layout import import_models
 
-    with json_errors(as_json), reporter(as_json) as progress:
+    with reporter(as_json) as progress:
         done = import_models(tarball, store=open_store(models), name=name, progress=progress)
     if as_json:
         print_json({"models": [m.to_json() for m in done]})

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import human_size, json_option, models_option, open_store
+from toolchain.cli.store_options import human_size, open_store, store_options
 from toolchain.errors import MfcError
 
 #: strings longer than this are cut in the table (the JSON has them whole)
@@ -36,8 +36,7 @@ def _json(value: Any) -> Any:
 
 @click.command()
 @click.argument("target")
-@models_option
-@json_option
+@store_options
 def command(target: str, models: str | None, as_json: bool) -> None:
     """Print the metadata and tensors of TARGET, a GGUF file (or a model name in the store)."""
     from toolchain.store import load_model

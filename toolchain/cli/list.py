@@ -7,7 +7,7 @@ import time
 import click
 
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import human_size, json_option, models_option, open_store
+from toolchain.cli.store_options import human_size, open_store, store_options
 
 
 def ago(seconds: float) -> str:
@@ -30,8 +30,7 @@ def ago(seconds: float) -> str:
 
 
 @click.command()
-@models_option
-@json_option
+@store_options
 def command(models: str | None, as_json: bool) -> None:
     """List the models in the store: name, ID (manifest digest), size, age."""
     from toolchain.store import load_model

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.distribution import insecure_option, json_errors
 from toolchain.cli.reporting import print_json, reporter
-from toolchain.cli.store_options import json_option, models_option, open_store
+from toolchain.cli.store_options import insecure_option, open_store, store_options
 
 
 @click.command()
 @click.argument("name")
 @insecure_option
-@models_option
-@json_option
+@store_options
 def command(name: str, insecure: bool, models: str | None, as_json: bool) -> None:
     """Push NAME (host/namespace/model:tag, e.g. localhost:5000/team/model:v1) to its registry.
 
@@ -23,7 +21,7 @@ def command(name: str, insecure: bool, models: str | None, as_json: bool) -> Non
     """
     from toolchain.registry.push import push_model
 
-    with json_errors(as_json), reporter(as_json) as progress:
+    with reporter(as_json) as progress:
         result = push_model(name, store=open_store(models), insecure=insecure, progress=progress)
     if as_json:
         print_json(result.to_json())

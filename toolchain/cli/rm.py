@@ -5,13 +5,12 @@ from __future__ import annotations
 import click
 
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import human_size, json_option, models_option, open_store
+from toolchain.cli.store_options import human_size, open_store, store_options
 
 
 @click.command()
 @click.argument("names", nargs=-1, required=True)
-@models_option
-@json_option
+@store_options
 def command(names: tuple[str, ...], models: str | None, as_json: bool) -> None:
     """Remove the models NAMES. Blobs still used by another model stay.
 

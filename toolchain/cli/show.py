@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import human_size, json_option, models_option, open_store
+from toolchain.cli.store_options import human_size, open_store, store_options
 
 PARTS = ("modelfile", "parameters", "template", "system", "license")
 
@@ -67,8 +67,7 @@ def summary(response: dict[str, Any], layers: list[tuple[str, str, int, str]]) -
 @click.option("--system", "part", flag_value="system", help="Print its system prompt.")
 @click.option("--license", "part", flag_value="license", help="Print its license(s).")
 @click.option("-v", "--verbose", is_flag=True, help="With --json: full metadata arrays.")
-@models_option
-@json_option
+@store_options
 def command(name: str, part: str | None, verbose: bool, models: str | None, as_json: bool) -> None:
     """Show the model NAME: its details, parameters, system prompt, license and layers."""
     from toolchain.store import load_model

@@ -168,6 +168,7 @@ class Store:
         """Copy a model: the destination gets the source manifest's bytes; blobs are shared."""
         src = self.resolve(source)
         dst = self.resolve(destination)
+        self.read_manifest(src)  # an unknown source fails before the lock creates the store
         with self.shared_lock():
             data = self.read_manifest(src).data
             if dst != src:

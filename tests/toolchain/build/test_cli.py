@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import click
 import pytest
 
 from toolchain.cli import main
@@ -133,3 +134,78 @@ def test_inspect(capsys: pytest.CaptureFixture[str], tiny_dir: Path, tmp_path: P
     bad.write_text("hello")
     code, _, err = run(capsys, "inspect", str(bad))
     assert code == 1 and "not a GGUF file" in err
+
+
+#: every command that reads or writes the store
+STORE_COMMANDS = (
+    "build",
+    "create",
+    "list",
+    "show",
+    "cp",
+    "rm",
+    "inspect",
+    "push",
+    "pull",
+    "export",
+    "import",
+)
+
+
+def _options(name: str) -> dict[str, click.Option]:
+    from toolchain.cli import cli
+
+    command = cli.get_command(click.Context(cli), name)
+    assert command is not None
+    return {p.name or "": p for p in command.params if isinstance(p, click.Option)}
+
+
+@pytest.mark.parametrize("name", STORE_COMMANDS)
+def test_store_commands_share_the_models_and_json_options(name: str) -> None:
+    from toolchain.cli.store_options import JSON_HELP, MODELS_HELP
+
+    options = _options(name)
+    models, as_json = options["models"], options["as_json"]
+    assert (models.opts, models.metavar, models.help) == (["--models"], "DIR", MODELS_HELP)
+    assert isinstance(models.type, click.Path) and not models.type.file_okay
+    assert (as_json.opts, as_json.is_flag, as_json.help) == (["--json"], True, JSON_HELP)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("build", "no/such/Modelfile"), "no/such/Modelfile: no such Modelfile"),
+        (("create", "bad name!"), "invalid model name: 'bad name!'"),
+        (("show", "nope"), "model 'nope:latest' not found"),
+        (("cp", "nope", "other"), "model 'nope:latest' not found"),
+        (("rm", "nope"), "model 'nope:latest' not found"),
+        (("inspect", "nope"), "model 'nope:latest' not found"),
+        (("push", "bad name!"), "invalid model name: 'bad name!'"),
+        (("pull", "m:"), "invalid model name: 'm:'"),
+        (("export", "nope", "-o", "out.tar"), "model 'nope:latest' not found"),
+    ],
+)
+def test_with_json_a_failure_ends_stdout_with_the_error(
+    capsys: pytest.CaptureFixture[str],
+    models: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *args, "--models", models, "--json")
+    assert code == 1, err
+    assert json.loads(out.splitlines()[-1]) == {"error": message}
+    assert f"error: {message}" in err and "Traceback" not in err
+    assert not Path(models).exists()  # nothing was written
+
+
+def test_import_of_a_file_that_is_no_tarball_reports_json(
+    capsys: pytest.CaptureFixture[str], models: str, tmp_path: Path
+) -> None:
+    bogus = tmp_path / "bogus.tar"
+    bogus.write_text("not a tarball")
+    code, out, _ = run(capsys, "import", str(bogus), "--models", models, "--json")
+    assert code == 1
+    assert json.loads(out.splitlines()[-1])["error"].startswith(f"cannot read {bogus}")
