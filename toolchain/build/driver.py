@@ -42,11 +42,17 @@ def build(
     *,
     progress: ProgressCallback = no_progress,
     passes: tuple[Pass, ...] = PIPELINE,
+    insecure: bool = False,
 ) -> BuildResult:
-    """Build `name` from a create request; emits the reference's progress statuses."""
+    """Build `name` from a create request; emits the reference's progress statuses.
+
+    A FROM model that is not in the store but names a registry host is pulled first (its
+    progress, `success` included, comes before the build's); `insecure` allows that
+    registry to be plain http or to have an untrusted certificate.
+    """
     if request.quantize:  # reject a bad type before any hashing or copying
         check_quantize_type(request.quantize, request.spans.get("quantize"))
-    ctx = BuildContext(store, progress)
+    ctx = BuildContext(store, progress, insecure=insecure)
     try:
         ctx.lock_if_exists()
         name = store.resolve(name)
@@ -74,7 +80,8 @@ def build_modelfile(
     *,
     progress: ProgressCallback = no_progress,
     relative_dir: str | Path | None = None,
+    insecure: bool = False,
 ) -> BuildResult:
     """Build a parsed Modelfile (paths relative to its folder, or `relative_dir`)."""
     request = request_from_modelfile(modelfile, relative_dir=relative_dir)
-    return build(store, name, request, progress=progress)
+    return build(store, name, request, progress=progress, insecure=insecure)

@@ -9,8 +9,8 @@ until then the store is untouched, so an input rejected early leaves no trace.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ class BuildContext:
 
     store: Store
     progress: ProgressCallback = no_progress
+    insecure: bool = False  # a FROM model pulled from a registry may use plain http
     new_blobs: list[str] = field(default_factory=list)
     _locks: ExitStack = field(default_factory=ExitStack)
     _locked: bool = False
@@ -89,6 +90,17 @@ class BuildContext:
     def release(self) -> None:
         self._locks.close()
         self._locked = self._writable = False
+
+    @contextmanager
+    def unlocked(self) -> Iterator[None]:
+        """Let go of the store lock while a nested operation takes the store's locks itself
+        (a pull: removing the blobs it replaced needs the exclusive lock, which our shared
+        one would block forever); the lock is taken again afterwards."""
+        self.release()
+        try:
+            yield
+        finally:
+            self.lock_if_exists()
 
 
 @dataclass(frozen=True, slots=True)

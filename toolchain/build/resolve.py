@@ -1,10 +1,12 @@
 """The resolve pass: FROM, ADAPTER and DRAFT become planned layers with known digests.
 
 FROM a model name: every layer of that model, in order, marked as coming from it, and the
-settings its config carries (renderer, parser, requires, format, capabilities). FROM files:
-each GGUF (in sorted key order) is hashed and its header checked; its media type comes
-from `general.type` (model, adapter, projector). ADAPTER must be a GGUF LoRA. Hugging Face
-folders are left for the convert pass. Nothing is written to the store here.
+settings its config carries (renderer, parser, requires, format, capabilities); a model
+not in the store whose name has a registry host is pulled first (`toolchain.registry`).
+FROM files: each GGUF (in sorted key order) is hashed and its header checked; its media
+type comes from `general.type` (model, adapter, projector). ADAPTER must be a GGUF LoRA.
+Hugging Face folders are left for the convert pass. Apart from a pull, nothing is written
+to the store here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.build.request import SourceFile
+from toolchain.errors import MfcError, Span
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_file, is_digest
 from toolchain.store.config import ModelConfig
@@ -23,6 +26,7 @@ from toolchain.store.errors import BlobError, InvalidNameError, ModelNotFoundErr
 from toolchain.store.gguf_reader import GGUFError, GGUFInfo, read_gguf
 from toolchain.store.gojson import decode_any
 from toolchain.store.manifest import Manifest
+from toolchain.store.names import ModelName
 from toolchain.store.store import Store
 
 
@@ -123,11 +127,7 @@ def _from_model(ctx: BuildContext, plan: BuildPlan) -> BuildPlan:
     try:
         manifest: Manifest = ctx.store.read_manifest(source)
     except ModelNotFoundError:
-        raise BuildError(
-            f"base model '{source.display()}' not found in {ctx.store.root}, and no such file",
-            span,
-            hint="`mfc list` shows the models in this store; a path is relative to the Modelfile",
-        ) from None
+        manifest = _pull_base(ctx, source, span)
     layers = []
     for layer in manifest.layers:
         info = None
@@ -152,6 +152,31 @@ def _from_model(ctx: BuildContext, plan: BuildPlan) -> BuildPlan:
         base=tuple(layers),
         config=_inherited_config(ctx, manifest, plan.config),
     )
+
+
+def _pull_base(ctx: BuildContext, source: ModelName, span: Span | None) -> Manifest:
+    """Pull a FROM model that names a registry host, as the reference's create does.
+
+    A name without a host would be pulled from ollama.com by the reference; mfc does not
+    go there on its own, so that stays an unknown base model.
+    """
+    if source.on_default_registry:
+        raise BuildError(
+            f"base model '{source.display()}' not found in {ctx.store.root}, and no such file",
+            span,
+            hint="`mfc list` shows the models in this store; a path is relative to the "
+            "Modelfile; a name with a registry host (localhost:5000/team/model:tag) is pulled",
+        )
+    from toolchain.registry import pull_model  # the HTTP client only when a pull is needed
+
+    try:
+        with ctx.unlocked():
+            pull_model(source, store=ctx.store, insecure=ctx.insecure, progress=ctx.progress)
+        return ctx.store.read_manifest(source)
+    except MfcError as exc:
+        raise BuildError(
+            f"cannot pull base model '{source.display()}': {exc.message}", span, hint=exc.hint
+        ) from None
 
 
 def _inherited_config(ctx: BuildContext, manifest: Manifest, config: ModelConfig) -> ModelConfig:

@@ -8,7 +8,13 @@ from pathlib import Path
 import click
 
 from toolchain.cli.reporting import print_json, reporter
-from toolchain.cli.store_options import human_size, open_store, quantize_option, store_options
+from toolchain.cli.store_options import (
+    human_size,
+    insecure_option,
+    open_store,
+    quantize_option,
+    store_options,
+)
 from toolchain.errors import MfcError
 from toolchain.progress import ProgressEvent
 
@@ -27,6 +33,7 @@ def run_build(
     quantize: str | None,
     models: str | None,
     as_json: bool,
+    insecure: bool = False,
     name_note: str | None = None,
 ) -> None:
     """Parse, check and build a Modelfile; shared by `mfc build` and `mfc create`."""
@@ -51,11 +58,6 @@ def run_build(
     if name_note and not as_json:
         click.echo(name_note.format(name=model.display()), err=True)
     with reporter(as_json) as progress:
-
-        def forward(event: ProgressEvent) -> None:
-            if event.status != "success":  # sent below, with the result
-                progress(event)
-
         progress(ProgressEvent("parsing modelfile"))
         mf = parse_modelfile(data, path)
         diagnostics = check_modelfile(mf)
@@ -72,8 +74,8 @@ def run_build(
         if quantize:
             request = dataclasses.replace(request, quantize=quantize)
         store = open_store(models)
-        result = build(store, model, request, progress=forward)
-        progress(ProgressEvent("success"))
+        # ends with `success` (after a pulled FROM model's own `success`, as the reference)
+        result = build(store, model, request, progress=progress, insecure=insecure)
     if as_json:
         print_json(
             {
@@ -108,6 +110,7 @@ def run_build(
     help="Model name, [host/][namespace/]model[:tag] (default: the Modelfile's folder).",
 )
 @quantize_option
+@insecure_option
 @store_options
 def command(
     *,
@@ -115,6 +118,7 @@ def command(
     file_: str | None,
     name: str | None,
     quantize: str | None,
+    insecure: bool,
     models: str | None,
     as_json: bool,
 ) -> None:
@@ -122,7 +126,8 @@ def command(
 
     Without -t the model is named after the folder holding the Modelfile, so
     `mfc build models/tiny/Modelfile` builds tiny:latest. A rebuild with unchanged inputs
-    gives the same manifest digest and writes nothing.
+    gives the same manifest digest and writes nothing. FROM a model with a registry host
+    (localhost:5000/team/base:v1) that is not in the store pulls it first.
     """
     from toolchain.errors import UsageError
     from toolchain.frontend.parse import read_modelfile_bytes
@@ -149,5 +154,6 @@ def command(
         quantize=quantize,
         models=models,
         as_json=as_json,
+        insecure=insecure,
         name_note=note,
     )

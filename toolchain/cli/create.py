@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from toolchain.cli.build import run_build
-from toolchain.cli.store_options import quantize_option, store_options
+from toolchain.cli.store_options import insecure_option, quantize_option, store_options
 
 
 @click.command()
@@ -20,9 +20,16 @@ from toolchain.cli.store_options import quantize_option, store_options
     help="The Modelfile (default ./Modelfile; without one, FROM the current folder).",
 )
 @quantize_option
+@insecure_option
 @store_options
 def command(
-    name: str, file_: str | None, quantize: str | None, models: str | None, as_json: bool
+    *,
+    name: str,
+    file_: str | None,
+    quantize: str | None,
+    insecure: bool,
+    models: str | None,
+    as_json: bool,
 ) -> None:
     """Create the model NAME from a Modelfile, as `ollama create` does."""
     from toolchain.frontend.parse import read_modelfile_bytes
@@ -41,4 +48,5 @@ def command(
         quantize=quantize,
         models=models,
         as_json=as_json,
+        insecure=insecure,
     )

@@ -18,7 +18,7 @@ from toolchain.registry.errors import RegistryError
 from toolchain.registry.remote import LayerProgress, connect, mount_source, repository, short
 from toolchain.store.errors import ModelNotFoundError
 from toolchain.store.manifest import Layer, Manifest
-from toolchain.store.names import DEFAULT_HOST, ModelName
+from toolchain.store.names import ModelName
 from toolchain.store.store import Store
 
 #: bytes per PATCH request; each chunk is held in memory so it can be re-sent after a 401
@@ -54,7 +54,7 @@ def push_model(
     """Push `name` (which must carry its registry host, e.g. `localhost:5000/team/m:v1`)."""
     store = store or Store.open()
     target = store.resolve(name)
-    if target.host.lower() == DEFAULT_HOST:
+    if target.on_default_registry:
         raise RegistryError(
             f"{target.display()} has no registry host to push to",
             hint="copy it to a name with a registry host (localhost:5000/team/model:tag) and "

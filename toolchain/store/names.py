@@ -57,9 +57,14 @@ class ModelName:
     def is_valid(self) -> bool:
         return all(valid_part(k, getattr(self, k)) for k in _PARTS)
 
+    @property
+    def on_default_registry(self) -> bool:
+        """Whether the name has no registry host of its own (the reference's ollama.com)."""
+        return self.host.lower() == DEFAULT_HOST
+
     def display(self) -> str:
         """The shortest form: `model:tag`, `ns/model:tag` or `host/ns/model:tag`."""
-        if self.host.lower() != DEFAULT_HOST:
+        if not self.on_default_registry:
             prefix = f"{self.host}/{self.namespace}/"
         elif self.namespace.lower() != DEFAULT_NAMESPACE:
             prefix = f"{self.namespace}/"

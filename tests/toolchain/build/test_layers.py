@@ -11,8 +11,10 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from fixtures.tiny_gguf import write_tiny_model
-from toolchain.build import CreateRequest, SourceFile, build
+from toolchain.build import BuildError, CreateRequest, SourceFile, build
 from toolchain.progress import ProgressEvent
 from toolchain.prompt import named_template
 from toolchain.store import Store, parse_name
@@ -194,6 +196,25 @@ def test_from_model_is_case_insensitive_and_inherits_renderer(store: Store, tiny
     config = json.loads(store.blobs.read_bytes(config_digest))
     assert (config["renderer"], config["parser"]) == ("r1", "p1")
     assert json.loads(read(store, "kid"))["layers"][0]["from"] == "Base:latest"
+
+
+@pytest.mark.parametrize("name", ["llama3.2", "registry.ollama.ai/library/llama3.2:latest"])
+def test_unknown_base_without_a_registry_host_is_not_pulled(
+    store: Store, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    import toolchain.registry
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pulled from ollama.com")
+
+    monkeypatch.setattr(toolchain.registry, "pull_model", no_network)
+    with pytest.raises(BuildError) as caught:
+        build(store, parse_name("kid"), CreateRequest(from_model=name))
+    assert caught.value.message == (
+        f"base model 'llama3.2:latest' not found in {store.root}, and no such file"
+    )
+    assert caught.value.hint is not None and "registry host" in caught.value.hint
+    assert not store.root.exists()
 
 
 def test_delete_gc_scenarios(store: Store, tiny_dir: Path) -> None:
