@@ -24,5 +24,7 @@ class QuantError(Exception):
         return (_rebuild, (type(self), self.message, self.tensor, self.hint))
 
 
-def _rebuild(cls: type[QuantError], message: str, tensor: str | None, hint: str | None) -> QuantError:
+def _rebuild(
+    cls: type[QuantError], message: str, tensor: str | None, hint: str | None
+) -> QuantError:
     return cls(message, tensor=tensor, hint=hint)

@@ -7,6 +7,7 @@ a file is never loaded whole.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import struct
 from dataclasses import dataclass
@@ -153,9 +154,6 @@ class GGUFFile:
                 return kv.value
         return default
 
-    def nbytes(self, t: TensorInfo, type_size: int, block: int) -> int:
-        return t.n_elements // block * type_size
-
     def check_range(self, t: TensorInfo, nbytes: int) -> None:
         end = self.data_start + t.offset + nbytes
         if end > self._size:
@@ -172,10 +170,8 @@ class GGUFFile:
         return np.frombuffer(self._map, dtype=np.uint8, count=size, offset=at).copy()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(AttributeError, BufferError, ValueError):
             self._map.close()
-        except (AttributeError, BufferError, ValueError):
-            pass
 
     def __enter__(self) -> GGUFFile:
         return self

@@ -16,7 +16,9 @@ def half(b: Bytes) -> Floats:
     return np.ascontiguousarray(b).view("<f2").astype(F32)
 
 
-def requant(X: Floats, d: Floats, dm: Floats | None, L: Floats, lo: int, hi: int) -> Floats:
+def requant(  # noqa: PLR0917
+    X: Floats, d: Floats, dm: Floats | None, L: Floats, lo: int, hi: int
+) -> Floats:
     """Re-quantize with the stored scales: `l = clamp(nearest_int((x + dm)/d), lo, hi)`.
 
     Element-major: X, L are (n, nsub); d, dm one value per sub-block. Sub-blocks whose `d` is
@@ -78,7 +80,7 @@ def unpack_q3_scales(b: Bytes) -> Ints:
     low = np.concatenate([b[:, 0:8] & 15, b[:, 0:8] >> 4], axis=1)
     j = np.arange(16)
     high = (b[:, 8 + j % 4] >> (2 * (j // 4))) & 3
-    return low | (high << 4)
+    return np.asarray(low | (high << 4))
 
 
 # ---- quant bit planes ------------------------------------------------------------------------
@@ -88,7 +90,7 @@ def pack_2bit(L: Bytes) -> Bytes:
     """`qs[32h+l] = L[128h+l] | L[128h+l+32]<<2 | L[128h+l+64]<<4 | L[128h+l+96]<<6`."""
     q = L.reshape(-1, 2, 4, 32)
     out = q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)
-    return out.reshape(-1, 64)
+    return np.asarray(out).reshape(-1, 64)
 
 
 def unpack_2bit(qs: Bytes) -> Ints:
@@ -139,7 +141,9 @@ def unpack_qh_q5k(qh: Bytes) -> Ints:
 def pack_q6(L: Bytes) -> tuple[Bytes, Bytes]:
     q = L.reshape(-1, 2, 4, 32)
     lo, hi = q & 15, q >> 4
-    ql = np.concatenate([lo[:, :, 0] | (lo[:, :, 2] << 4), lo[:, :, 1] | (lo[:, :, 3] << 4)], axis=2)
+    ql = np.concatenate(
+        [lo[:, :, 0] | (lo[:, :, 2] << 4), lo[:, :, 1] | (lo[:, :, 3] << 4)], axis=2
+    )
     qh = hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6)
     return ql.reshape(-1, 128), qh.reshape(-1, 64)
 
@@ -149,4 +153,4 @@ def unpack_q6(ql: Bytes, qh: Bytes) -> Ints:
     h = qh.reshape(-1, 2, 1, 32).astype(np.int32)
     lo = np.stack([a[:, :, 0] & 15, a[:, :, 1] & 15, a[:, :, 0] >> 4, a[:, :, 1] >> 4], axis=2)
     high = (h >> (2 * np.arange(4)).reshape(1, 1, 4, 1)) & 3
-    return (lo | (high << 4)).reshape(-1, QK_K)
+    return np.asarray(lo | (high << 4)).reshape(-1, QK_K)

@@ -38,7 +38,7 @@ def _sigma2(x: Floats, factor: float) -> Floats:
 
 def _impl_weights(X: Floats, qw: Floats, sigma2: Floats) -> Floats:
     """Element-major `qw * sqrtf(sigma2 + x*x)` for 16-element sub-blocks."""
-    return (element_major(qw, 16) * np.sqrt(np.repeat(sigma2, 16) + X * X)).astype(F32)
+    return np.asarray(element_major(qw, 16) * np.sqrt(np.repeat(sigma2, 16) + X * X), dtype=F32)
 
 
 def quantize_q2_k(x: Floats, qw: Floats | None = None) -> Bytes:
@@ -52,8 +52,10 @@ def quantize_q2_k(x: Floats, qw: Floats | None = None) -> Bytes:
         with np.errstate(divide="ignore", invalid="ignore"):
             isc = (F32(15.0) / max_scale).astype(F32)
             imn = (F32(15.0) / max_min).astype(F32)
-            ls = np.where((max_scale > 0)[:, None], nearest_int((isc[:, None] * scales).astype(F32)), 0)
-            lm = np.where((max_min > 0)[:, None], nearest_int((imn[:, None] * mins).astype(F32)), 0)
+            ls = nearest_int((isc[:, None] * scales).astype(F32))
+            lm = nearest_int((imn[:, None] * mins).astype(F32))
+        ls = np.where((max_scale > 0)[:, None], ls, 0)
+        lm = np.where((max_min > 0)[:, None], lm, 0)
         sc = (ls | (lm << 4)) & 0xFF
         d = np.where(max_scale > 0, fp16_round((max_scale / F32(15.0)).astype(F32)), F32(0.0))
         dmin = np.where(max_min > 0, fp16_round((max_min / F32(15.0)).astype(F32)), F32(0.0))
@@ -120,4 +122,4 @@ def dequantize_q3_k(b: Bytes) -> Floats:
     d = half(b[:, 108:110])
     dl = np.repeat((d * (unpack_q3_scales(b[:, 96:108]) - 32).astype(F32)).astype(F32), 16, axis=1)
     q = unpack_2bit(b[:, 32:96]) - 4 * (1 - unpack_hmask(b[:, 0:32]))
-    return (dl * q.astype(F32)).astype(F32)
+    return np.asarray(dl * q.astype(F32), dtype=F32)

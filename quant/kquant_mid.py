@@ -17,7 +17,16 @@ from quant.kpack import (
     unpack_qh_q5k,
     unpack_scale_min_k4,
 )
-from quant.numerics import F32, Bytes, Floats, element_major, fp16_bytes, fp16_round, nearest_int, seq_sum
+from quant.numerics import (
+    F32,
+    Bytes,
+    Floats,
+    element_major,
+    fp16_bytes,
+    fp16_round,
+    nearest_int,
+    seq_sum,
+)
 from quant.search import make_qkx_quants, make_qp_quants
 
 # nmax, rmin, nstep of the reference search per type
@@ -85,10 +94,10 @@ def _scales(b: Bytes) -> tuple[Floats, Floats]:
 def dequantize_q4_k(b: Bytes) -> Floats:
     d1, m1 = _scales(b)
     q = unpack_nibbles64(b[:, 16:144]).astype(F32)
-    return (d1 * q - m1).astype(F32)
+    return np.asarray(d1 * q - m1, dtype=F32)
 
 
 def dequantize_q5_k(b: Bytes) -> Floats:
     d1, m1 = _scales(b)
     q = (unpack_nibbles64(b[:, 48:176]) + unpack_qh_q5k(b[:, 16:48])).astype(F32)
-    return (d1 * q - m1).astype(F32)
+    return np.asarray(d1 * q - m1, dtype=F32)

@@ -81,7 +81,9 @@ def quantize_q8_0(x: Floats) -> Bytes:
     return _blocks(d, q.view(np.uint8))
 
 
-def _symmetric(x: Floats, nmax: int, qw: Floats | None, sigma2: Floats | None) -> tuple[Floats, Bytes]:
+def _symmetric(
+    x: Floats, nmax: int, qw: Floats | None, sigma2: Floats | None
+) -> tuple[Floats, Bytes]:
     """Q4_0/Q5_0 levels 0..2nmax-1: `_ref` (d = max/-nmax) or `_impl` (make_qx_quants)."""
     X = element_major(x, QK)
     if qw is None or sigma2 is None:
@@ -96,7 +98,9 @@ def _symmetric(x: Floats, nmax: int, qw: Floats | None, sigma2: Floats | None) -
     return d, L.astype(np.uint8)
 
 
-def _affine(x: Floats, nmax: int, qw: Floats | None, sigma2: Floats | None) -> tuple[Floats, Floats, Bytes]:
+def _affine(
+    x: Floats, nmax: int, qw: Floats | None, sigma2: Floats | None
+) -> tuple[Floats, Floats, Bytes]:
     """Q4_1/Q5_1: d, m and levels, by `_ref` (min/max) or `_impl` (make_qkx3_quants)."""
     X = element_major(x, QK)
     if qw is None or sigma2 is None:
@@ -114,7 +118,7 @@ def _affine(x: Floats, nmax: int, qw: Floats | None, sigma2: Floats | None) -> t
 
 def _impl_weights(X: Floats, QW: Floats, sigma2: Floats) -> Floats:
     """`weight[j] = qw[j] * sqrtf(sigma2 + x[j]*x[j])`, element-major."""
-    return (QW * np.sqrt(sigma2 + X * X)).astype(F32)
+    return np.asarray(QW * np.sqrt(sigma2 + X * X), dtype=F32)
 
 
 def quantize_q4_0(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
@@ -129,7 +133,8 @@ def quantize_q5_0(x: Floats, qw: Floats | None = None, sigma2: Floats | None = N
 
 def quantize_q4_1(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
     d, m, q = _affine(x, 15, qw, sigma2)
-    return np.concatenate([fp16_bytes(d), fp16_bytes(m), np.ascontiguousarray(_nibbles(q).T)], axis=1)
+    qs = np.ascontiguousarray(_nibbles(q).T)
+    return np.concatenate([fp16_bytes(d), fp16_bytes(m), qs], axis=1)
 
 
 def quantize_q5_1(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
@@ -172,11 +177,11 @@ def dequantize_q4_1(b: Bytes) -> Floats:
 def dequantize_q5_0(b: Bytes) -> Floats:
     d = _half(b[:, 0:2])
     q = _unpack_nibbles(b[:, 6:]) | _unpack_qh(b[:, 2:6])
-    return ((q - 16).astype(F32) * d).astype(F32)
+    return np.asarray((q - 16).astype(F32) * d, dtype=F32)
 
 
 def dequantize_q5_1(b: Bytes) -> Floats:
     d, m = _half(b[:, 0:2]), _half(b[:, 2:4])
     q = _unpack_nibbles(b[:, 8:]) | _unpack_qh(b[:, 4:8])
-    return (q.astype(F32) * d + m).astype(F32)
+    return np.asarray(q.astype(F32) * d + m, dtype=F32)
 

@@ -10,13 +10,16 @@ silently widened to float64.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
 F32 = np.float32
-Floats = npt.NDArray[np.float32]
-Ints = npt.NDArray[np.int32]
-Bytes = npt.NDArray[np.uint8]
+# Names for what an array holds; numpy's dtype typing is too coarse to check kernels with.
+Floats = npt.NDArray[Any]  # float32
+Ints = npt.NDArray[Any]  # integer levels
+Bytes = npt.NDArray[Any]  # uint8
 
 GROUP_MAX_EPS = F32(1e-15)
 _MAGIC = F32(12582912.0)  # 1.5 * 2**23: adding it rounds to an integer in the mantissa
@@ -69,12 +72,12 @@ def seq_sum(a: Floats) -> Floats:
         for row in a:
             acc += row
         return acc
-    return np.add.reduce(a, axis=0, initial=F32(0.0))
+    return np.asarray(np.add.reduce(a, axis=0, initial=F32(0.0)), dtype=F32)
 
 
 def seq_sum_first(a: Floats) -> Floats:
     """`float s = a[0]; for (i = 1...) s += a[i];` (differs from `seq_sum` only for -0)."""
-    acc = a[0].copy()
+    acc: Floats = a[0].copy()
     for row in a[1:]:
         acc += row
     return acc

@@ -67,7 +67,8 @@ class ModelFacts:
     def is_70b(self) -> bool:
         if self.arch == "llama":
             return self.n_layer == 80 and self.n_head != self.n_head_kv
-        return (self.arch, self.n_layer) in {("deci", 80), ("olmo", 80), ("qwen2", 80), ("jais2", 68)}
+        seventy = {("deci", 80), ("olmo", 80), ("qwen2", 80), ("jais2", 68)}
+        return (self.arch, self.n_layer) in seventy
 
 
 @dataclass(frozen=True, slots=True)

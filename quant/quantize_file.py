@@ -97,7 +97,10 @@ def _type_arg(name: str | None, what: str) -> str | None:
         raise QuantError(f"unknown {what} {name!r}", hint=exc.hint) from exc
 
 
-def _imatrix_arg(imatrix: str | Path | Imatrix | Mapping[str, npt.ArrayLike] | None) -> Imatrix | None:
+ImatrixArg = str | Path | Imatrix | Mapping[str, npt.ArrayLike] | None
+
+
+def _imatrix_arg(imatrix: ImatrixArg) -> Imatrix | None:
     if imatrix is None or isinstance(imatrix, Imatrix):
         return imatrix
     if isinstance(imatrix, str | Path):
@@ -132,7 +135,9 @@ def _weights_for(p: Plan, im: Imatrix | None) -> npt.NDArray[np.float32] | None:
     return w
 
 
-def _chunks(p: Plan, path: str, g: gguf_io.GGUFFile, w: npt.NDArray[np.float32] | None) -> Iterator[Chunk]:
+def _chunks(
+    p: Plan, path: str, g: gguf_io.GGUFFile, w: npt.NDArray[np.float32] | None
+) -> Iterator[Chunk]:
     t = p.tensor
     target = BY_ID[p.target].name
     n, per_expert = t.ne[0], (t.ne[1] if len(t.ne) > 1 else 1)
@@ -150,7 +155,7 @@ def quantize_file(
     dst: str | Path,
     ftype: str,
     *,
-    imatrix: str | Path | Imatrix | Mapping[str, npt.ArrayLike] | None = None,
+    imatrix: ImatrixArg = None,
     pure: bool = False,
     allow_requantize: bool = False,
     output_tensor_type: str | None = None,
@@ -194,11 +199,11 @@ def quantize_file(
         try:
             with tmp.open("wb") as fh:
                 fh.write(header)
-                _write_tensors(fh, g, plans, sizes, weights, threads, cache, progress,
-                               len(header), total)
+                _write_tensors(fh, g, plans, sizes=sizes, weights=weights, threads=threads,
+                               cache=cache, progress=progress, done=len(header), total=total)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, dst)
+            tmp.replace(dst)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -210,7 +215,9 @@ def quantize_file(
                           Path(src).stat().st_size, total, time.perf_counter() - started, counts)
 
 
-def _check(g: gguf_io.GGUFFile, plans: list[Plan], allow_requantize: bool) -> dict[str, tuple[int, int]]:
+def _check(
+    g: gguf_io.GGUFFile, plans: list[Plan], allow_requantize: bool
+) -> dict[str, tuple[int, int]]:
     """Input and output byte sizes per tensor, after the checks llama.cpp would fail on."""
     sizes = {}
     for p in plans:
@@ -291,6 +298,7 @@ def _write_tensors(
     fh: BinaryIO,
     g: gguf_io.GGUFFile,
     plans: list[Plan],
+    *,
     sizes: dict[str, tuple[int, int]],
     weights: dict[str, npt.NDArray[np.float32] | None],
     threads: int | None,
@@ -322,6 +330,7 @@ def _write_tensors(
             job = queue.popleft()
             t = job.plan.tensor
             nbytes, out = sizes[t.name]
+            data: bytes | None
             if job.future is not None:
                 in_flight -= 1
                 data = job.future.result()

@@ -26,7 +26,7 @@ from quant.numerics import (
 )
 
 
-def make_qkx_quants(
+def make_qkx_quants(  # noqa: PLR0917 (the C helper's parameters, in its order)
     X: Floats,
     W: Floats,
     nmax: int,
@@ -50,7 +50,7 @@ def make_qkx_quants(
     return scale, the_min, L
 
 
-def _qkx_slice(
+def _qkx_slice(  # noqa: PLR0917
     X: Floats, W: Floats, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: bool, v3: bool
 ) -> tuple[Floats, Floats, Floats]:
     xmin = first_min(X)
@@ -109,7 +109,7 @@ def _qkx_slice(
         for step in range(nstep + 1):
             numer = F32(rmin) + F32(rdelta) * F32(step) + fnmax
             isc = (numer / den).astype(F32)
-            levels(isc, mn, exact, negative or numer > no_clamp_top, La)
+            levels(isc, mn, exact, negative or bool(numer > no_clamp_top), La)
             np.multiply(W, La, out=WL)
             sl = seq_sum(WL)
             np.multiply(WL, La, out=T)
@@ -194,7 +194,8 @@ def _qx_levels(X: Floats, iscale: Floats, nmax: int, T: Floats, out: Floats) -> 
 
 
 def _descend(
-    X: Floats, W: Floats, L: Floats, sumlx: Floats, suml2: Floats, lo: float, hi: float, qp: bool
+    X: Floats, W: Floats, L: Floats, sumlx: Floats, suml2: Floats, *, lo: float, hi: float,
+    qp: bool,
 ) -> None:
     """The coordinate descent of `make_q3_quants` (and of `make_qp_quants` with `qp`), in place.
 
@@ -206,7 +207,7 @@ def _descend(
     n, B = X.shape
     flo, fhi = F32(lo), F32(hi)
 
-    def candidates(
+    def candidates(  # noqa: PLR0917
         x: Floats, w: Floats, wx: Floats, Li: Floats, sx: Floats, s2: Floats
     ) -> tuple[Floats, Floats, Floats, np.ndarray]:
         slx = sx - wx * Li
@@ -261,7 +262,7 @@ def make_q3_quants(X: Floats, nmax: int) -> tuple[Floats, Floats]:
         W = X * X
         sumlx = seq_sum(W * X * L)
         suml2 = seq_sum(W * L * L)
-        _descend(X, W, L, sumlx, suml2, -nmax, nmax - 1, qp=False)
+        _descend(X, W, L, sumlx, suml2, lo=-nmax, hi=nmax - 1, qp=False)
         scale = np.where(suml2 > 0, sumlx / suml2, F32(0.0)).astype(F32)
     L += fnmax
     L[:, zero] = 0
@@ -295,7 +296,7 @@ def make_qp_quants(X: Floats, nmax: int, QW: Floats) -> tuple[Floats, Floats]:
         L = np.minimum(fnmax, nint(iscale * X))
         sumlx = seq_sum(QW * X * L)
         suml2 = seq_sum(QW * L * L)
-        _descend(X, QW, L, sumlx, suml2, -(2.0**31), nmax, qp=True)
+        _descend(X, QW, L, sumlx, suml2, lo=-(2.0**31), hi=nmax, qp=True)
         scale = np.where(suml2 > 0, sumlx / suml2, F32(0.0)).astype(F32)
     L[:, zero] = 0
     return np.where(zero, F32(0.0), scale).astype(F32), L

@@ -111,7 +111,9 @@ def quantize(
     return b"".join(parts)
 
 
-def dequantize(type_name: str, data: bytes | npt.NDArray[np.uint8], shape: tuple[int, ...]) -> Floats:
+def dequantize(
+    type_name: str, data: bytes | npt.NDArray[np.uint8], shape: tuple[int, ...]
+) -> Floats:
     """The float32 values of `data` (of `type_name`), shaped `shape` (numpy order)."""
     fmt = block_format(type_name)
     raw = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else np.asarray(data)

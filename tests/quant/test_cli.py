@@ -22,7 +22,7 @@ def mfc(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, "-c", "from toolchain.cli import main; main()", "quantize",
          *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
+        capture_output=True, text=True, cwd=cwd, timeout=300, check=False,
     )
 
 

@@ -102,7 +102,7 @@ def test_bad_input_is_a_quant_error() -> None:
         quant.quantize("Q7_K", x)
     y = np.ones((2, 256), dtype=np.float32)
     y[1, 17] = np.nan
-    with pytest.raises(quant.QuantError, match="'blk.0.ffn_up.weight'.*non-finite") as info:
+    with pytest.raises(quant.QuantError, match=r"'blk\.0\.ffn_up\.weight'.*non-finite") as info:
         quant.quantize("Q4_K", y, tensor="blk.0.ffn_up.weight")
     assert info.value.tensor == "blk.0.ffn_up.weight"
     with pytest.raises(quant.QuantError, match="importance matrix has 3 values"):

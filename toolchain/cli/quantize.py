@@ -52,9 +52,10 @@ def _on_tensor(
 @click.option("--output-tensor-type", metavar="T", help="Tensor type for output.weight.")
 @click.option("--token-embedding-type", metavar="T", help="Tensor type for token_embd.weight.")
 @click.option("--leave-output-tensor", is_flag=True, help="Keep output.weight as it is.")
-@click.option("--threads", type=click.IntRange(min=1), help="Worker processes (default: all cores).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Worker processes (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
-def command(
+def command(  # noqa: PLR0917 (one parameter per option)
     args: tuple[str, ...],
     imatrix: Path | None,
     pure: bool,
@@ -69,7 +70,9 @@ def command(
     import quant
 
     if len(args) not in (2, 3):
-        raise UsageError("expected IN.gguf [OUT.gguf] TYPE", hint="e.g. mfc quantize model.gguf q4_K_M")
+        raise UsageError(
+            "expected IN.gguf [OUT.gguf] TYPE", hint="e.g. mfc quantize model.gguf q4_K_M"
+        )
     src, type_arg = Path(args[0]), args[-1]
     try:
         ftype = quant.file_type(type_arg)

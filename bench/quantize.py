@@ -1,0 +1,118 @@
+"""mfc's quantizer against llama.cpp's on the re-shaped SmolLM2-135M (F32, rows of 2304).
+
+For each file type: our wall-clock seconds (`quant.quantize_file`, 2 worker processes), llama.cpp's
+seconds in the same run (`llama_cpp.llama_model_quantize`, nthread=2), the ratio, our peak
+RSS (the whole process tree, sampled) against the input size, and whether the outputs are
+byte-identical. Each side runs in its own subprocess; only the quantize call is timed.
+
+    .venv/bin/python bench/quantize.py [--types q8_0,q4_0] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("MFC_CACHE", Path.home() / ".cache" / "mfc"))
+MODEL = CACHE / "models" / "smollm2-f32" / "SmolLM2-135M-F32-2304.gguf"
+TYPES = ("q8_0", "q4_0", "q4_K_M", "q6_K", "q2_K")
+TARGETS = {"q8_0": 1.0, "q4_0": 1.0}  # K-quants: 1.5
+
+OURS = """
+import json, sys, time
+from quant import quantize_file
+if __name__ == "__main__":
+    t = time.perf_counter()
+    quantize_file(sys.argv[1], sys.argv[2], sys.argv[3], threads=2)
+    print(json.dumps({"seconds": time.perf_counter() - t}))
+"""
+LLAMA = """
+import json, sys, time
+sys.path.insert(0, sys.argv[4])
+from quant_reference import llama_quantize
+import quant
+if __name__ == "__main__":
+    t = time.perf_counter()
+    ok = llama_quantize(sys.argv[1], sys.argv[2], quant.file_type(sys.argv[3]).id, nthread=2)
+    print(json.dumps({"seconds": time.perf_counter() - t, "ok": ok}))
+"""
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of `pid` and all its descendants (from /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            rss = next(ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS:"))
+            total += int(rss) * 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
+def run(script: str, *args: str) -> tuple[dict[str, object], int]:
+    """Run a side in a subprocess; its JSON result and the peak RSS of its process tree."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    sampler.join()
+    if proc.returncode:
+        raise SystemExit(f"benchmark run failed ({proc.returncode}): {' '.join(args)}")
+    return json.loads(out.strip().splitlines()[-1]), peak[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--types", default=",".join(TYPES))
+    parser.add_argument("--repeat", type=int, default=1, help="runs per side; the best counts")
+    args = parser.parse_args()
+    if not MODEL.exists():
+        raise SystemExit(f"{MODEL} is missing: run `make fixtures`")
+    size = MODEL.stat().st_size
+    with MODEL.open("rb") as fh:  # warm the page cache for both sides
+        while fh.read(64 << 20):
+            pass
+    print(f"input: {MODEL.name}, {size / 2**20:.0f} MiB, {os.cpu_count()} cores, 2 threads each")
+    print(f"{'type':8} {'mfc s':>8} {'llama s':>8} {'ratio':>6} {'target':>6} "
+          f"{'peak RSS MiB':>12} {'limit':>6} {'same bytes':>10}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for ftype in args.types.split(","):
+            ours, theirs, peak = [], [], 0
+            a, b = Path(tmp) / "mfc.gguf", Path(tmp) / "llama.gguf"
+            for _ in range(args.repeat):
+                res, rss = run(LLAMA, str(MODEL), str(b), ftype, str(ROOT / "fixtures"))
+                theirs.append(float(res["seconds"]))  # type: ignore[arg-type]
+                res, rss = run(OURS, str(MODEL), str(a), ftype)
+                ours.append(float(res["seconds"]))  # type: ignore[arg-type]
+                peak = max(peak, rss)
+            same = a.read_bytes() == b.read_bytes()
+            ratio = min(ours) / min(theirs)
+            target = TARGETS.get(ftype, 1.5)
+            print(f"{ftype:8} {min(ours):8.2f} {min(theirs):8.2f} {ratio:6.2f} {target:6.1f} "
+                  f"{peak / 2**20:12.0f} {(size + (512 << 20)) / 2**20:6.0f} {same!s:>10}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
