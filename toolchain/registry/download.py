@@ -6,9 +6,9 @@ parts, each its own `Range` request, several at a time. Every part keeps its pro
 JSON the reference writes, so an interrupted pull (killed connection, Ctrl-C, crash) resumes
 where each part stopped, in this process (retries) or the next one.
 
-When every part is complete the file is hashed; only a file whose sha256 matches the digest
-is fsynced and renamed to `blobs/sha256-<hex>`. A mismatch deletes the partial file and its
-state, so nothing corrupt is ever left in the store.
+When every part is complete the pull hands the file to the store (`Blobs.adopt` with the
+expected digest), which hashes it and renames it to `blobs/sha256-<hex>` only if it matches.
+A mismatch deletes the partial file and its state, so nothing corrupt is left in the store.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from pathlib import Path
 import httpx
 
 from toolchain.registry.client import RegistryClient
-from toolchain.registry.errors import DigestMismatchError, RegistryBusyError, RegistryError
-from toolchain.store.blobs import digest_of_file
+from toolchain.registry.errors import RegistryBusyError, RegistryError
 
 MB = 1000 * 1000  # the reference sizes parts in decimal megabytes
 
@@ -250,8 +249,8 @@ def fetch_blob(
     """Download blob `digest` of `size` bytes into `partial_path(blob)`, resuming if possible.
 
     `on_progress(completed_bytes)` is called (from worker threads, serialised) as bytes land.
-    On error the partial download stays, to be resumed by the next call. Call
-    `verify_partial` afterwards: nothing here checks the bytes.
+    On error the partial download stays, to be resumed by the next call. Nothing here
+    checks the bytes: the store's `Blobs.adopt(partial, expected=digest)` does.
     """
     tuning = tuning or DownloadTuning()
     parts = load_parts(blob, size)
@@ -264,22 +263,6 @@ def fetch_blob(
         for part in parts:
             state_path(blob, part.n).write_bytes(part.to_json())
     _Download(client, repository, digest, blob, parts, tuning, on_progress).run()
-
-
-def verify_partial(blob: Path, digest: str) -> Path:
-    """Check a finished download against its digest; returns the verified file.
-
-    A mismatch deletes the download and its state (nothing corrupt stays in the store) and
-    raises `DigestMismatchError`.
-    """
-    partial = partial_path(blob)
-    actual = digest_of_file(partial)
-    if actual != digest:
-        discard_partial(blob)
-        raise DigestMismatchError(
-            digest, actual, hint="the registry or the network altered the bytes; pull again"
-        )
-    return partial
 
 
 def forget_parts(blob: Path) -> None:

@@ -41,7 +41,8 @@ from toolchain.registry.remote import (
     stored_digests,
 )
 from toolchain.store import mediatypes
-from toolchain.store.errors import StoreError
+from toolchain.store.blobs import StagedBlob
+from toolchain.store.errors import BlobMismatchError, StoreError
 from toolchain.store.manifest import Manifest
 from toolchain.store.names import ModelName, parse_name
 from toolchain.store.store import Store
@@ -51,7 +52,6 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFEST_TYPES = (mediatypes.MANIFEST, "application/vnd.oci.image.manifest.v1+json")
 NAME_ANNOTATION = "io.containerd.image.name"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
-_COPY = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +240,7 @@ def _store_entries(  # noqa: PLR0917
     progress: ProgressCallback,
 ) -> None:
     """Stage and verify every missing blob, then move them in and write the manifests."""
-    staged: dict[str, Path] = {}
+    staged: dict[str, StagedBlob] = {}
     try:
         for _, manifest in entries:
             for layer in manifest.all_layers():
@@ -249,14 +249,14 @@ def _store_entries(  # noqa: PLR0917
                 staged[layer.digest] = _stage(
                     tar, files, store, layer.digest, layer.size, tarball, progress
                 )
-        for digest, tmp in staged.items():
-            store.blobs.adopt(tmp, digest)
+        for blob in staged.values():
+            store.blobs.commit(blob)
         progress(ProgressEvent("writing manifest"))
         for target, manifest in entries:
             store.write_manifest(target, manifest.data)
     finally:
-        for tmp in staged.values():
-            tmp.unlink(missing_ok=True)
+        for blob in staged.values():
+            blob.discard()
 
 
 def _read_member(
@@ -329,8 +329,8 @@ def _stage(  # noqa: PLR0917
     size: int,
     tarball: Path,
     progress: ProgressCallback,
-) -> Path:
-    """Copy one blob out of the tarball into a store temp file, verifying size and digest."""
+) -> StagedBlob:
+    """Copy one blob out of the tarball into the store's temp area, checking size and digest."""
     member = f"blobs/sha256/{digest[7:]}"
     info = files.get(member)
     source = tar.extractfile(info) if info is not None else None
@@ -341,27 +341,13 @@ def _stage(  # noqa: PLR0917
             f"{tarball}: blob {digest} has {info.size} bytes, the manifest says {size}"
         )
     meter = LayerProgress(progress, f"importing {short(digest)}", digest, size)
-    fd, tmp = store.blobs.temp_file()
-    h = hashlib.sha256()
-    done = 0
     try:
-        with os.fdopen(fd, "wb") as out, source:
-            while chunk := source.read(_COPY):
-                h.update(chunk)
-                out.write(chunk)
-                done += len(chunk)
-                meter.update(done)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    actual = "sha256:" + h.hexdigest()
-    if actual != digest:
-        tmp.unlink(missing_ok=True)
+        with source:
+            staged = store.blobs.stage(source, expected=digest, progress=meter.update)
+    except BlobMismatchError as exc:
         raise LayoutError(
-            f"{tarball}: blob {digest} does not match its digest (its bytes hash to {actual})",
+            f"{tarball}: blob {digest} does not match its digest (its bytes hash to {exc.got})",
             hint="the tarball is corrupt or was altered; nothing was imported",
-        )
+        ) from None
     meter.update(size, force=True)
-    return tmp
+    return staged

@@ -17,11 +17,12 @@ from toolchain.registry.client import INDEX_TYPES, RegistryClient
 from toolchain.registry.download import (
     DownloadTuning,
     blob_lock,
+    discard_partial,
     fetch_blob,
     forget_parts,
-    verify_partial,
+    partial_path,
 )
-from toolchain.registry.errors import RegistryError
+from toolchain.registry.errors import DigestMismatchError, RegistryError
 from toolchain.registry.remote import (
     LayerProgress,
     check_digest,
@@ -31,7 +32,7 @@ from toolchain.registry.remote import (
     short,
     stored_digests,
 )
-from toolchain.store.errors import StoreError
+from toolchain.store.errors import BlobMismatchError, StoreError
 from toolchain.store.manifest import Layer, Manifest
 from toolchain.store.names import ModelName
 from toolchain.store.store import Store
@@ -158,11 +159,20 @@ def _fetch_layers(
 
 
 def _commit(store: Store, digest: str) -> None:
-    """Verify a fetched blob and move it into the store (or find that someone else did)."""
+    """Verify a fetched blob and move it into the store (or find that someone else did).
+
+    A download whose bytes don't hash to its digest is deleted with its part states, so
+    the next pull starts it afresh and nothing corrupt stays in the store.
+    """
     blob: Path = store.blobs.path(digest)
     with blob_lock(blob):
         if blob.is_file():
             return
-        verified = verify_partial(blob, digest)
-        store.blobs.adopt(verified, digest)
+        try:
+            store.blobs.adopt(partial_path(blob), expected=digest)
+        except BlobMismatchError as exc:
+            discard_partial(blob)
+            raise DigestMismatchError(
+                digest, exc.got, hint="the registry or the network altered the bytes; pull again"
+            ) from None
         forget_parts(blob)

@@ -6,17 +6,26 @@ Public API used by the build, the runtime and the registry client:
 - names: `parse_name`, `ModelName` (`.display()`), `Store.resolve` (case-insensitive).
 - manifests: `Store.read_manifest(name)`, `Store.write_manifest(name, manifest_or_bytes)`,
   `Store.list_models()`, `Manifest`, `Layer`.
-- blobs: `Store.blobs.path/open/exists/write_stream/write_bytes/import_file/verify`.
+- blobs: `Store.blobs.path/open/exists/write_stream/write_bytes/import_file/verify`, and
+  `stage`/`commit` (check first, add later) and `adopt(tmp, expected=)` (a finished file);
+  a digest that does not match raises `BlobMismatchError`.
 - removal: `Store.delete(name)`, `Store.copy(src, dst)`, `Store.remove_unreferenced(digests)`,
   `Store.prune()` (full GC), `Store.verify()`; locks `Store.shared_lock/exclusive_lock`.
 - models: `load_model(store, name)` -> `StoredModel` (template, system, params, paths ...).
 - JSON: `gojson.encode` (Go `encoding/json` bytes), `gojson.decode_any`.
 """
 
-from toolchain.store.blobs import BlobWrite, digest_of_bytes, digest_of_file, is_digest
+from toolchain.store.blobs import (
+    BlobWrite,
+    StagedBlob,
+    digest_of_bytes,
+    digest_of_file,
+    is_digest,
+)
 from toolchain.store.config import ModelConfig
 from toolchain.store.errors import (
     BlobError,
+    BlobMismatchError,
     InvalidNameError,
     ModelNotFoundError,
     StoreError,
@@ -29,6 +38,7 @@ from toolchain.store.store import ModelEntry, Store
 
 __all__ = [
     "BlobError",
+    "BlobMismatchError",
     "BlobWrite",
     "InvalidNameError",
     "Layer",
@@ -37,6 +47,7 @@ __all__ = [
     "ModelEntry",
     "ModelName",
     "ModelNotFoundError",
+    "StagedBlob",
     "Store",
     "StoreError",
     "StoredModel",

@@ -4,6 +4,11 @@ Every write streams into a temp file under `<root>/.mfc/tmp/` while hashing, fsy
 then renames it into `blobs/` and fsyncs the folder: a reader (or Ollama) never sees a
 partial blob, and a process killed mid-write leaves only a temp file, which the next
 writer removes. Temp names start with the writer's pid so a live writer's file is kept.
+
+Every way into `blobs/` goes through here, and every digest check with it: `write_stream`
+(= `stage` + `commit`) for bytes from a stream, `import_file` for a file being copied,
+`adopt` for a finished temp file (a pass's output, a registry download). A caller that
+expects a digest gets `BlobMismatchError` and nothing is kept.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from toolchain.store.errors import BlobError
+from toolchain.store.errors import BlobError, BlobMismatchError
 
 DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
 CHUNK = 1 << 20
@@ -78,6 +83,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def check_digest_matches(actual: str, expected: str) -> None:
+    """Raise `BlobMismatchError` unless bytes hashed to `actual` are the blob `expected`."""
+    if actual != "sha256:" + parse_digest(expected).lower():
+        raise BlobMismatchError(expected, actual)
+
+
+@dataclass(frozen=True, slots=True)
+class StagedBlob:
+    """Hashed, fsynced bytes in the store's temp area that are not a blob yet."""
+
+    path: Path
+    digest: str
+    size: int
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True, slots=True)
 class BlobWrite:
     """The outcome of a write: the blob's digest and size, and whether it was new."""
@@ -127,7 +150,11 @@ class Blobs:
         path = self.path(digest)
         if not path.is_file():
             return False
-        return digest_of_file(path) == "sha256:" + parse_digest(digest).lower()
+        try:
+            check_digest_matches(digest_of_file(path), digest)
+        except BlobMismatchError:
+            return False
+        return True
 
     def remove(self, digest: str) -> bool:
         try:
@@ -179,15 +206,19 @@ class Blobs:
         fd, name = tempfile.mkstemp(prefix=f"{os.getpid()}-", suffix=suffix, dir=self.tmp_dir)
         return fd, Path(name)
 
-    def write_stream(
+    def stage(
         self,
         chunks: Iterable[bytes] | BinaryIO,
         *,
         expected: str | None = None,
         progress: ByteProgress | None = None,
-    ) -> BlobWrite:
-        """Store a stream of bytes as a blob; with `expected`, refuse bytes that don't match it."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+    ) -> StagedBlob:
+        """Write a stream to a temp file of the store while hashing it, and fsync it.
+
+        With `expected`, bytes that hash to anything else are deleted and
+        `BlobMismatchError` is raised. The staged file is not a blob yet: `commit` moves it
+        into `blobs/` (an import that must check every blob first commits them last).
+        """
         fd, tmp = self.temp_file()
         h = hashlib.sha256()
         size = 0
@@ -205,11 +236,29 @@ class Blobs:
                 out.flush()
                 os.fsync(out.fileno())
             digest = "sha256:" + h.hexdigest()
-            if expected is not None and digest != "sha256:" + parse_digest(expected).lower():
-                raise BlobError(f"digest mismatch: expected {expected}, got {digest}")
-            return self._commit(tmp, digest, size)
-        finally:
+            if expected is not None:
+                check_digest_matches(digest, expected)
+        except BaseException:
             tmp.unlink(missing_ok=True)
+            raise
+        return StagedBlob(tmp, digest, size)
+
+    def commit(self, staged: StagedBlob) -> BlobWrite:
+        """Move a staged file into `blobs/` (dropping it if the blob is already there)."""
+        try:
+            return self._commit(staged.path, staged.digest, staged.size)
+        finally:
+            staged.discard()
+
+    def write_stream(
+        self,
+        chunks: Iterable[bytes] | BinaryIO,
+        *,
+        expected: str | None = None,
+        progress: ByteProgress | None = None,
+    ) -> BlobWrite:
+        """Store a stream of bytes as a blob; with `expected`, refuse bytes that don't match it."""
+        return self.commit(self.stage(chunks, expected=expected, progress=progress))
 
     def write_bytes(self, data: bytes) -> BlobWrite:
         """Store bytes as a blob (a no-op apart from a touch if it already exists)."""
@@ -232,20 +281,20 @@ class Blobs:
             return BlobWrite(digest, self.size(digest), created=False)
         try:
             with Path(path).open("rb", buffering=0) as f:
-                result = self.write_stream(f, expected=digest, progress=progress)
-        except BlobError as exc:
-            if "mismatch" in exc.message:
-                raise BlobError(
-                    f"{path} changed while it was being copied into the store"
-                ) from None
-            raise
-        return result
+                return self.write_stream(f, expected=digest, progress=progress)
+        except BlobMismatchError:
+            raise BlobError(f"{path} changed while it was being copied into the store") from None
 
-    def adopt(self, tmp: Path, digest: str | None = None) -> BlobWrite:
-        """Move a finished temp file (e.g. a pass's output) into `blobs/`, hashing it if needed."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def adopt(self, tmp: Path, *, expected: str | None = None) -> BlobWrite:
+        """Move a finished file of the temp area (a pass's output, a download) into `blobs/`.
+
+        The file is hashed; with `expected`, one whose bytes hash to anything else is
+        deleted and `BlobMismatchError` raised, so nothing corrupt enters the store.
+        """
         try:
-            digest = digest or digest_of_file(tmp)
+            digest = digest_of_file(tmp)
+            if expected is not None:
+                check_digest_matches(digest, expected)
             with tmp.open("rb") as f:
                 os.fsync(f.fileno())
             return self._commit(tmp, digest, tmp.stat().st_size)
@@ -253,6 +302,7 @@ class Blobs:
             tmp.unlink(missing_ok=True)
 
     def _commit(self, tmp: Path, digest: str, size: int) -> BlobWrite:
+        self.dir.mkdir(parents=True, exist_ok=True)
         final = self.path(digest)
         if final.exists():
             os.utime(final)

@@ -19,3 +19,12 @@ class ModelNotFoundError(StoreError):
 
 class BlobError(StoreError):
     """A blob is missing, has a malformed digest, or its bytes don't match its digest."""
+
+
+class BlobMismatchError(BlobError):
+    """Bytes that were to become the blob `want` hash to `got` instead (nothing was kept)."""
+
+    def __init__(self, want: str, got: str, message: str | None = None) -> None:
+        super().__init__(message or f"digest mismatch: expected {want}, got {got}")
+        self.want = want
+        self.got = got

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.store import BlobError, Store
+from toolchain.store import BlobError, BlobMismatchError, Store
 from toolchain.store.root import store_root
 
 
@@ -39,6 +39,34 @@ def test_mismatch_leaves_nothing(tmp_path: Path) -> None:
         store.blobs.write_stream([b"abc"], expected=sha(b"xyz"))
     assert store.blobs.digests() == []
     assert list(store.blobs.tmp_dir.iterdir()) == []
+
+
+def test_staged_bytes_are_no_blob_until_committed(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    staged = store.blobs.stage(iter([b"sta", b"ged"]), expected=sha(b"staged"))
+    assert (staged.digest, staged.size) == (sha(b"staged"), 6)
+    assert staged.path.parent == store.blobs.tmp_dir and store.blobs.digests() == []
+    assert store.blobs.commit(staged).created
+    assert store.blobs.digests() == [sha(b"staged")] and not staged.path.exists()
+    with pytest.raises(BlobMismatchError) as caught:
+        store.blobs.stage([b"abc"], expected=sha(b"xyz"))
+    assert (caught.value.want, caught.value.got) == (sha(b"xyz"), sha(b"abc"))
+    assert list(store.blobs.tmp_dir.iterdir()) == []
+
+
+def test_adopt_hashes_and_checks_a_finished_file(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    fd, tmp = store.blobs.temp_file()
+    os.write(fd, b"downloaded")
+    os.close(fd)
+    with pytest.raises(BlobMismatchError, match="digest mismatch"):
+        store.blobs.adopt(tmp, expected=sha(b"what the registry promised"))
+    assert not tmp.exists() and store.blobs.digests() == []  # nothing corrupt is kept
+    fd, tmp = store.blobs.temp_file()
+    os.write(fd, b"downloaded")
+    os.close(fd)
+    written = store.blobs.adopt(tmp, expected=sha(b"downloaded").upper().replace("SHA", "sha"))
+    assert written.digest == sha(b"downloaded") and store.blobs.verify(written.digest)
 
 
 def test_import_detects_a_file_changed_after_hashing(tmp_path: Path) -> None:
