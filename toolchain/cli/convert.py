@@ -11,6 +11,7 @@ import click
 
 from toolchain.cli.reporting import print_json, reporter
 from toolchain.errors import UsageError
+from toolchain.progress import ProgressEvent
 
 
 @click.command()
@@ -31,7 +32,12 @@ def command(src: Path, out: Path, outtype: str, lora_base: Path | None, as_json:
         resolve_outtype(outtype, None)
     except ConvertError as exc:
         raise UsageError(exc.message, hint=exc.hint) from None
-    with reporter(as_json) as progress:
+    with reporter(as_json) as report:
+
+        def progress(event: ProgressEvent) -> None:
+            if as_json or not event.status.startswith("wrote "):  # said below, with details
+                report(event)
+
         if lora_base is not None:
             result = convert_lora(src, out, lora_base, outtype, progress=progress)
         else:
