@@ -114,8 +114,10 @@ def _open_shards(root: Path) -> tuple[list[SafetensorsFile], dict[str, TensorEnt
             if not (root / name).is_file():
                 raise ConvertError(root / name, f"missing (listed in {index_path.name})")
     else:
-        names = sorted(p.name for p in root.iterdir() if is_safetensors_name(p)
+        found = sorted(p.name for p in root.iterdir() if is_safetensors_name(p)
                        and not p.name.startswith("adapter_model"))
+        # transformers' own files win over other exports beside them (consolidated.*)
+        names = [n for n in found if n.startswith("model")] or found
         weight_map = None
     if not names:
         has_bin = any(root.glob("*.bin")) or any(root.glob("*.pt"))
