@@ -13,7 +13,6 @@ Transport rules:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ import httpx
 from toolchain.registry.auth import CredentialSource, RegistryAuth
 from toolchain.registry.credentials import Credentials, credentials_for
 from toolchain.registry.errors import AuthError, RegistryBusyError, RegistryError
+from toolchain.store.blobs import digest_of_bytes
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -160,7 +160,7 @@ class RegistryClient:
         body = response.content
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
         served = response.headers.get("Docker-Content-Digest")
-        actual = "sha256:" + hashlib.sha256(body).hexdigest()
+        actual = digest_of_bytes(body)
         if served and served.startswith("sha256:") and served != actual:
             raise RegistryError(
                 f"pull model manifest: registry says {served} but the bytes hash to {actual}"

@@ -21,7 +21,6 @@ into `blobs/` and the manifests written. A tarball with a bad blob leaves the st
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -35,13 +34,12 @@ from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 from toolchain.registry.errors import LayoutError
 from toolchain.registry.remote import (
     LayerProgress,
-    check_digest,
     noprune,
     short,
     stored_digests,
 )
 from toolchain.store import mediatypes
-from toolchain.store.blobs import StagedBlob
+from toolchain.store.blobs import StagedBlob, digest_of_bytes, is_canonical_digest
 from toolchain.store.errors import BlobMismatchError, StoreError
 from toolchain.store.manifest import Manifest
 from toolchain.store.names import ModelName, parse_name
@@ -291,17 +289,17 @@ def _index_entries(
             raise LayoutError(
                 f"{tarball}: index.json entry {descriptor!r:.120} is not a model manifest"
             )
-        digest = check_digest(descriptor.get("digest"))
+        digest = descriptor.get("digest")
+        if not is_canonical_digest(digest):
+            raise LayoutError(f"{tarball}: index.json names an unsupported digest {digest!r}")
         data = _read_member(tar, files, f"blobs/sha256/{digest[7:]}", tarball)
-        actual = "sha256:" + hashlib.sha256(data).hexdigest()
+        actual = digest_of_bytes(data)
         if actual != digest:
             raise LayoutError(f"{tarball}: manifest {digest} does not match its digest ({actual})")
         try:
-            manifest = Manifest.parse(data)
+            manifest = Manifest.parse(data).validate()
         except StoreError as exc:
             raise LayoutError(f"{tarball}: manifest {digest}: {exc.message}") from None
-        for layer in manifest.all_layers():
-            check_digest(layer.digest)
         entries.append((_model_name(descriptor, name, tarball), manifest))
     return entries
 

@@ -25,7 +25,6 @@ from toolchain.registry.download import (
 from toolchain.registry.errors import DigestMismatchError, RegistryError
 from toolchain.registry.remote import (
     LayerProgress,
-    check_digest,
     connect,
     noprune,
     repository,
@@ -107,18 +106,9 @@ def _parse_manifest(body: bytes, media_type: str) -> Manifest:
             hint="this name holds a container image, not a model",
         )
     try:
-        manifest = Manifest.parse(body)
+        return Manifest.parse(body).validate()
     except StoreError as exc:
         raise RegistryError(f"pull model manifest: {exc.message}") from None
-    if manifest.schema_version != 2:
-        raise RegistryError(
-            f"pull model manifest: unsupported schemaVersion {manifest.schema_version}"
-        )
-    for layer in manifest.all_layers():
-        check_digest(layer.digest)
-        if layer.size < 0:
-            raise RegistryError(f"pull model manifest: layer {layer.digest} has a negative size")
-    return manifest
 
 
 def _fetch_layers(

@@ -8,7 +8,6 @@ import time
 
 from toolchain.progress import ProgressCallback, ProgressEvent
 from toolchain.registry.client import RegistryClient
-from toolchain.registry.errors import RegistryError
 from toolchain.store.errors import StoreError
 from toolchain.store.names import ModelName, parse_name_lenient
 from toolchain.store.store import Store
@@ -65,18 +64,6 @@ class LayerProgress:
                 return
             self._last = now
             self.progress(ProgressEvent(self.status, self.digest, self.total, completed or None))
-
-
-def check_digest(digest: object) -> str:
-    """A manifest digest we can store: `sha256:` + 64 lowercase hex (anything else is refused)."""
-    if (
-        not isinstance(digest, str)
-        or not digest.startswith("sha256:")
-        or len(digest) != 71
-        or any(c not in "0123456789abcdef" for c in digest[7:])
-    ):
-        raise RegistryError(f"the registry's manifest names an unsupported digest {digest!r}")
-    return digest
 
 
 def noprune() -> bool:

@@ -21,11 +21,13 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeGuard
 
 from toolchain.store.errors import BlobError, BlobMismatchError
 
 DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
+#: the one spelling a digest has in a manifest mfc writes or accepts from elsewhere
+CANONICAL_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20
 
 #: called with the number of bytes done so far
@@ -41,7 +43,13 @@ def parse_digest(digest: str) -> str:
 
 
 def is_digest(digest: str) -> bool:
+    """Whether `digest` has a form the reference accepts (`sha256:` or `sha256-`, any case)."""
     return DIGEST_RE.match(digest) is not None
+
+
+def is_canonical_digest(digest: object) -> TypeGuard[str]:
+    """Whether `digest` is `sha256:` + 64 lowercase hex: the form a manifest must use."""
+    return isinstance(digest, str) and CANONICAL_DIGEST_RE.match(digest) is not None
 
 
 def digest_of_bytes(data: bytes) -> str:

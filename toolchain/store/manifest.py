@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from toolchain.store import mediatypes
+from toolchain.store.blobs import is_canonical_digest
 from toolchain.store.errors import StoreError
 from toolchain.store.gojson import GoStruct, encode
 
@@ -98,6 +99,21 @@ class Manifest:
 
     def layers_of(self, media_type: str) -> list[Layer]:
         return [layer for layer in self.layers if layer.media_type == media_type]
+
+    def validate(self) -> Manifest:
+        """Refuse a manifest from elsewhere (a registry, a tarball) the store cannot hold.
+
+        Raises `StoreError` for a schemaVersion other than 2, a blob digest that is not
+        `sha256:` + 64 lowercase hex (it becomes a file name), or a negative size.
+        """
+        if self.schema_version != 2:
+            raise StoreError(f"unsupported schemaVersion {self.schema_version}")
+        for layer in self.all_layers():
+            if not is_canonical_digest(layer.digest):
+                raise StoreError(f"unsupported blob digest {layer.digest!r}")
+            if layer.size < 0:
+                raise StoreError(f"blob {layer.digest} has a negative size")
+        return self
 
     @classmethod
     def parse(cls, data: bytes) -> Manifest:

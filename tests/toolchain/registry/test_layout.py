@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -162,3 +164,47 @@ def test_several_models_share_blobs_in_one_tarball(
     assert snapshot(other_store) == snapshot(store)
     with pytest.raises(LayoutError, match="holds 2 models"):
         import_models(tarball, store=other_store, name="x:y")
+
+
+def _layout_tar(path: Path, manifest: bytes) -> Path:
+    """An OCI layout holding one manifest (and none of the blobs it names)."""
+    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": mediatypes.MANIFEST,
+                "digest": digest,
+                "size": len(manifest),
+                "annotations": {"io.containerd.image.name": NAME},
+            }
+        ],
+    }
+    with tarfile.open(path, "w") as tar:
+        for name, data in (
+            ("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'),
+            ("index.json", json.dumps(index).encode()),
+            (f"blobs/sha256/{digest[7:]}", manifest),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("digest", "size", "problem"),
+    [
+        ("sha256:" + "A" * 64, 3, "unsupported blob digest 'sha256:AAAA"),
+        ("sha256:" + "a" * 64, -3, "has a negative size"),
+    ],
+)
+def test_import_refuses_a_manifest_the_store_cannot_hold(
+    other_store: Store, tmp_path: Path, digest: str, size: int, problem: str
+) -> None:
+    layer = {"mediaType": mediatypes.MODEL, "digest": digest, "size": size}
+    manifest = json.dumps({"schemaVersion": 2, "config": layer, "layers": [layer]}).encode()
+    tarball = _layout_tar(tmp_path / "odd.tar", manifest)
+    with pytest.raises(LayoutError, match=re.escape(problem)):
+        import_models(tarball, store=other_store)
+    assert not other_store.root.exists()

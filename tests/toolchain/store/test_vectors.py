@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 
 import pytest
 
 from toolchain.store import mediatypes
 from toolchain.store.config import ModelConfig
+from toolchain.store.errors import StoreError
 from toolchain.store.gojson import GoStruct, decode_any, encode
 from toolchain.store.manifest import Layer, Manifest
 
@@ -124,3 +127,31 @@ def test_decode_any_reencodes_like_go() -> None:
     assert encode(decode_any(b'{"seed":12345678901234567,"top_k":10}')) == (
         b'{"seed":12345678901234568,"top_k":10}\n'
     )
+
+
+def _manifest(schema: int = 2, digest: str = "sha256:" + "a" * 64, size: int = 5) -> bytes:
+    layer = {"mediaType": mediatypes.MODEL, "digest": digest, "size": size}
+    return json.dumps({"schemaVersion": schema, "config": layer, "layers": [layer]}).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (_manifest(schema=1), "unsupported schemaVersion 1"),
+        (_manifest(digest="sha256:" + "A" * 64), "unsupported blob digest 'sha256:AAAA"),
+        (_manifest(digest="sha256-" + "a" * 64), "unsupported blob digest 'sha256-aaaa"),
+        (_manifest(digest="sha512:" + "a" * 128), "unsupported blob digest 'sha512:"),
+        (_manifest(digest="sha256:../../x"), "unsupported blob digest"),
+        (_manifest(size=-1), "has a negative size"),
+    ],
+)
+def test_a_manifest_from_elsewhere_must_name_blobs_the_store_can_hold(
+    data: bytes, problem: str
+) -> None:
+    with pytest.raises(StoreError, match=re.escape(problem)):
+        Manifest.parse(data).validate()
+
+
+def test_a_valid_manifest_validates() -> None:
+    manifest = Manifest.parse(_manifest())
+    assert manifest.validate() is manifest
