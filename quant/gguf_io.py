@@ -196,6 +196,13 @@ def _skip(buf: memoryview, pos: int, vtype: int) -> int:
             if end > len(buf):
                 raise struct.error("array runs past the end")
             return int(end)
+        if etype == STRING:  # vocabularies: tens of thousands of strings
+            length = struct.Struct("<Q").unpack_from
+            for _ in range(n):
+                pos += 8 + length(buf, pos)[0]
+            if pos > len(buf):
+                raise struct.error("array runs past the end")
+            return pos
         for _ in range(n):
             pos = _skip(buf, pos, etype)
         return pos

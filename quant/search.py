@@ -74,10 +74,11 @@ def _qkx_slice(  # noqa: PLR0917
         exact = bool(np.all(den[live] >= F32(1e-30)) and np.all(below <= den[live] * F32(1e5)))
         return den, exact, bool(np.any(below > 0))
 
-    def levels(isc: Floats, m: Floats, exact: bool, clamp: bool, out: Floats) -> None:
+    Xm = X - mn  # x - min, kept up to date as blocks change their min
+
+    def levels(isc: Floats, xm: Floats, exact: bool, clamp: bool, out: Floats) -> None:
         # out = clamp(nearest_int(isc * (x - m)), 0, nmax)
-        np.subtract(X, m, out=T)
-        np.multiply(T, isc, out=T)
+        np.multiply(xm, isc, out=T)
         if exact:
             np.rint(T, out=out)
         else:
@@ -101,7 +102,7 @@ def _qkx_slice(  # noqa: PLR0917
         den, exact, negative = ranges(mn)
         iscale = (fnmax / den).astype(F32)
         scale = (F32(1.0) / iscale).astype(F32)
-        levels(iscale, mn, exact, negative, La)
+        levels(iscale, Xm, exact, negative, La)
         best = error(scale, mn, La)
         # The levels of a step are a function of (iscale, min) at that step: remember those
         # of the best step per block and rebuild L once at the end.
@@ -109,7 +110,7 @@ def _qkx_slice(  # noqa: PLR0917
         for step in range(nstep + 1):
             numer = F32(rmin) + F32(rdelta) * F32(step) + fnmax
             isc = (numer / den).astype(F32)
-            levels(isc, mn, exact, negative or bool(numer > no_clamp_top), La)
+            levels(isc, Xm, exact, negative or bool(numer > no_clamp_top), La)
             np.multiply(W, La, out=WL)
             sl = seq_sum(WL)
             np.multiply(WL, La, out=T)
@@ -131,8 +132,13 @@ def _qkx_slice(  # noqa: PLR0917
                 scale = np.where(upd, this_scale, scale)
                 mn = np.where(upd, this_min, mn).astype(F32)
                 den, exact, negative = ranges(mn)
+                cols = np.flatnonzero(upd)
+                if cols.size > X.shape[1] // 4:
+                    np.subtract(X, mn, out=Xm)
+                else:
+                    Xm[:, cols] = X[:, cols] - mn[cols]
         _, exact, _ = ranges(best_mn)
-        levels(best_isc, best_mn, exact, True, La)
+        levels(best_isc, X - best_mn, exact, True, La)
     La[:, deg] = 0
     return np.where(deg, F32(0.0), scale).astype(F32), (-mn).astype(F32), La
 
