@@ -45,6 +45,7 @@ class Finished:
     eval_tokens: int
     eval_ns: int
     context: list[int]
+    cached_tokens: int = 0  # prompt tokens whose KV was reused from an earlier request
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class _Slot:
     next_token: int | None = None
     generated: list[int] = field(default_factory=list)
     sampled: int = 0
+    reused: int = 0
     text: TextStream = field(default_factory=TextStream)
     t_start: float = 0.0
     t_first: float = 0.0
@@ -236,6 +238,7 @@ class Engine:
             reuse = 0
         slot.cached = prompt[:reuse]
         slot.pending = prompt[reuse:]
+        slot.reused = reuse
         slot.generated = []
         slot.sampled = 0
         slot.next_token = None
@@ -357,6 +360,7 @@ class Engine:
                 eval_tokens=slot.sampled,
                 eval_ns=max(int((now - first) * 1e9), 1),
                 context=job.prompt + slot.generated,
+                cached_tokens=slot.reused,
             )
         )
         self._release(slot)

@@ -11,6 +11,7 @@ import llama_cpp as lc
 from llama_cpp import llama_grammar
 
 from runtime.errors import ApiError
+from runtime.schema_grammar import schema_to_gbnf
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,4 @@ def grammar_for_format(fmt: Any) -> str | None:
 
 @functools.lru_cache(maxsize=64)
 def _schema_grammar(schema: str) -> str:
-    try:
-        return str(llama_grammar.json_schema_to_gbnf(schema))
-    except Exception as exc:  # the converter raises bare Exceptions on unsupported schemas
-        raise ApiError(400, f"invalid JSON schema in format: {exc}") from None
+    return schema_to_gbnf(json.loads(schema))

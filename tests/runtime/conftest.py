@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import MODELS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: ChatML as SmolLM2 was trained on it (the demo Modelfile's template).
@@ -78,6 +80,31 @@ def model_store(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) ->
     result = mfc("build", str(folder / "Modelfile"), "-t", "demo", env={"MFC_MODELS": str(root)})
     assert result.returncode == 0, result.stderr
     return root
+
+
+def build_into(store: Path, name: str, modelfile: str, tmp: Path) -> None:
+    (tmp / "Modelfile").write_text(modelfile)
+    result = mfc("build", str(tmp / "Modelfile"), "-t", name, env={"MFC_MODELS": str(store)})
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="session")
+def minilm_model(
+    model_store: Path, minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """`minilm`: all-MiniLM-L6-v2 converted by `mfc build` (a BERT embedding model)."""
+    build_into(model_store, "minilm", f"FROM {minilm_dir}\n", tmp_path_factory.mktemp("minilm"))
+    return "minilm"
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_model(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`tinyllama`: a tiny random-weight llama (a second, different GGUF in the store)."""
+    source = MODELS / "tiny-llama"
+    if not source.exists():
+        pytest.fail(f"fixture {source} is missing: run `make fixtures`")
+    build_into(model_store, "tinyllama", f"FROM {source}\n", tmp_path_factory.mktemp("tiny"))
+    return "tinyllama"
 
 
 def free_port() -> int:

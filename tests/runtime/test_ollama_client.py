@@ -252,3 +252,22 @@ def test_chat_json_format(client: ollama.Client) -> None:
     )
     assert answer.done_reason == "stop"
     assert isinstance(json.loads(answer.message.content), dict)
+
+
+def test_embed_matches_sentence_transformers(
+    client: ollama.Client, minilm_model: str, minilm_dir: Path
+) -> None:
+    """all-MiniLM-L6-v2 converted and served gives the vectors sentence-transformers gives."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["The cat sat on the mat.", "A kitten sat on a rug.", "Stock markets fell sharply."]
+    ours = np.array(client.embed(minilm_model, input=texts).embeddings)
+    reference = SentenceTransformer(str(minilm_dir), device="cpu").encode(texts)
+    reference = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    assert ours.shape == reference.shape == (3, 384)
+    assert np.all(np.sum(ours * reference, axis=1) > 0.999)
+    shown = client.show(minilm_model)
+    assert shown.capabilities == ["embedding"]
+    with pytest.raises(ollama.ResponseError) as err:
+        client.generate(minilm_model, "Hi")
+    assert (err.value.status_code, err.value.error) == (400, '"minilm" does not support generate')
