@@ -10,7 +10,6 @@ removed under the exclusive lock, as the reference does after a create.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from toolchain import ir
@@ -20,19 +19,10 @@ from toolchain.build.plan import BuildPlan, BuildResult
 from toolchain.build.quantize import check_quantize_type
 from toolchain.build.request import CreateRequest, request_from_modelfile
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
-from toolchain.store.errors import StoreError
 from toolchain.store.names import ModelName
 from toolchain.store.store import Store
 
 PIPELINE: tuple[Pass, ...] = (resolve.PASS, convert.PASS, quantize.PASS, template.PASS, emit.PASS)
-
-_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
-
-
-def _no_prune() -> bool:
-    """`OLLAMA_NOPRUNE` read like Go's ParseBool (an unparsable non-empty value is true)."""
-    value = os.environ.get("OLLAMA_NOPRUNE", "").strip().strip("\"'")
-    return bool(value) and value not in _FALSE
 
 
 def build(
@@ -56,19 +46,13 @@ def build(
     try:
         ctx.lock_if_exists()
         name = store.resolve(name)
-        try:
-            old = store.read_manifest(name) if store.exists(name) else None
-        except StoreError:
-            old = None  # a corrupt manifest is simply replaced
+        old = store.current_manifest(name)  # a corrupt manifest is simply replaced
         plan = run_passes(BuildPlan(name=name, request=request, old_manifest=old), ctx, passes)
     finally:
         ctx.release()
     assert plan.manifest is not None
-    removed: list[str] = []
-    if old is not None and not _no_prune():
-        stale = old.digests() - plan.manifest.digests()
-        if stale:
-            removed = store.remove_unreferenced(stale)
+    stale = store.replaced_blobs(old, plan.manifest)
+    removed = store.remove_unreferenced(stale) if stale else []
     progress(ProgressEvent("success"))
     return BuildResult(name, plan.manifest, tuple(ctx.new_blobs), tuple(removed))
 

@@ -34,9 +34,7 @@ from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 from toolchain.registry.errors import LayoutError
 from toolchain.registry.remote import (
     LayerProgress,
-    noprune,
     short,
-    stored_digests,
 )
 from toolchain.store import mediatypes
 from toolchain.store.blobs import StagedBlob, digest_of_bytes, is_canonical_digest
@@ -207,13 +205,13 @@ def import_models(
         if not isinstance(layout, dict) or layout.get("imageLayoutVersion") != "1.0.0":
             raise LayoutError(f"{tarball}: oci-layout does not declare imageLayoutVersion 1.0.0")
         entries = _index_entries(tar, files, tarball, name)
-        previous = {target: stored_digests(store, target) for target, _ in entries}
+        previous = {target: store.current_manifest(target) for target, _ in entries}
         with store.shared_lock():
             _store_entries(tar, files, store, entries, tarball, progress)
     stale: set[str] = set()
     for target, manifest in entries:
-        stale |= previous[target] - manifest.digests()
-    if stale and not noprune():
+        stale |= store.replaced_blobs(previous[target], manifest)
+    if stale:
         store.remove_unreferenced(stale)
     progress(ProgressEvent("success"))
     return [Transferred(n, m.digest, len(m.digests()) + 1) for n, m in entries]

@@ -26,10 +26,8 @@ from toolchain.registry.errors import DigestMismatchError, RegistryError
 from toolchain.registry.remote import (
     LayerProgress,
     connect,
-    noprune,
     repository,
     short,
-    stored_digests,
 )
 from toolchain.store.errors import BlobMismatchError, StoreError
 from toolchain.store.manifest import Layer, Manifest
@@ -70,7 +68,7 @@ def pull_model(
     with connect(target, insecure=insecure) as client:
         body, media_type = client.get_manifest(repository(target), target.tag)
         manifest = _parse_manifest(body, media_type)
-        previous = stored_digests(store, target)
+        previous = store.current_manifest(target)
         with store.shared_lock():
             downloaded, cached = _fetch_layers(
                 client, store, target, manifest, progress=progress, tuning=tuning
@@ -81,8 +79,8 @@ def pull_model(
             progress(ProgressEvent("writing manifest"))
             digest = store.write_manifest(target, body)
     removed: list[str] = []
-    stale = previous - manifest.digests()
-    if stale and not noprune():
+    stale = store.replaced_blobs(previous, manifest)
+    if stale:
         progress(ProgressEvent("removing unused layers"))
         try:
             removed = store.remove_unreferenced(stale)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
 from toolchain.progress import ProgressCallback, ProgressEvent
 from toolchain.registry.client import RegistryClient
-from toolchain.store.errors import StoreError
 from toolchain.store.names import ModelName, parse_name_lenient
-from toolchain.store.store import Store
 
 #: seconds between two progress events of one layer (the reference ticks every 60 ms)
 PROGRESS_INTERVAL = 0.06
@@ -64,20 +61,3 @@ class LayerProgress:
                 return
             self._last = now
             self.progress(ProgressEvent(self.status, self.digest, self.total, completed or None))
-
-
-def noprune() -> bool:
-    """`OLLAMA_NOPRUNE` (or `MFC_NOPRUNE`) is set to anything but a Go-false value."""
-    for var in ("MFC_NOPRUNE", "OLLAMA_NOPRUNE"):
-        value = os.environ.get(var, "").strip().strip("\"'")
-        if value:
-            return value not in ("0", "f", "F", "false", "FALSE", "False")
-    return False
-
-
-def stored_digests(store: Store, name: ModelName) -> set[str]:
-    """The blobs the store's current manifest for `name` uses (empty if none or unreadable)."""
-    try:
-        return store.read_manifest(name).digests() if store.exists(name) else set()
-    except StoreError:
-        return set()

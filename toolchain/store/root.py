@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 
-def _env(name: str) -> str:
+def env_value(name: str) -> str:
     """An environment value the way the reference reads it: whitespace, then quotes, trimmed."""
     return os.environ.get(name, "").strip().strip("\"'")
 
@@ -16,7 +16,7 @@ def store_root(models: str | os.PathLike[str] | None = None) -> Path:
     if models is not None and str(models) != "":
         return Path(models).expanduser().absolute()
     for var in ("MFC_MODELS", "OLLAMA_MODELS"):
-        value = _env(var)
+        value = env_value(var)
         if value:
             return Path(value).expanduser().absolute()
     return Path.home() / ".ollama" / "models"

@@ -19,10 +19,23 @@ from toolchain.store.errors import ModelNotFoundError, StoreError
 from toolchain.store.lock import store_lock
 from toolchain.store.manifest import Manifest
 from toolchain.store.names import ModelName, name_from_parts, parse_name
-from toolchain.store.root import store_root
+from toolchain.store.root import env_value, store_root
 
 #: blobs younger than this are never pruned by `prune` (they may belong to a running build)
 PRUNE_GRACE_SECONDS = 3600.0
+
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def no_prune() -> bool:
+    """Whether a model replaced by a build, pull or import keeps the blobs only it used:
+    `MFC_NOPRUNE`, else `OLLAMA_NOPRUNE`, read like Go's ParseBool (an unparsable
+    non-empty value counts as true, as in the reference)."""
+    for var in ("MFC_NOPRUNE", "OLLAMA_NOPRUNE"):
+        value = env_value(var)
+        if value:
+            return value not in _GO_FALSE
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +137,13 @@ class Store:
             ) from None
         return Manifest.parse(data)
 
+    def current_manifest(self, name: ModelName) -> Manifest | None:
+        """The manifest `name` has now (exact spelling), or None if none or unreadable."""
+        try:
+            return Manifest.parse(self.manifest_path(name).read_bytes())
+        except (OSError, StoreError):
+            return None
+
     def modified(self, name: ModelName) -> float:
         return self.manifest_path(name).stat().st_mtime
 
@@ -184,6 +204,13 @@ class Store:
             except (OSError, StoreError):
                 continue
         return refs
+
+    def replaced_blobs(self, previous: Manifest | None, current: Manifest) -> set[str]:
+        """What writing `current` over `previous` under one name may free: the blobs only the
+        old version used, for `remove_unreferenced` (none under `no_prune()`)."""
+        if previous is None or no_prune():
+            return set()
+        return previous.digests() - current.digests()
 
     def remove_unreferenced(
         self, candidates: Iterable[str], on_wait: Callable[[], None] | None = None

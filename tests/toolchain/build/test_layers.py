@@ -258,6 +258,31 @@ def test_recreate_removes_replaced_layers(store: Store, tiny_dir: Path) -> None:
     assert store.blobs.exists(sha(b'[{"role":"user","content":"a"}]\n'))
 
 
+@pytest.mark.parametrize(
+    ("env", "pruned"),
+    [
+        ({}, True),
+        ({"MFC_NOPRUNE": "1"}, False),
+        ({"OLLAMA_NOPRUNE": "true"}, False),
+        ({"OLLAMA_NOPRUNE": "yes"}, False),  # not a Go bool, but not empty: true
+        ({"OLLAMA_NOPRUNE": "false"}, True),
+        ({"MFC_NOPRUNE": "0", "OLLAMA_NOPRUNE": "1"}, True),  # ours wins
+    ],
+)
+def test_noprune_keeps_the_replaced_blobs_in_a_build_as_in_a_pull(
+    store: Store, tiny_dir: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], pruned: bool
+) -> None:
+    for var in ("MFC_NOPRUNE", "OLLAMA_NOPRUNE"):
+        monkeypatch.delenv(var, raising=False)
+    files = (SourceFile("tiny.gguf", tiny_dir / "tiny.gguf"),)
+    build(store, parse_name("m"), CreateRequest(files=files, system="Old."))
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    result = build(store, parse_name("m"), CreateRequest(files=files, system="New."))
+    assert result.removed_blobs == ((sha(b"Old."),) if pruned else ())
+    assert store.blobs.exists(sha(b"Old.")) is not pruned
+
+
 def test_copy_shares_blobs_and_keeps_bytes(store: Store, tiny_dir: Path) -> None:
     build(
         store,
