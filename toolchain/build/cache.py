@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,13 +53,5 @@ class PassCache:
         return CacheEntry(digest, size, meta if isinstance(meta, dict) else {})
 
     def put(self, key: str, digest: str, size: int, meta: dict[str, Any] | None = None) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = self.store.blobs.temp_file(suffix=".cache")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump({"digest": digest, "size": size, "meta": meta or {}}, out)
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(self.dir / f"{key}.json")
-        finally:
-            tmp.unlink(missing_ok=True)
+        entry = {"digest": digest, "size": size, "meta": meta or {}}
+        self.store.write_file(self.dir / f"{key}.json", json.dumps(entry).encode())

@@ -20,7 +20,7 @@ from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.build.request import SourceFile
 from toolchain.errors import MfcError, Span
 from toolchain.store import mediatypes
-from toolchain.store.blobs import digest_of_file, is_digest
+from toolchain.store.blobs import digest_of_file
 from toolchain.store.config import ModelConfig
 from toolchain.store.errors import BlobError, InvalidNameError, ModelNotFoundError, StoreError
 from toolchain.store.gguf_reader import GGUFError, GGUFInfo, read_gguf
@@ -54,12 +54,8 @@ def provenance(store: Store, path: Path, media_type: str, key: str) -> str:
     naming a blob of this store by its path (what `mfc show --modelfile` writes): that
     layer keeps the `from` it already has in the store's manifests (first by name), so the
     output rebuilds to the same manifest."""
-    name = path.name.replace("sha256-", "sha256:", 1)
-    if (
-        key != path.name
-        or not is_digest(name)
-        or path.parent.resolve() != store.blobs.dir.resolve()
-    ):
+    digest = store.blobs.digest_at(path)
+    if key != path.name or digest is None:
         return key
     for model in store.names():
         try:
@@ -67,7 +63,7 @@ def provenance(store: Store, path: Path, media_type: str, key: str) -> str:
         except StoreError:
             continue
         for layer in manifest.layers:
-            if layer.digest == name and layer.media_type == media_type:
+            if layer.digest == digest and layer.media_type == media_type:
                 return layer.from_
     return key
 

@@ -47,6 +47,12 @@ def is_digest(digest: str) -> bool:
     return DIGEST_RE.match(digest) is not None
 
 
+def _digest_of_name(name: str) -> str | None:
+    """`sha256-<hex>` (a file name in `blobs/`) -> `sha256:<hex>`; None for other names."""
+    digest = name.replace("sha256-", "sha256:", 1)
+    return digest if is_digest(digest) else None
+
+
 def is_canonical_digest(digest: object) -> TypeGuard[str]:
     """Whether `digest` is `sha256:` + 64 lowercase hex: the form a manifest must use."""
     return isinstance(digest, str) and CANONICAL_DIGEST_RE.match(digest) is not None
@@ -175,12 +181,15 @@ class Blobs:
         """Digests of the complete blobs on disk (temp and partial files are not blobs)."""
         if not self.dir.is_dir():
             return []
-        out = []
-        for entry in os.scandir(self.dir):
-            name = entry.name.replace("sha256-", "sha256:", 1)
-            if entry.is_file() and is_digest(name):
-                out.append(name)
-        return sorted(out)
+        found = (_digest_of_name(e.name) for e in os.scandir(self.dir) if e.is_file())
+        return sorted(d for d in found if d is not None)
+
+    def digest_at(self, path: Path) -> str | None:
+        """The digest of a blob file of this store given by its path (None for any other
+        file: a partial download, a temp file, a file elsewhere)."""
+        if path.parent.resolve() != self.dir.resolve():
+            return None
+        return _digest_of_name(path.name)
 
     # -- writing ---------------------------------------------------------------------------
 

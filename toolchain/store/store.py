@@ -153,9 +153,15 @@ class Store:
         `bytes` are written verbatim (copies and pulls keep the original bytes).
         """
         data = manifest if isinstance(manifest, bytes) else manifest.data
-        target = self.manifest_path(name)
+        self.write_file(self.manifest_path(name), data)
+        return Manifest.parse(data).digest
+
+    def write_file(self, target: Path, data: bytes) -> None:
+        """Replace a small file of the store (a manifest, a cache entry) atomically: a temp
+        file in the store's temp area, fsynced, mode 0644, renamed over `target`, and the
+        folder fsynced; a reader sees the old bytes or the new ones, never a part."""
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = self.blobs.temp_file(suffix=".manifest")
+        fd, tmp = self.blobs.temp_file(suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
@@ -166,7 +172,6 @@ class Store:
             fsync_dir(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
-        return Manifest.parse(data).digest
 
     def list_models(self) -> list[ModelEntry]:
         """Every model with a readable manifest, most recently modified first."""

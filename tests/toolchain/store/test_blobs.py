@@ -69,6 +69,30 @@ def test_adopt_hashes_and_checks_a_finished_file(tmp_path: Path) -> None:
     assert written.digest == sha(b"downloaded") and store.blobs.verify(written.digest)
 
 
+def test_blob_files_are_told_from_other_files_by_one_rule(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    digest = store.blobs.write_bytes(b"blob").digest
+    path = store.blobs.path(digest)
+    for other in (f"{path.name}-partial", f"{path.name}-partial-0", "sha256-123", "notes.txt"):
+        (store.blobs.dir / other).write_bytes(b"x")
+    assert store.blobs.digests() == [digest]
+    assert store.blobs.digest_at(path) == digest
+    assert store.blobs.digest_at(store.blobs.dir / f"{path.name}-partial") is None
+    elsewhere = tmp_path / path.name
+    elsewhere.write_bytes(b"blob")
+    assert store.blobs.digest_at(elsewhere) is None  # same name, not in this store's blobs/
+
+
+def test_small_files_are_replaced_whole(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    target = store.manifests_dir / "host" / "ns" / "model" / "tag"
+    store.write_file(target, b"first")
+    store.write_file(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert target.stat().st_mode & 0o777 == 0o644
+    assert list(store.blobs.tmp_dir.iterdir()) == []
+
+
 def test_import_detects_a_file_changed_after_hashing(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     src = tmp_path / "model.gguf"
