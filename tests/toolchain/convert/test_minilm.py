@@ -18,6 +18,7 @@ import pytest
 from gguf import GGUFReader, GGUFValueType
 
 from tests.toolchain.convert.oracle import load_llama
+from toolchain.convert import convert_hf_dir
 from toolchain.store import gojson
 
 SENTENCES = [
@@ -87,3 +88,19 @@ def test_embeddings_match_sentence_transformers(minilm_gguf: Path, minilm_dir: P
         llm.close()
     cosines = (got * want).sum(axis=1)
     assert cosines.min() >= 0.999, SENTENCES[int(cosines.argmin())]
+
+
+def test_vocab_txt_alone_gives_the_same_vocabulary(minilm_dir: Path, minilm_gguf: Path,
+                                                   tmp_path: Path) -> None:
+    """Older BERT checkpoints ship vocab.txt without tokenizer.json."""
+    import shutil
+
+    src = Path(shutil.copytree(minilm_dir, tmp_path / "model"))
+    (src / "tokenizer.json").unlink()
+    out = tmp_path / "out.gguf"
+    convert_hf_dir(src, out, "f16")
+
+    def fields(path: Path) -> dict[str, Any]:
+        return {k: f.contents() for k, f in GGUFReader(path).fields.items()}
+
+    assert fields(out) == fields(minilm_gguf)
