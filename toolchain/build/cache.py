@@ -53,5 +53,5 @@ class PassCache:
         return CacheEntry(digest, size, meta if isinstance(meta, dict) else {})
 
     def put(self, key: str, digest: str, size: int, meta: dict[str, Any] | None = None) -> None:
-        entry = {"digest": digest, "size": size, "meta": meta or {}}
-        self.store.write_file(self.dir / f"{key}.json", json.dumps(entry).encode())
+        entry = GoStruct(digest=digest, size=size, meta=meta or {})
+        self.store.write_file(self.dir / f"{key}.json", encode(entry))

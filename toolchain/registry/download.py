@@ -28,6 +28,7 @@ import httpx
 
 from toolchain.registry.client import RegistryClient
 from toolchain.registry.errors import RegistryBusyError, RegistryError
+from toolchain.store.gojson import GoStruct, encode
 
 MB = 1000 * 1000  # the reference sizes parts in decimal megabytes
 
@@ -56,8 +57,9 @@ class Part:
     completed: int = 0
 
     def to_json(self) -> bytes:
-        state = {"N": self.n, "Offset": self.offset, "Size": self.size, "Completed": self.completed}
-        return json.dumps(state, separators=(",", ":")).encode()
+        """The part's state file, as the reference's Go `json.Marshal` writes it."""
+        state = GoStruct(N=self.n, Offset=self.offset, Size=self.size, Completed=self.completed)
+        return encode(state, newline=False)
 
 
 def plan_parts(total: int, tuning: DownloadTuning) -> list[Part]:

@@ -39,6 +39,7 @@ from toolchain.registry.remote import (
 from toolchain.store import mediatypes
 from toolchain.store.blobs import StagedBlob, digest_of_bytes, is_canonical_digest
 from toolchain.store.errors import BlobMismatchError, StoreError
+from toolchain.store.gojson import GoStruct, encode
 from toolchain.store.manifest import Manifest
 from toolchain.store.names import ModelName, parse_name
 from toolchain.store.store import Store
@@ -75,22 +76,22 @@ def export_models(
     """Write the models `names` to `output` as one OCI image-layout tarball."""
     store = store or Store.open()
     models = [(resolved, store.read_manifest(resolved)) for resolved in map(store.resolve, names)]
-    descriptors: list[dict[str, object]] = []
+    descriptors: list[GoStruct] = []
     blobs: dict[str, int | None] = {}
     for name, manifest in models:
         digest = "sha256:" + manifest.digest
         descriptors.append(
-            {
-                "mediaType": manifest.media_type or mediatypes.MANIFEST,
-                "digest": digest,
-                "size": len(manifest.data),
-                "annotations": {NAME_ANNOTATION: str(name), REF_ANNOTATION: name.tag},
-            }
+            GoStruct(
+                mediaType=manifest.media_type or mediatypes.MANIFEST,
+                digest=digest,
+                size=len(manifest.data),
+                annotations={NAME_ANNOTATION: str(name), REF_ANNOTATION: name.tag},
+            )
         )
         blobs[digest] = None  # the manifest itself: bytes, not a store file
         for layer in manifest.all_layers():
             blobs[layer.digest] = layer.size
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
+    index = GoStruct(schemaVersion=2, mediaType=OCI_INDEX, manifests=descriptors)
     manifests = {"sha256:" + m.digest: m.data for _, m in models}
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -99,7 +100,7 @@ def export_models(
         tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
     ):
         _add_bytes(tar, "oci-layout", OCI_LAYOUT, mtime)
-        _add_bytes(tar, "index.json", _json_bytes(index), mtime)
+        _add_bytes(tar, "index.json", encode(index), mtime)
         _add_dir(tar, "blobs", mtime)
         _add_dir(tar, "blobs/sha256", mtime)
         for digest in sorted(blobs):
@@ -125,10 +126,6 @@ def _atomic_output(output: Path) -> Iterator[IO[bytes]]:
         tmp.replace(output)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _json_bytes(obj: object) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
 def _info(name: str, mtime: int, mode: int, kind: bytes = tarfile.REGTYPE) -> tarfile.TarInfo:

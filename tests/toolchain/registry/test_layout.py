@@ -45,7 +45,12 @@ def test_export_is_reproducible_and_a_valid_oci_layout(
         assert all((m.mtime, m.uid, m.gid, m.uname, m.gname) == (0, 0, 0, "", "") for m in members)
         layout = json.load(tar.extractfile("oci-layout"))  # type: ignore[arg-type]
         assert layout == {"imageLayoutVersion": "1.0.0"}
-        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+        raw_index = tar.extractfile("index.json").read()  # type: ignore[union-attr]
+        index = json.loads(raw_index)
+        # Go-JSON, like every JSON mfc writes: struct order, compact, trailing newline
+        assert list(index) == ["schemaVersion", "mediaType", "manifests"]
+        assert list(index["manifests"][0]) == ["mediaType", "digest", "size", "annotations"]
+        assert raw_index == json.dumps(index, separators=(",", ":")).encode() + b"\n"
         assert index["schemaVersion"] == 2
         assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
         (entry,) = index["manifests"]

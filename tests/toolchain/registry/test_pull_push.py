@@ -155,7 +155,13 @@ def test_pull_killed_midway_resumes_in_the_next_run(
     blob = other_store.blobs.path(model.digest)
     assert not blob.exists()
     assert blob.with_name(blob.name + "-partial").exists()
-    states = [json.loads(p.read_bytes()) for p in blob.parent.glob(blob.name + "-partial-*")]
+    raw = [p.read_bytes() for p in blob.parent.glob(blob.name + "-partial-*")]
+    states = [json.loads(data) for data in raw]
+    # the reference's part files: Go's json.Marshal of {N, Offset, Size, Completed}
+    assert sorted(raw) == sorted(
+        f'{{"N":{s["N"]},"Offset":{s["Offset"]},"Size":{s["Size"]},"Completed":{s["Completed"]}}}'.encode()
+        for s in states
+    )
     kept = {s["Offset"]: s["Completed"] for s in states}
     assert kept[1_000_000] == 700_000  # the cut range kept what arrived before the cut
 
