@@ -23,7 +23,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 MODELS_HELP = "Store folder (default: $MFC_MODELS, then $OLLAMA_MODELS, then ~/.ollama/models)."
 JSON_HELP = "Print JSON (one document per line)."
-INSECURE_HELP = "Allow plain http and untrusted TLS certificates for the registry."
+INSECURE_HELP = "Allow a registry over plain http or with an untrusted TLS certificate."
 
 
 def models_option(f: F) -> F:

@@ -171,6 +171,14 @@ def test_store_commands_share_the_models_and_json_options(name: str) -> None:
     assert (as_json.opts, as_json.is_flag, as_json.help) == (["--json"], True, JSON_HELP)
 
 
+@pytest.mark.parametrize("name", ["build", "create", "push", "pull"])
+def test_commands_that_reach_a_registry_share_the_insecure_option(name: str) -> None:
+    from toolchain.cli.store_options import INSECURE_HELP
+
+    insecure = _options(name)["insecure"]
+    assert (insecure.opts, insecure.is_flag, insecure.help) == (["--insecure"], True, INSECURE_HELP)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
