@@ -21,7 +21,7 @@ from runtime.context import ServerContext, api_handler, context_of
 from runtime.errors import INVALID_MODEL_NAME, MISSING_BODY, ApiError
 from runtime.jsonbody import Number, decode
 from runtime.schemas import CREATE
-from runtime.streaming import json_response, stream_response
+from runtime.streaming import progress_response
 from toolchain.build import CreateRequest, SourceDir, SourceFile, build
 from toolchain.errors import MfcError
 from toolchain.progress import ProgressEvent
@@ -199,10 +199,4 @@ async def create_handler(request: Request) -> Response:
     ctx = context_of(request)
     req = decode(await ctx.body(request), CREATE)
     name = check_request(ctx.store, req)
-    items = create_events(ctx, name, req)
-    if req.get("stream", True):
-        return await stream_response(items)
-    last: dict[str, Any] = {}
-    async for item in items:
-        last = item
-    return json_response(last)
+    return await progress_response(create_events(ctx, name, req), req.get("stream", True))

@@ -86,20 +86,40 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it if the client disconnects first (then 499)."""
+async def _race_disconnect(receive: Receive, work: Awaitable[T]) -> asyncio.Future[T]:
+    """Run `work` until it ends or the client disconnects; then cancel it if still running.
+
+    Returns the work's future (done, or cancelled because the client went away).
+    """
     task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(request.receive))
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
-    if not task.done():
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ApiError):
-            await task
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ApiError, OSError):
+                await task
+    return task
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first (then 499)."""
+    task = await _race_disconnect(request.receive, work)
+    if task.cancelled():
         raise ApiError(499, REQUEST_CANCELED)
     return task.result()
+
+
+async def progress_response(items: AsyncIterator[dict[str, Any]], stream: bool) -> Response:
+    """Progress events (create, pull, push): NDJSON, or only the last one when not streaming."""
+    if stream:
+        return await stream_response(items)
+    last: dict[str, Any] = {}
+    async for item in items:
+        last = item
+    return json_response(last)
 
 
 class ItemStream(Response):
@@ -140,19 +160,10 @@ class ItemStream(Response):
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             await send({"type": "http.response.body", "body": self.trailer, "more_body": False})
 
-        task = asyncio.ensure_future(pump())
-        watcher = asyncio.ensure_future(_wait_disconnect(receive))
         try:
-            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            await _race_disconnect(receive, pump())
         finally:
-            watcher.cancel()
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await task
-            aclose = getattr(self.rest, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await _close(self.rest)
 
 
 async def stream_response(
