@@ -18,7 +18,7 @@ from runtime.generation import Final, Job, Piece, generate, hold, now_ns
 from runtime.jsonbody import decode
 from runtime.models import ServedModel
 from runtime.options import DEFAULT_OPTIONS, Options
-from runtime.prompt import chat_messages, fit_chat, generate_prompt
+from runtime.prompt import chat_messages, chat_prompt, fit_chat, generate_prompt
 from runtime.sampling import grammar_for_format
 from runtime.schemas import CHAT, GENERATE
 from runtime.streaming import created_at, json_response, stream_response, until_disconnect
@@ -86,6 +86,9 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
     opts = merged_options(model, req.get("options"))
     grammar = grammar_for_format(req.get("format"))
     context = req.get("context")
+    if req.get("_debug_render_only"):
+        text = prompt if raw else _generate_text(model, req, think, context is None)
+        return _single(_debug(name, text, len(req.get("images") or []), response=""))
 
     async def items() -> Items:
         async with hold(ctx.scheduler, model, opts, keep_alive) as runner:
@@ -96,16 +99,8 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
             if raw:
                 tokens = runner.llama.tokenize(prompt)
             else:
-                text = generate_prompt(
-                    model,
-                    prompt,
-                    system=req.get("system", ""),
-                    template=req.get("template", ""),
-                    suffix=suffix,
-                    think=think,
-                    with_model_messages=context is None,
-                )
-                tokens = runner.llama.tokenize(text, add_special=not context)
+                text = _generate_text(model, req, think, context is None)
+                tokens = runner.llama.tokenize_prompt(text, add_special=not context)
                 if context:
                     tokens = list(context) + tokens
             job = Job(
@@ -132,6 +127,24 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
                     yield final
 
     return items()
+
+
+def _generate_text(model: ServedModel, req: dict[str, Any], think: Any, with_messages: bool) -> str:
+    return generate_prompt(
+        model,
+        req.get("prompt", ""),
+        system=req.get("system", ""),
+        template=req.get("template", ""),
+        suffix=req.get("suffix", ""),
+        think=think,
+        with_model_messages=with_messages,
+    )
+
+
+def _debug(name: str, text: str, images: int, **body: Any) -> dict[str, Any]:
+    """`_debug_render_only`: the prompt the request renders to, without running the model."""
+    info = {"rendered_template": text, "image_count": images}
+    return {"model": name, "created_at": created_at(), **body, "done": False, "_debug_info": info}
 
 
 async def _single(obj: dict[str, Any]) -> Items:
@@ -161,6 +174,11 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
     opts = merged_options(model, req.get("options"))
     grammar = grammar_for_format(req.get("format"))
     truncate = req.get("truncate", True)
+    if req.get("_debug_render_only"):
+        conversation = chat_messages(model, messages)
+        images = sum(len(m.get("images") or []) for m in messages)
+        text = chat_prompt(model, conversation, tools, think)
+        return _single(_debug(name, text, images, message=empty))
 
     async def items() -> Items:
         async with hold(ctx.scheduler, model, opts, keep_alive) as runner:
@@ -174,12 +192,12 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
                 conversation,
                 tools=tools,
                 think=think,
-                count=lambda s: len(runner.llama.tokenize(s)),
+                count=lambda s: len(runner.llama.tokenize_prompt(s)),
                 num_ctx=runner.num_ctx,
                 truncate=truncate,
             )
             job = Job(
-                runner.llama.tokenize(text),
+                runner.llama.tokenize_prompt(text),
                 opts,
                 grammar,
                 shift=req.get("shift", True),

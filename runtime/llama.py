@@ -103,6 +103,8 @@ class LlamaModel:
         self.has_decoder = bool(lc.llama_model_has_decoder(model))
         self.add_bos = bool(lc.llama_vocab_get_add_bos(self.vocab))
         self.bos = int(lc.llama_vocab_bos(self.vocab))
+        bos_text = lc.llama_vocab_get_text(self.vocab, self.bos) if self.bos >= 0 else b""
+        self.bos_text = (bos_text or b"").decode("utf-8", errors="replace")
         self._piece = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
 
@@ -150,6 +152,12 @@ class LlamaModel:
             buf = (lc.llama_token * cap)()
             n = lc.llama_tokenize(self.vocab, data, len(data), buf, cap, add_special, parse_special)
         return list(buf[:n])
+
+    def tokenize_prompt(self, text: str, add_special: bool = True) -> list[int]:
+        """A rendered prompt's tokens; no second BOS when the template already wrote one."""
+        if add_special and self.bos_text and text.startswith(self.bos_text):
+            add_special = False
+        return self.tokenize(text, add_special, True)
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token as generated text (special tokens rendered)."""

@@ -50,6 +50,14 @@ class ServedModel:
     def messages(self) -> list[dict[str, Any]]:
         return [dict(m) for m in self.stored.messages]
 
+    @property
+    def uses_jinja(self) -> bool:
+        """No template layer but a GGUF chat template: prompts come from the Jinja fallback."""
+        return self.template is None and bool(self.chat_template)
+
+    def special_tokens(self) -> tuple[str, str]:
+        return special_tokens(self.model_path, self.digest) if self.uses_jinja else ("", "")
+
     def details(self) -> dict[str, Any]:
         return self.stored.details(_gguf_header(self.model_path, self.digest))
 
@@ -62,6 +70,24 @@ def _gguf_header(path: str, digest: str) -> GGUFInfo | None:
         return read_gguf(path)
     except Exception:
         return None
+
+
+@functools.lru_cache(maxsize=8)
+def special_tokens(path: str, digest: str) -> tuple[str, str]:
+    """The BOS and EOS token texts of a GGUF vocabulary ("" when absent), for Jinja templates."""
+    del digest  # part of the cache key only
+    try:
+        info = read_gguf(path, full_arrays=True)
+    except Exception:
+        return "", ""
+    tokens = info.kv.get("tokenizer.ggml.tokens")
+    items = getattr(tokens, "items", ())
+
+    def text(key: str) -> str:
+        i = info.kv.get(key)
+        return str(items[i]) if isinstance(i, int) and 0 <= i < len(items) else ""
+
+    return text("tokenizer.ggml.bos_token_id"), text("tokenizer.ggml.eos_token_id")
 
 
 class Catalog:

@@ -6,7 +6,6 @@ template language itself lives in `toolchain.gotemplate` and `toolchain.prompt`.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -15,14 +14,10 @@ from runtime.models import ServedModel
 from toolchain.errors import MfcError
 
 
-def _render(template: str | None, chat_template: str, **values: Any) -> str:
+def _render(template: str | None, **values: Any) -> str:
     from toolchain.prompt import RequestError, render_prompt
 
     try:
-        if template is None and chat_template and values.get("messages") is not None:
-            jinja = _jinja_renderer()
-            if jinja is not None:
-                return jinja(chat_template, **values)
         return render_prompt(template, **values)
     except RequestError as exc:
         raise ApiError(400, exc.message) from None
@@ -30,11 +25,17 @@ def _render(template: str | None, chat_template: str, **values: Any) -> str:
         raise ApiError(500, exc.message) from None
 
 
-def _jinja_renderer() -> Callable[..., str] | None:
-    """The sandboxed Jinja fallback of toolchain.prompt, when it provides one."""
-    module = importlib.import_module("toolchain.prompt")
-    fn = getattr(module, "render_jinja_chat", None)
-    return fn if callable(fn) else None
+def _render_jinja(model: ServedModel, messages: list[dict[str, Any]], tools: Any) -> str:
+    """The model's own Jinja chat template, in toolchain.prompt's sandbox."""
+    from toolchain.prompt.jinja import render_jinja_chat
+
+    bos, eos = model.special_tokens()
+    try:
+        return render_jinja_chat(
+            model.chat_template, messages, tools=tools, bos_token=bos, eos_token=eos
+        )
+    except MfcError as exc:
+        raise ApiError(500, exc.message) from None
 
 
 def chat_messages(model: ServedModel, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,7 +54,9 @@ def chat_prompt(
     tools: list[dict[str, Any]] | None,
     think: bool | str | None,
 ) -> str:
-    return _render(model.template, model.chat_template, messages=messages, tools=tools, think=think)
+    if model.uses_jinja:
+        return _render_jinja(model, messages, tools)
+    return _render(model.template, messages=messages, tools=tools, think=think)
 
 
 def fit_chat(
@@ -94,7 +97,6 @@ def generate_prompt(
     answer) and the user prompt; `suffix` takes the fill-in-the-middle path."""
     return _render(
         template or model.template,
-        "" if template else model.chat_template,
         prompt=prompt,
         suffix=suffix or None,
         system=system or None,

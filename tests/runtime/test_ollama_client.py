@@ -271,3 +271,40 @@ def test_embed_matches_sentence_transformers(
     with pytest.raises(ollama.ResponseError) as err:
         client.generate(minilm_model, "Hi")
     assert (err.value.status_code, err.value.error) == (400, '"minilm" does not support generate')
+
+
+ODD_JINJA = (
+    "{{ bos_token }}{% for m in messages %}[{{ m['role'] | upper }}] {{ m['content'] }}\n"
+    "{% endfor %}{% if add_generation_prompt %}[ASSISTANT]{% endif %}"
+)
+
+
+def test_rendered_prompts_and_the_jinja_fallback(client: ollama.Client, tmp_path: Path) -> None:
+    """`_debug_render_only` shows the prompt; a GGUF template no named template matches is
+    rendered with the model's own Jinja template."""
+    from fixtures.tiny_gguf import write_tiny_model
+
+    body = {
+        "model": "demo",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "_debug_render_only": True,
+    }
+    shown = client._request_raw("POST", "/api/chat", json=body).json()
+    assert shown["done"] is False
+    assert shown["_debug_info"] == {
+        "rendered_template": "<|im_start|>system\nYou are a concise assistant. Answer in one or "
+        "two sentences.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+        "image_count": 0,
+    }
+    gguf = write_tiny_model(tmp_path / "odd.gguf", chat_template=ODD_JINJA)
+    digest = client.create_blob(gguf)
+    client.create("odd", files={"odd.gguf": digest})
+    assert client.show("odd").template == "{{ .Prompt }}"  # no named template matched
+    body = {
+        "model": "odd",
+        "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}],
+        "_debug_render_only": True,
+    }
+    rendered = client._request_raw("POST", "/api/chat", json=body).json()["_debug_info"]
+    assert rendered["rendered_template"] == "[SYSTEM] S\n[USER] Hi\n[ASSISTANT]"
+    client.delete("odd")
