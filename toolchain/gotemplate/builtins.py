@@ -40,6 +40,7 @@ class GoFunc:
     fn: Callable[..., Any]
     params: tuple[str, ...]  # fixed parameter kinds
     variadic: str | None = None  # kind of the variadic tail, if any
+    never_nil: bool = False  # never returns None (a nil interface)
 
 
 ZERO_VALUE_PANIC = "reflect: call of reflect.Value.Type on zero Value"
@@ -81,7 +82,12 @@ def _same(a: Any, b: Any) -> bool:
     return type_name(a) == type_name(b) and bool(a == b)
 
 
+_SAME_KIND_EQ = frozenset({str, int, float, bool})
+
+
 def eq(arg1: Any, *rest: Any) -> bool:
+    if len(rest) == 1 and type(arg1) is type(rest[0]) and type(arg1) in _SAME_KIND_EQ:
+        return bool(arg1 == rest[0])  # the common case: two values of one basic kind
     arg1 = _iface(arg1)
     if not rest:
         raise FuncError("missing argument for comparison")
@@ -212,6 +218,10 @@ def index(item: Any, *indexes: Any) -> Any:
 
 
 def slice_(item: Any, *indexes: Any) -> Any:
+    if len(indexes) == 1 and type(indexes[0]) is int and isinstance(item, list):
+        x = indexes[0]
+        if 0 <= x <= len(item):  # the common case: the tail of a slice
+            return type(item)(item[x:]) if isinstance(item, GoSlice) else item[x:]
     item = _iface(item)
     if item is NO_VALUE:
         raise FuncError("slice of untyped nil")
@@ -298,20 +308,20 @@ BUILTINS: dict[str, GoFunc] = {
     "and": GoFunc(lambda *a: a, ("value",), "value"),
     "or": GoFunc(lambda *a: a, ("value",), "value"),
     "call": GoFunc(_call, ("value",), "value"),
-    "html": GoFunc(html, (), "any"),
+    "html": GoFunc(html, (), "any", never_nil=True),
     "index": GoFunc(index, ("value",), "value"),
-    "slice": GoFunc(slice_, ("value",), "value"),
-    "js": GoFunc(js, (), "any"),
-    "len": GoFunc(length, ("value",)),
-    "not": GoFunc(not_, ("value",)),
-    "print": GoFunc(lambda *a: sprint(list(a)), (), "any"),
-    "printf": GoFunc(_printf, ("string",), "any"),
-    "println": GoFunc(lambda *a: sprintln(list(a)), (), "any"),
-    "urlquery": GoFunc(urlquery, (), "any"),
-    "eq": GoFunc(eq, ("value",), "value"),
-    "ge": GoFunc(ge, ("value", "value")),
-    "gt": GoFunc(gt, ("value", "value")),
-    "le": GoFunc(le, ("value", "value")),
-    "lt": GoFunc(lt, ("value", "value")),
-    "ne": GoFunc(ne, ("value", "value")),
+    "slice": GoFunc(slice_, ("value",), "value", never_nil=True),
+    "js": GoFunc(js, (), "any", never_nil=True),
+    "len": GoFunc(length, ("value",), never_nil=True),
+    "not": GoFunc(not_, ("value",), never_nil=True),
+    "print": GoFunc(lambda *a: sprint(list(a)), (), "any", never_nil=True),
+    "printf": GoFunc(_printf, ("string",), "any", never_nil=True),
+    "println": GoFunc(lambda *a: sprintln(list(a)), (), "any", never_nil=True),
+    "urlquery": GoFunc(urlquery, (), "any", never_nil=True),
+    "eq": GoFunc(eq, ("value",), "value", never_nil=True),
+    "ge": GoFunc(ge, ("value", "value"), never_nil=True),
+    "gt": GoFunc(gt, ("value", "value"), never_nil=True),
+    "le": GoFunc(le, ("value", "value"), never_nil=True),
+    "lt": GoFunc(lt, ("value", "value"), never_nil=True),
+    "ne": GoFunc(ne, ("value", "value"), never_nil=True),
 }

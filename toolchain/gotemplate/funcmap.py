@@ -34,8 +34,8 @@ def to_typescript_type(v: Any) -> str:
 
 
 OLLAMA_FUNCS: dict[str, GoFunc] = {
-    "json": GoFunc(json_func, ("any",)),
-    "currentDate": GoFunc(current_date, (), "string"),
-    "yesterdayDate": GoFunc(yesterday_date, (), "string"),
-    "toTypeScriptType": GoFunc(to_typescript_type, ("any",)),
+    "json": GoFunc(json_func, ("any",), never_nil=True),
+    "currentDate": GoFunc(current_date, (), "string", never_nil=True),
+    "yesterdayDate": GoFunc(yesterday_date, (), "string", never_nil=True),
+    "toTypeScriptType": GoFunc(to_typescript_type, ("any",), never_nil=True),
 }

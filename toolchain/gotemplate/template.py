@@ -8,6 +8,8 @@ from typing import Any
 
 from toolchain.errors import MfcError
 from toolchain.gotemplate.builtins import BUILTINS, GoFunc
+from toolchain.gotemplate.compile import Stmt, compile_root
+from toolchain.gotemplate.compile_access import Scope
 from toolchain.gotemplate.exec import ExecError, LimitError, State
 from toolchain.gotemplate.funcmap import OLLAMA_FUNCS
 from toolchain.gotemplate.nodes import ListNode, Node
@@ -44,10 +46,34 @@ DEFAULT_LIMITS = Limits()
 
 @dataclass(slots=True)
 class _Common:
+    """What the templates of one set share: trees, function map, options, compiled code."""
+
     trees: dict[str, Tree]
     funcs: dict[str, GoFunc]
     missingkey: str
+    source: str = ""
     views: dict[str, Template] = field(default_factory=dict)
+    code: dict[str, tuple[Template, Stmt]] = field(default_factory=dict)
+
+    def view(self, name: str) -> Template | None:
+        view = self.views.get(name)
+        if view is None:
+            tree = self.trees.get(name)
+            if tree is None:
+                return None
+            view = self.views[name] = Template(name, tree, self, self.source)
+        return view
+
+    def compiled(self, name: str) -> tuple[Template, Stmt] | None:
+        """The template called `name` and its compiled body (compiled on first use)."""
+        found = self.code.get(name)
+        if found is None:
+            view = self.view(name)
+            if view is None or view.root is None:
+                return None
+            body = compile_root(view.root, Scope(self.funcs), self.compiled)
+            found = self.code[name] = (view, body)
+        return found
 
 
 class Template:
@@ -78,14 +104,7 @@ class Template:
         return [t for name in self._common.trees if (t := self.lookup(name)) is not None]
 
     def lookup(self, name: str) -> Template | None:
-        common = self._common
-        view = common.views.get(name)
-        if view is None:
-            tree = common.trees.get(name)
-            if tree is None:
-                return None
-            view = common.views[name] = Template(name, tree, common, self.source)
-        return view
+        return self._common.view(name)
 
     def with_root(self, root: ListNode, funcs: dict[str, GoFunc] | None = None,
                   missingkey: str | None = None) -> Template:  # fmt: skip
@@ -97,11 +116,12 @@ class Template:
         if funcs is None and missingkey is None:
             trees = dict(self._common.trees)
             trees[self.name] = tree
-            common = _Common(trees, self._common.funcs, self._common.missingkey)
+            common = _Common(trees, self._common.funcs, self._common.missingkey, self.source)
         else:
             common = _Common({self.name: tree}, funcs if funcs is not None else {},
-                             missingkey or "invalid")  # fmt: skip
-        return Template(self.name, tree, common, self.source)
+                             missingkey or "invalid", self.source)  # fmt: skip
+        view = common.views[self.name] = Template(self.name, tree, common, self.source)
+        return view
 
     def execute(self, data: Any, limits: Limits = DEFAULT_LIMITS) -> str:
         """Run the template on `data`; raises TemplateError with Go's message."""
@@ -109,7 +129,7 @@ class Template:
         try:
             if self.root is None:
                 raise state.errorf(f"{_quote(self.name)} is an incomplete or empty template")
-            state.walk(data, self.root)
+            self._body()(state, data)
         except ExecError as exc:
             raise _exec_error(exc, self, isinstance(exc, LimitError)) from None
         except RecursionError:
@@ -117,6 +137,14 @@ class Template:
                 f"template: {self.name}: nesting too deep to execute", "limit"
             ) from None
         return "".join(state.out)
+
+    def _body(self) -> Stmt:
+        common = self._common
+        found = common.code.get(self.name) or common.compiled(self.name)
+        if found is not None and found[0].tree is self.tree:
+            return found[1]
+        assert self.root is not None
+        return compile_root(self.root, Scope(common.funcs), common.compiled)
 
     def execute_bytes(self, data: Any, limits: Limits = DEFAULT_LIMITS) -> bytes:
         return self.execute(data, limits).encode("utf-8", "surrogateescape")
@@ -161,7 +189,7 @@ def parse_with(text: str, name: str = "", funcs: dict[str, GoFunc] | None = None
         raise TemplateError(exc.message, "parse", line, col) from None
     except RecursionError:
         raise TemplateError(f"template: {name}: nesting too deep to parse", "parse") from None
-    common = _Common(trees, funcs, missingkey)
+    common = _Common(trees, funcs, missingkey, text)
     main = Template(name, trees.get(name), common, text)
     common.views[name] = main
     return main

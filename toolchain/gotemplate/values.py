@@ -131,6 +131,8 @@ def type_name(v: Any) -> str:
 
 def is_true(v: Any) -> bool:
     """Go's template truth: zero values, nil and empty collections are false; structs true."""
+    if type(v) in PLAIN_TRUTH:
+        return bool(v)
     if v is None or v is NO_VALUE:
         return False
     if isinstance(v, GoStruct):
@@ -154,6 +156,9 @@ def is_nil(v: Any) -> bool:
 def kind(v: Any) -> str:
     """reflect.Kind names the evaluator needs: invalid interface bool int uint float complex
     string slice map struct ptr."""
+    k = _KINDS.get(type(v))
+    if k is not None:
+        return k
     if v is NO_VALUE:
         return "invalid"
     if v is None:
@@ -178,6 +183,13 @@ def kind(v: Any) -> str:
     if isinstance(v, GoStruct):
         return "ptr" if v.go_pointer else "struct"
     return "func"
+
+
+# types whose Python truth is Go's template truth, and the kinds of the plain types
+PLAIN_TRUTH = frozenset({str, bool, int, float, list, dict, type(None), _NoValue})
+_KINDS = {str: "string", bool: "bool", int: "int", float: "float", complex: "complex",
+          GoUint8: "uint", list: "slice", dict: "map", type(None): "interface",
+          _NoValue: "invalid"}  # fmt: skip
 
 
 def go_len(v: Any) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import marshal as marshal_value
 from typing import Any, ClassVar
 
 from toolchain.errors import MfcError
@@ -114,7 +115,8 @@ def _slice(go_type: str, items: list[Any], raw: Any) -> GoSlice:
     if cls is None:
         cls = _SLICE_TYPES[go_type] = type("TypedSlice", (GoSlice,), {"go_type": go_type})
     s = cls(items)
-    s.is_nil = raw is None
+    if raw is None:  # (not set otherwise: the class default, and no instance dict to make)
+        s.is_nil = True
     return s
 
 
@@ -278,10 +280,26 @@ def tools_from_json(raw: Any) -> TemplateTools:
         tools.is_nil = True
         return tools
     try:
+        # an exact key (bool, int, float and str stay distinct), far cheaper than JSON text
+        value_key: bytes | None = marshal_value.dumps(raw, 4)
+    except ValueError:  # not plain data: only the JSON text can tell
+        value_key = None
+    found = _TOOLS_BY_VALUE.get(value_key) if value_key is not None else None
+    if found is not None:
+        return found
+    try:
         key = json.dumps(raw, sort_keys=False, separators=(",", ":"))
     except (TypeError, ValueError):
         raise RequestError("`tools` must be JSON data") from None
-    return _tools_cached(key)
+    tools = _tools_cached(key)
+    if value_key is not None:
+        if len(_TOOLS_BY_VALUE) >= 64:
+            _TOOLS_BY_VALUE.clear()
+        _TOOLS_BY_VALUE[value_key] = tools
+    return tools
+
+
+_TOOLS_BY_VALUE: dict[bytes, TemplateTools] = {}
 
 
 @functools.lru_cache(maxsize=64)
