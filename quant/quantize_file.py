@@ -256,8 +256,16 @@ def _cache_key(base: str, p: Plan, w: npt.NDArray[np.float32] | None) -> str:
     return h.hexdigest()
 
 
+#: default number of worker processes: all cores, up to this (each holds ~150 MB of chunks)
+MAX_DEFAULT_WORKERS = 8
+
+
+def worker_count(threads: int | None) -> int:
+    return threads or min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
+
+
 def _pool(threads: int | None) -> ProcessPoolExecutor | None:
-    n = threads or os.cpu_count() or 1
+    n = worker_count(threads)
     if n <= 1:
         return None
     ctx = multiprocessing.get_context("forkserver")
@@ -309,7 +317,7 @@ def _write_tensors(
 ) -> None:
     """Write every tensor in order; workers run ahead on the chunks that follow."""
     pool = _pool(threads)
-    limit = 2 * (threads or os.cpu_count() or 1) + 2
+    limit = 2 * worker_count(threads) + 2
     queue: deque[_Job] = deque()
     jobs = _jobs(g, plans, weights, cache)
     in_flight = 0
