@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolchain.store.blobs import is_digest
-from toolchain.store.gojson import GoStruct, encode
+from toolchain.gojson import GoStruct, encode
 from toolchain.store.store import Store
 
 

@@ -20,7 +20,7 @@ from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_bytes
 from toolchain.store.config import DraftConfig, ModelConfig
 from toolchain.store.errors import StoreError
-from toolchain.store.gojson import GoStruct, decode_any, encode
+from toolchain.gojson import GoStruct, decode_any, encode
 from toolchain.store.manifest import Layer, Manifest
 
 #: architecture -> (renderer, parser, default stop words) set when the request has none

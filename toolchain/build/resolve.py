@@ -24,7 +24,7 @@ from toolchain.store.blobs import digest_of_file
 from toolchain.store.config import ModelConfig
 from toolchain.store.errors import BlobError, InvalidNameError, ModelNotFoundError, StoreError
 from toolchain.store.gguf_reader import GGUFError, GGUFInfo, read_gguf
-from toolchain.store.gojson import decode_any
+from toolchain.gojson import decode_any
 from toolchain.store.manifest import Manifest
 from toolchain.store.names import ModelName
 from toolchain.store.store import Store

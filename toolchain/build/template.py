@@ -20,7 +20,7 @@ from toolchain.gotemplate import parse as parse_template
 from toolchain.prompt import detect_template
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_bytes
-from toolchain.store.gojson import GoStruct, encode
+from toolchain.gojson import GoStruct, encode
 
 
 def check_template(text: str, plan: BuildPlan) -> None:

@@ -23,6 +23,7 @@ from toolchain.gotemplate.values import (
     GoUint8,
     from_bytes,
     go_len,
+    go_runes,
     is_nil,
     is_true,
     kind,
@@ -276,8 +277,6 @@ _JS = {"\\": "\\\\", "'": "\\'", '"': '\\"', "<": "\\u003C", ">": "\\u003E", "&"
 
 
 def js(*args: Any) -> str:
-    from toolchain.gotemplate.gojson import go_runes
-
     out = []
     for ch in go_runes(_eval_args(args)):
         o = ord(ch)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
+from toolchain.gojson import JSONError, marshal
 from toolchain.gotemplate.builtins import GoFunc
-from toolchain.gotemplate.gojson import JSONError, marshal
 from toolchain.gotemplate.values import GoStruct
 
 

@@ -11,12 +11,19 @@ prints `<no value>`). Typed data (the structs and named types Ollama passes to t
 subclasses `GoStruct`, `GoSlice` or `GoMap`: each declares its Go type name, its exported
 fields and the few niladic methods a template may call. Nothing else of a Python object is
 reachable from a template: field lookup goes through those declarations only.
+
+Each of these types says how encoding/json sees it (`go_json()`, the hook of
+`toolchain.gojson`): nil slices and maps as null, structs as their fields under their JSON
+tags with omitempty, or what their MarshalJSON (`go_json_value()`) gives.
 """
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable
 from typing import Any, ClassVar
+
+from toolchain.gojson import GoStruct as JSONStruct
 
 
 class _NoValue:
@@ -27,6 +34,9 @@ class _NoValue:
 
     def __bool__(self) -> bool:
         return False
+
+    def go_json(self) -> None:
+        return None
 
 
 NO_VALUE: Any = _NoValue()
@@ -44,7 +54,7 @@ class GoStruct:
     #: exported fields in declaration order (the Python attribute has the same name)
     go_fields: ClassVar[tuple[str, ...]] = ()
     #: (Go field, JSON name, omitempty) in declaration order; empty = Go field names, no omitempty
-    go_json: ClassVar[tuple[tuple[str, str, bool], ...]] = ()
+    go_json_tags: ClassVar[tuple[tuple[str, str, bool], ...]] = ()
     go_methods: ClassVar[dict[str, Method]] = {}
 
     def go_string(self) -> str | None:
@@ -54,6 +64,11 @@ class GoStruct:
     def go_json_value(self) -> Any:
         """Return a value to encode instead of the struct (a MarshalJSON), or NotImplemented."""
         return NotImplemented
+
+    def go_json(self) -> Any:
+        """What encoding/json encodes: the MarshalJSON value, else the fields under their tags."""
+        alt = self.go_json_value()
+        return json_fields(self) if alt is NotImplemented else alt
 
     def type_name(self) -> str:
         return ("*" if self.go_pointer else "") + self.go_type
@@ -70,7 +85,14 @@ class GoSlice(list[Any]):
         return None
 
     def go_json_value(self) -> Any:
+        """Return a value to encode instead of the slice (a MarshalJSON), or NotImplemented."""
         return NotImplemented
+
+    def go_json(self) -> Any:
+        if self.is_nil:
+            return None
+        alt = self.go_json_value()
+        return list(self) if alt is NotImplemented else alt
 
 
 class GoMap(dict[str, Any]):
@@ -88,6 +110,9 @@ class GoMap(dict[str, Any]):
     def go_string(self) -> str | None:
         return None
 
+    def go_json(self) -> Any:
+        return None if self.is_nil else dict(self)
+
 
 class GoBytes(bytes):
     """[]byte (Ollama's ImageData): prints as numbers, JSON-encodes as base64."""
@@ -99,6 +124,32 @@ class GoUint8(int):
     """A byte, as `index` of a string yields (prints as a number, compares as uint)."""
 
     __slots__ = ()
+
+
+def json_fields(v: GoStruct) -> JSONStruct:
+    """A struct's exported fields under their JSON names, empty omitempty ones left out."""
+    spec = v.go_json_tags or tuple((f, f, False) for f in v.go_fields)
+    out = JSONStruct()
+    for field, name, omitempty in spec:
+        value = getattr(v, field)
+        if not (omitempty and _json_empty(value)):
+            out[name] = value
+    return out
+
+
+def _json_empty(v: Any) -> bool:
+    """Go's isEmptyValue, which omitempty uses: false, 0, nil, empty string/slice/map."""
+    if v is None or v is NO_VALUE:
+        return True
+    if isinstance(v, (GoSlice, GoMap)) and v.is_nil:
+        return True
+    if isinstance(v, GoStruct):
+        return False
+    if isinstance(v, (str, list, dict, bytes)):
+        return len(v) == 0
+    if isinstance(v, (bool, int, float)):
+        return v == 0
+    return False
 
 
 def type_name(v: Any) -> str:
@@ -205,3 +256,18 @@ def to_bytes(s: str) -> bytes:
 
 def from_bytes(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
+
+
+def _per_byte_replace(err: UnicodeError) -> tuple[str, int]:
+    assert isinstance(err, UnicodeDecodeError)
+    return "\ufffd" * (err.end - err.start), err.end
+
+
+codecs.register_error("go_runes", _per_byte_replace)
+
+
+def go_runes(s: str) -> str:
+    """The string as Go's range-over-string sees it: each invalid byte becomes U+FFFD."""
+    if s.isascii() or not any(0xDC80 <= ord(c) <= 0xDCFF for c in s):
+        return s
+    return s.encode("utf-8", "surrogateescape").decode("utf-8", "go_runes")

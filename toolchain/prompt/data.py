@@ -14,10 +14,11 @@ import marshal as marshal_value
 from typing import Any, ClassVar
 
 from toolchain.errors import MfcError
+from toolchain.gojson import GoStruct as JSONStruct
+from toolchain.gojson import RawJSON, marshal
 from toolchain.gotemplate import GoBytes, GoMap, GoSlice, GoStruct
 from toolchain.gotemplate.gofmt import value_string
-from toolchain.gotemplate.gojson import OrderedJSON, marshal, marshal_struct
-from toolchain.gotemplate.values import Method
+from toolchain.gotemplate.values import Method, json_fields
 
 
 class RequestError(MfcError):
@@ -61,7 +62,7 @@ class ToolPropertiesMap(GoStruct):
         self.items = items
 
     def go_json_value(self) -> Any:
-        return OrderedJSON(list(self.items.items()))
+        return JSONStruct(self.items)
 
 
 class ToolProperty(GoStruct):
@@ -70,7 +71,7 @@ class ToolProperty(GoStruct):
     __slots__ = ("AnyOf", "Description", "Enum", "Items", "Properties", "Required", "Type")
     go_type = "api.ToolProperty"
     go_fields = ("AnyOf", "Type", "Items", "Description", "Enum", "Properties", "Required")
-    go_json = (("AnyOf", "anyOf", True), ("Type", "type", True), ("Items", "items", True),
+    go_json_tags = (("AnyOf", "anyOf", True), ("Type", "type", True), ("Items", "items", True),
                ("Description", "description", True), ("Enum", "enum", True),
                ("Properties", "properties", True), ("Required", "required", True))  # fmt: skip
     go_methods: ClassVar[dict[str, Method]] = {
@@ -162,7 +163,7 @@ class TemplateToolFunctionParameters(GoStruct):
     __slots__ = ("Defs", "Items", "Properties", "Required", "Type")
     go_type = "template.templateToolFunctionParameters"
     go_fields = ("Type", "Defs", "Items", "Required", "Properties")
-    go_json = (("Type", "type", False), ("Defs", "$defs", True), ("Items", "items", True),
+    go_json_tags = (("Type", "type", False), ("Defs", "$defs", True), ("Items", "items", True),
                ("Required", "required", True), ("Properties", "properties", False))  # fmt: skip
 
 
@@ -173,7 +174,7 @@ class TemplateToolFunction(GoStruct):
     __slots__ = ("Description", "Name", "Parameters")
     go_type = "template.templateToolFunction"
     go_fields = ("Name", "Description", "Parameters")
-    go_json = (("Name", "name", False), ("Description", "description", False),
+    go_json_tags = (("Name", "name", False), ("Description", "description", False),
                ("Parameters", "parameters", False))  # fmt: skip
 
 
@@ -181,23 +182,24 @@ class TemplateTool(GoStruct):
     Type: str
     Items: Any
     Function: TemplateToolFunction
-    json_cache: str
+    json_cache: RawJSON
     __slots__ = ("Function", "Items", "Type", "json_cache")
     go_type = "template.templateTool"
     go_fields = ("Type", "Items", "Function")
-    go_json = (("Type", "type", False), ("Items", "items", True), ("Function", "function", False))
+    go_json_tags = (("Type", "type", False), ("Items", "items", True),
+                    ("Function", "function", False))  # fmt: skip
     go_methods: ClassVar[dict[str, Method]] = {"String": lambda self: self.go_string()}
 
     def go_string(self) -> str:
         return _json_string(self)
 
-    def go_json_text(self) -> str:
+    def go_json(self) -> RawJSON:
         """Its JSON, computed once: templates cannot change the values they are given."""
         try:
-            return str(self.json_cache)
+            return self.json_cache
         except AttributeError:
-            self.json_cache = marshal_struct(self)
-            return str(self.json_cache)
+            self.json_cache = RawJSON(marshal(json_fields(self)))
+            return self.json_cache
 
 
 class TemplateTools(GoSlice):

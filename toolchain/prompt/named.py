@@ -54,9 +54,9 @@ class NamedTemplate:
 
     def params_json(self) -> bytes:
         """The params layer the reference writes for a detected template: only `stop`."""
-        from toolchain.gotemplate.gojson import marshal
+        from toolchain.gojson import encode
 
-        return (marshal({"stop": self.stop}) + "\n").encode()
+        return encode({"stop": self.stop})
 
 
 def template_names() -> list[str]:

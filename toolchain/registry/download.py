@@ -26,9 +26,9 @@ from pathlib import Path
 
 import httpx
 
+from toolchain.gojson import GoStruct, encode
 from toolchain.registry.client import RegistryClient
 from toolchain.registry.errors import RegistryBusyError, RegistryError
-from toolchain.store.gojson import GoStruct, encode
 
 MB = 1000 * 1000  # the reference sizes parts in decimal megabytes
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from toolchain.gojson import GoStruct, encode
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 from toolchain.registry.errors import LayoutError
 from toolchain.registry.remote import (
@@ -39,7 +40,6 @@ from toolchain.registry.remote import (
 from toolchain.store import mediatypes
 from toolchain.store.blobs import StagedBlob, digest_of_bytes, is_canonical_digest
 from toolchain.store.errors import BlobMismatchError, StoreError
-from toolchain.store.gojson import GoStruct, encode
 from toolchain.store.manifest import Manifest
 from toolchain.store.names import ModelName, parse_name
 from toolchain.store.store import Store

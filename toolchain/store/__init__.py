@@ -12,7 +12,7 @@ Public API used by the build, the runtime and the registry client:
 - removal: `Store.delete(name)`, `Store.copy(src, dst)`, `Store.remove_unreferenced(digests)`,
   `Store.prune()` (full GC), `Store.verify()`; locks `Store.shared_lock/exclusive_lock`.
 - models: `load_model(store, name)` -> `StoredModel` (template, system, params, paths ...).
-- JSON: `gojson.encode` (Go `encoding/json` bytes), `gojson.decode_any`.
+- JSON: `toolchain.gojson.encode` (Go `encoding/json` bytes), `toolchain.gojson.decode_any`.
 """
 
 from toolchain.store.blobs import (

@@ -11,7 +11,7 @@ from typing import Any
 
 from gguf.constants import LlamaFileType
 
-from toolchain.store.gojson import GoStruct, encode
+from toolchain.gojson import GoStruct, encode
 
 #: general.file_type -> the reference's `FileType.String()` (0 and unknown ids: "unknown")
 FILE_TYPE_NAMES: dict[int, str] = {

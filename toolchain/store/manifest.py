@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from toolchain.gojson import GoStruct, encode
 from toolchain.store import mediatypes
 from toolchain.store.blobs import is_canonical_digest
 from toolchain.store.errors import StoreError
-from toolchain.store.gojson import GoStruct, encode
 
 
 @dataclass(frozen=True, slots=True)

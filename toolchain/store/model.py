@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolchain.gojson import decode_any
 from toolchain.store import mediatypes
 from toolchain.store.config import ModelConfig, file_type_name
 from toolchain.store.errors import StoreError
 from toolchain.store.gguf_reader import GGUFInfo, read_gguf
-from toolchain.store.gojson import decode_any
 from toolchain.store.manifest import Manifest
 from toolchain.store.names import ModelName
 from toolchain.store.store import Store

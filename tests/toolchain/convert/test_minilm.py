@@ -18,8 +18,8 @@ import pytest
 from gguf import GGUFReader, GGUFValueType
 
 from tests.toolchain.convert.oracle import load_llama
+from toolchain import gojson
 from toolchain.convert import convert_hf_dir
-from toolchain.store import gojson
 
 SENTENCES = [
     "The cat sits outside.", "A man is playing guitar.", "I love pasta.",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from toolchain.gojson import marshal
 from toolchain.gotemplate import TemplateError, parse
 from toolchain.gotemplate.gofmt import format_float_g_shortest
-from toolchain.gotemplate.gojson import marshal
 
 
 def run(src: str, data: object = None) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.store.gojson import decode_any, encode
+from toolchain.gojson import decode_any, encode
 
 ORACLE = Path(__file__).parent / "gojson_oracle" / "main.go"
 

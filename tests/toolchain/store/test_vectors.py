@@ -8,10 +8,10 @@ import re
 
 import pytest
 
+from toolchain.gojson import GoStruct, decode_any, encode
 from toolchain.store import mediatypes
 from toolchain.store.config import ModelConfig
 from toolchain.store.errors import StoreError
-from toolchain.store.gojson import GoStruct, decode_any, encode
 from toolchain.store.manifest import Layer, Manifest
 
 
