@@ -157,9 +157,28 @@ class Scheduler:
                     continue
                 while len(self.runners) >= self.config.max_loaded_models:
                     await self._unload(await self._victim())
-                runner = await asyncio.to_thread(self._load, model, opts, key, keep_alive)
+                load = asyncio.ensure_future(
+                    asyncio.to_thread(self._load, model, opts, key, keep_alive)
+                )
+                try:
+                    runner = await asyncio.shield(load)
+                except asyncio.CancelledError:
+                    # the client left mid-load: the load goes on, and its model is kept
+                    # (idle, on its keep_alive) rather than leaked
+                    load.add_done_callback(self._adopt)
+                    raise
                 self.runners[model.model_path] = runner
                 return self._lease(runner, keep_alive)
+
+    def _adopt(self, load: asyncio.Future[Runner]) -> None:
+        if load.cancelled() or load.exception() is not None:
+            return
+        runner = load.result()
+        if runner.model.model_path in self.runners:
+            self._spawn(asyncio.to_thread(runner.close))
+            return
+        self.runners[runner.model.model_path] = runner
+        self._schedule_expiry(runner)
 
     def _lease(self, runner: Runner, keep_alive: float | None) -> Lease:
         runner.refcount += 1
