@@ -308,3 +308,34 @@ def test_rendered_prompts_and_the_jinja_fallback(client: ollama.Client, tmp_path
     rendered = client._request_raw("POST", "/api/chat", json=body).json()["_debug_info"]
     assert rendered["rendered_template"] == "[SYSTEM] S\n[USER] Hi\n[ASSISTANT]"
     client.delete("odd")
+
+
+def test_suffix_fill_in_the_middle(client: ollama.Client) -> None:
+    fim = (
+        "{{ if .Suffix }}<PRE>{{ .Prompt }}<SUF>{{ .Suffix }}<MID>{{ else }}{{ .Prompt }}{{ end }}"
+    )
+    client.create("fim", from_="demo", template=fim)
+    assert "insert" in (client.show("fim").capabilities or [])
+    body = {
+        "model": "fim",
+        "prompt": "def f(x):",
+        "suffix": "    return y",
+        "_debug_render_only": True,
+    }
+    shown = client._request_raw("POST", "/api/generate", json=body).json()
+    assert shown["_debug_info"]["rendered_template"] == "<PRE>def f(x):<SUF>    return y<MID>"
+    answer = client.generate("fim", "def f(x):", suffix="    return y", options=FAST)
+    assert answer.done
+    client.delete("fim")
+
+
+def test_embed_truncation(client: ollama.Client, minilm_model: str) -> None:
+    long_text = "word " * 2000  # far past all-MiniLM-L6-v2's 512 tokens
+    cut = client.embed(minilm_model, input=long_text)
+    assert len(cut.embeddings[0]) == 384 and cut.prompt_eval_count == 512
+    with pytest.raises(ollama.ResponseError) as err:
+        client.embed(minilm_model, input=long_text, truncate=False)
+    assert (err.value.status_code, err.value.error) == (
+        400,
+        "the input length exceeds the context length",
+    )
