@@ -66,12 +66,14 @@ def c_trunc_int32(v: Floats) -> Ints:
 
 def seq_sum(a: Floats) -> Floats:
     """`float s = 0; for (i...) s += a[i];` for every column of a C-contiguous (n, B) array."""
-    if a.shape[1] < 2 or not a.flags.c_contiguous:
+    if a.shape[1] < 2:
         # one column would make numpy pick its pairwise inner loop: do it by hand
         acc = np.zeros(a.shape[1], dtype=F32)
         for row in a:
             acc += row
         return acc
+    # In C order numpy adds row after row; another layout could make it sum pairwise.
+    a = np.ascontiguousarray(a)
     return np.asarray(np.add.reduce(a, axis=0, initial=F32(0.0)), dtype=F32)
 
 

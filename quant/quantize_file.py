@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -268,8 +269,13 @@ def _pool(threads: int | None) -> ProcessPoolExecutor | None:
     n = worker_count(threads)
     if n <= 1:
         return None
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["quant.source"])
+    # fork starts workers at once with everything imported; workers only pread, compute and
+    # return bytes, so no lock another thread of the caller may hold is ever needed there
+    if sys.platform.startswith("linux"):
+        ctx = multiprocessing.get_context("fork")
+    else:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["quant.source"])
     return ProcessPoolExecutor(max_workers=n, mp_context=ctx)
 
 

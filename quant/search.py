@@ -64,15 +64,20 @@ def _qkx_slice(  # noqa: PLR0917
     no_clamp_top = F32(nmax + 0.4)  # below this numerator, isc*(x - min) < nmax + 0.5
     T = np.empty_like(X)
     La = np.empty_like(X)
-    WL = np.empty_like(X)
 
-    def ranges(m: Floats) -> tuple[Floats, bool, bool]:
-        """den = max - min (1 for degenerate blocks), whether np.rint is exact for every
-        isc*(x - m) of this slice, and whether some of those can be negative."""
-        den = np.where(deg, F32(1.0), mx - m).astype(F32)
-        below = (m - xmin)[live]
-        exact = bool(np.all(den[live] >= F32(1e-30)) and np.all(below <= den[live] * F32(1e5)))
-        return den, exact, bool(np.any(below > 0))
+    # Per block: den = max - min (1 for degenerate blocks); `unsafe`: isc*(x - min) may leave
+    # the range where np.rint equals nearest_int; `below`: min > the smallest x (levels can
+    # be negative and need the lower clamp). Kept up to date as blocks change their min.
+    den = np.where(deg, F32(1.0), mx - mn).astype(F32)
+    unsafe = np.zeros(X.shape[1], dtype=bool)
+    below = np.zeros(X.shape[1], dtype=bool)
+
+    def update_ranges(u: np.ndarray, m: Floats) -> tuple[bool, bool]:
+        den[u] = mx[u] - m[u]
+        gap = m[u] - xmin[u]
+        unsafe[u] = ~((den[u] >= F32(1e-30)) & (gap <= den[u] * F32(1e5)))
+        below[u] = gap > 0
+        return not unsafe.any(), bool(below.any())
 
     Xm = X - mn  # x - min, kept up to date as blocks change their min
 
@@ -86,107 +91,134 @@ def _qkx_slice(  # noqa: PLR0917
         if clamp or not exact:
             np.clip(out, F32(0.0), fnmax, out=out)
 
-    def error(scale: Floats, the_min: Floats, Lv: Floats) -> Floats:
+    def sums(Lv: Floats, Xv: Floats, Wv: Floats) -> tuple[Floats, Floats, Floats]:
+        WL = Wv * Lv
+        T = WL * Lv
+        return seq_sum(WL), seq_sum(T), seq_sum(np.multiply(WL, Xv, out=T))
+
+    def error(scale: Floats, the_min: Floats, Lv: Floats, Xv: Floats, Wv: Floats) -> Floats:
         # sum_i w * f(scale*L + min - x), f = |.| or square
-        np.multiply(Lv, scale, out=T)
-        np.add(T, the_min, out=T)
-        np.subtract(T, X, out=T)
+        T = Lv * scale
+        T += the_min
+        T -= Xv
         if use_mad:
             np.abs(T, out=T)
         else:
             np.square(T, out=T)
-        np.multiply(T, W, out=T)
+        T *= Wv
         return seq_sum(T)
 
+    Lp = np.empty_like(X)  # the levels of the previous step
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        den, exact, negative = ranges(mn)
+        exact, negative = update_ranges(np.flatnonzero(live), mn)
         iscale = (fnmax / den).astype(F32)
         scale = (F32(1.0) / iscale).astype(F32)
         levels(iscale, Xm, exact, negative, La)
-        best = error(scale, mn, La)
+        best = error(scale, mn, La, X, W)
         # The levels of a step are a function of (iscale, min) at that step: remember those
         # of the best step per block and rebuild L once at the end.
-        best_isc, best_mn = iscale, mn
+        best_isc, best_mn = iscale.copy(), mn.copy()
         for step in range(nstep + 1):
             numer = F32(rmin) + F32(rdelta) * F32(step) + fnmax
-            isc = (numer / den).astype(F32)
+            isc = numer / den
+            La, Lp = Lp, La
             levels(isc, Xm, exact, negative or bool(numer > no_clamp_top), La)
-            np.multiply(W, La, out=WL)
-            sl = seq_sum(WL)
-            np.multiply(WL, La, out=T)
-            sl2 = seq_sum(T)
-            np.multiply(WL, X, out=T)
-            sxl = seq_sum(T)
-            D = sum_w * sl2 - sl * sl
-            this_scale = (sum_w * sxl - sum_x * sl) / D
-            this_min = (sl2 * sum_x - sl * sxl) / D
+            # A block whose levels are those of its previous step gets the same sums, fit
+            # and error as then, which did not beat `best` (or set it): it cannot update.
+            # (Step 0 is compared with the first guess, whose error is not a fit: no skip.)
+            cols = None
+            if step:
+                changed = (La != Lp).any(axis=0)
+                if not changed.any():
+                    continue
+                if changed.sum() * 5 < changed.size * 3:
+                    cols = np.flatnonzero(changed)
+            if cols is None:
+                Lv, Xv, Wv, sw, sx, b, lv = La, X, W, sum_w, sum_x, best, live
+            else:
+                Lv, Xv, Wv = (np.take(a, cols, axis=1) for a in (La, X, W))
+                sw, sx, b, lv = sum_w[cols], sum_x[cols], best[cols], live[cols]
+            sl, sl2, sxl = sums(Lv, Xv, Wv)
+            D = sw * sl2 - sl * sl
+            this_scale = (sw * sxl - sx * sl) / D
+            this_min = (sl2 * sx - sl * sxl) / D
             pos = this_min > 0
             this_min = np.where(pos, F32(0.0), this_min)
             this_scale = np.where(pos, sxl / sl2, this_scale)
-            cur = error(this_scale, this_min, La)
-            upd = (D > 0) & (cur < best) & live
-            if upd.any():
-                best_isc = np.where(upd, isc, best_isc)
-                best_mn = np.where(upd, mn, best_mn)
-                best = np.where(upd, cur, best)
-                scale = np.where(upd, this_scale, scale)
-                mn = np.where(upd, this_min, mn).astype(F32)
-                den, exact, negative = ranges(mn)
-                cols = np.flatnonzero(upd)
-                if cols.size > X.shape[1] // 4:
-                    np.subtract(X, mn, out=Xm)
-                else:
-                    Xm[:, cols] = X[:, cols] - mn[cols]
-        _, exact, _ = ranges(best_mn)
+            cur = error(this_scale, this_min, Lv, Xv, Wv)
+            upd = (D > 0) & (cur < b) & lv
+            if not upd.any():
+                continue
+            u = np.flatnonzero(upd) if cols is None else cols[upd]
+            best_isc[u] = isc[u]
+            best_mn[u] = mn[u]
+            best[u] = cur[upd]
+            scale[u] = this_scale[upd]
+            mn[u] = this_min[upd]
+            exact, negative = update_ranges(u, mn)
+            if u.size > X.shape[1] // 4:
+                np.subtract(X, mn, out=Xm)
+            else:
+                Xm[:, u] = X[:, u] - mn[u]
+        exact, _ = update_ranges(np.flatnonzero(live), best_mn)
         levels(best_isc, X - best_mn, exact, True, La)
     La[:, deg] = 0
     return np.where(deg, F32(0.0), scale).astype(F32), (-mn).astype(F32), La
 
 
 def make_qx_quants(X: Floats, nmax: int, QW: Floats | None = None) -> tuple[Floats, Floats]:
-    """`make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`: scale and L in 0..2*nmax-1.
-
-    The 19 trial scales do not depend on each other's outcome, so the sums of every trial
-    are computed first (slice by slice, in cache) and the C loop's choice is replayed after.
-    """
+    """`make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`: scale and L in 0..2*nmax-1."""
     n, B = X.shape
+    fnmax = F32(nmax)
+    # the numerators of C's trial scales: -nmax, then -(nmax + 0.1*is) for is = -9..9, != 0
+    numer = np.array([-fnmax] + [-(fnmax + F32(0.1) * F32(k)) for k in range(-9, 10) if k],
+                     dtype=F32)
+    scale = np.empty(B, dtype=F32)
+    L = np.empty((n, B), dtype=F32)
+    for s in column_slices(n, B):
+        Xs = np.ascontiguousarray(X[:, s])
+        W = Xs * Xs if QW is None else np.ascontiguousarray(QW[:, s])
+        scale[s], L[:, s] = _qx_slice(Xs, W, nmax, numer)
+    return scale, L
+
+
+def _qx_slice(X: Floats, W: Floats, nmax: int, numer: Floats) -> tuple[Floats, Floats]:
+    """The 19 trial scales do not depend on each other's outcome: the sums of every trial
+    are computed first, then the C loop's choice is replayed on them."""
     mx, amax = signed_absmax(X)
     zero = amax < GROUP_MAX_EPS
     mx = np.where(zero, F32(1.0), mx).astype(F32)  # keeps the discarded lanes finite
-    fnmax = F32(nmax)
-    trials = [-fnmax] + [-(fnmax + F32(0.1) * F32(k)) for k in range(-9, 10) if k != 0]
-    ISC = np.stack([(t / mx).astype(F32) for t in trials])
+    cols = np.arange(X.shape[1])
+    ISC = (numer[:, None] / mx[None, :]).astype(F32)
     SX = np.empty_like(ISC)
     S2 = np.empty_like(ISC)
+    WX = W * X
+    T = np.empty_like(X)
+    lv = np.empty_like(X)
+    for k in range(numer.size):
+        _qx_levels(X, ISC[k], nmax, T, lv)
+        np.multiply(WX, lv, out=T)
+        SX[k] = seq_sum(T)
+        np.multiply(W, lv, out=T)
+        np.multiply(T, lv, out=T)
+        S2[k] = seq_sum(T)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for s in column_slices(n, B):
-            Xs = np.ascontiguousarray(X[:, s])
-            W = Xs * Xs if QW is None else np.ascontiguousarray(QW[:, s])
-            WX = W * Xs
-            T = np.empty_like(Xs)
-            lv = np.empty_like(Xs)
-            for k in range(len(trials)):
-                _qx_levels(Xs, ISC[k, s], nmax, T, lv)
-                np.multiply(WX, lv, out=T)
-                SX[k, s] = seq_sum(T)
-                np.multiply(W, lv, out=T)
-                np.multiply(T, lv, out=T)
-                S2[k, s] = seq_sum(T)
-        best_iscale = ISC[0]
-        sumlx, suml2 = SX[0], S2[0]
-        scale = np.where(suml2 != 0, sumlx / suml2, F32(0.0)).astype(F32)
-        best = scale * sumlx
-        for k in range(1, len(trials)):
-            sumlx, suml2 = SX[k], S2[k]
-            upd = (suml2 > 0) & (sumlx * sumlx > best * suml2)
-            best_iscale = np.where(upd, ISC[k], best_iscale)
-            scale = np.where(upd, sumlx / suml2, scale)
-            best = np.where(upd, scale * sumlx, best)
-    L = np.empty_like(X)
-    _qx_levels(X, best_iscale, nmax, np.empty_like(X), L)
-    L += fnmax
-    L[:, zero] = 0
-    return np.where(zero, F32(0.0), scale).astype(F32), L
+        SC = SX / S2  # scale = sumlx/suml2 and best = scale*sumlx of every trial
+        BE = SC * SX
+        SXX = SX * SX
+        scale0 = np.where(S2[0] != 0, SC[0], F32(0.0)).astype(F32)
+        best = scale0 * SX[0]
+        pick = np.zeros(X.shape[1], dtype=np.intp)
+        for k in range(1, numer.size):
+            upd = (S2[k] > 0) & (SXX[k] > best * S2[k])
+            best = np.where(upd, BE[k], best)
+            pick[upd] = k
+    scale = np.where(pick == 0, scale0, SC[pick, cols]).astype(F32)
+    _qx_levels(X, ISC[pick, cols], nmax, T, lv)
+    lv += F32(nmax)
+    lv[:, zero] = 0
+    scale[zero] = 0
+    return scale, lv
 
 
 def _qx_levels(X: Floats, iscale: Floats, nmax: int, T: Floats, out: Floats) -> None:
