@@ -12,7 +12,7 @@ import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -229,6 +229,3 @@ def header_bytes(kvs: list[bytes], tensors: list[tuple[str, tuple[int, ...], int
     head = b"".join(parts)
     return head + bytes(-len(head) % ALIGNMENT)
 
-
-def pad_to_alignment(fh: BinaryIO, size: int) -> None:
-    fh.write(bytes(-size % ALIGNMENT))

@@ -17,18 +17,25 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from quant import gguf_io
 from quant.errors import QuantError
-from quant.formats import BY_ID, FORMATS, block_format
+from quant.formats import BY_ID, block_format
 from quant.imatrix import Imatrix, load_imatrix
 from quant.numerics import F32
 from quant.policy import ModelFacts, Plan, file_type, plan_tensors
-from quant.source import Chunk, check_copied, quantize_chunk, type_layout
+from quant.source import (
+    Chunk,
+    check_copied,
+    close_files,
+    quantize_chunk,
+    type_layout,
+    write_at,
+)
 from quant.tensor import rows_per_chunk
 
 _DROP_KEYS = {"general.quantization_version", "general.file_type",
@@ -137,10 +144,11 @@ def _weights_for(p: Plan, im: Imatrix | None) -> npt.NDArray[np.float32] | None:
 
 
 def _chunks(
-    p: Plan, path: str, g: gguf_io.GGUFFile, w: npt.NDArray[np.float32] | None
+    p: Plan, g: gguf_io.GGUFFile, w: npt.NDArray[np.float32] | None, *, dest: str, at: int,
+    keep: bool,
 ) -> Iterator[Chunk]:
     t = p.tensor
-    target = BY_ID[p.target].name
+    target = BY_ID[p.target]
     n, per_expert = t.ne[0], (t.ne[1] if len(t.ne) > 1 else 1)
     step = rows_per_chunk(n)
     offset = g.data_start + t.offset
@@ -148,7 +156,8 @@ def _chunks(
         nrows = min(step, t.nrows - row, per_expert - row % per_expert)
         expert = row // per_expert
         wv = None if w is None else w[expert * n : (expert + 1) * n]
-        yield Chunk(path, offset, t.name, t.type_id, n, row, nrows, target, wv)
+        yield Chunk(str(g.path), offset, t.name, t.type_id, n, row, nrows, target.name, wv,
+                    dest, at + row * target.row_bytes(n), keep)
 
 
 def quantize_file(
@@ -196,14 +205,14 @@ def quantize_file(
             offset += -(-sizes[p.tensor.name][1] // gguf_io.ALIGNMENT) * gguf_io.ALIGNMENT
         header = gguf_io.header_bytes(kvs, infos)
         total = len(header) + offset
+        places = {name: len(header) + at for name, _, _, at in infos}
         tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
         try:
             with tmp.open("wb") as fh:
                 fh.write(header)
-                _write_tensors(fh, g, plans, sizes=sizes, weights=weights, threads=threads,
-                               cache=cache, progress=progress, done=len(header), total=total)
-                fh.flush()
-                os.fsync(fh.fileno())
+                fh.truncate(total)  # padding stays zero; tensors are written in place
+            _write_tensors(tmp, g, plans, places=places, sizes=sizes, weights=weights,
+                           threads=threads, cache=cache, progress=progress, total=total)
             tmp.replace(dst)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -286,12 +295,12 @@ class _Job:
     chunk: Chunk | None = None  # None: copy the tensor, or write `data`
     last: bool = True  # the last chunk of its tensor
     data: bytes | None = None
-    future: Future[bytes] | None = None
+    future: Future[bytes | int] | None = None
 
 
 def _jobs(
     g: gguf_io.GGUFFile, plans: list[Plan], weights: dict[str, npt.NDArray[np.float32] | None],
-    cache: TensorCache | None,
+    *, cache: TensorCache | None, dest: Path, places: dict[str, int],
 ) -> Iterator[_Job]:
     base = _source_key(g) if cache else ""
     for index, p in enumerate(plans, 1):
@@ -303,32 +312,34 @@ def _jobs(
         if data is not None:
             yield _Job(index, p, data=data)
             continue
-        chunks = list(_chunks(p, str(g.path), g, w))
+        chunks = list(_chunks(p, g, w, dest=str(dest), at=places[p.tensor.name],
+                              keep=cache is not None))
         for k, c in enumerate(chunks):
             yield _Job(index, p, c, last=k == len(chunks) - 1)
 
 
 def _write_tensors(
-    fh: BinaryIO,
+    dest: Path,
     g: gguf_io.GGUFFile,
     plans: list[Plan],
     *,
+    places: dict[str, int],
     sizes: dict[str, tuple[int, int]],
     weights: dict[str, npt.NDArray[np.float32] | None],
     threads: int | None,
     cache: TensorCache | None,
     progress: ProgressFn | None,
-    done: int,
     total: int,
 ) -> None:
-    """Write every tensor in order; workers run ahead on the chunks that follow."""
+    """Fill in every tensor; workers quantize and write chunks ahead of the one reported."""
     pool = _pool(threads)
     limit = 2 * worker_count(threads) + 2
     queue: deque[_Job] = deque()
-    jobs = _jobs(g, plans, weights, cache)
+    jobs = _jobs(g, plans, weights, cache=cache, dest=dest, places=places)
     in_flight = 0
     parts: list[bytes] = []
     base = _source_key(g) if cache else ""
+    done = min(places.values(), default=total)
     try:
         while True:
             while in_flight < limit:
@@ -344,35 +355,34 @@ def _write_tensors(
             job = queue.popleft()
             t = job.plan.tensor
             nbytes, out = sizes[t.name]
-            data: bytes | None
             if job.future is not None:
                 in_flight -= 1
-                data = job.future.result()
+                result = job.future.result()
             elif job.chunk is not None:
-                data = quantize_chunk(job.chunk)
-            else:
-                data = job.data
-            if data is None:  # a tensor copied unchanged
+                result = quantize_chunk(job.chunk)
+            elif job.data is not None:
+                write_at(str(dest), job.data, places[t.name])
+                result = 0
+            else:  # a tensor copied unchanged
                 for at in range(0, nbytes, _COPY_SLAB):
                     raw = g.read(t, at, min(_COPY_SLAB, nbytes - at))
                     check_copied(t.type_id, raw, t.name)
-                    fh.write(raw.data)
-            else:
-                fh.write(data)
-                if cache and job.chunk is not None:
-                    parts.append(data)
+                    write_at(str(dest), raw.data, places[t.name] + at)
+                result = 0
+            if cache and isinstance(result, bytes):
+                parts.append(result)
             if not job.last:
                 continue
             if cache and parts:
                 cache.put(_cache_key(base, job.plan, weights[t.name]), b"".join(parts))
             parts = []
-            gguf_io.pad_to_alignment(fh, out)
             done += -(-out // gguf_io.ALIGNMENT) * gguf_io.ALIGNMENT
             if progress:
                 progress(QuantizeProgress(t.name, job.index, len(plans), done, total))
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        close_files()
 
 
-__all__ = ["FORMATS", "QuantizeProgress", "QuantizeResult", "TensorCache", "quantize_file"]
+__all__ = ["QuantizeProgress", "QuantizeResult", "TensorCache", "quantize_file"]

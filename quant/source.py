@@ -69,7 +69,8 @@ def check_copied(type_id: int, raw: Bytes, tensor: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Rows [row, row + nrows) of one tensor, to be quantized to `target` in a worker."""
+    """Rows [row, row + nrows) of one tensor: read from `path`, quantized to `target` and
+    written at byte `at` of `dest` (the output is laid out before any data is computed)."""
 
     path: str
     offset: int  # absolute file offset of the tensor's data
@@ -80,31 +81,50 @@ class Chunk:
     nrows: int
     target: str
     imatrix: Floats | None
+    dest: str
+    at: int
+    keep: bool = False  # also return the bytes (for a tensor cache)
 
 
-_FILES: dict[str, int] = {}
+_FILES: dict[tuple[str, int], int] = {}
 
 
-def _pread(path: str, size: int, at: int) -> bytes:
-    fd = _FILES.get(path)
+def _fd(path: str, flags: int) -> int:
+    fd = _FILES.get((path, flags))
     if fd is None:
-        fd = _FILES[path] = os.open(path, os.O_RDONLY)
-    data = os.pread(fd, size, at)
-    if len(data) != size:
-        raise QuantError(f"{path} is truncated (short read at byte {at})")
-    return data
+        fd = _FILES[path, flags] = os.open(path, flags)
+    return fd
 
 
-def quantize_chunk(c: Chunk) -> bytes:
-    """Read, convert and quantize one chunk (runs in the worker processes)."""
+def close_files() -> None:
+    """Close the descriptors `quantize_chunk` opened in this process."""
+    while _FILES:
+        os.close(_FILES.popitem()[1])
+
+
+def write_at(dest: str, data: bytes | memoryview, at: int) -> None:
+    fd = _fd(dest, os.O_WRONLY)
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, at)
+        view, at = view[done:], at + done
+
+
+def quantize_chunk(c: Chunk) -> bytes | int:
+    """Read, convert, quantize and write one chunk (in a worker process); the number of
+    bytes written, or the bytes themselves with `keep`."""
     from quant.formats import FORMATS
 
     _, block, size = type_layout(c.type_id)
     row_bytes = c.n // block * size
-    raw = np.frombuffer(_pread(c.path, c.nrows * row_bytes, c.offset + c.row * row_bytes), np.uint8)
-    x = to_float(c.type_id, raw, c.nrows, c.n, c.name)
+    at = c.offset + c.row * row_bytes
+    data = os.pread(_fd(c.path, os.O_RDONLY), c.nrows * row_bytes, at)
+    if len(data) != c.nrows * row_bytes:
+        raise QuantError(f"{c.path} is truncated (short read at byte {at})")
+    x = to_float(c.type_id, np.frombuffer(data, np.uint8), c.nrows, c.n, c.name)
     fmt: BlockFormat = FORMATS[c.target]
     with np.errstate(all="ignore"):
         out = quantize_rows(fmt, x, c.imatrix)
     validate(fmt, out, c.name)
-    return out.tobytes()
+    write_at(c.dest, out.data, c.at)
+    return out.tobytes() if c.keep else out.nbytes
