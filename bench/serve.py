@@ -188,9 +188,10 @@ def main() -> None:
                     run = inprocess_stream if side == "l" else http_stream
                     # cold: a prompt neither side has seen; warm: the same prompt again
                     cold, rate, _ = run(target, prompt(trial), args.tokens)  # type: ignore[arg-type]
-                    warm, _, _ = run(target, prompt(trial), 4)  # type: ignore[arg-type]
+                    for _ in range(5):
+                        warm, _, _ = run(target, prompt(trial), 4)  # type: ignore[arg-type]
+                        results[f"warm_{side}"].append(warm)
                     results[f"cold_{side}"].append(cold)
-                    results[f"warm_{side}"].append(warm)
                     results[f"rate_{side}"].append(rate)
             agg = {k: aggregate(url, k, args.tokens // 2) for k in (1, 2, 4)}
     med = {k: statistics.median(v) for k, v in results.items()}

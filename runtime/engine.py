@@ -124,6 +124,7 @@ class Engine:
         self._tasks: list[Callable[[], None]] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self._prompt_threads = True
         self._thread = threading.Thread(target=self._run, name=f"engine {name}", daemon=True)
         self._thread.start()
 
@@ -294,6 +295,7 @@ class Engine:
             if last:
                 outputs.append((slot, n - 1))
         batch.n_tokens = n
+        self._use_threads(prompt=len(outputs) < n)
         rc = lc.llama_decode(self.ctx, batch)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
@@ -305,6 +307,18 @@ class Engine:
                 slot.t_first = now
             assert slot.sampler is not None
             self._accept(slot, slot.sampler.sample(self.ctx, index))
+
+    def _use_threads(self, prompt: bool) -> None:
+        """Generation threads for steps that only decode (one token per slot, however many
+        slots), prompt threads when prompt tokens are in the batch. llama.cpp itself would
+        use the prompt threads for any batch of more than one token, and a multi-stream
+        decode step is no more compute-bound than a single-stream one."""
+        if prompt == self._prompt_threads:
+            return
+        assert self.settings is not None
+        batch_threads = self.settings.n_threads_batch if prompt else self.settings.n_threads
+        lc.llama_set_n_threads(self.ctx, self.settings.n_threads, batch_threads)
+        self._prompt_threads = prompt
 
     def _accept(self, slot: _Slot, token: int) -> None:
         job = slot.job
