@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
-import logging
+import socket
 
 import uvicorn
 
 from runtime.app import create_app
 from runtime.config import ServerConfig
+from toolchain.errors import MfcError
 from toolchain.store import Store
 
-log = logging.getLogger("mfc.serve")
+
+class BindError(MfcError):
+    """The address to serve on is taken or not ours to use."""
+
+
+def bind(config: ServerConfig) -> socket.socket:
+    """A listening socket on the configured address, or a clear error if it is taken."""
+    host = config.host or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, config.port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise BindError(
+            f"could not listen on {host}:{config.port}: {exc.strerror or exc}",
+            hint="another server (mfc or ollama) may be running there; "
+            "set MFC_HOST or OLLAMA_HOST to another address",
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def make_server(config: ServerConfig, store: Store | None = None) -> uvicorn.Server:
-    """A uvicorn server for the app, bound where `config` says (not started)."""
+    """A uvicorn server for the app (not started; pass it a socket from `bind`)."""
     app = create_app(config, store)
     uv = uvicorn.Config(
         app,
@@ -30,5 +53,5 @@ def make_server(config: ServerConfig, store: Store | None = None) -> uvicorn.Ser
 
 def serve(config: ServerConfig, store: Store | None = None) -> None:
     """Serve until interrupted (SIGINT/SIGTERM unload every model, then exit)."""
-    server = make_server(config, store)
-    server.run()
+    sock = bind(config)
+    make_server(config, store).run(sockets=[sock])

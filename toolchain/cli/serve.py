@@ -27,7 +27,7 @@ def command(host: str | None, models: str | None, verbose: bool) -> None:
     from pathlib import Path
 
     from runtime.config import ServerConfig, parse_host
-    from runtime.server import make_server
+    from runtime.server import bind, make_server
     from toolchain import __version__
     from toolchain.store import Store
 
@@ -35,15 +35,16 @@ def command(host: str | None, models: str | None, verbose: bool) -> None:
     logging.getLogger("mfc.llama").setLevel(logging.DEBUG if verbose else logging.WARNING)
     config = ServerConfig.from_env()
     if host:
-        bind, port = parse_host(host)
-        config = dataclasses.replace(config, host=bind, port=port)
+        address, port = parse_host(host)
+        config = dataclasses.replace(config, host=address, port=port)
     if models:
         config = dataclasses.replace(config, models_root=Path(models))
     store = Store.open(config.models_root)
+    sock = bind(config)
     server = make_server(config, store)
     click.echo(
         f"mfc {__version__} listening on {config.host or '0.0.0.0'}:{config.port} "
         f"(store {store.root})",
         err=True,
     )
-    server.run()
+    server.run(sockets=[sock])
