@@ -131,3 +131,61 @@ def test_errors_have_openai_shape(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as fmt:
         client.embeddings.create(model="demo", input="x", encoding_format="hex")  # type: ignore[arg-type]
     assert "Supported values: ['float', 'base64']" in fmt.value.message
+
+
+def test_tool_calls(client: openai.OpenAI, server: str) -> None:
+    import httpx
+
+    from tests.runtime.conftest import CHATML_TOOLS
+    from tests.runtime.test_ollama_client import CALL_SCHEMA, WEATHER
+
+    created = httpx.post(
+        server + "/api/create",
+        json={"model": "oai-tools", "from": "demo", "template": CHATML_TOOLS, "stream": False},
+        timeout=120,
+    )
+    assert created.json() == {"status": "success"}
+    ask = [{"role": "user", "content": "What is the weather in Tokyo?"}]
+    fmt = {"type": "json_schema", "json_schema": {"name": "call", "schema": CALL_SCHEMA}}
+    answer = client.chat.completions.create(
+        model="oai-tools",
+        messages=ask,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        response_format=fmt,  # type: ignore[arg-type]
+        max_tokens=40,
+        temperature=0,
+    )
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls or []
+    assert call.type == "function" and call.id.startswith("call_")
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Tokyo"}
+    chunks = list(
+        client.chat.completions.create(
+            model="oai-tools",
+            messages=ask,  # type: ignore[arg-type]
+            tools=[WEATHER],  # type: ignore[list-item]
+            response_format=fmt,  # type: ignore[arg-type]
+            max_tokens=40,
+            temperature=0,
+            stream=True,
+        )
+    )
+    calls = [c for ch in chunks if ch.choices for c in (ch.choices[0].delta.tool_calls or [])]
+    assert [(c.function.name, json.loads(c.function.arguments or "")) for c in calls] == [
+        ("get_weather", {"city": "Tokyo"})
+    ]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    # the tool's answer goes back as a `tool` message
+    follow = client.chat.completions.create(
+        model="oai-tools",
+        messages=[  # type: ignore[list-item]
+            *ask,
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21C"},
+        ],
+        max_tokens=20,
+    )
+    assert follow.choices[0].message.content
+    httpx.request("DELETE", server + "/api/delete", json={"model": "oai-tools"}, timeout=60)
