@@ -19,7 +19,7 @@ from starlette.responses import PlainTextResponse, Response
 from runtime.context import api_handler, context_of
 from runtime.errors import MODEL_REQUIRED, ApiError
 from runtime.jsonbody import decode
-from runtime.models import ServedModel, _gguf_header
+from runtime.models import ServedModel, gguf_header
 from runtime.schemas import COPY, DELETE, SHOW
 from runtime.streaming import json_response
 from toolchain import __version__
@@ -46,7 +46,7 @@ async def version_handler(request: Request) -> Response:
 def _details(stored: StoredModel) -> dict[str, Any]:
     header = None
     if stored.config.file_type in ("", "unknown") and stored.model_path is not None:
-        header = _gguf_header(str(stored.model_path), stored.digest)
+        header = gguf_header(str(stored.model_path), stored.digest)
     return stored.details(header)
 
 

@@ -59,11 +59,11 @@ class ServedModel:
         return special_tokens(self.model_path, self.digest) if self.uses_jinja else ("", "")
 
     def details(self) -> dict[str, Any]:
-        return self.stored.details(_gguf_header(self.model_path, self.digest))
+        return self.stored.details(gguf_header(self.model_path, self.digest))
 
 
 @functools.lru_cache(maxsize=32)
-def _gguf_header(path: str, digest: str) -> GGUFInfo | None:
+def gguf_header(path: str, digest: str) -> GGUFInfo | None:
     """The model GGUF's header; cached per manifest digest (reading it parses the vocab)."""
     del digest  # part of the cache key only
     try:
@@ -117,7 +117,7 @@ class Catalog:
         if stored.model_path is None:
             raise ApiError(400, f"{stored.name.display()} has no model weights")
         path = str(stored.model_path)
-        header = _gguf_header(path, stored.digest)
+        header = gguf_header(path, stored.digest)
         return ServedModel(
             stored=stored,
             name=stored.name.display(),
