@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from quant_reference import FTYPES, Reference, reference, sha256_file
+from quant_reference import FTYPES, OPTION_CASES, Reference, reference, sha256_file
 
 import quant
 from quant import gguf_io
@@ -79,19 +79,11 @@ def test_smollm2_matches_llama_cpp(
 
 @pytest.mark.slow
 @pytest.mark.oracle
-@pytest.mark.parametrize(
-    ("ftype", "options"),
-    [
-        ("Q4_K_M", {"pure": True}),
-        ("Q5_K_S", {"output_tensor_type": "Q8_0", "token_embedding_type": "Q4_K"}),
-        ("Q3_K_M", {"token_embedding_type": "F16"}),
-    ],
-    ids=["pure", "output-and-embedding-types", "embedding-f16"],
-)
+@pytest.mark.parametrize("case", list(OPTION_CASES))
 def test_options_match_llama_cpp(
-    ftype: str, options: dict[str, object], smollm2_f32_2304: Path,
-    tensor_cache: DiskTensorCache, tmp_path: Path,
+    case: str, smollm2_f32_2304: Path, tensor_cache: DiskTensorCache, tmp_path: Path
 ) -> None:
+    ftype, options = OPTION_CASES[case]
     check_same_as_llama(smollm2_f32_2304, ftype, tmp_path / "out.gguf", tensor_cache, **options)
 
 
