@@ -22,7 +22,7 @@ from runtime.api_ollama import collect, prepare_chat, prepare_generate
 from runtime.context import api_handler, context_of
 from runtime.errors import ApiError
 from runtime.generation import now_ns
-from runtime.jsonbody import decode
+from runtime.jsonbody import decode, go_type_name
 from runtime.schemas import OAI_CHAT, OAI_COMPLETION, OAI_EMBED
 from runtime.streaming import json_response, sse, stream_response, until_disconnect
 from toolchain.store import parse_name
@@ -45,18 +45,6 @@ _EFFORT = {
 def openai_error(exc: ApiError) -> dict[str, Any]:
     kind = {400: "invalid_request_error", 404: "not_found_error"}.get(exc.status, "api_error")
     return {"error": {"message": exc.message, "type": kind, "param": None, "code": None}}
-
-
-def _go_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "float64"
-    if isinstance(value, list):
-        return "[]interface {}"
-    if isinstance(value, dict):
-        return "map[string]interface {}"
-    return "<nil>" if value is None else "string"
 
 
 def _image(url: Any) -> str:
@@ -129,9 +117,9 @@ def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         }
                     )
                 else:
-                    raise ApiError(400, f"invalid message content type: {_go_type(part)}")
+                    raise ApiError(400, f"invalid message content type: {go_type_name(part)}")
         else:
-            raise ApiError(400, f"invalid message content type: {_go_type(content)}")
+            raise ApiError(400, f"invalid message content type: {go_type_name(content)}")
     return out
 
 
@@ -143,9 +131,9 @@ def _stop(raw: Any) -> list[str] | None:
     if isinstance(raw, list):
         for item in raw:
             if not isinstance(item, str):
-                raise ApiError(400, f"invalid type for 'stop' field: {_go_type(item)}")
+                raise ApiError(400, f"invalid type for 'stop' field: {go_type_name(item)}")
         return list(raw)
-    raise ApiError(400, f"invalid type for 'stop' field: {_go_type(raw)}")
+    raise ApiError(400, f"invalid type for 'stop' field: {go_type_name(raw)}")
 
 
 def _options(req: dict[str, Any], *, top_p_zero_is_default: bool) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from runtime.errors import ApiError
+from runtime.jsonbody import go_type_name
 
 FOREVER = math.inf
 
@@ -86,8 +87,7 @@ def keep_alive_seconds(value: Any) -> float:
     else is rejected with the reference's message.
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        go_type = {bool: "bool", list: "[]interface {}", dict: "map[string]interface {}"}
-        raise ApiError(400, f"Unsupported type: '{go_type.get(type(value), 'interface {}')}'")
+        raise ApiError(400, f"Unsupported type: '{go_type_name(value)}'")
     if isinstance(value, str):
         try:
             ns = parse_go_duration(value)

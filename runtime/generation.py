@@ -9,6 +9,7 @@ reference's counts and durations; leaving the iterator early cancels the generat
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,19 +73,9 @@ async def hold(
 
 
 def sampling_for(opts: Options, grammar: str | None) -> SamplingSpec:
-    return SamplingSpec(
-        temperature=opts.temperature,
-        top_k=opts.top_k,
-        top_p=opts.top_p,
-        min_p=opts.min_p,
-        typical_p=opts.typical_p,
-        repeat_last_n=opts.repeat_last_n,
-        repeat_penalty=opts.repeat_penalty,
-        presence_penalty=opts.presence_penalty,
-        frequency_penalty=opts.frequency_penalty,
-        seed=opts.seed,
-        grammar=grammar,
-    )
+    """The sampling part of a request's options (the fields share their names)."""
+    names = [f.name for f in dataclasses.fields(SamplingSpec) if f.name != "grammar"]
+    return SamplingSpec(**{name: getattr(opts, name) for name in names}, grammar=grammar)
 
 
 class ThinkingParser:

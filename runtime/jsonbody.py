@@ -258,6 +258,19 @@ def _valid_utf8(s: str) -> str:
     return s
 
 
+def go_type_name(value: Any) -> str:
+    """How Go's `%T` names a decoded JSON value (`float64`, `[]interface {}`, ...)."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    return "[]interface {}" if isinstance(value, list) else "map[string]interface {}"
+
+
 def _json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
