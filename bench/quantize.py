@@ -3,7 +3,9 @@
 For each file type: our wall-clock seconds (`quant.quantize_file`, 2 worker processes), llama.cpp's
 seconds in the same run (`llama_cpp.llama_model_quantize`, nthread=2), the ratio, our peak
 RSS (the whole process tree, sampled) against the input size, and whether the outputs are
-byte-identical. Each side runs in its own subprocess; only the quantize call is timed.
+byte-identical; also the CPU seconds of each side's whole process tree (start-up included),
+which says more than wall time when the machine is shared. Each side runs in its own
+subprocess; only the quantize call is timed.
 
     .venv/bin/python bench/quantize.py [--types q8_0,q4_0] [--repeat 2]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -62,8 +65,15 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run(script: str, *args: str) -> tuple[dict[str, object], int]:
-    """Run a side in a subprocess; its JSON result and the peak RSS of its process tree."""
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run(script: str, *args: str) -> tuple[dict[str, object], int, float]:
+    """Run a side in a subprocess: its JSON result, the peak RSS of its process tree and
+    the CPU seconds of the whole tree (interpreter start-up included)."""
+    cpu = _children_cpu()
     proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     peak = [0]
@@ -79,7 +89,7 @@ def run(script: str, *args: str) -> tuple[dict[str, object], int]:
     sampler.join()
     if proc.returncode:
         raise SystemExit(f"benchmark run failed ({proc.returncode}): {' '.join(args)}")
-    return json.loads(out.strip().splitlines()[-1]), peak[0]
+    return json.loads(out.strip().splitlines()[-1]), peak[0], _children_cpu() - cpu
 
 
 def main() -> None:
@@ -95,21 +105,25 @@ def main() -> None:
             pass
     print(f"input: {MODEL.name}, {size / 2**20:.0f} MiB, {os.cpu_count()} cores, 2 threads each")
     print(f"{'type':8} {'mfc s':>8} {'llama s':>8} {'ratio':>6} {'target':>6} "
-          f"{'peak RSS MiB':>12} {'limit':>6} {'same bytes':>10}")
+          f"{'mfc cpu':>8} {'llama cpu':>9} {'peak RSS MiB':>12} {'limit':>6} {'same bytes':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for ftype in args.types.split(","):
             ours, theirs, peak = [], [], 0
+            cpu_ours, cpu_theirs = [], []
             a, b = Path(tmp) / "mfc.gguf", Path(tmp) / "llama.gguf"
             for _ in range(args.repeat):
-                res, rss = run(LLAMA, str(MODEL), str(b), ftype, str(ROOT / "fixtures"))
+                res, rss, cpu = run(LLAMA, str(MODEL), str(b), ftype, str(ROOT / "fixtures"))
                 theirs.append(float(res["seconds"]))  # type: ignore[arg-type]
-                res, rss = run(OURS, str(MODEL), str(a), ftype)
+                cpu_theirs.append(cpu)
+                res, rss, cpu = run(OURS, str(MODEL), str(a), ftype)
                 ours.append(float(res["seconds"]))  # type: ignore[arg-type]
+                cpu_ours.append(cpu)
                 peak = max(peak, rss)
             same = a.read_bytes() == b.read_bytes()
             ratio = min(ours) / min(theirs)
             target = TARGETS.get(ftype, 1.5)
             print(f"{ftype:8} {min(ours):8.2f} {min(theirs):8.2f} {ratio:6.2f} {target:6.1f} "
+                  f"{min(cpu_ours):8.2f} {min(cpu_theirs):9.2f} "
                   f"{peak / 2**20:12.0f} {(size + (512 << 20)) / 2**20:6.0f} {same!s:>10}",
                   flush=True)
 
