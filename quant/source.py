@@ -3,6 +3,8 @@ BF16 and quantized inputs), and the validity checks llama.cpp's loader makes."""
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 from dataclasses import dataclass
 
@@ -96,10 +98,25 @@ def _fd(path: str, flags: int) -> int:
     return fd
 
 
+_MAPS: dict[str, mmap.mmap] = {}
+
+
+def _map(path: str) -> mmap.mmap:
+    """The input file mapped read-only (zero-copy reads, as llama.cpp's loader does)."""
+    m = _MAPS.get(path)
+    if m is None:
+        with open(path, "rb") as fh:  # noqa: PTH123
+            m = _MAPS[path] = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    return m
+
+
 def close_files() -> None:
-    """Close the descriptors `quantize_chunk` opened in this process."""
+    """Close the descriptors and mappings `quantize_chunk` opened in this process."""
     while _FILES:
         os.close(_FILES.popitem()[1])
+    while _MAPS:
+        with contextlib.suppress(BufferError):
+            _MAPS.popitem()[1].close()
 
 
 def write_at(dest: str, data: bytes | memoryview, at: int) -> None:
@@ -118,13 +135,20 @@ def quantize_chunk(c: Chunk) -> bytes | int:
     _, block, size = type_layout(c.type_id)
     row_bytes = c.n // block * size
     at = c.offset + c.row * row_bytes
-    data = os.pread(_fd(c.path, os.O_RDONLY), c.nrows * row_bytes, at)
-    if len(data) != c.nrows * row_bytes:
-        raise QuantError(f"{c.path} is truncated (short read at byte {at})")
-    x = to_float(c.type_id, np.frombuffer(data, np.uint8), c.nrows, c.n, c.name)
+    count = c.nrows * row_bytes
+    src = _map(c.path)
+    if at + count > len(src):
+        raise QuantError(f"{c.path} is truncated (tensor {c.name!r} ends past the end)")
+    raw = np.frombuffer(src, dtype=np.uint8, count=count, offset=at)
+    x = to_float(c.type_id, raw, c.nrows, c.n, c.name)
     fmt: BlockFormat = FORMATS[c.target]
     with np.errstate(all="ignore"):
         out = quantize_rows(fmt, x, c.imatrix)
+    del x, raw
+    # the pages stay in the page cache; dropping them from this mapping keeps RSS small
+    page = mmap.PAGESIZE
+    start = at // page * page
+    src.madvise(mmap.MADV_DONTNEED, start, min(len(src), at + count) - start)
     validate(fmt, out, c.name)
     write_at(c.dest, out.data, c.at)
     return out.tobytes() if c.keep else out.nbytes
