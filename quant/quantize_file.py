@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -206,6 +207,8 @@ def quantize_file(
         header = gguf_io.header_bytes(kvs, infos)
         total = len(header) + offset
         places = {name: len(header) + at for name, _, _, at in infos}
+        if dst.is_dir():
+            raise QuantError(f"cannot write {dst}: it is a folder")
         tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
         try:
             with tmp.open("wb") as fh:
@@ -214,6 +217,9 @@ def quantize_file(
             _write_tensors(tmp, g, plans, places=places, sizes=sizes, weights=weights,
                            threads=threads, cache=cache, progress=progress, total=total)
             tmp.replace(dst)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise QuantError(f"cannot write {dst}: {exc.strerror or exc}") from exc
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -285,7 +291,12 @@ def _pool(threads: int | None) -> ProcessPoolExecutor | None:
     else:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["quant.source"])
-    return ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_ignore_sigint)
+
+
+def _ignore_sigint() -> None:
+    """Ctrl-C is the parent's to handle: it stops the pool and removes the partial file."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @dataclass(slots=True)

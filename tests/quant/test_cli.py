@@ -113,6 +113,9 @@ def test_nan_weight_names_the_tensor(tmp_path: Path) -> None:
 def test_missing_output_folder(model: Path, tmp_path: Path) -> None:
     _fails(mfc(model, tmp_path / "nope" / "out.gguf", "q8_0"), 1, "does not exist")
     assert not (tmp_path / "nope").exists()
+    (tmp_path / "taken").mkdir()
+    _fails(mfc(model, tmp_path / "taken", "q8_0"), 1, "it is a folder")
+    assert _leftovers(tmp_path) == []
 
 
 def test_quantized_input_needs_allow_requantize(tmp_path: Path, smollm2_gguf: Path) -> None:
