@@ -7,18 +7,11 @@ quantized by a pool of worker processes, and the file is renamed into place at t
 
 from __future__ import annotations
 
-import hashlib
-import multiprocessing
 import os
-import signal
-import sys
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -28,42 +21,12 @@ from quant.errors import QuantError
 from quant.formats import BY_ID, block_format
 from quant.imatrix import Imatrix, load_imatrix
 from quant.numerics import F32
+from quant.pipeline import ProgressFn, QuantizeProgress, TensorCache, write_tensors
 from quant.policy import ModelFacts, Plan, file_type, plan_tensors
-from quant.source import (
-    Chunk,
-    check_copied,
-    close_files,
-    quantize_chunk,
-    type_layout,
-    write_at,
-)
-from quant.tensor import rows_per_chunk
+from quant.source import type_layout
 
 _DROP_KEYS = {"general.quantization_version", "general.file_type",
               "split.no", "split.count", "split.tensors.count"}
-_COPY_SLAB = 64 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class QuantizeProgress:
-    """Reported after each tensor: how far the output file is."""
-
-    tensor: str
-    index: int  # 1-based
-    count: int
-    bytes_done: int
-    bytes_total: int
-
-
-ProgressFn = Callable[[QuantizeProgress], None]
-
-
-class TensorCache(Protocol):
-    """Optional memo of quantized tensors, keyed by source, tensor, type and imatrix."""
-
-    def get(self, key: str) -> bytes | None: ...
-
-    def put(self, key: str, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,23 +107,6 @@ def _weights_for(p: Plan, im: Imatrix | None) -> npt.NDArray[np.float32] | None:
     return w
 
 
-def _chunks(
-    p: Plan, g: gguf_io.GGUFFile, w: npt.NDArray[np.float32] | None, *, dest: str, at: int,
-    keep: bool,
-) -> Iterator[Chunk]:
-    t = p.tensor
-    target = BY_ID[p.target]
-    n, per_expert = t.ne[0], (t.ne[1] if len(t.ne) > 1 else 1)
-    step = rows_per_chunk(n)
-    offset = g.data_start + t.offset
-    for row in range(0, t.nrows, step):
-        nrows = min(step, t.nrows - row, per_expert - row % per_expert)
-        expert = row // per_expert
-        wv = None if w is None else w[expert * n : (expert + 1) * n]
-        yield Chunk(str(g.path), offset, t.name, t.type_id, n, row, nrows, target.name, wv,
-                    dest, at + row * target.row_bytes(n), keep)
-
-
 def quantize_file(
     src: str | Path,
     dst: str | Path,
@@ -214,7 +160,7 @@ def quantize_file(
             with tmp.open("wb") as fh:
                 fh.write(header)
                 fh.truncate(total)  # padding stays zero; tensors are written in place
-            _write_tensors(tmp, g, plans, places=places, sizes=sizes, weights=weights,
+            write_tensors(tmp, g, plans, places=places, sizes=sizes, weights=weights,
                            threads=threads, cache=cache, progress=progress, total=total)
             tmp.replace(dst)
         except OSError as exc:
@@ -261,139 +207,4 @@ def _check(
     return sizes
 
 
-def _source_key(g: gguf_io.GGUFFile) -> str:
-    st = g.path.stat()
-    return f"{g.path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-
-
-def _cache_key(base: str, p: Plan, w: npt.NDArray[np.float32] | None) -> str:
-    h = hashlib.sha256(f"{base}|{p.tensor.name}|{p.tensor.offset}|{p.target}|".encode())
-    h.update(b"-" if w is None else np.ascontiguousarray(w, dtype="<f4").tobytes())
-    return h.hexdigest()
-
-
-#: default number of worker processes: all cores, up to this (each holds ~150 MB of chunks)
-MAX_DEFAULT_WORKERS = 8
-
-
-def worker_count(threads: int | None) -> int:
-    return threads or min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
-
-
-def _pool(threads: int | None) -> ProcessPoolExecutor | None:
-    n = worker_count(threads)
-    if n <= 1:
-        return None
-    # fork starts workers at once with everything imported; workers only pread, compute and
-    # return bytes, so no lock another thread of the caller may hold is ever needed there
-    if sys.platform.startswith("linux"):
-        ctx = multiprocessing.get_context("fork")
-    else:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["quant.source"])
-    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_ignore_sigint)
-
-
-def _ignore_sigint() -> None:
-    """Ctrl-C is the parent's to handle: it stops the pool and removes the partial file."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@dataclass(slots=True)
-class _Job:
-    index: int
-    plan: Plan
-    chunk: Chunk | None = None  # None: copy the tensor, or write `data`
-    last: bool = True  # the last chunk of its tensor
-    data: bytes | None = None
-    future: Future[bytes | int] | None = None
-
-
-def _jobs(
-    g: gguf_io.GGUFFile, plans: list[Plan], weights: dict[str, npt.NDArray[np.float32] | None],
-    *, cache: TensorCache | None, dest: Path, places: dict[str, int],
-) -> Iterator[_Job]:
-    base = _source_key(g) if cache else ""
-    for index, p in enumerate(plans, 1):
-        if not p.quantize:
-            yield _Job(index, p)
-            continue
-        w = weights[p.tensor.name]
-        data = cache.get(_cache_key(base, p, w)) if cache else None
-        if data is not None:
-            yield _Job(index, p, data=data)
-            continue
-        chunks = list(_chunks(p, g, w, dest=str(dest), at=places[p.tensor.name],
-                              keep=cache is not None))
-        for k, c in enumerate(chunks):
-            yield _Job(index, p, c, last=k == len(chunks) - 1)
-
-
-def _write_tensors(
-    dest: Path,
-    g: gguf_io.GGUFFile,
-    plans: list[Plan],
-    *,
-    places: dict[str, int],
-    sizes: dict[str, tuple[int, int]],
-    weights: dict[str, npt.NDArray[np.float32] | None],
-    threads: int | None,
-    cache: TensorCache | None,
-    progress: ProgressFn | None,
-    total: int,
-) -> None:
-    """Fill in every tensor; workers quantize and write chunks ahead of the one reported."""
-    pool = _pool(threads)
-    limit = 2 * worker_count(threads) + 2
-    queue: deque[_Job] = deque()
-    jobs = _jobs(g, plans, weights, cache=cache, dest=dest, places=places)
-    in_flight = 0
-    parts: list[bytes] = []
-    base = _source_key(g) if cache else ""
-    done = min(places.values(), default=total)
-    try:
-        while True:
-            while in_flight < limit:
-                job = next(jobs, None)
-                if job is None:
-                    break
-                if job.chunk is not None and pool is not None:
-                    job.future = pool.submit(quantize_chunk, job.chunk)
-                    in_flight += 1
-                queue.append(job)
-            if not queue:
-                break
-            job = queue.popleft()
-            t = job.plan.tensor
-            nbytes, out = sizes[t.name]
-            if job.future is not None:
-                in_flight -= 1
-                result = job.future.result()
-            elif job.chunk is not None:
-                result = quantize_chunk(job.chunk)
-            elif job.data is not None:
-                write_at(str(dest), job.data, places[t.name])
-                result = 0
-            else:  # a tensor copied unchanged
-                for at in range(0, nbytes, _COPY_SLAB):
-                    raw = g.read(t, at, min(_COPY_SLAB, nbytes - at))
-                    check_copied(t.type_id, raw, t.name)
-                    write_at(str(dest), raw.data, places[t.name] + at)
-                result = 0
-            if cache and isinstance(result, bytes):
-                parts.append(result)
-            if not job.last:
-                continue
-            if cache and parts:
-                cache.put(_cache_key(base, job.plan, weights[t.name]), b"".join(parts))
-            parts = []
-            done += -(-out // gguf_io.ALIGNMENT) * gguf_io.ALIGNMENT
-            if progress:
-                progress(QuantizeProgress(t.name, job.index, len(plans), done, total))
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        close_files()
-
-
-__all__ = ["QuantizeProgress", "QuantizeResult", "TensorCache", "quantize_file"]
+__all__ = ["ProgressFn", "QuantizeProgress", "QuantizeResult", "TensorCache", "quantize_file"]
