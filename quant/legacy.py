@@ -43,15 +43,23 @@ def _levels(V: Floats, bias: float, top: int | None, ids: Floats) -> Bytes:
         bad = ~np.isfinite(ids)
         if bad.any():
             V[:, bad] = 0
-        q = V.astype(np.uint8)
-    if top is not None:
-        np.minimum(q, np.uint8(top), out=q)
-    return q
+        if top is not None:  # min(top, trunc(v)) == trunc(min(v, top)) for v >= 0
+            np.minimum(V, F32(top), out=V)
+        return V.astype(np.uint8)
 
 
-def _blocks(d: Floats, *fields: Bytes) -> Bytes:
-    """Assemble blocks: fp16 `d` then the given element-major byte fields, transposed."""
-    return np.concatenate([fp16_bytes(d), *(np.ascontiguousarray(f.T) for f in fields)], axis=1)
+def _blocks(*fields: Bytes, halves: tuple[Floats, ...]) -> Bytes:
+    """Assemble blocks: the fp16 `halves` (d, m), then the element-major byte fields."""
+    nb = halves[0].shape[0]
+    out = np.empty((nb, 2 * len(halves) + sum(f.shape[0] for f in fields)), dtype=np.uint8)
+    at = 0
+    for h in halves:
+        out[:, at : at + 2] = fp16_bytes(h)
+        at += 2
+    for f in fields:
+        out[:, at : at + f.shape[0]] = f.T
+        at += f.shape[0]
+    return out
 
 
 def _nibbles(q: Bytes) -> Bytes:
@@ -78,7 +86,7 @@ def quantize_q8_0(x: Floats) -> Bytes:
         if bad.any():
             X[:, bad] = 0
         q = X.astype(np.int8)
-    return _blocks(d, q.view(np.uint8))
+    return _blocks(q.view(np.uint8), halves=(d,))
 
 
 def _symmetric(
@@ -123,24 +131,22 @@ def _impl_weights(X: Floats, QW: Floats, sigma2: Floats) -> Floats:
 
 def quantize_q4_0(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
     d, q = _symmetric(x, 8, qw, sigma2)
-    return _blocks(d, _nibbles(q))
+    return _blocks(_nibbles(q), halves=(d,))
 
 
 def quantize_q5_0(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
     d, q = _symmetric(x, 16, qw, sigma2)
-    return _blocks(d, _qh(q), _nibbles(q))
+    return _blocks(_qh(q), _nibbles(q), halves=(d,))
 
 
 def quantize_q4_1(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
     d, m, q = _affine(x, 15, qw, sigma2)
-    qs = np.ascontiguousarray(_nibbles(q).T)
-    return np.concatenate([fp16_bytes(d), fp16_bytes(m), qs], axis=1)
+    return _blocks(_nibbles(q), halves=(d, m))
 
 
 def quantize_q5_1(x: Floats, qw: Floats | None = None, sigma2: Floats | None = None) -> Bytes:
     d, m, q = _affine(x, 31, qw, sigma2)
-    fields = [np.ascontiguousarray(f.T) for f in (_qh(q), _nibbles(q))]
-    return np.concatenate([fp16_bytes(d), fp16_bytes(m), *fields], axis=1)
+    return _blocks(_qh(q), _nibbles(q), halves=(d, m))
 
 
 # ---- dequantization: the C `dequantize_row_*` arithmetic, float32 -------------------------

@@ -4,6 +4,8 @@ tensors copied unchanged and cached tensors are written by the caller's process.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import multiprocessing
 import os
@@ -97,12 +99,21 @@ def _pool(threads: int | None) -> ProcessPoolExecutor | None:
     else:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["quant.source"])
-    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_ignore_sigint)
+    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init)
 
 
-def _ignore_sigint() -> None:
-    """Ctrl-C is the parent's to handle: it stops the pool and removes the partial file."""
+def _worker_init() -> None:
+    """Ctrl-C is the parent's to handle: it stops the pool and removes the partial file.
+
+    Kernels allocate arrays of a few MB per chunk; glibc would map and unmap each one
+    (a page fault per 4 KB every time), so workers keep such blocks on the heap instead.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6")
+            libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
+            libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
 
 
 @dataclass(slots=True)
