@@ -140,8 +140,8 @@ def _open_shards(root: Path) -> tuple[list[SafetensorsFile], dict[str, TensorEnt
                 tensors[tname] = entry
         if weight_map is not None:
             for tname, fname in weight_map.items():
-                found = tensors.get(tname)
-                if found is None or found.file.path.name != fname:
+                listed = tensors.get(tname)
+                if listed is None or listed.file.path.name != fname:
                     raise ConvertError(root / str(fname), f"tensor {tname!r} listed in "
                                        f"{index_path.name} is not in this file")
     except BaseException:
