@@ -1,4 +1,8 @@
-"""Model options: the reference's defaults, layered model params <- request `options`."""
+"""Model options: the reference's defaults, layered model params <- request `options`.
+
+Names, types and defaults are `toolchain.frontend.parameters.ApiOptions` (the same table the
+Modelfile's PARAMETER checks use); this module adds the reference's `Options.FromMap`.
+"""
 
 from __future__ import annotations
 
@@ -9,59 +13,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.errors import ApiError
+from toolchain.frontend.parameters import PARAMETERS, RUNNER_PARAMETERS, ApiOptions, ParamType
 
 log = logging.getLogger("mfc.serve")
 
-#: option name -> Go kind, as in the reference's api.Options (runner options first).
-OPTION_KINDS: dict[str, str] = {
-    "num_ctx": "integer",
-    "num_batch": "integer",
-    "num_gpu": "integer",
-    "main_gpu": "integer",
-    "use_mmap": "boolean",
-    "num_thread": "integer",
-    "num_keep": "integer",
-    "seed": "integer",
-    "num_predict": "integer",
-    "top_k": "integer",
-    "top_p": "float32",
-    "min_p": "float32",
-    "typical_p": "float32",
-    "repeat_last_n": "integer",
-    "temperature": "float32",
-    "repeat_penalty": "float32",
-    "presence_penalty": "float32",
-    "frequency_penalty": "float32",
-    "stop": "array",
-}
+#: how the reference's type errors name each kind (`option "top_k" must be of type integer`)
+_GO_KIND: dict[ParamType, str] = {
+    "int": "integer", "float": "float32", "bool": "boolean", "string_list": "array",
+}  # fmt: skip
 
-#: Options that change how a model is loaded: a different value needs another runner.
-RUNNER_OPTIONS = ("num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread")
+#: option name -> Go kind, as in the reference's api.Options (runner options first).
+OPTION_KINDS: dict[str, str] = {name: _GO_KIND[kind] for name, kind in PARAMETERS.items()}
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(ApiOptions):
     """The merged options of one request (defaults are the reference's)."""
-
-    num_ctx: int = 0  # 0: the server's default context length
-    num_batch: int = 512
-    num_gpu: int = -1
-    main_gpu: int = 0
-    use_mmap: bool | None = None
-    num_thread: int = 0
-    num_keep: int = 4
-    seed: int = -1
-    num_predict: int = -1
-    top_k: int = 40
-    top_p: float = 0.9
-    min_p: float = 0.0
-    typical_p: float = 1.0
-    repeat_last_n: int = 64
-    temperature: float = 0.8
-    repeat_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    stop: tuple[str, ...] = ()
 
     def merged(self, values: Mapping[str, Any] | None) -> Options:
         """These options with `values` (a params layer or a request's `options`) on top.
@@ -83,7 +50,8 @@ class Options:
         return dataclasses.replace(self, **changes)
 
     def runner_key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in RUNNER_OPTIONS)
+        """The runner options (`api.Runner`): a model loaded with other values is reloaded."""
+        return tuple(getattr(self, name) for name in RUNNER_PARAMETERS)
 
 
 def _coerce(key: str, kind: str, value: Any) -> Any:

@@ -12,22 +12,26 @@ from llama_cpp import llama_grammar
 
 from runtime.errors import ApiError
 from runtime.schema_grammar import schema_to_gbnf
+from toolchain.frontend.parameters import ApiOptions
+
+_DEFAULTS = ApiOptions()
 
 
 @dataclass(frozen=True)
 class SamplingSpec:
-    """What decides the next token: the reference's sampling options plus a grammar."""
+    """What decides the next token: the reference's sampling options (defaults from the one
+    options table, `ApiOptions`) plus a grammar."""
 
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.9
-    min_p: float = 0.0
-    typical_p: float = 1.0
-    repeat_last_n: int = 64
-    repeat_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    seed: int = -1
+    temperature: float = _DEFAULTS.temperature
+    top_k: int = _DEFAULTS.top_k
+    top_p: float = _DEFAULTS.top_p
+    min_p: float = _DEFAULTS.min_p
+    typical_p: float = _DEFAULTS.typical_p
+    repeat_last_n: int = _DEFAULTS.repeat_last_n
+    repeat_penalty: float = _DEFAULTS.repeat_penalty
+    presence_penalty: float = _DEFAULTS.presence_penalty
+    frequency_penalty: float = _DEFAULTS.frequency_penalty
+    seed: int = _DEFAULTS.seed
     grammar: str | None = None
 
     @property

@@ -177,8 +177,12 @@ def test_options_types_and_layering() -> None:
         {"top_k": 5.9, "stop": ["b", "c"], "seed": None}
     )
     assert (opts.temperature, opts.top_k, opts.stop, opts.seed) == (0.2, 5, ("b", "c"), -1)
+    # every PARAMETER a Modelfile may set is an option (api.Runner's draft_num_predict too)
+    drafted = DEFAULT_OPTIONS.merged({"draft_num_predict": 2})
+    assert drafted.draft_num_predict == 2 and drafted.runner_key() != DEFAULT_OPTIONS.runner_key()
     for values, message in [
         ({"top_k": "x"}, 'option "top_k" must be of type integer'),
+        ({"draft_num_predict": "x"}, 'option "draft_num_predict" must be of type integer'),
         ({"temperature": True}, 'option "temperature" must be of type float32'),
         ({"use_mmap": 1}, 'option "use_mmap" must be of type boolean'),
         ({"stop": "x"}, 'option "stop" must be of type array'),

@@ -1,14 +1,21 @@
-"""PARAMETER names, their types and values, as the reference stores them (spec §1.8, §1.9).
+"""PARAMETER names, their types, defaults and values, as the reference stores them (spec §1.8,
+§1.9, store_api §3.2).
 
-The table is the json tags of the reference's `api.Options` (with the embedded `Runner`);
-`parse_parameter_value` is its `FormatParams` for one value. Also here: the QUANTIZE types
-(mfc's extension), in one table the quantizer can import or replace.
+`ApiOptions` is the one table of options: the reference's `api.Options` (with the embedded
+`api.Runner`) and its `DefaultOptions()`. `PARAMETERS` (name -> type) is derived from it for
+the Modelfile checks; the runtime derives its request options and sampling defaults from it.
+`parse_parameter_value` is the reference's `FormatParams` for one value. Also here: the
+QUANTIZE types (mfc's extension).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import types
+import typing
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal
 
 from toolchain.errors import MfcError, Span
@@ -18,31 +25,62 @@ from toolchain.ir import Parameter
 ParamType = Literal["int", "float", "bool", "string_list"]
 ParamValue = int | float | bool | list[str]
 
-#: name -> type; Go `int`/`*int` are stored as int64, `float32` rounded to float32
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """The reference's `api.Runner`: options a model is loaded with (a change needs a reload)."""
+
+    num_ctx: int = 0  # 0: the server's default context length
+    num_batch: int = 512
+    num_gpu: int = -1  # -1: as many layers as fit
+    main_gpu: int = 0
+    use_mmap: bool | None = None  # None: the loader decides
+    num_thread: int = 0  # 0: the runtime's default
+    draft_num_predict: int = 4  # the reference uses 0 when the model has no draft
+
+
+@dataclass(frozen=True)
+class ApiOptions(RunnerOptions):
+    """The reference's `api.Options` with `DefaultOptions()`: one field per PARAMETER name.
+
+    Go `int` fields are stored as int64, `float32` ones as floats rounded to float32, and
+    `stop` (`[]string`) accumulates one string per PARAMETER line.
+    """
+
+    num_keep: int = 4
+    seed: int = -1
+    num_predict: int = -1
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_last_n: int = 64
+    temperature: float = 0.8
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+
+
+def _param_type(annotation: object) -> ParamType:
+    """A field's PARAMETER type from its annotation (`bool | None` is a Go `*bool`)."""
+    if isinstance(annotation, types.UnionType):
+        (annotation,) = (a for a in typing.get_args(annotation) if a is not type(None))
+    if annotation == tuple[str, ...]:
+        return "string_list"
+    kinds: dict[object, ParamType] = {int: "int", float: "float", bool: "bool"}
+    return kinds[annotation]
+
+
+_HINTS = typing.get_type_hints(ApiOptions)
+
+#: name -> type, in the reference's field order (runner options first)
 PARAMETERS: dict[str, ParamType] = {
-    # api.Runner
-    "num_ctx": "int",
-    "num_batch": "int",
-    "num_gpu": "int",
-    "main_gpu": "int",
-    "use_mmap": "bool",
-    "num_thread": "int",
-    "draft_num_predict": "int",
-    # api.Options
-    "num_keep": "int",
-    "seed": "int",
-    "num_predict": "int",
-    "top_k": "int",
-    "top_p": "float",
-    "min_p": "float",
-    "typical_p": "float",
-    "repeat_last_n": "int",
-    "temperature": "float",
-    "repeat_penalty": "float",
-    "presence_penalty": "float",
-    "frequency_penalty": "float",
-    "stop": "string_list",
+    f.name: _param_type(_HINTS[f.name]) for f in dataclasses.fields(ApiOptions)
 }
+
+#: the options that need another runner when they change
+RUNNER_PARAMETERS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RunnerOptions))
 
 #: accepted by the parser, skipped by `ollama create` with `warning: parameter <name> is deprecated`
 DEPRECATED_PARAMETERS: tuple[str, ...] = (
