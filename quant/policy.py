@@ -7,46 +7,9 @@ import re
 from dataclasses import dataclass
 
 from quant.errors import QuantError
+from quant.filetypes import FileType
 from quant.formats import FORMATS
 from quant.gguf_io import TensorInfo
-
-
-@dataclass(frozen=True, slots=True)
-class FileType:
-    name: str  # canonical spelling, as llama-quantize prints it
-    id: int  # llama_ftype, written to general.file_type
-    default: str  # the tensor type most tensors get
-
-
-_FILE_TYPES = (
-    FileType("F32", 0, "F32"), FileType("F16", 1, "F16"), FileType("BF16", 32, "BF16"),
-    FileType("Q4_0", 2, "Q4_0"), FileType("Q4_1", 3, "Q4_1"), FileType("Q8_0", 7, "Q8_0"),
-    FileType("Q5_0", 8, "Q5_0"), FileType("Q5_1", 9, "Q5_1"), FileType("Q2_K", 10, "Q2_K"),
-    FileType("Q2_K_S", 21, "Q2_K"), FileType("Q3_K_S", 11, "Q3_K"),
-    FileType("Q3_K_M", 12, "Q3_K"), FileType("Q3_K_L", 13, "Q3_K"),
-    FileType("Q4_K_S", 14, "Q4_K"), FileType("Q4_K_M", 15, "Q4_K"),
-    FileType("Q5_K_S", 16, "Q5_K"), FileType("Q5_K_M", 17, "Q5_K"), FileType("Q6_K", 18, "Q6_K"),
-)
-FILE_TYPES: dict[str, FileType] = {f.name: f for f in _FILE_TYPES}
-#: the spellings llama-quantize also accepts for a file type
-ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"}
-FTYPE_NAMES: tuple[str, ...] = tuple(f.name for f in _FILE_TYPES)
-
-
-def file_type(name: str) -> FileType:
-    """Parse a file type the way llama-quantize does: case-insensitive name, alias or id."""
-    key = name.strip().upper()
-    key = ALIASES.get(key, key)
-    if key in FILE_TYPES:
-        return FILE_TYPES[key]
-    if key.isdigit():
-        for f in _FILE_TYPES:
-            if f.id == int(key):
-                return f
-    raise QuantError(
-        f"unknown quantization type {name!r}",
-        hint="choose one of: " + ", ".join(FTYPE_NAMES),
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 import quant
+from quant.filetypes import file_type
 from quant.formats import BY_ID
 from quant.gguf_io import TensorInfo
-from quant.policy import ModelFacts, file_type, plan_tensors, sort_key, use_more_bits
+from quant.policy import ModelFacts, plan_tensors, sort_key, use_more_bits
 
 
 @pytest.mark.parametrize(

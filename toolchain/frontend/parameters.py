@@ -5,7 +5,7 @@
 `api.Runner`) and its `DefaultOptions()`. `PARAMETERS` (name -> type) is derived from it for
 the Modelfile checks; the runtime derives its request options and sampling defaults from it.
 `parse_parameter_value` is the reference's `FormatParams` for one value. Also here: the
-QUANTIZE types (mfc's extension).
+QUANTIZE types (mfc's extension): `quant`'s file types, in the Modelfile's spelling.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from quant.filetypes import FTYPE_NAMES
 from toolchain.errors import MfcError, Span
 from toolchain.frontend.go_strconv import parse_bool, parse_float32, parse_int64
 from toolchain.ir import Parameter
@@ -88,13 +89,16 @@ DEPRECATED_PARAMETERS: tuple[str, ...] = (
     "mirostat", "mirostat_tau", "mirostat_eta",
 )
 
-#: QUANTIZE <type> (and --quantize): accepted spellings, matched case-insensitively
-QUANTIZE_TYPES: tuple[str, ...] = (
-    "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
-    "q2_K", "q2_K_S", "q3_K_S", "q3_K_M", "q3_K_L", "q4_K_S", "q4_K_M", "q5_K_S", "q5_K_M",
-    "q6_K",
-    "f16", "bf16", "f32",
-)
+
+
+def modelfile_spelling(ftype: str) -> str:
+    """A file type as QUANTIZE and `--quantize` spell it: `Q4_K_M` -> `q4_K_M`, `BF16` -> `bf16`."""
+    head, sep, rest = ftype.partition("_")
+    return head.lower() + sep + rest
+
+
+#: QUANTIZE <type> (and --quantize): the quantizer's file types, matched case-insensitively
+QUANTIZE_TYPES: tuple[str, ...] = tuple(modelfile_spelling(name) for name in FTYPE_NAMES)
 
 _EXAMPLES: dict[ParamType, str] = {
     "int": "an integer, e.g. 4096",

@@ -11,12 +11,14 @@ import random
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import quant
 from toolchain.frontend import parse_modelfile
 from toolchain.frontend.go_strconv import (
     format_float_v,
@@ -121,6 +123,14 @@ def test_quantize_table_and_case_insensitivity() -> None:
     assert canonical_quantize_type("Q4_K_M") == "q4_K_M"
     assert canonical_quantize_type("BF16") == "bf16"
     assert canonical_quantize_type("q4_k") is None
+    assert [t.upper() for t in QUANTIZE_TYPES] == [t.upper() for t in quant.FTYPE_NAMES]
+
+
+def test_the_front_end_does_not_import_the_kernels() -> None:
+    """`mfc check` reads the QUANTIZE types from quant without importing numpy or torch."""
+    code = "import sys, toolchain.frontend; print(sorted({'numpy', 'torch'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # --- Go itself as the oracle -------------------------------------------------------------
