@@ -7,11 +7,9 @@ reference's, no longer carries the input file's `from`. The kernels are `quant/`
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from toolchain.build.cache import cache_key
 from toolchain.build.errors import BuildError
@@ -54,25 +52,16 @@ def _source_type(layer: PlannedLayer) -> str:
 
 def run_quantizer(src: Path, dst: Path, target: str, progress: Callable[[float], None]) -> None:
     """Quantize the GGUF `src` to `dst` with `quant.quantize_file` (progress: fraction 0..1)."""
-    quant = importlib.import_module("quant")
-    quantize_file = getattr(quant, "quantize_file", None)
-    if quantize_file is None:
-        raise BuildError(
-            "quantization is not available yet: quant.quantize_file is missing",
-            hint="build without QUANTIZE/--quantize, or quantize the GGUF beforehand",
-        )
-    quant_error: type[Exception] = getattr(quant, "QuantError", Exception)
+    import quant  # the kernels load here, not with every build
 
-    def on_tensor(p: Any) -> None:  # quant.QuantizeProgress, after each tensor
+    def on_tensor(p: quant.QuantizeProgress) -> None:  # after each tensor
         progress(p.bytes_done / p.bytes_total if p.bytes_total else 1.0)
 
     try:
-        quantize_file(src, dst, target, progress=on_tensor)
-    except quant_error as exc:
-        message = getattr(exc, "message", str(exc))
-        tensor = getattr(exc, "tensor", None)
-        where = f" (tensor {tensor})" if tensor and tensor not in message else ""
-        raise BuildError(f"{message}{where}", hint=getattr(exc, "hint", None)) from None
+        quant.quantize_file(src, dst, target, progress=on_tensor)
+    except quant.QuantError as exc:
+        where = f" (tensor {exc.tensor})" if exc.tensor and exc.tensor not in exc.message else ""
+        raise BuildError(f"{exc.message}{where}", hint=exc.hint) from None
 
 
 def quantize_layer(
