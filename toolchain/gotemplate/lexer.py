@@ -2,107 +2,28 @@
 
 Each state is a method that scans some input and either emits one item (and returns None,
 handing control back to the parser) or returns the next state. Positions are *byte*
-offsets into the UTF-8 encoding, as Go's are, because error messages report them.
+offsets into the UTF-8 encoding, as Go's are, because error messages report them. The
+item types, delimiters and character classes it scans for are in `items.py`.
 """
 
 from __future__ import annotations
 
-import enum
-import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 
-
-class T(enum.IntEnum):
-    """Item types; everything above KEYWORD is a keyword."""
-
-    ERROR = 0
-    BOOL = 1
-    CHAR = 2
-    CHAR_CONSTANT = 3
-    COMMENT = 4
-    COMPLEX = 5
-    ASSIGN = 6
-    DECLARE = 7
-    EOF = 8
-    FIELD = 9
-    IDENTIFIER = 10
-    LEFT_DELIM = 11
-    LEFT_PAREN = 12
-    NUMBER = 13
-    PIPE = 14
-    RAW_STRING = 15
-    RIGHT_DELIM = 16
-    RIGHT_PAREN = 17
-    SPACE = 18
-    STRING = 19
-    TEXT = 20
-    VARIABLE = 21
-    KEYWORD = 22
-    BLOCK = 23
-    BREAK = 24
-    CONTINUE = 25
-    DOT = 26
-    DEFINE = 27
-    ELSE = 28
-    END = 29
-    IF = 30
-    NIL = 31
-    RANGE = 32
-    TEMPLATE = 33
-    WITH = 34
-
-
-KEYWORDS: dict[str, T] = {
-    ".": T.DOT,
-    "block": T.BLOCK,
-    "break": T.BREAK,
-    "continue": T.CONTINUE,
-    "define": T.DEFINE,
-    "else": T.ELSE,
-    "end": T.END,
-    "if": T.IF,
-    "range": T.RANGE,
-    "nil": T.NIL,
-    "template": T.TEMPLATE,
-    "with": T.WITH,
-}
-
-SPACE_CHARS = " \t\r\n"
-LEFT_DELIM = "{{"
-RIGHT_DELIM = "}}"
-LEFT_COMMENT = "/*"
-RIGHT_COMMENT = "*/"
-TERMINATORS = frozenset(" \t\r\n.,|:)(")
-EOF = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    typ: T
-    pos: int  # byte offset of the item's start
-    val: str
-    line: int
-
-    def describe(self) -> str:
-        """The item as Go's parser quotes it in `unexpected ...` errors."""
-        if self.typ == T.EOF:
-            return "EOF"
-        if self.typ == T.ERROR:
-            return self.val
-        if self.typ > T.KEYWORD:
-            return f"<{self.val}>"
-        if len(self.val) > 10:
-            from toolchain.gotemplate.gofmt import quote
-
-            return quote(self.val[:10]) + "..."
-        from toolchain.gotemplate.gofmt import quote
-
-        return quote(self.val)
-
-
-def is_alnum(ch: str) -> bool:
-    return ch == "_" or ch.isalpha() or unicodedata.category(ch) == "Nd" if ch else False
+from toolchain.gotemplate.gofmt import format_unicode, quote
+from toolchain.gotemplate.items import (
+    EOF,
+    KEYWORDS,
+    LEFT_COMMENT,
+    LEFT_DELIM,
+    RIGHT_COMMENT,
+    RIGHT_DELIM,
+    SPACE_CHARS,
+    TERMINATORS,
+    Item,
+    T,
+    is_alnum,
+)
 
 
 def _has_left_trim(s: str, i: int) -> bool:
@@ -349,8 +270,6 @@ class Lexer:
         elif ord(ch) < 0x80 and ch.isprintable():
             self.emit(T.CHAR)
         else:
-            from toolchain.gotemplate.gofmt import format_unicode
-
             self.errorf(f"unrecognized character in action: {format_unicode(ch)}")
         return None
 
@@ -394,8 +313,6 @@ class Lexer:
             return None
 
     def _bad_char(self, ch: str) -> State | None:
-        from toolchain.gotemplate.gofmt import format_unicode
-
         self.errorf(f"bad character {format_unicode(ch)}")
         return None
 
@@ -429,21 +346,7 @@ class Lexer:
         return self.input.startswith(RIGHT_DELIM, self.pos)
 
     def lex_char(self) -> State | None:
-        while True:
-            ch = self.next()
-            if ch == "\\":
-                nxt = self.next()
-                if nxt not in (EOF, "\n"):
-                    continue
-                self.errorf("unterminated character constant")
-                return None
-            if ch in (EOF, "\n"):
-                self.errorf("unterminated character constant")
-                return None
-            if ch == "'":
-                break
-        self.emit(T.CHAR_CONSTANT)
-        return None
+        return self._lex_quoted("'", T.CHAR_CONSTANT, "unterminated character constant")
 
     def lex_number(self) -> State | None:
         if not self.scan_number():
@@ -457,8 +360,6 @@ class Lexer:
         return None
 
     def _bad_number(self) -> State | None:
-        from toolchain.gotemplate.gofmt import quote
-
         self.errorf(f"bad number syntax: {quote(self.input[self.start : self.pos])}")
         return None
 
@@ -488,20 +389,22 @@ class Lexer:
         return True
 
     def lex_quote(self) -> State | None:
+        return self._lex_quoted('"', T.STRING, "unterminated quoted string")
+
+    def _lex_quoted(self, close: str, typ: T, unterminated: str) -> State | None:
+        """Scan to the closing quote; a backslash escapes anything but a newline."""
         while True:
             ch = self.next()
             if ch == "\\":
-                nxt = self.next()
-                if nxt not in (EOF, "\n"):
+                ch = self.next()
+                if ch not in (EOF, "\n"):
                     continue
-                self.errorf("unterminated quoted string")
-                return None
             if ch in (EOF, "\n"):
-                self.errorf("unterminated quoted string")
+                self.errorf(unterminated)
                 return None
-            if ch == '"':
+            if ch == close:
                 break
-        self.emit(T.STRING)
+        self.emit(typ)
         return None
 
     def lex_raw_quote(self) -> State | None:

@@ -1,40 +1,34 @@
 """Recursive-descent parser for text/template, following Go's parse.go step by step.
 
 The same three-token lookahead as Go's, so that error messages carry the same line
-numbers: `template: NAME:LINE: message`.
+numbers: `template: NAME:LINE: message`. This module holds the token stream, the
+definitions and the control structures (if/range/with/block/template); pipelines and
+their operands are parsed in `pipeline.py`.
 """
 
 from __future__ import annotations
 
-from toolchain.gotemplate.lexer import Item, Lexer, T
-from toolchain.gotemplate.literals import SyntaxErr, number_node, unquote
+from toolchain.gotemplate.gofmt import quote
+from toolchain.gotemplate.items import Item, T
+from toolchain.gotemplate.lexer import Lexer
+from toolchain.gotemplate.literals import SyntaxErr, unquote
 from toolchain.gotemplate.nodes import (
     ActionNode,
-    BoolNode,
     BreakNode,
-    ChainNode,
-    CommandNode,
     CommentNode,
     ContinueNode,
-    DotNode,
     ElseNode,
     EndNode,
-    FieldNode,
-    IdentifierNode,
     IfNode,
     ListNode,
-    NilNode,
     Node,
-    NumberNode,
-    PipeNode,
     RangeNode,
-    StringNode,
     TemplateNode,
     TextNode,
-    VariableNode,
     WithNode,
     is_empty_tree,
 )
+from toolchain.gotemplate.pipeline import parse_pipeline
 
 
 class ParseError(Exception):
@@ -154,7 +148,7 @@ class Tree:
             self.tree_set[self.name] = self
             return
         if not is_empty_tree(self.root):
-            raise self.errorf(f"template: multiple definition of template {_q(self.name)}")
+            raise self.errorf(f"template: multiple definition of template {quote(self.name)}")
 
     def _new_child(self, name: str) -> Tree:
         child = Tree(name, self.funcs)
@@ -184,7 +178,7 @@ class Tree:
         tok = self.next_non_space()
         if tok.typ not in (T.STRING, T.RAW_STRING):
             raise self.unexpected(tok, context)
-        self.name = self._unquote(tok.val)
+        self.name = self.unquote(tok.val)
         self.expect(T.RIGHT_DELIM, context)
         self.root, end = self.item_list()
         if not isinstance(end, EndNode):
@@ -238,60 +232,13 @@ class Tree:
             return self.template_control()
         self.backup()
         tok = self.peek()
-        return ActionNode(tok.pos, self, tok.line, self.pipeline("command", T.RIGHT_DELIM))
-
-    def pipeline(self, context: str, end: T) -> PipeNode:
-        tok = self.peek_non_space()
-        pipe = PipeNode(tok.pos, self, tok.line)
-        while True:  # declarations
-            v = self.peek_non_space()
-            if v.typ != T.VARIABLE:
-                break
-            self.next()
-            after = self.peek()
-            nxt = self.peek_non_space()
-            if nxt.typ in (T.ASSIGN, T.DECLARE):
-                pipe.is_assign = nxt.typ == T.ASSIGN
-                self.next_non_space()
-                pipe.decl.append(_variable(v.pos, self, v.val))
-                self.vars.append(v.val)
-            elif nxt.typ == T.CHAR and nxt.val == ",":
-                self.next_non_space()
-                pipe.decl.append(_variable(v.pos, self, v.val))
-                self.vars.append(v.val)
-                if context == "range" and len(pipe.decl) < 2:
-                    if self.peek_non_space().typ in (T.VARIABLE, T.RIGHT_DELIM, T.RIGHT_PAREN):
-                        continue
-                    raise self.errorf("range can only initialize variables")
-                raise self.errorf(f"too many declarations in {context}")
-            elif after.typ == T.SPACE:
-                self.backup3(v, after)
-            else:
-                self.backup2(v)
-            break
-        while True:
-            tok = self.next_non_space()
-            if tok.typ == end:
-                self.check_pipeline(pipe, context)
-                return pipe
-            if tok.typ in _OPERAND_START:
-                self.backup()
-                pipe.cmds.append(self.command())
-            else:
-                raise self.unexpected(tok, context)
-
-    def check_pipeline(self, pipe: PipeNode, context: str) -> None:
-        if not pipe.cmds:
-            raise self.errorf(f"missing value for {context}")
-        for i, c in enumerate(pipe.cmds[1:]):
-            if isinstance(c.args[0], (BoolNode, DotNode, NilNode, NumberNode, StringNode)):
-                raise self.errorf(f"non executable command in pipeline stage {i + 2}")
+        return ActionNode(tok.pos, self, tok.line, parse_pipeline(self, "command", T.RIGHT_DELIM))
 
     def control(self, typ: T) -> Node:
         context = {T.IF: "if", T.RANGE: "range", T.WITH: "with"}[typ]
         mark = len(self.vars)
         try:
-            pipe = self.pipeline(context, T.RIGHT_DELIM)
+            pipe = parse_pipeline(self, context, T.RIGHT_DELIM)
             if context == "range":
                 self.range_depth += 1
             lst, nxt = self.item_list()
@@ -323,7 +270,7 @@ class Tree:
         context = "block clause"
         tok = self.next_non_space()
         name = self.parse_template_name(tok, context)
-        pipe = self.pipeline(context, T.RIGHT_DELIM)
+        pipe = parse_pipeline(self, context, T.RIGHT_DELIM)
         block = self._new_child(name)
         block.root, end = block.item_list()
         if not isinstance(end, EndNode):
@@ -338,109 +285,20 @@ class Tree:
         pipe = None
         if self.next_non_space().typ != T.RIGHT_DELIM:
             self.backup()
-            pipe = self.pipeline(context, T.RIGHT_DELIM)
+            pipe = parse_pipeline(self, context, T.RIGHT_DELIM)
         return TemplateNode(tok.pos, self, tok.line, name, pipe)
 
     def parse_template_name(self, tok: Item, context: str) -> str:
         if tok.typ in (T.STRING, T.RAW_STRING):
-            return self._unquote(tok.val)
+            return self.unquote(tok.val)
         raise self.unexpected(tok, context)
 
-    def _unquote(self, s: str) -> str:
+    def unquote(self, s: str) -> str:
+        """A string literal's value, or Go's syntax error at the current token."""
         try:
             return unquote(s)
         except SyntaxErr as exc:
             raise self.errorf(str(exc)) from None
-
-    def command(self) -> CommandNode:
-        cmd = CommandNode(self.peek_non_space().pos, self)
-        while True:
-            self.peek_non_space()
-            operand = self.operand()
-            if operand is not None:
-                cmd.args.append(operand)
-            tok = self.next()
-            if tok.typ == T.SPACE:
-                continue
-            if tok.typ in (T.RIGHT_DELIM, T.RIGHT_PAREN):
-                self.backup()
-            elif tok.typ != T.PIPE:
-                raise self.unexpected(tok, "operand")
-            break
-        if not cmd.args:
-            raise self.errorf("empty command")
-        return cmd
-
-    def operand(self) -> Node | None:
-        node = self.term()
-        if node is None:
-            return None
-        if self.peek().typ == T.FIELD:
-            chain = ChainNode(self.peek().pos, self, node)
-            while self.peek().typ == T.FIELD:
-                chain.fields.append(self.next().val[1:])
-            if isinstance(node, FieldNode):
-                return FieldNode(chain.pos, self, str(chain)[1:].split("."))
-            if isinstance(node, VariableNode):
-                return _variable(chain.pos, self, str(chain))
-            if isinstance(node, (BoolNode, StringNode, NumberNode, NilNode, DotNode)):
-                raise self.errorf(f"unexpected . after term {_q(str(node))}")
-            return chain
-        return node
-
-    def term(self) -> Node | None:
-        tok = self.next_non_space()
-        typ = tok.typ
-        if typ == T.IDENTIFIER:
-            if tok.val not in self.funcs:
-                raise self.errorf(f"function {_q(tok.val)} not defined")
-            return IdentifierNode(tok.pos, self, tok.val)
-        if typ == T.DOT:
-            return DotNode(tok.pos, self)
-        if typ == T.NIL:
-            return NilNode(tok.pos, self)
-        if typ == T.VARIABLE:
-            return self.use_var(tok.pos, tok.val)
-        if typ == T.FIELD:
-            return FieldNode(tok.pos, self, tok.val[1:].split("."))
-        if typ == T.BOOL:
-            return BoolNode(tok.pos, self, tok.val == "true")
-        if typ in (T.CHAR_CONSTANT, T.COMPLEX, T.NUMBER):
-            kind = {T.CHAR_CONSTANT: "char", T.COMPLEX: "complex", T.NUMBER: "number"}[typ]
-            try:
-                n = number_node(tok.pos, tok.val, kind)
-            except ValueError as exc:
-                raise self.errorf(str(exc)) from None
-            n.tree = self
-            return n
-        if typ == T.LEFT_PAREN:
-            return self.pipeline("parenthesized pipeline", T.RIGHT_PAREN)
-        if typ in (T.STRING, T.RAW_STRING):
-            return StringNode(tok.pos, self, tok.val, self._unquote(tok.val))
-        self.backup()
-        return None
-
-    def use_var(self, pos: int, name: str) -> Node:
-        v = _variable(pos, self, name)
-        if v.ident[0] in self.vars:
-            return v
-        raise self.errorf(f"undefined variable {_q(v.ident[0])}")
-
-
-_OPERAND_START = frozenset(
-    {T.BOOL, T.CHAR_CONSTANT, T.COMPLEX, T.DOT, T.FIELD, T.IDENTIFIER, T.NUMBER, T.NIL,
-     T.RAW_STRING, T.STRING, T.VARIABLE, T.LEFT_PAREN}
-)  # fmt: skip
-
-
-def _variable(pos: int, tree: Tree, ident: str) -> VariableNode:
-    return VariableNode(pos, tree, ident.split("."))
-
-
-def _q(s: str) -> str:
-    from toolchain.gotemplate.gofmt import quote
-
-    return quote(s)
 
 
 def parse_trees(name: str, text: str, funcs: frozenset[str]) -> dict[str, Tree]:
