@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from toolchain.store.blobs import is_digest
 from toolchain.gojson import GoStruct, encode
+from toolchain.store.blobs import is_digest
 from toolchain.store.store import Store
 
 

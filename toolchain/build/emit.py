@@ -16,11 +16,11 @@ from typing import Any
 from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass
 from toolchain.build.plan import BuildPlan, PlannedLayer
+from toolchain.gojson import GoStruct, decode_any, encode
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_bytes
 from toolchain.store.config import DraftConfig, ModelConfig
 from toolchain.store.errors import StoreError
-from toolchain.gojson import GoStruct, decode_any, encode
 from toolchain.store.manifest import Layer, Manifest
 
 #: architecture -> (renderer, parser, default stop words) set when the request has none

@@ -19,12 +19,12 @@ from toolchain.build.passes import BuildContext, Pass
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.build.request import SourceFile
 from toolchain.errors import MfcError, Span
+from toolchain.gojson import decode_any
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_file
 from toolchain.store.config import ModelConfig
 from toolchain.store.errors import BlobError, InvalidNameError, ModelNotFoundError, StoreError
 from toolchain.store.gguf_reader import GGUFError, GGUFInfo, read_gguf
-from toolchain.gojson import decode_any
 from toolchain.store.manifest import Manifest
 from toolchain.store.names import ModelName
 from toolchain.store.store import Store

@@ -15,12 +15,12 @@ from dataclasses import replace
 from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass
 from toolchain.build.plan import BuildPlan, PlannedLayer
+from toolchain.gojson import GoStruct, encode
 from toolchain.gotemplate import TemplateError
 from toolchain.gotemplate import parse as parse_template
 from toolchain.prompt import detect_template
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_bytes
-from toolchain.gojson import GoStruct, encode
 
 
 def check_template(text: str, plan: BuildPlan) -> None:
