@@ -18,8 +18,7 @@ from typing import Any
 from toolchain.build.cache import PassCache
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.errors import Span
-from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
-from toolchain.store.blobs import ByteProgress
+from toolchain.progress import ByteMeter, ByteProgress, ProgressCallback, ProgressEvent, no_progress
 from toolchain.store.gguf_reader import read_gguf
 from toolchain.store.store import Store
 
@@ -54,15 +53,7 @@ class BuildContext:
 
     def byte_progress(self, status: str, total: int, digest: str | None = None) -> ByteProgress:
         """A callback for byte counts that reports `status` with total/completed, throttled."""
-        step = max(total // PROGRESS_STEPS, 1)
-        last = [-step]
-
-        def on_bytes(done: int) -> None:
-            if done - last[0] >= step or done == total:
-                last[0] = done
-                self.report(status, digest, total, done)
-
-        return on_bytes
+        return ByteMeter(self.progress, status, total, digest, steps=PROGRESS_STEPS).update
 
     def writable(self) -> Store:
         """The store, created if needed and locked (shared) until the build ends; the first

@@ -22,7 +22,7 @@ from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata
 from toolchain.convert.outtype import encode, to_float32
 from toolchain.convert.safetensors_file import TensorEntry
-from toolchain.progress import ProgressCallback, ProgressEvent
+from toolchain.progress import ByteMeter, ProgressCallback
 
 ALIGNMENT = 32
 #: elements converted at a time when a tensor needs no whole-tensor transform
@@ -68,9 +68,8 @@ def write_gguf(path: Path, md: Metadata, tensors: list[PlannedTensor], hp: HPara
         assert writer.fout is not None
         fout = writer.fout[0]
         _pad(fout)
-        total = sum(t.nbytes for t in tensors)
+        meter = ByteMeter(progress, status, sum(t.nbytes for t in tensors), steps=100)
         done = 0
-        last = -1
         for t in tensors:
             written = 0
             for part in _encoded_chunks(t, hp):
@@ -78,9 +77,7 @@ def write_gguf(path: Path, md: Metadata, tensors: list[PlannedTensor], hp: HPara
                 fout.write(buf)
                 written += len(buf)
                 done += len(buf)
-                if done * 100 // max(total, 1) != last:
-                    last = done * 100 // max(total, 1)
-                    progress(ProgressEvent(status, total=total, completed=done))
+                meter.update(done)
             if written != t.nbytes:
                 raise ConvertError(path, f"internal error: {t.name} wrote {written} of "
                                    f"{t.nbytes} bytes")

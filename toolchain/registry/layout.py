@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import IO
 
 from toolchain.gojson import GoStruct, encode
-from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
+from toolchain.progress import ByteMeter, ProgressCallback, ProgressEvent, no_progress
 from toolchain.registry.errors import LayoutError
 from toolchain.registry.remote import (
-    LayerProgress,
-    short,
+    layer_meter,
 )
 from toolchain.store import mediatypes
 from toolchain.store.blobs import StagedBlob, digest_of_bytes, is_canonical_digest
@@ -155,7 +154,7 @@ def _add_blob(  # noqa: PLR0917
     mtime: int,
     progress: ProgressCallback,
 ) -> None:
-    meter = LayerProgress(progress, f"exporting {short(digest)}", digest, size)
+    meter = layer_meter(progress, "exporting", digest, size)
     info = _info(member, mtime, 0o644)
     with store.blobs.open(digest) as blob:
         info.size = os.fstat(blob.fileno()).st_size
@@ -165,13 +164,13 @@ def _add_blob(  # noqa: PLR0917
                 hint="`mfc verify` checks the store",
             )
         tar.addfile(info, _Metered(blob, meter))
-    meter.update(size, force=True)
+    meter.update(size)
 
 
 class _Metered:
     """A read-only file wrapper that reports how much has been read."""
 
-    def __init__(self, f: IO[bytes], meter: LayerProgress) -> None:
+    def __init__(self, f: IO[bytes], meter: ByteMeter) -> None:
         self.f, self.meter, self.done = f, meter, 0
 
     def read(self, n: int = -1) -> bytes:
@@ -333,7 +332,7 @@ def _stage(  # noqa: PLR0917
         raise LayoutError(
             f"{tarball}: blob {digest} has {info.size} bytes, the manifest says {size}"
         )
-    meter = LayerProgress(progress, f"importing {short(digest)}", digest, size)
+    meter = layer_meter(progress, "importing", digest, size)
     try:
         with source:
             staged = store.blobs.stage(source, expected=digest, progress=meter.update)
@@ -342,5 +341,5 @@ def _stage(  # noqa: PLR0917
             f"{tarball}: blob {digest} does not match its digest (its bytes hash to {exc.got})",
             hint="the tarball is corrupt or was altered; nothing was imported",
         ) from None
-    meter.update(size, force=True)
+    meter.update(size)
     return staged

@@ -24,10 +24,9 @@ from toolchain.registry.download import (
 )
 from toolchain.registry.errors import DigestMismatchError, RegistryError
 from toolchain.registry.remote import (
-    LayerProgress,
     connect,
+    layer_meter,
     repository,
-    short,
 )
 from toolchain.store.errors import BlobMismatchError, StoreError
 from toolchain.store.manifest import Layer, Manifest
@@ -122,11 +121,11 @@ def _fetch_layers(
     downloaded: list[Layer] = []
     cached: list[str] = []
     for layer in manifest.all_layers():
-        meter = LayerProgress(progress, f"pulling {short(layer.digest)}", layer.digest, layer.size)
+        meter = layer_meter(progress, "pulling", layer.digest, layer.size)
         blob = store.blobs.path(layer.digest)
         if blob.is_file():
             cached.append(layer.digest)
-            meter.update(layer.size, force=True)
+            meter.update(layer.size)
             continue
         with blob_lock(blob):
             if blob.is_file():  # another process pulled it while we waited
@@ -142,7 +141,7 @@ def _fetch_layers(
                     tuning=tuning,
                 )
                 downloaded.append(layer)
-        meter.update(layer.size, force=True)
+        meter.update(layer.size)
     return downloaded, cached
 
 

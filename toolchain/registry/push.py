@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 from toolchain.registry.client import RegistryClient
 from toolchain.registry.errors import RegistryError
-from toolchain.registry.remote import LayerProgress, connect, mount_source, repository, short
+from toolchain.registry.remote import connect, layer_meter, mount_source, repository
 from toolchain.store.errors import ModelNotFoundError
 from toolchain.store.manifest import Layer, Manifest
 from toolchain.store.names import ModelName
@@ -107,21 +107,21 @@ def _push_layer(  # noqa: PLR0917
     that does not have the blob there answers with an ordinary upload session instead.
     """
     repo = repository(target)
-    meter = LayerProgress(progress, f"pushing {short(layer.digest)}", layer.digest, layer.size)
+    meter = layer_meter(progress, "pushing", layer.digest, layer.size)
     if client.blob_exists(repo, layer.digest):
-        meter.update(layer.size, force=True)
+        meter.update(layer.size)
         return "existing"
     location = client.start_upload(repo, mount=layer.digest if source else None, source=source)
     if location is None:
-        meter.update(layer.size, force=True)
+        meter.update(layer.size)
         return "mounted"
     sent = 0
-    meter.update(0, force=True)
+    meter.update(0)
     with store.blobs.open(layer.digest) as blob:
         while chunk := blob.read(chunk_size):
             location = client.upload_chunk(location, chunk, sent)
             sent += len(chunk)
             meter.update(sent)
     client.finish_upload(location, layer.digest)
-    meter.update(layer.size, force=True)
+    meter.update(layer.size)
     return "uploaded"

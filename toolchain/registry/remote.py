@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
-from toolchain.progress import ProgressCallback, ProgressEvent
+from toolchain.progress import ByteMeter, ProgressCallback
 from toolchain.registry.client import RegistryClient
 from toolchain.store.names import ModelName, parse_name_lenient
 
@@ -46,18 +43,7 @@ def short(digest: str) -> str:
     return digest.removeprefix("sha256:")[:12]
 
 
-class LayerProgress:
-    """Progress of one layer as the reference reports it, throttled to one event per 60 ms."""
-
-    def __init__(self, progress: ProgressCallback, status: str, digest: str, total: int) -> None:
-        self.progress, self.status, self.digest, self.total = progress, status, digest, total
-        self._last = 0.0
-        self._lock = threading.Lock()
-
-    def update(self, completed: int, *, force: bool = False) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if not force and completed < self.total and now - self._last < PROGRESS_INTERVAL:
-                return
-            self._last = now
-            self.progress(ProgressEvent(self.status, self.digest, self.total, completed or None))
+def layer_meter(progress: ProgressCallback, verb: str, digest: str, size: int) -> ByteMeter:
+    """Progress of one layer as the reference reports it (`pulling 89a2116c3a82`, with digest,
+    total and completed), at most one event per 60 ms."""
+    return ByteMeter(progress, f"{verb} {short(digest)}", size, digest, interval=PROGRESS_INTERVAL)

@@ -18,20 +18,18 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeGuard
 
+from toolchain.progress import ByteProgress
 from toolchain.store.errors import BlobError, BlobMismatchError
 
 DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
 #: the one spelling a digest has in a manifest mfc writes or accepts from elsewhere
 CANONICAL_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20
-
-#: called with the number of bytes done so far
-ByteProgress = Callable[[int], None]
 
 
 def parse_digest(digest: str) -> str:
