@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -102,10 +101,11 @@ def _sources(store: Store, files: dict[str, str]) -> list[SourceFile]:
     return out
 
 
-def _folder(sources: list[SourceFile], tmp_root: Path) -> SourceDir:
-    """A Hugging Face folder for the converter: blobs linked under their file names."""
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="create-", dir=tmp_root))
+def _folder(store: Store, sources: list[SourceFile]) -> SourceDir:
+    """A Hugging Face folder for the converter: blobs linked under their file names, in the
+    store's temp area (named for this process, so a server killed mid-create leaves nothing
+    that the next writer to the store does not clear)."""
+    folder = store.blobs.temp_dir()
     for src in sources:
         target = folder / PurePosixPath(src.key)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -113,21 +113,19 @@ def _folder(sources: list[SourceFile], tmp_root: Path) -> SourceDir:
     return SourceDir(folder)
 
 
-def create_request(
-    store: Store, req: dict[str, Any], tmp_root: Path
-) -> tuple[CreateRequest, list[Path]]:
+def create_request(store: Store, req: dict[str, Any]) -> tuple[CreateRequest, list[Path]]:
     """The build's CreateRequest for an API request, and temp folders to remove afterwards."""
     temps: list[Path] = []
     files = _sources(store, req.get("files") or {})
     convert: tuple[SourceDir, ...] = ()
     if any(f.key.endswith(_CONVERTIBLE) and not f.key.endswith(".gguf") for f in files):
-        folder = _folder(files, tmp_root)
+        folder = _folder(store, files)
         temps.append(folder.path)
         convert, files = (folder,), [f for f in files if f.key.endswith(".gguf")]
     adapters = _sources(store, req.get("adapters") or {})
     adapter_dirs: tuple[SourceDir, ...] = ()
     if any(not a.key.endswith(".gguf") for a in adapters):
-        folder = _folder(adapters, tmp_root)
+        folder = _folder(store, adapters)
         temps.append(folder.path)
         adapter_dirs, adapters = (folder,), []
     messages = tuple(
@@ -167,7 +165,7 @@ async def create_events(
     def run() -> None:
         temps: list[Path] = []
         try:
-            request, temps = create_request(ctx.store, req, ctx.store.root / ".mfc" / "tmp")
+            request, temps = create_request(ctx.store, req)
             build(ctx.store, name, request, progress=emit)
         except BaseException as exc:
             loop.call_soon_threadsafe(events.put_nowait, exc)

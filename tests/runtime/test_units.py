@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,7 @@ from runtime.options import DEFAULT_OPTIONS
 from runtime.schemas import CHAT, GENERATE
 from runtime.textstream import TextStream
 from runtime.tools import ToolCallParser, tool_tag
+from toolchain.store import Store
 
 # Messages as Go 1.2x's encoding/json Decoder produces them for these bodies.
 SYNTAX = [
@@ -261,3 +265,25 @@ def test_thinking_is_split_from_the_answer() -> None:
     assert "".join(p[1] for p in parts) == "Answer"
     t = ThinkingParser()
     assert t.feed("No tags") == ("", "No tags")
+
+
+def test_create_folders_live_in_the_store_temp_area(tmp_path: Path) -> None:
+    """/api/create links uploaded safetensors files into a folder for the converter; a
+    server killed mid-create must not leak it: the next writer to the store clears it."""
+    script = (
+        "import os, sys\n"
+        "from runtime.api_create import create_request\n"
+        "from toolchain.store import Store\n"
+        "store = Store.open(sys.argv[1])\n"
+        "digest = store.blobs.write_bytes(b'{}').digest\n"
+        "_, temps = create_request(store, {'files': {'config.json': digest}})\n"
+        "print(temps[0], flush=True)\n"
+        "os._exit(0)  # as if killed: no cleanup\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    folder = Path(run.stdout.strip())
+    store = Store.open(tmp_path)
+    assert folder.parent == store.blobs.tmp_dir and (folder / "config.json").is_symlink()
+    assert store.blobs.clean_stale_temps() == 1
+    assert not folder.exists()
