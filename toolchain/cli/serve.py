@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from toolchain.cli.store_options import MODELS_HELP
+from toolchain.cli.store_options import models_option
 
 
 @click.command()
@@ -13,7 +13,7 @@ from toolchain.cli.store_options import MODELS_HELP
     metavar="HOST:PORT",
     help="Address to bind (default: $MFC_HOST, $OLLAMA_HOST, 127.0.0.1:11434).",
 )
-@click.option("--models", metavar="DIR", type=click.Path(file_okay=False), help=MODELS_HELP)
+@models_option
 @click.option("-v", "--verbose", is_flag=True, help="Log llama.cpp's own messages too.")
 def command(host: str | None, models: str | None, verbose: bool) -> None:
     """Serve the store's models over Ollama's and OpenAI's HTTP APIs until interrupted.

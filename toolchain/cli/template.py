@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from toolchain.cli.reporting import print_json
+from toolchain.cli.store_options import models_option
 from toolchain.errors import MfcError, Span, UsageError
 from toolchain.gotemplate import TemplateError
 
@@ -63,7 +64,7 @@ def command() -> None:
 )
 @click.option("--request", "request_file", metavar="FILE", required=True,
               help="Request JSON as /api/chat or /api/generate take it ('-' for stdin).")  # fmt: skip  # noqa: E501
-@click.option("--models", metavar="DIR", type=click.Path(file_okay=False), help="Store folder.")
+@models_option
 @click.option("--json", "as_json", is_flag=True, help='Print {"output": ...} or {"error": ...}.')
 def render(template_file: str | None, model: str | None, request_file: str, models: str | None,
            as_json: bool) -> None:  # fmt: skip

@@ -171,6 +171,36 @@ def test_store_commands_share_the_models_and_json_options(name: str) -> None:
     assert (as_json.opts, as_json.is_flag, as_json.help) == (["--json"], True, JSON_HELP)
 
 
+def test_every_models_option_is_the_shared_one() -> None:
+    """Commands outside the store group (serve, template render) take the same
+    `--models DIR`, with the same help and the same check that it is a folder."""
+    from toolchain.cli import COMMANDS, cli
+    from toolchain.cli.store_options import MODELS_HELP
+
+    def walk(command: click.Command, path: str) -> dict[str, click.Command]:
+        found = {path: command}
+        if isinstance(command, click.Group):
+            for sub, child in command.commands.items():
+                found.update(walk(child, f"{path} {sub}"))
+        return found
+
+    commands: dict[str, click.Command] = {}
+    for name in COMMANDS:
+        command = cli.get_command(click.Context(cli), name)
+        assert command is not None
+        commands.update(walk(command, name))
+    users = {}
+    for path, command in commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name == "models":
+                users[path] = param
+    assert {"serve", "template render", *STORE_COMMANDS} <= set(users)
+    for path, models in users.items():
+        shared = (["--models"], "DIR", MODELS_HELP)
+        assert (models.opts, models.metavar, models.help) == shared, path
+        assert isinstance(models.type, click.Path) and not models.type.file_okay, path
+
+
 @pytest.mark.parametrize("name", ["build", "create", "push", "pull"])
 def test_commands_that_reach_a_registry_share_the_insecure_option(name: str) -> None:
     from toolchain.cli.store_options import INSECURE_HELP
