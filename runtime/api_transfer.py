@@ -21,8 +21,7 @@ from runtime.jsonbody import BOOL, STRING, decode, struct
 from runtime.streaming import json_response, stream_response
 from toolchain.errors import MfcError
 from toolchain.progress import ProgressEvent
-from toolchain.registry import pull_events, push_events
-from toolchain.registry.events import EventStream
+from toolchain.registry import EventStream, pull_events, push_events
 from toolchain.store import InvalidNameError, Store, parse_name
 
 #: api.PullRequest / api.PushRequest (`username`/`password` are accepted and ignored)

@@ -27,7 +27,7 @@ def _render(template: str | None, **values: Any) -> str:
 
 def _render_jinja(model: ServedModel, messages: list[dict[str, Any]], tools: Any) -> str:
     """The model's own Jinja chat template, in toolchain.prompt's sandbox."""
-    from toolchain.prompt.jinja import render_jinja_chat
+    from toolchain.prompt import render_jinja_chat
 
     bos, eos = model.special_tokens()
     try:

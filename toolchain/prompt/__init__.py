@@ -7,6 +7,7 @@
 """
 
 from toolchain.prompt.data import RequestError
+from toolchain.prompt.jinja import JinjaChatError, render_jinja_chat
 from toolchain.prompt.named import NamedTemplate, detect_template, named_template, template_names
 from toolchain.prompt.render import (
     DEFAULT_TEMPLATE,
@@ -21,6 +22,7 @@ from toolchain.prompt.render import (
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "JinjaChatError",
     "NamedTemplate",
     "PromptTemplate",
     "RequestError",
@@ -30,6 +32,7 @@ __all__ = [
     "execute",
     "named_template",
     "parse_prompt_template",
+    "render_jinja_chat",
     "render_prompt",
     "template_names",
     "template_vars",

@@ -10,10 +10,6 @@ import functools
 import json
 from typing import Any
 
-from jinja2 import TemplateError as JinjaTemplateError
-from jinja2.ext import loopcontrols
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 from toolchain.errors import MfcError
 
 MAX_OUTPUT = 16 << 20
@@ -39,6 +35,11 @@ def _strftime_now(fmt: str) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _compile(chat_template: str) -> Any:
+    # jinja2 is imported here, not with toolchain.prompt: `mfc check` never needs it
+    from jinja2 import TemplateError as JinjaTemplateError
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
     )
@@ -61,6 +62,8 @@ def render_jinja_chat(  # noqa: PLR0917
     **extra: Any,
 ) -> str:
     """Render `messages` (and `tools`) with the model's Jinja chat template."""
+    from jinja2 import TemplateError as JinjaTemplateError
+
     template = _compile(chat_template)
     context = {
         "messages": messages,

@@ -126,9 +126,11 @@ def test_quantize_table_and_case_insensitivity() -> None:
     assert [t.upper() for t in QUANTIZE_TYPES] == [t.upper() for t in quant.FTYPE_NAMES]
 
 
-def test_the_front_end_does_not_import_the_kernels() -> None:
-    """`mfc check` reads the QUANTIZE types from quant without importing numpy or torch."""
-    code = "import sys, toolchain.frontend; print(sorted({'numpy', 'torch'} & set(sys.modules)))"
+def test_the_front_end_imports_nothing_heavy() -> None:
+    """`mfc check` reads the QUANTIZE types from quant without importing numpy or torch, and
+    checks TEMPLATEs with toolchain.prompt without importing jinja2."""
+    heavy = "{'numpy', 'torch', 'jinja2'}"
+    code = f"import sys, toolchain.frontend; print(sorted({heavy} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

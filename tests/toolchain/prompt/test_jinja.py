@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from toolchain.prompt.jinja import JinjaChatError, render_jinja_chat
+from toolchain.prompt import JinjaChatError, render_jinja_chat
 
 pytestmark = pytest.mark.oracle
 
