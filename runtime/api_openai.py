@@ -25,6 +25,7 @@ from runtime.generation import now_ns
 from runtime.jsonbody import decode, go_type_name
 from runtime.schemas import OAI_CHAT, OAI_COMPLETION, OAI_EMBED
 from runtime.streaming import json_response, sse, stream_response, until_disconnect
+from toolchain.gojson import loads
 from toolchain.store import parse_name
 from toolchain.store.names import parse_name_lenient
 
@@ -82,7 +83,7 @@ def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for call in m.get("tool_calls") or []:
             fn = call.get("function", {})
             try:
-                args = json.loads(fn.get("arguments") or "{}")
+                args = loads(fn.get("arguments") or "{}")
             except json.JSONDecodeError:
                 raise ApiError(400, "invalid tool call arguments") from None
             if call.get("id"):

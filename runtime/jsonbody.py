@@ -11,18 +11,16 @@ leaves a field unset, the first type error wins unless a custom field decoder fa
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.errors import MISSING_BODY, ApiError
+from toolchain.gojson import loads
 
 _SPACE = b" \t\r\n"
 _HEX = b"0123456789abcdefABCDEF"
 _DIGITS = b"0123456789"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _SyntaxError(Exception):
@@ -205,8 +203,9 @@ def parse_json(body: bytes) -> Any:
         scanner.value()
     except _SyntaxError as exc:
         raise ApiError(400, exc.message) from None
+    # invalid UTF-8 and lone surrogate escapes become U+FFFD, as in Go's decoder
     text = body[begin : scanner.i].decode("utf-8", errors="replace")
-    return json.loads(text, parse_float=Number, parse_int=int)
+    return loads(text, parse_float=Number, parse_int=int)
 
 
 # --- Go types ------------------------------------------------------------------------
@@ -247,15 +246,6 @@ def struct(name: str, fields: Mapping[str, GoType]) -> GoType:
 def custom(name: str, decoder: Decoder) -> GoType:
     """A field with its own UnmarshalJSON: `decoder` returns the value or raises ApiError."""
     return GoType(name, "custom", custom=decoder)
-
-
-def _valid_utf8(s: str) -> str:
-    """Go decodes a lone surrogate escape (`\\ud800`) as U+FFFD; Python keeps it."""
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub("\ufffd", s)
-    return s
 
 
 def go_type_name(value: Any) -> str:
@@ -309,7 +299,7 @@ def _decode(value: Any, t: GoType, path: list[str], errs: _TypeErrors) -> Any:
         return value
     if kind == "string":
         if isinstance(value, str):
-            return _valid_utf8(value)
+            return value
     elif kind == "bool":
         if isinstance(value, bool):
             return value

@@ -16,6 +16,8 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from toolchain.gojson import loads, replace_lone_surrogates
+
 _RANGE_TOOLCALLS = re.compile(r"\{\{-?\s*(?:range|if)\s+[^}]*\.ToolCalls\b[^}]*?-?\}\}")
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _CLOSING_TAG = re.compile(r"\s*</[^>]*>")
@@ -75,7 +77,7 @@ def _json_values(text: str) -> tuple[list[Any], int, bool]:
             value, end = decoder.raw_decode(text, i)
         except json.JSONDecodeError:
             return values, i, _unbalanced(text[i:])
-        values.append(value)
+        values.append(replace_lone_surrogates(value))  # as Go's decoder would give it
         i = end
 
 
@@ -124,7 +126,7 @@ class ToolCallParser:
         args = value.get("arguments", value.get("parameters"))
         if isinstance(args, str):
             try:
-                args = json.loads(args)
+                args = loads(args)
             except json.JSONDecodeError:
                 return None
         if name not in self.names or not isinstance(args, dict):

@@ -21,6 +21,11 @@ U+DCFF is an invalid UTF-8 byte (Python's surrogateescape) and encodes as `\\uff
 writes invalid UTF-8; another lone surrogate, which Go's decoder would have turned into
 U+FFFD, is written as that character. Numbers that came through a Go `map[string]any` are
 float64 in the reference, so callers pass `float` for them (`decode_any` does).
+
+On the way in, `loads` is `json.loads` with Go's decoder's one difference for strings: an
+escaped lone surrogate (`"\\ud800"`) becomes U+FFFD (Python keeps the surrogate, which no
+UTF-8 encoder accepts later). Every place JSON from outside enters (request bodies, `mfc
+template` data, tool-call arguments) decodes through it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -40,7 +46,9 @@ __all__ = [
     "decode_any",
     "encode",
     "format_float",
+    "loads",
     "marshal",
+    "replace_lone_surrogates",
 ]
 
 
@@ -200,10 +208,41 @@ def encode(value: Any, *, newline: bool = True) -> bytes:
     return (text + "\n" if newline else text).encode("utf-8")
 
 
+#: how a surrogate gets into decoded JSON: a `\\uD800`-`\\uDFFF` escape or, in bytes, a
+#: surrogate's UTF-8 form (`json.loads` decodes bytes with surrogatepass)
+_SURROGATE_IN_TEXT = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_SURROGATE_IN_BYTES = re.compile(rb"\\u[dD][89abcdefABCDEF]|\xed[\xa0-\xbf]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_lone_surrogates(value: Any) -> Any:
+    """`value` (decoded JSON) with every lone surrogate in its strings and keys replaced by
+    U+FFFD, as Go's decoder does it. A valid pair was already joined by `json.loads`."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {replace_lone_surrogates(k): replace_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replace_lone_surrogates(v) for v in value]
+    return value
+
+
+def loads(data: bytes | str, **options: Any) -> Any:
+    """`json.loads(data, **options)`, with strings as Go's decoder gives them (no lone
+    surrogates: see `replace_lone_surrogates`). Raises `json.JSONDecodeError`."""
+    value = json.loads(data, **options)
+    if isinstance(data, bytes):
+        maybe = _SURROGATE_IN_BYTES.search(data) is not None
+    else:
+        maybe = _SURROGATE_IN_TEXT.search(data) is not None
+    return replace_lone_surrogates(value) if maybe else value
+
+
 def decode_any(data: bytes | str) -> Any:
-    """Decode JSON the way Go decodes into `any`: every number becomes a float64.
+    """Decode JSON the way Go decodes into `any`: every number becomes a float64, every
+    string valid UTF-8.
 
     Re-encoding the result with `encode` then gives the reference's bytes (a big integer
     loses precision exactly as it does in Go).
     """
-    return json.loads(data, parse_int=float)
+    return loads(data, parse_int=float)

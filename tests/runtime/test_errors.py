@@ -281,3 +281,25 @@ def test_cors_and_host_checks(url: str) -> None:
     assert preflight.headers["access-control-allow-headers"] == "content-type, x-stainless-os"
     assert call(url, "GET", "/", headers={"Host": "evil.example"}).status_code == 403
     assert call(url, "GET", "/", headers={"Host": "mybox.local:11434"}).status_code == 200
+
+
+@pytest.mark.parametrize("path,body,answer", [
+    ("/api/embed", '{"model":"demo","input":"hi %s"}', lambda r: r["embeddings"]),
+    ("/v1/chat/completions",
+     '{"model":"demo","messages":[{"role":"user","content":"hi %s"}],"max_tokens":3,'
+     '"temperature":0}', lambda r: r["choices"][0]["message"]["content"]),
+    ("/api/generate",
+     '{"model":"demo","prompt":"hi","format":{"type":"object","properties":{"a%s":'
+     '{"type":"string"}},"required":["a\\ufffd"]},"options":{"num_predict":4,"temperature":0},'
+     '"stream":false}', lambda r: r["response"]),
+])  # fmt: skip
+def test_lone_surrogates_are_u_fffd(
+    url: str, path: str, body: str, answer: Callable[[dict[str, object]], object]
+) -> None:
+    """Go's decoder turns a lone surrogate escape into U+FFFD, so a request with `\\ud800`
+    gets the answer the same request with `\\ufffd` gets (it used to be a 500: Python kept
+    the surrogate and encoding the prompt failed)."""
+    lone = call(url, "POST", path, body % "\\ud800")
+    replaced = call(url, "POST", path, body % "\\ufffd")
+    assert lone.status_code == replaced.status_code == 200, lone.text
+    assert answer(lone.json()) == answer(replaced.json())

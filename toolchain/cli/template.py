@@ -12,6 +12,7 @@ import click
 from toolchain.cli.reporting import print_json
 from toolchain.cli.store_options import models_option
 from toolchain.errors import MfcError, Span, UsageError
+from toolchain.gojson import decode_any
 from toolchain.gotemplate import TemplateError
 
 
@@ -25,9 +26,10 @@ def _read(path: str) -> str:
 
 
 def _load_json(path: str) -> Any:
-    """JSON as Go's encoding/json decodes it into `any` (every number a float64)."""
+    """JSON as Go's encoding/json decodes it into `any` (every number a float64, every
+    string valid UTF-8)."""
     try:
-        return json.loads(_read(path), parse_int=float)
+        return decode_any(_read(path))
     except json.JSONDecodeError as exc:
         raise MfcError(f"{path}: invalid JSON: {exc.msg}",
                        Span(path, exc.lineno, exc.colno, exc.lineno, exc.colno + 1)) from None  # fmt: skip  # noqa: E501

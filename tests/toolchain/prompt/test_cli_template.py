@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.oracle.go_oracle import GoOracle
+
 
 def mfc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", "from toolchain.cli import main; main()", *args],  # noqa: PLW1510
@@ -91,3 +93,27 @@ def test_usage_errors(files: Path) -> None:
         str(files / "broken.json"),
     )
     assert r.returncode == 1 and "invalid JSON" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_lone_surrogates_decode_as_go_does(files: Path, go_oracle: GoOracle) -> None:
+    """`"\\ud800"` in JSON is U+FFFD to Go's decoder; Python keeps a lone surrogate, which
+    used to crash rendering (a traceback). Data and requests now match Go's output."""
+    template = '{{ .x }}|{{ len .x }}|{{ printf "%q" .x }}|{{ json . }}'
+    data = '{"x": "a\\ud800b", "\\udc80k": [1, "\\udfff"], "ok": "\\ud83d\\ude00"}'
+    (files / "s.gotmpl").write_text(template)
+    (files / "s.json").write_text(data)
+    chat = '{"messages": [{"role": "user", "content": "hi \\udbff"}], "system": "\\ud800"}'
+    (files / "s-request.json").write_text(chat)
+    want = go_oracle.run([("exec", template, json.loads(data)),
+                          ("prompt", CHAT_TEMPLATE, json.loads(chat))])  # fmt: skip
+    (files / "chat.gotmpl").write_text(CHAT_TEMPLATE)
+    r = mfc("template", "exec", "--template", str(files / "s.gotmpl"), "--data",
+            str(files / "s.json"))  # fmt: skip
+    assert want[0].ok and (r.returncode, r.stdout.encode()) == (0, want[0].output), r.stderr
+    r = mfc("template", "render", "--template", str(files / "chat.gotmpl"), "--request",
+            str(files / "s-request.json"))  # fmt: skip
+    assert want[1].ok and (r.returncode, r.stdout.encode()) == (0, want[1].output), r.stderr
+    assert "\ufffd" in r.stdout
+
+
+CHAT_TEMPLATE = "{{ .System }}{{ range .Messages }}<{{ .Role }}>{{ .Content }}{{ end }}"
