@@ -1,4 +1,7 @@
-"""`mfc inspect FILE.gguf`: a GGUF's metadata and tensor table (name, type, shape, bytes)."""
+"""`mfc inspect FILE.gguf`: a GGUF's metadata and tensor table (name, type, shape, bytes).
+
+`--no-tensors` leaves the table out (gguf-py's `gguf-dump --no-tensors`): the metadata alone.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +39,9 @@ def _json(value: Any) -> Any:
 
 @click.command()
 @click.argument("target")
+@click.option("--no-tensors", is_flag=True, help="Print the metadata only.")
 @store_options
-def command(target: str, models: str | None, as_json: bool) -> None:
+def command(target: str, no_tensors: bool, models: str | None, as_json: bool) -> None:
     """Print the metadata and tensors of TARGET, a GGUF file (or a model name in the store)."""
     from toolchain.store import load_model
     from toolchain.store.gguf_reader import read_gguf
@@ -50,26 +54,26 @@ def command(target: str, models: str | None, as_json: bool) -> None:
         path = model.model_path
     info = read_gguf(path, full_arrays=as_json)
     if as_json:
-        print_json(
-            {
-                "path": str(path),
-                "version": info.version,
-                "metadata": {
-                    k: {"type": info.types[k].name.lower(), "value": _json(v)}
-                    for k, v in info.kv.items()
-                },
-                "tensors": [
-                    {
-                        "name": t.name,
-                        "type": t.type_name,
-                        "shape": list(t.shape),
-                        "bytes": t.nbytes,
-                        "offset": info.data_offset + t.offset,
-                    }
-                    for t in info.tensors
-                ],
-            }
-        )
+        doc: dict[str, Any] = {
+            "path": str(path),
+            "version": info.version,
+            "metadata": {
+                k: {"type": info.types[k].name.lower(), "value": _json(v)}
+                for k, v in info.kv.items()
+            },
+        }
+        if not no_tensors:
+            doc["tensors"] = [
+                {
+                    "name": t.name,
+                    "type": t.type_name,
+                    "shape": list(t.shape),
+                    "bytes": t.nbytes,
+                    "offset": info.data_offset + t.offset,
+                }
+                for t in info.tensors
+            ]
+        print_json(doc)
         return
     click.echo(
         f"{path}: GGUF v{info.version}, {len(info.kv)} keys, {len(info.tensors)} tensors, "
@@ -78,6 +82,8 @@ def command(target: str, models: str | None, as_json: bool) -> None:
     kw = max((len(k) for k in info.kv), default=0)
     for key, value in info.kv.items():
         click.echo(f"  {key:<{kw}}  {info.types[key].name.lower():<7}  {_short(value)}")
+    if no_tensors:
+        return
     click.echo("")
     rows = [("NAME", "TYPE", "SHAPE", "BYTES")] + [
         (t.name, t.type_name, " x ".join(str(d) for d in t.shape), f"{t.nbytes:,}")

@@ -130,6 +130,10 @@ def test_inspect(capsys: pytest.CaptureFixture[str], tiny_dir: Path, tmp_path: P
         ("blk.0.attn_q.weight", [8, 8], 128),
         ("output_norm.weight", [8], 32),
     ]
+    code, out, _ = run(capsys, "inspect", "--no-tensors", str(tiny_dir / "tiny.gguf"))
+    assert code == 0 and "general.architecture" in out and "attn_q" not in out
+    code, out, _ = run(capsys, "inspect", "--no-tensors", "--json", str(tiny_dir / "tiny.gguf"))
+    assert json.loads(out) == {k: v for k, v in doc.items() if k != "tensors"}
     bad = tmp_path / "x.gguf"
     bad.write_text("hello")
     code, _, err = run(capsys, "inspect", str(bad))
