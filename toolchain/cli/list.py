@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import human_size, open_store, store_options
-
-
-def ago(seconds: float) -> str:
-    """A coarse age: `About a minute ago`, `3 hours ago`, `2 days ago`."""
-    s = max(time.time() - seconds, 0)
-    for unit, size in (
-        ("year", 31536000),
-        ("month", 2592000),
-        ("week", 604800),
-        ("day", 86400),
-        ("hour", 3600),
-        ("minute", 60),
-    ):
-        n = int(s // size)
-        if n >= 2:
-            return f"{n} {unit}s ago"
-        if n == 1:
-            return f"About a{'n' if unit == 'hour' else ''} {unit} ago"
-    return "Less than a minute ago"
+from toolchain.cli.store_options import (
+    human_size,
+    human_time,
+    open_store,
+    print_table,
+    store_options,
+)
 
 
 @click.command()
@@ -60,12 +45,7 @@ def command(models: str | None, as_json: bool) -> None:
         return
     table = [("NAME", "ID", "SIZE", "MODIFIED")]
     table += [
-        (e.name.display(), e.digest[:12], human_size(e.size), ago(e.modified)) for e in entries
+        (e.name.display(), e.digest[:12], human_size(e.size), human_time(e.modified))
+        for e in entries
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(3)]
-    for row in table:
-        click.echo(
-            "    ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True))
-            + "    "
-            + row[3]
-        )
+    print_table(table)

@@ -7,27 +7,18 @@ import datetime as dt
 import click
 
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import human_size, json_option
+from toolchain.cli.store_options import human_size, human_time, json_option, print_table
 
 
 def until(expires_at: str) -> str:
-    """`4 minutes from now`, `Forever`, `Stopping...` for an RFC 3339 expiry."""
+    """`4 minutes from now`, `Forever`, or `Stopping...` once an RFC 3339 expiry has passed."""
     try:
         when = dt.datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
     except ValueError:
         return expires_at
-    seconds = (when - dt.datetime.now(dt.UTC)).total_seconds()
-    if seconds > 100 * 365 * 86400:
-        return "Forever"
-    if seconds <= 0:
+    if when <= dt.datetime.now(dt.UTC):
         return "Stopping..."
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        n = int(seconds // size)
-        if n >= 2:
-            return f"{n} {unit}s from now"
-        if n == 1:
-            return f"About a{'n' if unit == 'hour' else ''} {unit} from now"
-    return "Less than a minute from now"
+    return human_time(when.timestamp())
 
 
 @click.command()
@@ -56,6 +47,4 @@ def command(as_json: bool) -> None:
                 until(m["expires_at"]),
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        click.echo("    ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print_table(rows)

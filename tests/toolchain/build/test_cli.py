@@ -140,6 +140,22 @@ def test_inspect(capsys: pytest.CaptureFixture[str], tiny_dir: Path, tmp_path: P
     assert code == 1 and "not a GGUF file" in err
 
 
+@pytest.mark.parametrize("offset,text", [
+    (0, "Less than a second ago"), (1, "1 second ago"), (59, "59 seconds ago"),
+    (90, "About a minute ago"), (120, "2 minutes ago"), (3599, "59 minutes ago"),
+    (3600, "About an hour ago"), (5400, "2 hours ago"), (47 * 3600, "47 hours ago"),
+    (48 * 3600, "2 days ago"), (14 * 86400, "2 weeks ago"), (60 * 86400, "2 months ago"),
+    (2 * 365 * 86400, "2 years ago"), (-4 * 60, "4 minutes from now"),
+    (-25 * 365 * 86400, "Forever"),
+])  # fmt: skip
+def test_times_read_as_the_reference_tables_show_them(offset: int, text: str) -> None:
+    """`mfc list`'s MODIFIED and `mfc ps`'s UNTIL: Ollama's format.HumanTime."""
+    from toolchain.cli.store_options import human_time
+
+    now = 1_700_000_000.0
+    assert human_time(now - offset, now=now) == text
+
+
 #: every command that reads or writes the store
 STORE_COMMANDS = (
     "build",
