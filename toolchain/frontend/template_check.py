@@ -25,6 +25,7 @@ from toolchain.gotemplate.nodes import (
     VariableNode,
     WithNode,
 )
+from toolchain.gotemplate.template import locate
 from toolchain.ir import Instruction, Modelfile, Template
 from toolchain.prompt import parse_prompt_template
 
@@ -110,18 +111,13 @@ def _check_chain(node: Node, idents: list[str], text: str, ins: Instruction | No
             hint = f"did you mean .{close[0]}?" if close else (
                 "the template data has: " + ", ".join(sorted(KNOWN_FIELDS)[:8]) + ", ..."
             )  # fmt: skip
-            line, col = _position(text, node.pos)
+            line, col = locate(text, node.pos)
             diags.append(Diagnostic("warning", f"unknown field .{ident}: the template data has no "
                                     f"such field, it renders as <no value> or fails",
                                     _map(ins, line, col), hint))  # fmt: skip
             return
         if ident in MAP_FIELDS:
             return
-
-
-def _position(text: str, pos: int) -> tuple[int, int]:
-    before = text.encode("utf-8", "surrogatepass")[:pos].decode("utf-8", "replace")
-    return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
 
 
 def _map(ins: Instruction | None, line: int | None, col: int | None) -> Span | None:

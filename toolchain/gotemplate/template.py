@@ -156,8 +156,9 @@ def _quote(s: str) -> str:
     return quote(s)
 
 
-def _locate(text: str, pos: int) -> tuple[int, int]:
-    """(line, 1-based char column) of byte offset `pos` in `text`."""
+def locate(text: str, pos: int) -> tuple[int, int]:
+    """(line, 1-based character column) of the byte offset `pos` in `text` (Go's node and
+    token positions are byte offsets into the template's UTF-8)."""
     before = text.encode("utf-8", "surrogatepass")[:pos]
     line = before.count(b"\n") + 1
     last = before.rfind(b"\n")
@@ -169,7 +170,7 @@ def _exec_error(exc: ExecError, tmpl: Template, limit: bool) -> TemplateError:
     line = col = None
     node: Node | None = exc.node
     if node is not None and node.tree is not None:
-        line, col = _locate(node.tree.text, node.pos)
+        line, col = locate(node.tree.text, node.pos)
     return TemplateError(exc.message, "limit" if limit else "exec", line, col)
 
 
@@ -185,7 +186,7 @@ def parse_with(text: str, name: str = "", funcs: dict[str, GoFunc] | None = None
     try:
         trees = parse_trees(name, text, names)
     except ParseError as exc:
-        line, col = _locate(text, exc.pos)
+        line, col = locate(text, exc.pos)
         raise TemplateError(exc.message, "parse", line, col) from None
     except RecursionError:
         raise TemplateError(f"template: {name}: nesting too deep to parse", "parse") from None
