@@ -1,4 +1,6 @@
 # noqa: RUF100
+"""Fixtures the toolchain's tests share: Go's own text/template as the oracle."""
+
 from __future__ import annotations
 
 import pytest
