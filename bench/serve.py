@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fixtures.local_server import local_server
 
 ROOT = Path(__file__).resolve().parent.parent
 GGUF = (
@@ -53,40 +56,16 @@ def prompt(trial: int) -> str:
     return f"Sequence {trial}: {COUNTING}"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(store: Path, parallel: int) -> Iterator[str]:
-    port = free_port()
     env = {
-        **os.environ,
         "MFC_MODELS": str(store),
-        "OLLAMA_HOST": f"127.0.0.1:{port}",
-        "MFC_HOST": f"127.0.0.1:{port}",
         "OLLAMA_NUM_PARALLEL": str(parallel),
         "OLLAMA_FLASH_ATTENTION": "1",
         "OLLAMA_CONTEXT_LENGTH": "2048",
     }
-    mfc = Path(sys.executable).parent / "mfc"
-    proc = subprocess.Popen(
-        [str(mfc), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with local_server(env, output=subprocess.DEVNULL, stop_timeout=30) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def build_store(root: Path) -> None:

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
+from fixtures.local_server import ServerStartError, local_server, mfc_command
 from tests.conftest import MODELS
-
-ROOT = Path(__file__).resolve().parents[2]
 
 #: ChatML as SmolLM2 was trained on it (the demo Modelfile's template).
 CHATML = """{{- range $i, $m := .Messages }}
@@ -60,15 +56,8 @@ PARAMETER stop "<|im_start|>"
 
 
 def mfc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "mfc"
-    argv = (
-        [str(exe), *args]
-        if exe.exists()
-        else [sys.executable, "-c", "from toolchain.cli import main; main()", *args]
-    )
-    return subprocess.run(
-        argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
-    )
+    return subprocess.run([*mfc_command(), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, check=False)  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -107,52 +96,17 @@ def tiny_llama_model(model_store: Path, tmp_path_factory: pytest.TempPathFactory
     return "tinyllama"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def running_server(store: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """`mfc serve` on a free loopback port, stopped (SIGTERM, then SIGKILL) afterwards."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "MFC_MODELS": str(store),
-        "MFC_HOST": f"127.0.0.1:{port}",
-        "OLLAMA_HOST": f"127.0.0.1:{port}",
-        **(env or {}),
-    }
-    exe = Path(sys.executable).parent / "mfc"
-    argv = (
-        [str(exe), "serve"]
-        if exe.exists()
-        else [sys.executable, "-c", "from toolchain.cli import main; main()", "serve"]
-    )
-    log = (store.parent / f"serve-{port}.log").open("w+")
-    proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
+    log = (store.parent / f"serve-{os.getpid()}-{time.monotonic_ns()}.log").open("w+")
     try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"mfc serve exited with {proc.returncode}:\n{log.read()}")
-            try:
-                if httpx.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("mfc serve did not start")
-        yield url
+        with local_server({"MFC_MODELS": str(store), **(env or {})}, output=log) as url:
+            yield url
+    except ServerStartError as exc:
+        log.seek(0)
+        pytest.fail(f"{exc}:\n{log.read()}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         log.close()
 
 

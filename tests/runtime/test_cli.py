@@ -6,7 +6,8 @@ import json
 import socket
 from pathlib import Path
 
-from tests.runtime.conftest import free_port, mfc
+from fixtures.local_server import free_port
+from tests.runtime.conftest import mfc
 
 
 def host_of(url: str) -> dict[str, str]:
