@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,15 +11,10 @@ import httpx
 import ollama
 import pytest
 
+from fixtures.local_server import free_port
 from tests.toolchain.registry.fault_proxy import FaultProxy
 from tests.toolchain.registry.models import snapshot, store_model
 from toolchain.store import Store
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -29,7 +23,7 @@ def server(store: Store) -> Iterator[str]:
     from runtime.config import ServerConfig
     from runtime.server import make_server
 
-    config = ServerConfig(host="127.0.0.1", port=_free_port())
+    config = ServerConfig(host="127.0.0.1", port=free_port())
     uv = make_server(config, store)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
