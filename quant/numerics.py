@@ -64,16 +64,19 @@ def c_trunc_int32(v: Floats) -> Ints:
     return np.where(ok, t.astype(np.int32), np.int32(np.iinfo(np.int32).min)).astype(np.int32)
 
 
-def seq_sum(a: Floats) -> Floats:
+def seq_sum(a: Floats, out: Floats | None = None) -> Floats:
     """`float s = 0; for (i...) s += a[i];` for every column of a C-contiguous (n, B) array."""
     if a.shape[1] < 2:
         # one column would make numpy pick its pairwise inner loop: do it by hand
-        acc = np.zeros(a.shape[1], dtype=F32)
+        acc = np.zeros(a.shape[1], dtype=F32) if out is None else out
+        acc[...] = 0
         for row in a:
             acc += row
         return acc
     # In C order numpy adds row after row; another layout could make it sum pairwise.
     a = np.ascontiguousarray(a)
+    if out is not None:
+        return np.add.reduce(a, axis=0, out=out, initial=F32(0.0))
     return np.asarray(np.add.reduce(a, axis=0, initial=F32(0.0)), dtype=F32)
 
 
@@ -105,14 +108,16 @@ def first_max(X: Floats) -> Floats:
     return _fix_zero_sign(X.max(axis=0), X)
 
 
-def signed_absmax(X: Floats) -> tuple[Floats, Floats]:
+def signed_absmax(
+    X: Floats, extremes: tuple[Floats, Floats] | None = None
+) -> tuple[Floats, Floats]:
     """Per column, the value with the largest |x| (first one wins) and that |x|.
 
     Mirrors `amax = 0; max = 0; if (ax > amax) { amax = ax; max = x; }`: an all-zero column
     gives `max = +0`. Only columns where +a and -a tie need the position of the first one.
+    `extremes` are the columns' (max, min) when the caller has them already.
     """
-    hi = X.max(axis=0)
-    lo = X.min(axis=0)
+    hi, lo = (X.max(axis=0), X.min(axis=0)) if extremes is None else extremes
     neg = -lo
     amax = np.maximum(hi, neg)
     mx = np.where(neg > hi, lo, hi).astype(F32)

@@ -185,50 +185,74 @@ def make_qx_quants(X: Floats, nmax: int, QW: Floats | None = None) -> tuple[Floa
 def _qx_slice(X: Floats, W: Floats, nmax: int, numer: Floats) -> tuple[Floats, Floats]:
     """The 19 trial scales do not depend on each other's outcome: the sums of every trial
     are computed first, then the C loop's choice is replayed on them."""
-    mx, amax = signed_absmax(X)
+    top, bottom = X.max(axis=0), X.min(axis=0)
+    mx, amax = signed_absmax(X, (top, bottom))
     zero = amax < GROUP_MAX_EPS
     mx = np.where(zero, F32(1.0), mx).astype(F32)  # keeps the discarded lanes finite
-    cols = np.arange(X.shape[1])
     ISC = (numer[:, None] / mx[None, :]).astype(F32)
-    SX = np.empty_like(ISC)
-    S2 = np.empty_like(ISC)
-    WX = W * X
-    T = np.empty_like(X)
-    lv = np.empty_like(X)
-    for k in range(numer.size):
-        _qx_levels(X, ISC[k], nmax, T, lv)
-        np.multiply(WX, lv, out=T)
-        SX[k] = seq_sum(T)
-        np.multiply(W, lv, out=T)
-        np.multiply(T, lv, out=T)
-        S2[k] = seq_sum(T)
+    SX, S2 = _qx_sums(X, W, ISC, numer, nmax, np.where(mx < 0, top, bottom))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         SC = SX / S2  # scale = sumlx/suml2 and best = scale*sumlx of every trial
         BE = SC * SX
         SXX = SX * SX
         scale0 = np.where(S2[0] != 0, SC[0], F32(0.0)).astype(F32)
         best = scale0 * SX[0]
-        pick = np.zeros(X.shape[1], dtype=np.intp)
+        # UPD[k]: trial k replaces the best so far (`suml2 > 0 && sumlx*sumlx > best*suml2`)
+        UPD = S2 > 0
+        bound = np.empty_like(best)
+        wins = np.empty(best.shape, dtype=bool)
         for k in range(1, numer.size):
-            upd = (S2[k] > 0) & (SXX[k] > best * S2[k])
-            best = np.where(upd, BE[k], best)
-            pick[upd] = k
+            np.multiply(best, S2[k], out=bound)
+            np.greater(SXX[k], bound, out=wins)
+            UPD[k] &= wins
+            np.putmask(best, UPD[k], BE[k])
+    UPD[0] = False
+    # the last trial that won (0: none did)
+    pick = (UPD.view(np.int8) * np.arange(numer.size, dtype=np.int8)[:, None]).max(axis=0)
+    pick = pick.astype(np.intp)
+    cols = np.arange(X.shape[1])
     scale = np.where(pick == 0, scale0, SC[pick, cols]).astype(F32)
-    _qx_levels(X, ISC[pick, cols], nmax, T, lv)
-    lv += F32(nmax)
-    lv[:, zero] = 0
+    L = X * ISC[pick, cols]
+    np.rint(L, out=L)
+    np.clip(L, F32(-nmax), F32(nmax - 1), out=L)
+    L += F32(nmax)
+    L[:, zero] = 0
     scale[zero] = 0
-    return scale, lv
+    return scale, L
 
 
-def _qx_levels(X: Floats, iscale: Floats, nmax: int, T: Floats, out: Floats) -> None:
-    """out = clamp(nearest_int(iscale * x), -nmax, nmax-1).
+def _qx_sums(  # noqa: PLR0917
+    X: Floats, W: Floats, ISC: Floats, numer: Floats, nmax: int, high: Floats
+) -> tuple[Floats, Floats]:
+    """sum w*x*l and sum w*l*l per trial and block, l = clamp(nearest_int(ISC[k]*x)).
 
-    |iscale * x| <= nmax + 1 in every block that is not all-zero, where np.rint is exact.
+    In a block that is not all-zero |iscale*x| <= |numerator| (1 + 3 ulp), so np.rint is
+    exact; levels pass -nmax only for numerators past nmax + 0.5 (then in every block: at
+    its max), and pass nmax-1 only in the blocks whose level-wise highest x (`high`) gets
+    there. Each clamp runs only in the trials where it can change a level.
     """
-    np.multiply(X, iscale, out=T)
-    np.rint(T, out=out)
-    np.clip(out, F32(-nmax), F32(nmax - 1), out=out)
+    lo, hi = F32(-nmax), F32(nmax - 1)
+    below = np.abs(numer) > nmax + 0.45
+    with np.errstate(over="ignore", invalid="ignore"):
+        above = (np.rint(ISC * high) > hi).any(axis=1)
+    SX = np.empty_like(ISC)
+    S2 = np.empty_like(ISC)
+    WX = W * X
+    T = np.empty_like(X)
+    P = np.empty_like(X)
+    for k in range(ISC.shape[0]):
+        np.multiply(X, ISC[k], out=T)
+        np.rint(T, out=T)
+        if below[k]:
+            np.maximum(T, lo, out=T)
+        if above[k]:
+            np.minimum(T, hi, out=T)
+        np.multiply(WX, T, out=P)
+        seq_sum(P, out=SX[k])
+        np.multiply(W, T, out=P)
+        np.multiply(P, T, out=P)
+        seq_sum(P, out=S2[k])
+    return SX, S2
 
 
 def _descend(
