@@ -73,90 +73,87 @@ def _qkx_slice(  # noqa: PLR0917
     below = np.zeros(X.shape[1], dtype=bool)
 
     def update_ranges(u: np.ndarray, m: Floats) -> tuple[bool, bool]:
-        den[u] = mx[u] - m[u]
-        gap = m[u] - xmin[u]
-        unsafe[u] = ~((den[u] >= F32(1e-30)) & (gap <= den[u] * F32(1e5)))
-        below[u] = gap > 0
+        if u.size > m.size // 8:  # whole-slice passes cost less than gathers of many blocks
+            np.subtract(mx, m, out=den, where=live)
+            gap = m - xmin
+            np.logical_not((den >= F32(1e-30)) & (gap <= den * F32(1e5)), out=unsafe, where=live)
+            np.greater(gap, 0, out=below, where=live)
+        else:
+            den[u] = mx[u] - m[u]
+            gap = m[u] - xmin[u]
+            unsafe[u] = ~((den[u] >= F32(1e-30)) & (gap <= den[u] * F32(1e5)))
+            below[u] = gap > 0
         return not unsafe.any(), bool(below.any())
 
     Xm = X - mn  # x - min, kept up to date as blocks change their min
+    WL = np.empty_like(X)
+    sl, sl2, sxl, err = (np.empty(X.shape[1], dtype=F32) for _ in range(4))
 
     def levels(isc: Floats, xm: Floats, exact: bool, clamp: bool, out: Floats) -> None:
         # out = clamp(nearest_int(isc * (x - m)), 0, nmax)
-        np.multiply(xm, isc, out=T)
+        np.multiply(xm, isc, out=out)
         if exact:
-            np.rint(T, out=out)
+            np.rint(out, out=out)
         else:
-            out[...] = nearest_float(T, exact=False)
+            out[...] = nearest_float(out, exact=False)
         if clamp or not exact:
             np.clip(out, F32(0.0), fnmax, out=out)
 
-    def sums(Lv: Floats, Xv: Floats, Wv: Floats) -> tuple[Floats, Floats, Floats]:
-        WL = Wv * Lv
-        T = WL * Lv
-        return seq_sum(WL), seq_sum(T), seq_sum(np.multiply(WL, Xv, out=T))
+    def sums(Lv: Floats) -> tuple[Floats, Floats, Floats]:
+        # sum w*l, sum (w*l)*l, sum (w*l)*x
+        np.multiply(W, Lv, out=WL)
+        seq_sum(WL, out=sl)
+        np.multiply(WL, Lv, out=T)
+        seq_sum(T, out=sl2)
+        np.multiply(WL, X, out=T)
+        seq_sum(T, out=sxl)
+        return sl, sl2, sxl
 
-    def error(scale: Floats, the_min: Floats, Lv: Floats, Xv: Floats, Wv: Floats) -> Floats:
+    def error(scale: Floats, the_min: Floats, Lv: Floats) -> Floats:
         # sum_i w * f(scale*L + min - x), f = |.| or square
-        T = Lv * scale
-        T += the_min
-        T -= Xv
+        np.multiply(Lv, scale, out=T)
+        np.add(T, the_min, out=T)
+        np.subtract(T, X, out=T)
         if use_mad:
             np.abs(T, out=T)
         else:
             np.square(T, out=T)
-        T *= Wv
-        return seq_sum(T)
+        np.multiply(T, W, out=T)
+        return seq_sum(T, out=err)
 
-    Lp = np.empty_like(X)  # the levels of the previous step
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         exact, negative = update_ranges(np.flatnonzero(live), mn)
         iscale = (fnmax / den).astype(F32)
         scale = (F32(1.0) / iscale).astype(F32)
         levels(iscale, Xm, exact, negative, La)
-        best = error(scale, mn, La, X, W)
+        best = error(scale, mn, La).copy()
         # The levels of a step are a function of (iscale, min) at that step: remember those
         # of the best step per block and rebuild L once at the end.
         best_isc, best_mn = iscale.copy(), mn.copy()
         for step in range(nstep + 1):
             numer = F32(rmin) + F32(rdelta) * F32(step) + fnmax
             isc = numer / den
-            La, Lp = Lp, La
             levels(isc, Xm, exact, negative or bool(numer > no_clamp_top), La)
-            # A block whose levels are those of its previous step gets the same sums, fit
-            # and error as then, which did not beat `best` (or set it): it cannot update.
-            # (Step 0 is compared with the first guess, whose error is not a fit: no skip.)
-            cols = None
-            if step:
-                changed = (La != Lp).any(axis=0)
-                if not changed.any():
-                    continue
-                if changed.sum() * 5 < changed.size * 3:
-                    cols = np.flatnonzero(changed)
-            if cols is None:
-                Lv, Xv, Wv, sw, sx, b, lv = La, X, W, sum_w, sum_x, best, live
-            else:
-                Lv, Xv, Wv = (np.take(a, cols, axis=1) for a in (La, X, W))
-                sw, sx, b, lv = sum_w[cols], sum_x[cols], best[cols], live[cols]
-            sl, sl2, sxl = sums(Lv, Xv, Wv)
-            D = sw * sl2 - sl * sl
-            this_scale = (sw * sxl - sx * sl) / D
-            this_min = (sl2 * sx - sl * sxl) / D
+            sl, sl2, sxl = sums(La)
+            D = sum_w * sl2 - sl * sl
+            this_scale = (sum_w * sxl - sum_x * sl) / D
+            this_min = (sl2 * sum_x - sl * sxl) / D
             pos = this_min > 0
             this_min = np.where(pos, F32(0.0), this_min)
             this_scale = np.where(pos, sxl / sl2, this_scale)
-            cur = error(this_scale, this_min, Lv, Xv, Wv)
-            upd = (D > 0) & (cur < b) & lv
+            cur = error(this_scale, this_min, La)
+            upd = (D > 0) & (cur < best) & live
             if not upd.any():
                 continue
-            u = np.flatnonzero(upd) if cols is None else cols[upd]
+            u = np.flatnonzero(upd)
             best_isc[u] = isc[u]
             best_mn[u] = mn[u]
-            best[u] = cur[upd]
-            scale[u] = this_scale[upd]
-            mn[u] = this_min[upd]
+            best[u] = cur[u]
+            scale[u] = this_scale[u]
+            mn[u] = this_min[u]
             exact, negative = update_ranges(u, mn)
-            if u.size > X.shape[1] // 4:
+            # x - min for the next step: a full pass costs less than a gather of many blocks
+            if u.size > X.shape[1] // 16:
                 np.subtract(X, mn, out=Xm)
             else:
                 Xm[:, u] = X[:, u] - mn[u]
