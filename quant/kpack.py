@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quant.numerics import F32, Bytes, Floats, nearest_int
+from quant.numerics import F32, Bytes, Floats, block_major, nearest_int
 
 QK_K = 256
 Ints = np.ndarray
@@ -17,32 +17,33 @@ def half(b: Bytes) -> Floats:
 
 
 def requant(  # noqa: PLR0917
-    X: Floats, d: Floats, dm: Floats | None, L: Floats, lo: int, hi: int
-) -> Floats:
-    """Re-quantize with the stored scales: `l = clamp(nearest_int((x + dm)/d), lo, hi)`.
+    X: Floats, d: Floats, dm: Floats | None, L: Floats, lo: int, hi: int, offset: int = 0
+) -> Bytes:
+    """Re-quantize with the stored scales, `l = clamp(nearest_int((x + dm)/d), lo, hi) +
+    offset`, as (nblocks, 256) uint8 levels in element order.
 
-    Element-major: X, L are (n, nsub); d, dm one value per sub-block. Sub-blocks whose `d` is
-    0 keep the levels the search left (C's `if (!d) continue;`).
+    Element-major in: X, L are (n, nsub) (L: the search's levels, offset already added);
+    d, dm one value per sub-block. Sub-blocks whose `d` is 0 keep the levels the search
+    left (C's `if (!d) continue;`).
     """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        v = X + dm if dm is not None else X.copy()
-        np.divide(v, d, out=v)
+        if dm is None:
+            v = np.divide(X, d)
+        else:
+            v = X + dm
+            np.divide(v, d, out=v)
         top, bottom = v.max(), v.min()  # NaN makes both tests fail
         if top <= F32(4194303.0) and bottom >= F32(-4194303.0):
             np.rint(v, out=v)
         else:
             v = nearest_int(v).astype(F32)
     np.clip(v, F32(lo), F32(hi), out=v)
+    if offset:
+        v += F32(offset)
     skip = np.flatnonzero(d == 0)
     if skip.size:
         v[:, skip] = L[:, skip]
-    return v
-
-
-def to_blocks(levels: Floats, offset: int = 0) -> Bytes:
-    """Element-major levels of the sub-blocks -> (nblocks, 256) uint8 in element order."""
-    q = (levels + F32(offset)).astype(np.uint8)
-    return np.ascontiguousarray(q.T).reshape(-1, QK_K)
+    return block_major(v.astype(np.uint8), QK_K)
 
 
 # ---- Q4_K / Q5_K: eight 6-bit scales and mins in 12 bytes ---------------------------------
@@ -139,12 +140,11 @@ def unpack_qh_q5k(qh: Bytes) -> Ints:
 
 
 def pack_q6(L: Bytes) -> tuple[Bytes, Bytes]:
+    """`ql`: low nibbles of L[64h+l] | L[64h+l+32]<<4 pairs, `qh`: the top two bits of four."""
     q = L.reshape(-1, 2, 4, 32)
-    lo, hi = q & 15, q >> 4
-    ql = np.concatenate(
-        [lo[:, :, 0] | (lo[:, :, 2] << 4), lo[:, :, 1] | (lo[:, :, 3] << 4)], axis=2
-    )
-    qh = hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6)
+    ql = (q[:, :, :2] & 15) | (q[:, :, 2:] << 4)  # the shift drops the top bits
+    h = q >> 4
+    qh = h[:, :, 0] | (h[:, :, 1] << 2) | (h[:, :, 2] << 4) | (h[:, :, 3] << 6)
     return ql.reshape(-1, 128), qh.reshape(-1, 64)
 
 

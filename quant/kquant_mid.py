@@ -12,7 +12,6 @@ from quant.kpack import (
     pack_qh_q5k,
     pack_scale_min_k4,
     requant,
-    to_blocks,
     unpack_nibbles64,
     unpack_qh_q5k,
     unpack_scale_min_k4,
@@ -68,7 +67,7 @@ def _quantize(x: Floats, qw: Floats | None, bits: int) -> tuple[Bytes, Bytes, By
     sc, m = unpack_scale_min_k4(packed)
     dj = (d[:, None] * sc.astype(F32)).astype(F32).reshape(-1)
     dmj = (dmin[:, None] * m.astype(F32)).astype(F32).reshape(-1)
-    levels = to_blocks(requant(X, dj, dmj, L, 0, nmax))
+    levels = requant(X, dj, dmj, L, 0, nmax)
     head = np.concatenate([fp16_bytes(d), fp16_bytes(dmin)], axis=1)
     return head, packed, levels
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quant.kpack import half, pack_q6, requant, to_blocks, unpack_q6
+from quant.kpack import half, pack_q6, requant, unpack_q6
 from quant.numerics import (
     F32,
     GROUP_MAX_EPS,
@@ -34,8 +34,7 @@ def quantize_q6_k(x: Floats, qw: Floats | None = None) -> Bytes:
     sc = np.where(zero[:, None], 0, (sc & 0xFF).astype(np.uint8).view(np.int8).astype(np.int32))
     d = np.where(zero, F32(0.0), d).astype(F32)
     dj = (d[:, None] * sc.astype(F32)).astype(F32).reshape(-1)
-    L -= F32(32.0)
-    levels = to_blocks(requant(X, dj, None, L, -32, 31), offset=32)
+    levels = requant(X, dj, None, L, -32, 31, offset=32)
     ql, qh = pack_q6(levels)
     out = np.concatenate([ql, qh, sc.astype(np.int8).view(np.uint8), fp16_bytes(d)], axis=1)
     out[zero] = 0

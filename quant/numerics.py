@@ -150,19 +150,26 @@ def safe_div(a: Floats, b: Floats) -> Floats:
 def element_major(x: Floats, n: int) -> Floats:
     """Blocks of `n` consecutive values of `x` as a contiguous (n, nblocks) array.
 
-    Copied in pieces of 256 blocks: a piece and its transpose stay in cache, which makes
-    this several times faster than one big transposing copy.
+    Copied in pieces of about 8K values: a piece and its transpose stay in cache, which
+    makes this several times faster than one big transposing copy.
     """
     xb = x.reshape(-1, n)
     out = np.empty((n, xb.shape[0]), dtype=xb.dtype)
-    for a in range(0, xb.shape[0], 256):
-        out[:, a : a + 256] = xb[a : a + 256].T
+    piece = max(32, 8192 // n)
+    for a in range(0, xb.shape[0], piece):
+        out[:, a : a + piece] = xb[a : a + piece].T
     return out
 
 
 def block_major(X: np.ndarray, per_block: int) -> np.ndarray:
-    """The inverse of `element_major`, regrouped as (nblocks, per_block) values."""
-    return np.ascontiguousarray(X.T).reshape(-1, per_block)
+    """The inverse of `element_major`, regrouped as (nblocks, per_block) values (copied in
+    cache-sized pieces too)."""
+    n, B = X.shape
+    out = np.empty((B, n), dtype=X.dtype)
+    piece = max(32, 8192 // n)
+    for a in range(0, B, piece):
+        out[a : a + piece] = X[:, a : a + piece].T
+    return out.reshape(-1, per_block)
 
 
 SLICE_ELEMS = 1 << 16  # elements per cache-sized slice of the search loops
