@@ -87,6 +87,22 @@ def test_error_bars(type_name: str) -> None:
         assert err < ERROR_BARS.get(type_name, 0.002), f"{type_name}: total error {err}"
 
 
+# ... and its dot-product bar: |vec_dot(q(a), q8(b)) - sum(a*b)| / n, with ggml's own CPU
+# vec_dot and partner quantizer consuming the bytes we wrote.
+DOT_BARS = {"Q2_K": 0.04}
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("type_name", QUANTIZED)
+def test_dot_product_error_bars(type_name: str) -> None:
+    for a, b in (((0.0, 2.0), (1.0, 2.0)), ((3.0, 1.0), (4.0, 1.5))):
+        x, y = _cos_data(*a), _cos_data(*b)
+        exact = float(np.dot(x.astype(np.float64), y.astype(np.float64)))
+        dot = ggml_ref.vec_dot(type_name, quant.quantize(type_name, x), y)
+        err = abs(dot - exact) / x.size
+        assert err < DOT_BARS.get(type_name, 0.02), f"{type_name}: dot product error {err}"
+
+
 def test_float_types_round_trip() -> None:
     x = edge_rows(5, 256)
     assert quant.dequantize("F32", quant.quantize("F32", x), x.shape).tobytes() == x.tobytes()
