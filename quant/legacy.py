@@ -32,20 +32,23 @@ def _ids(d: Floats) -> Floats:
 
 
 def _levels(V: Floats, bias: float, top: int | None, ids: Floats) -> Bytes:
-    """`MIN(top, (int8_t)(v + bias))` for element-major v = x*id (or (x - min)*id).
+    """`MIN(top, (int8_t)(v + bias))` for element-major v = x*id (or (x - min)*id), in place.
 
     v is within [-nmax, nmax] (or [0, nmax]) for every block whose `id` is finite, so the
     sum is positive and a truncating cast is exact; blocks whose `id` overflowed get what
-    the C cast gives for inf/NaN (0).
+    the C cast gives for inf/NaN (0). The cast gives at most `top + 1` (v may pass nmax by
+    an ulp or two), and `top + 1` is a power of two, so `q - (q >> bits)` is the MIN: one
+    pass over bytes instead of a float compare.
     """
     with np.errstate(invalid="ignore", over="ignore"):
         V += F32(bias)
         bad = ~np.isfinite(ids)
         if bad.any():
             V[:, bad] = 0
-        if top is not None:  # min(top, trunc(v)) == trunc(min(v, top)) for v >= 0
-            np.minimum(V, F32(top), out=V)
-        return V.astype(np.uint8)
+        q = V.astype(np.uint8)
+    if top is not None:
+        q -= q >> (top + 1).bit_length() - 1
+    return q
 
 
 def _blocks(*fields: Bytes, halves: tuple[Floats, ...]) -> Bytes:
@@ -99,8 +102,8 @@ def _symmetric(
         d = (mx / F32(-nmax)).astype(F32)
         ids = _ids(d)
         with np.errstate(invalid="ignore", over="ignore"):
-            V = X * ids
-        return d, _levels(V, nmax + 0.5, 2 * nmax - 1, ids)
+            np.multiply(X, ids, out=X)  # X is this function's own copy
+        return d, _levels(X, nmax + 0.5, 2 * nmax - 1, ids)
     W = _impl_weights(X, element_major(qw, QK), sigma2)
     d, L = make_qx_quants(X, nmax, W)
     return d, L.astype(np.uint8)
@@ -117,8 +120,9 @@ def _affine(
         d = ((mx - mn) / F32(nmax)).astype(F32)
         ids = _ids(d)
         with np.errstate(invalid="ignore", over="ignore"):
-            V = (X - mn) * ids
-        return d, mn, _levels(V, 0.5, 15 if nmax == 15 else None, ids)
+            np.subtract(X, mn, out=X)
+            np.multiply(X, ids, out=X)
+        return d, mn, _levels(X, 0.5, 15 if nmax == 15 else None, ids)
     W = _impl_weights(X, element_major(qw, QK), sigma2)
     scale, the_min, L = make_qkx_quants(X, W, nmax, -0.9, 0.05, 36, False, v3=True)
     return scale, (-the_min).astype(F32), L.astype(np.uint8)
