@@ -7,7 +7,7 @@ byte-identical; also the CPU seconds of each side's whole process tree (start-up
 which says more than wall time when the machine is shared. Each side runs in its own
 subprocess; only the quantize call is timed.
 
-    .venv/bin/python bench/quantize.py [--types q8_0,q4_0] [--repeat 2]
+    .venv/bin/python bench/quantize.py [--types q8_0,q4_0] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def run(script: str, *args: str) -> tuple[dict[str, object], int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--types", default=",".join(TYPES))
-    parser.add_argument("--repeat", type=int, default=1, help="runs per side; the best counts")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs per side; the best counts (one run is ~10%% noisy here)")
     args = parser.parse_args()
     if not MODEL.exists():
         raise SystemExit(f"{MODEL} is missing: run `make fixtures`")
