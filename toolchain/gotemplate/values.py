@@ -156,23 +156,9 @@ def type_name(v: Any) -> str:
     """Go's `%T` / reflect.Type.String() of a value."""
     if v is None or v is NO_VALUE:
         return "<nil>"
-    t = type(v)
-    if t is str:
-        return "string"
-    if t is bool:
-        return "bool"
-    if t is int:
-        return "int"
-    if t is float:
-        return "float64"
-    if t is list:
-        return "[]interface {}"
-    if t is dict:
-        return "map[string]interface {}"
-    if t is complex:
-        return "complex128"
-    if isinstance(v, GoUint8):
-        return "uint8"
+    name = _TYPE_NAMES.get(type(v))
+    if name is not None:
+        return name
     if isinstance(v, GoStruct):
         return v.type_name()
     if isinstance(v, (GoSlice, GoMap, GoBytes)):
@@ -210,23 +196,6 @@ def kind(v: Any) -> str:
     k = _KINDS.get(type(v))
     if k is not None:
         return k
-    if v is NO_VALUE:
-        return "invalid"
-    if v is None:
-        return "interface"
-    t = type(v)
-    if t is str:
-        return "string"
-    if t is bool:
-        return "bool"
-    if t is int:
-        return "int"
-    if t is float:
-        return "float"
-    if t is complex:
-        return "complex"
-    if t is GoUint8:
-        return "uint"
     if isinstance(v, (list, GoBytes)):
         return "slice"
     if isinstance(v, dict):
@@ -241,6 +210,9 @@ PLAIN_TRUTH = frozenset({str, bool, int, float, list, dict, type(None), _NoValue
 _KINDS = {str: "string", bool: "bool", int: "int", float: "float", complex: "complex",
           GoUint8: "uint", list: "slice", dict: "map", type(None): "interface",
           _NoValue: "invalid"}  # fmt: skip
+_TYPE_NAMES = {str: "string", bool: "bool", int: "int", float: "float64",
+               list: "[]interface {}", dict: "map[string]interface {}", complex: "complex128",
+               GoUint8: "uint8"}  # fmt: skip
 
 
 def go_len(v: Any) -> int:
