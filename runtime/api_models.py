@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,12 +26,19 @@ from toolchain.store import (
     InvalidNameError,
     ModelNotFoundError,
     StoredModel,
+    is_digest,
     load_model,
     parse_name,
 )
 from toolchain.store.show import rfc3339, show_response
 
-DIGEST = re.compile(r"^sha256[:-][0-9a-fA-F]{64}$")
+
+def _path_digest(request: Request) -> str:
+    """The `{digest}` of a blob route, in a form the reference accepts (else 400)."""
+    digest: str = request.path_params["digest"]
+    if not is_digest(digest):
+        raise ApiError(400, "invalid digest format")
+    return digest
 
 
 async def root_handler(request: Request) -> Response:
@@ -159,9 +165,7 @@ async def delete_handler(request: Request) -> Response:
 @api_handler()
 async def blob_head_handler(request: Request) -> Response:
     ctx = context_of(request)
-    digest = request.path_params["digest"]
-    if not DIGEST.match(digest):
-        raise ApiError(400, "invalid digest format")
+    digest = _path_digest(request)
     if not ctx.store.blobs.exists(digest):
         raise ApiError(404, f'blob "{digest}" not found')
     return Response(status_code=200)
@@ -171,9 +175,7 @@ async def blob_head_handler(request: Request) -> Response:
 async def blob_upload_handler(request: Request) -> Response:
     """Store the raw body as a blob; the digest in the path must match (as a string)."""
     ctx = context_of(request)
-    digest = request.path_params["digest"]
-    if not DIGEST.match(digest):
-        raise ApiError(400, "invalid digest format")
+    digest = _path_digest(request)
     if ctx.store.blobs.exists(digest):
         return Response(status_code=200)
     loop = asyncio.get_running_loop()
