@@ -137,6 +137,14 @@ class Job:
     think: bool = False
 
 
+def prediction_limit(num_predict: int, runner: Runner) -> int:
+    """`num_predict`, capped at ten times the loaded context as the reference caps it: with
+    context shifting, a model that never samples a stop token would otherwise run forever
+    (`-1`, "infinite", means this cap)."""
+    cap = 10 * runner.num_ctx * runner.num_parallel
+    return cap if num_predict < 0 or num_predict > cap else num_predict
+
+
 async def generate(runner: Runner, job: Job) -> AsyncIterator[Piece | Final]:
     """Run `job` on `runner`; cancelled when the caller stops iterating."""
     events = EventQueue()
@@ -144,7 +152,7 @@ async def generate(runner: Runner, job: Job) -> AsyncIterator[Piece | Final]:
         prompt=job.tokens,
         sampling=sampling_for(job.options, job.grammar),
         on_event=events.put,
-        num_predict=job.options.num_predict,
+        num_predict=prediction_limit(job.options.num_predict, runner),
         stop=job.options.stop,
         num_keep=job.options.num_keep,
         shift=job.shift,

@@ -339,3 +339,18 @@ def test_embed_truncation(client: ollama.Client, minilm_model: str) -> None:
         400,
         "the input length exceeds the context length",
     )
+
+
+def test_generation_ends_at_ten_contexts(client: ollama.Client, tiny_llama_model: str) -> None:
+    """`num_predict` -1 (or past 10 x num_ctx) stops at 10 x num_ctx tokens, as the
+    reference caps it: with context shifting, a model that never samples its end token
+    would otherwise generate forever."""
+    for num_predict in (-1, 100_000):
+        out = client.generate(
+            tiny_llama_model,
+            "Hi",
+            options={"num_ctx": 16, "num_predict": num_predict, "temperature": 0, "seed": 1},
+        )
+        assert (out.done_reason, out.eval_count) == ("length", 160)
+    short = client.generate(tiny_llama_model, "Hi", options={"num_ctx": 16, "num_predict": 5})
+    assert short.eval_count == 5
