@@ -87,6 +87,19 @@ def minilm_model(
 
 
 @pytest.fixture(scope="session")
+def short_demo_model(
+    model_store: Path, smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """`demo-short`: `demo` with `num_predict 48`, for clients that send no options (`mfc
+    run`): at temperature 0.2 SmolLM2 now and then never samples its end token, and the
+    10 x num_ctx cap is 20,480 tokens (minutes on 2 cores)."""
+    modelfile = DEMO_MODELFILE.format(gguf=smollm2_gguf, template=CHATML)
+    build_into(model_store, "demo-short", modelfile + "PARAMETER num_predict 48\n",
+               tmp_path_factory.mktemp("demo-short"))  # fmt: skip
+    return "demo-short"
+
+
+@pytest.fixture(scope="session")
 def tiny_llama_model(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """`tinyllama`: a tiny random-weight llama (a second, different GGUF in the store)."""
     source = MODELS / "tiny-llama"

@@ -15,24 +15,24 @@ def host_of(url: str) -> dict[str, str]:
     return {"MFC_HOST": hostport, "OLLAMA_HOST": hostport}
 
 
-def test_run_ps_stop(server: str) -> None:
+def test_run_ps_stop(server: str, short_demo_model: str) -> None:
     env = host_of(server)
-    ran = mfc("run", "demo", "What is 2+2?", env=env)
+    ran = mfc("run", short_demo_model, "What is 2+2?", env=env)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip()
     listed = mfc("ps", "--json", env=env)
     assert listed.returncode == 0
     models = json.loads(listed.stdout)["models"]
-    assert [m["name"] for m in models] == ["demo:latest"]
+    assert [m["name"] for m in models] == ["demo-short:latest"]
     table = mfc("ps", env=env).stdout.splitlines()
     assert table[0].split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
-    assert table[1].startswith("demo:latest") and models[0]["digest"][:12] in table[1]
-    stopped = mfc("stop", "demo", env=env)
+    assert table[1].startswith("demo-short:latest") and models[0]["digest"][:12] in table[1]
+    stopped = mfc("stop", short_demo_model, env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert json.loads(mfc("ps", "--json", env=env).stdout)["models"] == []
-    again = mfc("stop", "demo", env=env)
-    assert again.returncode == 1 and 'couldn\'t find model "demo" to stop' in again.stderr
-    answer = json.loads(mfc("run", "demo", "Hi", "--json", env=env).stdout)
+    again = mfc("stop", short_demo_model, env=env)
+    assert again.returncode == 1 and 'couldn\'t find model "demo-short" to stop' in again.stderr
+    answer = json.loads(mfc("run", short_demo_model, "Hi", "--json", env=env).stdout)
     assert answer["done"] and answer["message"]["role"] == "assistant"
     missing = mfc("run", "nope", "hi", env=env)
     assert missing.returncode == 1
