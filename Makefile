@@ -38,9 +38,10 @@ system-deps:
 	@# Go >= 1.23 for the template oracle ({{else with}}, JSON \b \f): bookworm-backports
 	@if [ ! -x /usr/lib/go-1.23/bin/go ]; then \
 	  echo "installing: golang-1.23-go (bookworm-backports)"; \
-	  grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/ || \
-	    echo "deb http://deb.debian.org/debian bookworm-backports main" | \
-	    $(SUDO) tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null; \
+	  grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/ || { \
+	    mirror=$$(fixtures/debian_mirror.sh) && \
+	    echo "deb $$mirror bookworm-backports main" | \
+	    $(SUDO) tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null; }; \
 	  $(SUDO) apt-get update -q >/dev/null && \
 	  $(SUDO) apt-get install -y -q -t bookworm-backports golang-1.23-go >/dev/null; \
 	fi
