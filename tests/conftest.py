@@ -22,8 +22,11 @@ def _require(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def conformance_dir() -> Path:
-    """../shared/conformance, read in place."""
-    return _require(CONFORMANCE)
+    """../shared/conformance, read in place; a clone without ../shared beside it skips the
+    tests that compare against it (everything else still runs)."""
+    if not CONFORMANCE.is_dir():
+        pytest.skip(f"no conformance data at {CONFORMANCE} (../shared is not beside this clone)")
+    return CONFORMANCE
 
 
 @pytest.fixture(scope="session")
