@@ -48,14 +48,21 @@ class Sampler:
     temperature, then a seeded draw (greedy at temperature 0), the order llama.cpp uses."""
 
     def __init__(self, spec: SamplingSpec, vocab: Any, n_ctx: int) -> None:
+        """`vocab` is the model's llama_vocab; `n_ctx` is the window `repeat_last_n: -1` means."""
         params = lc.llama_sampler_chain_default_params()
         params.no_perf = True
         self.chain = lc.llama_sampler_chain_init(params)
         self._penalties: Any = None
         if spec.penalizes:
             last_n = n_ctx if spec.repeat_last_n < 0 else spec.repeat_last_n
+            # llama-cpp-python 0.3.36's signature (n_vocab first); a ctypes call with the
+            # wrong arity raises, so this line moves with the pin (README)
             self._penalties = lc.llama_sampler_init_penalties(
-                last_n, spec.repeat_penalty, spec.frequency_penalty, spec.presence_penalty
+                int(lc.llama_vocab_n_tokens(vocab)),
+                last_n,
+                spec.repeat_penalty,
+                spec.frequency_penalty,
+                spec.presence_penalty,
             )
             self._add(self._penalties)
         if spec.grammar is not None:
