@@ -85,6 +85,7 @@ class LlamaModel:
         if not model:
             raise ModelLoadError(f"unable to load model: {path}: {_last_error('invalid GGUF')}")
         self.path = path
+        self.use_mmap = use_mmap
         self.ptr = model
         self.vocab = lc.llama_model_get_vocab(model)
         self.adapters: list[Any] = []
