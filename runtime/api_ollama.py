@@ -110,6 +110,8 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
                 shift=req.get("shift", True),
                 truncate=req.get("truncate", True),
                 think=bool(think) and "thinking" in model.capabilities,
+                logprobs=bool(req.get("logprobs")),
+                top_logprobs=top_logprobs,
             )
             async for item in generate(runner, job):
                 if isinstance(item, Piece):
@@ -118,6 +120,8 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
                     if item.thinking:
                         chunk["thinking"] = item.thinking
                     chunk["done"] = False
+                    if item.logprobs:
+                        chunk["logprobs"] = [lp.to_ollama() for lp in item.logprobs]
                     yield chunk
                 else:
                     final = _done(name, item.done_reason, response="")
@@ -205,6 +209,8 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
                 tools=tools,
                 template=model.template,
                 think=bool(think) and "thinking" in model.capabilities,
+                logprobs=bool(req.get("logprobs")),
+                top_logprobs=top_logprobs,
             )
             async for item in generate(runner, job):
                 if isinstance(item, Piece):
@@ -213,12 +219,15 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
                         message["thinking"] = item.thinking
                     if item.tool_calls:
                         message["tool_calls"] = [c.to_ollama() for c in item.tool_calls]
-                    yield {
+                    chunk: dict[str, Any] = {
                         "model": name,
                         "created_at": created_at(),
                         "message": message,
                         "done": False,
                     }
+                    if item.logprobs:
+                        chunk["logprobs"] = [lp.to_ollama() for lp in item.logprobs]
+                    yield chunk
                 else:
                     final = _done(name, item.done_reason, message=dict(empty))
                     final.update(metrics(item, start_ns, load_ns))
@@ -240,9 +249,11 @@ async def collect(items: Items, chat: bool) -> dict[str, Any]:
     content: list[str] = []
     thinking: list[str] = []
     calls: list[dict[str, Any]] = []
+    logprobs: list[dict[str, Any]] = []
     last: dict[str, Any] = {}
     async for item in items:
         last = item
+        logprobs.extend(item.get("logprobs", []))
         body = item.get("message", {}) if chat else item
         content.append(body.get("content" if chat else "response", ""))
         thinking.append(body.get("thinking", ""))
@@ -261,6 +272,8 @@ async def collect(items: Items, chat: bool) -> dict[str, Any]:
         out["response"] = "".join(content)
         if any(thinking):
             out["thinking"] = "".join(thinking)
+    if logprobs:
+        out["logprobs"] = logprobs
     return out
 
 

@@ -23,6 +23,7 @@ from runtime.context import api_handler, context_of
 from runtime.errors import ApiError
 from runtime.generation import now_ns
 from runtime.jsonbody import decode, go_type_name
+from runtime.openai_logprobs import chat_logprobs, completion_logprobs
 from runtime.schemas import OAI_CHAT, OAI_COMPLETION, OAI_EMBED
 from runtime.streaming import json_response, sse, stream_response, until_disconnect
 from toolchain.gojson import loads
@@ -190,24 +191,22 @@ async def _chat_chunks(items: Items, head: dict[str, Any], include_usage: bool) 
             if first:
                 delta["role"] = "assistant"
             first = False
+            choices: list[dict[str, Any]] = []
             if msg.get("thinking"):
-                yield {
-                    **head,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "delta": {**delta, "reasoning": msg["thinking"]},
-                            "finish_reason": None,
-                        }
-                    ],
-                }
+                reasoning = {**delta, "reasoning": msg["thinking"]}
+                choices.append({"index": 0, "delta": reasoning, "finish_reason": None})
                 delta = {}
             if msg.get("tool_calls"):
                 has_calls = True
                 delta["tool_calls"] = _oai_calls(msg["tool_calls"])
-            if msg.get("content") or "tool_calls" in delta or "role" in delta:
+            logprobs = item.get("logprobs")
+            if msg.get("content") or delta or (logprobs and not choices):
                 delta["content"] = msg.get("content", "")
-                yield {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                choices.append({"index": 0, "delta": delta, "finish_reason": None})
+            if logprobs:  # on the first chunk of the piece, as the reference splits them
+                choices[0]["logprobs"] = chat_logprobs(logprobs)
+            for choice in choices:
+                yield {**head, "choices": [choice]}
             continue
         reason = _finish(item.get("done_reason"), has_calls)
         yield {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}
@@ -238,6 +237,8 @@ async def chat_completions_handler(request: Request) -> Response:
         "messages": chat_messages(req["messages"]),
         "options": _options(req, top_p_zero_is_default=False),
         "tools": req.get("tools"),
+        "logprobs": bool(req.get("logprobs")),
+        "top_logprobs": req.get("top_logprobs", 0),
     }
     fmt = req.get("response_format") or {}
     if fmt.get("type") == "json_object":
@@ -269,6 +270,8 @@ async def chat_completions_handler(request: Request) -> Response:
         "message": message,
         "finish_reason": _finish(final.get("done_reason"), bool(msg.get("tool_calls"))),
     }
+    if final.get("logprobs"):
+        choice["logprobs"] = chat_logprobs(final["logprobs"])
     return json_response(
         {**_head("chat.completion", model), "choices": [choice], "usage": _usage(final)}
     )
@@ -276,13 +279,16 @@ async def chat_completions_handler(request: Request) -> Response:
 
 async def _completion_chunks(items: Items, head: dict[str, Any], include_usage: bool) -> Items:
     zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    offset = 0
     async for item in items:
         done = bool(item.get("done"))
         reason = _finish(item.get("done_reason"), False) if done else None
-        chunk = {
-            **head,
-            "choices": [{"text": item.get("response", ""), "index": 0, "finish_reason": reason}],
-        }
+        text = item.get("response", "")
+        choice: dict[str, Any] = {"text": text, "index": 0, "finish_reason": reason}
+        if item.get("logprobs"):
+            choice["logprobs"] = completion_logprobs(item["logprobs"], offset)
+        offset += len(text)
+        chunk = {**head, "choices": [choice]}
         if include_usage:
             chunk["usage"] = zero
         yield chunk
@@ -301,11 +307,15 @@ async def completions_handler(request: Request) -> Response:
     opts = _options(req, top_p_zero_is_default=True)
     opts.setdefault("frequency_penalty", 0.0)
     opts.setdefault("presence_penalty", 0.0)
+    top = req.get("logprobs")
     ollama = {
         "model": req.get("model", ""),
         "prompt": prompt,
         "options": opts,
         "suffix": req.get("suffix", ""),
+        # as the reference: `logprobs: n` asks for n alternatives; 0 or absent, for none
+        "logprobs": top is not None and top > 0,
+        "top_logprobs": top if top is not None and top > 0 else 0,
     }
     items = await prepare_generate(ctx, ollama, start)
     model = ollama["model"]
@@ -321,6 +331,8 @@ async def completions_handler(request: Request) -> Response:
         "index": 0,
         "finish_reason": _finish(final.get("done_reason"), False),
     }
+    if final.get("logprobs"):
+        choice["logprobs"] = completion_logprobs(final["logprobs"])
     return json_response(
         {**_head("text_completion", model), "choices": [choice], "usage": _usage(final)}
     )

@@ -22,6 +22,7 @@ from typing import Any
 import llama_cpp as lc
 
 from runtime.llama import ContextSettings, LlamaModel
+from runtime.logprobs import PendingLogprobs, TokenLogprob, token_logprob
 from runtime.sampling import Sampler, SamplingSpec
 from runtime.textstream import TextStream
 
@@ -30,9 +31,11 @@ log = logging.getLogger("mfc.serve")
 
 @dataclass(frozen=True)
 class Token:
-    """Generated text, released once it is whole characters and can't start a stop string."""
+    """Generated text, released once it is whole characters and can't start a stop string,
+    with the log probabilities of the tokens it completes (when the request asked)."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class Generation:
     num_keep: int = 4
     shift: bool = True
     truncate: bool = True
+    logprobs: bool = False
+    top_logprobs: int = 0
     cancelled: bool = False
 
     def cancel(self) -> None:
@@ -87,6 +92,7 @@ class _Slot:
     sampled: int = 0
     reused: int = 0
     text: TextStream = field(default_factory=TextStream)
+    logprobs: PendingLogprobs = field(default_factory=PendingLogprobs)
     t_start: float = 0.0
     t_first: float = 0.0
     last_used: float = 0.0
@@ -244,6 +250,7 @@ class Engine:
         slot.sampled = 0
         slot.next_token = None
         slot.text = TextStream(job.stop)
+        slot.logprobs = PendingLogprobs()
         slot.t_start = time.perf_counter()
         slot.t_first = 0.0
         try:
@@ -306,7 +313,7 @@ class Engine:
             if not slot.t_first:
                 slot.t_first = now
             assert slot.sampler is not None
-            self._accept(slot, slot.sampler.sample(self.ctx, index))
+            self._accept(slot, slot.sampler.sample(self.ctx, index), index)
 
     def _use_threads(self, prompt: bool) -> None:
         """Generation threads for steps that only decode (one token per slot, however many
@@ -320,7 +327,7 @@ class Engine:
         lc.llama_set_n_threads(self.ctx, self.settings.n_threads, batch_threads)
         self._prompt_threads = prompt
 
-    def _accept(self, slot: _Slot, token: int) -> None:
+    def _accept(self, slot: _Slot, token: int, index: int) -> None:
         job = slot.job
         assert job is not None
         slot.sampled += 1
@@ -328,9 +335,15 @@ class Engine:
             self._finish(slot, "stop")
             return
         slot.generated.append(token)
+        start = slot.text.decoded
         text = slot.text.feed(self.model.piece(token))
-        if text:
-            job.on_event(Token(text))
+        logprobs: tuple[TokenLogprob, ...] = ()
+        if job.logprobs:  # the logits at `index` stay valid until the next decode
+            entry = token_logprob(self.ctx, index, token, self.model, job.top_logprobs)
+            slot.logprobs.add(start, slot.text.decoded, entry)
+            logprobs = slot.logprobs.release(len(text))
+        if text or logprobs:
+            job.on_event(Token(text, logprobs))
         if slot.text.stopped:
             self._finish(slot, "stop")
             return
@@ -362,8 +375,11 @@ class Engine:
         job = slot.job
         assert job is not None
         rest = slot.text.flush()
-        if rest:
-            job.on_event(Token(rest))
+        if slot.text.stopped:
+            slot.logprobs.drop()
+        logprobs = slot.logprobs.rest()
+        if rest or logprobs:
+            job.on_event(Token(rest, logprobs))
         now = time.perf_counter()
         first = slot.t_first or now
         job.on_event(

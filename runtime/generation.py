@@ -18,6 +18,7 @@ from typing import Any
 
 from runtime.engine import Event, Failed, Finished, Generation, Token
 from runtime.errors import ApiError
+from runtime.logprobs import TokenLogprob
 from runtime.models import ServedModel
 from runtime.options import Options
 from runtime.sampling import SamplingSpec
@@ -30,6 +31,7 @@ class Piece:
     content: str = ""
     thinking: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass
@@ -135,6 +137,8 @@ class Job:
     tools: list[dict[str, Any]] | None = None
     template: str | None = None
     think: bool = False
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 def prediction_limit(num_predict: int, runner: Runner) -> int:
@@ -157,6 +161,8 @@ async def generate(runner: Runner, job: Job) -> AsyncIterator[Piece | Final]:
         num_keep=job.options.num_keep,
         shift=job.shift,
         truncate=job.truncate,
+        logprobs=job.logprobs,
+        top_logprobs=job.top_logprobs,
     )
     tool_parser = ToolCallParser(job.tools, job.template) if job.tools else None
     thinker = ThinkingParser() if job.think else None
@@ -166,7 +172,7 @@ async def generate(runner: Runner, job: Job) -> AsyncIterator[Piece | Final]:
         while True:
             event = await events.get()
             if isinstance(event, Token):
-                piece = _piece(event.text, thinker, tool_parser)
+                piece = _piece(event.text, thinker, tool_parser, event.logprobs)
                 if piece is not None:
                     yield piece
             elif isinstance(event, Finished):
@@ -193,18 +199,23 @@ async def generate(runner: Runner, job: Job) -> AsyncIterator[Piece | Final]:
 
 
 def _piece(
-    text: str, thinker: ThinkingParser | None, tool_parser: ToolCallParser | None
+    text: str,
+    thinker: ThinkingParser | None,
+    tool_parser: ToolCallParser | None,
+    logprobs: tuple[TokenLogprob, ...] = (),
 ) -> Piece | None:
+    """What `text` releases; a piece whose text the parsers still hold carries its logprobs
+    anyway, as the reference sends them while its parser buffers."""
     thinking = ""
     content = text
-    if thinker is not None:
+    if thinker is not None and text:
         thinking, content = thinker.feed(text)
     calls: list[ToolCall] = []
     if tool_parser is not None and content:
         content, calls = tool_parser.feed(content)
-    if not (content or thinking or calls):
+    if not (content or thinking or calls or logprobs):
         return None
-    return Piece(content=content, thinking=thinking, tool_calls=calls)
+    return Piece(content=content, thinking=thinking, tool_calls=calls, logprobs=logprobs)
 
 
 def now_ns() -> int:

@@ -17,12 +17,15 @@ class TextStream:
         self._stops = tuple(s for s in stops if s)
         self._held = ""
         self.stopped = False
+        self.decoded = 0  # characters decoded so far (released, held or cut)
 
     def feed(self, data: bytes) -> str:
         """Text released by these bytes ("" while a character or a possible stop is pending)."""
         if self.stopped:
             return ""
-        text = self._held + self._decoder.decode(data)
+        new = self._decoder.decode(data)
+        self.decoded += len(new)
+        text = self._held + new
         if not self._stops:
             self._held = ""
             return text
@@ -53,6 +56,8 @@ class TextStream:
         """Whatever is still held when generation ends for another reason."""
         if self.stopped:
             return ""
-        text = self._held + self._decoder.decode(b"", final=True)
+        new = self._decoder.decode(b"", final=True)
+        self.decoded += len(new)
+        text = self._held + new
         self._held = ""
         return text
