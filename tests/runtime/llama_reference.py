@@ -54,6 +54,10 @@ class Reference:
     def text(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens, special=True).decode("utf-8", errors="replace")
 
+    def piece(self, token: int) -> bytes:
+        """A token's bytes as generated text (special tokens rendered)."""
+        return bytes(self.llm._model.detokenize([token], special=True))
+
     def is_eog(self, token: int) -> bool:
         return bool(llama_vocab_is_eog(self.vocab, token))
 
