@@ -25,6 +25,14 @@ from runtime.streaming import created_at, json_response, stream_response, until_
 
 Items = AsyncIterator[dict[str, Any]]
 THINK_LEVELS = ("high", "medium", "low", "max")
+#: the reference's error (its ErrNoVisionModel) for images sent to a model without vision
+NO_VISION = "this model is missing data required for image input"
+
+
+def check_images(model: ServedModel, count: int) -> None:
+    """Refuse images for a model that cannot see them, rather than dropping them."""
+    if count and "vision" not in model.capabilities:
+        raise ApiError(400, NO_VISION)
 
 
 def check_think(model: ServedModel, requested: str, think: Any) -> bool | str | None:
@@ -89,6 +97,7 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
     if req.get("_debug_render_only"):
         text = prompt if raw else _generate_text(model, req, think, context is None)
         return _single(_debug(name, text, len(req.get("images") or []), response=""))
+    check_images(model, len(req.get("images") or []))
 
     async def items() -> Items:
         async with hold(ctx.scheduler, model, opts, keep_alive) as runner:
@@ -183,6 +192,7 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
         images = sum(len(m.get("images") or []) for m in messages)
         text = chat_prompt(model, conversation, tools, think)
         return _single(_debug(name, text, images, message=empty))
+    check_images(model, sum(len(m.get("images") or []) for m in messages))
 
     async def items() -> Items:
         async with hold(ctx.scheduler, model, opts, keep_alive) as runner:
