@@ -21,7 +21,7 @@ from runtime.jsonbody import decode
 from runtime.models import ServedModel, gguf_header
 from runtime.schemas import COPY, DELETE, SHOW
 from runtime.streaming import json_response
-from toolchain import __version__
+from toolchain import OLLAMA_API_VERSION
 from toolchain.store import (
     InvalidNameError,
     ModelNotFoundError,
@@ -46,7 +46,9 @@ async def root_handler(request: Request) -> Response:
 
 
 async def version_handler(request: Request) -> Response:
-    return json_response({"version": __version__})
+    """The Ollama API version mfc implements (clients gate features on it); mfc's own
+    version is in every response's `X-Mfc-Version` header."""
+    return json_response({"version": OLLAMA_API_VERSION})
 
 
 def _details(stored: StoredModel) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from runtime.config import ServerConfig
 from runtime.context import ServerContext
 from runtime.models import Catalog
 from runtime.scheduler import Scheduler
+from runtime.version import VersionHeaderMiddleware
 from toolchain.store import Store
 
 ALLOWED_HEADERS = (
@@ -169,4 +170,5 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Starlette:
     )
     app.state.mfc = ctx
     app.add_middleware(GateMiddleware, config=config)
+    app.add_middleware(VersionHeaderMiddleware)  # outermost: refusals carry it too
     return app

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from toolchain import __version__
+from toolchain import OLLAMA_API_VERSION, __version__
 from toolchain.diagnostics import Diagnostic, render
 from toolchain.errors import MfcError, UsageError
 
@@ -60,7 +60,9 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="mfc")
+@click.version_option(
+    __version__, prog_name="mfc", message=f"%(prog)s %(version)s (Ollama API {OLLAMA_API_VERSION})"
+)
 def cli() -> None:
     """mfc: a compiler for Modelfiles and quantized models, and a runtime that serves them."""
 
