@@ -144,9 +144,9 @@ class Job:
 def prediction_limit(num_predict: int, runner: Runner) -> int:
     """`num_predict`, capped at ten times the loaded context as the reference caps it: with
     context shifting, a model that never samples a stop token would otherwise run forever
-    (`-1`, "infinite", means this cap)."""
+    (`-1`, "infinite", means this cap; so does 0, which the reference does not send on)."""
     cap = 10 * runner.num_ctx * runner.num_parallel
-    return cap if num_predict < 0 or num_predict > cap else num_predict
+    return cap if num_predict <= 0 or num_predict > cap else num_predict
 
 
 async def generate(runner: Runner, job: Job) -> AsyncIterator[Piece | Final]:

@@ -181,6 +181,29 @@ def test_num_predict_counts_tokens(
 
 
 @pytest.mark.parametrize("route", ROUTES)
+def test_num_predict_zero_is_no_limit(client: TestClient, reference: Reference, route: str) -> None:
+    """The reference leaves 0 out of its runner request, so 0 means "until the end token"
+    (here an answer of a few tokens), not "one token"."""
+    question = "What is the capital of France?"
+    text = f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+    steps = reference.greedy(reference.tokenize(text), 64)
+    assert 1 < len(steps) < 64  # it ends by itself
+    body: dict[str, Any] = {
+        "model": "plain",
+        "stream": False,
+        "options": {**GREEDY, "num_predict": 0},
+    }
+    if route == "generate":
+        body["prompt"] = question
+    else:
+        body["messages"] = [{"role": "user", "content": question}]
+    out = client.post(f"/api/{route}", json=body).json()
+    assert out["done_reason"] == "stop" and out["eval_count"] == len(steps) + 1  # + end token
+    text = out["response"] if route == "generate" else out["message"]["content"]
+    assert text == reference.text([s.token for s in steps])
+
+
+@pytest.mark.parametrize("route", ROUTES)
 def test_stop_cuts_before_the_stop_string(
     client: TestClient, reference: Reference, prompt: list[int], route: str
 ) -> None:
