@@ -1,10 +1,11 @@
 """Log probabilities of generated tokens, as the reference returns them (`logprobs`).
 
-`token_logprob` reads one step's logits (llama_get_logits_ith) and computes the log-softmax
-in numpy; the engine calls it on its own thread, and only for requests that ask. A token's
-entry travels with the text it produced: `PendingLogprobs` holds entries until their text is
-released (held back text may still become a stop string), and drops those of tokens that
-only made up a stop string, as the reference truncates them.
+`token_logprob` reads one step's logits (llama_get_logits_ith) and computes, in numpy, the
+log-softmax of the tokens it reports; the engine calls it on its own thread, and only for
+requests that ask. A token's entry travels with the text it produced: `PendingLogprobs`
+holds entries until their text is released (held back text may still become a stop
+string), and drops those of tokens that only made up a stop string, as the reference
+truncates them.
 """
 
 from __future__ import annotations
@@ -41,28 +42,28 @@ class TokenLogprob:
         return out
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Log-probabilities of one row of logits, computed in float64 (stable: max subtracted)."""
-    row = logits.astype(np.float64)
-    shifted = row - row.max()
-    result: np.ndarray = shifted - np.log(np.exp(shifted).sum())
-    return result
+def log_sum_exp(logits: np.ndarray) -> float:
+    """log(sum(exp(logits))), stable (max subtracted), summed in float64: a token's
+    log-softmax is its logit minus this."""
+    top = float(logits.max())
+    return top + float(np.log(np.exp(logits - np.float32(top)).sum(dtype=np.float64)))
 
 
 def token_logprob(ctx: Any, index: int, token: int, model: LlamaModel, top: int) -> TokenLogprob:
     """The entry for `token`, sampled from the logits at batch position `index` of `ctx`
-    (with its `top` most likely alternatives)."""
+    (with its `top` most likely alternatives). One pass of exp over the vocabulary; the
+    full log-softmax row is never built."""
     n_vocab, piece = model.n_vocab, model.piece
     logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(n_vocab,))
-    logprobs = log_softmax(logits)
+    lse = log_sum_exp(logits)
     alternatives: tuple[TokenLogprob, ...] = ()
     if top > 0:
         k = min(top, n_vocab)
-        best = np.argpartition(-logprobs, k - 1)[:k]
+        best = np.argpartition(logits, n_vocab - k)[n_vocab - k :]
         # most likely first; equal values by token id, so the order is stable
-        best = best[np.lexsort((best, -logprobs[best]))]
-        alternatives = tuple(_entry(int(t), float(logprobs[t]), piece) for t in best)
-    return _entry(token, float(logprobs[token]), piece, alternatives)
+        best = best[np.lexsort((best, -logits[best]))]
+        alternatives = tuple(_entry(int(t), float(logits[t]) - lse, piece) for t in best)
+    return _entry(token, float(logits[token]) - lse, piece, alternatives)
 
 
 def _entry(

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from runtime.app import create_app
 from runtime.config import ServerConfig
+from runtime.logprobs import PendingLogprobs, TokenLogprob, log_sum_exp
 from tests.runtime.conftest import CHATML, build_into
 from tests.runtime.llama_reference import Reference, Step, log_softmax
 
@@ -190,3 +191,31 @@ def test_openai_top_logprobs_bound(client: TestClient) -> None:
     )
     assert r.status_code == 400
     assert r.json()["error"]["message"] == "top_logprobs must be between 0 and 20"
+
+
+def entry(name: str) -> TokenLogprob:
+    return TokenLogprob(name, -1.0, name.encode())
+
+
+def test_pending_entries_follow_their_text() -> None:
+    """Entries leave with the first released character of their token; a token of a
+    partial character (no text of its own) leaves once everything before it has."""
+    pending = PendingLogprobs()
+    pending.add(0, 3, entry("abc"))
+    pending.add(3, 3, entry("partial"))  # first byte of a two-byte character
+    pending.add(3, 4, entry("rest"))
+    assert [e.token for e in pending.release(2)] == ["abc"]  # "ab" released, "c" held
+    assert pending.release(0) == ()
+    assert [e.token for e in pending.release(1)] == ["partial"]  # "c": all before it out
+    assert [e.token for e in pending.release(1)] == ["rest"]
+    pending.add(4, 6, entry("st"))
+    pending.add(6, 8, entry("op"))
+    assert pending.release(0) == ()  # a stop string cuts at 4: "st", "op" only made it up
+    pending.drop()
+    assert pending.rest() == ()
+
+
+def test_log_sum_exp_is_stable() -> None:
+    logits = np.array([1000.0, 999.0, -1000.0], dtype=np.float32)
+    want = 1000.0 + np.log(1 + np.exp(-1.0) + np.exp(-2000.0))
+    assert abs(log_sum_exp(logits) - want) < 1e-6  # exp in float32, summed in float64
