@@ -42,10 +42,16 @@ def penalize(
 
 class Reference:
     """One GGUF loaded with llama-cpp-python's high-level API (logits of every position,
-    flash attention off: compare with a server started with OLLAMA_FLASH_ATTENTION=0)."""
+    flash attention on: compare with a server started with OLLAMA_FLASH_ATTENTION=1).
+
+    Flash attention, because without it llama.cpp 0.3.36's CPU attention gives another
+    answer for a prompt's last token decoded alone after its cached prefix (what a server
+    does for a repeated prompt) than for the whole prompt decoded at once: up to 0.7 in
+    the logits of SmolLM2, for some prompt lengths. With it, both agree exactly.
+    """
 
     def __init__(self, gguf: Path, n_ctx: int = 2048) -> None:
-        self.llm = Llama(str(gguf), n_ctx=n_ctx, logits_all=True, verbose=False)
+        self.llm = Llama(str(gguf), n_ctx=n_ctx, logits_all=True, verbose=False, flash_attn=True)
         self.vocab = self.llm._model.vocab
 
     def tokenize(self, text: str) -> list[int]:

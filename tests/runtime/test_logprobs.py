@@ -20,7 +20,7 @@ from runtime.logprobs import PendingLogprobs, TokenLogprob, log_sum_exp
 from tests.runtime.conftest import CHATML, build_into
 from tests.runtime.llama_reference import Reference, Step, log_softmax
 
-QUESTION = "What is the capital of France?"
+QUESTION = "Write a haiku about the sea."
 PROMPT = f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
 N = 12
 TOP = 3
@@ -29,11 +29,6 @@ ROUTES = ("generate", "chat", "v1/chat/completions", "v1/completions")
 
 pytestmark = pytest.mark.oracle
 
-# A follow-up request reuses the cached prompt and decodes only its last token again; for
-# some prompts llama.cpp's logits of that token then differ from a whole-prompt decode (by
-# up to 0.7 with this model). This prompt's do not, so every request here, first or not,
-# must give the reference's numbers.
-
 
 @pytest.fixture(scope="module")
 def client(
@@ -41,7 +36,7 @@ def client(
 ) -> Iterator[TestClient]:
     modelfile = f'FROM {smollm2_gguf}\nTEMPLATE """{CHATML}"""\n'
     build_into(model_store, "plain", modelfile, tmp_path_factory.mktemp("plain"))
-    app = create_app(ServerConfig(models_root=model_store, flash_attention=False))
+    app = create_app(ServerConfig(models_root=model_store, flash_attention=True))  # as Reference
     with TestClient(app, base_url="http://localhost") as c:
         yield c
 
