@@ -97,3 +97,17 @@ def test_the_next_turn_shows_the_call(name: str) -> None:
         template, {"role": "assistant", "content": "", "tool_calls": CALLS[:1]}
     )
     assert "get_weather" in written and '"city":"Tokyo"' in written
+
+
+def test_chatml_keeps_content_before_the_calls() -> None:
+    """An assistant turn with text and calls keeps both; read back, the text is content."""
+    template = named_template("chatml").template
+    message = {"role": "assistant", "content": "Let me check.", "tool_calls": CALLS[:1]}
+    written = assistant_turn(template, message)
+    assert written == (
+        'Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": '
+        '{"city":"Tokyo","days":2,"unit":"C"}}\n</tool_call>'
+    )
+    parser = ToolCallParser(TOOLS, template)
+    content, calls = parser.feed(written)
+    assert content == "Let me check.\n" and [c.name for c in calls] == ["get_weather"]
