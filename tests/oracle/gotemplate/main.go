@@ -7,6 +7,7 @@
 // "exec" parses with New("").Option("missingkey=zero").Funcs(ollamaFuncs) and executes
 // on the JSON data (objects as map[string]any, arrays as []any, numbers as float64);
 // "exec:default" and "exec:error" do the same with Go's other missingkey options.
+// "tag" prints the template's tool-call tag (tooltag.go).
 // "prompt" follows Ollama's template.Parse + Template.Execute: the data is
 // {"messages": [...], "tools": [...], "prompt": "", "suffix": "", "think": bool|"level"|null}.
 // The prompt-path types below are written for this oracle from the reference's
@@ -125,6 +126,8 @@ func main() {
 				text, err = runExec(req.Template, req.Data, "default")
 			case "exec:error":
 				text, err = runExec(req.Template, req.Data, "error")
+			case "tag":
+				text, err = toolCallTag(req.Template)
 			default:
 				text, err = runExec(req.Template, req.Data, "zero")
 			}

@@ -4,10 +4,15 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from toolchain.gotemplate import parse
-from toolchain.prompt import tool_call_tag, tool_call_tag_of_source
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.oracle.go_oracle import GoOracle
+from toolchain.gotemplate import TemplateError, parse
+from toolchain.prompt import named_template, template_names, tool_call_tag, tool_call_tag_of_source
 
 CALL_JSON = '{"name": "{{ .Function.Name }}", "arguments": {{ .Function.Arguments }}}'
 
@@ -100,3 +105,70 @@ def test_no_template_or_one_that_does_not_parse_means_bare_json() -> None:
     assert tool_call_tag(None) == "{"
     assert tool_call_tag_of_source(None) == "{"
     assert tool_call_tag_of_source("{{ if .ToolCalls }}<call>") == "{"  # unclosed if
+
+
+# -- against Go's own parse tree ------------------------------------------------------------
+TEXTS = ["", " ", "\n", "\r\n", "<tool_call>", "\n<tool_call>\n", "[TOOL_CALLS] [", '{"name": ',
+         "  {x}", "Action: ```json\n[", "\u3000<t>\u00a0", "a\r\nb", "\t", "\x1c<fs>"]  # fmt: skip
+ACTIONS = ["{{ .Content }}", "{{- .X -}}", "{{ $x := 1 }}", "{{/* c */}}", "{{- /* c */ -}}",
+           '{{ template "t" . }}', "{{ json .Function.Arguments }}"]  # fmt: skip
+CONDITIONS = [".ToolCalls", "$.ToolCalls", ".Message.ToolCalls", "and .Tools .ToolCalls",
+              "(len .ToolCalls)", ".Content", "not .ToolCalls", 'eq .Role "assistant"']  # fmt: skip
+BLOCKS = ["if", "range", "with"]
+
+
+@st.composite
+def _body(draw: st.DrawFn, depth: int) -> str:
+    out = []
+    for _ in range(draw(st.integers(0, 3))):
+        kind = draw(st.sampled_from("ttab" if depth >= 3 else "ttabbb"))
+        if kind == "t":
+            out.append(draw(st.sampled_from(TEXTS)))
+        elif kind == "a":
+            out.append(draw(st.sampled_from(ACTIONS)))
+        else:
+            block = draw(st.sampled_from(BLOCKS))
+            cond = draw(st.sampled_from([".ToolCalls", *CONDITIONS]))
+            dash = draw(st.sampled_from(["", "- "]))
+            rest = draw(_body(depth + 1))
+            if draw(st.booleans()):
+                other = draw(st.sampled_from(CONDITIONS))
+                elses = {"if": f"else if {other}", "with": f"else with {other}", "range": "else"}
+                rest += f"{{{{ {draw(st.sampled_from([elses[block], 'else']))} }}}}"
+                rest += draw(_body(depth + 1))
+            out.append(f"{{{{{dash}{block} {cond} }}}}" + rest + "{{ end }}")
+    return "".join(out)
+
+
+def generated(n: int) -> list[str]:
+    out: list[str] = []
+
+    @settings(max_examples=n, database=None, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(_body(0))
+    def draw(x: str) -> None:
+        out.append(x)
+
+    draw()
+    return list(dict.fromkeys(out))
+
+
+@pytest.mark.oracle
+def test_tags_match_go(go_oracle: GoOracle, conformance_dir: Path) -> None:
+    sources = [src for _, src, _ in REFERENCE + MORE if src]
+    sources += [named_template(n).template for n in template_names()]
+    sources += [p.read_text() for p in sorted((conformance_dir / "templates").glob("*.gotmpl"))]
+    sources += generated(1500)
+    assert sum("ToolCalls" in s for s in sources) > 500
+    results = go_oracle.run([("tag", s, None) for s in sources])
+    bad = []
+    for source, ref in zip(sources, results, strict=True):
+        try:
+            ours = (True, tool_call_tag(parse(source)).encode())
+        except TemplateError:
+            ours = (False, b"")
+        if ours != (ref.ok, ref.output):
+            bad.append((source, ref, ours))
+    assert not bad, f"{len(bad)}/{len(sources)} differ, first: {bad[:3]}"
+    tags = {r.output for r in results if r.ok}
+    assert len(tags) > 10  # the corpus reaches many different tags
