@@ -19,8 +19,10 @@ as the template wrote them rather than as the whole object.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -96,37 +98,101 @@ def _arguments_in(obj: dict[str, Any], tool: str) -> tuple[dict[str, Any] | None
     return None, False
 
 
+class _Scan:
+    """The brackets outside JSON strings of a buffer that only grows, each visited once
+    however often the buffer is rescanned (a call's arguments stream in many chunks).
+
+    Only structural characters are looked at; a backslash escapes the next character, in
+    strings or not, as the reference's scan has it."""
+
+    def __init__(self, brackets: str) -> None:
+        self.pattern = re.compile('["\\\\' + re.escape(brackets) + "]")
+        self.pos = 0
+        self.in_string = False
+        self.escaped_at = -1
+
+    def new(self, buffer: str) -> Iterator[tuple[int, str]]:
+        """(index, bracket) of the brackets not seen yet."""
+        for m in self.pattern.finditer(buffer, self.pos):
+            i = m.start()
+            self.pos = i + 1
+            if i == self.escaped_at:
+                continue
+            c = buffer[i]
+            if c == "\\":
+                self.escaped_at = i + 1
+            elif c == '"':
+                self.in_string = not self.in_string
+            elif not self.in_string:
+                yield i, c
+        self.pos = len(buffer)
+
+
+class FirstObject:
+    """The first complete object of a growing buffer that is valid JSON (a balanced
+    `{...}` that is not JSON is skipped)."""
+
+    def __init__(self) -> None:
+        self.scan = _Scan("{}")
+        self.depth = 0
+        self.start = -1
+        self.found: tuple[Any, int] | None = None
+
+    def find(self, buffer: str) -> tuple[Any, int] | None:
+        """(decoded object, index of its closing brace), or None while there is none."""
+        if self.found is not None:
+            return self.found
+        for i, c in self.scan.new(buffer):
+            if c == "{":
+                if self.depth == 0:
+                    self.start = i
+                self.depth += 1
+                continue
+            self.depth -= 1
+            if self.depth == 0 and self.start != -1:
+                try:
+                    data = _decode(buffer[self.start : i + 1])
+                except (json.JSONDecodeError, RecursionError):
+                    self.start = -1  # not JSON after all: look further
+                    continue
+                self.found = (data, i)
+                return self.found
+            self.depth = max(self.depth, 0)
+        return None
+
+
+class _Balance:
+    """Whether a growing buffer holds a complete JSON object (`{` tag) or list (`[`)."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.scan = _Scan("{}" if tag == "{" else "[]")
+        self.count = 0
+        self.closed = False
+
+    def closes(self, buffer: str) -> bool:
+        if not self.closed:
+            for _, c in self.scan.new(buffer):
+                self.count += 1 if c == self.tag else -1
+                if self.count == 0 and c != self.tag:
+                    self.closed = True
+                    break
+        return self.closed
+
+
+def arguments_of(tool: str, found: tuple[Any, int] | None) -> tuple[dict[str, Any] | None, int]:
+    """The arguments for `tool` in a found object (the object itself when it names none)."""
+    if found is None:
+        return None, 0
+    data, close = found
+    args, ok = _arguments_in(data, tool)
+    return (args if ok else data), close
+
+
 def find_arguments(tool: str, buffer: str) -> tuple[dict[str, Any] | None, int]:
     """The arguments in the first complete JSON object of `buffer`, and the index of the
     object's closing brace; (None, 0) when there is no complete object yet."""
-    start = -1
-    depth = 0
-    in_string = escaped = False
-    for i, c in enumerate(buffer):
-        if escaped:
-            escaped = False
-        elif c == "\\":
-            escaped = True
-        elif c == '"':
-            in_string = not in_string
-        elif in_string:
-            continue
-        elif c == "{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0 and start != -1:
-                try:
-                    data = _decode(buffer[start : i + 1])
-                except (json.JSONDecodeError, RecursionError):
-                    start = -1  # not JSON after all: look further
-                    continue
-                args, found = _arguments_in(data, tool)
-                return (args if found else data), i
-            depth = max(depth, 0)
-    return None, 0
+    return arguments_of(tool, FirstObject().find(buffer))
 
 
 def find_tool(names: list[str], buffer: str) -> tuple[str | None, int]:
@@ -165,28 +231,7 @@ def find_tag(buffer: str, tag: str) -> tuple[int, bool]:
 
 def closes(buffer: str, tag: str) -> bool:
     """With a `{` or `[` tag: whether the buffer holds a complete object (list)."""
-    pairs = {"{": ("{", "}"), "[": ("[", "]")}
-    if tag not in pairs:
-        return False
-    opening, closing = pairs[tag]
-    count = 0
-    in_string = escaped = False
-    for c in buffer:
-        if escaped:
-            escaped = False
-        elif c == "\\":
-            escaped = True
-        elif c == '"':
-            in_string = not in_string
-        elif in_string:
-            continue
-        elif c == opening:
-            count += 1
-        elif c == closing:
-            count -= 1
-            if count == 0:
-                return True
-    return False
+    return tag in (BARE_JSON, "[") and _Balance(tag).closes(buffer)
 
 
 class _State(Enum):
@@ -210,6 +255,12 @@ class ToolCallParser:
         self.state = _State.LOOKING
         self.buffer = ""
         self.count = 0
+        self._rescan()
+
+    def _rescan(self) -> None:
+        """Forget what was scanned (the buffer no longer just grew)."""
+        self._object = FirstObject()
+        self._balance = _Balance(self.tag) if self.json_tag else None
 
     @property
     def json_tag(self) -> bool:
@@ -231,10 +282,11 @@ class ToolCallParser:
             if not found:
                 return content, []
             self.state = _State.CALLING
+            self._rescan()
         calls: list[ToolCall] = []
         while (call := self._next_call()) is not None:
             calls.append(call)
-        if closes(self.buffer, self.tag):
+        if self._balance is not None and self._balance.closes(self.buffer):
             # a complete JSON value that held no (more) calls goes back as content
             self.state = _State.DONE
             content, self.buffer = self.buffer, ""
@@ -244,7 +296,7 @@ class ToolCallParser:
         name, end = find_tool(self.names, self.buffer)
         if name is None:
             return None
-        args, close = find_arguments(name, self.buffer)
+        args, close = arguments_of(name, self._object.find(self.buffer))
         if args is None:
             return None
         call = ToolCall(name, args, self.count, call_id())
@@ -252,6 +304,7 @@ class ToolCallParser:
         # past the object's closing brace (the reference keeps that brace, which then
         # unbalances its `{` count and turns a second streamed JSON call into text)
         self.buffer = self.buffer[max(end, close + 1) :]
+        self._rescan()
         return call
 
     def flush(self) -> str:

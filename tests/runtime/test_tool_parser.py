@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from runtime.tools import ToolCallParser, closes, find_arguments, find_tag
+from runtime.tools import (
+    FirstObject,
+    ToolCallParser,
+    arguments_of,
+    closes,
+    find_arguments,
+    find_tag,
+)
 
 CALL = '{"name": "{{.Function.Name}}", "arguments": {{.Function.Arguments}}}'
 TEMPLATES = {
@@ -289,3 +296,15 @@ def test_streamed_bare_json_calls_one_after_another() -> None:
             calls += found
         assert content + parser.flush() == ""
         assert [(c.name, c.arguments) for c in calls] == [("add", {"a": "1"}), ("say_hello", {})]
+
+
+@pytest.mark.parametrize(
+    ("case", "buffer", "tool", "want"), ARGUMENTS, ids=[c[0] for c in ARGUMENTS]
+)
+def test_find_arguments_as_the_buffer_grows(case: str, buffer: str, tool: str, want: Any) -> None:
+    """The parser scans a growing buffer once (escapes split across chunks included): the
+    answer for each prefix is the answer of a fresh scan of that prefix."""
+    scan = FirstObject()
+    for n in range(len(buffer) + 1):
+        assert arguments_of(tool, scan.find(buffer[:n])) == find_arguments(tool, buffer[:n])
+    assert arguments_of(tool, scan.find(buffer))[0] == want
