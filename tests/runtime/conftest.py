@@ -26,7 +26,8 @@ CHATML = """{{- range $i, $m := .Messages }}
 {{- end }}<|im_start|>assistant
 """
 
-#: ChatML with Hermes-style tools: the tool list in the system turn, calls as bare JSON.
+#: ChatML with Hermes-style tools: the tool list in the system turn, calls as bare JSON
+#: (the `.ToolCalls` branch starts with the call's `{`, so the tool-call tag is `{`).
 CHATML_TOOLS = """{{- if .Tools }}<|im_start|>system
 You can call these tools by answering with JSON {"name": ..., "arguments": {...}}:
 {{ range .Tools }}{{ json .Function }}
@@ -35,11 +36,10 @@ You can call these tools by answering with JSON {"name": ..., "arguments": {...}
 {{- range .Messages }}
 {{- if eq .Role "tool" }}<|im_start|>user
 Result of {{ .ToolName }}: {{ .Content }}<|im_end|>
-{{ else if .ToolCalls }}<|im_start|>assistant
-{{ range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ json .Function.Arguments }}}
-{{ end }}<|im_end|>
 {{ else }}<|im_start|>{{ .Role }}
-{{ .Content }}<|im_end|>
+{{ if .ToolCalls }}
+{{- range .ToolCalls }}{"name": "{{ .Function.Name }}", "arguments": {{ json .Function.Arguments }}}
+{{ end }}{{ else }}{{ .Content }}{{ end }}<|im_end|>
 {{ end }}
 {{- end }}<|im_start|>assistant
 """

@@ -17,7 +17,7 @@ from runtime.jsonbody import ANY, INT, STRING, decode, map_of, slice_of, struct
 from runtime.options import DEFAULT_OPTIONS
 from runtime.schemas import CHAT, GENERATE
 from runtime.textstream import TextStream
-from runtime.tools import ToolCallParser, tool_tag
+from runtime.tools import ToolCallParser
 from toolchain.store import Store
 
 # Messages as Go 1.2x's encoding/json Decoder produces them for these bodies.
@@ -213,41 +213,6 @@ def test_stop_sequences_are_held_back_and_cut() -> None:
 
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]
-
-
-def test_tool_tag_from_template() -> None:
-    hermes = (
-        '{{ range .ToolCalls }}<tool_call>\n{"name": "{{ .Function.Name }}"}</tool_call>{{ end }}'
-    )
-    assert tool_tag(hermes) == "<tool_call>"
-    assert tool_tag('{{- range .ToolCalls }}{"name": "{{ .Function.Name }}"}{{ end }}') == "{"
-    assert tool_tag(None) == "{"
-
-
-def test_tool_calls_stream_out_of_text() -> None:
-    template = (
-        '{{ range .ToolCalls }}<tool_call>{"name": "{{ .Function.Name }}"}</tool_call>{{ end }}'
-    )
-    p = ToolCallParser(TOOLS, template)
-    pieces = [
-        "Sure ",
-        "<tool",
-        '_call>{"name": "get_weather", ',
-        '"arguments": {"city": "Paris"}}',
-        "</tool_call>",
-        " done",
-    ]
-    content, calls = "", []
-    for piece in pieces:
-        text, found = p.feed(piece)
-        content += text
-        calls += found
-    content += p.flush()
-    assert content == "Sure  done"
-    assert [(c.name, c.arguments, c.index) for c in calls] == [
-        ("get_weather", {"city": "Paris"}, 0)
-    ]
-    assert calls[0].id.startswith("call_") and len(calls[0].id) == 13
 
 
 def test_braces_that_are_not_tool_calls_are_content() -> None:

@@ -161,7 +161,7 @@ def not_(a: Any) -> bool:
 
 
 def length(item: Any) -> int:
-    if item is None:
+    if item is None or (isinstance(item, GoStruct) and item.go_is_nil()):
         raise FuncError("len of nil pointer")
     if item is NO_VALUE:
         raise FuncError(ZERO_VALUE_PANIC)
@@ -194,7 +194,7 @@ def index(item: Any, *indexes: Any) -> Any:
         raise FuncError("index of untyped nil")
     for ix in indexes:
         ix = _iface(ix)
-        if item is None:
+        if item is None or (isinstance(item, GoStruct) and item.go_is_nil()):
             raise FuncError("index of nil pointer")
         if isinstance(item, str):
             b = to_bytes(item)

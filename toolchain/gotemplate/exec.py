@@ -112,7 +112,7 @@ def printed(v: Any) -> str:
     if type(v) is str:
         return v
     if isinstance(v, GoStruct) and v.go_pointer and v.go_string() is None:
-        return value_string(v)[1:]
+        return "<nil>" if v.go_is_nil() else value_string(v)[1:]
     return value_string(v)
 
 

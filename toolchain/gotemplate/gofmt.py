@@ -121,6 +121,8 @@ def value_string(v: Any, depth: int = 0) -> str:
     if t is complex:
         return format_complex_v(v)
     if isinstance(v, GoStruct):
+        if v.go_is_nil():
+            return "<nil>"
         s = v.go_string()
         if s is not None:
             return s

@@ -214,7 +214,9 @@ def format_arg(v: Any, verb: str, f: Flags, depth: int = 0) -> str:
             )
             out = "map[" + " ".join(inner) + "]"
         elif isinstance(v, GoStruct):
-            if v.go_pointer and depth > 0:
+            if v.go_is_nil():  # fmt prints a nil pointer's %v as <nil>; other verbs are bad
+                out = "<nil>" if verb == "v" else None
+            elif v.go_pointer and depth > 0:
                 out = value_string(v, depth) if verb in "vp" else None
             else:
                 body = " ".join(format_arg(getattr(v, n), verb, f, depth + 1) for n in v.go_fields)

@@ -61,6 +61,10 @@ class GoStruct:
         """The result of the type's String() method, or None when it has none."""
         return None
 
+    def go_is_nil(self) -> bool:
+        """Whether this is a nil pointer of the type (only a `go_pointer` type can be one)."""
+        return False
+
     def go_json_value(self) -> Any:
         """Return a value to encode instead of the struct (a MarshalJSON), or NotImplemented."""
         return NotImplemented
@@ -144,7 +148,7 @@ def _json_empty(v: Any) -> bool:
     if isinstance(v, (GoSlice, GoMap)) and v.is_nil:
         return True
     if isinstance(v, GoStruct):
-        return False
+        return v.go_is_nil()
     if isinstance(v, (str, list, dict, bytes)):
         return len(v) == 0
     if isinstance(v, (bool, int, float)):
@@ -167,13 +171,14 @@ def type_name(v: Any) -> str:
 
 
 def is_true(v: Any) -> bool:
-    """Go's template truth: zero values, nil and empty collections are false; structs true."""
+    """Go's template truth: zero values, nil and empty collections are false; structs (and
+    pointers to them that are not nil) true."""
     if type(v) in PLAIN_TRUTH:
         return bool(v)
     if v is None or v is NO_VALUE:
         return False
     if isinstance(v, GoStruct):
-        return True
+        return not v.go_is_nil()
     if isinstance(v, (str, list, dict, bytes)):
         return len(v) > 0
     if isinstance(v, (bool, int, float, complex)):
@@ -187,7 +192,7 @@ def is_nil(v: Any) -> bool:
         return True
     if isinstance(v, (GoSlice, GoMap)):
         return v.is_nil
-    return False
+    return isinstance(v, GoStruct) and v.go_is_nil()
 
 
 def kind(v: Any) -> str:

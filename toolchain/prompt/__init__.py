@@ -4,6 +4,7 @@
 - `parse_prompt_template(source)`, `execute(pt, Values)`, `collate`, `template_vars`
 - `detect_template(chat_template)` -> `NamedTemplate | None`; `named_template(name)`
 - `render_jinja_chat(...)`: the sandboxed fallback for a model's own Jinja template
+- `tool_call_tag(template)`: the text that opens a tool call in the template's output
 """
 
 from toolchain.prompt.data import RequestError
@@ -19,8 +20,15 @@ from toolchain.prompt.render import (
     render_prompt,
     template_vars,
 )
+from toolchain.prompt.tooltag import (
+    BARE_JSON,
+    go_trim_space,
+    tool_call_tag,
+    tool_call_tag_of_source,
+)
 
 __all__ = [
+    "BARE_JSON",
     "DEFAULT_TEMPLATE",
     "JinjaChatError",
     "NamedTemplate",
@@ -30,10 +38,13 @@ __all__ = [
     "collate",
     "detect_template",
     "execute",
+    "go_trim_space",
     "named_template",
     "parse_prompt_template",
     "render_jinja_chat",
     "render_prompt",
     "template_names",
     "template_vars",
+    "tool_call_tag",
+    "tool_call_tag_of_source",
 ]

@@ -58,11 +58,14 @@ class ToolPropertiesMap(GoStruct):
     go_type = "api.ToolPropertiesMap"
     go_pointer = True
 
-    def __init__(self, items: dict[str, ToolProperty]) -> None:
-        self.items = items
+    def __init__(self, items: dict[str, ToolProperty] | None) -> None:
+        self.items = items  # None: a nil pointer (no `properties` in the request)
+
+    def go_is_nil(self) -> bool:
+        return self.items is None
 
     def go_json_value(self) -> Any:
-        return JSONStruct(self.items)
+        return None if self.items is None else JSONStruct(self.items)
 
 
 class ToolProperty(GoStruct):
@@ -92,10 +95,9 @@ class ToolProperty(GoStruct):
         enum = raw.get("enum")
         self.Enum = _slice("[]interface {}", as_go_json(list(enum or [])), enum)
         props = raw.get("properties")
-        self.Properties = (
-            ToolPropertiesMap({k: ToolProperty(v) for k, v in props.items()})
-            if isinstance(props, dict) else None
-        )  # fmt: skip
+        self.Properties = ToolPropertiesMap(
+            {k: ToolProperty(v) for k, v in props.items()} if isinstance(props, dict) else None
+        )
         req = raw.get("required")
         self.Required = _slice("[]string", [str(r) for r in req or []], req)
 

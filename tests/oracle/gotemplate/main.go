@@ -5,7 +5,9 @@
 // Response: {"id": 1, "ok": true, "output": "<base64>"} or {"id": 1, "ok": false, "error": "..."}
 //
 // "exec" parses with New("").Option("missingkey=zero").Funcs(ollamaFuncs) and executes
-// on the JSON data (objects as map[string]any, arrays as []any, numbers as float64).
+// on the JSON data (objects as map[string]any, arrays as []any, numbers as float64);
+// "exec:default" and "exec:error" do the same with Go's other missingkey options.
+// "tag" prints the template's tool-call tag (tooltag.go).
 // "prompt" follows Ollama's template.Parse + Template.Execute: the data is
 // {"messages": [...], "tools": [...], "prompt": "", "suffix": "", "think": bool|"level"|null}.
 // The prompt-path types below are written for this oracle from the reference's
@@ -82,14 +84,14 @@ func exactCap(v any) any {
 	return v
 }
 
-func runExec(src string, raw json.RawMessage) (string, error) {
+func runExec(src string, raw json.RawMessage, missingkey string) (string, error) {
 	var data any
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &data); err != nil {
 			return "", err
 		}
 	}
-	t, err := template.New("").Option("missingkey=zero").Funcs(funcs).Parse(src)
+	t, err := template.New("").Option("missingkey=" + missingkey).Funcs(funcs).Parse(src)
 	if err != nil {
 		return "", err
 	}
@@ -117,10 +119,17 @@ func main() {
 					err = fmt.Errorf("panic: %v", r)
 				}
 			}()
-			if req.Mode == "prompt" {
+			switch req.Mode {
+			case "prompt":
 				text, err = runPrompt(req.Template, req.Data)
-			} else {
-				text, err = runExec(req.Template, req.Data)
+			case "exec:default":
+				text, err = runExec(req.Template, req.Data, "default")
+			case "exec:error":
+				text, err = runExec(req.Template, req.Data, "error")
+			case "tag":
+				text, err = toolCallTag(req.Template)
+			default:
+				text, err = runExec(req.Template, req.Data, "zero")
 			}
 		}()
 		resp := response{ID: req.ID, OK: err == nil}

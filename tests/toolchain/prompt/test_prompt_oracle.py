@@ -71,6 +71,12 @@ EXTRA_TEMPLATES = [
     ":{{ $p.ToTypeScriptType }}:{{ $p.Type.String }}:{{ json $p }};{{ end }}{{ end }}{{ range .Messages }}{{ end }}",
     "{{ json .Messages }}|{{ .IsThinkSet }} {{ .Think }} {{ .ThinkLevel }}|{{ len .Messages }}",
     "{{ range .Messages }}{{ . }}{{ end }}",
+    # a property without `properties` holds a nil *ToolPropertiesMap; a missing key of the
+    # properties map is a zero ToolProperty (missingkey=zero)
+    "{{ range .Messages }}{{ end }}{{ range .Tools }}{{ range $n, $p := .Function.Parameters.Properties }}"
+    "{{ $p.Properties }}|{{ print $p.Properties }}|{{ if $p.Properties }}y{{ end }}|{{ json $p }}|{{ $p }}"
+    "|{{ eq $p.Properties nil }};{{ end }}{{ .Function.Parameters.Properties.zz.Properties }}"
+    "{{ .Function.Parameters.Properties.zz.Type }}{{ .Function.Parameters.Properties.zz }}{{ end }}",
     "{{ .Prompt }}{{ json .Prompt }}",
 ]
 
