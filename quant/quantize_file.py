@@ -7,7 +7,6 @@ quantized by a pool of worker processes, and the file is renamed into place at t
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from quant.filetypes import file_type
 from quant.formats import BY_ID, block_format
 from quant.imatrix import Imatrix, load_imatrix
 from quant.numerics import F32
+from quant.outfile import remove_stale_temps, temp_path
 from quant.pipeline import ProgressFn, QuantizeProgress, TensorCache, write_tensors
 from quant.policy import ModelFacts, Plan, plan_tensors
 from quant.source import type_layout
@@ -156,9 +156,13 @@ def quantize_file(
         places = {name: len(header) + at for name, _, _, at in infos}
         if dst.is_dir():
             raise QuantError(f"cannot write {dst}: it is a folder")
-        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+        remove_stale_temps(dst)
         try:
-            with tmp.open("wb") as fh:
+            tmp = temp_path(dst)
+        except OSError as exc:
+            raise QuantError(f"cannot write {dst}: {exc.strerror or exc}") from exc
+        try:
+            with tmp.open("r+b") as fh:
                 fh.write(header)
                 fh.truncate(total)  # padding stays zero; tensors are written in place
             write_tensors(tmp, g, plans, places=places, sizes=sizes, weights=weights,

@@ -32,8 +32,7 @@ def bind(config: ServerConfig) -> socket.socket:
             hint="another server (mfc or ollama) may be running there; "
             "set MFC_HOST or OLLAMA_HOST to another address",
         ) from None
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable: no process we start may keep the port open
 
 
 def make_server(config: ServerConfig, store: Store | None = None) -> uvicorn.Server:

@@ -1,14 +1,14 @@
 """Write a planned GGUF: metadata through gguf's GGUFWriter, tensor data streamed in chunks.
 
-The file is written to a temporary name beside the target, fsynced, then renamed: a
-conversion that fails or is killed leaves no partial output.
+The file is written to a temporary name beside the target (named for this process),
+fsynced, then renamed: a conversion that fails or is killed leaves no partial output, and
+a temp file a killed conversion left is removed by the next one to the same target.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import IO
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 
+from quant.outfile import remove_stale_temps, temp_path
 from toolchain.convert.architecture import HParams, Transform
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata
@@ -53,9 +54,11 @@ def write_gguf(path: Path, md: Metadata, tensors: list[PlannedTensor], hp: HPara
     path = Path(path)
     if not path.parent.is_dir():
         raise ConvertError(path, "output directory does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    remove_stale_temps(path)
+    try:
+        tmp = temp_path(path)  # mode per umask, as a plain open would give
+    except OSError as exc:
+        raise ConvertError(path, f"cannot write: {exc.strerror or exc}") from None
     writer = GGUFWriter(None, md.arch)
     try:
         md.write_to(writer)
