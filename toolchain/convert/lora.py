@@ -30,6 +30,7 @@ from toolchain.convert.outtype import OutType, encoded_nbytes, resolve_outtype, 
 from toolchain.convert.safetensors_file import FLOAT_DTYPES, SafetensorsFile, TensorEntry
 from toolchain.convert.writer import PlannedTensor, write_gguf
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
+from toolchain.store.gguf_reader import GGUFError, read_gguf
 
 #: GGUF architectures whose adapters convert (the Llama-style decoders)
 LORA_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
@@ -112,8 +113,11 @@ def load_base(path: Path) -> BaseModel:
     if not path.is_file():
         raise ConvertError(path, "no such base model (expected a GGUF file or HF directory)")
     try:
+        read_gguf(path)  # gguf-py's reader recurses without a bound: check the header first
         reader = GGUFReader(path)
-    except (OSError, ValueError) as exc:
+    except GGUFError as exc:
+        raise ConvertError(path, f"not a readable GGUF file: {exc.message}") from None
+    except (OSError, ValueError, RecursionError) as exc:
         raise ConvertError(path, f"not a readable GGUF file: {exc}") from exc
     fields = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
     name = str(fields.get("general.architecture", ""))

@@ -87,6 +87,9 @@ class SafetensorsFile:
             header = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConvertError(self.path, "not a safetensors file (header is not JSON)") from exc
+        except RecursionError:
+            raise ConvertError(self.path, "not a safetensors file (header JSON is nested too "
+                               "deep)") from None
         if not isinstance(header, dict):
             raise ConvertError(self.path, "not a safetensors file (header is not an object)")
         base = 8 + n
