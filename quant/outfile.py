@@ -30,6 +30,14 @@ def file_mode() -> int:
     return 0o666 & ~umask
 
 
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one existing file (hard links and symlinks included)."""
+    try:
+        return os.path.samestat(a.stat(), b.stat())
+    except OSError:
+        return False
+
+
 def temp_path(target: Path) -> Path:
     """A new, empty temp file beside `target`: `.<name>.<pid>.<random>.tmp`, mode per umask."""
     while True:

@@ -21,7 +21,7 @@ from quant.filetypes import file_type
 from quant.formats import BY_ID, block_format
 from quant.imatrix import Imatrix, load_imatrix
 from quant.numerics import F32
-from quant.outfile import remove_stale_temps, temp_path
+from quant.outfile import remove_stale_temps, same_file, temp_path
 from quant.pipeline import ProgressFn, QuantizeProgress, TensorCache, write_tensors
 from quant.policy import ModelFacts, Plan, plan_tensors
 from quant.source import type_layout
@@ -134,6 +134,10 @@ def quantize_file(
     emb_type = _type_arg(token_embedding_type, "token embedding type")
     im = _imatrix_arg(imatrix)
     dst = Path(dst)
+    for what, path in (("input file", src), ("imatrix", imatrix)):
+        if isinstance(path, str | Path) and same_file(dst, Path(path)):
+            raise QuantError(f"cannot write {dst}: it is the {what}",
+                             hint="give another output file")
     if not dst.parent.is_dir():
         raise QuantError(f"cannot write {dst}: folder {dst.parent} does not exist")
     with gguf_io.GGUFFile(src) as g:

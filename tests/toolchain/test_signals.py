@@ -112,14 +112,14 @@ def wait_for_status(proc: subprocess.Popen[str], prefix: str, *, count: int = 1)
     pytest.fail(f"exited ({proc.wait()}) before {prefix!r}: {err}")
 
 
-def stop(proc: subprocess.Popen[str], sig: signal.Signals) -> int:
+def stop(proc: subprocess.Popen[str], sig: signal.Signals, tag: str) -> int:
     proc.send_signal(sig)
     try:
         _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired:  # it, or a child holding its pipes, is still there
         proc.kill()
-        proc.communicate()
-        pytest.fail(f"still running 60 s after {sig.name}")
+        proc.wait()
+        pytest.fail(f"output still open 60 s after {sig.name}: {survivors(tag, 0)}")
     assert "Traceback" not in err, err
     return proc.returncode
 
@@ -140,7 +140,7 @@ def test_quantize_stopped_mid_way(tmp_path: Path, f32_gguf: Path, sig: signal.Si
     proc = start(args, tag)
     wait_for_status(proc, "quantizing", count=3)  # workers are busy, the temp file is there
     assert len(tagged_processes(tag)) >= 3  # mfc, the fork server, its workers
-    code = stop(proc, sig)
+    code = stop(proc, sig, tag)
     assert code == (EXIT_TERMINATED if sig == signal.SIGTERM else -signal.SIGKILL)
     assert survivors(tag) == []
     if sig == signal.SIGTERM:
@@ -166,7 +166,7 @@ def test_build_quantize_stopped_mid_way(
     args = ["build", str(modelfile), "-t", "q", "--models", str(store), "--json"]
     proc = start(args, tag)
     wait_for_status(proc, "quantizing", count=3)
-    code = stop(proc, sig)
+    code = stop(proc, sig, tag)
     assert code == (EXIT_TERMINATED if sig == signal.SIGTERM else -signal.SIGKILL)
     assert survivors(tag) == []
     if sig == signal.SIGTERM:
@@ -191,7 +191,7 @@ def test_convert_stopped_mid_way(tmp_path: Path, sig: signal.Signals) -> None:
     args = ["convert", str(HF_DIR), str(out), "--outtype", "q8_0", "--json"]
     proc = start(args, tag)
     wait_for_status(proc, "converting", count=2)
-    code = stop(proc, sig)
+    code = stop(proc, sig, tag)
     assert code == (EXIT_TERMINATED if sig == signal.SIGTERM else -signal.SIGKILL)
     assert survivors(tag) == []
     if sig == signal.SIGTERM:

@@ -28,7 +28,7 @@ from toolchain.convert.hf_dir import read_json
 from toolchain.convert.metadata import Metadata
 from toolchain.convert.outtype import OutType, encoded_nbytes, resolve_outtype, tensor_type
 from toolchain.convert.safetensors_file import FLOAT_DTYPES, SafetensorsFile, TensorEntry
-from toolchain.convert.writer import PlannedTensor, write_gguf
+from toolchain.convert.writer import PlannedTensor, input_files, write_gguf
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 from toolchain.store.gguf_reader import GGUFError, read_gguf
 
@@ -78,7 +78,9 @@ def convert_lora(adapter_dir: Path | str, out_path: Path | str, base: Path | str
         md.f32("adapter.lora.alpha", alpha)
         md.u32("general.file_type", int(out_type.file_type))
         md.u32("general.quantization_version", QUANTIZATION_VERSION)
-        write_gguf(out, md, tensors, model.hp, progress=report, status="converting adapter")
+        base_files = input_files(Path(base)) if Path(base).is_dir() else [Path(base)]
+        write_gguf(out, md, tensors, model.hp, progress=report, status="converting adapter",
+                   inputs=[*input_files(root), *base_files])
     finally:
         shard.close()
     report(ProgressEvent(f"wrote {out}"))

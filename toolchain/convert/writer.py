@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -48,12 +48,41 @@ class PlannedTensor:
     encoder: Encoder | None = None
 
 
+def input_files(folder: Path) -> list[Path]:
+    """Every file of an input folder (hidden folders such as .git aside)."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        out.extend(Path(dirpath, f) for f in filenames)
+    return out
+
+
+def check_not_an_input(path: Path, inputs: Iterable[Path]) -> None:
+    """Refuse an output that is one of the inputs (same file, however it is named)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return  # nothing there yet
+    for p in inputs:
+        try:
+            if os.path.samestat(st, p.stat()):
+                raise ConvertError(path, f"is an input of this conversion ({p})",
+                                   hint="write the GGUF to another file")
+        except OSError:
+            continue
+
+
 def write_gguf(path: Path, md: Metadata, tensors: list[PlannedTensor], hp: HParams | None,
-               *, progress: ProgressCallback, status: str = "converting model") -> None:
-    """Write metadata and tensors to `path` atomically, reporting bytes through `progress`."""
+               *, progress: ProgressCallback, status: str = "converting model",
+               inputs: Iterable[Path] = ()) -> None:
+    """Write metadata and tensors to `path` atomically, reporting bytes through `progress`.
+
+    `inputs` are the files the conversion reads: `path` may not be one of them.
+    """
     path = Path(path)
     if not path.parent.is_dir():
         raise ConvertError(path, "output directory does not exist")
+    check_not_an_input(path, inputs)
     remove_stale_temps(path)
     try:
         tmp = temp_path(path)  # mode per umask, as a plain open would give

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeGuard
 
+from quant.outfile import file_mode
 from toolchain.progress import ByteProgress
 from toolchain.store.errors import BlobError, BlobMismatchError
 
@@ -322,7 +323,7 @@ class Blobs:
         if final.exists():
             os.utime(final)
             return BlobWrite(digest, size, created=False)
-        tmp.chmod(0o644)
+        tmp.chmod(file_mode())  # mkstemp made it 0600; a blob reads like any file we write
         tmp.replace(final)
         fsync_dir(self.dir)
         return BlobWrite(digest, size, created=True)

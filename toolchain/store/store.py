@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from quant.outfile import file_mode
 from toolchain.store.blobs import Blobs, fsync_dir
 from toolchain.store.errors import ModelNotFoundError, StoreError
 from toolchain.store.lock import store_lock
@@ -158,8 +159,9 @@ class Store:
 
     def write_file(self, target: Path, data: bytes) -> None:
         """Replace a small file of the store (a manifest, a cache entry) atomically: a temp
-        file in the store's temp area, fsynced, mode 0644, renamed over `target`, and the
-        folder fsynced; a reader sees the old bytes or the new ones, never a part."""
+        file in the store's temp area, fsynced, given the umask's mode (0644 under 022),
+        renamed over `target`, and the folder fsynced; a reader sees the old bytes or the new
+        ones, never a part."""
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = self.blobs.temp_file(suffix=".tmp")
         try:
@@ -167,7 +169,7 @@ class Store:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            tmp.chmod(0o644)
+            tmp.chmod(file_mode())
             tmp.replace(target)
             fsync_dir(target.parent)
         finally:
