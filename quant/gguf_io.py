@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from quant.errors import QuantError
+from quant.files import not_regular
 
 MAGIC = b"GGUF"
 ALIGNMENT = 32
@@ -100,6 +101,9 @@ class GGUFFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        problem = not_regular(self.path)  # a FIFO or a device would block or never end
+        if problem is not None:
+            raise QuantError(f"cannot read {self.path}: {problem}")
         try:
             with self.path.open("rb") as fh:
                 self._size = fh.seek(0, 2)

@@ -17,11 +17,11 @@ import numpy.typing as npt
 
 from quant import gguf_io
 from quant.errors import QuantError
+from quant.files import remove_stale_temps, same_file, temp_path
 from quant.filetypes import file_type
 from quant.formats import BY_ID, block_format
 from quant.imatrix import Imatrix, load_imatrix
 from quant.numerics import F32
-from quant.outfile import remove_stale_temps, same_file, temp_path
 from quant.pipeline import ProgressFn, QuantizeProgress, TensorCache, write_tensors
 from quant.policy import ModelFacts, Plan, plan_tensors
 from quant.source import type_layout

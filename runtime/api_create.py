@@ -154,6 +154,14 @@ def create_request(store: Store, req: dict[str, Any]) -> tuple[CreateRequest, li
     return request, temps
 
 
+def without_temps(message: str, temps: list[Path]) -> str:
+    """An error about a file of a request's temp folder names the file as the request did
+    (`model.safetensors`), not where the server linked it."""
+    for folder in temps:
+        message = message.replace(f"{folder}/", "").replace(str(folder), ".")
+    return message
+
+
 class CreateAbandoned(BaseException):
     """Raised in the build's thread at its next progress report once nobody waits for the
     build any more (the client went away, or the server is shutting down): the build
@@ -177,10 +185,12 @@ async def create_events(
             raise CreateAbandoned
         put(event)
 
+    temps: list[Path] = []
+
     def run() -> None:
-        temps: list[Path] = []
         try:
-            request, temps = create_request(ctx.store, req)
+            request, folders = create_request(ctx.store, req)
+            temps.extend(folders)
             build(ctx.store, name, request, progress=emit)
         except CreateAbandoned:
             pass
@@ -201,7 +211,7 @@ async def create_events(
             if isinstance(item, ApiError):
                 raise item
             if isinstance(item, MfcError):
-                raise ApiError(400, item.message)
+                raise ApiError(400, without_temps(item.message, temps))
             if isinstance(item, BaseException):
                 raise ApiError(500, str(item) or type(item).__name__)
             yield item.to_json()

@@ -9,6 +9,7 @@ safetensors header nested 100 000 deep (`convert`), a registry manifest naming a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -27,7 +28,7 @@ DEEP = 2000
 
 def mfc(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*mfc_command(), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, check=False)
+                          timeout=120, check=False)
 
 
 def assert_clean_error(done: subprocess.CompletedProcess[str], needle: str) -> None:
@@ -163,3 +164,25 @@ def test_pull_of_a_layer_larger_than_the_disk(tmp_path: Path, lying_registry: st
     assert_clean_error(done, "not enough disk space")
     left = [p.name for p in store.rglob("*") if p.is_file()] if store.exists() else []
     assert left == []
+
+
+# -- inputs that are not regular files ---------------------------------------------------
+
+
+def test_fifos_and_devices_are_refused(tmp_path: Path, hf_copy: Path) -> None:
+    fifo = tmp_path / "model.gguf"
+    os.mkfifo(fifo)  # opening it to read would wait for a writer forever
+    (tmp_path / "Modelfile").write_text("FROM ./model.gguf\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    for path, kind in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device")):
+        want = f"{path}: not a regular file ({kind})"
+        assert_clean_error(mfc("inspect", str(path)), want)
+        assert_clean_error(mfc("quantize", str(path), str(out / "q.gguf"), "q8_0"), want)
+    assert_clean_error(mfc("build", str(tmp_path / "Modelfile"), "-t", "x", "--models",
+                           str(tmp_path / "models")), "not a regular file (a FIFO)")
+    (hf_copy / "model.safetensors").unlink()
+    os.mkfifo(hf_copy / "model.safetensors")
+    assert_clean_error(mfc("convert", str(hf_copy), str(out / "m.gguf")),
+                       "model.safetensors: not a regular file (a FIFO)")
+    assert list(out.iterdir()) == []

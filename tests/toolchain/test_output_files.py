@@ -13,7 +13,7 @@ import pytest
 
 from fixtures.local_server import ROOT, mfc_command
 from fixtures.tiny_gguf import write_tiny_model
-from quant.outfile import file_mode, remove_stale_temps, temp_path
+from quant.files import file_mode, remove_stale_temps, temp_path
 
 
 def mfc(*args: str, umask: int = 0o022) -> subprocess.CompletedProcess[str]:

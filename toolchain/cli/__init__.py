@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "show": "toolchain.cli.show:command",
     "cp": "toolchain.cli.cp:command",
     "rm": "toolchain.cli.rm:command",
+    "prune": "toolchain.cli.prune:command",
     "inspect": "toolchain.cli.inspect:command",
     "serve": "toolchain.cli.serve:command",
     "run": "toolchain.cli.run:command",

@@ -36,7 +36,7 @@ from toolchain.store.gguf_reader import GGUFError, read_gguf
 LORA_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
 
 _PEFT_NAME = re.compile(r"^(?:base_model\.model\.)?(?P<base>.+)\.lora_(?P<ab>[AB])"
-                        r"(?:\.[A-Za-z0-9_]+)?\.weight$")
+                        r"(?:\.[A-Za-z0-9_]+)?\.weight")
 
 
 @dataclass
@@ -145,7 +145,7 @@ def _lora_arch(arch: Architecture, path: Path) -> Architecture:
 def _plan(shard: SafetensorsFile, model: BaseModel, out_type: OutType) -> list[PlannedTensor]:
     pairs: dict[str, dict[str, TensorEntry]] = {}
     for name, entry in shard.tensors.items():
-        match = _PEFT_NAME.match(name)
+        match = _PEFT_NAME.fullmatch(name)
         if match is None:
             raise ConvertError(shard.path, f"tensor {name!r} is not a LoRA A/B matrix",
                                hint="adapters that train whole modules (modules_to_save, "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quant.files import not_regular
 from toolchain.convert.errors import ConvertError
 
 #: safetensors dtype -> numpy dtype the raw bytes are viewed as (BF16 as its uint16 bits).
@@ -67,6 +68,9 @@ class SafetensorsFile:
         self._parse_header()
 
     def _parse_header(self) -> None:
+        problem = not_regular(self.path)  # a FIFO would block the read below
+        if problem is not None:
+            raise ConvertError(self.path, problem)
         try:
             size = self.path.stat().st_size
             with self.path.open("rb") as fh:

@@ -17,7 +17,7 @@ from typing import IO
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 
-from quant.outfile import remove_stale_temps, temp_path
+from quant.files import remove_stale_temps, temp_path
 from toolchain.convert.architecture import HParams, Transform
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata

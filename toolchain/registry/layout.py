@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from quant.outfile import remove_stale_temps, temp_path
+from quant.files import remove_stale_temps, temp_path
 from toolchain.gojson import GoStruct, encode
 from toolchain.progress import ByteMeter, ProgressCallback, ProgressEvent, no_progress
 from toolchain.registry.errors import LayoutError

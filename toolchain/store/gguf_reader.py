@@ -17,6 +17,7 @@ from typing import Any
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
+from quant.files import not_regular
 from toolchain.errors import MfcError
 
 MAGIC = b"GGUF"
@@ -257,6 +258,11 @@ def sniff_gguf(path: str | os.PathLike[str]) -> bool:
 def read_gguf(path: str | os.PathLike[str], *, full_arrays: bool = False) -> GGUFInfo:
     """Read a GGUF file's header; raises `GGUFError` for a non-GGUF, truncated or malformed file."""
     p = str(path)
+    problem = not_regular(Path(p))  # a FIFO or a device would block or never end
+    if problem == "not a regular file (a directory)":
+        raise GGUFError(f"{p}: is a directory, not a GGUF file")
+    if problem is not None:
+        raise GGUFError(f"{p}: {problem}")
     try:
         with Path(p).open("rb") as f:
             size = os.fstat(f.fileno()).st_size

@@ -1,9 +1,10 @@
-"""Files written beside their target (a quantized GGUF, a converted one, an export):
-the bytes go to a temp file named for the writing process, which is renamed over the
-target at the end, with the mode a plain `open` gives (0666 less the umask).
+"""Files mfc reads and writes outside the store.
 
-A writer killed before the rename leaves its temp file; the next writer of the same
-target removes it once its process is gone (the pid in the name says whose it is).
+Inputs must be regular files: a FIFO or a device would block a reader or never end.
+Outputs (a quantized GGUF, a converted one, an export) go to a temp file beside their
+target, named for the writing process, renamed over the target at the end, with the
+mode a plain `open` gives (0666 less the umask). A writer killed before the rename leaves
+its temp file; the next writer of the same target removes it once its process is gone.
 """
 
 from __future__ import annotations
@@ -11,7 +12,27 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISDIR, "a directory"))
+
+
+def not_regular(path: Path) -> str | None:
+    """Why `path` cannot be read as a file ("no such file", "not a regular file (a FIFO)"),
+    or None for a regular file (symlinks are followed)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+    return f"not a regular file ({kind})"
 
 _UMASK_LINE = re.compile(rb"^Umask:\s*([0-7]+)$", re.MULTILINE)
 
