@@ -8,6 +8,7 @@ import uvicorn
 
 from runtime.app import create_app
 from runtime.config import ServerConfig
+from runtime.http_timeouts import DeadlineH11Protocol
 from toolchain.errors import MfcError
 from toolchain.store import Store
 
@@ -46,6 +47,7 @@ def make_server(config: ServerConfig, store: Store | None = None) -> uvicorn.Ser
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        http=DeadlineH11Protocol,  # slow or stalled clients are cut off
     )
     return uvicorn.Server(uv)
 
