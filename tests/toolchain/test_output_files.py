@@ -46,6 +46,12 @@ def test_convert_refuses_to_overwrite_its_input(hf_copy: Path, name: str) -> Non
     assert {p.name: digest(p) for p in hf_copy.iterdir()} == before  # nothing added either
 
 
+def test_convert_into_its_input_folder_twice(hf_copy: Path) -> None:
+    for _ in range(2):  # the first output is not an input of the second conversion
+        done = mfc("convert", str(hf_copy), str(hf_copy / "model.gguf"))
+        assert done.returncode == 0, done.stderr
+
+
 def test_convert_refuses_a_hard_link_to_its_input(hf_copy: Path, tmp_path: Path) -> None:
     link = tmp_path / "weights.gguf"
     os.link(hf_copy / "model.safetensors", link)

@@ -49,11 +49,13 @@ class PlannedTensor:
 
 
 def input_files(folder: Path) -> list[Path]:
-    """Every file of an input folder (hidden folders such as .git aside)."""
+    """Every file of an input folder a conversion may read: all but GGUF files (a converter
+    never reads those, so converting again over `DIR/model.gguf` is fine) and hidden
+    folders such as .git."""
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        out.extend(Path(dirpath, f) for f in filenames)
+        out.extend(Path(dirpath, f) for f in filenames if not f.lower().endswith(".gguf"))
     return out
 
 
