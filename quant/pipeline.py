@@ -149,7 +149,9 @@ def _owner_handle(pid: int) -> int | str | None:
 def _exited(watch: int | str, timeout: float | None) -> bool:
     """Whether the watched process has exited (a zombie counts), waiting up to `timeout`."""
     if isinstance(watch, int):  # a pidfd turns readable when the process exits
-        return bool(select.select([watch], [], [], timeout)[0])
+        poller = select.poll()
+        poller.register(watch, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
     deadline = time.monotonic() + (timeout or 0)
     while True:
         try:
