@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from quant.errors import QuantError
+from quant.files import not_regular
 
 MAGIC = b"GGUF"
 ALIGNMENT = 32
@@ -92,7 +93,7 @@ def _decode(buf: memoryview, pos: int, vtype: int) -> tuple[Any, int]:
             item, pos = _decode(buf, pos, etype)
             items.append(item)
         return items, pos
-    raise QuantError(f"unknown GGUF value type {vtype}")
+    raise QuantError(f"malformed GGUF: unknown value type {vtype}")
 
 
 class GGUFFile:
@@ -100,6 +101,9 @@ class GGUFFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        problem = not_regular(self.path)  # a FIFO or a device would block or never end
+        if problem is not None:
+            raise QuantError(f"cannot read {self.path}: {problem}")
         try:
             with self.path.open("rb") as fh:
                 self._size = fh.seek(0, 2)
@@ -116,8 +120,10 @@ class GGUFFile:
                 f"{self.path} is truncated or corrupt (GGUF header: {exc})",
                 hint="the file may still be downloading, or was cut short",
             ) from exc
-        except QuantError:
+        except QuantError as exc:
             self.close()
+            if exc.message.startswith("malformed GGUF"):
+                raise QuantError(f"{self.path}: {exc.message}") from None
             raise
 
     def _parse(self, buf: memoryview) -> None:
@@ -180,7 +186,11 @@ class GGUFFile:
         self.close()
 
 
-def _skip(buf: memoryview, pos: int, vtype: int) -> int:
+#: arrays of arrays deeper than this are refused (llama.cpp reads no nested array at all)
+MAX_ARRAY_DEPTH = 32
+
+
+def _skip(buf: memoryview, pos: int, vtype: int, depth: int = 0) -> int:
     if vtype in _SCALARS:
         return pos + struct.calcsize(_SCALARS[vtype])
     if vtype == STRING:
@@ -189,6 +199,8 @@ def _skip(buf: memoryview, pos: int, vtype: int) -> int:
             raise struct.error("string runs past the end")
         return int(pos + 8 + n)
     if vtype == ARRAY:
+        if depth >= MAX_ARRAY_DEPTH:
+            raise QuantError(f"malformed GGUF: arrays nested more than {MAX_ARRAY_DEPTH} deep")
         etype, n = struct.unpack_from("<IQ", buf, pos)
         pos += 12
         if etype in _SCALARS:
@@ -204,9 +216,9 @@ def _skip(buf: memoryview, pos: int, vtype: int) -> int:
                 raise struct.error("array runs past the end")
             return pos
         for _ in range(n):
-            pos = _skip(buf, pos, etype)
+            pos = _skip(buf, pos, etype, depth + 1)
         return pos
-    raise QuantError(f"unknown GGUF value type {vtype}")
+    raise QuantError(f"malformed GGUF: unknown value type {vtype}")
 
 
 def encode_string(s: str) -> bytes:

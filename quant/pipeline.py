@@ -9,8 +9,11 @@ import ctypes
 import hashlib
 import multiprocessing
 import os
+import select
 import signal
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -92,28 +95,79 @@ def _pool(threads: int | None) -> ProcessPoolExecutor | None:
     n = worker_count(threads)
     if n <= 1:
         return None
-    # fork starts workers at once with everything imported; workers only pread, compute and
-    # return bytes, so no lock another thread of the caller may hold is ever needed there
-    if sys.platform.startswith("linux"):
-        ctx = multiprocessing.get_context("fork")
-    else:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["quant.source"])
-    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init)
+    # workers come from a fork server (a fresh interpreter started with no descriptor of
+    # ours but its pipes), never from forking the caller: a server's listening socket,
+    # client connections and store lock must not live on in a worker
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["quant.source", "quant.pipeline"])
+    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
 
 
-def _worker_init() -> None:
-    """Ctrl-C is the parent's to handle: it stops the pool and removes the partial file.
+#: how often a worker checks that its owner is still there, where there is no pidfd (s)
+PARENT_CHECK_SECONDS = 0.5
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_init(owner: int) -> None:
+    """Tie the worker's life to `owner` (the quantizing process), whatever ends that.
+
+    A watcher thread ends the worker as soon as `owner` has exited (a zombie not yet
+    reaped counts as exited). The fork server, the worker's parent, exits once every
+    worker is gone, and Linux's parent-death signal covers a fork server killed first.
+    Ctrl-C and SIGTERM are the owner's to handle: it stops the pool and removes the
+    partial file.
 
     Kernels allocate arrays of a few MB per chunk; glibc would map and unmap each one
     (a page fault per 4 KB every time), so workers keep such blocks on the heap instead.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL("libc.so.6")
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
             libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
+    watch = _owner_handle(owner)
+    if watch is None or _exited(watch, timeout=0):
+        os._exit(1)
+    threading.Thread(target=_watch_owner, args=(watch,), name="owner-watch",
+                     daemon=True).start()
+
+
+def _owner_handle(pid: int) -> int | str | None:
+    """Something to watch `pid` by: a pidfd (Linux), else the pid as text; None if gone."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    except (AttributeError, OSError):
+        return str(pid)
+
+
+def _exited(watch: int | str, timeout: float | None) -> bool:
+    """Whether the watched process has exited (a zombie counts), waiting up to `timeout`."""
+    if isinstance(watch, int):  # a pidfd turns readable when the process exits
+        poller = select.poll()
+        poller.register(watch, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
+    deadline = time.monotonic() + (timeout or 0)
+    while True:
+        try:
+            os.kill(int(watch), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        if timeout is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(PARENT_CHECK_SECONDS)
+
+
+def _watch_owner(watch: int | str) -> None:
+    _exited(watch, timeout=None)
+    os._exit(1)
 
 
 @dataclass(slots=True)

@@ -7,7 +7,6 @@ quantized by a pool of worker processes, and the file is renamed into place at t
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import numpy.typing as npt
 
 from quant import gguf_io
 from quant.errors import QuantError
+from quant.files import remove_stale_temps, same_file, temp_path
 from quant.filetypes import file_type
 from quant.formats import BY_ID, block_format
 from quant.imatrix import Imatrix, load_imatrix
@@ -134,6 +134,10 @@ def quantize_file(
     emb_type = _type_arg(token_embedding_type, "token embedding type")
     im = _imatrix_arg(imatrix)
     dst = Path(dst)
+    for what, path in (("input file", src), ("imatrix", imatrix)):
+        if isinstance(path, str | Path) and same_file(dst, Path(path)):
+            raise QuantError(f"cannot write {dst}: it is the {what}",
+                             hint="give another output file")
     if not dst.parent.is_dir():
         raise QuantError(f"cannot write {dst}: folder {dst.parent} does not exist")
     with gguf_io.GGUFFile(src) as g:
@@ -156,9 +160,13 @@ def quantize_file(
         places = {name: len(header) + at for name, _, _, at in infos}
         if dst.is_dir():
             raise QuantError(f"cannot write {dst}: it is a folder")
-        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+        remove_stale_temps(dst)
         try:
-            with tmp.open("wb") as fh:
+            tmp = temp_path(dst)
+        except OSError as exc:
+            raise QuantError(f"cannot write {dst}: {exc.strerror or exc}") from exc
+        try:
+            with tmp.open("r+b") as fh:
                 fh.write(header)
                 fh.truncate(total)  # padding stays zero; tensors are written in place
             write_tensors(tmp, g, plans, places=places, sizes=sizes, weights=weights,

@@ -8,7 +8,9 @@ module checks it up front with the reference's messages, turns it into the build
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -152,25 +154,50 @@ def create_request(store: Store, req: dict[str, Any]) -> tuple[CreateRequest, li
     return request, temps
 
 
+def without_temps(message: str, temps: list[Path]) -> str:
+    """An error about a file of a request's temp folder names the file as the request did
+    (`model.safetensors`), not where the server linked it."""
+    for folder in temps:
+        message = message.replace(f"{folder}/", "").replace(str(folder), ".")
+    return message
+
+
+class CreateAbandoned(BaseException):
+    """Raised in the build's thread at its next progress report once nobody waits for the
+    build any more (the client went away, or the server is shutting down): the build
+    unwinds as on Ctrl-C, stopping quantize workers and removing its temp files."""
+
+
 async def create_events(
     ctx: ServerContext, name: ModelName, req: dict[str, Any]
 ) -> AsyncIterator[dict[str, Any]]:
     """Run the build in a thread; yield its progress events, then `success`."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[ProgressEvent | BaseException | None] = asyncio.Queue()
+    abandoned = threading.Event()
+
+    def put(item: ProgressEvent | BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
+            loop.call_soon_threadsafe(events.put_nowait, item)
 
     def emit(event: ProgressEvent) -> None:
-        loop.call_soon_threadsafe(events.put_nowait, event)
+        if abandoned.is_set():
+            raise CreateAbandoned
+        put(event)
+
+    temps: list[Path] = []
 
     def run() -> None:
-        temps: list[Path] = []
         try:
-            request, temps = create_request(ctx.store, req)
+            request, folders = create_request(ctx.store, req)
+            temps.extend(folders)
             build(ctx.store, name, request, progress=emit)
+        except CreateAbandoned:
+            pass
         except BaseException as exc:
-            loop.call_soon_threadsafe(events.put_nowait, exc)
+            put(exc)
         else:
-            loop.call_soon_threadsafe(events.put_nowait, None)
+            put(None)
         finally:
             for tmp in temps:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -184,11 +211,12 @@ async def create_events(
             if isinstance(item, ApiError):
                 raise item
             if isinstance(item, MfcError):
-                raise ApiError(400, item.message)
+                raise ApiError(400, without_temps(item.message, temps))
             if isinstance(item, BaseException):
                 raise ApiError(500, str(item) or type(item).__name__)
             yield item.to_json()
     finally:
+        abandoned.set()  # a no-op once the build is done
         await asyncio.shield(worker)
 
 

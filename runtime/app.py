@@ -63,7 +63,7 @@ ROUTES = [
 def origin_pattern(origins: tuple[str, ...]) -> re.Pattern[str]:
     """One regex for the allowed origins (`*` matches anything, as with AllowWildcard)."""
     parts = [re.escape(o).replace(r"\*", ".*") for o in (*origins, *BROWSER_EXTENSIONS)]
-    return re.compile("^(?:" + "|".join(parts) + ")$")
+    return re.compile("^(?:" + "|".join(parts) + r")\Z")  # `$` would allow a trailing newline
 
 
 def _host_allowed(host_header: str) -> bool:

@@ -8,6 +8,7 @@ import uvicorn
 
 from runtime.app import create_app
 from runtime.config import ServerConfig
+from runtime.http_timeouts import DeadlineH11Protocol
 from toolchain.errors import MfcError
 from toolchain.store import Store
 
@@ -32,8 +33,7 @@ def bind(config: ServerConfig) -> socket.socket:
             hint="another server (mfc or ollama) may be running there; "
             "set MFC_HOST or OLLAMA_HOST to another address",
         ) from None
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable: no process we start may keep the port open
 
 
 def make_server(config: ServerConfig, store: Store | None = None) -> uvicorn.Server:
@@ -47,6 +47,7 @@ def make_server(config: ServerConfig, store: Store | None = None) -> uvicorn.Ser
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        http=DeadlineH11Protocol,  # slow or stalled clients are cut off
     )
     return uvicorn.Server(uv)
 

@@ -8,7 +8,9 @@ for user errors; `main` prints them as diagnostics and exits 1 (2 for usage erro
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -32,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "show": "toolchain.cli.show:command",
     "cp": "toolchain.cli.cp:command",
     "rm": "toolchain.cli.rm:command",
+    "prune": "toolchain.cli.prune:command",
     "inspect": "toolchain.cli.inspect:command",
     "serve": "toolchain.cli.serve:command",
     "run": "toolchain.cli.run:command",
@@ -67,14 +70,37 @@ def cli() -> None:
     """mfc: a compiler for Modelfiles and quantized models, and a runtime that serves them."""
 
 
+#: exit status after SIGTERM (128 + 15, what a shell reports for a terminated command);
+#: Ctrl-C exits with 130 (128 + SIGINT)
+EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. Raised in the main thread, it unwinds the command the way Ctrl-C's
+    KeyboardInterrupt does: every `finally` runs, so worker processes are stopped and temp
+    files removed, then `main` exits with `EXIT_TERMINATED`."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends us at once
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI, turning user errors into diagnostics and exit codes."""
+    """Console entry point: run the CLI, turning user errors into diagnostics and exit codes.
+
+    SIGTERM cleans up like Ctrl-C (exit 143 instead of 130); `mfc serve` replaces this
+    handler with the server's own graceful shutdown while it runs.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         # standalone_mode=False returns ctx.exit()'s code instead of raising
         code = cli.main(args=argv, prog_name="mfc", standalone_mode=False)
     except click.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.UsageError as exc:
         exc.show()
         sys.exit(2)
@@ -88,7 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(render(Diagnostic.from_error(exc), _source_of(exc)), err=True)
         sys.exit(1)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except Terminated:
+        sys.exit(EXIT_TERMINATED)
     except BrokenPipeError:
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

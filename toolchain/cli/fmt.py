@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import click
@@ -13,17 +12,20 @@ from toolchain.cli.reporting import print_json
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` in one rename, keeping its permissions."""
+    from quant.files import remove_stale_temps, temp_path
+
     mode = path.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    remove_stale_temps(path)  # what a killed `fmt -w` left
+    tmp = temp_path(path)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with tmp.open("r+b") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        Path(tmp).chmod(mode)
-        Path(tmp).replace(path)
+        tmp.chmod(mode)
+        tmp.replace(path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -68,6 +68,7 @@ def command(  # noqa: PLR0917 (one parameter per option)
 ) -> None:
     """Quantize IN.gguf to TYPE (q4_K_M, q8_0, ...), writing OUT.gguf or IN-TYPE.gguf."""
     import quant
+    from quant.files import not_regular
 
     if len(args) not in (2, 3):
         raise UsageError(
@@ -79,8 +80,9 @@ def command(  # noqa: PLR0917 (one parameter per option)
     except quant.QuantError as exc:
         raise UsageError(exc.message, hint=exc.hint) from None
     dst = Path(args[1]) if len(args) == 3 else default_output(src, ftype.name, quant.FTYPE_NAMES)
-    if not src.is_file():
-        raise QuantizeError(f"{src}: no such file")
+    problem = not_regular(src)
+    if problem is not None:
+        raise QuantizeError(f"{src}: {problem}")
     if dst.resolve() == src.resolve():
         raise QuantizeError(f"{dst} is the input file", hint="give another OUT.gguf")
     status = f"quantizing {src.name} to {ftype.name}"

@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from toolchain.cli.store_options import models_option
+
+if TYPE_CHECKING:
+    from toolchain.store import Store
+
+
+def prune_at_start(store: Store) -> None:
+    """Remove what no model uses, as the reference's server does when it starts (skipped
+    under MFC_NOPRUNE / OLLAMA_NOPRUNE, or while another process holds the store)."""
+    import logging
+
+    from toolchain.errors import MfcError
+    from toolchain.store.store import no_prune
+
+    log = logging.getLogger("mfc.serve")
+    if no_prune() or not store.root.is_dir():
+        return
+    try:
+        done = store.collect_garbage(wait=False)
+    except (MfcError, OSError) as exc:
+        log.warning("not pruning unused blobs: %s", exc)
+        return
+    if done.blobs or done.temp_files:
+        log.info("pruned %d unused blob(s) (%d bytes) and %d stale temp file(s)",
+                 len(done.blobs), done.bytes, done.temp_files)
 
 
 @click.command()
@@ -18,7 +44,8 @@ from toolchain.cli.store_options import models_option
 def command(host: str | None, models: str | None, verbose: bool) -> None:
     """Serve the store's models over Ollama's and OpenAI's HTTP APIs until interrupted.
 
-    Reads the reference's environment: OLLAMA_HOST, OLLAMA_ORIGINS, OLLAMA_KEEP_ALIVE,
+    At start, blobs no model uses are removed (MFC_NOPRUNE=1 or OLLAMA_NOPRUNE=1 keeps
+    them). Reads the reference's environment: OLLAMA_HOST, OLLAMA_ORIGINS, OLLAMA_KEEP_ALIVE,
     OLLAMA_NUM_PARALLEL, OLLAMA_MAX_LOADED_MODELS, OLLAMA_MAX_QUEUE,
     OLLAMA_CONTEXT_LENGTH, OLLAMA_FLASH_ATTENTION, OLLAMA_KV_CACHE_TYPE.
     """
@@ -41,6 +68,7 @@ def command(host: str | None, models: str | None, verbose: bool) -> None:
         config = dataclasses.replace(config, models_root=Path(models))
     store = Store.open(config.models_root)
     sock = bind(config)
+    prune_at_start(store)
     server = make_server(config, store)
     click.echo(
         f"mfc {__version__} listening on {config.host or '0.0.0.0'}:{config.port} "

@@ -25,7 +25,7 @@ from toolchain.convert.outtype import OutType, encoded_nbytes, resolve_outtype, 
 from toolchain.convert.quantized import apply_policy
 from toolchain.convert.safetensors_file import FLOAT_DTYPES
 from toolchain.convert.vocab import Vocab, load_vocab, write_vocab
-from toolchain.convert.writer import PlannedTensor, write_gguf
+from toolchain.convert.writer import PlannedTensor, input_files, write_gguf
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 
 QUANTIZATION_VERSION = 2
@@ -79,7 +79,7 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
         md = build_metadata(hf, arch, hp, out_type, vocab)
         for warning in vocab.warnings:
             report(ProgressEvent(f"warning: {warning}"))
-        write_gguf(out, md, tensors, hp, progress=report)
+        write_gguf(out, md, tensors, hp, progress=report, inputs=input_files(hf.path))
     report(ProgressEvent(f"wrote {out}"))
     return ConvertResult(out, arch.gguf_arch, out_type.name, int(out_type.file_type),
                          len(tensors), out.stat().st_size, list(vocab.warnings))

@@ -35,6 +35,8 @@ def read_json(path: Path, *, required: bool = False) -> dict[str, Any]:
         raise ConvertError(path, f"cannot read: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ConvertError(path, f"invalid JSON (line {exc.lineno}, column {exc.colno})") from exc
+    except RecursionError:
+        raise ConvertError(path, "invalid JSON (nested too deep)") from None
     if not isinstance(data, dict):
         raise ConvertError(path, "expected a JSON object")
     return data
@@ -160,6 +162,8 @@ def _sentence_transformers(root: Path) -> tuple[int | None, bool]:
         modules = json.loads(modules_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConvertError(modules_path, f"cannot read: {exc}") from exc
+    except RecursionError:
+        raise ConvertError(modules_path, "invalid JSON (nested too deep)") from None
     if not isinstance(modules, list):
         raise ConvertError(modules_path, "expected a JSON list of modules")
     pooling: int | None = None

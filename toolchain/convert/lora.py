@@ -28,14 +28,15 @@ from toolchain.convert.hf_dir import read_json
 from toolchain.convert.metadata import Metadata
 from toolchain.convert.outtype import OutType, encoded_nbytes, resolve_outtype, tensor_type
 from toolchain.convert.safetensors_file import FLOAT_DTYPES, SafetensorsFile, TensorEntry
-from toolchain.convert.writer import PlannedTensor, write_gguf
+from toolchain.convert.writer import PlannedTensor, input_files, write_gguf
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
+from toolchain.store.gguf_reader import GGUFError, read_gguf
 
 #: GGUF architectures whose adapters convert (the Llama-style decoders)
 LORA_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
 
 _PEFT_NAME = re.compile(r"^(?:base_model\.model\.)?(?P<base>.+)\.lora_(?P<ab>[AB])"
-                        r"(?:\.[A-Za-z0-9_]+)?\.weight$")
+                        r"(?:\.[A-Za-z0-9_]+)?\.weight")
 
 
 @dataclass
@@ -77,7 +78,9 @@ def convert_lora(adapter_dir: Path | str, out_path: Path | str, base: Path | str
         md.f32("adapter.lora.alpha", alpha)
         md.u32("general.file_type", int(out_type.file_type))
         md.u32("general.quantization_version", QUANTIZATION_VERSION)
-        write_gguf(out, md, tensors, model.hp, progress=report, status="converting adapter")
+        base_files = input_files(Path(base)) if Path(base).is_dir() else [Path(base)]
+        write_gguf(out, md, tensors, model.hp, progress=report, status="converting adapter",
+                   inputs=[*input_files(root), *base_files])
     finally:
         shard.close()
     report(ProgressEvent(f"wrote {out}"))
@@ -112,8 +115,11 @@ def load_base(path: Path) -> BaseModel:
     if not path.is_file():
         raise ConvertError(path, "no such base model (expected a GGUF file or HF directory)")
     try:
+        read_gguf(path)  # gguf-py's reader recurses without a bound: check the header first
         reader = GGUFReader(path)
-    except (OSError, ValueError) as exc:
+    except GGUFError as exc:
+        raise ConvertError(path, f"not a readable GGUF file: {exc.message}") from None
+    except (OSError, ValueError, RecursionError) as exc:
         raise ConvertError(path, f"not a readable GGUF file: {exc}") from exc
     fields = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
     name = str(fields.get("general.architecture", ""))
@@ -139,7 +145,7 @@ def _lora_arch(arch: Architecture, path: Path) -> Architecture:
 def _plan(shard: SafetensorsFile, model: BaseModel, out_type: OutType) -> list[PlannedTensor]:
     pairs: dict[str, dict[str, TensorEntry]] = {}
     for name, entry in shard.tensors.items():
-        match = _PEFT_NAME.match(name)
+        match = _PEFT_NAME.fullmatch(name)
         if match is None:
             raise ConvertError(shard.path, f"tensor {name!r} is not a LoRA A/B matrix",
                                hint="adapters that train whole modules (modules_to_save, "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quant.files import not_regular
 from toolchain.convert.errors import ConvertError
 
 #: safetensors dtype -> numpy dtype the raw bytes are viewed as (BF16 as its uint16 bits).
@@ -67,6 +68,9 @@ class SafetensorsFile:
         self._parse_header()
 
     def _parse_header(self) -> None:
+        problem = not_regular(self.path)  # a FIFO would block the read below
+        if problem is not None:
+            raise ConvertError(self.path, problem)
         try:
             size = self.path.stat().st_size
             with self.path.open("rb") as fh:
@@ -87,6 +91,9 @@ class SafetensorsFile:
             header = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConvertError(self.path, "not a safetensors file (header is not JSON)") from exc
+        except RecursionError:
+            raise ConvertError(self.path, "not a safetensors file (header JSON is nested too "
+                               "deep)") from None
         if not isinstance(header, dict):
             raise ConvertError(self.path, "not a safetensors file (header is not an object)")
         base = 8 + n

@@ -1,15 +1,15 @@
 """Write a planned GGUF: metadata through gguf's GGUFWriter, tensor data streamed in chunks.
 
-The file is written to a temporary name beside the target, fsynced, then renamed: a
-conversion that fails or is killed leaves no partial output.
+The file is written to a temporary name beside the target (named for this process),
+fsynced, then renamed: a conversion that fails or is killed leaves no partial output, and
+a temp file a killed conversion left is removed by the next one to the same target.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -17,6 +17,7 @@ from typing import IO
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 
+from quant.files import remove_stale_temps, temp_path
 from toolchain.convert.architecture import HParams, Transform
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata
@@ -47,15 +48,48 @@ class PlannedTensor:
     encoder: Encoder | None = None
 
 
+def input_files(folder: Path) -> list[Path]:
+    """Every file of an input folder a conversion may read: all but GGUF files (a converter
+    never reads those, so converting again over `DIR/model.gguf` is fine) and hidden
+    folders such as .git."""
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        out.extend(Path(dirpath, f) for f in filenames if not f.lower().endswith(".gguf"))
+    return out
+
+
+def check_not_an_input(path: Path, inputs: Iterable[Path]) -> None:
+    """Refuse an output that is one of the inputs (same file, however it is named)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return  # nothing there yet
+    for p in inputs:
+        try:
+            if os.path.samestat(st, p.stat()):
+                raise ConvertError(path, f"is an input of this conversion ({p})",
+                                   hint="write the GGUF to another file")
+        except OSError:
+            continue
+
+
 def write_gguf(path: Path, md: Metadata, tensors: list[PlannedTensor], hp: HParams | None,
-               *, progress: ProgressCallback, status: str = "converting model") -> None:
-    """Write metadata and tensors to `path` atomically, reporting bytes through `progress`."""
+               *, progress: ProgressCallback, status: str = "converting model",
+               inputs: Iterable[Path] = ()) -> None:
+    """Write metadata and tensors to `path` atomically, reporting bytes through `progress`.
+
+    `inputs` are the files the conversion reads: `path` may not be one of them.
+    """
     path = Path(path)
     if not path.parent.is_dir():
         raise ConvertError(path, "output directory does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    check_not_an_input(path, inputs)
+    remove_stale_temps(path)
+    try:
+        tmp = temp_path(path)  # mode per umask, as a plain open would give
+    except OSError as exc:
+        raise ConvertError(path, f"cannot write: {exc.strerror or exc}") from None
     writer = GGUFWriter(None, md.arch)
     try:
         md.write_to(writer)

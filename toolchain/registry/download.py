@@ -259,12 +259,36 @@ def fetch_blob(
     if parts is None:
         discard_partial(blob)
         blob.parent.mkdir(parents=True, exist_ok=True)
+        check_room(blob.parent, digest, size)
         parts = plan_parts(size, tuning)
-        with partial_path(blob).open("wb") as f:
-            f.truncate(size)
-        for part in parts:
-            state_path(blob, part.n).write_bytes(part.to_json())
+        try:
+            with partial_path(blob).open("wb") as f:
+                f.truncate(size)
+            for part in parts:
+                state_path(blob, part.n).write_bytes(part.to_json())
+        except OSError as exc:
+            discard_partial(blob)
+            raise RegistryError(
+                f"cannot store blob {digest} of {size} bytes: {exc.strerror or exc}"
+            ) from None
     _Download(client, repository, digest, blob, parts, tuning, on_progress).run()
+
+
+def check_room(folder: Path, digest: str, size: int) -> None:
+    """Refuse a blob larger than the free space of the store's file system up front (a
+    sparse partial file would only fail once the disk is full)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if size > free:
+        raise RegistryError(
+            f"not enough disk space for blob {digest}: it has {size} bytes, "
+            f"{free} are free in {folder}",
+            hint="free some space (`mfc rm` unused models, `mfc prune`) or pull into "
+            "another store (--models DIR)",
+        )
 
 
 def forget_parts(blob: Path) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from quant.files import remove_stale_temps, temp_path
 from toolchain.gojson import GoStruct, encode
 from toolchain.progress import ByteMeter, ProgressCallback, ProgressEvent, no_progress
 from toolchain.registry.errors import LayoutError
@@ -116,9 +117,10 @@ def export_models(
 
 @contextlib.contextmanager
 def _atomic_output(output: Path) -> Iterator[IO[bytes]]:
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    remove_stale_temps(output)  # what an export killed before its rename left
+    tmp = temp_path(output)
     try:
-        with tmp.open("wb") as raw:
+        with tmp.open("r+b") as raw:
             yield raw
             raw.flush()
             os.fsync(raw.fileno())

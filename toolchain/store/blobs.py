@@ -23,18 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeGuard
 
+from quant.files import file_mode
 from toolchain.progress import ByteProgress
 from toolchain.store.errors import BlobError, BlobMismatchError
 
-DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-fA-F]{64})$")
+#: matched with `fullmatch` (a `$` would also accept a trailing newline)
+DIGEST_RE = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
 #: the one spelling a digest has in a manifest mfc writes or accepts from elsewhere
-CANONICAL_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+CANONICAL_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 CHUNK = 1 << 20
 
 
 def parse_digest(digest: str) -> str:
     """The hex part of `sha256:<hex>` or `sha256-<hex>`; raises `BlobError` otherwise."""
-    m = DIGEST_RE.match(digest)
+    m = DIGEST_RE.fullmatch(digest)
     if not m:
         raise BlobError(f"invalid digest format: {digest!r}")
     return m.group(1)
@@ -42,7 +44,7 @@ def parse_digest(digest: str) -> str:
 
 def is_digest(digest: str) -> bool:
     """Whether `digest` has a form the reference accepts (`sha256:` or `sha256-`, any case)."""
-    return DIGEST_RE.match(digest) is not None
+    return DIGEST_RE.fullmatch(digest) is not None
 
 
 def _digest_of_name(name: str) -> str | None:
@@ -53,7 +55,7 @@ def _digest_of_name(name: str) -> str | None:
 
 def is_canonical_digest(digest: object) -> TypeGuard[str]:
     """Whether `digest` is `sha256:` + 64 lowercase hex: the form a manifest must use."""
-    return isinstance(digest, str) and CANONICAL_DIGEST_RE.match(digest) is not None
+    return isinstance(digest, str) and CANONICAL_DIGEST_RE.fullmatch(digest) is not None
 
 
 def digest_of_bytes(data: bytes) -> str:
@@ -322,7 +324,7 @@ class Blobs:
         if final.exists():
             os.utime(final)
             return BlobWrite(digest, size, created=False)
-        tmp.chmod(0o644)
+        tmp.chmod(file_mode())  # mkstemp made it 0600; a blob reads like any file we write
         tmp.replace(final)
         fsync_dir(self.dir)
         return BlobWrite(digest, size, created=True)

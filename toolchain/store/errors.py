@@ -9,6 +9,10 @@ class StoreError(MfcError):
     """A problem with the model store (its files, a manifest, a blob)."""
 
 
+class StoreBusyError(StoreError):
+    """Another process holds the store's lock and we chose not to wait for it."""
+
+
 class InvalidNameError(StoreError):
     """A model name that does not parse to host/namespace/model:tag with valid parts."""
 

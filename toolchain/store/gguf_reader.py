@@ -17,12 +17,15 @@ from typing import Any
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
+from quant.files import not_regular
 from toolchain.errors import MfcError
 
 MAGIC = b"GGUF"
 MAX_DIMS = 4
 #: arrays longer than this keep only their first items unless `full_arrays`
 ARRAY_HEAD = 8
+#: arrays of arrays deeper than this are refused (llama.cpp reads no nested array at all)
+MAX_ARRAY_DEPTH = 32
 
 _SCALARS: dict[int, tuple[str, int]] = {
     GGUFValueType.UINT8: ("B", 1),
@@ -197,16 +200,19 @@ class _Reader:
             raise GGUFError(f"{self.path}: malformed GGUF: string of {n} bytes at byte {self.pos}")
         return self.read(n).decode("utf-8", "replace")
 
-    def value(self, vtype: int, full_arrays: bool) -> Any:
+    def value(self, vtype: int, full_arrays: bool, depth: int = 0) -> Any:
         if vtype == GGUFValueType.STRING:
             return self.string()
         if vtype == GGUFValueType.ARRAY:
-            return self.array(full_arrays)
+            if depth >= MAX_ARRAY_DEPTH:
+                raise GGUFError(f"{self.path}: malformed GGUF: arrays nested more than "
+                                f"{MAX_ARRAY_DEPTH} deep at byte {self.pos}")
+            return self.array(full_arrays, depth + 1)
         if vtype not in _SCALARS:
             raise GGUFError(f"{self.path}: malformed GGUF: unknown value type {vtype}")
         return self.scalar(vtype)
 
-    def array(self, full_arrays: bool) -> GGUFArray:
+    def array(self, full_arrays: bool, depth: int) -> GGUFArray:
         item_type = self.u32()
         length = self.u64()
         if item_type not in _SCALARS and item_type not in (
@@ -220,13 +226,13 @@ class _Reader:
             head = struct.unpack(f"{self.order}{keep}{fmt}", self.read(keep * size)) if keep else ()
             self.skip((length - keep) * size)
             return GGUFArray(GGUFValueType(item_type), length, tuple(head))
-        items = [self.value(item_type, full_arrays) for _ in range(keep)]
+        items = [self.value(item_type, full_arrays, depth) for _ in range(keep)]
         if item_type == GGUFValueType.STRING:
             for _ in range(length - keep):  # skipped, not decoded: vocabularies are large
                 self.skip(self.u64())
         else:
             for _ in range(length - keep):
-                self.value(item_type, full_arrays)
+                self.value(item_type, full_arrays, depth)
         return GGUFArray(GGUFValueType(item_type), length, tuple(items))
 
 
@@ -252,6 +258,11 @@ def sniff_gguf(path: str | os.PathLike[str]) -> bool:
 def read_gguf(path: str | os.PathLike[str], *, full_arrays: bool = False) -> GGUFInfo:
     """Read a GGUF file's header; raises `GGUFError` for a non-GGUF, truncated or malformed file."""
     p = str(path)
+    problem = not_regular(Path(p))  # a FIFO or a device would block or never end
+    if problem == "not a regular file (a directory)":
+        raise GGUFError(f"{p}: is a directory, not a GGUF file")
+    if problem is not None:
+        raise GGUFError(f"{p}: {problem}")
     try:
         with Path(p).open("rb") as f:
             size = os.fstat(f.fileno()).st_size

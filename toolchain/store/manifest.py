@@ -122,6 +122,8 @@ class Manifest:
             obj = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise StoreError(f"corrupt manifest: {exc}") from None
+        except RecursionError:
+            raise StoreError("corrupt manifest: JSON nested too deep") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("layers", []), list):
             raise StoreError("corrupt manifest: not a manifest object")
         config = obj.get("config") or {}

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from quant.files import file_mode
 from toolchain.store.blobs import Blobs, fsync_dir
-from toolchain.store.errors import ModelNotFoundError, StoreError
+from toolchain.store.errors import ModelNotFoundError, StoreBusyError, StoreError
 from toolchain.store.lock import store_lock
 from toolchain.store.manifest import Manifest
 from toolchain.store.names import ModelName, name_from_parts, parse_name
@@ -36,6 +37,16 @@ def no_prune() -> bool:
         if value:
             return value not in _GO_FALSE
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class Garbage:
+    """What a garbage collection removed."""
+
+    blobs: list[str]  # digests
+    bytes: int
+    temp_files: int
+    folders: int  # empty manifest folders
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +169,9 @@ class Store:
 
     def write_file(self, target: Path, data: bytes) -> None:
         """Replace a small file of the store (a manifest, a cache entry) atomically: a temp
-        file in the store's temp area, fsynced, mode 0644, renamed over `target`, and the
-        folder fsynced; a reader sees the old bytes or the new ones, never a part."""
+        file in the store's temp area, fsynced, given the umask's mode (0644 under 022),
+        renamed over `target`, and the folder fsynced; a reader sees the old bytes or the new
+        ones, never a part."""
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = self.blobs.temp_file(suffix=".tmp")
         try:
@@ -167,7 +179,7 @@ class Store:
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            tmp.chmod(0o644)
+            tmp.chmod(file_mode())
             tmp.replace(target)
             fsync_dir(target.parent)
         finally:
@@ -256,24 +268,61 @@ class Store:
         """Full garbage collection: delete blobs no manifest references and left-over temp files.
 
         Blobs modified within `grace_seconds` are kept (a concurrent writer may be about to
-        reference them), like the reference's startup prune.
+        reference them). Returns the digests removed; `collect_garbage` says more.
         """
-        removed = []
+        return self.collect_garbage(grace_seconds).blobs
+
+    def collect_garbage(
+        self, grace_seconds: float = 0.0, *, wait: bool = True,
+        on_wait: Callable[[], None] | None = None,
+    ) -> Garbage:
+        """What the reference does at server start (`mfc serve`, `mfc prune`): under the
+        exclusive lock, delete every blob no manifest references (older than
+        `grace_seconds`), temp files of writers that are gone, and empty manifest folders.
+
+        Builds and pulls hold the shared lock until their manifest is written, so their new
+        blobs are never taken. With `wait=False` a busy store raises `StoreBusyError`
+        instead of waiting for it.
+        """
+
+        def busy() -> None:
+            if not wait:
+                raise StoreBusyError(f"the store {self.root} is in use by another mfc process")
+            if on_wait is not None:
+                on_wait()
+
+        removed, freed = [], 0
         now = time.time()
-        with self.exclusive_lock():
-            self.blobs.clean_stale_temps()
+        with self.exclusive_lock(busy):
+            temps = self.blobs.clean_stale_temps()
             refs = self.referenced_digests()
             for digest in self.blobs.digests():
                 if digest in refs:
                     continue
-                path = self.blobs.path(digest)
                 try:
-                    if now - path.stat().st_mtime < grace_seconds:
-                        continue
+                    st = self.blobs.path(digest).stat()
                 except FileNotFoundError:
+                    continue
+                if now - st.st_mtime < grace_seconds:
                     continue
                 if self.blobs.remove(digest):
                     removed.append(digest)
+                    freed += st.st_size
+            folders = self._remove_empty_manifest_dirs()
+        return Garbage(removed, freed, temps, folders)
+
+    def _remove_empty_manifest_dirs(self) -> int:
+        removed = 0
+        if not self.manifests_dir.is_dir():
+            return removed
+        for dirpath, _, _ in sorted(os.walk(self.manifests_dir), key=lambda w: -len(w[0])):
+            if Path(dirpath) == self.manifests_dir:
+                continue
+            try:
+                Path(dirpath).rmdir()
+            except OSError:
+                continue
+            removed += 1
         return removed
 
     def verify(self, *, hashes: bool = True) -> list[str]:
