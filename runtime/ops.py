@@ -126,7 +126,7 @@ class Ops:
 
     async def metrics_handler(self, request: Request) -> Response:
         # the format the scraper asks for: OpenMetrics for Prometheus, else text 0.0.4
-        encode, content_type = choose_encoder(request.headers.get("accept"))
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encode(self.metrics.registry), headers={"content-type": content_type})
 
     async def health_handler(self, request: Request) -> Response:

@@ -50,13 +50,17 @@ def counting(model: str, num_predict: int) -> dict[str, object]:
 
 @contextmanager
 def serve(
-    store: Path, *args: str, env: dict[str, str] | None = None, wait_path: str = "/"
+    store: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    wait_path: str = "/",
+    port: int | None = None,
 ) -> Iterator[tuple[ServerProcess, Path]]:
     """`mfc serve ARGS` over `store`, with its log file."""
     log = store.parent / f"ops-{time.monotonic_ns()}.log"
     with log.open("w") as out:
         try:
-            with server_process({"MFC_MODELS": str(store), **(env or {})}, args=args,
+            with server_process({"MFC_MODELS": str(store), **(env or {})}, args=args, port=port,
                                 output=out, wait_path=wait_path) as server:  # fmt: skip
                 yield server, log
         except ServerStartError as exc:
@@ -268,3 +272,38 @@ def test_second_ctrl_c_cuts_at_once(model_store: Path, counter_model: str) -> No
             last = json.loads(list(lines)[-1])
         assert "error" in last
         assert server.proc.wait(timeout=60) == 0
+
+
+def test_ready_is_503_while_preloading(model_store: Path, tiny_llama_model: str) -> None:
+    """In process, with the preload held back until the test lets it go."""
+    import asyncio
+    import threading
+
+    from starlette.testclient import TestClient
+
+    from runtime.app import create_app
+    from runtime.config import ServerConfig
+    from toolchain.store import Store
+
+    release = threading.Event()
+    app = create_app(ServerConfig(preload=(tiny_llama_model,)), Store.open(model_store))
+    scheduler = app.state.mfc.scheduler
+    load = scheduler.acquire
+
+    async def held_load(*args: object) -> object:
+        await asyncio.to_thread(release.wait, 60)
+        return await load(*args)
+
+    scheduler.acquire = held_load
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        ready = client.get("/ready")
+        assert (ready.status_code, ready.json()) == (503, {"status": "loading"})
+        assert client.get("/health").status_code == 200
+        assert client.get("/api/ps").json() == {"models": []}
+        release.set()
+        for _ in range(600):
+            if client.get("/ready").status_code == 200:
+                break
+            time.sleep(0.05)
+        assert client.get("/ready").json() == {"status": "ready"}
+        assert client.get("/api/ps").json()["models"][0]["name"] == f"{tiny_llama_model}:latest"
