@@ -107,6 +107,13 @@ def test_metrics_count_what_the_api_reports(
         missing = httpx.post(url + "/api/chat", json={"model": "nope", "messages": []})
         assert missing.status_code == 404
         ps = httpx.get(url + "/api/ps").json()["models"]
+        created = httpx.post(url + "/api/create", json={"model": "ops-copy", "from":
+                             tiny_llama_model, "stream": False}, timeout=60)  # fmt: skip
+        assert created.json() == {"status": "success"}
+        assert httpx.request("DELETE", url + "/api/delete", json={"model": "ops-copy"}).is_success
+        pulled = httpx.post(url + "/api/pull", json={"model": "127.0.0.1:9/x/y",
+                            "insecure": True, "stream": False}, timeout=60)  # fmt: skip
+        assert pulled.status_code == 500  # nothing listens on port 9: the pull fails
         r = httpx.get(url + "/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -137,6 +144,9 @@ def test_metrics_count_what_the_api_reports(
     assert value(got, "mfc_requests_processing", model=chat_model) == 0
     assert value(got, "mfc_requests_deferred", model=chat_model) == 0
     assert value(got, "mfc_ready") == 1
+    assert value(got, "mfc_model_operations_total", operation="create", result="success") == 1
+    assert value(got, "mfc_model_operations_total", operation="pull", result="error") == 1
+    assert value(got, "mfc_model_operation_duration_seconds_count", operation="create") == 1
 
 
 def test_request_ids_and_json_access_log(model_store: Path, tiny_llama_model: str) -> None:
