@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fixtures.local_server import ServerProcess, ServerStartError, server_process
+from tests.conftest import MODELS
 from tests.runtime.conftest import build_into, mfc
 
 pytestmark = pytest.mark.timeout(300)
@@ -317,3 +318,54 @@ def test_ready_is_503_while_preloading(model_store: Path, tiny_llama_model: str)
             time.sleep(0.05)
         assert client.get("/ready").json() == {"status": "ready"}
         assert client.get("/api/ps").json()["models"][0]["name"] == f"{tiny_llama_model}:latest"
+
+
+def test_queue_depth_and_in_flight_per_model(model_store: Path, counter_model: str) -> None:
+    """One slot, two streams: one is decoded, the other waits for the slot."""
+    import threading
+
+    def second(url: str, body: dict[str, object], answered: list[str]) -> None:
+        # its status line only comes with its first token, once the first stream has ended
+        with httpx.stream("POST", url + "/api/generate", json=body, timeout=120) as r:
+            answered.append(next(_stream_lines(r)))
+
+    with serve(model_store, env={"OLLAMA_NUM_PARALLEL": "1"}) as (server, _):
+        url = server.url
+        body = counting(counter_model, 100000)
+        answered: list[str] = []
+        with httpx.stream("POST", url + "/api/generate", json=body, timeout=60) as a:
+            lines = _stream_lines(a)
+            next(lines)
+            waiting = threading.Thread(target=second, args=(url, body, answered))
+            waiting.start()
+            model = f"{counter_model}:latest"
+            for _ in range(200):
+                got = samples(httpx.get(url + "/metrics").text)
+                if value(got, "mfc_requests_deferred", model=model) == 1:
+                    break  # (it was "processing" while its prompt was being tokenized)
+                time.sleep(0.05)
+            assert value(got, "mfc_requests_processing", model=model) == 1
+            assert value(got, "mfc_requests_deferred", model=model) == 1
+            assert value(got, "mfc_requests_inflight") == 2
+            assert not answered
+        waiting.join(120)  # the first stream is closed: the second gets the slot
+        assert answered and json.loads(answered[0])["done"] is False
+
+
+def test_ready_reports_a_preload_that_fails(
+    tmp_path: Path, tiny_llama_model: str, model_store: Path
+) -> None:
+    store = tmp_path / "store"
+    build_into(store, "broken", f"FROM {MODELS / 'tiny-llama'}\n", tmp_path)
+    (blob,) = [p for p in (store / "blobs").iterdir() if p.stat().st_size > 100_000]
+    blob.write_bytes(b"GGUF" + b"\0" * 64)  # the weights are gone: llama.cpp cannot load it
+    with serve(store, "--preload", "broken") as (server, _):
+        for _ in range(200):
+            ready = httpx.get(server.url + "/ready")
+            if ready.json()["status"] != "loading":
+                break
+            time.sleep(0.05)
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "preload failed"
+        assert ready.json()["error"]
+        assert httpx.get(server.url + "/health").status_code == 200
