@@ -139,7 +139,8 @@ def test_kubernetes_probes_answer_as_the_deployment_expects(
     (container,) = pod["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     grace = float(env["MFC_GRACE_PERIOD"])
-    assert pod["terminationGracePeriodSeconds"] > grace  # mfc drains before the SIGKILL
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + grace  # drained before SIGKILL
     assert container["args"] == ["serve"]
     # the container's environment, with our store, address and a model the store has
     env = {k: v for k, v in env.items() if k not in ("OLLAMA_HOST", "MFC_MODELS")}
