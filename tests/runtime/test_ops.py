@@ -369,3 +369,24 @@ def test_ready_reports_a_preload_that_fails(
         assert ready.json()["status"] == "preload failed"
         assert ready.json()["error"]
         assert httpx.get(server.url + "/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("env", "preload", "grace", "log_format"),
+    [
+        ({}, (), 30.0, "text"),
+        ({"MFC_PRELOAD": "demo, minilm  x", "MFC_GRACE_PERIOD": "2.5", "MFC_LOG_FORMAT": "JSON"},
+         ("demo", "minilm", "x"), 2.5, "json"),
+        ({"MFC_GRACE_PERIOD": "10s", "MFC_LOG_FORMAT": "'json'"}, (), 10.0, "json"),
+        ({"MFC_GRACE_PERIOD": "-1", "MFC_LOG_FORMAT": "xml"}, (), 30.0, "text"),
+        ({"MFC_GRACE_PERIOD": "soon"}, (), 30.0, "text"),
+        ({"MFC_GRACE_PERIOD": "0"}, (), 0.0, "text"),
+    ],
+)  # fmt: skip
+def test_operations_environment(
+    env: dict[str, str], preload: tuple[str, ...], grace: float, log_format: str
+) -> None:
+    from runtime.config import ServerConfig
+
+    config = ServerConfig.from_env(env)
+    assert (config.preload, config.grace_period, config.log_format) == (preload, grace, log_format)
