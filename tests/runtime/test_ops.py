@@ -247,28 +247,43 @@ def test_sigterm_drains_refuses_new_work_and_exits_0(model_store: Path, counter_
 def test_streams_cut_at_the_deadline_end_with_an_error_item(
     model_store: Path, counter_model: str
 ) -> None:
-    env = {"OLLAMA_NUM_PARALLEL": "2", "MFC_GRACE_PERIOD": "1"}
+    """NDJSON and SSE streams end with an error item; a `stream: false` request gets a 503."""
+    import threading
+
+    env = {"OLLAMA_NUM_PARALLEL": "3", "MFC_GRACE_PERIOD": "1"}
     with serve(model_store, env=env) as (server, log):
         url = server.url
         ndjson = counting(counter_model, 100000)
         sse = {"model": counter_model, "stream": True, "max_tokens": 100000, "temperature": 0,
                "messages": [{"role": "user", "content": COUNT}]}  # fmt: skip
+        whole: list[httpx.Response] = []
+        single = threading.Thread(target=lambda: whole.append(httpx.post(
+            url + "/api/generate", json={**ndjson, "stream": False}, timeout=120)))  # fmt: skip
         with (
             httpx.stream("POST", url + "/api/generate", json=ndjson, timeout=120) as a,
             httpx.stream("POST", url + "/v1/chat/completions", json=sse, timeout=120) as b,
         ):
             a_lines, b_lines = _stream_lines(a), _stream_lines(b)
             next(a_lines), next(b_lines)
+            single.start()
+            for _ in range(200):
+                inflight = samples(httpx.get(url + "/metrics").text)
+                if value(inflight, "mfc_requests_processing", model=f"{counter_model}:latest") == 3:
+                    break
+                time.sleep(0.05)
             server.proc.send_signal(signal.SIGTERM)
             # whole chunked bodies: httpx raises on a broken chunked read
             a_rest, b_rest = list(a_lines), list(b_lines)
+        single.join(60)
         assert server.proc.wait(timeout=60) == 0
     message = "server is shutting down: the grace period ended before the response did"
     assert json.loads(a_rest[-1]) == {"error": message}
     assert b_rest[-1] == "data: [DONE]"
     error = json.loads(b_rest[-2].removeprefix("data: "))
     assert error["error"]["message"] == message
-    assert "grace period over: ended 2 generation(s)" in log.read_text()
+    (response,) = whole
+    assert (response.status_code, response.json()) == (503, {"error": message})
+    assert "grace period over: ended 3 generation(s)" in log.read_text()
 
 
 def test_second_ctrl_c_cuts_at_once(model_store: Path, counter_model: str) -> None:
