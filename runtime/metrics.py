@@ -223,6 +223,7 @@ class RequestRecord:
     last_token: float = 0.0
     #: called when the drain deadline cuts the request's generation
     cutters: list[Callable[[], None]] = field(default_factory=list)
+    cut: bool = False  # the deadline has passed: a generation starting now ends at once
 
     @contextmanager
     def waiting(self, model: str) -> Iterator[None]:
@@ -265,8 +266,17 @@ class RequestRecord:
 
     def on_cut(self, cut: Callable[[], None]) -> Callable[[], None]:
         """Register `cut` for the drain deadline; returns the function that unregisters it."""
+        if self.cut:
+            cut()
         self.cutters.append(cut)
         return lambda: self.cutters.remove(cut) if cut in self.cutters else None
+
+    def cut_now(self) -> int:
+        """The drain deadline passed: end this request's generation (now or when it starts)."""
+        self.cut = True
+        for cut in list(self.cutters):
+            cut()
+        return len(self.cutters)
 
 
 def _counted(tally: Tally[str] | None, key: str) -> Iterator[None]:

@@ -105,13 +105,10 @@ class Ops:
         return True
 
     def cut(self) -> int:
-        """End every in-flight generation now (their streams end with an error item)."""
-        count = 0
-        for record in list(self.active):
-            for cut in list(record.cutters):
-                cut()
-                count += 1
-        return count
+        """End every in-flight generation now (their streams end with an error item), and
+        those of requests still waiting for their model once they start; returns how many
+        were running."""
+        return sum(record.cut_now() for record in list(self.active))
 
     def _enter(self, record: RequestRecord) -> None:
         self.active.add(record)
