@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export MFC_CACHE ?= $(HOME)/.cache/mfc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := golang-go docker-registry
+APT_PACKAGES := golang-go docker-registry prometheus nginx
 
 .PHONY: all setup venv system-deps fixtures test lint typecheck pytest demo bench clean
 

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from runtime.context import ServerContext, api_handler, context_of
 from runtime.errors import INVALID_MODEL_NAME, MISSING_BODY, ApiError
 from runtime.jsonbody import Number, decode
+from runtime.metrics import tracked_operation
 from runtime.schemas import CREATE
 from runtime.streaming import progress_response
 from toolchain.build import CreateRequest, SourceDir, SourceFile, build
@@ -225,4 +226,6 @@ async def create_handler(request: Request) -> Response:
     ctx = context_of(request)
     req = decode(await ctx.body(request), CREATE)
     name = check_request(ctx.store, req)
-    return await progress_response(create_events(ctx, name, req), req.get("stream", True))
+    operation = "quantize" if req.get("quantize") else "create"
+    events = tracked_operation(create_events(ctx, name, req), operation)
+    return await progress_response(events, req.get("stream", True))

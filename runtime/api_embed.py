@@ -13,6 +13,7 @@ from runtime.embedding import check_finite, finish_vector
 from runtime.errors import MODEL_REQUIRED, ApiError
 from runtime.generation import hold, now_ns
 from runtime.jsonbody import decode
+from runtime.metrics import current_request
 from runtime.schemas import EMBED, EMBEDDINGS
 from runtime.streaming import json_response
 
@@ -43,6 +44,7 @@ async def embed(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> dict[
         if not texts:
             return {"model": name, "embeddings": []}
         result = await runner.call(lambda: runner.embedder_for().embed(texts, truncate))
+    current_request().embedded(len(texts), result.prompt_tokens)
     vectors = [finish_vector(v, dimensions) for v in result.vectors]
     out: dict[str, Any] = {"model": name, "embeddings": vectors}
     extra = {
@@ -80,4 +82,5 @@ async def embeddings_handler(request: Request) -> Response:
             result = await runner.call(lambda: runner.embedder_for().embed([prompt], True))
         except ApiError as exc:
             raise ApiError(500, exc.message) from None
+    current_request().embedded(1, result.prompt_tokens)
     return json_response({"embedding": check_finite(result.vectors[0])})

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from runtime.context import api_handler, context_of
 from runtime.errors import INVALID_MODEL_NAME, MODEL_REQUIRED, ApiError
 from runtime.jsonbody import BOOL, STRING, decode, struct
+from runtime.metrics import tracked_operation
 from runtime.streaming import json_response, stream_response
 from toolchain.errors import MfcError
 from toolchain.progress import ProgressEvent
@@ -57,7 +58,9 @@ async def _items(events: EventStream) -> AsyncIterator[dict[str, Any]]:
         events.close()  # a no-op when it ended; else (client gone) the transfer stops
 
 
-async def _transfer(request: Request, start: Events, *, empty_is_required: bool) -> Response:
+async def _transfer(
+    request: Request, start: Events, operation: str, *, empty_is_required: bool
+) -> Response:
     ctx = context_of(request)
     req = decode(await ctx.body(request), TRANSFER)
     raw = req.get("model") or req.get("name") or ""
@@ -68,7 +71,9 @@ async def _transfer(request: Request, start: Events, *, empty_is_required: bool)
     except InvalidNameError:
         raise ApiError(400, INVALID_MODEL_NAME) from None
     store: Store = ctx.store
-    items = _items(start(raw, insecure=bool(req.get("insecure")), store=store))
+    items = tracked_operation(
+        _items(start(raw, insecure=bool(req.get("insecure")), store=store)), operation
+    )
     if req.get("stream", True):
         return await stream_response(items)
     last: dict[str, Any] = {}
@@ -79,9 +84,9 @@ async def _transfer(request: Request, start: Events, *, empty_is_required: bool)
 
 @api_handler()
 async def pull_handler(request: Request) -> Response:
-    return await _transfer(request, pull_events, empty_is_required=False)
+    return await _transfer(request, pull_events, "pull", empty_is_required=False)
 
 
 @api_handler()
 async def push_handler(request: Request) -> Response:
-    return await _transfer(request, push_events, empty_is_required=True)
+    return await _transfer(request, push_events, "push", empty_is_required=True)

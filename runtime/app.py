@@ -20,6 +20,7 @@ from runtime import api_create, api_embed, api_models, api_ollama, api_openai, a
 from runtime.config import ServerConfig
 from runtime.context import ServerContext
 from runtime.models import Catalog
+from runtime.ops import Ops, OpsMiddleware
 from runtime.scheduler import Scheduler
 from runtime.version import VersionHeaderMiddleware
 from toolchain.store import Store
@@ -156,19 +157,26 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Starlette:
         config=config, store=store, catalog=Catalog(store), scheduler=Scheduler(config)
     )
 
+    ops = Ops(ctx)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ops.start_preload()
         try:
             yield
         finally:
+            await ops.stop_preload()
             await ctx.scheduler.shutdown()
 
+    routes = [*ROUTES, *ops.routes()]
     app = Starlette(
-        routes=ROUTES,
+        routes=routes,
         lifespan=lifespan,
         exception_handlers={404: _not_found, 405: _not_found},
     )
     app.state.mfc = ctx
+    app.state.ops = ops
     app.add_middleware(GateMiddleware, config=config)
+    app.add_middleware(OpsMiddleware, ops=ops, routes=routes)  # sees every answer of the app
     app.add_middleware(VersionHeaderMiddleware)  # outermost: refusals carry it too
     return app

@@ -18,6 +18,8 @@ DEFAULT_MAX_QUEUE = 512
 DEFAULT_MAX_LOADED = 3  # the reference's automatic value on a machine without GPUs
 DEFAULT_CONTEXT = 4096  # the reference's default below 24 GiB of VRAM (CPU)
 DEFAULT_MAX_BODY = 100 << 20
+DEFAULT_GRACE_PERIOD = 30.0  # Kubernetes' terminationGracePeriodSeconds default
+LOG_FORMATS = ("text", "json")
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 
 #: Origins a browser may call from without OLLAMA_ORIGINS (the reference's defaults).
@@ -126,6 +128,9 @@ class ServerConfig:
     kv_cache_type: str = "f16"
     max_body_bytes: int = DEFAULT_MAX_BODY
     num_threads: int | None = None
+    preload: tuple[str, ...] = ()  # models loaded before /ready says ready (MFC_PRELOAD)
+    grace_period: float = DEFAULT_GRACE_PERIOD  # seconds a drain waits for requests
+    log_format: str = "text"
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -163,4 +168,30 @@ class ServerConfig:
             max_body_bytes=parse_uint(env, "MFC_MAX_REQUEST_BODY", DEFAULT_MAX_BODY)
             or DEFAULT_MAX_BODY,
             num_threads=threads or None,
+            preload=tuple(env_var(env, "MFC_PRELOAD").replace(",", " ").split()),
+            grace_period=parse_seconds(env, "MFC_GRACE_PERIOD", DEFAULT_GRACE_PERIOD),
+            log_format=log_format_from_env(env),
         )
+
+
+def log_format_from_env(env: Mapping[str, str]) -> str:
+    raw = env_var(env, "MFC_LOG_FORMAT").lower() or "text"
+    if raw not in LOG_FORMATS:
+        log.warning("invalid environment variable, using default: MFC_LOG_FORMAT=%r", raw)
+        return "text"
+    return raw
+
+
+def parse_seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    """A non-negative number of seconds (`30`, `2.5`); the default when unset or invalid."""
+    raw = env_var(env, key)
+    if not raw:
+        return default
+    try:
+        value = float(raw.removesuffix("s"))
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        log.warning("invalid environment variable, using default: %s=%r", key, raw)
+        return default
+    return value

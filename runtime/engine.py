@@ -156,6 +156,16 @@ class Engine:
             self._cond.notify()
 
     @property
+    def waiting(self) -> int:
+        """Generations submitted and waiting for a free slot."""
+        return len(self._waiting)
+
+    def kv_cache_tokens(self) -> tuple[int, int]:
+        """(tokens held in the KV cache, tokens it can hold) over all slots."""
+        used = sum(len(s.cached) for s in self.slots)
+        return used, self.n_ctx_seq * len(self.slots)
+
+    @property
     def busy(self) -> int:
         return sum(1 for s in self.slots if s.job is not None) + len(self._waiting)
 

@@ -19,6 +19,7 @@ from typing import Any
 from runtime.engine import Event, Failed, Finished, Generation, Token
 from runtime.errors import ApiError
 from runtime.logprobs import TokenLogprob
+from runtime.metrics import current_request
 from runtime.models import ServedModel
 from runtime.options import Options
 from runtime.sampling import SamplingSpec
@@ -44,6 +45,9 @@ class Final:
     context: list[int]
 
 
+GRACE_OVER = "server is shutting down: the grace period ended before the response did"
+
+
 class EventQueue:
     """Engine events delivered onto the event loop."""
 
@@ -63,11 +67,14 @@ async def hold(
     scheduler: Scheduler, model: ServedModel, opts: Options, keep_alive: float | None
 ) -> AsyncIterator[Runner]:
     """Admit the request and lease a runner for it for the duration of the block."""
+    record = current_request()
     scheduler.admit()
     try:
-        lease = await scheduler.acquire(model, opts, keep_alive)
+        with record.waiting(model.name):
+            lease = await scheduler.acquire(model, opts, keep_alive)
         try:
-            yield lease.runner
+            with record.holding(model.name):
+                yield lease.runner
         finally:
             lease.release()
     finally:
@@ -166,17 +173,24 @@ async def generate(runner: Runner, job: Job) -> AsyncIterator[Piece | Final]:
     )
     tool_parser = ToolCallParser(job.tools, job.template) if job.tools else None
     thinker = ThinkingParser() if job.think else None
+    record = current_request()
+    # the drain deadline ends the generation as a failure the stream reports
+    uncut = record.on_cut(lambda: events.put(Failed(503, GRACE_OVER)))
     runner.engine.submit(gen)
     finished = False
     try:
         while True:
             event = await events.get()
             if isinstance(event, Token):
+                record.token()
                 piece = _piece(event.text, thinker, tool_parser, event.logprobs)
                 if piece is not None:
                     yield piece
             elif isinstance(event, Finished):
                 finished = True
+                record.generated(
+                    event.prompt_tokens, event.prompt_ns, event.eval_tokens, event.eval_ns
+                )
                 rest = tool_parser.flush() if tool_parser is not None else ""
                 if rest:
                     yield Piece(content=rest)
@@ -193,6 +207,7 @@ async def generate(runner: Runner, job: Job) -> AsyncIterator[Piece | Final]:
                 finished = True
                 raise ApiError(event.status, event.message)
     finally:
+        uncut()
         if not finished:
             gen.cancel()
             runner.engine.wake()

@@ -117,6 +117,8 @@ class Scheduler:
         self._load_lock = asyncio.Lock()
         self._idle = asyncio.Condition()
         self._background: set[asyncio.Task[None]] = set()
+        #: called with (model name, seconds) after each load (the metrics' hook)
+        self.on_load: Callable[[str, float], None] = lambda name, seconds: None
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -157,6 +159,7 @@ class Scheduler:
                     continue
                 while len(self.runners) >= self.config.max_loaded_models:
                     await self._unload(await self._victim())
+                started = time.perf_counter()
                 load = asyncio.ensure_future(
                     asyncio.to_thread(self._load, model, opts, key, keep_alive)
                 )
@@ -168,6 +171,7 @@ class Scheduler:
                     load.add_done_callback(self._adopt)
                     raise
                 self.runners[model.model_path] = runner
+                self.on_load(model.name, time.perf_counter() - started)
                 return self._lease(runner, keep_alive)
 
     def _adopt(self, load: asyncio.Future[Runner]) -> None:

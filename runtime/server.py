@@ -9,6 +9,7 @@ import uvicorn
 from runtime.app import create_app
 from runtime.config import ServerConfig
 from runtime.http_timeouts import DeadlineH11Protocol
+from runtime.lifecycle import DrainingServer
 from toolchain.errors import MfcError
 from toolchain.store import Store
 
@@ -37,22 +38,26 @@ def bind(config: ServerConfig) -> socket.socket:
 
 
 def make_server(config: ServerConfig, store: Store | None = None) -> uvicorn.Server:
-    """A uvicorn server for the app (not started; pass it a socket from `bind`)."""
+    """A uvicorn server for the app (not started; pass it a socket from `bind`).
+
+    SIGTERM and SIGINT drain it (runtime/lifecycle.py): see `DrainingServer`.
+    """
     app = create_app(config, store)
     uv = uvicorn.Config(
         app,
         host=config.host or "0.0.0.0",
         port=config.port,
         log_level="warning",
+        log_config=None,  # logging is set up by `mfc serve` (runtime/logs.py)
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
         http=DeadlineH11Protocol,  # slow or stalled clients are cut off
     )
-    return uvicorn.Server(uv)
+    return DrainingServer(uv, app.state.ops, config.grace_period)
 
 
 def serve(config: ServerConfig, store: Store | None = None) -> None:
-    """Serve until interrupted (SIGINT/SIGTERM unload every model, then exit)."""
+    """Serve until SIGTERM/SIGINT (drained, every model unloaded, then return)."""
     sock = bind(config)
     make_server(config, store).run(sockets=[sock])

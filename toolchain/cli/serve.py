@@ -41,32 +41,66 @@ def prune_at_start(store: Store) -> None:
 )
 @models_option
 @click.option("-v", "--verbose", is_flag=True, help="Log llama.cpp's own messages too.")
-def command(host: str | None, models: str | None, verbose: bool) -> None:
+@click.option(
+    "--preload",
+    metavar="NAME",
+    multiple=True,
+    help="Load this model before /ready reports ready (repeatable; default: $MFC_PRELOAD).",
+)
+@click.option(
+    "--grace-period",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="On SIGTERM, how long requests in flight may run on (default: $MFC_GRACE_PERIOD, 30).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    help="Access and event log lines as text or JSON (default: $MFC_LOG_FORMAT, text).",
+)
+def command(
+    *,
+    host: str | None,
+    models: str | None,
+    verbose: bool,
+    preload: tuple[str, ...],
+    grace_period: float | None,
+    log_format: str | None,
+) -> None:
     """Serve the store's models over Ollama's and OpenAI's HTTP APIs until interrupted.
 
     At start, blobs no model uses are removed (MFC_NOPRUNE=1 or OLLAMA_NOPRUNE=1 keeps
     them). Reads the reference's environment: OLLAMA_HOST, OLLAMA_ORIGINS, OLLAMA_KEEP_ALIVE,
     OLLAMA_NUM_PARALLEL, OLLAMA_MAX_LOADED_MODELS, OLLAMA_MAX_QUEUE,
-    OLLAMA_CONTEXT_LENGTH, OLLAMA_FLASH_ATTENTION, OLLAMA_KV_CACHE_TYPE.
+    OLLAMA_CONTEXT_LENGTH, OLLAMA_FLASH_ATTENTION, OLLAMA_KV_CACHE_TYPE; and MFC_PRELOAD,
+    MFC_GRACE_PERIOD, MFC_LOG_FORMAT. SIGTERM or Ctrl-C drains: new requests get 503,
+    requests in flight finish within the grace period, then models unload and it exits 0.
     """
     import dataclasses
-    import logging
     from pathlib import Path
 
     from runtime.config import ServerConfig, parse_host
+    from runtime.logs import configure_logging
+    from runtime.ops import check_preload
     from runtime.server import bind, make_server
     from toolchain import __version__
     from toolchain.store import Store
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("mfc.llama").setLevel(logging.DEBUG if verbose else logging.WARNING)
     config = ServerConfig.from_env()
     if host:
         address, port = parse_host(host)
         config = dataclasses.replace(config, host=address, port=port)
     if models:
         config = dataclasses.replace(config, models_root=Path(models))
+    if preload:
+        config = dataclasses.replace(config, preload=tuple(preload))
+    if grace_period is not None:
+        config = dataclasses.replace(config, grace_period=grace_period)
+    if log_format:
+        config = dataclasses.replace(config, log_format=log_format)
+    configure_logging(config.log_format, verbose)
     store = Store.open(config.models_root)
+    check_preload(store, config.preload)
     sock = bind(config)
     prune_at_start(store)
     server = make_server(config, store)
