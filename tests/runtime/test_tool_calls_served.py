@@ -101,6 +101,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Iter
     store = tmp_path_factory.mktemp("qwen-store")
     modelfile = DEMO_MODELFILE.format(gguf=smollm2_gguf, template=QWEN25)
     build_into(store, "qwen-tools", modelfile, tmp_path_factory.mktemp("qwen"))
+    # no TEMPLATE: the GGUF's chat template is detected as the bundled chatml
+    build_into(store, "smol-detected", f"FROM {smollm2_gguf}\n", tmp_path_factory.mktemp("smol"))
     pinned = only(OUTPUT)
     real = runtime.generation.sampling_for
 
@@ -191,3 +193,15 @@ def test_next_turn_prompt_shows_the_call(server: str) -> None:
         "</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\nSunny, 21C\n</tool_response>"
         "<|im_end|>\n<|im_start|>assistant\n"
     )
+
+
+def test_detected_chatml_delivers_the_tools_it_advertises(server: str) -> None:
+    """SmolLM2's own chat template is detected as chatml, which takes tools; a Hermes-style
+    `<tool_call>` answer then comes back as a call, not as text."""
+    shown = httpx.post(server + "/api/show", json={"model": "smol-detected"}, timeout=60).json()
+    assert "tools" in shown["capabilities"]
+    body = {"model": "smol-detected", "messages": ASK, "tools": [WEATHER], "options": OPTIONS,
+            "stream": False}  # fmt: skip
+    answer = httpx.post(server + "/api/chat", json=body, timeout=300).json()["message"]
+    assert answer["content"] == ""
+    assert calls_of(answer) == WANT
