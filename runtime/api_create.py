@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from runtime.context import ServerContext, api_handler, context_of
 from runtime.errors import INVALID_MODEL_NAME, MISSING_BODY, ApiError
-from runtime.jsonbody import Number, decode
+from runtime.jsonbody import Number, decode_async
 from runtime.schemas import CREATE
 from runtime.streaming import progress_response
 from toolchain.build import CreateRequest, SourceDir, SourceFile, build
@@ -195,6 +195,6 @@ async def create_events(
 @api_handler()
 async def create_handler(request: Request) -> Response:
     ctx = context_of(request)
-    req = decode(await ctx.body(request), CREATE)
+    req = await decode_async(await ctx.body(request), CREATE)
     name = check_request(ctx.store, req)
     return await progress_response(create_events(ctx, name, req), req.get("stream", True))
