@@ -19,7 +19,12 @@ MAX_SECONDS = 10.0
 
 
 class JinjaChatError(MfcError):
-    """The model's Jinja chat template failed (raise_exception, syntax, sandbox)."""
+    """The model's Jinja chat template failed (raise_exception, syntax, sandbox); `kind` is
+    "limit" when it ran out of time, loop steps or value size, else "exec"."""
+
+    def __init__(self, message: str, kind: str = "exec") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _raise_exception(message: str) -> None:
@@ -51,7 +56,7 @@ def _compile(chat_template: str) -> Any:
     try:
         return env.from_string(chat_template)
     except JinjaLimitError as exc:
-        raise JinjaChatError(exc.message) from None
+        raise JinjaChatError(exc.message, "limit") from None
     except JinjaTemplateError as exc:
         raise JinjaChatError(f"chat template does not compile: {exc}") from None
 
@@ -86,18 +91,19 @@ def render_jinja_chat(  # noqa: PLR0917
         for chunk in template.generate(**context):
             size += len(chunk)
             if size > MAX_OUTPUT:
-                raise JinjaChatError(f"chat template output exceeds {MAX_OUTPUT} characters")
+                message = f"chat template output exceeds {MAX_OUTPUT} characters"
+                raise JinjaChatError(message, "limit")
             out.append(chunk)
     except JinjaChatError:
         raise
     except JinjaLimitError as exc:
-        raise JinjaChatError(exc.message) from None
+        raise JinjaChatError(exc.message, "limit") from None
     except JinjaTemplateError as exc:  # includes SecurityError from the sandbox
         raise JinjaChatError(f"chat template failed: {exc}") from None
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
         raise JinjaChatError(f"chat template failed: {type(exc).__name__}: {exc}") from None
     except RecursionError:
-        raise JinjaChatError("chat template failed: nesting too deep") from None
+        raise JinjaChatError("chat template failed: nesting too deep", "limit") from None
     finally:
         reset_budget(budget)
     return "".join(out)
