@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from toolchain.prompt import JinjaChatError, render_jinja_chat
-from toolchain.prompt import jinja_bounds
+from toolchain.prompt import JinjaChatError, jinja_bounds, render_jinja_chat
 
 MSGS = [{"role": "user", "content": "hi"}]
+DOUBLE = "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s OP ns.s %}"
 
 
 @pytest.mark.parametrize(
@@ -22,8 +22,8 @@ MSGS = [{"role": "user", "content": "hi"}]
         ("{{ [1, 2] * 10**8 }}", "value exceeds"),
         ("{{ 10 ** (10 ** 10) }}", "number exceeds"),
         ("{{ 'a' ~ 'b' * 10**8 }}", "value exceeds"),
-        ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "string exceeds"),
-        ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}", "value exceeds"),
+        (DOUBLE.replace("OP", "~") + "{% endfor %}", "string exceeds"),
+        (DOUBLE.replace("OP", "+") + "{% endfor %}", "value exceeds"),
         ("{{ 'x'.ljust(10**9) }}", "argument exceeds"),
         ("{{ 'x' | center(10**9) }}", "argument exceeds"),
         ("{{ '%*d' % (10**9, 1) }}", "format width exceeds"),
@@ -53,7 +53,8 @@ def test_ordinary_templates_render_as_before() -> None:
         "{% for m in messages %}{{ m.role ~ ': ' ~ m.content }}\n{% endfor %}"
         "{{ messages | join(',', attribute='role') }}|{{ 'a b' | replace('a', 'c') }}|"
         "{{ '%s-%d' | format('x', 3) }}|{{ 'hi' | center(6) }}|{{ 2 ** 10 }}|{{ 'ab' * 3 }}|"
-        "{{ '%05d' % 42 }}|{% for x in [1, 2, 3] if x > 1 %}{{ loop.index }}/{{ loop.length }}{% endfor %}"
+        "{{ '%05d' % 42 }}|"
+        "{% for x in [1, 2, 3] if x > 1 %}{{ loop.index }}/{{ loop.length }}{% endfor %}"
     )
     assert render_jinja_chat(template, MSGS) == (
         "user: hi\nuser|c b|x-3|  hi  |1024|ababab|00042|1/22/2"

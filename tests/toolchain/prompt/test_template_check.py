@@ -61,7 +61,7 @@ FAN_OUT_MODELFILE = (
 
 def test_a_template_that_exceeds_render_limits_is_an_error() -> None:
     (found,) = diags(FAN_OUT_MODELFILE)
-    severity, line, col, message = found
+    severity, line, _, message = found
     assert severity == "error" and line == 2
     assert message.startswith("template exceeds a render limit: template: ")
     assert message.endswith("template calls exceed 100000")
