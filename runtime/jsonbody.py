@@ -17,7 +17,9 @@ MAX_VALUE_DEPTH levels inside the `any` fields a handler keeps.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import re
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from runtime.errors import MISSING_BODY, ApiError
 from runtime.jsonscan import JsonSyntaxError, Scanner, TooManyValuesError, build
 from toolchain.gojson import loads, replace_lone_surrogates
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 #: A body may hold at most this many JSON values (numbers, strings, arrays, ...): decoded,
 #: each costs tens of bytes, so this bounds what one request can make the server allocate.
 MAX_VALUES = 1 << 20
@@ -91,8 +94,12 @@ def parse_json(body: bytes, exact: bool = False) -> Any:
         _go_error(body, MAX_VALUES)
     if not exact:
         try:
-            # invalid UTF-8 and lone surrogate escapes become U+FFFD, as in Go's decoder
-            return loads(body.decode("utf-8", errors="replace"), parse_constant=_no_constants)
+            # invalid UTF-8 becomes U+FFFD, as in Go's decoder; so do lone surrogate escapes,
+            # which need a `\u` (a cheaper test than gojson.loads's regex over the text)
+            value = json.loads(body.decode("utf-8", errors="replace"), parse_constant=_no_constants)
+            if b"\\u" in body and _SURROGATE_ESCAPE.search(body):
+                value = replace_lone_surrogates(value)
+            return value
         except (ValueError, RecursionError):
             pass
     begin, end = _go_error(body)
