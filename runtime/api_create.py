@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from runtime.context import ServerContext, api_handler, context_of
 from runtime.errors import INVALID_MODEL_NAME, MISSING_BODY, ApiError
-from runtime.jsonbody import Number, decode
+from runtime.jsonbody import Number, decode_async
 from runtime.metrics import tracked_operation
 from runtime.schemas import CREATE
 from runtime.streaming import progress_response
@@ -224,7 +224,7 @@ async def create_events(
 @api_handler()
 async def create_handler(request: Request) -> Response:
     ctx = context_of(request)
-    req = decode(await ctx.body(request), CREATE)
+    req = await decode_async(await ctx.body(request), CREATE)
     name = check_request(ctx.store, req)
     operation = "quantize" if req.get("quantize") else "create"
     events = tracked_operation(create_events(ctx, name, req), operation)

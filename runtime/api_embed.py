@@ -12,7 +12,7 @@ from runtime.context import ServerContext, api_handler, context_of
 from runtime.embedding import check_finite, finish_vector
 from runtime.errors import MODEL_REQUIRED, ApiError
 from runtime.generation import hold, now_ns
-from runtime.jsonbody import decode
+from runtime.jsonbody import decode_async
 from runtime.metrics import current_request
 from runtime.schemas import EMBED, EMBEDDINGS
 from runtime.streaming import json_response
@@ -60,7 +60,7 @@ async def embed(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> dict[
 async def embed_handler(request: Request) -> Response:
     start = now_ns()
     ctx = context_of(request)
-    req = decode(await ctx.body(request), EMBED)
+    req = await decode_async(await ctx.body(request), EMBED)
     return json_response(await embed(ctx, req, start))
 
 
@@ -68,7 +68,7 @@ async def embed_handler(request: Request) -> Response:
 async def embeddings_handler(request: Request) -> Response:
     """The legacy route: one prompt, the raw (unnormalised) vector."""
     ctx = context_of(request)
-    req = decode(await ctx.body(request), EMBEDDINGS)
+    req = await decode_async(await ctx.body(request), EMBEDDINGS)
     name = req.get("model", "")
     if not name:
         raise ApiError(400, MODEL_REQUIRED)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from runtime.context import api_handler, context_of
+from runtime.durations import FOREVER, expiry
 from runtime.errors import MODEL_REQUIRED, ApiError
-from runtime.jsonbody import decode
+from runtime.jsonbody import decode_async
 from runtime.models import ServedModel, gguf_header
 from runtime.schemas import COPY, DELETE, SHOW
 from runtime.streaming import json_response
@@ -88,7 +90,7 @@ async def tags_handler(request: Request) -> Response:
 @api_handler()
 async def show_handler(request: Request) -> Response:
     ctx = context_of(request)
-    req = decode(await ctx.body(request), SHOW)
+    req = await decode_async(await ctx.body(request), SHOW)
     name = req.get("model") or req.get("name") or ""
     if not name:
         raise ApiError(400, MODEL_REQUIRED)
@@ -121,7 +123,7 @@ async def ps_handler(request: Request) -> Response:
                 "size": runner.llama.size,
                 "digest": model.digest,
                 "details": model.details(),
-                "expires_at": rfc3339(runner.expires_at),
+                "expires_at": rfc3339(min(runner.expires_at, expiry(time.time(), FOREVER))),
                 "size_vram": 0,
                 "context_length": runner.num_ctx,
             }
@@ -132,7 +134,7 @@ async def ps_handler(request: Request) -> Response:
 @api_handler()
 async def copy_handler(request: Request) -> Response:
     ctx = context_of(request)
-    req = decode(await ctx.body(request), COPY)
+    req = await decode_async(await ctx.body(request), COPY)
     source, destination = req.get("source", ""), req.get("destination", "")
     for label, value in (("source", source), ("destination", destination)):
         try:
@@ -149,7 +151,7 @@ async def copy_handler(request: Request) -> Response:
 @api_handler()
 async def delete_handler(request: Request) -> Response:
     ctx = context_of(request)
-    req = decode(await ctx.body(request), DELETE)
+    req = await decode_async(await ctx.body(request), DELETE)
     name = req.get("model") or req.get("name") or ""
     if not name:
         raise ApiError(400, MODEL_REQUIRED)

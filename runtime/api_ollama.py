@@ -6,6 +6,8 @@ of the reference's response objects; the OpenAI routes reuse them and translate.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +17,7 @@ from starlette.responses import Response
 from runtime.context import ServerContext, api_handler, context_of
 from runtime.errors import MODEL_REQUIRED, ApiError
 from runtime.generation import Final, Job, Piece, generate, hold, now_ns
-from runtime.jsonbody import decode
+from runtime.jsonbody import decode_async
 from runtime.models import ServedModel
 from runtime.options import DEFAULT_OPTIONS, Options
 from runtime.prompt import chat_messages, chat_prompt, fit_chat, generate_prompt
@@ -92,10 +94,12 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
     if suffix and "insert" not in model.capabilities:
         raise ApiError(400, f"{model.full_name} does not support insert")
     opts = merged_options(model, req.get("options"))
-    grammar = grammar_for_format(req.get("format"))
+    grammar = await asyncio.to_thread(grammar_for_format, req.get("format"))
     context = req.get("context")
     if req.get("_debug_render_only"):
-        text = prompt if raw else _generate_text(model, req, think, context is None)
+        text = prompt
+        if not raw:
+            text = await asyncio.to_thread(_generate_text, model, req, think, context is None)
         return _single(_debug(name, text, len(req.get("images") or []), response=""))
     check_images(model, len(req.get("images") or []))
 
@@ -105,11 +109,14 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
             if not prompt:
                 yield _done(name, "load", response="")
                 return
+            # rendering and tokenizing a long prompt takes seconds: never on the event loop
             if raw:
-                tokens = runner.llama.tokenize(prompt)
+                tokens = await asyncio.to_thread(runner.llama.tokenize, prompt)
             else:
-                text = _generate_text(model, req, think, context is None)
-                tokens = runner.llama.tokenize_prompt(text, add_special=not context)
+                text = await asyncio.to_thread(_generate_text, model, req, think, context is None)
+                tokens = await asyncio.to_thread(
+                    runner.llama.tokenize_prompt, text, add_special=not context
+                )
                 if context:
                     tokens = list(context) + tokens
             job = Job(
@@ -185,12 +192,12 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
         raise ApiError(400, f"{model.full_name} does not support tools")
     think = check_think(model, name, req.get("think"))
     opts = merged_options(model, req.get("options"))
-    grammar = grammar_for_format(req.get("format"))
+    grammar = await asyncio.to_thread(grammar_for_format, req.get("format"))
     truncate = req.get("truncate", True)
     if req.get("_debug_render_only"):
         conversation = chat_messages(model, messages)
         images = sum(len(m.get("images") or []) for m in messages)
-        text = chat_prompt(model, conversation, tools, think)
+        text = await asyncio.to_thread(chat_prompt, model, conversation, tools, think)
         return _single(_debug(name, text, images, message=empty))
     check_images(model, sum(len(m.get("images") or []) for m in messages))
 
@@ -201,17 +208,20 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
                 yield _done(name, "load", message=empty)
                 return
             conversation = chat_messages(model, messages)
-            text = fit_chat(
-                model,
-                conversation,
-                tools=tools,
-                think=think,
-                count=lambda s: len(runner.llama.tokenize_prompt(s)),
-                num_ctx=runner.num_ctx,
-                truncate=truncate,
+            text = await asyncio.to_thread(
+                functools.partial(
+                    fit_chat,
+                    model,
+                    conversation,
+                    tools=tools,
+                    think=think,
+                    count=lambda s: len(runner.llama.tokenize_prompt(s)),
+                    num_ctx=runner.num_ctx,
+                    truncate=truncate,
+                )
             )
             job = Job(
-                runner.llama.tokenize_prompt(text),
+                await asyncio.to_thread(runner.llama.tokenize_prompt, text),
                 opts,
                 grammar,
                 shift=req.get("shift", True),
@@ -297,7 +307,7 @@ async def _respond(request: Request, items: Items, stream: bool, chat: bool) -> 
 async def generate_handler(request: Request) -> Response:
     start = now_ns()
     ctx = context_of(request)
-    req = decode(await ctx.body(request), GENERATE)
+    req = await decode_async(await ctx.body(request), GENERATE)
     items = await prepare_generate(ctx, req, start)
     return await _respond(request, items, req.get("stream", True), chat=False)
 
@@ -306,6 +316,6 @@ async def generate_handler(request: Request) -> Response:
 async def chat_handler(request: Request) -> Response:
     start = now_ns()
     ctx = context_of(request)
-    req = decode(await ctx.body(request), CHAT)
+    req = await decode_async(await ctx.body(request), CHAT)
     items = await prepare_chat(ctx, req, start)
     return await _respond(request, items, req.get("stream", True), chat=True)

@@ -22,7 +22,7 @@ from runtime.api_ollama import collect, prepare_chat, prepare_generate
 from runtime.context import api_handler, context_of
 from runtime.errors import ApiError
 from runtime.generation import now_ns
-from runtime.jsonbody import decode, go_type_name
+from runtime.jsonbody import decode_async, go_type_name
 from runtime.openai_logprobs import chat_logprobs, completion_logprobs
 from runtime.schemas import OAI_CHAT, OAI_COMPLETION, OAI_EMBED
 from runtime.streaming import json_response, sse, stream_response, until_disconnect
@@ -229,7 +229,7 @@ def _head(kind: str, model: str) -> dict[str, Any]:
 async def chat_completions_handler(request: Request) -> Response:
     start = now_ns()
     ctx = context_of(request)
-    req = decode(await ctx.body(request), OAI_CHAT)
+    req = await decode_async(await ctx.body(request), OAI_CHAT)
     if not req.get("messages"):
         raise ApiError(400, "[] is too short - 'messages'")
     ollama: dict[str, Any] = {
@@ -300,7 +300,7 @@ async def _completion_chunks(items: Items, head: dict[str, Any], include_usage: 
 async def completions_handler(request: Request) -> Response:
     start = now_ns()
     ctx = context_of(request)
-    req = decode(await ctx.body(request), OAI_COMPLETION)
+    req = await decode_async(await ctx.body(request), OAI_COMPLETION)
     prompt = req.get("prompt", "")
     if not isinstance(prompt, str):
         raise ApiError(400, "prompt must be a string")
@@ -342,7 +342,7 @@ async def completions_handler(request: Request) -> Response:
 async def embeddings_handler(request: Request) -> Response:
     start = now_ns()
     ctx = context_of(request)
-    req = decode(await ctx.body(request), OAI_EMBED)
+    req = await decode_async(await ctx.body(request), OAI_EMBED)
     raw = req.get("input")
     if raw == "":
         raw = [""]

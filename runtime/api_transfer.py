@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from runtime.context import api_handler, context_of
 from runtime.errors import INVALID_MODEL_NAME, MODEL_REQUIRED, ApiError
-from runtime.jsonbody import BOOL, STRING, decode, struct
+from runtime.jsonbody import BOOL, STRING, decode_async, struct
 from runtime.metrics import tracked_operation
 from runtime.streaming import json_response, stream_response
 from toolchain.errors import MfcError
@@ -62,7 +62,7 @@ async def _transfer(
     request: Request, start: Events, operation: str, *, empty_is_required: bool
 ) -> Response:
     ctx = context_of(request)
-    req = decode(await ctx.body(request), TRANSFER)
+    req = await decode_async(await ctx.body(request), TRANSFER)
     raw = req.get("model") or req.get("name") or ""
     if not raw and empty_is_required:
         raise ApiError(400, MODEL_REQUIRED)

@@ -21,6 +21,20 @@ _UNITS_NS = {
     "h": 3_600_000_000_000,
 }
 _MAX_NS = (1 << 63) - 1
+#: The longest keep_alive: Go's time.Duration ends at 2^63-1 ns (~292 years). Anything
+#: longer is forever, and forever expires that far ahead in /api/ps, as in the reference.
+MAX_SECONDS = _MAX_NS / 1e9
+
+
+def capped(seconds: float) -> float:
+    """`seconds` of keep_alive, FOREVER from MAX_SECONDS up (so it never becomes a date past
+    the calendar's end)."""
+    return FOREVER if seconds >= MAX_SECONDS else seconds
+
+
+def expiry(now: float, seconds: float) -> float:
+    """When a keep_alive of `seconds` started at `now` ends (FOREVER: MAX_SECONDS ahead)."""
+    return now + min(max(seconds, 0.0), MAX_SECONDS)
 
 
 class DurationError(ValueError):
@@ -93,8 +107,8 @@ def keep_alive_seconds(value: Any) -> float:
             ns = parse_go_duration(value)
         except DurationError as exc:
             raise ApiError(400, str(exc)) from None
-        return FOREVER if ns < 0 else ns / 1e9
-    return FOREVER if value < 0 else float(value)
+        return FOREVER if ns < 0 else capped(ns / 1e9)
+    return FOREVER if value < 0 else capped(float(value))
 
 
 def keep_alive_from_env(raw: str | None, default: float = 300.0) -> float:
@@ -104,14 +118,14 @@ def keep_alive_from_env(raw: str | None, default: float = 300.0) -> float:
     raw = raw.strip()
     try:
         ns = parse_go_duration(raw)
-        return FOREVER if ns < 0 else ns / 1e9
+        return FOREVER if ns < 0 else capped(ns / 1e9)
     except DurationError:
         pass
     try:
         secs = int(raw)
     except ValueError:
         return default
-    return FOREVER if secs < 0 else float(secs)
+    return FOREVER if secs < 0 else capped(float(secs))
 
 
 def format_go_duration(seconds: float) -> str:

@@ -4,184 +4,49 @@ The reference binds every body with Go's `encoding/json` Decoder, so clients see
 messages: `invalid character 'x' looking for beginning of value`, `unexpected EOF`,
 `json: cannot unmarshal number into Go struct field GenerateRequest.prompt of type string`.
 Request shapes are declared as data (`Struct`, `Slice`, `Map`, scalars); `decode` checks a
-body against one, first with a byte scanner that mirrors Go's state machine (syntax errors),
-then with a walk that mirrors Go's type rules (keys match fields case-insensitively, `null`
-leaves a field unset, the first type error wins unless a custom field decoder fails).
+body against one: Python's C decoder parses it (the Go scanner in `runtime.jsonscan` only
+explains what it rejects), then a walk mirrors Go's type rules (keys match fields
+case-insensitively, `null` leaves a field unset, the first type error wins unless a custom
+field decoder fails, numbers out of a field's range are type errors). `decode_async` does all
+of it off the event loop for bodies of any size.
+
+Limits (README "Server limits"): nesting 10000 levels (Go's), MAX_VALUES values per body,
+MAX_VALUE_DEPTH levels inside the `any` fields a handler keeps.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import math
+import re
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from runtime.errors import MISSING_BODY, ApiError
-from toolchain.gojson import loads
+from runtime.jsonscan import JsonSyntaxError, Scanner, TooManyValuesError, build
+from toolchain.gojson import loads, replace_lone_surrogates
 
-_SPACE = b" \t\r\n"
-_HEX = b"0123456789abcdefABCDEF"
-_DIGITS = b"0123456789"
-
-
-class _SyntaxError(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-def _quote_char(c: int) -> str:
-    """Go's quoteChar: the byte as a Go rune literal."""
-    if c == 0x27:
-        return "'\\''"
-    if c == 0x22:
-        return "'\"'"
-    escapes = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v", 92: "\\\\"}
-    if c in escapes:
-        return f"'{escapes[c]}'"
-    ch = chr(c)
-    if ch.isprintable():
-        return f"'{ch}'"
-    return f"'\\x{c:02x}'" if c < 0x80 else f"'\\u{c:04x}'"
-
-
-def _invalid(c: int, context: str) -> _SyntaxError:
-    return _SyntaxError(f"invalid character {_quote_char(c)} {context}")
-
-
-class _Scanner:
-    """Go's encoding/json scanner, reduced to finding the first syntax error of one value."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.i = 0
-
-    def peek(self) -> int:
-        if self.i >= len(self.data):
-            raise _SyntaxError("unexpected EOF")
-        return self.data[self.i]
-
-    def skip_space(self) -> int:
-        while True:
-            c = self.peek()
-            if c not in _SPACE:
-                return c
-            self.i += 1
-
-    def value(self) -> None:
-        c = self.skip_space()
-        self.i += 1
-        if c == 0x7B:  # {
-            self.object()
-        elif c == 0x5B:  # [
-            self.array()
-        elif c == 0x22:
-            self.string()
-        elif c == 0x2D or c in _DIGITS:
-            self.number(c)
-        elif c in b"tfn":
-            word = {0x74: b"true", 0x66: b"false", 0x6E: b"null"}[c]
-            for expect in word[1:]:
-                got = self.peek()
-                if got != expect:
-                    name = word.decode()
-                    raise _invalid(got, f"in literal {name} (expecting '{chr(expect)}')")
-                self.i += 1
-        else:
-            raise _invalid(c, "looking for beginning of value")
-
-    def object(self) -> None:
-        c = self.skip_space()
-        if c == 0x7D:
-            self.i += 1
-            return
-        while True:
-            c = self.skip_space()
-            if c != 0x22:
-                raise _invalid(c, "looking for beginning of object key string")
-            self.i += 1
-            self.string()
-            c = self.skip_space()
-            if c != 0x3A:
-                raise _invalid(c, "after object key")
-            self.i += 1
-            self.value()
-            c = self.skip_space()
-            self.i += 1
-            if c == 0x7D:
-                return
-            if c != 0x2C:
-                raise _invalid(c, "after object key:value pair")
-
-    def array(self) -> None:
-        c = self.skip_space()
-        if c == 0x5D:
-            self.i += 1
-            return
-        while True:
-            self.value()
-            c = self.skip_space()
-            self.i += 1
-            if c == 0x5D:
-                return
-            if c != 0x2C:
-                raise _invalid(c, "after array element")
-
-    def string(self) -> None:
-        while True:
-            c = self.peek()
-            self.i += 1
-            if c == 0x22:
-                return
-            if c < 0x20:
-                raise _invalid(c, "in string literal")
-            if c == 0x5C:
-                e = self.peek()
-                self.i += 1
-                if e == 0x75:
-                    for _ in range(4):
-                        h = self.peek()
-                        if h not in _HEX:
-                            raise _invalid(h, "in \\u hexadecimal character escape")
-                        self.i += 1
-                elif e not in b'bfnrt\\/"':
-                    raise _invalid(e, "in string escape code")
-
-    def digits(self) -> int:
-        n = 0
-        while self.i < len(self.data) and self.data[self.i] in _DIGITS:
-            self.i += 1
-            n += 1
-        return n
-
-    def number(self, first: int) -> None:
-        if first == 0x2D:
-            c = self.peek()
-            if c not in _DIGITS:
-                raise _invalid(c, "in numeric literal")
-            self.i += 1
-            first = c
-        if first != 0x30:
-            self.digits()
-        if self.i < len(self.data) and self.data[self.i] == 0x2E:
-            self.i += 1
-            c = self.peek()
-            if c not in _DIGITS:
-                raise _invalid(c, "after decimal point in numeric literal")
-            self.digits()
-        if self.i < len(self.data) and self.data[self.i] in b"eE":
-            self.i += 1
-            c = self.peek()
-            if c in b"+-":
-                self.i += 1
-                c = self.peek()
-            if c not in _DIGITS:
-                raise _invalid(c, "in exponent of numeric literal")
-            self.digits()
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+#: A body may hold at most this many JSON values (numbers, strings, arrays, ...): decoded,
+#: each costs tens of bytes, so this bounds what one request can make the server allocate.
+MAX_VALUES = 1 << 20
+#: `any` fields a handler keeps (format, tool parameters, options) may nest this deep.
+MAX_VALUE_DEPTH = 128
+#: Bodies up to this size decode on the event loop (well under a millisecond).
+INLINE_BYTES = 16 << 10
+#: Larger bodies decode in worker threads, this many at a time (bounds their memory).
+DECODE_THREADS = 2
 
 
 class Number(float):
     """A JSON number that remembers its literal (Go reports `number 1.5` for int fields)."""
 
+    __slots__ = ("literal",)
     literal: str
 
     def __new__(cls, literal: str) -> Number:
@@ -190,22 +55,59 @@ class Number(float):
         return obj
 
 
-def parse_json(body: bytes) -> Any:
-    """The first JSON value of `body`, or ApiError(400) with Go's Decoder message."""
-    scanner = _Scanner(body)
+def _parse_int(literal: str) -> Any:
+    # past int64's 19 digits Go reports the literal; int() would also stop at 4300 digits
+    return int(literal) if len(literal) <= 20 else Number(literal)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(name)  # NaN/Infinity are not JSON to Go: let the scanner say why
+
+
+def _go_error(body: bytes, max_values: int | None = None) -> tuple[int, int]:
+    """Scan `body` as Go does: ApiError(400) with Go's message for the first syntax error,
+    else the (start, end) of its first value."""
+    scanner = Scanner(body, max_values)
     try:
-        start = scanner.skip_space()
-    except _SyntaxError:
+        scanner.skip_space()
+    except JsonSyntaxError:
         raise ApiError(400, MISSING_BODY) from None
-    del start
     begin = scanner.i
     try:
         scanner.value()
-    except _SyntaxError as exc:
+    except JsonSyntaxError as exc:
         raise ApiError(400, exc.message) from None
-    # invalid UTF-8 and lone surrogate escapes become U+FFFD, as in Go's decoder
-    text = body[begin : scanner.i].decode("utf-8", errors="replace")
-    return loads(text, parse_float=Number, parse_int=int)
+    except TooManyValuesError:
+        raise ApiError(400, f"request body holds more than {MAX_VALUES} JSON values") from None
+    return begin, scanner.i
+
+
+def parse_json(body: bytes, exact: bool = False) -> Any:
+    """The first JSON value of `body`, or ApiError(400) with Go's Decoder message.
+
+    Python's C decoder does the work; the Go scanner runs only when it fails (to find Go's
+    message, trailing data, nesting past Python's recursion limit), when the body may hold
+    more than MAX_VALUES values (each costs tens of bytes once decoded), or when `exact`
+    asks for floats that keep their literal (`Number`) and integers of any length.
+    """
+    if body.count(b",") + body.count(b"[") + body.count(b"{") >= MAX_VALUES:
+        _go_error(body, MAX_VALUES)
+    if not exact:
+        try:
+            # invalid UTF-8 becomes U+FFFD, as in Go's decoder; so do lone surrogate escapes,
+            # which need a `\u` (a cheaper test than gojson.loads's regex over the text)
+            value = json.loads(body.decode("utf-8", errors="replace"), parse_constant=_no_constants)
+            if b"\\u" in body and _SURROGATE_ESCAPE.search(body):
+                value = replace_lone_surrogates(value)
+            return value
+        except (ValueError, RecursionError):
+            pass
+    begin, end = _go_error(body)
+    text = body[begin:end].decode("utf-8", errors="replace")
+    try:
+        return loads(text, parse_float=Number, parse_int=_parse_int)
+    except RecursionError:  # valid, but deeper than the C decoder goes
+        return build(text, _parse_int, Number, replace_lone_surrogates)
 
 
 # --- Go types ------------------------------------------------------------------------
@@ -294,9 +196,18 @@ def _decode(value: Any, t: GoType, path: list[str], errs: _TypeErrors) -> Any:
     kind = t.kind
     if kind == "custom":
         assert t.custom is not None
+        literal = _overflow(value)
+        if literal is not None:
+            # Go's Unmarshaler decodes into any: a float64 overflow, returned at once
+            where = ".".join([errs.top, *path])
+            raise ApiError(
+                400,
+                f"json: cannot unmarshal number {literal} into Go struct field {where} "
+                "of type float64",
+            )
         return t.custom(value)
     if kind == "any":
-        return value
+        return _checked_any(value, path, errs, t)
     if kind == "string":
         if isinstance(value, str):
             return value
@@ -305,11 +216,18 @@ def _decode(value: Any, t: GoType, path: list[str], errs: _TypeErrors) -> Any:
             return value
     elif kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, Number):
-            errs.add(f"number {value.literal}", path, t)
+            if -_INT64 <= value < _INT64:
+                return value
+            errs.add(f"number {value}", path, t)
+            return None
+        if isinstance(value, float):
+            errs.add(f"number {_literal(value)}", path, t)
             return None
     elif kind == "float":
+        literal = _overflow(value)
+        if literal is not None:
+            errs.add(f"number {literal}", path, t)
+            return None
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     elif kind == "slice":
@@ -324,6 +242,55 @@ def _decode(value: Any, t: GoType, path: list[str], errs: _TypeErrors) -> Any:
         return _decode_struct(value, t, path, errs)
     errs.add(_json_kind(value), path, t)
     return None
+
+
+_INT64 = 1 << 63
+
+
+class _NeedLiteralsError(Exception):
+    """A message must quote a float's literal: decode again, keeping literals."""
+
+
+def _literal(value: float) -> str:
+    literal: str | None = getattr(value, "literal", None)
+    if literal is None:
+        raise _NeedLiteralsError
+    return literal
+
+
+def _overflow(value: Any) -> str | None:
+    """The literal of a number Go cannot hold in a float64 (`1e999`), else None."""
+    if isinstance(value, float):
+        return _literal(value) if math.isinf(value) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
+        try:
+            float(value)
+        except OverflowError:
+            return str(value)
+    return None
+
+
+def _checked_any(value: Any, path: list[str], errs: _TypeErrors, t: GoType) -> Any:
+    """An `interface {}` value: Go's float64 overflow errors, and our nesting limit."""
+    if not isinstance(value, dict | list):
+        literal = _overflow(value)
+        if literal is not None:
+            errs.add(f"number {literal}", path, FLOAT)
+            return None
+        return value
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_VALUE_DEPTH:
+            errs.add(f"value nested deeper than {MAX_VALUE_DEPTH} levels", path, t)
+            return None
+        for v in item.values() if isinstance(item, dict) else item:
+            if isinstance(v, dict | list):
+                todo.append((v, depth + 1))
+            elif isinstance(v, int | float) and (literal := _overflow(v)) is not None:
+                errs.add(f"number {literal}", path, FLOAT)
+                return None
+    return value
 
 
 def _decode_struct(
@@ -349,7 +316,13 @@ def decode(body: bytes, shape: GoType) -> dict[str, Any]:
 
     Raises ApiError(400) with the message Go's Decoder would give.
     """
-    value = parse_json(body)
+    try:
+        return _bind(parse_json(body), shape)
+    except _NeedLiteralsError:
+        return _bind(parse_json(body, exact=True), shape)
+
+
+def _bind(value: Any, shape: GoType) -> dict[str, Any]:
     errs = _TypeErrors(shape.name)
     if not isinstance(value, dict):
         errs.add(_json_kind(value) if value is not None else "null", [], shape)
@@ -360,3 +333,20 @@ def decode(body: bytes, shape: GoType) -> dict[str, Any]:
     if errs.first is not None:
         raise ApiError(400, errs.first)
     return out
+
+
+_decoding: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def decode_async(body: bytes, shape: GoType) -> dict[str, Any]:
+    """`decode`, in a worker thread when `body` is large (at most DECODE_THREADS at once)."""
+    if len(body) <= INLINE_BYTES:
+        return decode(body, shape)
+    loop = asyncio.get_running_loop()
+    gate = _decoding.get(loop)
+    if gate is None:
+        gate = _decoding[loop] = asyncio.Semaphore(DECODE_THREADS)
+    async with gate:
+        return await anyio.to_thread.run_sync(decode, body, shape)

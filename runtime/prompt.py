@@ -22,7 +22,8 @@ def _render(template: str | None, **values: Any) -> str:
     except RequestError as exc:
         raise ApiError(400, exc.message) from None
     except MfcError as exc:
-        raise ApiError(500, exc.message) from None
+        # an execution error is the reference's 500; a render limit (ours) is the request's
+        raise ApiError(400 if getattr(exc, "kind", "") == "limit" else 500, exc.message) from None
 
 
 def _render_jinja(model: ServedModel, messages: list[dict[str, Any]], tools: Any) -> str:
@@ -35,7 +36,7 @@ def _render_jinja(model: ServedModel, messages: list[dict[str, Any]], tools: Any
             model.chat_template, messages, tools=tools, bos_token=bos, eos_token=eos
         )
     except MfcError as exc:
-        raise ApiError(500, exc.message) from None
+        raise ApiError(400 if getattr(exc, "kind", "") == "limit" else 500, exc.message) from None
 
 
 def chat_messages(model: ServedModel, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from runtime.config import ServerConfig
+from runtime.durations import FOREVER, MAX_SECONDS, expiry
 from runtime.embedding import Embedder
 from runtime.engine import Engine
 from runtime.errors import ServerBusyError
@@ -34,6 +35,18 @@ def default_threads() -> tuple[int, int]:
     """(decode, prompt) threads when nothing is configured: llama-cpp-python's defaults."""
     cpus = os.cpu_count() or 1
     return max(cpus // 2, 1), cpus
+
+
+def usable_threads(requested: int) -> int:
+    """`num_thread` as used: at most one per CPU (more only contend: 600 ran 15x slower);
+    0 or less means the default."""
+    return min(requested, os.cpu_count() or 1) if requested > 0 else 0
+
+
+def usable_batch(requested: int, n_ctx: int) -> int:
+    """`num_batch` as used: 1..n_ctx (llama.cpp's n_batch is 32-bit: 2^40 would wrap to 0,
+    and it never batches more than the context holds)."""
+    return min(max(requested, 1), n_ctx)
 
 
 @dataclass
@@ -191,7 +204,7 @@ class Scheduler:
             runner.timer = None
         if keep_alive is not None:
             runner.session = keep_alive
-        runner.expires_at = time.time() + min(runner.session, 1e10)
+        runner.expires_at = expiry(time.time(), runner.session)
         return Lease(runner, self)
 
     def _release(self, runner: Runner) -> None:
@@ -208,13 +221,13 @@ class Scheduler:
         if runner.session <= 0:
             runner.expires_at = time.time()
             self._spawn(self._expire(runner))
-        elif math.isfinite(runner.session):
-            runner.expires_at = time.time() + runner.session
+        elif math.isfinite(runner.session) and runner.session < MAX_SECONDS:
+            runner.expires_at = expiry(time.time(), runner.session)
             runner.timer = loop.call_later(
                 runner.session, lambda: self._spawn(self._expire(runner))
             )
         else:
-            runner.expires_at = time.time() + 1e10
+            runner.expires_at = expiry(time.time(), FOREVER)
 
     async def _expire(self, runner: Runner) -> None:
         async with self._load_lock:
@@ -265,7 +278,7 @@ class Scheduler:
             requested = key[1]
             num_ctx = max(min(requested, llama.n_ctx_train or requested), 4)
             decode_threads, batch_threads = default_threads()
-            threads = opts.num_thread or cfg.num_threads or 0
+            threads = usable_threads(opts.num_thread or cfg.num_threads or 0)
             embedding_only = llama.pooling_type is not None or not llama.has_decoder
             parallel = 1 if embedding_only else cfg.num_parallel
             settings = None
@@ -273,8 +286,8 @@ class Scheduler:
                 settings = ContextSettings(
                     n_ctx=num_ctx * parallel,
                     n_seq_max=parallel,
-                    n_batch=max(opts.num_batch, 1),
-                    n_ubatch=max(opts.num_batch, 1),
+                    n_batch=usable_batch(opts.num_batch, num_ctx * parallel),
+                    n_ubatch=usable_batch(opts.num_batch, num_ctx * parallel),
                     n_threads=threads or decode_threads,
                     n_threads_batch=threads or batch_threads,
                     flash_attention=cfg.flash_attention,

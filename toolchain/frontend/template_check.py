@@ -3,7 +3,10 @@
 `check_modelfile` calls `check_templates` and merges its diagnostics with its own: every
 TEMPLATE is parsed as Ollama parses it (Go's text/template with its function map); a
 parse error is reported at the Modelfile line:col where it is, and fields the template
-data does not have (`.Promt`) are warned about with the closest real name.
+data does not have (`.Promt`) are warned about with the closest real name. Each template is
+then rendered once against a small sample conversation under `CHECK_LIMITS`: one that runs
+out of time, template calls, loop iterations or output there (definitions that fan out,
+a value doubled in a loop) would do the same on every request, so it is an error.
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ from __future__ import annotations
 import difflib
 
 from toolchain.diagnostics import Diagnostic
-from toolchain.errors import Span
-from toolchain.gotemplate import TemplateError
+from toolchain.errors import MfcError, Span
+from toolchain.gotemplate import Limits, TemplateError
 from toolchain.gotemplate.nodes import (
     ActionNode,
     BranchNode,
@@ -27,7 +30,7 @@ from toolchain.gotemplate.nodes import (
 )
 from toolchain.gotemplate.template import locate
 from toolchain.ir import Instruction, Modelfile, Template
-from toolchain.prompt import parse_prompt_template
+from toolchain.prompt import PromptTemplate, parse_prompt_template, render_prompt
 
 #: every field name the template data model has (top level, messages, tools, tool calls)
 KNOWN_FIELDS = frozenset({
@@ -38,6 +41,22 @@ KNOWN_FIELDS = frozenset({
 })  # fmt: skip
 #: fields holding maps or free-form JSON: what follows them are user keys, not fields
 MAP_FIELDS = frozenset({"Arguments", "Properties", "Items", "Defs", "Enum"})
+
+#: the budget of the sample render (the server's own limits, a shorter deadline)
+CHECK_LIMITS = Limits(max_seconds=5.0)
+_SAMPLE_MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "assistant", "content": "",
+     "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+    {"role": "tool", "content": "22 degrees", "tool_name": "get_weather"},
+    {"role": "assistant", "content": "It is 22 degrees in Paris."},
+    {"role": "user", "content": "Thanks!"},
+]  # fmt: skip
+_CITY = {"type": "string", "description": "A city"}
+_SAMPLE_TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "required": ["city"], "properties": {"city": _CITY}}}}]
 
 
 def check_templates(mf: Modelfile) -> list[Diagnostic]:
@@ -61,7 +80,27 @@ def check_template_text(text: str, ins: Instruction | None = None) -> list[Diagn
     for t in pt.template.templates():
         if t.root is not None:
             _walk(t.root, True, text, ins, diags)
+    limit = sample_render_limit(pt)
+    if limit is not None:
+        diags.append(Diagnostic("error", f"template exceeds a render limit: {limit.message}",
+                                _map(ins, limit.line, limit.col),
+                                "a render that needs this much work would fail on every request"))  # fmt: skip  # noqa: E501
     return diags
+
+
+def sample_render_limit(pt: PromptTemplate) -> TemplateError | None:
+    """The limit error a sample chat render (with tools) hits, or None; other render
+    errors depend on the request and are not reported."""
+    for kwargs in ({"messages": _SAMPLE_MESSAGES, "tools": _SAMPLE_TOOLS},
+                   {"prompt": "Hello", "system": "You are a helpful assistant."}):  # fmt: skip
+        try:
+            render_prompt(pt, limits=CHECK_LIMITS, **kwargs)
+        except TemplateError as err:
+            if err.kind == "limit":
+                return err
+        except MfcError:
+            pass
+    return None
 
 
 def _walk(n: Node | None, dot_known: bool, text: str, ins: Instruction | None,

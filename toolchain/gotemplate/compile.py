@@ -204,6 +204,8 @@ def _range(r: RangeNode, scope: Scope, resolve: Resolver) -> Stmt:
             st.steps += 1
             if st.steps > limit:
                 raise st.error_at(r, f"range iterations exceed {limit}", LimitError)
+            if not st.steps & 255:
+                st.check_time(r)
             if assign:
                 if two:
                     st.set_var(decl[0], i if keys is None else keys[i])
@@ -285,6 +287,10 @@ def _template(t: TemplateNode, scope: Scope, resolve: Resolver) -> Stmt:
         tmpl, code = target[0]
         if st.depth >= st.max_depth:
             raise st.error_at(t, f"exceeded maximum template depth ({st.max_depth})", LimitError)
+        st.calls += 1
+        if st.calls > st.limits.max_calls:
+            raise st.error_at(t, f"template calls exceed {st.limits.max_calls}", LimitError)
+        st.check_time(t)
         new_dot = pipe(st, dot) if pipe is not None else NO_VALUE
         saved = st.tmpl, st.vars, st.dot_iface
         st.tmpl, st.vars, st.dot_iface = tmpl, [["$", new_dot, False]], False

@@ -199,7 +199,27 @@ def compile_chain(scope: Scope, chain: ChainNode, args: list[Node] | None, stage
 
 
 # -- function calls (Go's evalFunction / evalCall) --------------------------------------------
+#: functions whose result can be longer than their arguments: capped at Limits.max_output
+_GROWING = frozenset({"html", "js", "print", "printf", "println", "urlquery", "json"})
+
+
 def compile_function(
+    scope: Scope, ident: IdentifierNode, node: Node, args: list[Node] | None, staged: bool
+) -> Any:
+    call = _compile_function(scope, ident, node, args, staged)
+    if ident.ident not in _GROWING:
+        return call
+
+    def bounded(st: State, dot: Any, *final: Any) -> Any:
+        v = call(st, dot, *final)
+        if type(v) is str and len(v) > st.max_output:
+            raise st.value_exceeded(node)
+        return v
+
+    return bounded
+
+
+def _compile_function(
     scope: Scope, ident: IdentifierNode, node: Node, args: list[Node] | None, staged: bool
 ) -> Any:
     name = ident.ident

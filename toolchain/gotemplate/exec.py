@@ -11,6 +11,7 @@ errors point where Go's do.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from toolchain.gotemplate.builtins import FuncError
@@ -43,8 +44,9 @@ class LimitError(ExecError):
 class State:
     """One execution: output pieces, variable stack, current node, limit counters."""
 
-    __slots__ = ("depth", "dot_iface", "max_depth", "max_iterations", "max_output", "node",
-                 "out", "size", "steps", "tmpl", "vars")  # fmt: skip
+    __slots__ = ("calls", "deadline", "depth", "dot_iface", "limits", "max_depth",
+                 "max_iterations", "max_output", "node", "out", "size", "steps", "tmpl",
+                 "vars")  # fmt: skip
 
     def __init__(self, tmpl: Template, data: Any, limits: Limits) -> None:
         self.tmpl = tmpl
@@ -59,6 +61,9 @@ class State:
         self.max_iterations = limits.max_iterations
         self.max_output = limits.max_output
         self.max_depth = limits.max_depth
+        self.calls = 0
+        self.limits = limits
+        self.deadline = time.monotonic() + limits.max_seconds
 
     def errorf(self, msg: str, cls: type[ExecError] = ExecError) -> ExecError:
         """Go's state.errorf: the message located at the current node."""
@@ -77,6 +82,16 @@ class State:
 
     def output_exceeded(self, node: Node) -> ExecError:
         return self.error_at(node, f"output exceeds {self.max_output} characters", LimitError)
+
+    def value_exceeded(self, node: Node) -> ExecError:
+        return self.error_at(node, f"value exceeds {self.max_output} characters", LimitError)
+
+    def check_time(self, node: Node) -> None:
+        """The render's deadline (`Limits.max_seconds`); loops and calls check it."""
+        if time.monotonic() > self.deadline:
+            raise self.error_at(
+                node, f"execution exceeds {self.limits.max_seconds:g} seconds", LimitError
+            )
 
     def var_entry(self, name: str) -> list[Any]:
         """The innermost variable called `name` (Go's varValue)."""

@@ -242,12 +242,15 @@ def _bad_verb(v: Any, verb: str, f: Flags) -> str:
 
 
 def _parse_num(s: str, i: int) -> tuple[int | None, int]:
-    j = i
-    while j < len(s) and s[j].isdigit() and s[j].isascii():
+    """Go's parsenum: digits at `i`; a number grown past a million before its next digit
+    is absent and ends the format (Go then prints %!(NOVERB))."""
+    j, num = i, 0
+    while j < len(s) and "0" <= s[j] <= "9":
+        if num > _TOO_LARGE:
+            return None, len(s)
+        num = num * 10 + ord(s[j]) - 48
         j += 1
-        if j - i > 6:  # Go's tooLarge guard: treat as absent
-            return None, j
-    return (int(s[i:j]), j) if j > i else (None, i)
+    return (num, j) if j > i else (None, i)
 
 
 def sprintf(fmt: str, args: list[Any]) -> str:
@@ -329,5 +332,11 @@ def _star(args: list[Any], argn: int) -> tuple[int | None, int, bool]:
         return None, argn, True
     a = args[argn]
     if type(a) is int or isinstance(a, GoUint8):
-        return int(a), argn + 1, False
+        n = int(a)
+        if -_TOO_LARGE <= n <= _TOO_LARGE:
+            return n, argn + 1, False
     return None, argn + 1, True
+
+
+#: Go's fmt tooLarge: a `*` width or precision past a million is BADWIDTH/BADPREC.
+_TOO_LARGE = 1_000_000

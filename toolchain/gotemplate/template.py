@@ -34,11 +34,18 @@ class TemplateError(MfcError):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Sandbox caps for one execution."""
+    """Sandbox caps for one execution.
+
+    `max_output` bounds the output and every string a function makes (`printf`, `print`,
+    `json`, ...), so a variable doubled in a loop stops there too; `max_calls` bounds
+    `{{template}}` calls (definitions that fan out), `max_seconds` the whole render.
+    """
 
     max_iterations: int = 1_000_000
-    max_output: int = 64 << 20
+    max_output: int = 16 << 20
     max_depth: int = 200
+    max_calls: int = 100_000
+    max_seconds: float = 10.0
 
 
 DEFAULT_LIMITS = Limits()

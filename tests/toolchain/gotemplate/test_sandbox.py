@@ -71,3 +71,62 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
     src = "{{ if 1 }}" * 2000 + "{{ end }}" * 2000
     with pytest.raises(TemplateError):
         parse(src).execute({})
+
+
+# -- issue 13: renders are bounded in time and memory ------------------------------------------
+
+#: the issue's 1.8 KB Modelfile template: 28 definitions, each calling the previous one twice
+FAN_OUT = (
+    '{{ define "t0" }}x{{ end }}'
+    + "".join(
+        f'{{{{ define "t{i}" }}}}{{{{ template "t{i - 1}" . }}}}{{{{ template "t{i - 1}" . }}}}'
+        "{{ end }}"
+        for i in range(1, 29)
+    )
+    + '{{ template "t28" . }}'
+)
+
+
+def test_template_calls_that_fan_out_are_capped() -> None:
+    with pytest.raises(TemplateError, match="template calls exceed 100000") as err:
+        parse(FAN_OUT).execute({})  # 2^28 calls before
+    assert err.value.kind == "limit"
+    with pytest.raises(TemplateError, match="template calls exceed 10"):
+        parse(FAN_OUT).execute({}, Limits(max_calls=10))
+
+
+def test_a_render_has_a_deadline() -> None:
+    # no time at all: the first check (every 256 range steps, every template call) fails
+    with pytest.raises(TemplateError, match="execution exceeds 0 seconds") as err:
+        parse("{{ range 1000 }}{{ end }}").execute({}, Limits(max_seconds=0))
+    assert err.value.kind == "limit"
+    with pytest.raises(TemplateError, match="execution exceeds 0 seconds"):
+        parse('{{ define "a" }}{{ end }}{{ template "a" }}').execute({}, Limits(max_seconds=0))
+
+
+@pytest.mark.parametrize(
+    ("src", "want"),
+    [
+        # Go's fmt: a * width or precision past 1e6 is BADWIDTH/BADPREC, nothing allocated
+        ('{{ printf "%*d" 300000000 1 }}', "%!(BADWIDTH)1"),
+        ('{{ printf "%*d" -1000001 1 }}', "%!(BADWIDTH)1"),
+        ('{{ printf "%.*d" 300000000 1 }}', "%!(BADPREC)1"),
+        ('{{ printf "%*d|" -1000000 1 | len }}', "1000001"),
+        # a literal width is read digit by digit until it passes a million before the next
+        ('{{ printf "%10000000d|" 1 | len }}', "10000001"),
+        ('{{ printf "%12345678x" 1 }}', "%!(NOVERB)%!(EXTRA int=1)"),
+        ('{{ printf "%99999999999999999999d" 1 }}', "%!(NOVERB)%!(EXTRA int=1)"),
+    ],
+)
+def test_printf_widths_as_go_bounds_them(src: str, want: str) -> None:
+    assert parse(src).execute({}) == want  # outputs of Go 1.19's text/template
+
+
+@pytest.mark.parametrize("fn", ['printf "%s%s"', "print", 'printf "%v%v"'])
+def test_a_value_doubled_in_a_variable_is_capped(fn: str) -> None:
+    src = '{{ $x := "ab" }}{{ range 40 }}{{ $x = ' + fn + " $x $x }}{{ end }}{{ len $x }}"
+    with pytest.raises(TemplateError, match="value exceeds 1000 characters") as err:
+        parse(src).execute({}, Limits(max_output=1000))
+    assert err.value.kind == "limit"
+    with pytest.raises(TemplateError, match=r"value exceeds \d+ characters"):
+        parse(src).execute({})  # 2^41 characters before

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
+from fixtures.local_server import mfc_command
 from toolchain.frontend import parse_modelfile
 from toolchain.frontend.template_check import check_templates
 
@@ -44,3 +48,32 @@ def test_valid_templates_have_no_diagnostics() -> None:
     for name in template_names():
         text = named_template(name).template.replace('"""', "")
         assert diags(f'FROM x\nTEMPLATE """{text}"""\n') == [], name
+
+
+#: issue 13: 28 definitions, each calling the previous one twice (2^28 calls): 1.8 KB of
+#: Modelfile that `check` and `build` accepted and every request then rendered forever
+FAN_OUT_MODELFILE = (
+    'FROM ./model.gguf\nTEMPLATE """{{ define "t0" }}x{{ end }}'
+    + "".join(f'{{{{define "t{i}"}}}}{{{{template "t{i - 1}" .}}}}{{{{template "t{i - 1}" .}}}}{{{{end}}}}' for i in range(1, 29))
+    + '{{ template "t28" . }}{{ .Prompt }}"""\n'
+)
+
+
+def test_a_template_that_exceeds_render_limits_is_an_error() -> None:
+    (found,) = diags(FAN_OUT_MODELFILE)
+    severity, line, _, message = found
+    assert severity == "error" and line == 2
+    assert message.startswith("template exceeds a render limit: template: ")
+    assert message.endswith("template calls exceed 100000")
+    doubling = 'FROM x\nTEMPLATE """{{ $x := .Prompt }}{{ range 64 }}{{ $x = print $x $x "!" }}{{ end }}"""\n'
+    ((severity, _, _, message),) = diags(doubling)
+    assert severity == "error" and "value exceeds" in message
+
+
+def test_mfc_check_reports_it_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "Modelfile"
+    path.write_text(FAN_OUT_MODELFILE)
+    result = subprocess.run([*mfc_command(), "check", str(path)], capture_output=True,
+                            text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "error: template exceeds a render limit" in result.stderr
