@@ -129,3 +129,19 @@ def test_create_errors_name_the_request_files(tmp_path: Path) -> None:
     error = r.json()["error"]
     assert error.startswith("model.safetensors: "), error
     assert ".mfc" not in error and str(store) not in error
+
+
+def test_prune_waits_for_a_build_holding_the_store(
+    littered_store: tuple[Store, str, str],
+) -> None:
+    store, _, orphan = littered_store
+    with store.shared_lock():  # what a build or pull holds until its manifest is written
+        proc = subprocess.Popen([*mfc_command(), "prune", "--models", str(store.root)],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        assert proc.stderr is not None
+        assert "waiting for another mfc process" in proc.stderr.readline()
+        assert proc.poll() is None and orphan in store.blobs.digests()
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out.startswith("removed 1 unused blob(s)")
+    assert orphan not in store.blobs.digests()
