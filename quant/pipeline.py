@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quant import gguf_io
+from quant.errors import QuantError
 from quant.formats import BY_ID
 from quant.policy import Plan
 from quant.source import Chunk, check_copied, close_files, quantize_chunk, write_at
@@ -239,7 +241,13 @@ def write_tensors(
             nbytes, out = sizes[t.name]
             if job.future is not None:
                 in_flight -= 1
-                result = job.future.result()
+                try:
+                    result = job.future.result()
+                except BrokenProcessPool:
+                    raise QuantError(
+                        "a quantize worker process died (killed, or out of memory?)",
+                        hint="try fewer worker processes (--threads)",
+                    ) from None
             elif job.chunk is not None:
                 result = quantize_chunk(job.chunk)
             elif job.data is not None:

@@ -152,6 +152,27 @@ def test_quantize_stopped_mid_way(tmp_path: Path, f32_gguf: Path, sig: signal.Si
     assert survivors(tag) == []
 
 
+def test_quantize_worker_killed(tmp_path: Path, f32_gguf: Path) -> None:
+    """A worker killed under the command (the OOM killer, an operator): a clear error."""
+    tag = uuid.uuid4().hex
+    out = tmp_path / "out" / "model-q4.gguf"
+    out.parent.mkdir()
+    proc = start(["quantize", str(f32_gguf), str(out), "q4_K_M", "--threads", "2", "--json"],
+                 tag)
+    wait_for_status(proc, "quantizing", count=3)
+    workers = [pid for pid in tagged_processes(tag)
+               if pid != proc.pid and b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+               and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+               != str(proc.pid)]  # the fork server's children, not the fork server
+    assert workers
+    os.kill(workers[0], signal.SIGTERM)  # workers no longer ignore SIGTERM
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and "a quantize worker process died" in err
+    assert survivors(tag) == []
+    assert files_in(out.parent) == []
+
+
 # -- mfc build (QUANTIZE) ----------------------------------------------------------------
 
 
