@@ -172,6 +172,21 @@ def _watch_owner(watch: int | str) -> None:
     os._exit(1)
 
 
+def stop_fork_server() -> None:
+    """Stop the fork server the workers came from, if one runs, and wait for it.
+
+    It is otherwise kept for the next quantization and ends with this process; waiting
+    for it makes the workers' CPU time part of this process's children's (`getrusage`),
+    which a benchmark needs.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if callable(stop):
+        stop()
+
+
 @dataclass(slots=True)
 class _Job:
     index: int
