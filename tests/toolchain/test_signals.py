@@ -60,6 +60,13 @@ def tagged_processes(tag: str) -> list[int]:
     return found
 
 
+def parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def survivors(tag: str, timeout: float = 20.0) -> list[str]:
     """Tagged processes still there after waiting up to `timeout` for them to go."""
     deadline = time.monotonic() + timeout
@@ -160,10 +167,8 @@ def test_quantize_worker_killed(tmp_path: Path, f32_gguf: Path) -> None:
     proc = start(["quantize", str(f32_gguf), str(out), "q4_K_M", "--threads", "2", "--json"],
                  tag)
     wait_for_status(proc, "quantizing", count=3)
-    workers = [pid for pid in tagged_processes(tag)
-               if pid != proc.pid and b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
-               and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
-               != str(proc.pid)]  # the fork server's children, not the fork server
+    workers = [pid for pid in tagged_processes(tag)  # the fork server's children
+               if pid != proc.pid and parent(pid) != proc.pid]
     assert workers
     os.kill(workers[0], signal.SIGTERM)  # workers no longer ignore SIGTERM
     _, err = proc.communicate(timeout=120)
@@ -308,3 +313,33 @@ def test_serve_stopped_while_a_create_quantizes(f32_store: Path, sig: signal.Sig
         assert again.wait(timeout=60) == EXIT_TERMINATED
     assert survivors(tag) == []
     assert not listening(port)
+
+
+def test_a_create_whose_client_left_stops(f32_store: Path) -> None:
+    tag = uuid.uuid4().hex
+    port = free_port()
+    proc = serve(f32_store, port, tag)
+    try:
+        events = create_events(port, {"model": "abandoned", "from": "f32",
+                                      "quantize": "q4_K_M"})
+        seen = 0
+        for event in events:
+            if str(event.get("status", "")).startswith("quantizing"):
+                seen += 1
+                if seen == 3:
+                    break
+        events.close()  # the client goes away mid-quantization
+        def workers() -> list[int]:  # the server's grandchildren: quantize workers
+            return [p for p in tagged_processes(tag) if p != proc.pid and parent(p) != proc.pid]
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (workers() or files_in(f32_store / ".mfc" / "tmp")):
+            time.sleep(0.2)
+        assert files_in(f32_store / ".mfc" / "tmp") == []  # the build unwound
+        assert workers() == []  # the fork server and resource tracker may stay, idle
+        names = httpx.get(f"http://127.0.0.1:{port}/api/tags").json()["models"]
+        assert "abandoned:latest" not in [m["name"] for m in names]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert survivors(tag) == []
