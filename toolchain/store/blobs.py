@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeGuard
 
-from quant.files import file_mode
+from quant.files import file_mode, pid_alive
 from toolchain.progress import ByteProgress
 from toolchain.store.errors import BlobError, BlobMismatchError
 
@@ -83,18 +83,6 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_digest_matches(actual: str, expected: str) -> None:
@@ -200,7 +188,7 @@ class Blobs:
         removed = 0
         for entry in os.scandir(self.tmp_dir):
             pid, _, _ = entry.name.partition("-")
-            if not pid.isdigit() or _pid_alive(int(pid)):
+            if not pid.isdigit() or pid_alive(int(pid)):
                 continue  # not ours (no pid prefix), or its writer is still running
             try:
                 if entry.is_dir(follow_symlinks=False):
