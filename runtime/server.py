@@ -51,6 +51,8 @@ def make_server(config: ServerConfig, store: Store | None = None) -> uvicorn.Ser
         log_config=None,  # logging is set up by `mfc serve` (runtime/logs.py)
         access_log=False,
         lifespan="on",
+        # explicit: with uvloop installed (the ray extra brings it) uvicorn would pick it
+        loop="asyncio",
         timeout_graceful_shutdown=5,
         http=DeadlineH11Protocol,  # slow or stalled clients are cut off
     )
