@@ -1,0 +1,204 @@
+"""`mfc serve --ray`: a two-node Ray cluster on this machine serving two models.
+
+Checks model-affine routing (each model's requests land on the replica that holds it, seen
+in the `X-Mfc-Replica` header), the official clients through Ray's HTTP proxy, and replica
+failure: a replica killed mid-stream ends that stream with a clean error, requests that had
+not started are sent again, and Ray replaces the replica without help.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install mfc[ray])")
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+CHAT = {"num_predict": 8, "temperature": 0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ReplicaLog:
+    """Which replica (and process) answered each model, read off the response headers."""
+
+    def __init__(self) -> None:
+        self.by_model: dict[str, set[str]] = defaultdict(set)
+        self.pids: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def hook(self, response: httpx.Response) -> None:
+        replica = response.headers.get("x-mfc-replica")
+        if replica is None or not response.request.content:
+            return
+        model = json.loads(response.request.content).get("model", "")
+        with self.lock:
+            self.by_model[model].add(replica)
+            self.pids[replica] = response.headers["x-mfc-replica-pid"]
+
+
+@pytest.fixture(scope="module")
+def cluster(model_store: Path, minilm_model: str) -> Iterator[str]:
+    """A head and a worker node (1 CPU each, one engine replica fits per node) and the app
+    deployed over the shared store: two replicas, one model held per replica."""
+    from ray.cluster_utils import Cluster
+
+    from runtime import ray_serve
+    from runtime.config import ServerConfig
+
+    node = {"num_cpus": 1, "object_store_memory": 100 << 20}
+    ray_cluster = Cluster()
+    try:
+        ray_cluster.add_node(**node, include_dashboard=False)
+        ray_cluster.add_node(**node)
+        ray_cluster.wait_for_nodes()
+        port = free_port()
+        config = ServerConfig(host="127.0.0.1", port=port, models_root=model_store)
+        settings = ray_serve.RaySettings(min_replicas=2, max_replicas=2, models_per_replica=1)
+        ray_serve.deploy(config, settings, ray_cluster.address)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        try:
+            ray_serve.shutdown()
+        finally:
+            ray_cluster.shutdown()
+
+
+def test_single_machine_serve_imports_no_ray() -> None:
+    code = (
+        "import sys; from runtime.config import ServerConfig; from runtime.server import "
+        "make_server; import toolchain.cli.serve; make_server(ServerConfig()); "
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_model_affine_routing_with_official_clients(cluster: str, minilm_model: str) -> None:
+    import ollama
+    import openai
+
+    seen = ReplicaLog()
+    hooks = {"response": [seen.hook]}
+    oc = ollama.Client(host=cluster, event_hooks=hooks, timeout=300)
+    ai = openai.OpenAI(base_url=f"{cluster}/v1", api_key="x",
+                       http_client=httpx.Client(event_hooks=hooks, timeout=300))  # fmt: skip
+
+    def chat(i: int) -> str:
+        r = oc.chat(model="demo", messages=[{"role": "user", "content": f"Hi {i}"}], options=CHAT)
+        return r.message.content or ""
+
+    def generate(i: int) -> str:
+        return oc.generate(model="demo", prompt=f"Count to {i}", options=CHAT).response
+
+    def openai_stream(i: int) -> str:
+        parts = ai.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": f"Hello {i}"}],
+            max_tokens=8, temperature=0, stream=True,
+        )  # fmt: skip
+        return "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
+
+    def embed(i: int) -> int:
+        return len(oc.embed(model=minilm_model, input=f"sentence {i}").embeddings[0])
+
+    def openai_embed(i: int) -> int:
+        return len(ai.embeddings.create(model=minilm_model, input=f"text {i}").data[0].embedding)
+
+    # one request each first, so the two cold loads are spread over the two replicas
+    assert chat(0) and embed(0) == 384
+    with ThreadPoolExecutor(8) as pool:
+        texts = [pool.submit(f, i) for f in (chat, generate, openai_stream) for i in range(3)]
+        sizes = [pool.submit(f, i) for f in (embed, openai_embed) for i in range(3)]
+        assert all(t.result() for t in texts)
+        assert all(s.result() == 384 for s in sizes)
+
+    demo, minilm = seen.by_model["demo"], seen.by_model[minilm_model]
+    assert len(demo) == 1 and len(minilm) == 1, dict(seen.by_model)
+    assert demo != minilm  # one model per replica: each model stayed on its own replica
+    # model-less routes go to any replica and still answer
+    tags = httpx.get(f"{cluster}/api/tags", timeout=60)
+    assert tags.status_code == 200 and "x-mfc-replica" in tags.headers
+    assert {m["name"] for m in tags.json()["models"]} >= {"demo:latest", "minilm:latest"}
+    missing = httpx.post(f"{cluster}/api/chat", json={"model": "nope"}, timeout=60)
+    assert missing.status_code == 404 and missing.json() == {"error": "model 'nope' not found"}
+
+
+def test_replica_killed_mid_stream(cluster: str, minilm_model: str) -> None:
+    import ollama
+
+    seen = ReplicaLog()
+    oc = ollama.Client(host=cluster, event_hooks={"response": [seen.hook]}, timeout=300)
+    oc.generate(model="demo", prompt="Hi", options=CHAT)
+    (victim,) = seen.by_model["demo"]
+    pid = int(seen.pids[victim])
+
+    started = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def long_stream() -> None:
+        chunks = 0
+        try:
+            story = "Write a very long story about a cat."
+            long = {"num_predict": 4000, "temperature": 1}
+            for _ in oc.generate(model="demo", prompt=story, options=long, stream=True):
+                chunks += 1
+                if chunks == 3:
+                    started.set()
+            outcome["stream"] = f"finished after {chunks} chunks"
+        except ollama.ResponseError as exc:
+            outcome["stream"] = exc
+        finally:
+            started.set()
+
+    streamer = threading.Thread(target=long_stream)
+    streamer.start()
+    assert started.wait(120)
+    # queued behind the stream on the same replica (num_parallel 1): not started yet
+    with ThreadPoolExecutor(4) as pool:
+        waiting = [
+            pool.submit(oc.generate, model="demo", prompt=f"Say {i}", options=CHAT)
+            for i in range(3)
+        ]
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
+        answers = [w.result(timeout=300) for w in waiting]
+    streamer.join(300)
+
+    assert all(a.done for a in answers)  # 0 lost among the requests that had not started
+    error = outcome["stream"]
+    assert isinstance(error, ollama.ResponseError), error  # the cut stream: a clean error
+    assert "replica" in str(error.error)
+
+    # Ray replaces the dead replica without help: both replicas answer again
+    deadline = time.monotonic() + 240
+    replicas: set[str] = set()
+    while time.monotonic() < deadline and len(replicas - {victim}) < 2:
+        r = httpx.post(f"{cluster}/api/embed", json={"model": minilm_model, "input": "x"},
+                       timeout=120)  # fmt: skip
+        assert r.status_code == 200
+        replicas.add(r.headers["x-mfc-replica"])
+        r = httpx.post(f"{cluster}/api/generate",
+                       json={"model": "demo", "prompt": "x", "stream": False, "options": CHAT},
+                       timeout=120)  # fmt: skip
+        assert r.status_code == 200
+        replicas.add(r.headers["x-mfc-replica"])
+        time.sleep(1)
+    assert len(replicas - {victim}) == 2, replicas
