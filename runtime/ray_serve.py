@@ -23,11 +23,13 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import ray
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.serve import Application
 from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -37,6 +39,7 @@ from runtime.api_ollama import merged_options
 from runtime.app import create_app
 from runtime.config import ServerConfig, parse_uint
 from toolchain.errors import MfcError
+from toolchain.registry.pull import pull_model
 from toolchain.store.names import parse_name_lenient
 
 log = logging.getLogger("ray.serve")  # in replicas: the replica's own log file, tagged
@@ -74,6 +77,8 @@ class RaySettings:
     replica_cpus: float = 1.0
     replica_memory_mb: int = 0  # 0: no memory reservation
     ingress_cpus: float = 0.0
+    pull_from: str = ""  # `host/namespace`: models missing from a node's store come from there
+    pull_insecure: bool = False  # plain http to that registry
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RaySettings:
@@ -88,6 +93,8 @@ class RaySettings:
             models_per_replica=max(parse_uint(env, "MFC_RAY_MODELS_PER_REPLICA", 2), 1),
             replica_cpus=float(cpus_raw) if cpus_raw else 1.0,
             replica_memory_mb=parse_uint(env, "MFC_RAY_REPLICA_MEMORY_MB", 0),
+            pull_from=env.get("MFC_RAY_PULL", "").strip().strip("/"),
+            pull_insecure=env.get("MFC_RAY_PULL_INSECURE", "") not in ("", "0", "false"),
         )
 
     def engine_options(self) -> dict[str, Any]:
@@ -152,9 +159,11 @@ class HeldModel:
 class Engine:
     """An engine replica: mfc's ASGI app over this node's store, models multiplexed by name."""
 
-    def __init__(self, config: ServerConfig, models_per_replica: int) -> None:
+    def __init__(self, config: ServerConfig, settings: RaySettings) -> None:
         # Ray's cap drives eviction; mfc's own scheduler never needs to evict before it.
+        models_per_replica = settings.models_per_replica
         config = dataclasses.replace(config, max_loaded_models=models_per_replica)
+        self.settings = settings
         self.app = create_app(config)
         context = serve.get_replica_context()
         self.replica = context.replica_id.unique_id
@@ -167,11 +176,24 @@ class Engine:
 
     async def _hold(self, name: str) -> HeldModel:
         ctx = self.app.state.mfc
+        if self.settings.pull_from and not ctx.store.exists(parse_name_lenient(name)):
+            await asyncio.to_thread(self._pull, name)
         model = ctx.catalog.get(name, f"model '{name}' not found")
         lease = await ctx.scheduler.acquire(model, merged_options(model, None), None)
         lease.release()
         log.info("replica %s loaded %s", self.replica, name)
         return HeldModel(self, name)
+
+    def _pull(self, name: str) -> None:
+        """Pull `name` from the registry into this node's store (every blob checked against
+        its digest by `pull_model`), then name it as requested."""
+        wanted = parse_name_lenient(name)
+        source = f"{self.settings.pull_from}/{wanted.model}:{wanted.tag}"
+        store = self.app.state.mfc.store
+        result = pull_model(source, store=store, insecure=self.settings.pull_insecure)
+        store.copy(result.name, wanted)
+        log.info("replica %s pulled %s as %s (manifest sha256:%s, %d blobs downloaded)",
+                 self.replica, source, name, result.digest, len(result.downloaded))  # fmt: skip
 
     async def handle(
         self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]], body: bytes
@@ -285,7 +307,8 @@ class Ingress:
                 await asyncio.sleep(delay)
         else:  # pragma: no cover - the loop always breaks or returns
             raise AssertionError
-        raw_headers: list[tuple[bytes, bytes]] = head["headers"]
+        # Ray's proxy adds its own x-request-id (the one the engine saw and echoed)
+        raw_headers = [(k, v) for k, v in head["headers"] if k != b"x-request-id"]
         content_type = next((v.decode() for k, v in raw_headers if k == b"content-type"), "")
         response = StreamingResponse(self._rest(stream, content_type), status_code=head["status"])
         response.raw_headers = raw_headers
@@ -303,22 +326,41 @@ class Ingress:
             yield stream_error(content_type, "the replica serving this request stopped")
 
 
-def deploy(
-    config: ServerConfig, settings: RaySettings, address: str | None
-) -> DeploymentHandle[Any]:
-    """Connect to (or start) a Ray cluster and run the app; serves on config.host:port."""
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False)
-    serve.start(
-        proxy_location="HeadOnly",
-        http_options={"host": config.host or "0.0.0.0", "port": config.port},
-    )
+def build_app(config: ServerConfig, settings: RaySettings) -> Application:
+    """The Serve application: the ingress bound to the engine deployment."""
     engine = serve.deployment(**settings.engine_options())(Engine)
     ingress = serve.deployment(
         name="MfcIngress", ray_actor_options={"num_cpus": settings.ingress_cpus}
     )(Ingress)
-    app = ingress.bind(engine.bind(config, settings.models_per_replica))
-    return serve.run(app, name=APP_NAME, route_prefix="/")
+    return ingress.bind(engine.bind(config, settings))
+
+
+def app_from_args(args: dict[str, str]) -> Application:
+    """An application builder for `serve run` and KubeRay's RayService (`import_path:
+    runtime.ray_serve:app_from_args`): `args` are environment variables (MFC_MODELS,
+    OLLAMA_KEEP_ALIVE, MFC_RAY_*...) over the process's own. Ray's proxy binds the address
+    (`http_options`), so the engine does no loopback host check."""
+    env = {**os.environ, **{k: str(v) for k, v in args.items()}}
+    config = dataclasses.replace(ServerConfig.from_env(env), host="0.0.0.0")
+    if env.get("MFC_MODELS"):
+        config = dataclasses.replace(config, models_root=Path(env["MFC_MODELS"]))
+    return build_app(config, RaySettings.from_env(env))
+
+
+def deploy(
+    config: ServerConfig, settings: RaySettings, address: str | None, replica_logs: bool = False
+) -> DeploymentHandle[Any]:
+    """Connect to (or start) a Ray cluster and run the app; serves on config.host:port.
+
+    `replica_logs` copies the replicas' log lines to this process's stderr.
+    """
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=replica_logs)
+    serve.start(
+        proxy_location="HeadOnly",
+        http_options={"host": config.host or "0.0.0.0", "port": config.port},
+    )
+    return serve.run(build_app(config, settings), name=APP_NAME, route_prefix="/")
 
 
 def shutdown() -> None:

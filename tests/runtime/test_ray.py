@@ -26,7 +26,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install mfc[ray])")
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
+DEPLOY = Path(__file__).resolve().parents[2] / "runtime" / "deploy"
 
 CHAT = {"num_predict": 8, "temperature": 0}
 
@@ -92,6 +93,59 @@ def test_single_machine_serve_imports_no_ray() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_model_id_is_one_spelling_per_model() -> None:
+    from runtime.ray_serve import model_id
+
+    assert model_id("/api/chat", b'{"model": "demo"}') == "demo:latest"
+    assert model_id("/v1/embeddings", b'{"model": "demo:latest"}') == "demo:latest"
+    assert model_id("/api/show", b'{"name": "team/m:v1"}') == "team/m:v1"
+    assert model_id("/api/tags", b"") == ""
+    assert model_id("/api/chat", b"not json") == ""  # the replica answers Go's 400
+    assert model_id("/api/chat", b'{"model": 3}') == ""
+
+
+def test_stream_error_is_in_the_stream_format() -> None:
+    from runtime.ray_serve import stream_error
+
+    line = stream_error("application/x-ndjson", "gone")
+    assert json.loads(line) == {"error": "gone"} and line.endswith(b"\n")
+    event = stream_error("text/event-stream; charset=utf-8", "gone")
+    assert event.startswith(b"data: ") and event.endswith(b"\n\n")
+    assert json.loads(event[6:])["error"]["message"] == "gone"
+
+
+def test_settings_from_env_fixed_or_autoscaled() -> None:
+    from runtime.ray_serve import RaySettings
+
+    fixed = RaySettings.from_env({"MFC_RAY_MIN_REPLICAS": "2"}).engine_options()
+    assert fixed["num_replicas"] == 2 and "autoscaling_config" not in fixed
+    env = {"MFC_RAY_MAX_REPLICAS": "4", "MFC_RAY_TARGET_ONGOING": "3",
+           "MFC_RAY_REPLICA_CPUS": "2.5", "MFC_RAY_REPLICA_MEMORY_MB": "512"}  # fmt: skip
+    scaled = RaySettings.from_env(env).engine_options()
+    assert scaled["autoscaling_config"] == {
+        "min_replicas": 1, "max_replicas": 4, "initial_replicas": 1,
+        "target_ongoing_requests": 3,
+    }  # fmt: skip
+    assert scaled["ray_actor_options"] == {"num_cpus": 2.5, "memory": 512 << 20}
+
+
+def test_ray_service_example_builds_the_app() -> None:
+    """The KubeRay example's serve config names a builder that makes the app from its args."""
+    import importlib
+
+    import yaml
+    from ray.serve import Application
+
+    doc = yaml.safe_load((DEPLOY / "ray-service.yaml").read_text())
+    assert doc["kind"] == "RayService" and doc["apiVersion"] == "ray.io/v1"
+    assert doc["spec"]["rayClusterConfig"]["rayVersion"] == ray.__version__
+    (app,) = yaml.safe_load(doc["spec"]["serveConfigV2"])["applications"]
+    module, _, attr = app["import_path"].partition(":")
+    built = getattr(importlib.import_module(module), attr)(app["args"])
+    assert isinstance(built, Application)
+
+
+@pytest.mark.slow
 def test_model_affine_routing_with_official_clients(cluster: str, minilm_model: str) -> None:
     import ollama
     import openai
@@ -141,6 +195,7 @@ def test_model_affine_routing_with_official_clients(cluster: str, minilm_model: 
     assert missing.status_code == 404 and missing.json() == {"error": "model 'nope' not found"}
 
 
+@pytest.mark.slow
 def test_replica_killed_mid_stream(cluster: str, minilm_model: str) -> None:
     import ollama
 
@@ -202,3 +257,56 @@ def test_replica_killed_mid_stream(cluster: str, minilm_model: str) -> None:
         replicas.add(r.headers["x-mfc-replica"])
         time.sleep(1)
     assert len(replicas - {victim}) == 2, replicas
+
+
+@pytest.mark.slow
+def test_replicas_pull_missing_models_from_a_registry(
+    cluster: str, model_store: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Redeploy over an empty store: each replica pulls `demo` from a local docker-registry
+    (every blob checked against its digest) on its first request for it."""
+    import ollama
+    from ray import serve
+
+    from runtime import ray_serve
+    from runtime.config import ServerConfig
+    from tests.toolchain.registry.harness import REGISTRY_BIN, start_registry
+    from toolchain.registry.push import push_model
+    from toolchain.store import Store
+
+    if not REGISTRY_BIN.exists():
+        pytest.fail(f"{REGISTRY_BIN} is missing: `make system-deps` installs docker-registry")
+    registry = start_registry(tmp_path_factory.mktemp("registry"))
+    source = Store.open(model_store)
+    try:
+        remote = f"{registry.host}/library/demo:latest"
+        source.copy("demo", remote)
+        pushed = push_model(remote, store=source, insecure=True)
+        source.delete(remote)  # demo keeps every blob
+
+        empty = tmp_path_factory.mktemp("node-store")
+        port = int(cluster.rsplit(":", 1)[1])
+        config = ServerConfig(host="127.0.0.1", port=port, models_root=empty)
+        settings = ray_serve.RaySettings(
+            min_replicas=1, max_replicas=1, pull_from=f"{registry.host}/library",
+            pull_insecure=True,
+        )  # fmt: skip
+        serve.delete(ray_serve.APP_NAME)
+        ray_serve.deploy(config, settings, None)
+
+        seen = ReplicaLog()
+        oc = ollama.Client(host=cluster, event_hooks={"response": [seen.hook]}, timeout=300)
+        assert oc.generate(model="demo", prompt="Hi", options=CHAT).done
+        assert oc.chat(model="demo", messages=[{"role": "user", "content": "Hi"}],
+                       options=CHAT).done  # fmt: skip
+        pulled = Store.open(empty)
+        entries = {e.name.display(): e.digest for e in pulled.list_models()}
+        original = next(e for e in source.list_models() if e.name.display() == "demo:latest")
+        # the registry's name (what a later `mfc pull` updates) and the name asked for
+        assert entries == {remote: pushed.digest, "demo:latest": pushed.digest}
+        assert pushed.digest == original.digest
+        missing = httpx.post(f"{cluster}/api/chat", json={"model": "absent"}, timeout=120)
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "model 'absent' not found"}
+    finally:
+        registry.stop()

@@ -9,6 +9,7 @@ import click
 from toolchain.cli.store_options import models_option
 
 if TYPE_CHECKING:
+    from runtime.config import ServerConfig
     from toolchain.store import Store
 
 
@@ -58,8 +59,19 @@ def prune_at_start(store: Store) -> None:
     type=click.Choice(["text", "json"]),
     help="Access and event log lines as text or JSON (default: $MFC_LOG_FORMAT, text).",
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Serve on a Ray cluster with Ray Serve (needs mfc[ray]): ADDRESS, $RAY_ADDRESS, "
+    "or a local cluster started for this run. Scaling: MFC_RAY_* (README).",
+)
 def command(
     *,
+    ray_address: str | None,
     host: str | None,
     models: str | None,
     verbose: bool,
@@ -99,6 +111,9 @@ def command(
     if log_format:
         config = dataclasses.replace(config, log_format=log_format)
     configure_logging(config.log_format, verbose)
+    if ray_address is not None:
+        serve_on_ray(config, ray_address or None)
+        return
     store = Store.open(config.models_root)
     check_preload(store, config.preload)
     sock = bind(config)
@@ -110,3 +125,26 @@ def command(
         err=True,
     )
     server.run(sockets=[sock])
+
+
+def serve_on_ray(config: ServerConfig, address: str | None) -> None:
+    """Deploy on Ray Serve and wait for SIGTERM/SIGINT; then remove the app (runtime/ray_serve)."""
+    import signal
+    import threading
+
+    try:
+        from runtime import ray_serve
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--ray needs Ray Serve ({exc.name} is missing): pip install 'mfc[ray]'"
+        ) from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ray_serve.deploy(config, ray_serve.RaySettings.from_env(), address, replica_logs=True)
+    click.echo(f"mfc serving on Ray at {config.base_url}", err=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        ray_serve.shutdown()
