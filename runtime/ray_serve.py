@@ -328,7 +328,10 @@ class Ingress:
 
 def build_app(config: ServerConfig, settings: RaySettings) -> Application:
     """The Serve application: the ingress bound to the engine deployment."""
-    engine = serve.deployment(**settings.engine_options())(Engine)
+    # a replica Ray stops (scale-down, redeploy) lets requests finish as `mfc serve` drains
+    engine = serve.deployment(
+        **settings.engine_options(), graceful_shutdown_timeout_s=config.grace_period
+    )(Engine)
     ingress = serve.deployment(
         name="MfcIngress", ray_actor_options={"num_cpus": settings.ingress_cpus}
     )(Ingress)

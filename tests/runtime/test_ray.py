@@ -193,6 +193,8 @@ def test_model_affine_routing_with_official_clients(cluster: str, minilm_model: 
     assert {m["name"] for m in tags.json()["models"]} >= {"demo:latest", "minilm:latest"}
     missing = httpx.post(f"{cluster}/api/chat", json={"model": "nope"}, timeout=60)
     assert missing.status_code == 404 and missing.json() == {"error": "model 'nope' not found"}
+    metrics = httpx.get(f"{cluster}/metrics", timeout=60)  # one replica's own /metrics
+    assert metrics.status_code == 200 and "mfc_http_requests_total{" in metrics.text
 
 
 @pytest.mark.slow
@@ -211,9 +213,11 @@ def test_replica_killed_mid_stream(cluster: str, minilm_model: str) -> None:
     def long_stream() -> None:
         chunks = 0
         try:
-            story = "Write a very long story about a cat."
-            long = {"num_predict": 4000, "temperature": 1}
-            for _ in oc.generate(model="demo", prompt=story, options=long, stream=True):
+            # greedy counting in a raw prompt goes on for thousands of tokens
+            counting = ", ".join(str(i) for i in range(1, 30)) + ","
+            long = {"num_predict": 4000, "temperature": 0}
+            for _ in oc.generate(model="demo", prompt=counting, raw=True, options=long,
+                                 stream=True):  # fmt: skip
                 chunks += 1
                 if chunks == 3:
                     started.set()
