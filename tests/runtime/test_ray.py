@@ -146,6 +146,57 @@ def test_ray_service_example_builds_the_app() -> None:
 
 
 @pytest.mark.slow
+def test_mfc_serve_ray_starts_serves_and_stops(model_store: Path) -> None:
+    """`mfc serve --ray` on a local cluster of its own: answers through Ray, and SIGINT
+    removes the app and stops every Ray process it started."""
+    import ollama
+
+    from fixtures.local_server import mfc_command
+
+    port = free_port()
+    env = {**os.environ, "MFC_MODELS": str(model_store), "MFC_HOST": f"127.0.0.1:{port}"}
+    env.pop("RAY_ADDRESS", None)
+    log = (model_store.parent / f"serve-ray-{port}.log").open("w+")
+    proc = subprocess.Popen([*mfc_command(), "serve", "--ray"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, log.seek(0) or log.read()
+            try:
+                if httpx.get(f"{url}/api/version", timeout=30).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "mfc serve --ray did not answer"
+            time.sleep(1)
+        seen = ReplicaLog()
+        oc = ollama.Client(host=url, event_hooks={"response": [seen.hook]}, timeout=300)
+        reply = oc.chat(model="demo", messages=[{"role": "user", "content": "Hi"}], options=CHAT)
+        assert reply.message.content and len(seen.by_model["demo"]) == 1
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(120) == 0
+        log.seek(0)
+        assert "mfc serving on Ray at" in log.read()
+        # nothing of the cluster it started is left in its process group (stragglers exit
+        # within moments of the raylet; zombies wait for their parent)
+        for _ in range(30):
+            left = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-g", str(proc.pid)],
+                                  capture_output=True, text=True, check=False).stdout  # fmt: skip
+            alive = [line for line in left.splitlines() if line.split()[1][0] != "Z"]
+            if not alive:
+                break
+            time.sleep(1)
+        assert not alive, left
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.slow
 def test_model_affine_routing_with_official_clients(cluster: str, minilm_model: str) -> None:
     import ollama
     import openai

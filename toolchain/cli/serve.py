@@ -89,6 +89,7 @@ def command(
     requests in flight finish within the grace period, then models unload and it exits 0.
     """
     import dataclasses
+    import os
     from pathlib import Path
 
     from runtime.config import ServerConfig, parse_host
@@ -112,7 +113,8 @@ def command(
         config = dataclasses.replace(config, log_format=log_format)
     configure_logging(config.log_format, verbose)
     if ray_address is not None:
-        serve_on_ray(config, ray_address or None)
+        # no ADDRESS: $RAY_ADDRESS, else a new local cluster (never a stale one's address)
+        serve_on_ray(config, ray_address or os.environ.get("RAY_ADDRESS") or "local")
         return
     store = Store.open(config.models_root)
     check_preload(store, config.preload)
@@ -127,7 +129,7 @@ def command(
     server.run(sockets=[sock])
 
 
-def serve_on_ray(config: ServerConfig, address: str | None) -> None:
+def serve_on_ray(config: ServerConfig, address: str) -> None:
     """Deploy on Ray Serve and wait for SIGTERM/SIGINT; then remove the app (runtime/ray_serve)."""
     import signal
     import threading
