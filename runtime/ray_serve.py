@@ -38,6 +38,8 @@ from starlette.types import Message
 from runtime.api_ollama import merged_options
 from runtime.app import create_app
 from runtime.config import ServerConfig, parse_uint
+from runtime.errors import ApiError
+from runtime.streaming import read_body
 from toolchain.errors import MfcError
 from toolchain.registry.pull import pull_model
 from toolchain.store.names import parse_name_lenient
@@ -282,11 +284,15 @@ def stream_error(content_type: str, message: str) -> bytes:
 class Ingress:
     """The HTTP entry: forwards each request to an engine replica chosen by model name."""
 
-    def __init__(self, engine: DeploymentHandle[Any]) -> None:
+    def __init__(self, engine: DeploymentHandle[Any], max_body_bytes: int) -> None:
         self.engine = engine.options(stream=True)
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, request: Request) -> Response:
-        body = await request.body()
+        try:  # the body is held here until a replica takes it: bounded as `mfc serve` bounds it
+            body = await read_body(request, self.max_body_bytes)
+        except ApiError as exc:
+            return JSONResponse({"error": exc.message}, exc.status)
         path = request.url.path
         name = model_id(path, body)
         handle = self.engine.options(multiplexed_model_id=name) if name else self.engine
@@ -335,7 +341,7 @@ def build_app(config: ServerConfig, settings: RaySettings) -> Application:
     ingress = serve.deployment(
         name="MfcIngress", ray_actor_options={"num_cpus": settings.ingress_cpus}
     )(Ingress)
-    return ingress.bind(engine.bind(config, settings))
+    return ingress.bind(engine.bind(config, settings), config.max_body_bytes)
 
 
 def app_from_args(args: dict[str, str]) -> Application:

@@ -72,7 +72,9 @@ def cluster(model_store: Path, minilm_model: str) -> Iterator[str]:
         ray_cluster.add_node(**node)
         ray_cluster.wait_for_nodes()
         port = free_port()
-        config = ServerConfig(host="127.0.0.1", port=port, models_root=model_store)
+        config = ServerConfig(
+            host="127.0.0.1", port=port, models_root=model_store, max_body_bytes=1 << 20
+        )
         settings = ray_serve.RaySettings(min_replicas=2, max_replicas=2, models_per_replica=1)
         ray_serve.deploy(config, settings, ray_cluster.address)
         yield f"http://127.0.0.1:{port}"
@@ -244,6 +246,10 @@ def test_model_affine_routing_with_official_clients(cluster: str, minilm_model: 
     assert {m["name"] for m in tags.json()["models"]} >= {"demo:latest", "minilm:latest"}
     missing = httpx.post(f"{cluster}/api/chat", json={"model": "nope"}, timeout=60)
     assert missing.status_code == 404 and missing.json() == {"error": "model 'nope' not found"}
+    huge = {"model": "demo", "prompt": "x" * (2 << 20)}  # over the 1 MiB MFC_MAX_REQUEST_BODY
+    refused = httpx.post(f"{cluster}/api/generate", json=huge, timeout=60)
+    assert refused.status_code == 413
+    assert refused.json() == {"error": "http: request body too large"}
     metrics = httpx.get(f"{cluster}/metrics", timeout=60)  # one replica's own /metrics
     assert metrics.status_code == 200 and "mfc_http_requests_total{" in metrics.text
 
