@@ -147,8 +147,19 @@ class HeldModel:
     def __init__(self, engine: Engine, name: str) -> None:
         self.engine = engine
         self.name = name
+        self.loop = asyncio.get_running_loop()
+        self.released = False
 
-    async def __del__(self) -> None:  # awaited by Ray's multiplexer on eviction
+    def __del__(self) -> None:
+        # Ray calls this on eviction (in a worker thread); the garbage collector may call it
+        # again later: the unload is scheduled once, on the replica's event loop.
+        if self.released:
+            return
+        self.released = True
+        with contextlib.suppress(RuntimeError):  # the loop is gone: so is the replica
+            asyncio.run_coroutine_threadsafe(self._unload(), self.loop)
+
+    async def _unload(self) -> None:
         ctx = self.engine.app.state.mfc
         try:
             model = ctx.catalog.get(self.name, "")
@@ -179,7 +190,11 @@ class Engine:
     async def _hold(self, name: str) -> HeldModel:
         ctx = self.app.state.mfc
         if self.settings.pull_from and not ctx.store.exists(parse_name_lenient(name)):
-            await asyncio.to_thread(self._pull, name)
+            try:
+                await asyncio.to_thread(self._pull, name)
+            except MfcError as exc:
+                log.warning("replica %s could not pull %s: %s", self.replica, name, exc)
+                raise
         model = ctx.catalog.get(name, f"model '{name}' not found")
         lease = await ctx.scheduler.acquire(model, merged_options(model, None), None)
         lease.release()
