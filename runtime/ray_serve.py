@@ -3,10 +3,9 @@
 Two deployments. `Engine` replicas each run mfc's own ASGI app (runtime.app) in-process over
 their node's store and hold models by name through `serve.multiplexed`, at most
 `models_per_replica` at a time (least recently used is unloaded first). `Ingress` is the
-HTTP entry: it reads the model name from the request body and forwards the request (method,
-path, headers, body) to the engine deployment with that name as the multiplexed model id,
-so Ray routes it to a replica that already holds the model (cold loads go to the replica
-holding the fewest models). Responses stream back chunk by chunk.
+HTTP entry: it forwards each request to the engine deployment with the model its body names
+as the multiplexed model id, so Ray routes it to a replica that already holds the model
+(cold loads go to the replica holding the fewest). Responses stream back chunk by chunk.
 
 If a replica dies before a request produced its first byte, the ingress sends the request
 again (Ray replaces the replica); a stream cut after it started ends with an error line in
@@ -37,7 +36,7 @@ from starlette.types import Message
 
 from runtime.api_ollama import merged_options
 from runtime.app import create_app
-from runtime.config import ServerConfig, parse_uint
+from runtime.config import ServerConfig, parse_seconds, parse_uint
 from runtime.errors import ApiError
 from runtime.streaming import read_body
 from toolchain.errors import MfcError
@@ -50,18 +49,10 @@ APP_NAME = "mfc"
 REPLICA_HEADER = "x-mfc-replica"  # which engine replica answered
 REPLICA_PID_HEADER = "x-mfc-replica-pid"
 #: Routes whose body names a model: these are routed to replicas holding that model.
-MODEL_ROUTES = frozenset(
-    {
-        "/api/generate",
-        "/api/chat",
-        "/api/embed",
-        "/api/embeddings",
-        "/api/show",
-        "/v1/chat/completions",
-        "/v1/completions",
-        "/v1/embeddings",
-    }
-)
+MODEL_ROUTES = frozenset({
+    "/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/show",
+    "/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+})  # fmt: skip
 #: A replica that died or is unreachable: the request may go to another one.
 REPLICA_GONE = (RayActorError, ActorUnavailableError)
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)  # ~20 s: long enough for Ray to notice
@@ -79,6 +70,9 @@ class RaySettings:
     replica_cpus: float = 1.0
     replica_memory_mb: int = 0  # 0: no memory reservation
     ingress_cpus: float = 0.0
+    upscale_delay_s: float = 30.0  # Ray's defaults
+    downscale_delay_s: float = 600.0
+    look_back_period_s: float = 30.0  # ongoing requests are averaged over this window
     pull_from: str = ""  # `host/namespace`: models missing from a node's store come from there
     pull_insecure: bool = False  # plain http to that registry
 
@@ -95,6 +89,8 @@ class RaySettings:
             models_per_replica=max(parse_uint(env, "MFC_RAY_MODELS_PER_REPLICA", 2), 1),
             replica_cpus=float(cpus_raw) if cpus_raw else 1.0,
             replica_memory_mb=parse_uint(env, "MFC_RAY_REPLICA_MEMORY_MB", 0),
+            upscale_delay_s=parse_seconds(env, "MFC_RAY_UPSCALE_DELAY", 30.0),
+            downscale_delay_s=parse_seconds(env, "MFC_RAY_DOWNSCALE_DELAY", 600.0),
             pull_from=env.get("MFC_RAY_PULL", "").strip().strip("/"),
             pull_insecure=env.get("MFC_RAY_PULL_INSECURE", "") not in ("", "0", "false"),
         )
@@ -119,6 +115,9 @@ class RaySettings:
                 "max_replicas": self.max_replicas,
                 "initial_replicas": self.min_replicas,
                 "target_ongoing_requests": self.target_ongoing_requests,
+                "upscale_delay_s": self.upscale_delay_s,
+                "downscale_delay_s": self.downscale_delay_s,
+                "look_back_period_s": self.look_back_period_s,
             }
         return options
 

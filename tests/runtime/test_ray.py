@@ -126,7 +126,8 @@ def test_settings_from_env_fixed_or_autoscaled() -> None:
     scaled = RaySettings.from_env(env).engine_options()
     assert scaled["autoscaling_config"] == {
         "min_replicas": 1, "max_replicas": 4, "initial_replicas": 1,
-        "target_ongoing_requests": 3,
+        "target_ongoing_requests": 3, "upscale_delay_s": 30.0, "downscale_delay_s": 600.0,
+        "look_back_period_s": 30.0,
     }  # fmt: skip
     assert scaled["ray_actor_options"] == {"num_cpus": 2.5, "memory": 512 << 20}
 
@@ -318,6 +319,48 @@ def test_replica_killed_mid_stream(cluster: str, minilm_model: str) -> None:
         replicas.add(r.headers["x-mfc-replica"])
         time.sleep(1)
     assert len(replicas - {victim}) == 2, replicas
+
+
+@pytest.mark.slow
+def test_autoscaling_on_ongoing_requests(cluster: str, model_store: Path) -> None:
+    """min 1, max 2 replicas, one ongoing request per replica wanted: concurrent requests
+    bring a second replica (on the other node); idle, it goes away again."""
+    from ray import serve
+
+    from runtime import ray_serve
+    from runtime.config import ServerConfig
+
+    port = int(cluster.rsplit(":", 1)[1])
+    config = ServerConfig(host="127.0.0.1", port=port, models_root=model_store)
+    settings = ray_serve.RaySettings(
+        min_replicas=1, max_replicas=2, target_ongoing_requests=1, max_ongoing_requests=2,
+        upscale_delay_s=0, downscale_delay_s=2, look_back_period_s=12,
+    )  # fmt: skip
+    serve.delete(ray_serve.APP_NAME)
+    ray_serve.deploy(config, settings, None)
+
+    def running() -> int:
+        status = serve.status().applications[ray_serve.APP_NAME]
+        return int(status.deployments["MfcEngine"].replica_states.get("RUNNING", 0))
+
+    assert running() == 1
+    body = {"model": "demo", "prompt": "Tell a story.", "stream": False,
+            "options": {"num_predict": 24, "temperature": 0}}  # fmt: skip
+    replicas: set[str] = set()
+    deadline = time.monotonic() + 150
+    with ThreadPoolExecutor(4) as pool:
+        while len(replicas) < 2 and time.monotonic() < deadline:
+            answers = list(pool.map(
+                lambda _: httpx.post(f"{cluster}/api/generate", json=body, timeout=300),
+                range(4),
+            ))  # fmt: skip
+            assert all(a.status_code == 200 for a in answers)
+            replicas |= {a.headers["x-mfc-replica"] for a in answers}
+    assert len(replicas) == 2, "no second replica under load"
+    deadline = time.monotonic() + 90
+    while running() > 1 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert running() == 1, "idle, the deployment did not scale back to min_replicas"
 
 
 @pytest.mark.slow
