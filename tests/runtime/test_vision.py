@@ -6,6 +6,7 @@ and image; bad images and too many images are refused with a 400."""
 from __future__ import annotations
 
 import base64
+import json
 import struct
 import zlib
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import openai
 import pytest
 
 from tests.conftest import MODELS
-from tests.runtime.conftest import build_into, running_server
+from tests.runtime.conftest import build_into, mfc, running_server
 from tests.runtime.mtmd_reference import MARKER, MtmdReference
 
 GGUFS = MODELS / "tiny-gemma3-vision-gguf"
@@ -89,7 +90,7 @@ def expected(reference: MtmdReference) -> dict[str, str]:
 def vision_server(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     modelfile = (
         f"FROM {GGUFS / 'text.gguf'}\nFROM {GGUFS / 'mmproj.gguf'}\n"
-        f'TEMPLATE """{TEMPLATE}"""\n'
+        f'TEMPLATE """{TEMPLATE}"""\nPARAMETER temperature 0\nPARAMETER num_predict {N}\n'
     )
     build_into(model_store, "tinyvision", modelfile, tmp_path_factory.mktemp("vision"))
     with running_server(model_store, {"OLLAMA_NUM_PARALLEL": "2"}) as url:
@@ -151,6 +152,21 @@ def test_openai_image_url_matches_llama_cpp(
     else:
         got = client.chat.completions.create(messages=messages, **args).choices[0].message.content
     assert got == expected["openai"]
+
+
+def test_run_attaches_the_image_files_a_prompt_names(
+    vision_server: str, expected: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "cat.png").write_bytes(CAT)
+    host = vision_server.removeprefix("http://")
+    env = {"MFC_HOST": host, "OLLAMA_HOST": host}
+    ran = mfc("run", "tinyvision", f"What is this? {tmp_path / 'cat.png'}", "--json", env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["message"]["content"] == expected["cat"]
+    assert f"Added image '{tmp_path / 'cat.png'}'" in ran.stderr
+    (tmp_path / "fake.png").write_bytes(b"not an image at all")
+    bad = mfc("run", "tinyvision", f"What is this? {tmp_path / 'fake.png'}", env=env)
+    assert bad.returncode == 1 and "invalid image type" in bad.stderr
 
 
 def test_parallel_requests_with_different_images_each_get_their_own_answer(
