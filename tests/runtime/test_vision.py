@@ -102,10 +102,24 @@ def test_the_images_change_the_answer(expected: dict[str, str]) -> None:
     assert len(set(expected.values())) == len(expected), expected
 
 
-def test_show_lists_vision_exactly_for_the_model_with_a_projector(vision_server: str) -> None:
+def test_show_lists_vision_and_the_projector(vision_server: str, model_store: Path) -> None:
+    """`vision` exactly for the model with a projector; the projector's metadata as the
+    reference's `projector_info` and `mfc show`'s Projector table."""
     client = ollama.Client(host=vision_server)
-    assert "vision" in (client.show("tinyvision").capabilities or [])
+    shown = client.show("tinyvision")
+    assert "vision" in (shown.capabilities or [])
     assert "vision" not in (client.show("demo").capabilities or [])
+    info = httpx.post(vision_server + "/api/show", json={"model": "tinyvision"}).json()
+    projector = info["projector_info"]
+    assert projector["general.architecture"] == "clip"
+    assert projector["clip.vision.embedding_length"] == 32  # the fixture's SigLIP width
+    assert projector["clip.vision.projection_dim"] == 64  # the text model's width
+    plain = httpx.post(vision_server + "/api/show", json={"model": "demo"}).json()
+    assert "projector_info" not in plain
+    text = mfc("show", "tinyvision", env={"MFC_MODELS": str(model_store)}).stdout
+    table = text[text.index("Projector") :].splitlines()
+    assert table[1].split() == ["architecture", "clip"]
+    assert ["embedding", "length", "32"] in [row.split() for row in table[2:5]]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
