@@ -315,6 +315,7 @@ class Engine:
                 return
             lc.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
             slot.cached, slot.pending, slot.reused = [], [], 0
+            job.shift = False  # as llama.cpp's server: no context shift through an image
             if not self._prepare(slot, chunks.key):
                 return
             self._use_threads(prompt=True)

@@ -80,6 +80,7 @@ def expected(reference: MtmdReference) -> dict[str, str]:
         "dog": (turn(MARKER + "What is this?"), [DOG]),
         "both": (turn(MARKER + MARKER + "Compare"), [CAT, DOG]),
         "placed": (turn("Look: " + MARKER + " now"), [DOG]),
+        "text": (turn("What is this?"), []),
         # the template joins consecutive messages of one role with a blank line
         "openai": (turn(MARKER + "\n\nWhat is this?"), [DOG]),
     }
@@ -181,6 +182,17 @@ def test_run_attaches_the_image_files_a_prompt_names(
     (tmp_path / "fake.png").write_bytes(b"not an image at all")
     bad = mfc("run", "tinyvision", f"What is this? {tmp_path / 'fake.png'}", env=env)
     assert bad.returncode == 1 and "invalid image type" in bad.stderr
+
+
+def test_a_text_request_after_an_image_reuses_only_the_text_before_it(
+    vision_server: str, expected: dict[str, str]
+) -> None:
+    """The slot that just saw an image shares the prompt's opening tokens with a text-only
+    request: only those may be reused, never the image's positions."""
+    client = ollama.Client(host=vision_server)
+    for images in ([CAT], None, [DOG], None):
+        got = client.generate("tinyvision", "What is this?", images=images, options=GREEDY)
+        assert got.response == expected["dog" if images == [DOG] else "cat" if images else "text"]
 
 
 def test_parallel_requests_with_different_images_each_get_their_own_answer(
