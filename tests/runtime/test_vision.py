@@ -184,6 +184,16 @@ def test_run_attaches_the_image_files_a_prompt_names(
     assert bad.returncode == 1 and "invalid image type" in bad.stderr
 
 
+def test_a_jpeg_matches_llama_cpp(vision_server: str, reference: MtmdReference) -> None:
+    """A real photograph (scikit-learn's sample JPEG, 640x427) through /api/chat."""
+    sklearn = pytest.importorskip("sklearn")
+    photo = (Path(sklearn.__file__).parent / "datasets" / "images" / "china.jpg").read_bytes()
+    want = reference.text(reference.greedy(turn(MARKER + "What is this?"), [photo], N))
+    messages = [{"role": "user", "content": "What is this?", "images": [photo]}]
+    got = ollama.Client(host=vision_server).chat("tinyvision", messages=messages, options=GREEDY)
+    assert got.message.content == want
+
+
 def test_a_text_request_after_an_image_reuses_only_the_text_before_it(
     vision_server: str, expected: dict[str, str]
 ) -> None:
