@@ -24,7 +24,7 @@ from runtime.prompt import chat_messages, chat_prompt, fit_chat, generate_prompt
 from runtime.sampling import grammar_for_format
 from runtime.schemas import CHAT, GENERATE
 from runtime.streaming import created_at, json_response, stream_response, until_disconnect
-from runtime.vision import Image, MediaPrompt, media_prompt, tag_images
+from runtime.vision import TAG, Image, MediaPrompt, image_tokens, media_prompt, tag_images
 
 Items = AsyncIterator[dict[str, Any]]
 THINK_LEVELS = ("high", "medium", "low", "max")
@@ -245,6 +245,10 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
                 yield _done(name, "load", message=empty)
                 return
             conversation = chat_messages(model, messages)
+            per_image = 0
+            if pictures and model.stored.projector_paths:
+                projector = str(model.stored.projector_paths[0])
+                per_image = await asyncio.to_thread(image_tokens, projector)
             text = await asyncio.to_thread(
                 functools.partial(
                     fit_chat,
@@ -252,7 +256,8 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
                     conversation,
                     tools=tools,
                     think=think,
-                    count=lambda s: len(runner.llama.tokenize_prompt(s)),
+                    count=lambda s: len(runner.llama.tokenize_prompt(s))
+                    + per_image * len(TAG.findall(s)),
                     num_ctx=runner.num_ctx,
                     truncate=truncate,
                 )

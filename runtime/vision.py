@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ctypes
+import functools
 import hashlib
 import re
 import struct
@@ -148,6 +149,43 @@ def media_prompt(
         return marker
 
     return MediaPrompt(TAG.sub(place, text), tuple(placed), projector, add_special)
+
+
+#: the reference's estimate of one image's tokens when the projector's metadata gives none
+DEFAULT_IMAGE_TOKENS = 768
+
+
+@functools.lru_cache(maxsize=32)
+def image_tokens(projector: str) -> int:
+    """How many context positions one image costs when fitting a chat into `num_ctx`: the
+    reference's estimate from the projector's image and patch sizes and projector type."""
+    from toolchain.store.gguf_reader import read_gguf
+
+    kv = read_gguf(projector).kv
+
+    def uint(key: str, default: int = 0) -> int:
+        value = kv.get(key, default)
+        return value if isinstance(value, int) else default
+
+    patch, size = uint("clip.vision.patch_size"), uint("clip.vision.image_size")
+    if not patch or not size:
+        return DEFAULT_IMAGE_TOKENS
+    side = size // patch
+    n = side * side
+    kind = kv.get("clip.projector_type", "")
+    if kind in ("ldp", "ldpv2", "adapter"):
+        n //= 4
+    elif kind in ("qwen2vl_merger", "qwen2.5vl_merger"):
+        n = -(-size // (2 * patch)) ** 2
+    elif kind == "gemma3":
+        n = (side // max(uint("clip.vision.projector.scale_factor", 4), 1)) ** 2
+    elif kind in ("idefics3", "internvl"):
+        scale = uint("clip.vision.projector.scale_factor", 1)
+        n //= scale * scale if scale > 1 else 1
+    elif kind == "pixtral":
+        merged = side // max(uint("clip.vision.spatial_merge_size", 1), 1)
+        n = merged * merged + merged - 1
+    return n or DEFAULT_IMAGE_TOKENS
 
 
 def _pseudo_token(digest: str) -> int:

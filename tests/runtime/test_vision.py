@@ -194,6 +194,27 @@ def test_a_jpeg_matches_llama_cpp(vision_server: str, reference: MtmdReference) 
     assert got.message.content == want
 
 
+def test_chat_truncation_counts_the_images(
+    vision_server: str, reference: MtmdReference
+) -> None:
+    """Fitting a chat into num_ctx counts each image as the reference estimates it (16
+    positions for this projector: 64/8 patches a side, pooled by 2): at num_ctx 120 the
+    text alone (95 tokens) would fit and the engine then refuse 161 positions; counted, the
+    oldest message goes and the answer is llama.cpp's for what remains."""
+    from runtime.vision import image_tokens
+
+    assert image_tokens(str(GGUFS / "mmproj.gguf")) == 16
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "Old picture", "images": [CAT]},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "What is this?", "images": [DOG]},
+    ]
+    options = {**GREEDY, "num_ctx": 120}
+    got = ollama.Client(host=vision_server).chat("tinyvision", messages=messages, options=options)
+    kept = "<start_of_turn>assistant\nok<end_of_turn>\n" + turn(MARKER + "What is this?")
+    assert got.message.content == reference.text(reference.greedy(kept, [DOG], N))
+
+
 def test_a_text_request_after_an_image_reuses_only_the_text_before_it(
     vision_server: str, expected: dict[str, str]
 ) -> None:
