@@ -24,6 +24,7 @@ from runtime.prompt import chat_messages, chat_prompt, fit_chat, generate_prompt
 from runtime.sampling import grammar_for_format
 from runtime.schemas import CHAT, GENERATE
 from runtime.streaming import created_at, json_response, stream_response, until_disconnect
+from runtime.vision import TAG, Image, MediaPrompt, image_tokens, media_prompt, tag_images
 
 Items = AsyncIterator[dict[str, Any]]
 THINK_LEVELS = ("high", "medium", "low", "max")
@@ -35,6 +36,30 @@ def check_images(model: ServedModel, count: int) -> None:
     """Refuse images for a model that cannot see them, rather than dropping them."""
     if count and "vision" not in model.capabilities:
         raise ApiError(400, NO_VISION)
+
+
+def media_for(
+    model: ServedModel, runner: Any, text: str, images: list[Image], add_special: bool = True
+) -> MediaPrompt | None:
+    """The rendered prompt with its images for the engine (None: no images)."""
+    if not images:
+        return None
+    bos = runner.llama.bos_text
+    if add_special and bos and text.startswith(bos):
+        add_special = False
+    projector = str(model.stored.projector_paths[0]) if model.stored.projector_paths else ""
+    if not projector:
+        raise ApiError(400, NO_VISION)
+    return media_prompt(text, images, projector, add_special)
+
+
+async def tagged(
+    model: ServedModel, messages: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[Image]]:
+    """For a vision model, the messages with `[img-N]` tags and their checked images."""
+    if "vision" not in model.capabilities or not any(m.get("images") for m in messages):
+        return messages, []
+    return await asyncio.to_thread(tag_images, messages)
 
 
 def check_think(model: ServedModel, requested: str, think: Any) -> bool | str | None:
@@ -96,12 +121,16 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
     opts = merged_options(model, req.get("options"))
     grammar = await asyncio.to_thread(grammar_for_format, req.get("format"))
     context = req.get("context")
-    if req.get("_debug_render_only"):
-        text = prompt
+    debug = bool(req.get("_debug_render_only"))
+    if not debug:
+        check_images(model, len(req.get("images") or []))
+    with_tags, images = await tagged(model, [{"content": prompt, "images": req.get("images")}])
+    req = {**req, "prompt": with_tags[0]["content"]}
+    if debug:
+        text = req["prompt"]
         if not raw:
             text = await asyncio.to_thread(_generate_text, model, req, think, context is None)
         return _single(_debug(name, text, len(req.get("images") or []), response=""))
-    check_images(model, len(req.get("images") or []))
 
     async def items() -> Items:
         async with hold(ctx.scheduler, model, opts, keep_alive) as runner:
@@ -110,14 +139,18 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
                 yield _done(name, "load", response="")
                 return
             # rendering and tokenizing a long prompt takes seconds: never on the event loop
+            media = None
             if raw:
-                tokens = await asyncio.to_thread(runner.llama.tokenize, prompt)
+                text = req["prompt"]
+                media = media_for(model, runner, text, images, add_special=False)
+                tokens = [] if media else await asyncio.to_thread(runner.llama.tokenize, text)
             else:
                 text = await asyncio.to_thread(_generate_text, model, req, think, context is None)
-                tokens = await asyncio.to_thread(
+                media = media_for(model, runner, text, images, add_special=not context)
+                tokens = [] if media else await asyncio.to_thread(
                     runner.llama.tokenize_prompt, text, add_special=not context
                 )
-                if context:
+                if context and not media:
                     tokens = list(context) + tokens
             job = Job(
                 tokens,
@@ -128,6 +161,7 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
                 think=bool(think) and "thinking" in model.capabilities,
                 logprobs=bool(req.get("logprobs")),
                 top_logprobs=top_logprobs,
+                media=media,
             )
             async for item in generate(runner, job):
                 if isinstance(item, Piece):
@@ -194,12 +228,15 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
     opts = merged_options(model, req.get("options"))
     grammar = await asyncio.to_thread(grammar_for_format, req.get("format"))
     truncate = req.get("truncate", True)
-    if req.get("_debug_render_only"):
+    count = sum(len(m.get("images") or []) for m in messages)
+    debug = bool(req.get("_debug_render_only"))
+    if not debug:
+        check_images(model, count)
+    messages, pictures = await tagged(model, messages)
+    if debug:
         conversation = chat_messages(model, messages)
-        images = sum(len(m.get("images") or []) for m in messages)
         text = await asyncio.to_thread(chat_prompt, model, conversation, tools, think)
-        return _single(_debug(name, text, images, message=empty))
-    check_images(model, sum(len(m.get("images") or []) for m in messages))
+        return _single(_debug(name, text, count, message=empty))
 
     async def items() -> Items:
         async with hold(ctx.scheduler, model, opts, keep_alive) as runner:
@@ -208,6 +245,10 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
                 yield _done(name, "load", message=empty)
                 return
             conversation = chat_messages(model, messages)
+            per_image = 0
+            if pictures and model.stored.projector_paths:
+                projector = str(model.stored.projector_paths[0])
+                per_image = await asyncio.to_thread(image_tokens, projector)
             text = await asyncio.to_thread(
                 functools.partial(
                     fit_chat,
@@ -215,13 +256,15 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
                     conversation,
                     tools=tools,
                     think=think,
-                    count=lambda s: len(runner.llama.tokenize_prompt(s)),
+                    count=lambda s: len(runner.llama.tokenize_prompt(s))
+                    + per_image * len(TAG.findall(s)),
                     num_ctx=runner.num_ctx,
                     truncate=truncate,
                 )
             )
+            media = media_for(model, runner, text, pictures)
             job = Job(
-                await asyncio.to_thread(runner.llama.tokenize_prompt, text),
+                [] if media else await asyncio.to_thread(runner.llama.tokenize_prompt, text),
                 opts,
                 grammar,
                 shift=req.get("shift", True),
@@ -231,6 +274,7 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
                 think=bool(think) and "thinking" in model.capabilities,
                 logprobs=bool(req.get("logprobs")),
                 top_logprobs=top_logprobs,
+                media=media,
             )
             async for item in generate(runner, job):
                 if isinstance(item, Piece):

@@ -25,6 +25,7 @@ from runtime.llama import ContextSettings, LlamaModel
 from runtime.logprobs import PendingLogprobs, TokenLogprob, token_logprob
 from runtime.sampling import Sampler, SamplingSpec
 from runtime.textstream import TextStream
+from runtime.vision import MediaPrompt, Projector
 
 log = logging.getLogger("mfc.serve")
 
@@ -74,6 +75,7 @@ class Generation:
     truncate: bool = True
     logprobs: bool = False
     top_logprobs: int = 0
+    media: MediaPrompt | None = None  # images: the prompt is evaluated through libmtmd
     cancelled: bool = False
 
     def cancel(self) -> None:
@@ -126,6 +128,7 @@ class Engine:
             self.can_shift = bool(lc.llama_memory_can_shift(self.mem))
             self.batch = lc.llama_batch_init(self.n_batch, 0, 1)
             self.slots = [_Slot(seq) for seq in range(settings.n_seq_max)]
+        self._projectors: dict[str, Projector] = {}  # loaded on first use, engine thread only
         self._waiting: collections.deque[Generation] = collections.deque()
         self._tasks: list[Callable[[], None]] = []
         self._cond = threading.Condition()
@@ -181,6 +184,9 @@ class Engine:
         for job in self._waiting:
             job.on_event(Failed(500, "model unloaded"))
         self._waiting.clear()
+        for projector in self._projectors.values():
+            projector.close()
+        self._projectors.clear()
         if self.batch is not None:
             lc.llama_batch_free(self.batch)
             self.batch = None
@@ -236,6 +242,9 @@ class Engine:
     def _start(self, slot: _Slot) -> None:
         job = slot.job
         assert job is not None
+        if job.media is not None:
+            self._start_media(slot, job.media)
+            return
         prompt = job.prompt
         limit = self.n_ctx_seq - 1
         if len(prompt) > limit:
@@ -256,6 +265,12 @@ class Engine:
         slot.cached = prompt[:reuse]
         slot.pending = prompt[reuse:]
         slot.reused = reuse
+        self._prepare(slot, prompt)
+
+    def _prepare(self, slot: _Slot, prompt: list[int]) -> bool:
+        """Fresh per-request state for `slot`; False (the job failed) without a sampler."""
+        job = slot.job
+        assert job is not None
         slot.generated = []
         slot.sampled = 0
         slot.next_token = None
@@ -268,10 +283,54 @@ class Engine:
         except Exception as exc:
             job.on_event(Failed(getattr(exc, "status", 500), str(exc)))
             slot.job = None
-            return
+            return False
+        text = [t for t in prompt if t >= 0]  # image positions are not vocabulary tokens
         last_n = job.sampling.repeat_last_n
-        slot.sampler.remember_prompt(prompt[-last_n:] if last_n > 0 else prompt)
+        slot.sampler.remember_prompt(text[-last_n:] if last_n > 0 else text)
         job.prompt = prompt
+        return True
+
+    def _start_media(self, slot: _Slot, media: MediaPrompt) -> None:
+        """Evaluate a prompt with images in the slot's own sequence, from its start (an
+        image's KV is never shared), then sample its first token."""
+        job = slot.job
+        assert job is not None
+        try:
+            projector = self._projectors.get(media.projector)
+            if projector is None:
+                assert self.settings is not None
+                threads = self.settings.n_threads_batch
+                projector = Projector(media.projector, self.model.ptr, threads)
+                self._projectors[media.projector] = projector
+            chunks = projector.tokenize(media)
+        except Exception as exc:
+            job.on_event(Failed(getattr(exc, "status", 500), getattr(exc, "message", str(exc))))
+            slot.job = None
+            return
+        try:
+            if chunks.n_pos > self.n_ctx_seq - 1 or projector.mrope:
+                reason = "input length exceeds the context length"
+                job.on_event(Failed(400, reason if not projector.mrope else "unsupported model"))
+                slot.job = None
+                return
+            lc.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
+            slot.cached, slot.pending, slot.reused = [], [], 0
+            job.shift = False  # as llama.cpp's server: no context shift through an image
+            if not self._prepare(slot, chunks.key):
+                return
+            self._use_threads(prompt=True)
+            n_past = projector.evaluate(self.ctx, chunks, slot.seq, self.n_batch)
+        except Exception as exc:
+            log.exception("image prompt failed")
+            job.on_event(Failed(500, f"generation failed: {exc}"))
+            self._forget(slot)
+            return
+        finally:
+            chunks.close()
+        slot.cached = list(chunks.key[:n_past])
+        slot.t_first = time.perf_counter()
+        assert slot.sampler is not None
+        self._accept(slot, slot.sampler.sample(self.ctx, -1), -1)
 
     def _reap_cancelled(self) -> None:
         for slot in self.slots:
@@ -399,7 +458,7 @@ class Engine:
                 prompt_ns=max(int((first - slot.t_start) * 1e9), 1),
                 eval_tokens=slot.sampled,
                 eval_ns=max(int((now - first) * 1e9), 1),
-                context=job.prompt + slot.generated,
+                context=[t for t in job.prompt if t >= 0] + slot.generated,
                 cached_tokens=slot.reused,
             )
         )

@@ -25,6 +25,7 @@ from runtime.options import Options
 from runtime.sampling import SamplingSpec
 from runtime.scheduler import Runner, Scheduler
 from runtime.tools import ToolCall, ToolCallParser
+from runtime.vision import MediaPrompt
 
 
 @dataclass
@@ -146,6 +147,7 @@ class Job:
     think: bool = False
     logprobs: bool = False
     top_logprobs: int = 0
+    media: MediaPrompt | None = None
 
 
 def prediction_limit(num_predict: int, runner: Runner) -> int:
@@ -170,6 +172,7 @@ async def generate(runner: Runner, job: Job) -> AsyncIterator[Piece | Final]:
         truncate=job.truncate,
         logprobs=job.logprobs,
         top_logprobs=job.top_logprobs,
+        media=job.media,
     )
     tool_parser = ToolCallParser(job.tools, job.template) if job.tools else None
     thinker = ThinkingParser() if job.think else None

@@ -94,7 +94,19 @@ def _read_message() -> str | None:
     return text[:-3] if text.endswith('"""') else text
 
 
-def _interactive(client: Client, request: dict[str, Any], verbose: bool) -> None:
+def _user(text: str, vision: bool) -> dict[str, Any]:
+    """A user message, with the image files its text names attached (vision models)."""
+    if not vision:
+        return {"role": "user", "content": text}
+    from toolchain.cli.attach import extract_images
+
+    text, images = extract_images(text)
+    return {"role": "user", "content": text, **({"images": images} if images else {})}
+
+
+def _interactive(
+    client: Client, request: dict[str, Any], verbose: bool, vision: bool = False
+) -> None:
     history: list[dict[str, Any]] = []
     while True:
         try:
@@ -116,7 +128,11 @@ def _interactive(client: Client, request: dict[str, Any], verbose: bool) -> None
         if line.startswith("/"):
             click.echo(f"Unknown command '{line.split()[0]}'. Type /? for help")
             continue
-        history.append({"role": "user", "content": line})
+        try:
+            history.append(_user(line, vision))
+        except MfcError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            continue
         answer = _chat(client, request, history, verbose)
         history.append({"role": "assistant", "content": answer})
 
@@ -145,7 +161,7 @@ def command(
     client = Client()
     try:
         try:
-            client.request("POST", "/api/show", {"model": model})
+            shown = client.request("POST", "/api/show", {"model": model})
         except ServerError as exc:
             if "not found" in exc.message:
                 raise MfcError(
@@ -163,14 +179,15 @@ def command(
         if not sys.stdin.isatty():
             piped = sys.stdin.read()
             text = f"{piped}\n{text}".strip() if text else piped.strip()
+        vision = "vision" in (shown.get("capabilities") or [])
         if as_json:
-            body = {**request, "stream": False, "messages": [{"role": "user", "content": text}]}
+            body = {**request, "stream": False, "messages": [_user(text, vision)]}
             print_json(client.request("POST", "/api/chat", body))
             return
         client.request("POST", "/api/chat", {**request, "stream": False, "messages": []})
         if text:
-            _chat(client, request, [{"role": "user", "content": text}], verbose)
+            _chat(client, request, [_user(text, vision)], verbose)
             return
-        _interactive(client, request, verbose)
+        _interactive(client, request, verbose, vision)
     finally:
         client.close()

@@ -8,6 +8,7 @@ import click
 
 from toolchain.cli.reporting import print_json
 from toolchain.cli.store_options import human_size, open_store, store_options
+from toolchain.store.config import human_number
 
 PARTS = ("modelfile", "parameters", "template", "system", "license")
 
@@ -38,6 +39,16 @@ def summary(response: dict[str, Any], layers: list[tuple[str, str, int, str]]) -
             model_rows.append((label, str(info[f"{arch}.{key}"])))
     model_rows.append(("quantization", str(details.get("quantization_level", ""))))
     out = ["", *_table("Model", model_rows)]
+    projector = response.get("projector_info") or {}
+    if projector:
+        parch = projector.get("general.architecture", "")
+        rows = [("architecture", str(parch)),
+                ("parameters", human_number(int(projector.get("general.parameter_count", 0))))]
+        for key, label in (("embedding_length", "embedding length"),
+                           ("projection_dim", "dimensions")):
+            if f"{parch}.vision.{key}" in projector:
+                rows.append((label, str(projector[f"{parch}.vision.{key}"])))
+        out += _table("Projector", rows)
     if response.get("capabilities"):
         out += _text("Capabilities", list(response["capabilities"]))
     if response.get("parameters"):

@@ -104,6 +104,9 @@ def show_response(model: StoredModel, *, verbose: bool = False) -> dict[str, Any
             {"role": m.get("role"), "content": m.get("content")} for m in model.messages
         ]
     out["model_info"] = model_info(info, verbose=verbose) if info is not None else {}
+    if model.projector_paths:  # the reference reports the first projector's metadata
+        projector = read_gguf(model.projector_paths[0], full_arrays=verbose)
+        out["projector_info"] = model_info(projector, verbose=verbose)
     if info is not None:
         out["tensors"] = [
             {"name": t.name, "type": t.type_name, "shape": list(t.shape)} for t in info.tensors
