@@ -86,12 +86,20 @@ class Architecture:
     vocab_size_keys: tuple[str, ...] = ("vocab_size",)
     #: tokens beyond the tokenizer's are cut from token_embd instead of padding the vocab
     truncate_vocab: bool = False
+    #: every block has the same tensors (False for hybrid or partly-dense MoE stacks)
+    uniform_blocks: bool = True
+    #: llama.cpp needs output.weight even when tied: the embedding is written again
+    output_required: bool = False
+    #: the README's name for the family, e.g. "Gemma 2"
+    family: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_skip_re", re.compile("|".join(self.skip) or "(?!)"))
 
 
 _BLOCK = re.compile(r"\.(\d+)(?=\.|$)")
+#: one expert's tensor in a per-expert checkpoint (Mixtral, Qwen MoE, DeepSeek, ...)
+_EXPERT = re.compile(r"\.experts\.(\d+)(?=\.)")
 
 
 class UnmappedTensorError(LookupError):
@@ -103,6 +111,7 @@ class MappedName:
     gguf: str  # full GGUF name, e.g. blk.3.attn_q.weight
     template: str  # with {bid}, e.g. blk.{bid}.attn_q.weight
     bid: int | None
+    xid: int | None = None  # the expert, for a tensor stacked with its siblings
 
 
 def map_tensor_name(arch: Architecture, name: str) -> MappedName | None:
@@ -120,8 +129,13 @@ def map_tensor_name(arch: Architecture, name: str) -> MappedName | None:
     bid = int(match.group(1)) if match else None
     if match:
         stem = f"{stem[:match.start()]}.{{bid}}{stem[match.end():]}"
+    expert = _EXPERT.search(stem) if match else None
+    xid = None
+    if expert:
+        xid = int(expert.group(1))
+        stem = f"{stem[:expert.start()]}.experts{stem[expert.end():]}"
     target = arch.tensors.get(stem)
     if target is None or not suffix:
         raise UnmappedTensorError(name)
     template = f"{target}.{suffix}"
-    return MappedName(template.replace("{bid}", str(bid)), template, bid)
+    return MappedName(template.replace("{bid}", str(bid)), template, bid, xid)

@@ -15,6 +15,7 @@ from toolchain.convert.arch import architecture_for
 from toolchain.convert.architecture import (
     Architecture,
     HParams,
+    MappedName,
     UnmappedTensorError,
     map_tensor_name,
 )
@@ -23,7 +24,7 @@ from toolchain.convert.hf_dir import HFDir, open_hf_dir
 from toolchain.convert.metadata import Metadata
 from toolchain.convert.outtype import OutType, encoded_nbytes, resolve_outtype, tensor_type
 from toolchain.convert.quantized import apply_policy
-from toolchain.convert.safetensors_file import FLOAT_DTYPES
+from toolchain.convert.safetensors_file import FLOAT_DTYPES, TensorEntry
 from toolchain.convert.vocab import Vocab, load_vocab, write_vocab
 from toolchain.convert.writer import PlannedTensor, input_files, write_gguf
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
@@ -103,6 +104,7 @@ def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
     """The output tensors in write order, each checked against the config."""
     planned: dict[str, tuple[tuple[int, int], PlannedTensor]] = {}
     blocks: dict[int, set[str]] = {}
+    experts: dict[str, dict[int, tuple[int, MappedName, TensorEntry]]] = {}
     n_layer = _n_layer(hp)
     for order, (name, entry) in enumerate(hf.tensors.items()):
         try:
@@ -118,6 +120,14 @@ def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
             raise ConvertError(entry.file.path, f"tensor {name!r} has dtype {entry.dtype}, "
                                "which mfc cannot convert",
                                hint="supported weight dtypes: F32, F16, BF16, F64")
+        if mapped.bid is not None:
+            if mapped.bid >= n_layer:
+                raise ConvertError(entry.file.path, f"tensor {name!r} is in block {mapped.bid}, "
+                                   f"but config.json has {n_layer} layers")
+            blocks.setdefault(mapped.bid, set()).add(mapped.template)
+        if mapped.xid is not None:
+            experts.setdefault(mapped.gguf, {})[mapped.xid] = (order, mapped, entry)
+            continue
         shape = _checked_shape(arch, hp, mapped.template, name, shape=entry.shape,
                                file=entry.file.path)
         rows = None
@@ -127,11 +137,6 @@ def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
                                    f"the tokenizer has {n_tokens} tokens")
             rows = n_tokens
             shape = (n_tokens, *shape[1:])
-        if mapped.bid is not None:
-            if mapped.bid >= n_layer:
-                raise ConvertError(entry.file.path, f"tensor {name!r} is in block {mapped.bid}, "
-                                   f"but config.json has {n_layer} layers")
-            blocks.setdefault(mapped.bid, set()).add(mapped.template)
         if mapped.gguf in planned:
             raise ConvertError(entry.file.path, f"tensor {name!r} maps to {mapped.gguf}, "
                                "which another tensor already provides")
@@ -139,12 +144,47 @@ def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
         planned[mapped.gguf] = (_sort_key(mapped.bid, mapped.gguf, order), PlannedTensor(
             mapped.gguf, shape, ggml, encoded_nbytes(shape, ggml), source=entry,
             transform=arch.transforms.get(mapped.template), rows=rows))
-    _check_blocks(hf, blocks, n_layer)
+    for gguf_name, parts in experts.items():
+        if gguf_name in planned:
+            raise ConvertError(hf.path, f"{gguf_name} is given both stacked and per expert")
+        planned[gguf_name] = _stacked(arch, hp, gguf_name, parts, out)
+    if arch.output_required and "output.weight" not in planned and "token_embd.weight" in planned:
+        embd = planned["token_embd.weight"][1]
+        planned["output.weight"] = (_sort_key(None, "output.weight", 1 << 30), PlannedTensor(
+            "output.weight", embd.shape, embd.ggml, embd.nbytes, source=embd.source,
+            transform=embd.transform, rows=embd.rows))
+    if arch.uniform_blocks:
+        _check_blocks(hf, blocks, n_layer)
+    else:
+        _check_block_count(hf, blocks, n_layer)
     for name, data in arch.extra_tensors(hp).items():
         ggml = tensor_type(out, name, data.ndim, True)
         planned[name] = (_sort_key(None, name, -1), PlannedTensor(
             name, data.shape, ggml, encoded_nbytes(data.shape, ggml), data=data))
     return [t for _key, t in sorted(planned.values(), key=lambda kt: kt[0])]
+
+
+def _stacked(arch: Architecture, hp: HParams, gguf_name: str,
+             parts: dict[int, tuple[int, MappedName, TensorEntry]],
+             out: OutType) -> tuple[tuple[int, int], PlannedTensor]:
+    """One tensor from per-expert ones: experts 0..n-1 stacked along a new first axis."""
+    order, mapped, first = parts[min(parts)]
+    missing = sorted(set(range(max(parts) + 1)) - set(parts))
+    if missing or min(parts) != 0:
+        raise ConvertError(first.file.path, f"{gguf_name}: no tensor for expert "
+                           f"{missing[0] if missing else 0}",
+                           hint="a shard may be missing")
+    entries = [parts[x][2] for x in range(len(parts))]
+    for entry in entries[1:]:
+        if entry.shape != first.shape:
+            raise ConvertError(entry.file.path, f"{gguf_name}: experts have different shapes "
+                               f"({list(first.shape)} and {list(entry.shape)})")
+    shape = _checked_shape(arch, hp, mapped.template, gguf_name,
+                           shape=(len(entries), *first.shape), file=first.file.path)
+    ggml = tensor_type(out, gguf_name, len(shape), mapped.template in arch.keep_f32)
+    return _sort_key(mapped.bid, gguf_name, order), PlannedTensor(
+        gguf_name, shape, ggml, encoded_nbytes(shape, ggml), source=entries[0],
+        stacked=tuple(entries[1:]), transform=arch.transforms.get(mapped.template))
 
 
 def _n_layer(hp: HParams) -> int:
@@ -172,6 +212,14 @@ def _checked_shape(arch: Architecture, hp: HParams, template: str, name: str, *,
     if math.prod(shape) == 0:
         raise ConvertError(file, f"tensor {name!r} is empty")
     return tuple(shape)
+
+
+def _check_block_count(hf: HFDir, blocks: dict[int, set[str]], n_layer: int) -> None:
+    """Every block has some tensor (for stacks whose blocks differ in kind)."""
+    for bid in range(n_layer):
+        if blocks and bid not in blocks:
+            raise ConvertError(hf.path, f"incomplete checkpoint: no tensor for block {bid}",
+                               hint="a shard may be missing or config.json has too many layers")
 
 
 def _check_blocks(hf: HFDir, blocks: dict[int, set[str]], n_layer: int) -> None:

@@ -42,6 +42,8 @@ class PlannedTensor:
     ggml: GGMLQuantizationType
     nbytes: int
     source: TensorEntry | None = None
+    #: further sources stacked after `source` along a new first axis (MoE experts)
+    stacked: tuple[TensorEntry, ...] = ()
     data: np.ndarray | None = None  # generated tensors (float32)
     transform: Transform | None = None
     rows: int | None = None  # keep only the first `rows` rows (vocabulary truncation)
@@ -137,8 +139,14 @@ def _encoded_chunks(t: PlannedTensor, hp: HParams | None) -> Iterator[np.ndarray
     if t.data is not None:
         yield _encode(t, t.data, None, None)
         return
-    entry = t.source
-    assert entry is not None
+    assert t.source is not None
+    # a stacked tensor's row-major bytes are its parts' bytes one after another
+    for entry in (t.source, *t.stacked):
+        yield from _entry_chunks(t, entry, hp)
+
+
+def _entry_chunks(t: PlannedTensor, entry: TensorEntry,
+                  hp: HParams | None) -> Iterator[np.ndarray]:
     raw = entry.file.array(entry)
     if t.rows is not None:
         raw = raw[: t.rows]

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolchain.convert.arch import bert, gemma3, llama, nomic_bert, qwen2, qwen3
+from toolchain.convert.arch import bert, dense, gemma, gemma3, llama, moe, nomic_bert, qwen2, qwen3
 from toolchain.convert.architecture import Architecture
 from toolchain.convert.errors import ConvertError
 
 ARCHITECTURES: tuple[Architecture, ...] = (
     llama.ARCH,
+    moe.MIXTRAL,
     qwen2.ARCH,
+    moe.QWEN2MOE,
     qwen3.ARCH,
+    moe.QWEN3MOE,
+    gemma.GEMMA,
+    gemma.GEMMA2,
     gemma3.ARCH,
+    dense.PHI3,
+    dense.OLMO2,
+    dense.GRANITE,
+    dense.SMOLLM3,
+    dense.COMMAND_R,
     bert.ARCH,
     nomic_bert.ARCH,
 )

@@ -45,6 +45,7 @@ _SHAPES: dict[str, Shape] = {
 }
 
 ARCH = Architecture(
+    family="BERT",
     hf_names=("BertModel", "BertForMaskedLM", "BertForSequenceClassification"),
     gguf_arch="bert",
     tensors={

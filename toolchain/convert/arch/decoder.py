@@ -99,11 +99,13 @@ def rope_parameters(h: HParams) -> dict[str, Any]:
 
 
 def write_common(h: HParams, md: Metadata) -> None:
-    """The keys every decoder writes, in llama.cpp's converter order."""
+    """The keys every decoder writes, in llama.cpp's converter order (its TextModel)."""
     md.u32("{arch}.block_count", h.int("num_hidden_layers", "n_layer", "n_layers"))
     md.u32("{arch}.context_length", h.int("max_position_embeddings", "n_ctx", "n_positions"))
     md.u32("{arch}.embedding_length", n_embd(h))
-    md.u32("{arch}.feed_forward_length", n_ff(h))
+    md.u32("{arch}.feed_forward_length", h.int("prefix_dense_intermediate_size",
+                                               "dense_intermediate_size", "intermediate_size",
+                                               "n_inner", "hidden_dim"))
     md.u32("{arch}.attention.head_count", n_head(h))
     if h.get("num_key_value_heads", "n_kv_heads", default=None) is not None:
         md.u32("{arch}.attention.head_count_kv", n_head_kv(h))
@@ -118,7 +120,20 @@ def write_common(h: HParams, md: Metadata) -> None:
                    int(rope["original_max_position_embeddings"]))
     if rope.get("rope_theta") is not None:
         md.f32("{arch}.rope.freq_base", float(rope["rope_theta"]))
-    md.f32("{arch}.attention.layer_norm_rms_epsilon", h.float("rms_norm_eps", "norm_eps"))
+    rms = h.get("rms_norm_eps", "norm_eps", default=None)
+    norm = h.get("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon", default=None)
+    if rms is None and norm is None:
+        h.float("rms_norm_eps", "layer_norm_eps")  # raises: names the missing key
+    if rms is not None:
+        md.f32("{arch}.attention.layer_norm_rms_epsilon", float(rms))
+    if norm is not None:
+        md.f32("{arch}.attention.layer_norm_epsilon", float(norm))
+    experts = h.get("num_local_experts", "num_experts", "n_routed_experts", default=None)
+    if experts is not None:
+        md.u32("{arch}.expert_count", int(experts))
+    used = h.get("num_experts_per_tok", "num_experts_per_token", default=None)
+    if used is not None:
+        md.u32("{arch}.expert_used_count", int(used))
     if h.get("head_dim", default=None) is not None:
         md.u32("{arch}.attention.key_length", head_dim(h))
         md.u32("{arch}.attention.value_length", head_dim(h))

@@ -89,6 +89,7 @@ _SHAPES: dict[str, Shape] = {
 }
 
 ARCH = Architecture(
+    family="Gemma 3 (text)",
     hf_names=("Gemma3ForCausalLM",),
     gguf_arch="gemma3",
     tensors={

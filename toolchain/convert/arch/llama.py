@@ -28,6 +28,7 @@ def _metadata(h: HParams, md: Metadata) -> None:
 
 
 ARCH = Architecture(
+    family="Llama / Mistral",
     hf_names=("LlamaForCausalLM", "MistralForCausalLM"),
     gguf_arch="llama",
     tensors=decoder.TENSORS,

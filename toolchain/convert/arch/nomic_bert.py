@@ -37,6 +37,7 @@ _SHAPES: dict[str, Shape] = {
 }
 
 ARCH = Architecture(
+    family="NomicBERT",
     hf_names=("NomicBertModel",),
     gguf_arch="nomic-bert",
     tensors={

@@ -6,6 +6,7 @@ from toolchain.convert.arch import decoder
 from toolchain.convert.architecture import Architecture
 
 ARCH = Architecture(
+    family="Qwen2",
     hf_names=("Qwen2ForCausalLM",),
     gguf_arch="qwen2",
     tensors=decoder.TENSORS,

@@ -6,6 +6,7 @@ from toolchain.convert.arch import decoder
 from toolchain.convert.architecture import Architecture
 
 ARCH = Architecture(
+    family="Qwen3",
     hf_names=("Qwen3ForCausalLM",),
     gguf_arch="qwen3",
     tensors={

@@ -1,0 +1,76 @@
+"""Building an architecture entry from gguf-py's tables plus what is particular to it.
+
+`text_arch` takes the GGUF architecture's tensor map from gguf-py (see gguf_names) and
+adds only the entry's own facts: extra or overriding names, per-tensor transforms,
+metadata, the tokenizer kinds it accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from toolchain.convert.arch import decoder
+from toolchain.convert.arch.gguf_names import tensor_table
+from toolchain.convert.architecture import Architecture, HParams, Shape, Transform
+from toolchain.convert.metadata import Metadata
+
+
+def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
+              metadata: Callable[[HParams, Metadata], None] = decoder.write_common,
+              vocab: tuple[str, ...] = ("spm", "bpe"),
+              names: Mapping[str, str] | None = None,
+              transforms: Mapping[str, Transform] | None = None,
+              shapes: Mapping[str, Shape] | None = None,
+              skip: tuple[str, ...] = (),
+              extra_tensors: Callable[[HParams], dict[str, np.ndarray]] | None = None,
+              keep_f32: frozenset[str] = frozenset(),
+              uniform_blocks: bool = True,
+              truncate_vocab: bool = False,
+              output_required: bool = False) -> Architecture:
+    """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`)."""
+    return Architecture(
+        hf_names=hf_names,
+        gguf_arch=gguf_arch,
+        tensors={**tensor_table(gguf_arch), **(names or {})},
+        metadata=metadata,
+        vocab=vocab,
+        skip=(*decoder.SKIP, *skip),
+        shapes=dict(shapes if shapes is not None else decoder.SHAPES),
+        transforms=dict(transforms or {}),
+        extra_tensors=extra_tensors or (lambda _h: {}),
+        keep_f32=keep_f32,
+        uniform_blocks=uniform_blocks,
+        truncate_vocab=truncate_vocab,
+        output_required=output_required,
+        family=family,
+    )
+
+
+def plus_one(w: np.ndarray, _h: HParams) -> np.ndarray:
+    """Gemma-style RMSNorm scales by (1 + w); llama.cpp's by w."""
+    return w + np.float32(1.0)
+
+
+def norm_weights(gguf_arch: str) -> list[str]:
+    """Every norm weight (GGUF template with suffix) the architecture can have."""
+    return sorted({f"{v}.weight" for v in tensor_table(gguf_arch).values()
+                   if v.endswith("norm")})
+
+
+def permute_q(w: np.ndarray, h: HParams) -> np.ndarray:
+    return decoder.permute_rows(w, decoder.n_head(h))
+
+
+def permute_k(w: np.ndarray, h: HParams) -> np.ndarray:
+    return decoder.permute_rows(w, decoder.n_head_kv(h))
+
+
+#: Llama-style Q/K permutation for llama.cpp's "normal" RoPE
+PERMUTE_QK: dict[str, Transform] = {
+    "blk.{bid}.attn_q.weight": permute_q,
+    "blk.{bid}.attn_q.bias": permute_q,
+    "blk.{bid}.attn_k.weight": permute_k,
+    "blk.{bid}.attn_k.bias": permute_k,
+}
