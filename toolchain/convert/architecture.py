@@ -88,6 +88,12 @@ class Architecture:
     truncate_vocab: bool = False
     #: every block has the same tensors (False for hybrid or partly-dense MoE stacks)
     uniform_blocks: bool = True
+    #: special token kind ("bos", "eot", ...) -> the token's text, set whatever the
+    #: tokenizer files say (llama.cpp's converter hard-codes these for some families)
+    special_tokens: Mapping[str, str] = field(default_factory=dict)
+    #: config key counting blocks stored after the model's own (multi-token prediction);
+    #: their tensors are not converted
+    extra_blocks_key: str | None = None
     #: llama.cpp needs output.weight even when tied: the embedding is written again
     output_required: bool = False
     #: the README's name for the family, e.g. "Gemma 2"
@@ -112,6 +118,12 @@ class MappedName:
     template: str  # with {bid}, e.g. blk.{bid}.attn_q.weight
     bid: int | None
     xid: int | None = None  # the expert, for a tensor stacked with its siblings
+
+
+def block_of(name: str) -> int | None:
+    """The block number in an HF tensor name, if it has one."""
+    match = _BLOCK.search(name)
+    return int(match.group(1)) if match else None
 
 
 def map_tensor_name(arch: Architecture, name: str) -> MappedName | None:

@@ -17,6 +17,7 @@ from toolchain.convert.architecture import (
     HParams,
     MappedName,
     UnmappedTensorError,
+    block_of,
     map_tensor_name,
 )
 from toolchain.convert.errors import ConvertError
@@ -74,6 +75,7 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
         out_type = resolve_outtype(outtype, first_dtype)
         n_vocab = None if arch.truncate_vocab else hp.int(*arch.vocab_size_keys)
         vocab = load_vocab(hf, arch.vocab, n_vocab, hp.int("type_vocab_size", default=2))
+        _set_special_tokens(hf, arch, vocab)
         tensors = plan_tensors(hf, arch, hp, out_type, len(vocab))
         if out_type.quantize:
             apply_policy(tensors, out_type, arch.gguf_arch, hp, _n_layer(hp))
@@ -84,6 +86,15 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
     report(ProgressEvent(f"wrote {out}"))
     return ConvertResult(out, arch.gguf_arch, out_type.name, int(out_type.file_type),
                          len(tensors), out.stat().st_size, list(vocab.warnings))
+
+
+def _set_special_tokens(hf: HFDir, arch: Architecture, vocab: Vocab) -> None:
+    ids = {text: i for i, text in enumerate(vocab.tokens)}
+    for kind, text in arch.special_tokens.items():
+        if text not in ids:
+            raise ConvertError(hf.file("tokenizer.json"), f"no {text!r} token, which "
+                               f"{hf.architecture} uses as its {kind} token")
+        vocab.special[kind] = ids[text]
 
 
 def build_metadata(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
@@ -106,10 +117,13 @@ def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
     blocks: dict[int, set[str]] = {}
     experts: dict[str, dict[int, tuple[int, MappedName, TensorEntry]]] = {}
     n_layer = _n_layer(hp)
+    n_extra = hp.int(arch.extra_blocks_key, default=0) if arch.extra_blocks_key else 0
     for order, (name, entry) in enumerate(hf.tensors.items()):
         try:
             mapped = map_tensor_name(arch, name)
         except UnmappedTensorError:
+            if n_extra and n_layer <= (block_of(name) or -1) < n_layer + n_extra:
+                continue
             raise ConvertError(
                 entry.file.path, f"tensor {name!r} has no {arch.gguf_arch} GGUF name",
                 hint=f"is config.json's architecture ({hf.architecture}) right for these "
@@ -121,6 +135,8 @@ def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
                                "which mfc cannot convert",
                                hint="supported weight dtypes: F32, F16, BF16, F64")
         if mapped.bid is not None:
+            if mapped.bid >= n_layer and mapped.bid < n_layer + n_extra:
+                continue
             if mapped.bid >= n_layer:
                 raise ConvertError(entry.file.path, f"tensor {name!r} is in block {mapped.bid}, "
                                    f"but config.json has {n_layer} layers")

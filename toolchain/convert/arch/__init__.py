@@ -23,6 +23,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     dense.GRANITE,
     dense.SMOLLM3,
     dense.COMMAND_R,
+    moe.GLM4MOE,
     bert.ARCH,
     nomic_bert.ARCH,
 )

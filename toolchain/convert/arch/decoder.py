@@ -134,6 +134,12 @@ def write_common(h: HParams, md: Metadata) -> None:
     used = h.get("num_experts_per_tok", "num_experts_per_token", default=None)
     if used is not None:
         md.u32("{arch}.expert_used_count", int(used))
+    groups = h.get("n_group", default=None)
+    if groups is not None:
+        md.u32("{arch}.expert_group_count", int(groups))
+    groups_used = h.get("topk_group", default=None)
+    if groups_used is not None:
+        md.u32("{arch}.expert_group_used_count", int(groups_used))
     if h.get("head_dim", default=None) is not None:
         md.u32("{arch}.attention.key_length", head_dim(h))
         md.u32("{arch}.attention.value_length", head_dim(h))

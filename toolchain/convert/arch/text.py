@@ -28,7 +28,9 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
               keep_f32: frozenset[str] = frozenset(),
               uniform_blocks: bool = True,
               truncate_vocab: bool = False,
-              output_required: bool = False) -> Architecture:
+              output_required: bool = False,
+              special_tokens: Mapping[str, str] | None = None,
+              extra_blocks_key: str | None = None) -> Architecture:
     """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`)."""
     return Architecture(
         hf_names=hf_names,
@@ -40,12 +42,19 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
         shapes=dict(shapes if shapes is not None else decoder.SHAPES),
         transforms=dict(transforms or {}),
         extra_tensors=extra_tensors or (lambda _h: {}),
-        keep_f32=keep_f32,
+        keep_f32=keep_f32 | ALWAYS_F32,
+        renames=((r"\.e_score_correction_bias$", ".e_score_correction.bias"),),
         uniform_blocks=uniform_blocks,
         truncate_vocab=truncate_vocab,
         output_required=output_required,
+        special_tokens=dict(special_tokens or {}),
+        extra_blocks_key=extra_blocks_key,
         family=family,
     )
+
+
+#: tensors llama.cpp's converter keeps in F32 whatever the output type (MoE routers)
+ALWAYS_F32 = frozenset({"blk.{bid}.ffn_gate_inp.weight", "blk.{bid}.ffn_gate_inp_shexp.weight"})
 
 
 def plus_one(w: np.ndarray, _h: HParams) -> np.ndarray:

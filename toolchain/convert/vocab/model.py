@@ -49,7 +49,7 @@ def write_vocab(vocab: Vocab, md: Metadata) -> None:
         md.i32s("tokenizer.ggml.token_type", vocab.types)
         if vocab.merges:
             md.strings("tokenizer.ggml.merges", vocab.merges)
-        for kind in ("bos", "eos", "unk", "sep", "pad", "mask"):
+        for kind in ("bos", "eos", "unk", "sep", "pad", "mask", "eot", "eom"):
             if kind in vocab.special:
                 md.u32(f"tokenizer.ggml.{KEY_WORDS[kind]}_token_id", vocab.special[kind])
         for kind in ("bos", "eos"):

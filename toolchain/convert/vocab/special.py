@@ -16,6 +16,8 @@ KEY_WORDS: dict[str, str] = {
     "pad": "padding",
     "cls": "cls",
     "mask": "mask",
+    "eot": "eot",
+    "eom": "eom",
 }
 
 
