@@ -56,6 +56,8 @@ class HParams:
 Transform = Callable[[np.ndarray, HParams], np.ndarray]
 #: hparams -> the Hugging Face shape a tensor must have.
 Shape = Callable[[HParams], tuple[int, ...]]
+#: checkpoint shape -> stored shape, same elements in the same order (a dropped unit axis)
+Reshape = Callable[[tuple[int, ...]], tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class Architecture:
     #: config key counting blocks stored after the model's own (multi-token prediction);
     #: their tensors are not converted
     extra_blocks_key: str | None = None
+    #: GGUF name (with suffix) -> how its shape is stored; the bytes are unchanged
+    reshapes: Mapping[str, Reshape] = field(default_factory=dict)
     #: llama.cpp needs output.weight even when tied: the embedding is written again
     output_required: bool = False
     #: the README's name for the family, e.g. "Gemma 2"

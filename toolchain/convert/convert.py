@@ -146,6 +146,9 @@ def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
             continue
         shape = _checked_shape(arch, hp, mapped.template, name, shape=entry.shape,
                                file=entry.file.path)
+        reshape = arch.reshapes.get(mapped.template)
+        if reshape is not None:
+            shape = reshape(shape)
         rows = None
         if arch.truncate_vocab and mapped.gguf in ("token_embd.weight", "output.weight"):
             if shape[0] < n_tokens:

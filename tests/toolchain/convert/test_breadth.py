@@ -84,6 +84,7 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-smollm3": _FLAGS,
     "tiny-command-r": {},
     "tiny-glm4moe": {},
+    "tiny-lfm2": _FLAGS,
 }
 
 

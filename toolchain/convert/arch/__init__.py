@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolchain.convert.arch import bert, dense, gemma, gemma3, llama, moe, nomic_bert, qwen2, qwen3
+from toolchain.convert.arch import (
+    bert,
+    dense,
+    gemma,
+    gemma3,
+    lfm2,
+    llama,
+    moe,
+    nomic_bert,
+    qwen2,
+    qwen3,
+)
 from toolchain.convert.architecture import Architecture
 from toolchain.convert.errors import ConvertError
 
@@ -24,6 +35,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     dense.SMOLLM3,
     dense.COMMAND_R,
     moe.GLM4MOE,
+    lfm2.ARCH,
     bert.ARCH,
     nomic_bert.ARCH,
 )

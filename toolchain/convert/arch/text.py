@@ -13,7 +13,7 @@ import numpy as np
 
 from toolchain.convert.arch import decoder
 from toolchain.convert.arch.gguf_names import tensor_table
-from toolchain.convert.architecture import Architecture, HParams, Shape, Transform
+from toolchain.convert.architecture import Architecture, HParams, Reshape, Shape, Transform
 from toolchain.convert.metadata import Metadata
 
 
@@ -30,7 +30,8 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
               truncate_vocab: bool = False,
               output_required: bool = False,
               special_tokens: Mapping[str, str] | None = None,
-              extra_blocks_key: str | None = None) -> Architecture:
+              extra_blocks_key: str | None = None,
+              reshapes: Mapping[str, Reshape] | None = None) -> Architecture:
     """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`)."""
     return Architecture(
         hf_names=hf_names,
@@ -49,12 +50,14 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
         output_required=output_required,
         special_tokens=dict(special_tokens or {}),
         extra_blocks_key=extra_blocks_key,
+        reshapes=dict(reshapes or {}),
         family=family,
     )
 
 
 #: tensors llama.cpp's converter keeps in F32 whatever the output type (MoE routers)
-ALWAYS_F32 = frozenset({"blk.{bid}.ffn_gate_inp.weight", "blk.{bid}.ffn_gate_inp_shexp.weight"})
+ALWAYS_F32 = frozenset({"blk.{bid}.ffn_gate_inp.weight", "blk.{bid}.ffn_gate_inp_shexp.weight",
+                        "blk.{bid}.shortconv.conv.weight"})
 
 
 def plus_one(w: np.ndarray, _h: HParams) -> np.ndarray:
