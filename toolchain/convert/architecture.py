@@ -61,6 +61,15 @@ Reshape = Callable[[tuple[int, ...]], tuple[int, ...]]
 
 
 @dataclass(frozen=True)
+class Split:
+    """One of the GGUF tensors a checkpoint tensor is cut into (e.g. MLA's kv_b)."""
+
+    gguf: str  # GGUF template with suffix, e.g. blk.{bid}.attn_k_b.weight
+    shape: Callable[[tuple[int, ...], HParams], tuple[int, ...]]
+    transform: Transform
+
+
+@dataclass(frozen=True)
 class Architecture:
     """One Hugging Face architecture family and its GGUF form."""
 
@@ -98,6 +107,8 @@ class Architecture:
     extra_blocks_key: str | None = None
     #: GGUF name (with suffix) -> how its shape is stored; the bytes are unchanged
     reshapes: Mapping[str, Reshape] = field(default_factory=dict)
+    #: GGUF name (with suffix) -> the tensors written instead of it
+    splits: Mapping[str, tuple[Split, ...]] = field(default_factory=dict)
     #: llama.cpp needs output.weight even when tied: the embedding is written again
     output_required: bool = False
     #: the README's name for the family, e.g. "Gemma 2"

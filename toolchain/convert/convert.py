@@ -159,6 +159,15 @@ def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
         if mapped.gguf in planned:
             raise ConvertError(entry.file.path, f"tensor {name!r} maps to {mapped.gguf}, "
                                "which another tensor already provides")
+        for split in arch.splits.get(mapped.template, ()):
+            part = split.gguf.replace("{bid}", str(mapped.bid))
+            part_shape = split.shape(shape, hp)
+            ggml = tensor_type(out, part, len(part_shape), split.gguf in arch.keep_f32)
+            planned[part] = (_sort_key(mapped.bid, part, order), PlannedTensor(
+                part, part_shape, ggml, encoded_nbytes(part_shape, ggml), source=entry,
+                transform=split.transform))
+        if mapped.template in arch.splits:
+            continue
         ggml = tensor_type(out, mapped.gguf, len(shape), mapped.template in arch.keep_f32)
         planned[mapped.gguf] = (_sort_key(mapped.bid, mapped.gguf, order), PlannedTensor(
             mapped.gguf, shape, ggml, encoded_nbytes(shape, ggml), source=entry,

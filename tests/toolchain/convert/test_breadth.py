@@ -85,6 +85,7 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-command-r": {},
     "tiny-glm4moe": {},
     "tiny-lfm2": _FLAGS,
+    "tiny-deepseek-v3": _FLAGS,
 }
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from toolchain.convert.arch import (
     bert,
+    deepseek,
     dense,
     gemma,
     gemma3,
@@ -36,6 +37,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     dense.COMMAND_R,
     moe.GLM4MOE,
     lfm2.ARCH,
+    deepseek.ARCH,
     bert.ARCH,
     nomic_bert.ARCH,
 )

@@ -13,7 +13,14 @@ import numpy as np
 
 from toolchain.convert.arch import decoder
 from toolchain.convert.arch.gguf_names import tensor_table
-from toolchain.convert.architecture import Architecture, HParams, Reshape, Shape, Transform
+from toolchain.convert.architecture import (
+    Architecture,
+    HParams,
+    Reshape,
+    Shape,
+    Split,
+    Transform,
+)
 from toolchain.convert.metadata import Metadata
 
 
@@ -31,7 +38,8 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
               output_required: bool = False,
               special_tokens: Mapping[str, str] | None = None,
               extra_blocks_key: str | None = None,
-              reshapes: Mapping[str, Reshape] | None = None) -> Architecture:
+              reshapes: Mapping[str, Reshape] | None = None,
+              splits: Mapping[str, tuple[Split, ...]] | None = None) -> Architecture:
     """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`)."""
     return Architecture(
         hf_names=hf_names,
@@ -51,6 +59,7 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
         special_tokens=dict(special_tokens or {}),
         extra_blocks_key=extra_blocks_key,
         reshapes=dict(reshapes or {}),
+        splits=dict(splits or {}),
         family=family,
     )
 
