@@ -86,6 +86,7 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-glm4moe": {},
     "tiny-lfm2": _FLAGS,
     "tiny-deepseek-v3": _FLAGS,
+    "tiny-gpt-oss": {},
 }
 
 

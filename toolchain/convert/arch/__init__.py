@@ -10,6 +10,7 @@ from toolchain.convert.arch import (
     dense,
     gemma,
     gemma3,
+    gpt_oss,
     lfm2,
     llama,
     moe,
@@ -38,6 +39,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     moe.GLM4MOE,
     lfm2.ARCH,
     deepseek.ARCH,
+    gpt_oss.ARCH,
     bert.ARCH,
     nomic_bert.ARCH,
 )

@@ -118,6 +118,13 @@ def write_common(h: HParams, md: Metadata) -> None:
         if kind == "yarn":
             md.u32("{arch}.rope.scaling.original_context_length",
                    int(rope["original_max_position_embeddings"]))
+            for key, gguf_key in (("extrapolation_factor", "yarn_ext_factor"),
+                                  ("attention_factor", "yarn_attn_factor"),
+                                  ("attn_factor", "yarn_attn_factor"),
+                                  ("beta_fast", "yarn_beta_fast"),
+                                  ("beta_slow", "yarn_beta_slow")):
+                if rope.get(key) is not None:
+                    md.f32("{arch}.rope.scaling." + gguf_key, float(rope[key]))
     if rope.get("rope_theta") is not None:
         md.f32("{arch}.rope.freq_base", float(rope["rope_theta"]))
     rms = h.get("rms_norm_eps", "norm_eps", default=None)

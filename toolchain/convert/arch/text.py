@@ -39,7 +39,8 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
               special_tokens: Mapping[str, str] | None = None,
               extra_blocks_key: str | None = None,
               reshapes: Mapping[str, Reshape] | None = None,
-              splits: Mapping[str, tuple[Split, ...]] | None = None) -> Architecture:
+              splits: Mapping[str, tuple[Split, ...]] | None = None,
+              renames: tuple[tuple[str, str], ...] = ()) -> Architecture:
     """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`)."""
     return Architecture(
         hf_names=hf_names,
@@ -52,7 +53,7 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
         transforms=dict(transforms or {}),
         extra_tensors=extra_tensors or (lambda _h: {}),
         keep_f32=keep_f32 | ALWAYS_F32,
-        renames=((r"\.e_score_correction_bias$", ".e_score_correction.bias"),),
+        renames=((r"\.e_score_correction_bias$", ".e_score_correction.bias"), *renames),
         uniform_blocks=uniform_blocks,
         truncate_vocab=truncate_vocab,
         output_required=output_required,
