@@ -1,6 +1,7 @@
 """`mfc convert HF_DIR OUT.gguf [--outtype f16]`: a Hugging Face model directory to GGUF.
 
 With `--lora-base`, HF_DIR is a PEFT LoRA adapter and OUT.gguf a GGUF LoRA for that base.
+`mfc convert --list-architectures` prints the architectures it converts.
 """
 
 from __future__ import annotations
@@ -15,18 +16,28 @@ from toolchain.progress import ProgressEvent
 
 
 @click.command()
-@click.argument("src", metavar="HF_DIR", type=click.Path(path_type=Path))
-@click.argument("out", metavar="OUT.gguf", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("src", metavar="HF_DIR", type=click.Path(path_type=Path), required=False)
+@click.argument("out", metavar="OUT.gguf", type=click.Path(dir_okay=False, path_type=Path),
+                required=False)
 @click.option("--outtype", default="f16", show_default=True, metavar="TYPE",
               help="f32, f16, bf16, auto (bf16 weights stay bf16), or a quantization type "
               "such as q8_0 or q4_K_M.")
 @click.option("--lora-base", type=click.Path(path_type=Path), metavar="BASE",
               help="Convert a PEFT LoRA adapter for BASE (its GGUF file or HF directory).")
+@click.option("--list-architectures", "list_archs", is_flag=True,
+              help="Print the Hugging Face architectures that convert, and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
-def command(src: Path, out: Path, outtype: str, lora_base: Path | None, as_json: bool) -> None:
+def command(src: Path | None, out: Path | None, *, outtype: str, lora_base: Path | None,
+            list_archs: bool, as_json: bool) -> None:
     """Convert a Hugging Face model directory (safetensors + tokenizer) to OUT.gguf."""
     from toolchain.convert import ConvertError, convert_hf_dir, convert_lora
     from toolchain.convert.outtype import resolve_outtype
+
+    if list_archs:
+        _list_architectures(as_json)
+        return
+    if src is None or out is None:
+        raise UsageError("expected HF_DIR and OUT.gguf", hint="mfc convert HF_DIR OUT.gguf")
 
     try:
         resolve_outtype(outtype, None)
@@ -49,3 +60,19 @@ def command(src: Path, out: Path, outtype: str, lora_base: Path | None, as_json:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {result.path} ({result.architecture}, {result.outtype}, "
                f"{result.tensor_count} tensors, {result.size / 2**20:.1f} MiB)")
+
+
+def _list_architectures(as_json: bool) -> None:
+    from toolchain.convert.arch import ARCHITECTURES
+
+    rows = [(name, arch.gguf_arch, arch.family) for arch in ARCHITECTURES
+            for name in arch.hf_names]
+    if as_json:
+        print_json({"architectures": [{"hf": hf, "gguf": gguf, "family": family}
+                                      for hf, gguf, family in rows]})
+        return
+    width = max(len(hf) for hf, _g, _f in rows)
+    gwidth = max(len(g) for _h, g, _f in rows)
+    click.echo(f"{'HF ARCHITECTURE':<{width}}  {'GGUF':<{gwidth}}  FAMILY")
+    for hf, gguf, family in rows:
+        click.echo(f"{hf:<{width}}  {gguf:<{gwidth}}  {family}")

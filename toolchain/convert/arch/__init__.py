@@ -56,7 +56,9 @@ def architecture_for(hf_name: str, config_path: Path) -> Architecture:
     if arch is None:
         raise ConvertError(
             config_path,
-            f"unsupported architecture {hf_name!r}",
-            hint="supported: " + ", ".join(SUPPORTED),
+            f"unsupported architecture {hf_name!r}: mfc has no conversion entry for it "
+            "(tensor names, weight transforms and metadata keys for its GGUF form)",
+            hint="`mfc convert --list-architectures` lists the supported ones: "
+            + ", ".join(SUPPORTED),
         )
     return arch

@@ -1,4 +1,4 @@
-"""DeepseekV3ForCausalLM (and V2) -> "deepseek2": multi-head latent attention (MLA) and
+"""DeepseekV3ForCausalLM -> "deepseek2": multi-head latent attention (MLA) and
 DeepSeek MoE.
 
 llama.cpp runs MLA in its absorbed form: the joint key/value up-projection kv_b_proj
@@ -89,7 +89,7 @@ def _metadata(h: HParams, md: Metadata) -> None:
 
 
 ARCH = text_arch(
-    ("DeepseekV3ForCausalLM", "DeepseekV2ForCausalLM"), "deepseek2", family="DeepSeek-V3",
+    ("DeepseekV3ForCausalLM",), "deepseek2", family="DeepSeek-V3",
     metadata=_metadata, vocab=("bpe",), shapes={}, uniform_blocks=False,
     extra_blocks_key="num_nextn_predict_layers",
     splits={"blk.{bid}.attn_kv_b.weight": (
