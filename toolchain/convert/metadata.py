@@ -54,6 +54,9 @@ class Metadata:
     def i32s(self, key: str, values: Sequence[int] | np.ndarray) -> None:
         self._put(key, Entry(GGUFValueType.ARRAY, values, GGUFValueType.INT32))
 
+    def u8s(self, key: str, values: bytes) -> None:
+        self._put(key, Entry(GGUFValueType.ARRAY, list(values), GGUFValueType.UINT8))
+
     def bools(self, key: str, values: Sequence[bool]) -> None:
         self._put(key, Entry(GGUFValueType.ARRAY, [bool(v) for v in values], GGUFValueType.BOOL))
 

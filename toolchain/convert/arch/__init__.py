@@ -17,6 +17,7 @@ from toolchain.convert.arch import (
     nomic_bert,
     qwen2,
     qwen3,
+    xlm_roberta,
 )
 from toolchain.convert.architecture import Architecture
 from toolchain.convert.errors import ConvertError
@@ -42,6 +43,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     gpt_oss.ARCH,
     bert.ARCH,
     nomic_bert.ARCH,
+    xlm_roberta.ARCH,
 )
 
 _BY_HF_NAME = {name: arch for arch in ARCHITECTURES for name in arch.hf_names}

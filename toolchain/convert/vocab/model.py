@@ -28,6 +28,8 @@ class Vocab:
     add_space_prefix: bool | None = None
     token_type_count: int | None = None  # BERT segment embeddings
     chat_templates: dict[str, str] = field(default_factory=dict)
+    precompiled_charsmap: bytes | None = None  # Unigram normalizer (llama.cpp "t5")
+    remove_extra_whitespaces: bool | None = None
     #: things the user should know (e.g. an unrecognised pre-tokenizer)
     warnings: list[str] = field(default_factory=list)
 
@@ -52,11 +54,18 @@ def write_vocab(vocab: Vocab, md: Metadata) -> None:
         for kind in ("bos", "eos", "unk", "sep", "pad", "mask", "eot", "eom"):
             if kind in vocab.special:
                 md.u32(f"tokenizer.ggml.{KEY_WORDS[kind]}_token_id", vocab.special[kind])
-        for kind in ("bos", "eos"):
+        for kind in ("bos", "eos", "sep"):
             if kind in vocab.add:
                 md.boolean(f"tokenizer.ggml.add_{kind}_token", vocab.add[kind])
         if vocab.add_space_prefix is not None:
             md.boolean("tokenizer.ggml.add_space_prefix", vocab.add_space_prefix)
+        if vocab.model == "t5":
+            md.u32("tokenizer.ggml.token_type_count", vocab.token_type_count or 1)
+            if vocab.remove_extra_whitespaces is not None:
+                md.boolean("tokenizer.ggml.remove_extra_whitespaces",
+                           vocab.remove_extra_whitespaces)
+            if vocab.precompiled_charsmap:
+                md.u8s("tokenizer.ggml.precompiled_charsmap", vocab.precompiled_charsmap)
     for name, template in sorted(vocab.chat_templates.items()):
         md.string("tokenizer.chat_template" + (f".{name}" if name else ""), template)
 
