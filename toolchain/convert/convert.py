@@ -119,6 +119,12 @@ def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
     n_layer = _n_layer(hp)
     n_extra = hp.int(arch.extra_blocks_key, default=0) if arch.extra_blocks_key else 0
     for order, (name, entry) in enumerate(hf.tensors.items()):
+        if entry.dtype == "U8" and name.endswith(("_blocks", "_scales")):
+            raise ConvertError(
+                entry.file.path, f"tensor {name!r} holds MXFP4 blocks ({hf.architecture}'s "
+                "quantized experts): converting them as they are is not supported yet",
+                hint="save a dequantized (bf16) copy first, e.g. transformers' "
+                "from_pretrained(..., quantization_config=Mxfp4Config(dequantize=True))")
         try:
             mapped = map_tensor_name(arch, name)
         except UnmappedTensorError:

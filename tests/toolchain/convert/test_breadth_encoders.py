@@ -1,12 +1,12 @@
 """XLM-RoBERTa, the embedding model and the reranker (fixtures/tiny_breadth.py ENCODERS),
 converted at F32 and run by llama.cpp against transformers on the same checkpoint.
 
-- Hidden states: max |Δ| / max |h| <= 5e-3. llama.cpp evaluates GELU through a
-  half-precision lookup table, which alone gives the ~1e-3 test_encoders measures for
-  BERT; the rest of the network agrees to ~1e-6 (measured below with the numbers).
+- Hidden states: max |Δ| / max |h| <= 1e-3 (measured 5.6e-4: llama.cpp evaluates GELU
+  through a half-precision lookup table, the rest agrees to ~1e-6).
 - Pooled (CLS) embedding: cosine >= 0.9999.
 - Reranker: llama.cpp's rank pooling (classifier dense + tanh + out_proj on the first
-  token) against transformers' logit, |Δ| <= 5e-3 * max(1, |logit|).
+  token) against transformers' logit, |Δ| <= 5e-3 * max(1, |logit|) (measured up to
+  1.9e-3 on logits of 0.4..2.2: the same GELU table, then the head).
 - Token ids: llama.cpp's UGM tokenizer against transformers' on the shared texts.
 - llama.cpp's converter: same tensors and metadata but for the listed differences.
 """
@@ -27,7 +27,8 @@ from tests.toolchain.convert.reference_convert import differences, run_reference
 
 pytestmark = pytest.mark.oracle
 
-TOLERANCE = 5e-3
+TOLERANCE = 1e-3
+RERANK_TOLERANCE = 5e-3
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
     "Der Fuchs ist schnell; le renard est rapide.",
@@ -101,9 +102,9 @@ def test_rerank_score_matches_transformers(converted) -> None:
             with torch.no_grad():
                 ref = float(model(**tok(text, return_tensors="pt")).logits[0, 0])
             ours = float(np.ravel(llm.embed(text, normalize=False))[0])
-            assert abs(ours - ref) <= TOLERANCE * max(1.0, abs(ref)), (text, ours, ref)
+            assert abs(ours - ref) <= RERANK_TOLERANCE * max(1.0, abs(ref)), (text, ours, ref)
             scores.append(ref)
-        assert np.ptp(scores) > 10 * TOLERANCE  # the texts score differently
+        assert np.ptp(scores) > 10 * RERANK_TOLERANCE  # the texts score differently
     finally:
         llm.close()
 
