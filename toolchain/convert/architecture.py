@@ -109,6 +109,9 @@ class Architecture:
     reshapes: Mapping[str, Reshape] = field(default_factory=dict)
     #: GGUF name (with suffix) -> the tensors written instead of it
     splits: Mapping[str, tuple[Split, ...]] = field(default_factory=dict)
+    #: GGUF name of an MXFP4 tensor (with suffix) -> (GGUF name, rows) it is written as;
+    #: an architecture without entries refuses MXFP4 checkpoints
+    mxfp4_rows: Mapping[str, tuple[tuple[str, slice], ...]] = field(default_factory=dict)
     #: llama.cpp needs output.weight even when tied: the embedding is written again
     output_required: bool = False
     #: the README's name for the family, e.g. "Gemma 2"

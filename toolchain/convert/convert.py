@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gguf import LlamaFileType
+
 from toolchain.convert.arch import architecture_for
 from toolchain.convert.architecture import (
     Architecture,
@@ -23,6 +25,7 @@ from toolchain.convert.architecture import (
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.hf_dir import HFDir, open_hf_dir
 from toolchain.convert.metadata import Metadata
+from toolchain.convert.mxfp4 import MXFP4, is_mxfp4_part, plan_mxfp4
 from toolchain.convert.outtype import OutType, encoded_nbytes, resolve_outtype, tensor_type
 from toolchain.convert.quantized import apply_policy
 from toolchain.convert.safetensors_file import FLOAT_DTYPES, TensorEntry
@@ -79,12 +82,15 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
         tensors = plan_tensors(hf, arch, hp, out_type, len(vocab))
         if out_type.quantize:
             apply_policy(tensors, out_type, arch.gguf_arch, hp, _n_layer(hp))
-        md = build_metadata(hf, arch, hp, out_type, vocab)
+        file_type = int(out_type.file_type)
+        if out_type.quantize is None and any(t.ggml == MXFP4 for t in tensors):
+            file_type = int(LlamaFileType.MOSTLY_MXFP4_MOE)  # as llama.cpp's converter says
+        md = build_metadata(hf, arch, hp, file_type, vocab)
         for warning in vocab.warnings:
             report(ProgressEvent(f"warning: {warning}"))
         write_gguf(out, md, tensors, hp, progress=report, inputs=input_files(hf.path))
     report(ProgressEvent(f"wrote {out}"))
-    return ConvertResult(out, arch.gguf_arch, out_type.name, int(out_type.file_type),
+    return ConvertResult(out, arch.gguf_arch, out_type.name, file_type,
                          len(tensors), out.stat().st_size, list(vocab.warnings))
 
 
@@ -97,14 +103,14 @@ def _set_special_tokens(hf: HFDir, arch: Architecture, vocab: Vocab) -> None:
         vocab.special[kind] = ids[text]
 
 
-def build_metadata(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
+def build_metadata(hf: HFDir, arch: Architecture, hp: HParams, file_type: int,
                    vocab: Vocab) -> Metadata:
     md = Metadata(arch.gguf_arch)
     md.string("general.architecture", arch.gguf_arch)
     arch.metadata(hp, md)
     if hf.pooling_type is not None:
         md.u32("{arch}.pooling_type", hf.pooling_type)
-    md.u32("general.file_type", int(out.file_type))
+    md.u32("general.file_type", file_type)
     md.u32("general.quantization_version", QUANTIZATION_VERSION)
     write_vocab(vocab, md)
     return md
@@ -118,8 +124,13 @@ def plan_tensors(hf: HFDir, arch: Architecture, hp: HParams, out: OutType,
     experts: dict[str, dict[int, tuple[int, MappedName, TensorEntry]]] = {}
     n_layer = _n_layer(hp)
     n_extra = hp.int(arch.extra_blocks_key, default=0) if arch.extra_blocks_key else 0
+    mxfp4 = plan_mxfp4(hf, arch, hp) if arch.mxfp4_rows else []
+    for t in mxfp4:
+        planned[t.name] = (_sort_key(_block(t.name), t.name, -1), t)
     for order, (name, entry) in enumerate(hf.tensors.items()):
-        if entry.dtype == "U8" and name.endswith(("_blocks", "_scales")):
+        if is_mxfp4_part(name, entry) and arch.mxfp4_rows:
+            continue
+        if is_mxfp4_part(name, entry):
             raise ConvertError(
                 entry.file.path, f"tensor {name!r} holds MXFP4 blocks ({hf.architecture}'s "
                 "quantized experts): converting them as they are is not supported yet",
@@ -219,6 +230,11 @@ def _stacked(arch: Architecture, hp: HParams, gguf_name: str,
     return _sort_key(mapped.bid, gguf_name, order), PlannedTensor(
         gguf_name, shape, ggml, encoded_nbytes(shape, ggml), source=entries[0],
         stacked=tuple(entries[1:]), transform=arch.transforms.get(mapped.template))
+
+
+def _block(gguf_name: str) -> int | None:
+    parts = gguf_name.split(".")
+    return int(parts[1]) if parts[0] == "blk" else None
 
 
 def _n_layer(hp: HParams) -> int:

@@ -56,6 +56,8 @@ def apply_policy(tensors: list[PlannedTensor], out: OutType, arch: str, hp: HPar
     plans = {p.tensor.name: p for p in plan_tensors(infos, facts, quant.file_type(out.quantize))}
     for t in tensors:
         plan = plans[t.name]
+        if t.raw is not None:
+            continue  # kept in its checkpoint encoding (MXFP4 experts)
         if plan.requires_imatrix:
             raise ConvertError("--outtype", f"{out.name} needs an importance matrix",
                                hint="convert to f16, then `mfc quantize --imatrix`")

@@ -48,6 +48,8 @@ class PlannedTensor:
     transform: Transform | None = None
     rows: int | None = None  # keep only the first `rows` rows (vocabulary truncation)
     encoder: Encoder | None = None
+    #: the encoded bytes, read on demand (tensors kept in their checkpoint encoding)
+    raw: Callable[[], np.ndarray] | None = None
 
 
 def input_files(folder: Path) -> list[Path]:
@@ -136,6 +138,9 @@ def _pad(fout: IO[bytes]) -> None:
 
 
 def _encoded_chunks(t: PlannedTensor, hp: HParams | None) -> Iterator[np.ndarray]:
+    if t.raw is not None:
+        yield t.raw()
+        return
     if t.data is not None:
         yield _encode(t, t.data, None, None)
         return

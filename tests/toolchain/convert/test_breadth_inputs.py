@@ -152,20 +152,17 @@ def test_unsupported_architecture_says_what_is_missing(tmp_path: Path) -> None:
     assert info.value.hint and "--list-architectures" in info.value.hint
 
 
-def test_mxfp4_experts_are_refused_with_the_way_out(tmp_path: Path) -> None:
-    """GPT-OSS as released stores its experts as MXFP4 blocks + scales (uint8)."""
+def test_mxfp4_blocks_elsewhere_are_refused_with_the_way_out(tmp_path: Path) -> None:
+    """MXFP4 blocks + scales (uint8) convert as they are only for GPT-OSS."""
     from safetensors.numpy import load_file, save_file
 
-    copy = Path(shutil.copytree(tiny("tiny-gpt-oss"), tmp_path / "model"))
+    copy = Path(shutil.copytree(tiny("tiny-qwen3moe"), tmp_path / "model"))
     tensors = load_file(str(copy / "model.safetensors"))
-    weight = tensors.pop("model.layers.0.mlp.experts.down_proj")
-    n_exp, n_in, n_out = weight.shape
-    tensors["model.layers.0.mlp.experts.down_proj_blocks"] = np.zeros(
-        (n_exp, n_out, n_in // 32, 16), np.uint8)
-    tensors["model.layers.0.mlp.experts.down_proj_scales"] = np.full(
-        (n_exp, n_out, n_in // 32), 127, np.uint8)
+    tensors.pop("model.layers.0.mlp.experts.0.down_proj.weight")
+    tensors["model.layers.0.mlp.experts.0.down_proj_blocks"] = np.zeros((64, 1, 16), np.uint8)
+    tensors["model.layers.0.mlp.experts.0.down_proj_scales"] = np.full((64, 1), 127, np.uint8)
     save_file(tensors, str(copy / "model.safetensors"))
     with pytest.raises(ConvertError) as info:
         convert_hf_dir(copy, tmp_path / "out.gguf", "f32")
-    assert "MXFP4 blocks (GptOssForCausalLM's quantized experts)" in info.value.message
+    assert "MXFP4 blocks (Qwen3MoeForCausalLM's quantized experts)" in info.value.message
     assert info.value.hint and "dequantize" in info.value.hint

@@ -4,7 +4,9 @@ experts stored fused across experts.
 transformers keeps the experts as [experts, in, out] with gate and up interleaved
 column by column in gate_up_proj; llama.cpp wants [experts, out, in] per projection,
 so gate_up is transposed and cut into its even (gate) and odd (up) rows, down is
-transposed, and the fused biases are cut the same way.
+transposed, and the fused biases are cut the same way. The released checkpoints hold
+the experts as MXFP4 blocks ([experts, out, ...], already llama.cpp's orientation):
+those are kept MXFP4 (see mxfp4.py), gate_up cut into even and odd rows likewise.
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ ARCH = text_arch(
              (r"\.(gate_up_proj|down_proj)_bias$", r".\1.bias"),
              (r"\.sinks$", ".sinks.weight")),
     names={"model.layers.{bid}.mlp.experts.gate_up_proj": "blk.{bid}.ffn_gate_up_exps"},
+    mxfp4_rows={
+        "blk.{bid}.ffn_gate_up_exps.weight": (
+            (_exps("gate") + ".weight", slice(0, None, 2)),
+            (_exps("up") + ".weight", slice(1, None, 2))),
+        "blk.{bid}.ffn_down_exps.weight": ((_exps("down") + ".weight", slice(None)),),
+    },
     splits={
         "blk.{bid}.ffn_gate_up_exps.weight": (
             Split(_exps("gate") + ".weight", _half_rows,

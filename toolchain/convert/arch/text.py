@@ -40,7 +40,9 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
               extra_blocks_key: str | None = None,
               reshapes: Mapping[str, Reshape] | None = None,
               splits: Mapping[str, tuple[Split, ...]] | None = None,
-              renames: tuple[tuple[str, str], ...] = ()) -> Architecture:
+              renames: tuple[tuple[str, str], ...] = (),
+              mxfp4_rows: Mapping[str, tuple[tuple[str, slice], ...]] | None = None,
+              ) -> Architecture:
     """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`)."""
     return Architecture(
         hf_names=hf_names,
@@ -61,6 +63,7 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
         extra_blocks_key=extra_blocks_key,
         reshapes=dict(reshapes or {}),
         splits=dict(splits or {}),
+        mxfp4_rows=dict(mxfp4_rows or {}),
         family=family,
     )
 
