@@ -1,28 +1,21 @@
-"""The pass cache: heavy passes (convert, quantize) remember their output blob by input.
+"""The pass cache's keys and entries: the one place a heavy pass's output is looked up.
 
-Key = sha256 of the Go-JSON of (input digest, pass name, pass version, options); the entry,
-`<store>/.mfc/cache/<key>.json`, names the output blob. Outputs are ordinary blobs, so a
-hit whose blob is still in the store costs nothing: no tensor work, no new blob. A hit
-whose blob was garbage-collected is a miss. Entries are written atomically.
+Key = sha256 of the Go-JSON of (input digest, pass name, pass version, options), the name
+and version read from the pass's `Pass` (bump its version when its output bytes change).
+The entry, `<store>/.mfc/cache/<key>.json`, names the output blob and records what the key
+was made of, for `mfc cache`; what the store does with entries (ownership, sweeping,
+eviction) is `toolchain.store.cache`. A hit whose blob was removed is a miss.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from toolchain.gojson import GoStruct, encode
-from toolchain.store.blobs import is_digest
+from toolchain.store.cache import CacheEntry
 from toolchain.store.store import Store
-
-
-@dataclass(frozen=True, slots=True)
-class CacheEntry:
-    digest: str
-    size: int
-    meta: dict[str, Any]
 
 
 def cache_key(input_digest: str, pass_name: str, pass_version: int, options: dict[str, Any]) -> str:
@@ -33,25 +26,29 @@ def cache_key(input_digest: str, pass_name: str, pass_version: int, options: dic
     return hashlib.sha256(encode(payload)).hexdigest()
 
 
-class PassCache:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.dir = store.root / ".mfc" / "cache"
+@dataclass(frozen=True, slots=True)
+class PassKey:
+    """One application of a pass: what its cache key is made of."""
 
-    def get(self, key: str) -> CacheEntry | None:
-        """The cached output for `key` if its blob is still in the store, else None."""
-        try:
-            obj = json.loads((self.dir / f"{key}.json").read_text())
-            digest = str(obj["digest"])
-            size = int(obj["size"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if not is_digest(digest) or not self.store.blobs.exists(digest):
-            return None
-        self.store.blobs.touch(digest)
-        meta = obj.get("meta")
-        return CacheEntry(digest, size, meta if isinstance(meta, dict) else {})
+    input: str
+    pass_name: str
+    version: int
+    options: dict[str, Any]
 
-    def put(self, key: str, digest: str, size: int, meta: dict[str, Any] | None = None) -> None:
-        entry = GoStruct(digest=digest, size=size, meta=meta or {})
-        self.store.write_file(self.dir / f"{key}.json", encode(entry))
+    @property
+    def key(self) -> str:
+        return cache_key(self.input, self.pass_name, self.version, self.options)
+
+
+def lookup(store: Store, key: PassKey) -> CacheEntry | None:
+    """The cached output of `key` if its blob is still in the store (marked used now)."""
+    return store.cache.hit(key.key)
+
+
+def record(store: Store, key: PassKey, digest: str, size: int, meta: dict[str, Any]) -> None:
+    """Write the entry for `key` atomically (the caller holds the store's shared lock)."""
+    entry = GoStruct(
+        digest=digest, size=size, input=key.input, **{"pass": key.pass_name},
+        version=key.version, options=key.options, meta=meta,
+    )
+    store.write_file(store.cache.path(key.key), encode(entry))

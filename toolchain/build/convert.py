@@ -13,7 +13,6 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-from toolchain.build.cache import cache_key
 from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass, pass_output
 from toolchain.build.plan import BuildPlan, PlannedLayer
@@ -52,7 +51,6 @@ def convert_folder(
     options: dict[str, object] = {"outtype": OUTTYPE, "adapter": adapter}
     if adapter:
         options["base"] = base.digest if base is not None else ""
-    key = cache_key(folder_digest(source.path), "convert", VERSION, options)
 
     def forward(event: ProgressEvent) -> None:
         if not event.status.startswith("wrote "):
@@ -69,7 +67,9 @@ def convert_folder(
     try:
         return pass_output(
             ctx,
-            key,
+            PASS,
+            folder_digest(source.path),
+            options,
             produce,
             media_type=media_type,
             meta={"folder": str(source.path)},

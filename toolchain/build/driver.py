@@ -5,7 +5,8 @@
 The store is touched only once a pass has something to write (bad inputs are rejected
 before that, so they leave it byte-for-byte as it was). Writers hold the store's shared
 lock until the manifest is written; then the blobs only the replaced manifest used are
-removed under the exclusive lock, as the reference does after a create.
+removed under the exclusive lock, as the reference does after a create, and the build
+cache is bounded to its size cap.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from toolchain.build.plan import BuildPlan, BuildResult
 from toolchain.build.quantize import check_quantize_type
 from toolchain.build.request import CreateRequest, request_from_modelfile
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
+from toolchain.store.cache import max_size_from_env
+from toolchain.store.errors import StoreBusyError
 from toolchain.store.names import ModelName
 from toolchain.store.store import Store
 
@@ -53,8 +56,20 @@ def build(
     assert plan.manifest is not None
     stale = store.replaced_blobs(old, plan.manifest)
     removed = store.remove_unreferenced(stale) if stale else []
+    removed += bound_cache(store)
     progress(ProgressEvent("success"))
     return BuildResult(name, plan.manifest, tuple(ctx.new_blobs), tuple(removed))
+
+
+def bound_cache(store: Store) -> list[str]:
+    """Evict least-recently-used cache entries beyond `MFC_BUILD_CACHE_MAX_SIZE`; skipped
+    (the next build does it) while another process uses the store, so builds never queue
+    behind each other for it. Returns the blobs removed."""
+    try:
+        done = store.evict_cache(max_size=max_size_from_env(), wait=False)
+    except StoreBusyError:
+        return []
+    return done.swept + [e.digest for e in done.evicted if not store.blobs.exists(e.digest)]
 
 
 def build_modelfile(

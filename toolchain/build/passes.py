@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolchain.build.cache import PassCache
+from toolchain.build.cache import PassKey, lookup, record
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.errors import Span
 from toolchain.progress import ByteMeter, ByteProgress, ProgressCallback, ProgressEvent, no_progress
@@ -37,10 +37,6 @@ class BuildContext:
     _locks: ExitStack = field(default_factory=ExitStack)
     _locked: bool = False
     _writable: bool = False
-
-    @property
-    def cache(self) -> PassCache:
-        return PassCache(self.store)
 
     def report(
         self,
@@ -105,21 +101,25 @@ class Pass:
 
 def pass_output(
     ctx: BuildContext,
-    key: str,
+    step: Pass,
+    input_digest: str,
+    options: dict[str, Any],
     produce: Callable[[Path], None],
     *,
     media_type: str,
     meta: dict[str, Any],
     span: Span | None,
 ) -> PlannedLayer:
-    """The layer a heavy pass produces, from the pass cache if `key` is there.
+    """The layer `step` produces from `input_digest` with `options`, from the pass cache if
+    it is there (keyed on those and the pass's name and version).
 
     Otherwise `produce(out)` writes the GGUF at `out` (a private temp folder of the store),
     which becomes a blob and a cache entry. The layer is new (no `from`), like the
     reference's rewritten layers.
     """
     store = ctx.writable()
-    hit = ctx.cache.get(key)
+    key = PassKey(input_digest, step.name, step.version, options)
+    hit = lookup(store, key)
     created = False
     if hit is not None:
         digest, size = hit.digest, hit.size
@@ -133,7 +133,7 @@ def pass_output(
         created = written.created
         if created:
             ctx.new_blobs.append(written.digest)
-        ctx.cache.put(key, written.digest, written.size, meta)
+        record(store, key, written.digest, written.size, meta)
         digest, size = written.digest, written.size
     return PlannedLayer(
         media_type=media_type,

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from toolchain.build.cache import cache_key
 from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass, pass_output
 from toolchain.build.plan import BuildPlan, PlannedLayer
@@ -77,7 +76,6 @@ def quantize_layer(
             span,
             hint="`mfc quantize --allow-requantize` re-quantizes an already quantized GGUF",
         )
-    key = cache_key(layer.digest, "quantize", VERSION, {"type": target})
     status = f"quantizing {source_type} model to {target}"
 
     def on_progress(fraction: float) -> None:
@@ -93,7 +91,9 @@ def quantize_layer(
     try:
         return pass_output(
             ctx,
-            key,
+            PASS,
+            layer.digest,
+            {"type": target},
             produce,
             media_type=layer.media_type,
             meta={"type": target, "input": layer.digest},

@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "cp": "toolchain.cli.cp:command",
     "rm": "toolchain.cli.rm:command",
     "prune": "toolchain.cli.prune:command",
+    "cache": "toolchain.cli.cache:command",
     "inspect": "toolchain.cli.inspect:command",
     "serve": "toolchain.cli.serve:command",
     "run": "toolchain.cli.run:command",

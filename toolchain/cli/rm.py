@@ -12,7 +12,8 @@ from toolchain.cli.store_options import human_size, open_store, store_options
 @click.argument("names", nargs=-1, required=True)
 @store_options
 def command(names: tuple[str, ...], models: str | None, as_json: bool) -> None:
-    """Remove the models NAMES. Blobs still used by another model stay.
+    """Remove the models NAMES. Blobs still used by another model stay; build intermediates
+    only they used (the F16 a quantized model was made from) go too.
 
     Every name is checked first: if one is not in the store, nothing is removed.
     """
@@ -22,7 +23,8 @@ def command(names: tuple[str, ...], models: str | None, as_json: bool) -> None:
         store.read_manifest(name)  # raises "model 'x' not found" before anything is removed
     deleted, freed, blobs = [], 0, []
     for name in resolved:
-        sizes = {layer.digest: layer.size for layer in store.read_manifest(name).all_layers()}
+        sizes = {e.digest: e.size for e in store.cache.entries()}  # intermediates it frees
+        sizes |= {layer.digest: layer.size for layer in store.read_manifest(name).all_layers()}
         removed = store.delete(
             name, on_wait=lambda: click.echo("waiting for the store lock", err=True)
         )

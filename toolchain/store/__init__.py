@@ -11,6 +11,7 @@ Public API used by the build, the runtime and the registry client:
   a digest that does not match raises `BlobMismatchError`.
 - removal: `Store.delete(name)`, `Store.copy(src, dst)`, `Store.remove_unreferenced(digests)`,
   `Store.prune()` (full GC), `Store.verify()`; locks `Store.shared_lock/exclusive_lock`.
+- build cache: `Store.cache` (`BuildCache`: entries, ownership, sweep), `Store.evict_cache`.
 - models: `load_model(store, name)` -> `StoredModel` (template, system, params, paths ...).
 - JSON: `toolchain.gojson.encode` (Go `encoding/json` bytes), `toolchain.gojson.decode_any`.
 """

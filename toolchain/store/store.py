@@ -16,6 +16,7 @@ from pathlib import Path
 
 from quant.files import file_mode
 from toolchain.store.blobs import Blobs, fsync_dir
+from toolchain.store.cache import BuildCache, Eviction
 from toolchain.store.errors import ModelNotFoundError, StoreBusyError, StoreError
 from toolchain.store.lock import store_lock
 from toolchain.store.manifest import Manifest
@@ -73,6 +74,7 @@ class Store:
         self.root = Path(root)
         self.manifests_dir = self.root / "manifests"
         self.blobs = Blobs(self.root)
+        self.cache = BuildCache(self.root, self.blobs)
 
     @classmethod
     def open(cls, models: str | os.PathLike[str] | None = None) -> Store:
@@ -232,17 +234,20 @@ class Store:
     def remove_unreferenced(
         self, candidates: Iterable[str], on_wait: Callable[[], None] | None = None
     ) -> list[str]:
-        """Delete those of `candidates` that no manifest references; returns what was removed."""
+        """Delete those of `candidates` that no manifest references, and the build cache's
+        orphan entries with their blobs (`store/cache.py`); returns the blobs removed."""
         removed = []
         with self.exclusive_lock(on_wait):
             refs = self.referenced_digests()
             for digest in sorted(set(candidates) - refs):
                 if self.blobs.remove(digest):
                     removed.append(digest)
+            removed += self.cache.sweep(refs).removed
         return removed
 
     def delete(self, name: str | ModelName, on_wait: Callable[[], None] | None = None) -> list[str]:
-        """Remove a model and every blob of it no other manifest references; returns those blobs."""
+        """Remove a model and every blob of it no other manifest references, with the build
+        intermediates only it used (orphan cache entries); returns the blobs removed."""
         resolved = self.resolve(name)
         with self.exclusive_lock(on_wait):
             manifest = self.read_manifest(resolved)
@@ -253,7 +258,27 @@ class Store:
             for digest in sorted(manifest.digests() - refs):
                 if self.blobs.remove(digest):
                     removed.append(digest)
+            removed += self.cache.sweep(refs).removed
         return removed
+
+    def evict_cache(
+        self, *, older_than: float | None = None, max_size: int | None = None,
+        wait: bool = True, on_wait: Callable[[], None] | None = None,
+    ) -> Eviction:
+        """`BuildCache.evict` under the exclusive lock (`wait=False`: `StoreBusyError` if busy)."""
+        with self.exclusive_lock(self._busy(wait, on_wait)):
+            refs = self.referenced_digests()
+            return self.cache.evict(refs, older_than=older_than, max_size=max_size,
+                                    now=time.time())
+
+    def _busy(self, wait: bool, on_wait: Callable[[], None] | None) -> Callable[[], None]:
+        def busy() -> None:
+            if not wait:
+                raise StoreBusyError(f"the store {self.root} is in use by another mfc process")
+            if on_wait is not None:
+                on_wait()
+
+        return busy
 
     def _prune_empty_dirs(self, start: Path) -> None:
         d = start
@@ -281,23 +306,19 @@ class Store:
         `grace_seconds`), temp files of writers that are gone, and empty manifest folders.
 
         Builds and pulls hold the shared lock until their manifest is written, so their new
-        blobs are never taken. With `wait=False` a busy store raises `StoreBusyError`
-        instead of waiting for it.
+        blobs are never taken. The build cache's live entries keep their blobs (intermediates
+        of a model in the store: `mfc cache prune` evicts those); orphan entries go with
+        theirs. With `wait=False` a busy store raises `StoreBusyError` instead of waiting.
         """
-
-        def busy() -> None:
-            if not wait:
-                raise StoreBusyError(f"the store {self.root} is in use by another mfc process")
-            if on_wait is not None:
-                on_wait()
-
-        removed, freed = [], 0
         now = time.time()
-        with self.exclusive_lock(busy):
+        with self.exclusive_lock(self._busy(wait, on_wait)):
             temps = self.blobs.clean_stale_temps()
             refs = self.referenced_digests()
+            swept = self.cache.sweep(refs)
+            removed, freed = list(swept.removed), swept.freed
+            keep = refs | swept.held
             for digest in self.blobs.digests():
-                if digest in refs:
+                if digest in keep:
                     continue
                 try:
                     st = self.blobs.path(digest).stat()
