@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -207,3 +209,34 @@ def test_prune_and_cache_prune_wait_for_a_running_build(
     assert busy and len(threads) == 2 and set(results) == {"prune", "cache"}
     assert built.manifest.digests() <= blobs(store) and store.verify() == []
     assert results["prune"].blobs == []
+
+
+def test_cli_prune_in_another_process_waits_for_the_build(
+    store: Store, folder: Path, fake_quant: FakeQuantizer
+) -> None:
+    """`mfc prune` and `mfc cache prune` started while a build quantizes (flock held shared
+    by this process) are still waiting when the quantizer runs; they finish after it."""
+    store.root.mkdir(parents=True)
+    procs: list[subprocess.Popen[str]] = []
+    waiting: list[bool] = []
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
+
+    def during(event: ProgressEvent) -> None:
+        if not event.status.startswith("quantizing") or procs:
+            return
+        for args in (["prune"], ["cache", "prune", "--max-size", "0"]):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", "from toolchain.cli import main; main()", *args,
+                 "--models", str(store.root), "--json"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            ))
+        for p in procs:  # each says it waits before blocking on the lock ("" if it ended)
+            assert p.stderr is not None
+            said = p.stderr.readline()
+            waiting.append("waiting for another mfc process" in said and p.poll() is None)
+
+    built = build(store, parse_name("q"), request(folder), progress=during)
+    outs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
+    assert waiting == [True, True]
+    assert outs[0]["removed_blobs"] == [] and outs[1]["evicted"] == 1  # only the F16
+    assert built.manifest.digests() <= blobs(store) and store.verify() == []
