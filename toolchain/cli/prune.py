@@ -15,8 +15,10 @@ def command(models: str | None, as_json: bool) -> None:
     manifest folders, as `mfc serve` does when it starts (unless MFC_NOPRUNE or
     OLLAMA_NOPRUNE is set).
 
-    Holds the store's exclusive lock, so it waits for builds and pulls in progress. A
-    blob uploaded to a server (POST /api/blobs) for a create not yet sent is removed too.
+    Build intermediates a model in the store still uses (the F16 a quantized model was made
+    from: see `mfc cache`) are kept; those of removed models go. Holds the store's
+    exclusive lock, so it waits for builds and pulls in progress. A blob uploaded to a
+    server (POST /api/blobs) for a create not yet sent is removed too.
     """
     store = open_store(models)
     if not store.root.is_dir():  # nothing to do, and nothing to create
