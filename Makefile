@@ -10,7 +10,7 @@ export MFC_CACHE ?= $(HOME)/.cache/mfc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := golang-go docker-registry prometheus nginx
 
-.PHONY: all setup venv system-deps fixtures test lint typecheck pytest demo bench clean
+.PHONY: all setup venv system-deps fixtures llama-tools test lint typecheck pytest demo bench clean
 
 all: test
 
@@ -46,8 +46,14 @@ system-deps:
 	  $(SUDO) apt-get install -y -q -t bookworm-backports golang-1.23-go >/dev/null; \
 	fi
 
-fixtures: venv
+fixtures: venv llama-tools
 	$(BIN)/python fixtures/fetch_models.py
+
+# llama-imatrix, llama-perplexity and llama-quantize, built once with CMake from the llama.cpp
+# that the llama-cpp-python source package vendors, into $(MFC_CACHE)/llama-tools/<version>
+# (about 10 minutes on 2 cores the first time; a no-op afterwards).
+llama-tools: venv
+	nice -n 10 $(BIN)/python fixtures/llama_tools.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -18,7 +18,8 @@ class FileType:
     default: str  # the tensor type most tensors get
 
 
-#: listed as people choose among them: the legacy types, the K-quant mixtures, the floats
+#: listed as people choose among them: the legacy types, the K-quant mixtures, the 4-bit
+#: i-quants, the floats
 _FILE_TYPES = (
     FileType("Q4_0", 2, "Q4_0"), FileType("Q4_1", 3, "Q4_1"), FileType("Q5_0", 8, "Q5_0"),
     FileType("Q5_1", 9, "Q5_1"), FileType("Q8_0", 7, "Q8_0"),
@@ -27,6 +28,7 @@ _FILE_TYPES = (
     FileType("Q3_K_L", 13, "Q3_K"), FileType("Q4_K_S", 14, "Q4_K"),
     FileType("Q4_K_M", 15, "Q4_K"), FileType("Q5_K_S", 16, "Q5_K"),
     FileType("Q5_K_M", 17, "Q5_K"), FileType("Q6_K", 18, "Q6_K"),
+    FileType("IQ4_NL", 25, "IQ4_NL"), FileType("IQ4_XS", 30, "IQ4_XS"),
     FileType("F16", 1, "F16"), FileType("BF16", 32, "BF16"), FileType("F32", 0, "F32"),
 )
 FILE_TYPES: dict[str, FileType] = {f.name: f for f in _FILE_TYPES}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from quant import floats, kquant_low, kquant_mid, kquant_q6, legacy
+from quant import floats, iquant4, kquant_low, kquant_mid, kquant_q6, legacy
 from quant.errors import QuantError
 from quant.numerics import Bytes, Floats
 
@@ -74,6 +74,14 @@ _TABLE = (
     BlockFormat(
         "Q6_K", 14, 256, 210, _kquant(kquant_q6.quantize_q6_k), kquant_q6.dequantize_q6_k,
         True, halves=((208, 210),),
+    ),
+    BlockFormat(
+        "IQ4_NL", 20, 32, 18, _kquant(iquant4.quantize_iq4_nl), iquant4.dequantize_iq4_nl,
+        True, halves=((0, 2),),
+    ),
+    BlockFormat(
+        "IQ4_XS", 23, 256, 136, _kquant(iquant4.quantize_iq4_xs), iquant4.dequantize_iq4_xs,
+        True, halves=((0, 2),),
     ),
     BlockFormat("BF16", 30, 1, 2, _plain(_F.quantize_bf16), _F.dequantize_bf16),
 )

@@ -121,15 +121,34 @@ def _cmod(a: int, b: int) -> int:
     return -r if a < 0 else r
 
 
-_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0",
+             **dict.fromkeys(("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS",
+                              "IQ3_S", "IQ4_XS"), "IQ4_NL")}
+#: ggml ids of the lattice i-quants, which the policy can choose before mfc has their
+#: kernels (all are 256-element super-blocks); planning works, quantizing refuses
+LATTICE_IDS = {"IQ2_XXS": 16, "IQ2_XS": 17, "IQ3_XXS": 18, "IQ1_S": 19, "IQ3_S": 21,
+               "IQ2_S": 22, "IQ1_M": 29}
+#: tensor types only made well with an importance matrix (`tensor_requires_imatrix`)
+NEEDS_IMATRIX = frozenset(("IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_M", "IQ1_S"))
+#: file types whose low-bit rules are one group in `llama_tensor_get_type_impl`
+_IQ_LOW = ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M")
+
+
+def _block(target: str) -> int:
+    return FORMATS[target].block if target in FORMATS else 256
+
+
+def type_id(target: str) -> int:
+    """The ggml id of a tensor type the policy chose."""
+    return FORMATS[target].type_id if target in FORMATS else LATTICE_IDS[target]
 
 
 def _fallback(t: TensorInfo, target: str) -> str:
     """`tensor_type_fallback`: a type whose blocks divide the row, else F16."""
-    if t.ne[0] % FORMATS[target].block == 0:
+    if t.ne[0] % _block(target) == 0:
         return target
     out = _FALLBACK.get(target, target)
-    return out if t.ne[0] % FORMATS[out].block == 0 else "F16"
+    return out if t.ne[0] % _block(out) == 0 else "F16"
 
 
 class _Mix:
@@ -160,17 +179,30 @@ class _Mix:
         if cat == "output" or (self.tied and cat == "token_embd"):
             if self.output_type:
                 return self.output_type
-            if falcon or t.ne[0] % FORMATS[new].block:
+            if falcon or t.ne[0] % _block(new):
                 return "Q8_0"
+            if f in (*_IQ_LOW, "IQ3_XXS"):
+                return "Q5_K"
             return "Q6_K" if new != "Q8_0" else new
+        if cat == "token_embd":
+            if f in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M"):
+                return "Q2_K"
+            return "IQ3_S" if f in ("IQ2_S", "IQ2_M", "IQ3_XXS") else new
+        if f in _IQ_LOW:
+            return self._iq_low(t, cat, new)
         if cat == "attn_v":
+            gqa4 = facts.n_gqa >= 4
             if f == "Q2_K":
-                new = "Q4_K" if facts.n_gqa >= 4 else "Q3_K"
-            elif f == "Q2_K_S" and facts.n_gqa >= 4:
+                new = "Q4_K" if gqa4 else "Q3_K"
+            elif f == "Q2_K_S" and gqa4:
+                new = "Q4_K"
+            elif f == "IQ3_XXS":
+                new = "Q4_K" if gqa4 else "IQ3_XXS" if self.has_imatrix else "IQ3_S"
+            elif (f in ("IQ3_XS", "IQ3_S") and gqa4) or f == "IQ3_M":
                 new = "Q4_K"
             elif f == "Q3_K_M":
                 new = "Q5_K" if self.i_wv < 2 else "Q4_K"
-            elif f == "Q3_K_L":
+            elif f == "Q3_K_L" or (f in ("IQ4_NL", "IQ4_XS") and gqa4):
                 new = "Q5_K"
             elif f in ("Q4_K_M", "Q5_K_M") and use_more_bits(self.i_wv, self.n_attention_wv):
                 new = "Q6_K"
@@ -181,9 +213,10 @@ class _Mix:
             if facts.n_expert == 8:
                 new = "Q8_0"
             self.i_wv += 1
-        elif cat == "attn_k":
-            if facts.n_expert == 8:
-                new = "Q8_0"
+        elif cat == "attn_k" and facts.n_expert == 8:
+            new = "Q8_0"
+        elif cat in ("attn_k", "attn_q"):
+            new = {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(f, new)
         elif cat == "ffn_down":
             i, n = self._layer(self.i_down, t.name)
             new = self._ffn_down(f, i, n, new, falcon)
@@ -192,16 +225,44 @@ class _Mix:
             if falcon:
                 new = "Q4_K" if f == "Q3_K_L" else new
             elif facts.n_expert == 8:
-                if f in ("Q2_K", "Q3_K_S", "Q3_K_M", "Q4_K_S", "Q4_K_M"):
+                if f in ("Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S",
+                         "Q4_K_M", "IQ3_S", "IQ3_M", "IQ4_XS"):
                     new = "Q5_K"
             else:
-                new = {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"}.get(f, new)
-        elif cat == "ffn_gate":
-            self._layer(self.i_gate, t.name)
-            self.i_gate += 1
-        elif cat == "ffn_up":
-            self._layer(self.i_up, t.name)
-            self.i_up += 1
+                new = {"Q2_K": "Q3_K", "IQ3_XXS": "IQ3_S", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K",
+                       "IQ3_M": "Q4_K"}.get(f, new)
+        elif cat in ("ffn_gate", "ffn_up"):
+            i, n = self._layer(self.i_gate if cat == "ffn_gate" else self.i_up, t.name)
+            if f == "IQ3_XS" and n // 8 <= i < 7 * n // 8:
+                new = "IQ3_XXS"
+            if cat == "ffn_gate":
+                self.i_gate += 1
+            else:
+                self.i_up += 1
+        return new
+
+    def _iq_low(self, t: TensorInfo, cat: str, new: str) -> str:
+        """The rules of the IQ1/IQ2 file types; they advance only the attn_v and ffn_down
+        counters."""
+        f, facts = self.f, self.facts
+        s_or_m = f in ("IQ2_S", "IQ2_M")
+        if cat == "attn_v":
+            self.i_wv += 1
+            if facts.n_gqa >= 4 or facts.n_expert >= 4:
+                return "Q4_K"
+            return "IQ3_S" if s_or_m else "Q2_K"
+        if cat == "attn_k" and facts.n_expert == 8:
+            return "Q4_K"
+        if cat == "ffn_down":
+            low = self.i_down < self.facts.n_layer // 8
+            self.i_down += 1
+            return ("IQ3_S" if s_or_m else "Q2_K") if low else new
+        if cat == "attn_output":
+            if facts.n_expert == 8:
+                return "Q5_K"
+            if f in ("IQ1_S", "IQ1_M"):
+                return "IQ2_XXS"
+            return "IQ3_S" if s_or_m else new
         return new
 
     def _ffn_down(self, f: str, i: int, n: int, new: str, falcon: bool) -> str:
@@ -209,16 +270,22 @@ class _Mix:
             return "Q3_K"
         if f == "Q2_K_S":
             return "Q4_K" if i < n // 8 else new
+        if f == "IQ3_XXS" and not self.has_imatrix:
+            return "Q4_K" if i < n // 8 else "Q3_K"
         if f == "Q3_K_M":
             if i < n // 16:
                 return "Q5_K"
             return "Q4_K" if not falcon or use_more_bits(i, n) else "Q3_K"
+        if f == "IQ3_M" and (i < n // 8 or (self.facts.n_expert == 8 and use_more_bits(i, n))):
+            return "Q4_K"
         if f == "Q3_K_L":
             return "Q4_K" if falcon else "Q5_K"
         if f == "Q4_K_M":
             if falcon:
                 return "Q6_K" if i < n // 16 else "Q5_K" if use_more_bits(i, n) else "Q4_K"
             return "Q6_K" if use_more_bits(i, n) else new
+        if i < n // 8 and f in ("IQ4_NL", "IQ4_XS") and not self.has_imatrix:
+            return "Q5_K"
         if f == "Q5_K_M" and use_more_bits(i, n):
             return "Q6_K"
         if f == "Q4_K_S" and not falcon and i < n // 8:
@@ -259,7 +326,9 @@ def plan_tensors(
                 if not pure:
                     target = mix.choose(t, cat, target)
                 target = _fallback(t, target)
-        needs = target == "Q2_K" and ftype.name == "Q2_K_S" and cat not in ("token_embd", "output")
-        type_id = FORMATS[target].type_id
-        plans.append(Plan(t, type_id, type_id != t.type_id, needs))
+        needs = (target in NEEDS_IMATRIX or (target == "Q2_K" and ftype.name == "Q2_K_S")) and (
+            t.name not in ("token_embd.weight", "per_layer_token_embd.weight", "output.weight")
+        )
+        tid = type_id(target)
+        plans.append(Plan(t, tid, tid != t.type_id, needs))
     return plans

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from quant_reference import FTYPES, OPTION_CASES, Reference, reference, sha256_file
+from quant_reference import (
+    FTYPES,
+    IQ_CASES,
+    IQ_FTYPES,
+    OPTION_CASES,
+    Reference,
+    reference,
+    sha256_file,
+)
 
 import quant
 from quant import gguf_io
@@ -79,6 +87,20 @@ def test_smollm2_matches_llama_cpp(
 
 @pytest.mark.slow
 @pytest.mark.oracle
+@pytest.mark.parametrize(("model", "ftype", "tag"), IQ_CASES, ids=[c[1] for c in IQ_CASES])
+def test_smollm2_iquants_match_llama_cpp(
+    model: str, ftype: str, tag: str | None, imatrix_dir: Path, tensor_cache: DiskTensorCache,
+    tmp_path: Path,
+) -> None:
+    """IQ4_XS with an imatrix on rows of 2304; IQ4_NL without on rows of 576 and 1536 (its
+    ffn_down layers n/8 become Q5_K, which falls back to Q5_1 on rows of 1536)."""
+    im = imatrix_dir / f"{tag}.imatrix.gguf" if tag else None
+    check_same_as_llama(imatrix_dir / model, ftype, tmp_path / "out.gguf", tensor_cache,
+                        imatrix=im)
+
+
+@pytest.mark.slow
+@pytest.mark.oracle
 @pytest.mark.parametrize("case", list(OPTION_CASES))
 def test_options_match_llama_cpp(
     case: str, smollm2_f32_2304: Path, tensor_cache: DiskTensorCache, tmp_path: Path
@@ -123,7 +145,7 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path,
 
 @pytest.mark.oracle
 @pytest.mark.parametrize("with_imatrix", [False, True], ids=["plain", "imatrix"])
-@pytest.mark.parametrize("ftype", FTYPES)
+@pytest.mark.parametrize("ftype", FTYPES + IQ_FTYPES)
 @pytest.mark.parametrize("tag", ["untied", "tied"])
 def test_synthetic_edge_cases_match_llama_cpp(
     tag: str, ftype: str, with_imatrix: bool, synthetic: dict[str, tuple[Path, Path]],
