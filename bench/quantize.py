@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("MFC_CACHE", Path.home() / ".cache" / "mfc"))
 MODEL = CACHE / "models" / "smollm2-f32" / "SmolLM2-135M-F32-2304.gguf"
-TYPES = ("q8_0", "q4_0", "q4_K_M", "q6_K", "q2_K")
+TYPES = ("q8_0", "q4_0", "q4_K_M", "q6_K", "q2_K", "iq4_NL", "iq4_XS")
 TARGETS = {"q8_0": 1.0, "q4_0": 1.0}  # K-quants: 1.5
 
 OURS = """

@@ -29,6 +29,7 @@ _FILE_TYPES = (
     FileType("Q4_K_M", 15, "Q4_K"), FileType("Q5_K_S", 16, "Q5_K"),
     FileType("Q5_K_M", 17, "Q5_K"), FileType("Q6_K", 18, "Q6_K"),
     FileType("IQ4_NL", 25, "IQ4_NL"), FileType("IQ4_XS", 30, "IQ4_XS"),
+    FileType("IQ3_S", 26, "IQ3_S"), FileType("IQ3_M", 27, "IQ3_S"),
     FileType("F16", 1, "F16"), FileType("BF16", 32, "BF16"), FileType("F32", 0, "F32"),
 )
 FILE_TYPES: dict[str, FileType] = {f.name: f for f in _FILE_TYPES}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from quant import floats, iquant4, kquant_low, kquant_mid, kquant_q6, legacy
+from quant import floats, iquant3s, iquant4, kquant_low, kquant_mid, kquant_q6, legacy
 from quant.errors import QuantError
 from quant.numerics import Bytes, Floats
 
@@ -77,6 +77,10 @@ _TABLE = (
     ),
     BlockFormat(
         "IQ4_NL", 20, 32, 18, _kquant(iquant4.quantize_iq4_nl), iquant4.dequantize_iq4_nl,
+        True, halves=((0, 2),),
+    ),
+    BlockFormat(
+        "IQ3_S", 21, 256, 110, _kquant(iquant3s.quantize_iq3_s), iquant3s.dequantize_iq3_s,
         True, halves=((0, 2),),
     ),
     BlockFormat(

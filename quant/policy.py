@@ -126,8 +126,8 @@ _FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6
                               "IQ3_S", "IQ4_XS"), "IQ4_NL")}
 #: ggml ids of the lattice i-quants, which the policy can choose before mfc has their
 #: kernels (all are 256-element super-blocks); planning works, quantizing refuses
-LATTICE_IDS = {"IQ2_XXS": 16, "IQ2_XS": 17, "IQ3_XXS": 18, "IQ1_S": 19, "IQ3_S": 21,
-               "IQ2_S": 22, "IQ1_M": 29}
+LATTICE_IDS = {"IQ2_XXS": 16, "IQ2_XS": 17, "IQ3_XXS": 18, "IQ1_S": 19, "IQ2_S": 22,
+               "IQ1_M": 29}
 #: tensor types only made well with an importance matrix (`tensor_requires_imatrix`)
 NEEDS_IMATRIX = frozenset(("IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_M", "IQ1_S"))
 #: file types whose low-bit rules are one group in `llama_tensor_get_type_impl`

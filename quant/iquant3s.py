@@ -1,0 +1,203 @@
+"""IQ3_S: 256-element super-blocks of eight 32-element blocks; each group of four
+magnitudes is a point of a 512-point lattice (`quant.lattice`), signs are kept as bits,
+and each block has a 4-bit scale (`quantize_row_iq3_s_impl`, block size 32).
+
+Per block, 19 trial scales are tried; a group whose rounded levels are off the lattice
+takes its best neighbour (weighted by the square root of the importance). Blocks are
+columns of element-major arrays (`X[i, b]`), sums in C order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quant.kpack import half
+from quant.lattice import Lattice, iq3s_lattice
+from quant.numerics import (
+    F32,
+    Bytes,
+    Floats,
+    Ints,
+    column_slices,
+    element_major,
+    fp16_bytes,
+    nearest_int,
+    safe_div,
+    seq_sum,
+)
+
+_KMAXQ = 8
+_SHIFTS = 3 * np.arange(4)
+
+
+def _levels(idv: Floats, xval: Floats) -> Ints:
+    """`MAX(0, MIN(7, nearest_int(0.5f*(id*xval - 1))))`, (32, B) -> (8, 4, B)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = (F32(0.5) * ((idv * xval).astype(F32) - F32(1.0))).astype(F32)
+    return np.clip(nearest_int(v), 0, _KMAXQ - 1).reshape(8, 4, -1)
+
+
+_ODD = (2 * np.arange(_KMAXQ) + 1).astype(F32)
+
+
+def _neighbour(lat: Lattice, u: Ints, xg: Floats, wg: Floats, scale: Floats) -> Ints:
+    """`iq3_find_best_neighbour` for groups off the lattice: levels (G, 4) of the grid
+    point nearest to x/scale in the weighted sense (first of equals).
+
+    Each term `w*diff*diff` depends on one coordinate's level only, so the 8 possible
+    terms per coordinate are computed once per group; a candidate's distance is the
+    float sum of its four terms in C order. The candidates of all groups are one flat
+    list, reduced per group."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = ((scale[:, None, None] * _ODD).astype(F32) - xg[:, :, None]).astype(F32)
+        terms = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
+    counts = lat.count[u]
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    owner = np.repeat(np.arange(u.size) * 32, counts)
+    at = np.arange(int(ends[-1])) + np.repeat(lat.start[u] - starts, counts)
+    cand = lat.flat[at]
+    lv = lat.levels8[cand]  # (n, 4): i*8 + level of coordinate i
+    d2 = terms[owner + lv[:, 0]]
+    for i in range(1, 4):
+        d2 += terms[owner + lv[:, i]]
+    low = np.minimum.reduceat(d2, starts)
+    first = np.where(d2 == np.repeat(low, counts), np.arange(cand.size), cand.size)
+    best = cand[np.minimum.reduceat(first, starts)]
+    levels: Ints = (lat.values[best].astype(np.int32) - 1) // 2
+    return levels
+
+
+def _snap(lat: Lattice, L: Ints, xval: Floats, waux: Floats, scale: Floats) -> Ints:
+    """Levels (8, 4, B) with every off-lattice group replaced by its best neighbour."""
+    u = (L << _SHIFTS[None, :, None]).sum(axis=1)  # (8, B)
+    off = lat.index[u] < 0
+    if off.any():
+        g, b = np.nonzero(off)
+        xg = xval.reshape(8, 4, -1)[g, :, b]
+        wg = waux.reshape(8, 4, -1)[g, :, b]
+        L = L.copy()
+        L[g, :, b] = _neighbour(lat, u[g, b], xg, wg, scale[b])
+    return L
+
+
+def _fit(W: Floats, xval: Floats, L: Ints) -> tuple[Floats, Floats]:
+    q = (2 * L.reshape(32, -1) + 1).astype(F32)
+    wq = (W * xval).astype(F32)
+    return seq_sum((wq * q).astype(F32)), seq_sum(((W * q).astype(F32) * q).astype(F32))
+
+
+def _block_search(lat: Lattice, X: Floats, W: Floats) -> tuple[Floats, Ints, Floats]:
+    """Scale, levels (8, 4, B) and block maxima of each 32-element column."""
+    xval = np.abs(X)
+    waux = np.sqrt(W).astype(F32)
+    mx = xval.max(axis=0)
+    live = mx != 0
+    mx1 = np.where(live, mx, F32(1.0)).astype(F32)
+    B = X.shape[1]
+    scale = (mx1 / F32(2 * _KMAXQ - 1)).astype(F32)
+    best = np.zeros(B, dtype=F32)
+    L = np.zeros((8, 4, B), dtype=np.int64)
+    on_grid = np.zeros((8, B), dtype=bool)
+    for step in range(-9, 10):
+        with np.errstate(over="ignore", divide="ignore"):
+            idv = ((F32(2 * _KMAXQ - 1) + F32(step) * F32(0.2)) / mx1).astype(F32)
+            this_scale = (F32(1.0) / idv).astype(F32)
+        La = _levels(idv, xval)
+        u = (La << _SHIFTS[None, :, None]).sum(axis=1)
+        aux_on = lat.index[u] >= 0
+        La = _snap(lat, La, xval, waux, this_scale)
+        sumqx, sumq2 = _fit(W, xval, La)
+        with np.errstate(over="ignore", invalid="ignore"):
+            better = (sumq2 > 0) & ((sumqx * sumqx).astype(F32) > (best * sumq2).astype(F32))
+        if better.any():
+            scale = np.where(better, safe_div(sumqx, sumq2), scale).astype(F32)
+            best = np.where(better, scale * sumqx, best).astype(F32)
+            L = np.where(better[None, None, :], La, L)
+            on_grid = np.where(better[None, :], aux_on, on_grid)
+    redo = (~on_grid).any(axis=0) & (scale > 0) & live
+    if redo.any():
+        cols = np.flatnonzero(redo)
+        s = scale[cols]
+        Xv, Wv, Wa = xval[:, cols], W[:, cols], waux[:, cols]
+        with np.errstate(divide="ignore", over="ignore"):
+            idv = (F32(1.0) / s).astype(F32)
+        Lr = _snap(lat, _levels(idv, Xv), Xv, Wa, s)
+        L[:, :, cols] = Lr
+        sumqx, sumq2 = _fit(Wv, Xv, Lr)
+        scale[cols] = np.where(sumq2 > 0, safe_div(sumqx, sumq2), s)
+    return np.where(live, scale, F32(0.0)).astype(F32), L, mx
+
+
+def quantize_iq3_s(x: Floats, qw: Floats | None = None) -> Bytes:
+    """(nblocks, 256) float32 -> (nblocks, 110) IQ3_S blocks."""
+    lat = iq3s_lattice()
+    nb = x.shape[0]
+    X = element_major(x, 32)  # block b of super-block s is column 8*s + b
+    sumx2 = seq_sum(element_major(np.ascontiguousarray((x * x).astype(F32)), 256))
+    sigma2 = (F32(2.0) * sumx2 / F32(256.0)).astype(F32)
+    if qw is None:
+        W = (X * X).astype(F32)
+    else:
+        Q = element_major(qw, 32)
+        sig = np.repeat(sigma2, 8)[None, :]
+        W = (Q * np.sqrt((sig + (X * X).astype(F32)).astype(F32))).astype(F32)
+    B = X.shape[1]
+    scale = np.empty(B, dtype=F32)
+    L = np.empty((8, 4, B), dtype=np.int64)
+    mx = np.empty(B, dtype=F32)
+    for sl in column_slices(32, B):
+        scale[sl], L[:, :, sl], mx[sl] = _block_search(
+            lat, np.ascontiguousarray(X[:, sl]), np.ascontiguousarray(W[:, sl]))
+    neg = (X < 0).reshape(4, 8, B)  # sign bit i of byte k: element 8k + i
+    signs = np.packbits(neg, axis=1, bitorder="little").reshape(4, B).astype(np.uint8)
+    flip = scale < 0
+    signs[:, flip] = ~signs[:, flip]
+    scale = np.abs(scale).astype(F32)
+    grid = lat.index[(L << _SHIFTS[None, :, None]).sum(axis=1)]  # (8, B)
+    live = (mx != 0).reshape(nb, 8)
+    out = np.zeros((nb, 110), dtype=np.uint8)
+    # a block whose values are all zero is skipped without advancing the qs and signs
+    # pointers, so the next block's bytes go where its would have gone
+    rank = np.cumsum(live, axis=1) - 1
+    s_idx, b_idx = np.nonzero(live)
+    col = s_idx * 8 + b_idx
+    r = rank[s_idx, b_idx]
+    qs_at = 2 + 8 * r[:, None] + np.arange(8)
+    out[s_idx[:, None], qs_at] = (grid[:, col].T & 255).astype(np.uint8)
+    sg_at = 2 + 64 + 8 + 4 * r[:, None] + np.arange(4)
+    out[s_idx[:, None], sg_at] = signs[:, col].T
+    hi = ((grid >> 8) & 1).astype(np.uint8)  # (8, B)
+    qh = np.packbits(hi, axis=0, bitorder="little").reshape(B)
+    out[:, 66:74] = np.where(live, qh.reshape(nb, 8), 0)
+    scales = np.where(live, scale.reshape(nb, 8), F32(0.0)).astype(F32)
+    max_scale = scales.max(axis=1)
+    d = (max_scale / F32(31.0)).astype(F32)
+    ok = max_scale != 0
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        idv = np.where(ok, F32(1.0) / d, F32(0.0)).astype(F32)
+        v = (F32(0.5) * ((idv[:, None] * scales).astype(F32) - F32(1.0))).astype(F32)
+    ls = np.clip(nearest_int(v), 0, 15).astype(np.uint8)
+    out[:, 106:110] = np.where(ok[:, None], ls[:, 0::2] | (ls[:, 1::2] << 4), 0)
+    out[:, 0:2] = fp16_bytes(np.where(ok, (d * F32(1.033)).astype(F32), F32(0.0)))
+    return out
+
+
+def dequantize_iq3_s(b: Bytes) -> Floats:
+    lat = iq3s_lattice()
+    nb = b.shape[0]
+    d = half(b[:, 0:2])  # (nb, 1)
+    qs = b[:, 2:66].astype(np.int32)
+    qh = b[:, 66:74].astype(np.int32)
+    signs = b[:, 74:106]
+    sc = b[:, 106:110].astype(np.int32)
+    nib = np.stack([sc & 15, sc >> 4], axis=2).reshape(nb, 8)
+    db = (d * (1 + 2 * nib).astype(F32)).astype(F32)  # (nb, 8)
+    hi = np.unpackbits(qh.astype(np.uint8)[:, :, None], axis=2, bitorder="little")
+    grid = qs.reshape(nb, 8, 8) | (hi.astype(np.int32) << 8)  # (nb, block, group)
+    vals = lat.values[grid].astype(F32).reshape(nb, 8, 32)  # magnitudes per element
+    neg = np.unpackbits(signs.reshape(nb, 8, 4)[:, :, :, None], axis=3,
+                        bitorder="little").reshape(nb, 8, 32)
+    sgn = np.where(neg == 1, F32(-1.0), F32(1.0))
+    out: Floats = ((db[:, :, None] * vals).astype(F32) * sgn).astype(F32)
+    return out.reshape(nb, 256)

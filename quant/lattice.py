@@ -1,0 +1,52 @@
+"""Search tables of a lattice i-quant, derived from its grid as `iq3xs_init_impl` derives
+them: the grid points' values, a map from every 4-tuple of levels to its grid index (or
+none), and for each tuple off the grid its neighbours, the grid points at the `nwant`
+smallest distinct squared distances, ordered by (distance, index)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+
+from quant.lattice_grids import KGRID_512
+
+
+@dataclass(frozen=True)
+class Lattice:
+    values: npt.NDArray[np.int8]  # (grid, 4): the odd values 2l+1 of each point
+    levels8: npt.NDArray[np.int64]  # (grid, 4): 8*i + l of coordinate i (a term's offset)
+    index: npt.NDArray[np.int32]  # (8**4,): grid index of a level tuple, -1 off the grid
+    #: the neighbours of tuple u are flat[start[u] : start[u] + count[u]]
+    flat: npt.NDArray[np.int32]
+    start: npt.NDArray[np.int64]
+    count: npt.NDArray[np.int64]  # 0 for tuples on the grid
+
+
+def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice:
+    k = np.array(kgrid, dtype=np.int32)
+    levels = (k[:, None] >> (3 * np.arange(4))) & 7  # (grid, 4)
+    values = (2 * levels + 1).astype(np.int8)
+    index = np.full(8**4, -1, dtype=np.int32)
+    index[k] = np.arange(k.size, dtype=np.int32)
+    tuples = (np.arange(8**4)[:, None] >> (3 * np.arange(4))) & 7
+    pos = 2 * tuples + 1
+    d2 = ((values[None, :, :].astype(np.int32) - pos[:, None, :]) ** 2).sum(axis=2)
+    order = np.argsort(d2 * k.size + np.arange(k.size), axis=1)  # by (distance, index)
+    sorted_d2 = np.take_along_axis(d2, order, axis=1)
+    # the rank of each distance among the distinct distances of its row
+    rank = np.concatenate([np.zeros((d2.shape[0], 1), dtype=np.int64),
+                           np.cumsum(np.diff(sorted_d2, axis=1) > 0, axis=1)], axis=1)
+    keep = (rank < nwant) & (index < 0)[:, None]
+    count = keep.sum(axis=1)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+    levels8 = (8 * np.arange(4) + levels).astype(np.int64)
+    return Lattice(values, levels8, index, order[keep].astype(np.int32), start, count)
+
+
+@cache
+def iq3s_lattice() -> Lattice:
+    """The 512-point lattice of IQ3_S (three neighbour distances)."""
+    return _build(KGRID_512, 3)
