@@ -322,7 +322,7 @@ def plan_tensors(
             target = output_type
         else:
             target = default
-            if FORMATS[default].quantized:
+            if default not in FORMATS or FORMATS[default].quantized:
                 if not pure:
                     target = mix.choose(t, cat, target)
                 target = _fallback(t, target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,16 @@ def tiny_models_dir() -> Path:
     for name in ("tiny-llama", "smollm2-hf", "tiny-llama-lora"):
         _require(MODELS / name)
     return MODELS
+
+
+@pytest.fixture(scope="session")
+def llama_tools() -> Path:
+    """llama.cpp's llama-imatrix, llama-perplexity and llama-quantize, built from the sources
+    llama-cpp-python vendors (fixtures/llama_tools.py, `make llama-tools`)."""
+    sys.path.insert(0, str(ROOT / "fixtures"))
+    import llama_tools as tools
+
+    found = tools.tools_dir()
+    if found is None:
+        pytest.fail(f"llama.cpp tools are missing from {tools.BIN}: run `make llama-tools`")
+    return found
