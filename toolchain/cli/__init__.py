@@ -43,6 +43,8 @@ COMMANDS: dict[str, str] = {
     "stop": "toolchain.cli.stop:command",
     "template": "toolchain.cli.template:command",
     "quantize": "toolchain.cli.quantize:command",
+    "eval": "toolchain.cli.eval:command",
+    "imatrix": "toolchain.cli.imatrix:command",
     "convert": "toolchain.cli.convert:command",
 }
 
