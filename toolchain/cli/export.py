@@ -22,7 +22,7 @@ from toolchain.cli.store_options import open_store, store_options
 @store_options
 def command(names: tuple[str, ...], output: Path, models: str | None, as_json: bool) -> None:
     """Write the models NAMES to an OCI image-layout tarball (same models, same bytes)."""
-    from toolchain.registry.layout import export_models
+    from toolchain.registry.oci_tarball import export_models
 
     with reporter(as_json) as progress:
         done = export_models(list(names), output, store=open_store(models), progress=progress)

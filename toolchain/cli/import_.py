@@ -19,7 +19,7 @@ def command(tarball: Path, name: str | None, models: str | None, as_json: bool) 
 
     Every blob is checked against its digest before anything is added to the store.
     """
-    from toolchain.registry.layout import import_models
+    from toolchain.registry.oci_tarball import import_models
 
     with reporter(as_json) as progress:
         done = import_models(tarball, store=open_store(models), name=name, progress=progress)

@@ -15,7 +15,7 @@ Ollama media types), so any OCI distribution v2 registry can hold it. Public API
 
 from toolchain.registry.errors import AuthError, DigestMismatchError, LayoutError, RegistryError
 from toolchain.registry.events import EventStream, pull_events, push_events
-from toolchain.registry.layout import Transferred, export_models, import_models
+from toolchain.registry.oci_tarball import Transferred, export_models, import_models
 from toolchain.registry.pull import PullResult, pull_model
 from toolchain.registry.push import PushResult, push_model
 

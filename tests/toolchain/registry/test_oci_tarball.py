@@ -13,7 +13,7 @@ import pytest
 
 from tests.toolchain.registry.models import snapshot, store_model
 from toolchain.registry.errors import LayoutError
-from toolchain.registry.layout import export_models, import_models
+from toolchain.registry.oci_tarball import export_models, import_models
 from toolchain.store import Store, mediatypes
 
 NAME = "registry.example.com/team/tiny:v1"
