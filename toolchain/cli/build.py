@@ -7,14 +7,9 @@ from pathlib import Path
 
 import click
 
+from toolchain.cli.human import human_size
 from toolchain.cli.reporting import print_json, reporter
-from toolchain.cli.store_options import (
-    human_size,
-    insecure_option,
-    open_store,
-    quantize_option,
-    store_options,
-)
+from toolchain.cli.store_options import insecure_option, open_store, quantize_option, store_options
 from toolchain.errors import MfcError
 from toolchain.progress import ProgressEvent
 

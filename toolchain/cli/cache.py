@@ -8,14 +8,9 @@ import time
 
 import click
 
+from toolchain.cli.human import human_size, human_time, print_table
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import (
-    human_size,
-    human_time,
-    open_store,
-    print_table,
-    store_options,
-)
+from toolchain.cli.store_options import open_store, store_options
 from toolchain.errors import UsageError
 from toolchain.store.cache import CacheEntry, cache_size, max_size_from_env, parse_age, parse_size
 

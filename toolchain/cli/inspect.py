@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
+from toolchain.cli.human import human_size
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import human_size, open_store, store_options
+from toolchain.cli.store_options import open_store, store_options
 from toolchain.errors import MfcError
 
 #: strings longer than this are cut in the table (the JSON has them whole)

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import click
 
+from toolchain.cli.human import human_size, human_time, print_table
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import (
-    human_size,
-    human_time,
-    open_store,
-    print_table,
-    store_options,
-)
+from toolchain.cli.store_options import open_store, store_options
 
 
 @click.command()

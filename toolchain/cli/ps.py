@@ -6,8 +6,9 @@ import datetime as dt
 
 import click
 
+from toolchain.cli.human import human_size, human_time, print_table
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import human_size, human_time, json_option, print_table
+from toolchain.cli.store_options import json_option
 
 
 def until(expires_at: str) -> str:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from toolchain.cli.human import human_size
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import human_size, open_store, store_options
+from toolchain.cli.store_options import open_store, store_options
 
 
 @click.command()

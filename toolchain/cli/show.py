@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
+from toolchain.cli.human import human_size
 from toolchain.cli.reporting import print_json
-from toolchain.cli.store_options import human_size, open_store, store_options
+from toolchain.cli.store_options import open_store, store_options
 from toolchain.store.config import human_number
 
 PARTS = ("modelfile", "parameters", "template", "system", "license")

@@ -150,7 +150,7 @@ def test_inspect(capsys: pytest.CaptureFixture[str], tiny_dir: Path, tmp_path: P
 ])  # fmt: skip
 def test_times_read_as_the_reference_tables_show_them(offset: int, text: str) -> None:
     """`mfc list`'s MODIFIED and `mfc ps`'s UNTIL: Ollama's format.HumanTime."""
-    from toolchain.cli.store_options import human_time
+    from toolchain.cli.human import human_time
 
     now = 1_700_000_000.0
     assert human_time(now - offset, now=now) == text
