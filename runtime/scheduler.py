@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from runtime.config import ServerConfig
+from runtime.cpu import default_threads
 from runtime.durations import FOREVER, MAX_SECONDS, expiry
 from runtime.embedding import Embedder
 from runtime.engine import Engine
@@ -29,12 +30,6 @@ from runtime.options import Options
 
 log = logging.getLogger("mfc.serve")
 T = TypeVar("T")
-
-
-def default_threads() -> tuple[int, int]:
-    """(decode, prompt) threads when nothing is configured: llama-cpp-python's defaults."""
-    cpus = os.cpu_count() or 1
-    return max(cpus // 2, 1), cpus
 
 
 def usable_threads(requested: int) -> int:
@@ -277,8 +272,7 @@ class Scheduler:
         try:
             requested = key[1]
             num_ctx = max(min(requested, llama.n_ctx_train or requested), 4)
-            decode_threads, batch_threads = default_threads()
-            threads = usable_threads(opts.num_thread or cfg.num_threads or 0)
+            threads = usable_threads(opts.num_thread or cfg.num_threads or 0) or default_threads()
             embedding_only = llama.pooling_type is not None or not llama.has_decoder
             parallel = 1 if embedding_only else cfg.num_parallel
             settings = None
@@ -288,8 +282,8 @@ class Scheduler:
                     n_seq_max=parallel,
                     n_batch=usable_batch(opts.num_batch, num_ctx * parallel),
                     n_ubatch=usable_batch(opts.num_batch, num_ctx * parallel),
-                    n_threads=threads or decode_threads,
-                    n_threads_batch=threads or batch_threads,
+                    n_threads=threads,
+                    n_threads_batch=threads,
                     flash_attention=cfg.flash_attention,
                     kv_cache_type=_kv_type(cfg),
                 )
@@ -305,7 +299,7 @@ class Scheduler:
             engine=engine,
             num_ctx=num_ctx,
             num_parallel=parallel,
-            threads=threads or batch_threads,
+            threads=threads,
             embedding_only=embedding_only,
             session=cfg.keep_alive if keep_alive is None else keep_alive,
         )

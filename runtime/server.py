@@ -22,7 +22,10 @@ def bind(config: ServerConfig) -> socket.socket:
     """A listening socket on the configured address, or a clear error if it is taken."""
     host = config.host or "0.0.0.0"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on accepted sockets whose protocol
+    # says TCP, and without it Nagle's algorithm holds each small write for a delayed ACK
+    # (~40 ms per keep-alive request and per streamed chunk)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, config.port))
