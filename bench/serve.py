@@ -1,197 +1,313 @@
-"""`mfc serve` against llama-cpp-python in-process, on SmolLM2-135M (Q4_1).
+"""`mfc serve` against in-process llama-cpp-python and sentence-transformers, side by side.
 
-Prints, from medians over interleaved trials (the machine may be shared, so each trial
-runs both sides back to back):
+One run, one server (OLLAMA_NUM_PARALLEL=8, default threads), two models: SmolLM2-135M
+(Q4_1) for generation and all-MiniLM-L6-v2 (F16, converted by `mfc build`) for
+embeddings. Every figure is a median over interleaved trials (each trial runs every side
+back to back), so a machine shared with other work shifts both sides alike; read the
+ratios, not the absolute numbers. Prints:
 
-- decode tokens/s streamed over HTTP (/api/generate, NDJSON) vs the same greedy generation
-  with llama-cpp-python's `Llama.create_completion(stream=True)` in this process, and the
-  ratio (target >= 0.95);
-- time to first token over HTTP minus in-process (target < 15 ms), same prompt length,
-  never a cached prefix;
-- aggregate decode tokens/s with 1, 2 and 4 concurrent streams (OLLAMA_NUM_PARALLEL=4).
+- decode tokens/s streamed over HTTP vs `Llama.create_completion(stream=True)` in this
+  process, with each side's default threads and with the same threads on both;
+- time to first token over HTTP minus in-process (a new prompt, and a cached one);
+- one request's latency through a keep-alive client minus in-process: `/api/embed` of one
+  text vs `Llama.embed`, and `/api/version`;
+- `/api/embed` throughput (one request with every text) vs sentence-transformers fp32 and
+  `Llama.embed` on the same texts; 64 concurrent one-text requests vs one batched request;
+- 8 concurrent chat streams: aggregate tokens/s, p50/p95/p99 TTFT and inter-token latency,
+  against one stream's median inter-token latency.
 
-Both sides use the same threads (llama-cpp-python's defaults: half the cores for decoding,
-all for the prompt), flash attention on, a 2048-token context, greedy sampling.
-
-    .venv/bin/python bench/serve.py [--tokens 128] [--trials 5]
+    .venv/bin/python bench/serve.py [--tokens 128] [--trials 5] [--texts 128]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import platform
+import random
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fixtures.local_server import local_server
+from runtime.cpu import default_threads
 
 ROOT = Path(__file__).resolve().parent.parent
-GGUF = (
-    Path(os.environ.get("MFC_CACHE", Path.home() / ".cache" / "mfc"))
-    / "models"
-    / "smollm2"
-    / "SmolLM2-135M-Instruct.Q4_1.gguf"
-)
+MODELS = Path(os.environ.get("MFC_CACHE", Path.home() / ".cache" / "mfc")) / "models"
+SMOL = MODELS / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM = MODELS / "all-MiniLM-L6-v2"
 COUNTING = ", ".join(str(i) for i in range(1, 40)) + ","
-#: one client for every request, as applications keep theirs (a new httpx client costs
-#: tens of ms for its TLS context alone, which is not the server's time)
-CLIENT = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=8))
+WORDS = (
+    "the a model server request answer token batch vector network quiet river mountain "
+    "library window garden yellow engine careful bright summer thought market letter station "
+    "science history music number question system people problem reason"
+)
+#: one pooled client for every request, as applications keep theirs
+CLIENT = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64))
 
 
 def prompt(trial: int) -> str:
-    """A completion that keeps going (counting); the first word differs per trial so no
-    side can reuse a cached prefix."""
+    """A completion that keeps going (counting); its first word differs per trial so no side
+    reuses a cached prefix."""
     return f"Sequence {trial}: {COUNTING}"
 
 
-@contextmanager
-def server(store: Path, parallel: int) -> Iterator[str]:
-    env = {
-        "MFC_MODELS": str(store),
-        "OLLAMA_NUM_PARALLEL": str(parallel),
-        "OLLAMA_FLASH_ATTENTION": "1",
-        "OLLAMA_CONTEXT_LENGTH": "2048",
-    }
-    with local_server(env, output=subprocess.DEVNULL, stop_timeout=30) as url:
-        yield url
+def texts_of(n: int, words: int, seed: int = 7) -> list[str]:
+    """`n` texts of `words` words (about that many MiniLM tokens)."""
+    rng = random.Random(seed)
+    vocabulary = WORDS.split()
+    return [" ".join(rng.choice(vocabulary) for _ in range(words)) for _ in range(n)]
 
 
-def build_store(root: Path) -> None:
-    folder = root / "src"
-    folder.mkdir()
-    (folder / "Modelfile").write_text(f'FROM {GGUF}\nTEMPLATE "{{{{ .Prompt }}}}"\n')
+def build_store(root: Path) -> Path:
+    """A store with `smol` (raw prompts), `chat` (the demo Modelfile) and `minilm`."""
     mfc = Path(sys.executable).parent / "mfc"
-    subprocess.run(
-        [str(mfc), "build", str(folder / "Modelfile"), "-t", "smol", "--json"],
-        env={**os.environ, "MFC_MODELS": str(root / "store")},
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def http_stream(url: str, text: str, tokens: int) -> tuple[float, float, int]:
-    """(seconds to the first token, decode tokens/s after it, tokens) over HTTP."""
-    body = {
-        "model": "smol",
-        "prompt": text,
-        "raw": True,
-        "stream": True,
-        "options": {"temperature": 0, "num_predict": tokens},
+    store = root / "store"
+    models = {
+        "smol": f'FROM {SMOL}\nTEMPLATE "{{{{ .Prompt }}}}"\n',
+        "chat": (ROOT / "fixtures" / "modelfiles" / "demo" / "Modelfile").read_text(),
+        "minilm": f"FROM {MINILM}\n",
     }
+    for name, text in models.items():
+        folder = root / name
+        folder.mkdir()
+        (folder / "Modelfile").write_text(text.replace("~/.cache/mfc/models", str(MODELS)))
+        subprocess.run([str(mfc), "build", str(folder / "Modelfile"), "-t", name, "--json"],
+                       env={**os.environ, "MFC_MODELS": str(store)}, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+    return store
+
+
+def minilm_gguf(store: Path) -> str:
+    from toolchain.store import Store
+    from toolchain.store.model import load_model
+
+    return str(load_model(Store(store), "minilm").model_path)
+
+
+# --- generation ---------------------------------------------------------------------------
+
+
+def http_stream(url: str, text: str, tokens: int) -> tuple[float, float, list[float]]:
+    """(seconds to the first token, decode tokens/s after it, chunk arrival times)."""
+    body = {"model": "smol", "prompt": text, "raw": True, "stream": True,
+            "options": {"temperature": 0, "num_predict": tokens}}  # fmt: skip
     start = time.perf_counter()
-    first = last = 0.0
+    times: list[float] = []
     count = 0
     with CLIENT.stream("POST", url + "/api/generate", json=body) as response:
         for line in response.iter_lines():
             item = json.loads(line)
-            now = time.perf_counter()
             if item.get("done"):
                 count = int(item["eval_count"])
                 break
-            if not first:
-                first = now
-            last = now
-    return first - start, (count - 1) / (last - first), count
+            times.append(time.perf_counter())
+    return times[0] - start, rate(count, times), times
 
 
-def inprocess_stream(llm: object, text: str, tokens: int) -> tuple[float, float, int]:
-    """The same with llama-cpp-python's create_completion(stream=True)."""
+def rate(count: int, times: list[float]) -> float:
+    """Tokens/s after the first token (0 with fewer than two chunks)."""
+    return (count - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+
+
+def local_stream(llm: Any, text: str, tokens: int) -> tuple[float, float, list[float]]:
     start = time.perf_counter()
-    first = last = 0.0
+    times = []
+    for _ in llm.create_completion(text, max_tokens=tokens, temperature=0.0, top_k=1,
+                                   stream=True):  # fmt: skip
+        times.append(time.perf_counter())
+    return times[0] - start, rate(len(times), times), times
+
+
+def chat_stream(url: str, question: str, tokens: int) -> tuple[float, list[float], int]:
+    """(TTFT, gaps between chunks, tokens) of one streamed /api/chat."""
+    body = {"model": "chat", "stream": True,
+            "messages": [{"role": "user", "content": question}],
+            "options": {"temperature": 0, "num_predict": tokens}}  # fmt: skip
+    start = time.perf_counter()
+    times: list[float] = []
     count = 0
-    for _chunk in llm.create_completion(  # type: ignore[attr-defined]
-        text, max_tokens=tokens, temperature=0.0, top_k=1, stream=True
-    ):
-        now = time.perf_counter()
-        if not first:
-            first = now
-        last = now
-        count += 1
-    return first - start, (count - 1) / (last - first), count
+    with CLIENT.stream("POST", url + "/api/chat", json=body) as response:
+        for line in response.iter_lines():
+            item = json.loads(line)
+            if item.get("done"):
+                count = int(item.get("eval_count", 0))
+                break
+            times.append(time.perf_counter())
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    return times[0] - start, gaps, count
 
 
-def aggregate(url: str, streams: int, tokens: int) -> float:
-    """Total decoded tokens/s with `streams` generations running at once. Each stream's
-    prompt is already in a slot's cache (a warm-up round ran it), so this is decoding."""
-    counts = [0] * streams
-
-    def one(i: int) -> None:
-        counts[i] = http_stream(url, prompt(1000 + i), tokens)[2]
-
-    def round_() -> float:
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+def streams(url: str, n: int, tokens: int, rounds: int) -> dict[str, Any]:
+    """`n` chat streams started together, `rounds` times: aggregate tokens/s, TTFTs, gaps."""
+    ttfts: list[float] = []
+    gaps: list[float] = []
+    rates: list[float] = []
+    for r in range(rounds):
+        questions = [f"Story {r}-{i}: tell a long story about a lighthouse keeper." for i in
+                     range(n)]  # fmt: skip
         start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return sum(counts) / (time.perf_counter() - start)
+        with ThreadPoolExecutor(n) as pool:
+            results = list(pool.map(lambda q: chat_stream(url, q, tokens), questions))
+        rates.append(sum(c for _, _, c in results) / (time.perf_counter() - start))
+        for ttft, g, _ in results:
+            ttfts.append(ttft)
+            gaps.extend(g)
+    return {"rate": statistics.median(rates), "ttft": ttfts, "gaps": gaps}
 
-    round_()  # warm the slots' prompt caches
-    return statistics.median(round_() for _ in range(3))
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.array(values), q))
+
+
+# --- embeddings ---------------------------------------------------------------------------
+
+
+def http_embed(url: str, texts: list[str]) -> int:
+    response = CLIENT.post(url + "/api/embed", json={"model": "minilm", "input": texts})
+    response.raise_for_status()
+    return int(response.json()["prompt_eval_count"])
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1e3
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())  # fmt: skip
+    load = os.getloadavg()[0]
+    return (f"{model}, {os.cpu_count()} logical CPUs, {default_threads()} physical cores, "
+            f"load average {load:.1f}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--trials", type=int, default=7)
+    parser.add_argument("--tokens", type=int, default=128, help="decoded tokens per trial")
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--texts", type=int, default=128, help="texts (~100 tokens) to embed")
+    parser.add_argument("--streams", type=int, default=8)
     args = parser.parse_args()
     from llama_cpp import Llama
+    from sentence_transformers import SentenceTransformer
 
-    llm = Llama(str(GGUF), n_ctx=2048, flash_attn=True, verbose=False)
-    results: dict[str, list[float]] = {
-        k: [] for k in ("cold_h", "cold_l", "warm_h", "warm_l", "rate_h", "rate_l")
-    }
+    threads = default_threads()
+    print(f"machine: {machine()}")
+    res: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        res.setdefault(key, []).append(value)
+
     with tempfile.TemporaryDirectory() as tmp:
-        build_store(Path(tmp))
-        with server(Path(tmp) / "store", parallel=4) as url:
-            http_stream(url, prompt(-1), 8)  # load the model
-            inprocess_stream(llm, prompt(-1), 8)
+        store = build_store(Path(tmp))
+        env = {"MFC_MODELS": str(store), "OLLAMA_NUM_PARALLEL": str(args.streams),
+               "OLLAMA_CONTEXT_LENGTH": "2048", "OLLAMA_KEEP_ALIVE": "-1"}  # fmt: skip
+        llm_default = Llama(str(SMOL), n_ctx=2048, verbose=False)
+        llm_same = Llama(str(SMOL), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
+                         verbose=False)  # fmt: skip
+        emb_llama = Llama(minilm_gguf(store), embedding=True, verbose=False)
+        st = SentenceTransformer(str(MINILM), device="cpu")
+        batch = texts_of(args.texts, 95)
+        one = texts_of(1, 12, seed=1)
+        singles = texts_of(64, 95, seed=3)
+        with local_server(env, output=subprocess.DEVNULL, stop_timeout=30) as url:
+            http_stream(url, prompt(-1), 8)  # load both models, warm every side
+            http_embed(url, one)
+            chat_stream(url, "Hi", 4)
+            local_stream(llm_default, prompt(-1), 8)
+            local_stream(llm_same, prompt(-1), 8)
+            emb_llama.embed(one)
+            st.encode(one)
             for trial in range(args.trials):
-                sides = [("l", llm), ("h", url)]
-                if trial % 2:
-                    sides.reverse()
-                for side, target in sides:
-                    run = inprocess_stream if side == "l" else http_stream
-                    # cold: a prompt neither side has seen; warm: the same prompt again
-                    cold, rate, _ = run(target, prompt(trial), args.tokens)  # type: ignore[arg-type]
-                    for _ in range(5):
-                        warm, _, _ = run(target, prompt(trial), 4)  # type: ignore[arg-type]
-                        results[f"warm_{side}"].append(warm)
-                    results[f"cold_{side}"].append(cold)
-                    results[f"rate_{side}"].append(rate)
-            agg = {k: aggregate(url, k, args.tokens // 2) for k in (1, 2, 4)}
-    med = {k: statistics.median(v) for k, v in results.items()}
-    ratio = med["rate_h"] / med["rate_l"]
-    print(f"SmolLM2-135M Q4_1, {args.tokens} tokens, {args.trials} interleaved trials (medians)")
-    print(
-        f"decode tok/s      http {med['rate_h']:7.1f}  in-process {med['rate_l']:7.1f}  "
-        f"ratio {ratio:.3f}  (target >= 0.95)"
-    )
-    for kind in ("warm", "cold"):
-        h, loc = med[f"{kind}_h"] * 1e3, med[f"{kind}_l"] * 1e3
-        what = "cached prompt" if kind == "warm" else "new prompt, full prefill"
-        print(
-            f"TTFT ms ({kind})    http {h:7.1f}  in-process {loc:7.1f}  "
-            f"overhead {h - loc:+6.1f} ms  ({what}; target < 15 ms)"
-        )
-    print(
-        "aggregate decode tok/s over HTTP: "
-        + "  ".join(f"{k} stream{'s' if k > 1 else ''} {v:.1f}" for k, v in agg.items())
-        + f"  (4 vs 1: x{agg[4] / agg[1]:.2f})"
-    )
+                sides: list[tuple[str, Any]] = [
+                    ("http", lambda t, n: http_stream(url, t, n)),
+                    ("default", lambda t, n: local_stream(llm_default, t, n)),
+                    ("same", lambda t, n: local_stream(llm_same, t, n)),
+                ]
+                random.Random(trial).shuffle(sides)
+                for side, run in sides:
+                    cold, rate, _ = run(prompt(trial), args.tokens)
+                    add(f"rate_{side}", rate)
+                    add(f"cold_{side}", cold)
+                    for _ in range(3):
+                        add(f"warm_{side}", run(prompt(trial), 1)[0])
+                for _ in range(5):
+                    add("embed1_http", timed(lambda: http_embed(url, one)))
+                    add("embed1_local", timed(lambda: emb_llama.embed(one)))
+                    add("version_http", timed(lambda: CLIENT.get(url + "/api/version")))
+                add("batch_http", timed(lambda: http_embed(url, batch)))
+                add("batch_llama", timed(lambda: emb_llama.embed(batch)))
+                add("batch_st", timed(lambda: st.encode(batch)))
+                add("one64", timed(lambda: http_embed(url, singles)))
+                with ThreadPoolExecutor(64) as pool:
+                    add("conc64", timed(lambda: list(pool.map(lambda t: http_embed(url, [t]),
+                                                              singles))))  # fmt: skip
+            solo = [chat_stream(url, f"Solo {i}: tell a long story about a lighthouse keeper.",
+                                args.tokens) for i in range(2)]  # fmt: skip
+            many = streams(url, args.streams, args.tokens, max(args.trials // 2, 2))
+        tokens = sum(len(emb_llama.tokenize(t.encode())) for t in batch)
+        tokens64 = sum(len(emb_llama.tokenize(t.encode())) for t in singles)
+    med = {k: statistics.median(v) for k, v in res.items()}
+    solo_gap = statistics.median(g for _, gaps, _ in solo for g in gaps)
+    print(f"after: load average {os.getloadavg()[0]:.1f}; {args.trials} interleaved trials, "
+          f"medians; server threads {threads} (physical cores)")  # fmt: skip
+    rows = [
+        ("decode tok/s, SmolLM2, defaults", f"http {med['rate_http']:.1f}",
+         f"in-process {med['rate_default']:.1f}", med["rate_http"] / med["rate_default"],
+         ">= 0.97"),
+        (f"decode tok/s, SmolLM2, {threads} threads both", f"http {med['rate_http']:.1f}",
+         f"in-process {med['rate_same']:.1f}", med["rate_http"] / med["rate_same"], ""),
+        ("TTFT, new prompt (ms)", f"http {med['cold_http'] * 1e3:.1f}",
+         f"in-process {med['cold_same'] * 1e3:.1f}",
+         f"{(med['cold_http'] - med['cold_same']) * 1e3:+.1f} ms", ""),
+        ("TTFT, cached prompt (ms)", f"http {med['warm_http'] * 1e3:.1f}",
+         f"in-process {med['warm_same'] * 1e3:.1f}",
+         f"{(med['warm_http'] - med['warm_same']) * 1e3:+.1f} ms", "<= 3 ms"),
+        ("embed 1 text, MiniLM (ms)", f"http {median_ms(res['embed1_http']):.1f}",
+         f"Llama.embed {median_ms(res['embed1_local']):.1f}",
+         f"{median_ms(res['embed1_http']) - median_ms(res['embed1_local']):+.1f} ms", "<= 3 ms"),
+        ("GET /api/version (ms)", f"http {median_ms(res['version_http']):.1f}", "", "", ""),
+        (f"embed {args.texts} texts, tok/s", f"http {tokens / med['batch_http']:.0f}",
+         f"sentence-transformers {tokens / med['batch_st']:.0f}",
+         med["batch_st"] / med["batch_http"], ">= 1.0"),
+        (f"embed {args.texts} texts, tok/s", f"http {tokens / med['batch_http']:.0f}",
+         f"Llama.embed {tokens / med['batch_llama']:.0f}",
+         med["batch_llama"] / med["batch_http"], ""),
+        ("64 one-text requests vs 1 request, tok/s", f"concurrent {tokens64 / med['conc64']:.0f}",
+         f"batched {tokens64 / med['one64']:.0f}", med["one64"] / med["conc64"], ">= 0.6"),
+        (f"{args.streams} chat streams, aggregate tok/s", f"{many['rate']:.1f}",
+         f"1 stream {1 / solo_gap:.1f}", many["rate"] * solo_gap, ""),
+        (f"{args.streams} streams TTFT p50/p95/p99 (ms)",
+         "/".join(f"{pct(many['ttft'], q) * 1e3:.0f}" for q in (50, 95, 99)), "", "", ""),
+        (f"{args.streams} streams inter-token p50/p95/p99 (ms)",
+         "/".join(f"{pct(many['gaps'], q) * 1e3:.1f}" for q in (50, 95, 99)),
+         f"1 stream p50 {solo_gap * 1e3:.1f}", pct(many["gaps"], 99) / solo_gap, "<= 3.0"),
+    ]  # fmt: skip
+    print(f"| {'measure':44} | {'mfc serve':18} | {'reference':30} | {'ratio':>9} | target |")
+    print(f"|{'-' * 46}|{'-' * 20}|{'-' * 32}|{'-' * 11}|--------|")
+    for name, ours, theirs, ratio, target in rows:
+        shown = f"{ratio:.3f}" if isinstance(ratio, float) else ratio
+        print(f"| {name:44} | {ours:18} | {theirs:30} | {shown:>9} | {target:6} |")
 
 
 if __name__ == "__main__":

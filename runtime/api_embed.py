@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -9,13 +10,16 @@ from starlette.responses import Response
 
 from runtime.api_ollama import merged_options
 from runtime.context import ServerContext, api_handler, context_of
-from runtime.embedding import check_finite, finish_vector
+from runtime.embedding import check_finite, finish_vectors
 from runtime.errors import MODEL_REQUIRED, ApiError
 from runtime.generation import hold, now_ns
 from runtime.jsonbody import decode_async
 from runtime.metrics import current_request
 from runtime.schemas import EMBED, EMBEDDINGS
 from runtime.streaming import json_response
+
+#: above this many vectors, normalising them is worth a hop off the event loop
+MANY_VECTORS = 32
 
 
 def embed_inputs(raw: Any) -> list[str]:
@@ -43,9 +47,12 @@ async def embed(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> dict[
         load_ns = now_ns() - start_ns
         if not texts:
             return {"model": name, "embeddings": []}
-        result = await runner.call(lambda: runner.embedder_for().embed(texts, truncate))
+        result = await runner.embed(texts, truncate)
     current_request().embedded(len(texts), result.prompt_tokens)
-    vectors = [finish_vector(v, dimensions) for v in result.vectors]
+    if len(result.vectors) > MANY_VECTORS:
+        vectors = await asyncio.to_thread(finish_vectors, result.vectors, dimensions)
+    else:
+        vectors = finish_vectors(result.vectors, dimensions)
     out: dict[str, Any] = {"model": name, "embeddings": vectors}
     extra = {
         "total_duration": now_ns() - start_ns,
@@ -79,7 +86,7 @@ async def embeddings_handler(request: Request) -> Response:
         if not prompt:
             return json_response({"embedding": []})
         try:
-            result = await runner.call(lambda: runner.embedder_for().embed([prompt], True))
+            result = await runner.embed([prompt], True)
         except ApiError as exc:
             raise ApiError(500, exc.message) from None
     current_request().embedded(1, result.prompt_tokens)

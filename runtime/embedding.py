@@ -1,9 +1,19 @@
-"""Embeddings: pooled vectors from an embeddings context, truncated and normalised."""
+"""Embeddings: pooled vectors from an embeddings context, batched across requests.
+
+Requests' inputs are batched continuously. `submit` queues a request (from any thread);
+each `step`, run as one task on the model's engine thread, admits waiting requests (up to
+`max_jobs` at once, the model's `num_parallel`), packs their inputs oldest first into one
+forward pass of at most `pass_tokens` tokens and `MAX_SEQS` sequences, and hands each
+request whose inputs are all done its vectors. Each input is its own sequence and attends
+only to itself, so a request gets the vectors it would get alone (to float rounding).
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import collections
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp as lc
@@ -13,47 +23,93 @@ from runtime.errors import ApiError
 from runtime.llama import POOLING, ContextSettings, LlamaModel
 
 MAX_SEQS = 64
+#: tokens per forward pass (n_batch = n_ubatch) unless one input needs more. Measured on
+#: all-MiniLM-L6-v2 F16 with 2 threads (bench/serve.py): passes of 512-2048 tokens run at
+#: the same tokens/s within noise, while attention over the pass grows with its size, so
+#: the smallest size that keeps the matrix products wide is kept.
+PASS_TOKENS = 1024
 
 
 @dataclass(frozen=True)
 class Embeddings:
-    vectors: list[list[float]]
+    vectors: list[np.ndarray]  # float32, one per input
     prompt_tokens: int
 
 
-def normalize(vec: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(vec))
-    return vec / norm if norm > 0 else vec
+Done = Callable[[Embeddings | BaseException], None]
+
+
+@dataclass
+class EmbedJob:
+    """One request's inputs, and where its result (or its error) goes."""
+
+    texts: list[str]
+    truncate: bool
+    on_done: Done
+    tokens: list[list[int]] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    left: int = 0
 
 
 class Embedder:
-    """An embeddings context over a loaded model. Use it on the model's engine thread only."""
+    """An embeddings context over a loaded model and the queue of requests for it.
 
-    def __init__(self, model: LlamaModel, n_ctx: int, threads: int) -> None:
+    `submit` may be called from any thread; `step`, `embed` and `close` only from the
+    model's engine thread (or, with no engine, from one thread).
+    """
+
+    def __init__(
+        self,
+        model: LlamaModel,
+        n_ctx: int,
+        threads: int,
+        max_jobs: int = MAX_SEQS,
+        pass_tokens: int = PASS_TOKENS,
+    ) -> None:
         self.model = model
-        self.n_ctx = max(min(n_ctx, model.n_ctx_train or n_ctx), 8)
+        self.n_ctx = max(min(n_ctx, model.n_ctx_train or n_ctx), 8)  # tokens per input
+        self.capacity = max(self.n_ctx, pass_tokens)
+        self.max_jobs = max(max_jobs, 1)
+        # llama.cpp reserves one output per sequence within the batch's outputs
+        self.n_seq = min(MAX_SEQS, self.capacity)
         # A model without a pooling type (a generative model) is mean-pooled.
         pooling = POOLING[model.pooling_type or "mean"]
         self.settings = ContextSettings(
-            n_ctx=self.n_ctx,
-            n_seq_max=MAX_SEQS,
-            n_batch=self.n_ctx,
-            n_ubatch=self.n_ctx,
+            n_ctx=self.capacity,
+            n_seq_max=self.n_seq,
+            n_batch=self.capacity,
+            n_ubatch=self.capacity,
             n_threads=threads,
             n_threads_batch=threads,
             embeddings=True,
             pooling=pooling,
             kv_unified=True,
         )
-        self.ctx = model.new_context(self.settings)
-        self.mem = lc.llama_get_memory(self.ctx)
-        self.batch = lc.llama_batch_init(self.n_ctx, 0, 1)
+        self.ctx: Any = None
+        self.batch: Any = None
         self.encoder_only = model.has_encoder and not model.has_decoder
         self.adds_eos = bool(lc.llama_vocab_get_add_eos(model.vocab)) or bool(
             lc.llama_vocab_get_add_sep(model.vocab)
         )
+        self._lock = threading.Lock()
+        self._incoming: collections.deque[EmbedJob] = collections.deque()
+        self._scheduled = False
+        self._jobs: list[EmbedJob] = []  # admitted and not finished
+        self._todo: collections.deque[tuple[EmbedJob, int]] = collections.deque()
+
+    def _open(self) -> None:
+        if self.ctx is None:
+            self.ctx = self.model.new_context(self.settings)
+            self.mem = lc.llama_get_memory(self.ctx)
+            self.batch = lc.llama_batch_init(self.capacity, 0, 1)
 
     def close(self) -> None:
+        with self._lock:
+            waiting = [*self._jobs, *self._incoming]
+            self._jobs, self._incoming = [], collections.deque()
+            self._todo.clear()
+        for job in waiting:
+            job.on_done(ApiError(500, "model unloaded"))
         if self.batch is not None:
             lc.llama_batch_free(self.batch)
             self.batch = None
@@ -71,28 +127,85 @@ class Embedder:
             return [*tokens[: self.n_ctx - 1], tokens[-1]]
         return tokens[: self.n_ctx]
 
-    def embed(self, texts: list[str], truncate: bool = True) -> Embeddings:
-        """Raw pooled vectors for `texts` (not normalised), packed into as few batches as fit."""
-        token_lists = [self.tokens_for(t, truncate) for t in texts]
-        vectors: list[list[float]] = [[] for _ in texts]
-        group: list[int] = []
-        used = 0
-        for i, tokens in enumerate(token_lists):
-            if group and (used + len(tokens) > self.n_ctx or len(group) == MAX_SEQS):
-                self._run(group, token_lists, vectors)
-                group, used = [], 0
-            group.append(i)
-            used += len(tokens)
-        if group:
-            self._run(group, token_lists, vectors)
-        return Embeddings(vectors, sum(len(t) for t in token_lists))
+    # --- the queue -----------------------------------------------------------------------
 
-    def _run(self, group: list[int], token_lists: list[list[int]], out: list[list[float]]) -> None:
+    def submit(self, job: EmbedJob) -> bool:
+        """Queue `job`. True when the caller must schedule a `step` (none is pending)."""
+        with self._lock:
+            self._incoming.append(job)
+            schedule = not self._scheduled
+            self._scheduled = True
+        return schedule
+
+    def step(self) -> bool:
+        """Admit waiting requests and run one forward pass. True while work remains (the
+        caller schedules another step; other engine work runs in between)."""
+        self._admit()
+        if self._todo:
+            try:
+                self._pass()
+            except Exception as exc:  # the jobs in flight fail, the queue goes on
+                self._fail_all(exc)
+        with self._lock:
+            more = bool(self._todo) or bool(self._incoming)
+            self._scheduled = more
+        return more
+
+    def embed(self, texts: list[str], truncate: bool = True) -> Embeddings:
+        """Raw pooled vectors for `texts` (not normalised), run here and now."""
+        results: list[Embeddings | BaseException] = []
+        self.submit(EmbedJob(texts, truncate, results.append))
+        while not results:
+            self.step()
+        result = results[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _admit(self) -> None:
+        while True:
+            with self._lock:
+                if not self._incoming or len(self._jobs) >= self.max_jobs:
+                    return
+                job = self._incoming.popleft()
+            try:
+                job.tokens = [self.tokens_for(t, job.truncate) for t in job.texts]
+            except BaseException as exc:
+                job.on_done(exc)
+                continue
+            job.vectors = [np.empty(0, np.float32)] * len(job.texts)
+            job.left = len(job.texts)
+            if not job.left:
+                job.on_done(Embeddings([], 0))
+                continue
+            self._jobs.append(job)
+            self._todo.extend((job, i) for i in range(len(job.texts)))
+
+    def _pass(self) -> None:
+        """One forward pass over the oldest waiting inputs that fit."""
+        self._open()
+        group: list[tuple[EmbedJob, int]] = []
+        used = 0
+        while self._todo and len(group) < self.n_seq:
+            job, i = self._todo[0]
+            size = len(job.tokens[i])
+            if group and used + size > self.capacity:
+                break
+            group.append(self._todo.popleft())
+            used += size
+        self._run(group)
+        for job, _ in group:
+            job.left -= 1
+            if job.left == 0:
+                self._jobs.remove(job)
+                job.on_done(Embeddings(job.vectors, sum(len(t) for t in job.tokens)))
+
+    def _run(self, group: list[tuple[EmbedJob, int]]) -> None:
         batch: Any = self.batch
         lc.llama_memory_clear(self.mem, True)
         n = 0
-        for seq, i in enumerate(group):
-            for pos, token in enumerate(token_lists[i]):
+        for seq, (job, i) in enumerate(group):
+            for pos, token in enumerate(job.tokens[i]):
                 batch.token[n] = token
                 batch.pos[n] = pos
                 batch.n_seq_id[n] = 1
@@ -108,26 +221,42 @@ class Embedder:
         if rc != 0:
             raise ApiError(500, f"failed to compute embeddings (llama.cpp returned {rc})")
         dim = self.model.n_embd
-        for seq, i in enumerate(group):
+        for seq, (job, i) in enumerate(group):
             ptr = lc.llama_get_embeddings_seq(self.ctx, seq)
             if not ptr:
                 raise ApiError(500, "failed to compute embeddings: no pooled output")
-            vec = np.ctypeslib.as_array(ptr, shape=(dim,)).astype(np.float64)
-            out[i] = vec.tolist()
+            job.vectors[i] = np.ctypeslib.as_array(ptr, shape=(dim,)).copy()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        jobs, self._jobs = self._jobs, []
+        self._todo.clear()
+        for job in jobs:
+            job.on_done(exc)
 
 
-def finish_vector(raw: list[float], dimensions: int | None) -> list[float]:
-    """The reference's /api/embed vector: L2-normalised, cut to `dimensions` and renormalised."""
-    vec = np.asarray(raw, dtype=np.float32)
-    if not np.all(np.isfinite(vec)):
+def finish_vectors(raw: list[np.ndarray], dimensions: int | None) -> list[list[float]]:
+    """The reference's /api/embed vectors: L2-normalised, cut to `dimensions` and
+    renormalised."""
+    if not raw:
+        return []
+    vecs = np.stack(raw).astype(np.float32, copy=False)
+    if not np.all(np.isfinite(vecs)):
         raise ApiError(400, "embedding contains NaN or Inf values")
-    vec = normalize(vec)
-    if dimensions is not None and 0 < dimensions < len(vec):
-        vec = normalize(vec[:dimensions])
-    return [float(x) for x in vec]
+    vecs = _normalize_rows(vecs)
+    if dimensions is not None and 0 < dimensions < vecs.shape[1]:
+        vecs = _normalize_rows(vecs[:, :dimensions])
+    result: list[list[float]] = vecs.tolist()
+    return result
 
 
-def check_finite(raw: list[float]) -> list[float]:
-    if not all(math.isfinite(x) for x in raw):
+def _normalize_rows(vecs: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    out: np.ndarray = np.divide(vecs, norms, out=vecs.copy(), where=norms > 0)
+    return out
+
+
+def check_finite(raw: np.ndarray) -> list[float]:
+    if not np.all(np.isfinite(raw)):
         raise ApiError(400, "embedding contains NaN or Inf values")
-    return raw
+    result: list[float] = raw.astype(np.float64).tolist()
+    return result

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from runtime.config import ServerConfig
 from runtime.cpu import default_threads
 from runtime.durations import FOREVER, MAX_SECONDS, expiry
-from runtime.embedding import Embedder
+from runtime.embedding import Embedder, Embeddings, EmbedJob
 from runtime.engine import Engine
 from runtime.errors import ServerBusyError
 from runtime.llama import ContextSettings, LlamaModel
@@ -60,7 +60,7 @@ class Runner:
     refcount: int = 0
     expires_at: float = 0.0  # wall-clock time
     timer: asyncio.TimerHandle | None = None
-    embedder: Embedder | None = None
+    embedder: Embedder | None = None  # made with the runner: no llama.cpp context until used
     loaded_at: float = field(default_factory=time.time)
 
     async def call(self, fn: Callable[[], T]) -> T:
@@ -79,11 +79,27 @@ class Runner:
         self.engine.call(task)
         return await future
 
-    def embedder_for(self) -> Embedder:
-        """The embeddings context, made on first use (call on the engine thread)."""
-        if self.embedder is None:
-            self.embedder = Embedder(self.llama, self.num_ctx, self.threads)
-        return self.embedder
+    async def embed(self, texts: list[str], truncate: bool) -> Embeddings:
+        """Pooled vectors for `texts`; concurrent requests' inputs share forward passes."""
+        embedder = self.embedder
+        assert embedder is not None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Embeddings] = loop.create_future()
+
+        def done(result: Embeddings | BaseException) -> None:
+            if isinstance(result, BaseException):
+                loop.call_soon_threadsafe(_set_exception, future, result)
+            else:
+                loop.call_soon_threadsafe(_set_result, future, result)
+
+        if embedder.submit(EmbedJob(texts, truncate, done)):
+            self.engine.call(self._embed_step)
+        return await future
+
+    def _embed_step(self) -> None:
+        # one forward pass per engine task, so generation steps interleave with embeddings
+        if self.embedder is not None and self.embedder.step():
+            self.engine.call(self._embed_step)
 
     def close(self) -> None:
         self.engine.close()
@@ -274,7 +290,7 @@ class Scheduler:
             num_ctx = max(min(requested, llama.n_ctx_train or requested), 4)
             threads = usable_threads(opts.num_thread or cfg.num_threads or 0) or default_threads()
             embedding_only = llama.pooling_type is not None or not llama.has_decoder
-            parallel = 1 if embedding_only else cfg.num_parallel
+            parallel = cfg.num_parallel
             settings = None
             if not embedding_only:
                 settings = ContextSettings(
@@ -292,7 +308,7 @@ class Scheduler:
             llama.close()
             raise
         log.info("loaded %s (num_ctx=%d, parallel=%d)", model.name, num_ctx, parallel)
-        return Runner(
+        runner = Runner(
             model=model,
             key=key,
             llama=llama,
@@ -303,6 +319,8 @@ class Scheduler:
             embedding_only=embedding_only,
             session=cfg.keep_alive if keep_alive is None else keep_alive,
         )
+        runner.embedder = Embedder(llama, num_ctx, threads, max_jobs=parallel)
+        return runner
 
     async def shutdown(self) -> None:
         async with self._load_lock:

@@ -1,0 +1,193 @@
+"""Embeddings batched across requests: inputs of concurrent requests share forward passes,
+and every request gets the vectors it gets alone (to 1e-6 cosine: an F16 model's kernels
+do not depend on what else is in the pass)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from runtime.embedding import Embedder, Embeddings, EmbedJob
+from runtime.errors import ApiError
+from runtime.llama import LlamaModel
+from toolchain.store import Store
+from toolchain.store.model import load_model
+
+TEXTS = [
+    "The cat sat on the mat.",
+    "A kitten sat on a rug by the fire.",
+    "Stock markets fell sharply on Monday.",
+    "Rain is expected over the weekend in the north.",
+    "He plays the violin in a small orchestra.",
+    "Photosynthesis turns light into chemical energy.",
+    "The train to Lyon leaves at seven.",
+    "Bake the bread until the crust is golden.",
+]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return np.sum(a * b, axis=-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+@pytest.fixture(scope="module")
+def model(model_store: Path, minilm_model: str) -> Iterator[LlamaModel]:
+    """all-MiniLM-L6-v2 F16 as `mfc build` converts it (BERT: llama_encode, CLS+mean)."""
+    path = load_model(Store(model_store), minilm_model).model_path
+    assert path is not None
+    m = LlamaModel(str(path))
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def alone(model: LlamaModel) -> list[np.ndarray]:
+    """Each text embedded by itself, one request at a time."""
+    embedder = Embedder(model, 512, threads=1)
+    try:
+        return [embedder.embed([t]).vectors[0] for t in TEXTS]
+    finally:
+        embedder.close()
+
+
+class Jobs:
+    """Jobs submitted to an embedder, and what each got back."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self.results: dict[int, Embeddings | BaseException] = {}
+
+    def submit(self, key: int, texts: list[str], truncate: bool = True) -> None:
+        self.embedder.submit(EmbedJob(texts, truncate, lambda r: self.results.__setitem__(key, r)))
+
+    def vectors(self, key: int) -> list[np.ndarray]:
+        result = self.results[key]
+        assert isinstance(result, Embeddings), result
+        return result.vectors
+
+
+def test_concurrent_requests_share_one_pass(model: LlamaModel, alone: list[np.ndarray]) -> None:
+    embedder = Embedder(model, 512, threads=1, max_jobs=8)
+    try:
+        jobs = Jobs(embedder)
+        jobs.submit(0, TEXTS[0:1])
+        jobs.submit(1, TEXTS[1:4])
+        jobs.submit(2, TEXTS[4:5])
+        jobs.submit(3, TEXTS[5:8])
+        assert embedder.step() is False  # one forward pass did all four requests
+        assert sorted(jobs.results) == [0, 1, 2, 3]
+        got = [*jobs.vectors(0), *jobs.vectors(1), *jobs.vectors(2), *jobs.vectors(3)]
+    finally:
+        embedder.close()
+    assert np.all(cosines(np.array(got), np.array(alone)) > 1 - 1e-6)
+    result = jobs.results[1]
+    assert isinstance(result, Embeddings)
+    assert result.prompt_tokens == sum(len(model.tokenize(t, True, False)) for t in TEXTS[1:4])
+
+
+def test_num_parallel_bounds_the_requests_in_flight(
+    model: LlamaModel, alone: list[np.ndarray]
+) -> None:
+    embedder = Embedder(model, 512, threads=1, max_jobs=2)
+    try:
+        jobs = Jobs(embedder)
+        for i in range(4):
+            jobs.submit(i, [TEXTS[i]])
+        assert embedder.step() is True
+        assert sorted(jobs.results) == [0, 1]  # the other two wait for the next pass
+        assert embedder.step() is False
+        assert sorted(jobs.results) == [0, 1, 2, 3]
+        got = np.array([jobs.vectors(i)[0] for i in range(4)])
+    finally:
+        embedder.close()
+    assert np.all(cosines(got, np.array(alone[:4])) > 1 - 1e-6)
+
+
+def test_passes_are_bounded_by_their_token_budget(
+    model: LlamaModel, alone: list[np.ndarray]
+) -> None:
+    """With room for about two texts per pass, eight texts take several passes and each
+    request still gets its own vectors, in its order."""
+    embedder = Embedder(model, 24, threads=1, pass_tokens=24)
+    try:
+        jobs = Jobs(embedder)
+        jobs.submit(0, TEXTS[:5])
+        jobs.submit(1, TEXTS[5:])
+        steps = 1
+        while embedder.step():
+            steps += 1
+        got = np.array([*jobs.vectors(0), *jobs.vectors(1)])
+    finally:
+        embedder.close()
+    assert steps >= 3
+    assert np.all(cosines(got, np.array(alone)) > 1 - 1e-6)
+
+
+def test_a_failing_request_leaves_the_others(model: LlamaModel, alone: list[np.ndarray]) -> None:
+    embedder = Embedder(model, 16, threads=1, max_jobs=4)
+    try:
+        jobs = Jobs(embedder)
+        jobs.submit(0, ["word " * 40], truncate=False)
+        jobs.submit(1, [TEXTS[0]])
+        while embedder.step():
+            pass
+        failed = jobs.results[0]
+        assert isinstance(failed, ApiError)
+        assert (failed.status, failed.message) == (
+            400,
+            "the input length exceeds the context length",
+        )
+        got = jobs.vectors(1)[0]
+    finally:
+        embedder.close()
+    assert cosines(got, alone[0]) > 1 - 1e-6
+
+
+def test_close_fails_waiting_requests(model: LlamaModel) -> None:
+    embedder = Embedder(model, 64, threads=1)
+    jobs = Jobs(embedder)
+    jobs.submit(0, [TEXTS[0]])
+    embedder.close()
+    failed = jobs.results[0]
+    assert isinstance(failed, ApiError) and failed.status == 500
+
+
+@pytest.fixture(scope="module")
+def url(
+    start_server: Callable[..., AbstractContextManager[str]], minilm_model: str
+) -> Iterator[str]:
+    with start_server({"OLLAMA_NUM_PARALLEL": "4"}) as base:
+        yield base
+
+
+def test_concurrent_http_requests_get_their_own_vectors(url: str, minilm_model: str) -> None:
+    """Sixteen /api/embed requests at once (single texts and a batch) on all-MiniLM-L6-v2
+    give what the same requests give one at a time."""
+    with httpx.Client(base_url=url, timeout=600) as client:
+
+        def embed(texts: list[str]) -> list[list[float]]:
+            response = client.post("/api/embed", json={"model": minilm_model, "input": texts})
+            assert response.status_code == 200, response.text
+            vectors: list[list[float]] = json.loads(response.content)["embeddings"]
+            return vectors
+
+        requests = [[t] for t in TEXTS] + [TEXTS[i : i + 3] for i in range(5)] + [TEXTS] * 3
+        one_at_a_time = [embed(texts) for texts in requests]
+        with ThreadPoolExecutor(len(requests)) as pool:
+            together = list(pool.map(embed, requests))
+        legacy = client.post(
+            "/api/embeddings", json={"model": minilm_model, "prompt": TEXTS[0]}
+        ).json()["embedding"]
+    for alone_vecs, shared_vecs in zip(one_at_a_time, together, strict=True):
+        assert len(alone_vecs) == len(shared_vecs)
+        assert np.all(cosines(np.array(shared_vecs), np.array(alone_vecs)) > 1 - 1e-6)
+    assert cosines(np.array(legacy), np.array(one_at_a_time[0][0])) > 1 - 1e-6
+    assert abs(float(np.linalg.norm(legacy)) - 1) > 1e-3  # the legacy route is not normalised
