@@ -35,7 +35,9 @@ TEXTS = [
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
-    return np.sum(a * b, axis=-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    out: np.ndarray = np.sum(a * b, axis=-1) / norms
+    return out
 
 
 @pytest.fixture(scope="module")
