@@ -303,11 +303,11 @@ def main() -> None:
          "/".join(f"{pct(many['gaps'], q) * 1e3:.1f}" for q in (50, 95, 99)),
          f"1 stream p50 {solo_gap * 1e3:.1f}", pct(many["gaps"], 99) / solo_gap, "<= 3.0"),
     ]  # fmt: skip
-    print(f"| {'measure':44} | {'mfc serve':18} | {'reference':30} | {'ratio':>9} | target |")
-    print(f"|{'-' * 46}|{'-' * 20}|{'-' * 32}|{'-' * 11}|--------|")
+    print(f"| {'measure':44} | {'mfc serve':18} | {'reference':30} | {'ratio':>11} | target  |")
+    print(f"|{'-' * 46}|{'-' * 20}|{'-' * 32}|{'-' * 13}|---------|")
     for name, ours, theirs, ratio, target in rows:
         shown = f"{ratio:.3f}" if isinstance(ratio, float) else ratio
-        print(f"| {name:44} | {ours:18} | {theirs:30} | {shown:>9} | {target:6} |")
+        print(f"| {name:44} | {ours:18} | {theirs:30} | {shown:>11} | {target:7} |")
 
 
 if __name__ == "__main__":

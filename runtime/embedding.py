@@ -23,11 +23,13 @@ from runtime.errors import ApiError
 from runtime.llama import POOLING, ContextSettings, LlamaModel
 
 MAX_SEQS = 64
-#: tokens per forward pass (n_batch = n_ubatch) unless one input needs more. Measured on
-#: all-MiniLM-L6-v2 F16 with 2 threads (bench/serve.py): passes of 512-2048 tokens run at
-#: the same tokens/s within noise, while attention over the pass grows with its size, so
-#: the smallest size that keeps the matrix products wide is kept.
-PASS_TOKENS = 1024
+#: tokens per forward pass (n_batch = n_ubatch) unless one input needs more. An encoder
+#: attends over the whole pass (masked per sequence), so a bigger pass costs attention per
+#: token while the matrix products are already wide at a few hundred rows. Measured on
+#: all-MiniLM-L6-v2 F16, 32 texts of ~97 tokens (tokens/s, best of 3, one thread, shared
+#: machine): 512: 810, 1024: 625, 2048: 677, 4096: 470; with two threads the machine's
+#: load drowned the differences (250-315 for all sizes).
+PASS_TOKENS = 512
 
 
 @dataclass(frozen=True)
