@@ -7,10 +7,13 @@ back to back), so a machine shared with other work shifts both sides alike; read
 ratios, not the absolute numbers. Prints:
 
 - decode tokens/s streamed over HTTP vs `Llama.create_completion(stream=True)` in this
-  process, with each side's default threads and with the same threads on both;
-- time to first token over HTTP minus in-process (a new prompt, and a cached one);
+  process, with each side's default threads, with the server's on both, and with one
+  thread on both (`num_thread: 1`: the HTTP path's own cost, free of the scheduling noise
+  two spinning llama.cpp threads meet on a busy machine);
+- time to first token over HTTP minus in-process at one thread (a new prompt, and a
+  cached prompt with two new tokens);
 - one request's latency through a keep-alive client minus in-process: `/api/embed` of one
-  text vs `Llama.embed`, and `/api/version`;
+  text vs `Llama.embed` (defaults, and one thread), and `/api/version`;
 - `/api/embed` throughput (one request with every text) vs sentence-transformers fp32 and
   `Llama.embed` on the same texts; 64 concurrent one-text requests vs one batched request;
 - 8 concurrent chat streams: aggregate tokens/s, p50/p95/p99 TTFT and inter-token latency,
@@ -110,10 +113,13 @@ def minilm_gguf(store: Path) -> str:
 # --- generation ---------------------------------------------------------------------------
 
 
-def http_stream(url: str, text: str, tokens: int) -> tuple[float, float, list[float]]:
-    """(seconds to the first token, decode tokens/s after it, chunk arrival times)."""
-    body = {"model": "smol", "prompt": text, "raw": True, "stream": True,
-            "options": {"temperature": 0, "num_predict": tokens}}  # fmt: skip
+def http_stream(
+    url: str, text: str, tokens: int, threads: int = 0
+) -> tuple[float, float, list[float]]:
+    """(seconds to the first token, decode tokens/s after it, chunk arrival times);
+    `threads` > 0 asks for that `num_thread`."""
+    options = {"temperature": 0, "num_predict": tokens, "num_thread": threads or None}
+    body = {"model": "smol", "prompt": text, "raw": True, "stream": True, "options": options}
     start = time.perf_counter()
     times: list[float] = []
     count = 0
@@ -185,8 +191,9 @@ def pct(values: list[float], q: float) -> float:
 # --- embeddings ---------------------------------------------------------------------------
 
 
-def http_embed(url: str, texts: list[str]) -> int:
-    response = CLIENT.post(url + "/api/embed", json={"model": "minilm", "input": texts})
+def http_embed(url: str, texts: list[str], threads: int = 0) -> int:
+    body = {"model": "minilm", "input": texts, "options": {"num_thread": threads or None}}
+    response = CLIENT.post(url + "/api/embed", json=body)
     response.raise_for_status()
     return int(response.json()["prompt_eval_count"])
 
@@ -234,7 +241,10 @@ def main() -> None:
         llm_default = Llama(str(SMOL), n_ctx=2048, verbose=False)
         llm_same = Llama(str(SMOL), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
                          verbose=False)  # fmt: skip
+        llm_one = Llama(str(SMOL), n_ctx=2048, n_threads=1, n_threads_batch=1, verbose=False)
         emb_llama = Llama(minilm_gguf(store), embedding=True, verbose=False)
+        emb_one = Llama(minilm_gguf(store), embedding=True, n_threads=1, n_threads_batch=1,
+                        verbose=False)  # fmt: skip
         st = SentenceTransformer(str(MINILM), device="cpu")
         batch = texts_of(args.texts, 95)
         one = texts_of(1, 12, seed=1)
@@ -245,6 +255,8 @@ def main() -> None:
             chat_stream(url, "Hi", 4)
             local(lambda: local_stream(llm_default, prompt(-1), 8))
             local(lambda: local_stream(llm_same, prompt(-1), 8))
+            local(lambda: local_stream(llm_one, prompt(-1), 8))
+            local(lambda: emb_one.embed(one))
             local(lambda: emb_llama.embed(one))
             local(lambda: st.encode(one))
             for trial in range(args.trials):
@@ -255,11 +267,8 @@ def main() -> None:
                 ]
                 random.Random(trial).shuffle(sides)
                 for side, run in sides:
-                    cold, rate, _ = run(prompt(trial), args.tokens)
+                    _, rate, _ = run(prompt(trial), args.tokens)
                     add(f"rate_{side}", rate)
-                    add(f"cold_{side}", cold)
-                    for _ in range(3):
-                        add(f"warm_{side}", run(prompt(trial), 1)[0])
                 for _ in range(5):
                     add("embed1_http", timed(lambda: http_embed(url, one)))
                     add("embed1_local", local(lambda: timed(lambda: emb_llama.embed(one))))
@@ -271,6 +280,26 @@ def main() -> None:
                 with ThreadPoolExecutor(64) as pool:
                     add("conc64", timed(lambda: list(pool.map(lambda t: http_embed(url, [t]),
                                                               singles))))  # fmt: skip
+            # one thread on both sides: the HTTP path's own cost, without the thread
+            # scheduling noise two spinning threads meet on a busy machine
+            http_stream(url, prompt(-2), 4, threads=1)  # reload with num_thread 1
+            http_embed(url, one, threads=1)
+            for trial in range(args.trials):
+                sides = [
+                    ("http1", lambda t, n: http_stream(url, t, n, threads=1)),
+                    ("one", lambda t, n: local(lambda: local_stream(llm_one, t, n))),
+                ]
+                random.Random(trial).shuffle(sides)
+                for side, run in sides:
+                    cold, rate, _ = run(prompt(100 + trial), args.tokens)
+                    add(f"rate_{side}", rate)
+                    add(f"cold_{side}", cold)
+                    for k in range(3):  # the prompt cached, two new tokens to evaluate
+                        add(f"warm_{side}", run(prompt(100 + trial) + f" {40 + k},", 1)[0])
+                for _ in range(5):
+                    add("embed1_http1", timed(lambda: http_embed(url, one, threads=1)))
+                    add("embed1_one", local(lambda: timed(lambda: emb_one.embed(one))))
+            chat_stream(url, "Hi", 4)  # the chat runner, default threads again
             solo = [chat_stream(url, f"Solo {i}: tell a long story about a lighthouse keeper.",
                                 args.tokens) for i in range(2)]  # fmt: skip
             many = streams(url, args.streams, args.tokens, max(args.trials // 2, 2))
@@ -286,15 +315,20 @@ def main() -> None:
          ">= 0.97"),
         (f"decode tok/s, SmolLM2, {threads} threads both", f"http {med['rate_http']:.1f}",
          f"in-process {med['rate_same']:.1f}", med["rate_http"] / med["rate_same"], ""),
-        ("TTFT, new prompt (ms)", f"http {med['cold_http'] * 1e3:.1f}",
-         f"in-process {med['cold_same'] * 1e3:.1f}",
-         f"{(med['cold_http'] - med['cold_same']) * 1e3:+.1f} ms", ""),
-        ("TTFT, cached prompt (ms)", f"http {med['warm_http'] * 1e3:.1f}",
-         f"in-process {med['warm_same'] * 1e3:.1f}",
-         f"{(med['warm_http'] - med['warm_same']) * 1e3:+.1f} ms", "<= 3 ms"),
-        ("embed 1 text, MiniLM (ms)", f"http {median_ms(res['embed1_http']):.1f}",
+        ("decode tok/s, SmolLM2, 1 thread both", f"http {med['rate_http1']:.1f}",
+         f"in-process {med['rate_one']:.1f}", med["rate_http1"] / med["rate_one"], ""),
+        ("TTFT, new prompt, 1 thread (ms)", f"http {med['cold_http1'] * 1e3:.1f}",
+         f"in-process {med['cold_one'] * 1e3:.1f}",
+         f"{(med['cold_http1'] - med['cold_one']) * 1e3:+.1f} ms", ""),
+        ("TTFT, cached prompt, 1 thread (ms)", f"http {med['warm_http1'] * 1e3:.1f}",
+         f"in-process {med['warm_one'] * 1e3:.1f}",
+         f"{(med['warm_http1'] - med['warm_one']) * 1e3:+.1f} ms", "<= 3 ms"),
+        ("embed 1 text, MiniLM, defaults (ms)", f"http {median_ms(res['embed1_http']):.1f}",
          f"Llama.embed {median_ms(res['embed1_local']):.1f}",
          f"{median_ms(res['embed1_http']) - median_ms(res['embed1_local']):+.1f} ms", "<= 3 ms"),
+        ("embed 1 text, MiniLM, 1 thread (ms)", f"http {median_ms(res['embed1_http1']):.1f}",
+         f"Llama.embed {median_ms(res['embed1_one']):.1f}",
+         f"{median_ms(res['embed1_http1']) - median_ms(res['embed1_one']):+.1f} ms", "<= 3 ms"),
         ("GET /api/version (ms)", f"http {median_ms(res['version_http']):.1f}", "", "", ""),
         (f"embed {args.texts} texts, tok/s", f"http {tokens / med['batch_http']:.0f}",
          f"sentence-transformers {tokens / med['batch_st']:.0f}",
