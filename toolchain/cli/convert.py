@@ -65,14 +65,17 @@ def command(src: Path | None, out: Path | None, *, outtype: str, lora_base: Path
 def _list_architectures(as_json: bool) -> None:
     from toolchain.convert.arch import ARCHITECTURES
 
-    rows = [(name, arch.gguf_arch, arch.family) for arch in ARCHITECTURES
+    rows = [(name, arch.gguf_arch, arch.family, arch.selected_by) for arch in ARCHITECTURES
             for name in arch.hf_names]
     if as_json:
-        print_json({"architectures": [{"hf": hf, "gguf": gguf, "family": family}
-                                      for hf, gguf, family in rows]})
+        print_json({"architectures": [{"hf": hf, "gguf": gguf, "family": family,
+                                       "selected_by": key}
+                                      for hf, gguf, family, key in rows]})
         return
-    width = max(len(hf) for hf, _g, _f in rows)
-    gwidth = max(len(g) for _h, g, _f in rows)
+    rows = [(hf, gguf, f"{family} (when config.json sets {key})" if key else family, key)
+            for hf, gguf, family, key in rows]
+    width = max(len(hf) for hf, _g, _f, _k in rows)
+    gwidth = max(len(g) for _h, g, _f, _k in rows)
     click.echo(f"{'HF ARCHITECTURE':<{width}}  {'GGUF':<{gwidth}}  FAMILY")
-    for hf, gguf, family in rows:
+    for hf, gguf, family, _key in rows:
         click.echo(f"{hf:<{width}}  {gguf:<{gwidth}}  {family}")

@@ -116,6 +116,9 @@ class Architecture:
     output_required: bool = False
     #: the README's name for the family, e.g. "Gemma 2"
     family: str = ""
+    #: a config key that, when set (and not 0/false), selects this entry instead of the
+    #: one for the same HF names without it (NomicBertModel with `moe_every_n_layers`)
+    selected_by: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_skip_re", re.compile("|".join(self.skip) or "(?!)"))

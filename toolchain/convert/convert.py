@@ -72,7 +72,7 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
     resolve_outtype(outtype, None)  # a bad --outtype fails before any file is read
     with open_hf_dir(src_dir) as hf:
         report(ProgressEvent(f"reading {hf.path}"))
-        arch = architecture_for(hf.architecture, hf.file("config.json"))
+        arch = architecture_for(hf.architecture, hf.file("config.json"), hf.config)
         hp = HParams(hf.config, hf.file("config.json"))
         first_dtype = next((e.dtype for e in hf.tensors.values() if len(e.shape) > 1), None)
         out_type = resolve_outtype(outtype, first_dtype)

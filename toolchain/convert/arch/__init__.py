@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from toolchain.convert.arch import (
     bert,
@@ -43,17 +45,25 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     gpt_oss.ARCH,
     bert.ARCH,
     nomic_bert.ARCH,
+    nomic_bert.MOE,
     xlm_roberta.ARCH,
 )
 
-_BY_HF_NAME = {name: arch for arch in ARCHITECTURES for name in arch.hf_names}
+_BY_HF_NAME = {name: arch for arch in ARCHITECTURES if arch.selected_by is None
+               for name in arch.hf_names}
 
 #: every Hugging Face architecture name that converts, sorted
 SUPPORTED = tuple(sorted(_BY_HF_NAME))
 
 
-def architecture_for(hf_name: str, config_path: Path) -> Architecture:
-    """The architecture module for `hf_name`, or an error listing the supported ones."""
+def architecture_for(hf_name: str, config_path: Path,
+                     config: Mapping[str, Any] | None = None) -> Architecture:
+    """The architecture entry for `hf_name` (a variant if `config` selects one), or an
+    error listing the supported ones."""
+    for variant in ARCHITECTURES:
+        if variant.selected_by and hf_name in variant.hf_names and config \
+                and config.get(variant.selected_by):
+            return variant
     arch = _BY_HF_NAME.get(hf_name)
     if arch is None:
         raise ConvertError(
