@@ -21,10 +21,11 @@ has no place for it, see toolchain/convert/arch/nomic_bert.py).
 - Token ids: llama.cpp's UGM tokenizer against transformers' on the shared texts.
 - llama.cpp's own converter cannot convert this model (nor any XLM-R-vocabulary
   nomic-bert-moe smaller than the real one): its vocabulary code writes `<mask>` at the
-  real model's id 250001, and under transformers 5 it reads nomic's config.json through
-  transformers' NomicBertConfig, whose keys differ (n_embd -> hidden_size), getting
-  default sizes. test_reference_converter_cannot_convert_it pins that, so a fixed
-  reference turns into a failure here that asks for the tensor comparison.
+  real model's id 250001 (test_reference_converter_cannot_convert_it pins that). On a
+  copy with a WordPiece vocabulary it converts: every tensor is byte-identical to ours;
+  its architecture metadata is wrong there, because under transformers 5 it reads
+  nomic's config.json through transformers' NomicBertConfig, whose keys differ
+  (n_embd -> hidden_size), and writes that class's defaults (listed below).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from fixtures.tiny_breadth import nomic_bert_moe
 from tests.conftest import MODELS
 from tests.toolchain.convert.corpus import TEXTS
 from tests.toolchain.convert.oracle import load_llama, relative_error
-from tests.toolchain.convert.reference_convert import run_reference
+from tests.toolchain.convert.reference_convert import differences, run_reference
 from tests.toolchain.convert.test_breadth_encoders import POOLING_NONE, SENTENCES, TOLERANCE
 
 pytestmark = pytest.mark.oracle
@@ -190,6 +191,44 @@ def test_token_ids_match_transformers(converted) -> None:
                 tok(text)["input_ids"], text
     finally:
         llm.close()
+
+
+_CONFIG_DEFAULTS = ("the reference reads config.json through transformers' own NomicBertConfig "
+                    "(model_type nomic_bert, keys hidden_size etc.), so nomic's n_embd-style "
+                    "keys go unread and that class's defaults (bert-base sizes, eps 1e-12, "
+                    "theta 1000, 2048 positions) are written")
+_WORDPIECE = ("WordPiece keys as mfc writes them for every BERT-family model (Ollama's "
+              "converter, pinned by test_minilm's conformance recording)")
+#: what differs from llama.cpp's converter on the WordPiece copy, and why
+REFERENCE_DIFFERENCES = {
+    **{f"nomic-bert-moe.{key}": _CONFIG_DEFAULTS for key in (
+        "attention.head_count", "attention.key_length", "attention.value_length",
+        "attention.layer_norm_epsilon", "block_count", "context_length", "embedding_length",
+        "feed_forward_length", "rope.freq_base")},
+    **{f"tokenizer.ggml.{key}": _WORDPIECE for key in (
+        "add_bos_token", "add_eos_token", "add_sep_token", "cls_token_id", "eos_token_id",
+        "normalizer.lowercase", "pre", "scores")},
+}
+
+
+@pytest.mark.slow
+def test_same_tensors_as_llama_cpp_converter(converted, tmp_path: Path) -> None:
+    """On a copy with a WordPiece vocabulary (which the reference can convert), every
+    tensor is byte-identical, the expert stacks included; metadata differs as listed."""
+    import shutil
+
+    from fixtures.tiny_tokenizers import save_wordpiece
+
+    copy = Path(shutil.copytree(tiny(), tmp_path / "wpm"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "sentencepiece.bpe.model",
+                 "special_tokens_map.json"):
+        (copy / name).unlink(missing_ok=True)
+    save_wordpiece(copy, vocab_size=json.loads((copy / "config.json").read_text())["vocab_size"])
+    found = differences(converted(copy, "f32"),
+                        run_reference(copy, tmp_path / "reference.gguf", "f32", "default"))
+    assert not [d for d in found if d.startswith("tensor ")], found
+    keys = {d.split(":")[0] for d in found}
+    assert keys == set(REFERENCE_DIFFERENCES), keys ^ set(REFERENCE_DIFFERENCES)
 
 
 @pytest.mark.slow
