@@ -81,6 +81,7 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-qwen3moe": {},
     "tiny-mixtral": {**_FLAGS, **_SPACE_PREFIX, **_SPM_ADDED},
     "tiny-olmo2": _FLAGS,
+    "tiny-olmo3": _FLAGS,
     "tiny-granite": _FLAGS,
     "tiny-smollm3": _FLAGS,
     "tiny-command-r": {},

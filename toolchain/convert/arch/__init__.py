@@ -36,6 +36,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     gemma3.ARCH,
     dense.PHI3,
     dense.OLMO2,
+    dense.OLMO3,
     dense.GRANITE,
     dense.SMOLLM3,
     dense.COMMAND_R,

@@ -55,6 +55,10 @@ def _write_olmo2(h: HParams, md: Metadata) -> None:
         pattern = ([k == "sliding_attention" for k in kinds] if isinstance(kinds, list)
                    else [(i + 1) % 4 != 0 for i in range(n_layer)])
         md.bools("{arch}.attention.sliding_window_pattern", pattern)
+        per_kind = h.get("rope_parameters", default={})
+        local = per_kind.get("sliding_attention", {}) if isinstance(per_kind, dict) else {}
+        if isinstance(local, dict) and local.get("rope_theta") is not None:
+            md.f32("{arch}.rope.freq_base_swa", float(local["rope_theta"]))
 
 
 def _write_granite(h: HParams, md: Metadata) -> None:
@@ -83,6 +87,9 @@ _FUSED = {k: v for k, v in decoder.SHAPES.items() if "ffn_up" not in k}
 PHI3 = text_arch(("Phi3ForCausalLM",), "phi3", family="Phi-3", metadata=_write_phi3,
                  vocab=("spm",), shapes=_FUSED)
 OLMO2 = text_arch(("Olmo2ForCausalLM",), "olmo2", family="OLMo 2", shapes={})
+# OLMo 3 is OLMo 2 with sliding-window layers (llama.cpp runs it as "olmo2")
+OLMO3 = text_arch(("Olmo3ForCausalLM",), "olmo2", family="OLMo 3", metadata=_write_olmo2,
+                  shapes={})
 GRANITE = text_arch(("GraniteForCausalLM",), "granite", family="Granite",
                     metadata=_write_granite, transforms=PERMUTE_QK)
 SMOLLM3 = text_arch(("SmolLM3ForCausalLM",), "smollm3", family="SmolLM3",
