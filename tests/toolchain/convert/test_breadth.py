@@ -88,6 +88,10 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-glm4moe": {},
     "tiny-lfm2": _FLAGS,
     "tiny-deepseek-v3": _FLAGS,
+    "tiny-glm4moe-lite": {"deepseek2.expert_gating_func": "GLM-4.7-Flash routes by sigmoid; "
+                          "the reference writes no gating function and llama.cpp then picks "
+                          "sigmoid only for 47/48 layers and a 154880-token vocabulary (the "
+                          "released sizes), softmax otherwise; ours says sigmoid at any size"},
     "tiny-gpt-oss": {},
 }
 

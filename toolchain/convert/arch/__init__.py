@@ -43,6 +43,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     moe.GLM4MOE,
     lfm2.ARCH,
     deepseek.ARCH,
+    deepseek.GLM4_MOE_LITE,
     gpt_oss.ARCH,
     bert.ARCH,
     nomic_bert.ARCH,

@@ -10,6 +10,8 @@ model's own layers are not converted.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gguf
 import numpy as np
 
@@ -97,3 +99,22 @@ ARCH = text_arch(
         Split("blk.{bid}.attn_v_b.weight", _v_b_shape, _v_b),
     )},
 )
+
+
+def _glm_lite_metadata(h: HParams, md: Metadata) -> None:
+    """GLM-4.7-Flash: DeepSeek's MLA and MoE, its dense blocks given as mlp_layer_types and
+    its routing always sigmoid (the config names neither as DeepSeek does)."""
+    kinds = h.get("mlp_layer_types", default=None)
+    config = dict(h.config)
+    config.setdefault("scoring_func", "sigmoid")
+    if isinstance(kinds, list) and config.get("first_k_dense_replace") is None:
+        dense = next((i for i, kind in enumerate(kinds) if kind != "dense"), len(kinds))
+        config["first_k_dense_replace"] = dense
+    _metadata(HParams(config, h.path), md)
+
+
+GLM4_MOE_LITE = replace(
+    ARCH, hf_names=("Glm4MoeLiteForCausalLM",), family="GLM-4 MoE Lite",
+    metadata=_glm_lite_metadata,
+    special_tokens={"bos": "[gMASK]", "eot": "<|user|>", "unk": "<|endoftext|>",
+                    "eom": "<|observation|>"})
