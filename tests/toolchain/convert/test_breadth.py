@@ -87,6 +87,7 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-command-r": {},
     "tiny-glm4moe": {},
     "tiny-lfm2": _FLAGS,
+    "tiny-lfm2moe": _FLAGS,
     "tiny-deepseek-v3": _FLAGS,
     "tiny-glm4moe-lite": {"deepseek2.expert_gating_func": "GLM-4.7-Flash routes by sigmoid; "
                           "the reference writes no gating function and llama.cpp then picks "

@@ -42,6 +42,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     dense.COMMAND_R,
     moe.GLM4MOE,
     lfm2.ARCH,
+    lfm2.MOE,
     deepseek.ARCH,
     deepseek.GLM4_MOE_LITE,
     gpt_oss.ARCH,

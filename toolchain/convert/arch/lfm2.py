@@ -8,6 +8,8 @@ is the adjusted one the checkpoint actually has, and the depthwise convolution w
 
 from __future__ import annotations
 
+import gguf
+
 from toolchain.convert.arch import decoder
 from toolchain.convert.arch.text import text_arch
 from toolchain.convert.architecture import HParams
@@ -41,5 +43,30 @@ ARCH = text_arch(
     ("Lfm2ForCausalLM",), "lfm2", family="LFM2", metadata=_metadata, vocab=("bpe",),
     shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
     uniform_blocks=False,
+    reshapes={"blk.{bid}.shortconv.conv.weight": lambda s: (s[0], s[-1])},
+)
+
+
+def _moe_metadata(h: HParams, md: Metadata) -> None:
+    """LFM2-MoE: LFM2's blocks, the first num_dense_layers with a dense feed-forward, the
+    rest with sigmoid-routed experts (a per-expert selection bias)."""
+    decoder.write_common(h, md)
+    kinds = h.get("layer_types")
+    md.i32s("{arch}.attention.head_count_kv",
+            [0 if kind == "conv" else decoder.n_head_kv(h) for kind in kinds])
+    md.u32("{arch}.expert_feed_forward_length", h.int("moe_intermediate_size"))
+    md.u32("{arch}.leading_dense_block_count", h.int("num_dense_layers"))
+    md.u32("{arch}.expert_gating_func", int(gguf.ExpertGatingFuncType.SIGMOID))
+    md.u32("{arch}.vocab_size", decoder.n_vocab(h))
+    md.u32("{arch}.shortconv.l_cache", h.int("conv_L_cache"))
+
+
+MOE = text_arch(
+    ("Lfm2MoeForCausalLM",), "lfm2moe", family="LFM2 MoE", metadata=_moe_metadata,
+    vocab=("bpe",), shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
+    uniform_blocks=False,
+    names={f"model.layers.{{bid}}.feed_forward.experts.{w}": f"blk.{{bid}}.ffn_{kind}_exps"
+           for w, kind in (("w1", "gate"), ("w2", "down"), ("w3", "up"))},
+    renames=((r"\.expert_bias$", ".expert_bias.bias"),),
     reshapes={"blk.{bid}.shortconv.conv.weight": lambda s: (s[0], s[-1])},
 )
