@@ -219,7 +219,9 @@ def test_sigterm_drains_refuses_new_work_and_exits_0(model_store: Path, counter_
     with serve(model_store, "--grace-period", "60") as (server, log):
         url = server.url
         probe = httpx.Client(timeout=30)  # a connection opened before the drain
-        body = counting(counter_model, 40)
+        # long enough to still be running 0.5 s after SIGTERM on a quiet machine too: with
+        # TCP_NODELAY the server streams as fast as it decodes, and 40 tokens were done by then
+        body = counting(counter_model, 400)
         with httpx.stream("POST", url + "/api/generate", json=body, timeout=120) as r:
             lines = _stream_lines(r)
             first = json.loads(next(lines))
@@ -237,7 +239,7 @@ def test_sigterm_drains_refuses_new_work_and_exits_0(model_store: Path, counter_
                 httpx.get(url + "/health", timeout=5)  # the listening socket is closed
             rest = [json.loads(line) for line in lines]
         assert first["done"] is False
-        assert rest[-1]["done"] is True and rest[-1]["eval_count"] == 40
+        assert rest[-1]["done"] is True and rest[-1]["eval_count"] == 400
         assert server.proc.wait(timeout=60) == 0
         probe.close()
     text = log.read_text()
