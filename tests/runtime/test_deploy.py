@@ -338,7 +338,7 @@ def test_nginx_rolling_restart_then_crash(
     # the crash: only requests in flight on B failed, each visibly (an exception or status)
     failed = [o for o in load.outcomes if o.error]
     for o in failed:
-        assert o.started < kill_at < o.ended, o
+        assert o.started < kill_at < o.ended, (o, tried.get(o.request_id))
         assert tried[o.request_id][-1] == f"127.0.0.1:{b_port}", (o, tried[o.request_id])
     assert all(o.error == "" for o in after_kill)
     print(f"rolling restart: {len(rolling)} requests, 0 failed; A finished {len(finished)} "
