@@ -69,3 +69,18 @@ def check_greedy(llm: Any, model: Any, ids: list[int], n: int, *, slack: float =
 def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
     """max |ours - reference| / max |reference|: one number per comparison."""
     return float(np.abs(ours - reference).max() / np.abs(reference).max())
+
+
+def assert_tokenizes_like(gguf: Path, tokenizer: Any) -> None:
+    """llama.cpp, reading only `gguf`'s vocabulary, gives `tokenizer`'s ids on every shared
+    test text (BOS/EOS insertion and special tokens included)."""
+    from tests.toolchain.convert.corpus import TEXTS
+
+    llm = load_llama(gguf, vocab_only=True)
+    try:
+        for text in TEXTS:
+            assert llm.tokenize(text.encode(), add_bos=True, special=True) == \
+                tokenizer(text)["input_ids"], text
+    finally:
+        llm.close()
+

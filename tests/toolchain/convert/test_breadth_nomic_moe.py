@@ -40,8 +40,7 @@ import pytest
 from fixtures.generate_tiny_models import build_in_place
 from fixtures.tiny_breadth import nomic_bert_moe
 from tests.conftest import MODELS
-from tests.toolchain.convert.corpus import TEXTS
-from tests.toolchain.convert.oracle import load_llama, relative_error
+from tests.toolchain.convert.oracle import assert_tokenizes_like, load_llama, relative_error
 from tests.toolchain.convert.reference_convert import differences, run_reference
 from tests.toolchain.convert.test_breadth_encoders import POOLING_NONE, SENTENCES, TOLERANCE
 
@@ -184,13 +183,7 @@ def test_token_ids_match_transformers(converted) -> None:
 
     src = tiny()
     tok = AutoTokenizer.from_pretrained(str(src))
-    llm = load_llama(converted(src, "f32"), vocab_only=True)
-    try:
-        for text in TEXTS:
-            assert llm.tokenize(text.encode(), add_bos=True, special=True) == \
-                tok(text)["input_ids"], text
-    finally:
-        llm.close()
+    assert_tokenizes_like(converted(src, "f32"), tok)
 
 
 _CONFIG_DEFAULTS = ("the reference reads config.json through transformers' own NomicBertConfig "
