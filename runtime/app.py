@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import socket
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from runtime import api_create, api_embed, api_models, api_ollama, api_openai, api_transfer
 from runtime.config import ServerConfig
 from runtime.context import ServerContext
+from runtime.decodepool import POOL
 from runtime.models import Catalog
 from runtime.ops import Ops, OpsMiddleware
 from runtime.scheduler import Scheduler
@@ -167,6 +169,7 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Starlette:
         finally:
             await ops.stop_preload()
             await ctx.scheduler.shutdown()
+            await asyncio.to_thread(POOL.stop)  # the body decoders (runtime/decodepool.py)
 
     routes = [*ROUTES, *ops.routes()]
     app = Starlette(

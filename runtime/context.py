@@ -14,7 +14,7 @@ from runtime.config import ServerConfig
 from runtime.errors import ApiError
 from runtime.models import Catalog
 from runtime.scheduler import Scheduler
-from runtime.streaming import ErrorBody, error_response, ollama_error_body, read_body
+from runtime.streaming import ErrorBody, error_response, ollama_error_body, read_chunks
 from toolchain.errors import MfcError
 from toolchain.store import Store
 
@@ -30,8 +30,9 @@ class ServerContext:
     catalog: Catalog
     scheduler: Scheduler
 
-    async def body(self, request: Request) -> bytes:
-        return await read_body(request, self.config.max_body_bytes)
+    async def body(self, request: Request) -> list[bytes]:
+        """The request body, in the chunks it arrived in (see `read_chunks`)."""
+        return await read_chunks(request, self.config.max_body_bytes)
 
 
 def context_of(request: Request) -> ServerContext:

@@ -8,7 +8,7 @@ body against one: Python's C decoder parses it (the Go scanner in `runtime.jsons
 explains what it rejects), then a walk mirrors Go's type rules (keys match fields
 case-insensitively, `null` leaves a field unset, the first type error wins unless a custom
 field decoder fails, numbers out of a field's range are type errors). `decode_async` does all
-of it off the event loop for bodies of any size.
+of it off the event loop and out of the server's process for bodies of any size.
 
 Limits (README "Server limits"): nesting 10000 levels (Go's), MAX_VALUES values per body,
 MAX_VALUE_DEPTH levels inside the `any` fields a handler keeps.
@@ -21,7 +21,7 @@ import json
 import math
 import re
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +37,10 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 MAX_VALUES = 1 << 20
 #: `any` fields a handler keeps (format, tool parameters, options) may nest this deep.
 MAX_VALUE_DEPTH = 128
-#: Bodies up to this size decode on the event loop (well under a millisecond).
+#: Bodies up to this size that Python's C decoder takes decode on the event loop (well
+#: under a millisecond).
 INLINE_BYTES = 16 << 10
-#: Larger bodies decode in worker threads, this many at a time (bounds their memory).
+#: Other bodies decode in worker processes, this many at a time (bounds their memory).
 DECODE_THREADS = 2
 
 
@@ -340,13 +341,37 @@ _decoding: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphor
 )
 
 
-async def decode_async(body: bytes, shape: GoType) -> dict[str, Any]:
-    """`decode`, in a worker thread when `body` is large (at most DECODE_THREADS at once)."""
-    if len(body) <= INLINE_BYTES:
-        return decode(body, shape)
+def _decode_quick(body: bytes, shape: GoType) -> dict[str, Any] | None:
+    """`decode` if Python's C decoder alone does it (a small body: well under a millisecond);
+    None when the Go scanner has to explain the body or literals must be kept."""
+    try:
+        value = json.loads(body.decode("utf-8", errors="replace"), parse_constant=_no_constants)
+    except (ValueError, RecursionError):
+        return None
+    if b"\\u" in body and _SURROGATE_ESCAPE.search(body):
+        value = replace_lone_surrogates(value)
+    try:
+        return _bind(value, shape)
+    except _NeedLiteralsError:
+        return None
+
+
+async def decode_async(body: bytes | Sequence[bytes], shape: GoType) -> dict[str, Any]:
+    """`decode` of `body` (or of its chunks, concatenated), never holding the GIL for long.
+
+    A small body that Python's C decoder takes is decoded here; any other goes to a worker
+    process (`runtime.decodepool`), at most DECODE_THREADS at once (bounding their memory).
+    """
+    chunks = [body] if isinstance(body, bytes) else body
+    if sum(len(chunk) for chunk in chunks) <= INLINE_BYTES:
+        quick = _decode_quick(b"".join(chunks), shape)
+        if quick is not None:
+            return quick
+    from runtime.decodepool import POOL
+
     loop = asyncio.get_running_loop()
     gate = _decoding.get(loop)
     if gate is None:
         gate = _decoding[loop] = asyncio.Semaphore(DECODE_THREADS)
     async with gate:
-        return await anyio.to_thread.run_sync(decode, body, shape)
+        return await anyio.to_thread.run_sync(POOL.decode, chunks, shape)

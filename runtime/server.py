@@ -8,6 +8,7 @@ import uvicorn
 
 from runtime.app import create_app
 from runtime.config import ServerConfig
+from runtime.gilwatch import start_from_env as start_gil_watch
 from runtime.http_timeouts import DeadlineH11Protocol
 from runtime.lifecycle import DrainingServer
 from toolchain.errors import MfcError
@@ -45,6 +46,7 @@ def make_server(config: ServerConfig, store: Store | None = None) -> uvicorn.Ser
 
     SIGTERM and SIGINT drain it (runtime/lifecycle.py): see `DrainingServer`.
     """
+    start_gil_watch()  # a debug probe, off unless MFC_DEBUG_GIL_WATCH is set
     app = create_app(config, store)
     uv = uvicorn.Config(
         app,

@@ -46,8 +46,15 @@ DOUBLING = '{{ $x := "ab" }}{{ range 64 }}{{ $x = printf "%s%s" $x $x }}{{ end }
 
 
 @pytest.fixture(scope="module")
-def url(start_server: Callable[..., AbstractContextManager[str]]) -> Iterator[str]:
-    with start_server() as base:
+def gil_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gil") / "watch.json"
+
+
+@pytest.fixture(scope="module")
+def url(
+    start_server: Callable[..., AbstractContextManager[str]], gil_report: Path
+) -> Iterator[str]:
+    with start_server({"MFC_DEBUG_GIL_WATCH": str(gil_report)}) as base:
         yield base
 
 
@@ -129,7 +136,9 @@ def _probe(http: httpx.Client) -> float:
     return elapsed
 
 
-def test_version_stays_answered_under_hostile_load(url: str, tmp_path: Path) -> None:
+def test_version_stays_answered_under_hostile_load(
+    url: str, gil_report: Path, tmp_path: Path
+) -> None:
     pid = _server_pid()
     base_rss = _status_kb(pid, "VmRSS")
     with httpx.Client(base_url=url, timeout=60) as http:
@@ -161,6 +170,8 @@ def test_version_stays_answered_under_hostile_load(url: str, tmp_path: Path) -> 
             proc.terminate()
             proc.wait(timeout=60)
     hwm = _status_kb(pid, "VmHWM")
+    time.sleep(0.5)
+    gil = json.loads(gil_report.read_text())
     answers = [
         line for n in range(len(clients))
         for line in (tmp_path / f"client-{n}.log").read_text().splitlines()
@@ -179,7 +190,7 @@ def test_version_stays_answered_under_hostile_load(url: str, tmp_path: Path) -> 
         f"hostile load: {over_target}/{PROBES} probes > 50 ms, {slow} > {SLOW:g} s; "
         f"p50 {ordered[len(ordered) // 2] * 1000:.1f} ms, p99 {ordered[-3] * 1000:.1f} ms, "
         f"max {ordered[-1] * 1000:.1f} ms; RSS {base_rss / 1024:.0f} MB at start, peak "
-        f"sampled {peak_rss / 1024:.0f} MB, VmHWM {hwm / 1024:.0f} MB; answers {statuses}"
+        f"sampled {peak_rss / 1024:.0f} MB, VmHWM {hwm / 1024:.0f} MB; answers {statuses}; GIL {gil}"
     )
     # every hostile request was refused as a client error, none crashed the server
     assert not [line for line in answers if line.startswith("5")], answers
