@@ -23,7 +23,7 @@ from toolchain.gotemplate.compile_access import (
     var_ref,
 )
 from toolchain.gotemplate.exec import MISSING, State, validate
-from toolchain.gotemplate.gofmt import quote
+from toolchain.gotemplate.gofmt import STRING_CAP, StringCapError, quote
 from toolchain.gotemplate.nodes import (
     BoolNode,
     ChainNode,
@@ -211,7 +211,13 @@ def compile_function(
         return call
 
     def bounded(st: State, dot: Any, *final: Any) -> Any:
-        v = call(st, dot, *final)
+        cap = STRING_CAP.set(st.max_output)
+        try:
+            v = call(st, dot, *final)
+        except StringCapError:
+            raise st.value_exceeded(node) from None
+        finally:
+            STRING_CAP.reset(cap)
         if type(v) is str and len(v) > st.max_output:
             raise st.value_exceeded(node)
         return v

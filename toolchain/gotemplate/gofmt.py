@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from contextvars import ContextVar
 from typing import Any
 
 from toolchain.gotemplate.values import (
@@ -18,6 +19,23 @@ from toolchain.gotemplate.values import (
     from_bytes,
     to_bytes,
 )
+
+#: while a capped function (printf, print, ...) runs: the render's `Limits.max_output`
+STRING_CAP: ContextVar[int | None] = ContextVar("STRING_CAP", default=None)
+
+
+class StringCapError(Exception):
+    """A function's result would exceed STRING_CAP: refused before it is built."""
+
+
+def joined(pieces: list[str]) -> str:
+    """`"".join(pieces)`, unless that exceeds STRING_CAP: a 32 MB join is ~20 ms of one
+    C call holding the GIL (and the memory), for a result the caller would refuse anyway."""
+    cap = STRING_CAP.get()
+    if cap is not None and sum(len(piece) for piece in pieces) > cap:
+        raise StringCapError
+    return "".join(pieces)
+
 
 _QUOTE_ESC = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v"}
 
@@ -156,11 +174,17 @@ def sprint(args: list[Any]) -> str:
             out.append(" ")
         out.append(value_string(a))
         prev_string = is_string
-    return "".join(out)
+    return joined(out)
 
 
 def sprintln(args: list[Any]) -> str:
-    return " ".join(value_string(a) for a in args) + "\n"
+    out: list[str] = []
+    for i, a in enumerate(args):
+        if i > 0:
+            out.append(" ")
+        out.append(value_string(a))
+    out.append("\n")
+    return joined(out)
 
 
 def bytes_to_str(b: bytes) -> str:

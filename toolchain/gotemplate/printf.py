@@ -11,6 +11,7 @@ from toolchain.gotemplate.gofmt import (
     format_float_g_shortest,
     format_unicode,
     is_print,
+    joined,
     quote,
     value_string,
 )
@@ -324,7 +325,7 @@ def sprintf(fmt: str, args: list[Any]) -> str:
                 else f"{type_name(a)}={format_arg(a, 'v', Flags())}"
             )
         out.append("%!(EXTRA " + ", ".join(extra) + ")")
-    return "".join(out)
+    return joined(out)
 
 
 def _star(args: list[Any], argn: int) -> tuple[int | None, int, bool]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from toolchain.gotemplate import Limits, TemplateError, parse
@@ -130,3 +132,19 @@ def test_a_value_doubled_in_a_variable_is_capped(fn: str) -> None:
     assert err.value.kind == "limit"
     with pytest.raises(TemplateError, match=r"value exceeds \d+ characters"):
         parse(src).execute({})  # 2^41 characters before
+
+
+@pytest.mark.parametrize("fn", ['printf "%s%s"', "print", "println"])
+def test_a_value_over_the_cap_is_refused_before_it_is_built(fn: str) -> None:
+    """Building the refused value was one C call holding the GIL: ~20 ms for 32 MB, which
+    every other request of the server waited for (issue 13's hostile load)."""
+    src = '{{ $x := "ab" }}{{ range 40 }}{{ $x = ' + fn + " $x $x }}{{ end }}"
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateError, match="value exceeds 1048576 characters"):
+            parse(src).execute({}, Limits(max_output=1 << 20))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the last value allowed (under 1 MB) and the one before it; not the 2 MB one refused
+    assert peak < 2 << 20
