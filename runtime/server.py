@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 import uvicorn
 
@@ -13,6 +14,9 @@ from runtime.http_timeouts import DeadlineH11Protocol
 from runtime.lifecycle import DrainingServer
 from toolchain.errors import MfcError
 from toolchain.store import Store
+
+#: seconds a thread may keep the GIL while another waits (sys.setswitchinterval)
+SWITCH_INTERVAL = 0.001
 
 
 class BindError(MfcError):
@@ -47,6 +51,10 @@ def make_server(config: ServerConfig, store: Store | None = None) -> uvicorn.Ser
     SIGTERM and SIGINT drain it (runtime/lifecycle.py): see `DrainingServer`.
     """
     start_gil_watch()  # a debug probe, off unless MFC_DEBUG_GIL_WATCH is set
+    # a thread computing in Python (a template's render) gives the GIL up this soon when the
+    # event loop asks for it, not after the default 5 ms: each of the several times a
+    # request waits for the GIL
+    sys.setswitchinterval(SWITCH_INTERVAL)
     app = create_app(config, store)
     uv = uvicorn.Config(
         app,

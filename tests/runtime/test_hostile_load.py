@@ -1,13 +1,25 @@
 """One request must not hurt anyone else (issue 13): a live server under hostile load.
 
 Four clients (processes of their own) send 50 MB bodies, pathological templates, huge and
-malformed options, while the test probes `GET /api/version` 200 times. The probes are
-counted, not timed one by one. The Done-when target is p99 < 50 ms (at most 2 of 200
-probes slower); on the shared 2-core machine the suite runs on, an idle probe alone takes
-~45 ms (load average 14: scheduling, not the server), so the count over 50 ms is printed
-(`-s`) for the report, and what is asserted is what a loop blocked by CPU work looks like:
-before, one 8 MB body stalled every request for 5.9 s; here at most MAX_SLOW_PROBES of 200
-probes may take over SLOW (1 s). The server's peak RSS (VmHWM) must stay under RSS_BOUND.
+malformed options, while the test probes `GET /api/version` 200 times.
+
+The Done-when target is p99 < 50 ms (at most 2 of 200 probes slower). A probe's time is
+mostly the machine's: on the shared 2-core machine the suite runs on (load average 15+),
+the four clients, the decoder processes and the server compete for two cores, and a probe
+waits for a core, not for the server. So the count over 50 ms is printed (`-s`) and
+measured on a quiet machine by `bench/hostile_load.py`; what is asserted is the property
+that makes the probes slow whatever the load: the longest time one thread of the server
+kept the GIL (the event loop answers nothing meanwhile). The server's own probe
+(`runtime/gilwatch.py`, `MFC_DEBUG_GIL_WATCH`) counts it in CPU time, not on the wall
+clock, with the time it waited for a core taken off, so it does not grow with the load.
+Before the fix one 50 MB body's `json.loads` in a thread held it 65 ms (51 of 200 probes
+over 50 ms on a quiet machine); now no step may hold it MAX_HOLD_MS.
+
+Not covered (README, "Server limits"): a 50 MB string a handler keeps (a prompt) becomes
+one Python `str` in the server, a ~35 ms hold however it is built.
+
+The server's peak RSS (VmHWM) must stay under RSS_BOUND, and each body decoder process's
+under DECODER_RSS_BOUND (README, "Server limits").
 """
 
 from __future__ import annotations
@@ -27,11 +39,15 @@ import pytest
 BODY = 50 << 20
 PROBES = 200
 TARGET = 0.050
-SLOW = 1.0
-MAX_SLOW_PROBES = 4
-#: peak RSS of the server: its baseline (~150 MB: llama.cpp, Python) + two 50 MB bodies
-#: decoding at once (body, text, decoded value: ~4x each) + headroom
-RSS_BOUND = 1 << 30
+#: the longest the server's GIL may be held by one thread, in CPU time: the largest step
+#: left is a template's value at the 16 MiB cap (one 16 MB join: ~8 ms), plus scheduling
+#: noise (a probe alone measures ~2-7 ms on a busy machine); a 50 MB body held it 65 ms
+MAX_HOLD_MS = 30.0
+#: peak RSS of the server: its baseline (~75 MB) + two 50 MB bodies held as chunks while
+#: the decoders take them + a 16 MiB template value or two + headroom (~280 MB seen)
+RSS_BOUND = 512 << 20
+#: peak RSS of one body decoder process: a 50 MB body, its text and its value (~250 MB seen)
+DECODER_RSS_BOUND = 512 << 20
 
 FAN_OUT = (
     '{{ define "t0" }}x{{ end }}'
@@ -72,6 +88,24 @@ def _server_pid() -> int:
         if ppid == os.getpid() and b"serve" in cmdline:
             return int(entry.name)
     raise AssertionError("no mfc serve child process")
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under `pid` (the fork server and the body decoders under it)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _status_kb(pid: int, field: str) -> int:
@@ -142,7 +176,11 @@ def test_version_stays_answered_under_hostile_load(
     pid = _server_pid()
     base_rss = _status_kb(pid, "VmRSS")
     with httpx.Client(base_url=url, timeout=60) as http:
-        idle = sorted(_probe(http) for _ in range(60) if not time.sleep(0.01))
+        idle = []
+        for _ in range(60):
+            idle.append(_probe(http))
+            time.sleep(0.01)
+        idle.sort()
     chosen = os.environ.get("HOSTILE_CLIENTS")
     clients = _hostile_requests()
     if chosen is not None:
@@ -170,6 +208,7 @@ def test_version_stays_answered_under_hostile_load(
             proc.terminate()
             proc.wait(timeout=60)
     hwm = _status_kb(pid, "VmHWM")
+    decoders = {child: _status_kb(child, "VmHWM") for child in _descendants(pid)}
     time.sleep(0.5)
     gil = json.loads(gil_report.read_text())
     answers = [
@@ -181,20 +220,23 @@ def test_version_stays_answered_under_hostile_load(
     for line in answers:
         statuses[int(line[:3])] = statuses.get(int(line[:3]), 0) + 1
     over_target = sum(1 for s in latencies if s > TARGET)
-    slow = sum(1 for s in latencies if s > SLOW)
     ordered = sorted(latencies)
     idle_over = sum(1 for s in idle if s > TARGET)
     print(
         f"\nidle: {idle_over}/{len(idle)} probes > 50 ms, "
         f"p50 {idle[len(idle) // 2] * 1000:.1f} ms; "
-        f"hostile load: {over_target}/{PROBES} probes > 50 ms, {slow} > {SLOW:g} s; "
+        f"hostile load: {over_target}/{PROBES} probes > 50 ms; "
         f"p50 {ordered[len(ordered) // 2] * 1000:.1f} ms, p99 {ordered[-3] * 1000:.1f} ms, "
         f"max {ordered[-1] * 1000:.1f} ms; RSS {base_rss / 1024:.0f} MB at start, peak "
-        f"sampled {peak_rss / 1024:.0f} MB, VmHWM {hwm / 1024:.0f} MB; answers {statuses}; GIL {gil}"
+        f"sampled {peak_rss / 1024:.0f} MB, VmHWM {hwm / 1024:.0f} MB; children's VmHWM "
+        f"{sorted(kb // 1024 for kb in decoders.values())} MB; answers {statuses}; GIL {gil}; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     # every hostile request was refused as a client error, none crashed the server
     assert not [line for line in answers if line.startswith("5")], answers
     if chosen is None:
         assert statuses.get(400, 0) > 4
-    assert slow <= MAX_SLOW_PROBES, f"{slow} of {PROBES} probes were slow under load"
+    assert gil["samples"] > PROBES  # the probe ran all along
+    assert gil["max_hold_ms"] < MAX_HOLD_MS, gil
     assert hwm * 1024 < RSS_BOUND
+    assert all(kb * 1024 < DECODER_RSS_BOUND for kb in decoders.values()), decoders
