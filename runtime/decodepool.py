@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
+import os
 import queue
 import signal
 import sys
@@ -31,12 +32,16 @@ from runtime.errors import ApiError
 
 #: worker processes: one large body each at a time (jsonbody.DECODE_THREADS hand them over)
 POOL_SIZE = 2
+#: scheduling priority of the workers below the server's (os.nice)
+NICENESS = 5
 _PR_SET_PDEATHSIG = 1
 
 
 def _worker(conn: Connection) -> None:
     """Decode bodies sent over `conn` until it closes: (shape, chunk count), then chunks."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)  # a core for the event loop first: decoding a body can wait
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(

@@ -10,8 +10,8 @@ off the gap, and a thread that was descheduled used no CPU time. The figure is t
 largest of `min(gap, CPU time of one thread during the gap)`: a bound on what one thread
 did while the watcher could not run.
 
-It writes `{"max_hold_ms": ..., "max_gap_ms": ..., "samples": ...}` to FILE (replaced
-atomically) every WRITE_EVERY seconds. Threads that compute without the GIL (llama.cpp
+It writes `{"max_hold_ms": ..., "max_gap_ms": ..., "samples": ..., "holder": thread name}`
+to FILE (replaced atomically) every WRITE_EVERY seconds. Threads that compute without the GIL (llama.cpp
 through ctypes) would count too: the probe is meant for loads that do not generate.
 """
 
@@ -38,7 +38,7 @@ def _run_delay_ns() -> int:
 
 
 def _thread_cpu() -> dict[int, float]:
-    """CPU seconds so far of every other Python thread, by thread id."""
+    """CPU seconds so far of every other Python thread, by thread id (`ident`)."""
     own = threading.get_ident()
     times: dict[int, float] = {}
     for thread in threading.enumerate():
@@ -52,6 +52,10 @@ def _thread_cpu() -> dict[int, float]:
     return times
 
 
+def _thread_name(ident: int) -> str:
+    return next((t.name for t in threading.enumerate() if t.ident == ident), "")
+
+
 class GilWatch:
     """The watcher thread; `start` it once (a daemon: it ends with the process)."""
 
@@ -60,6 +64,7 @@ class GilWatch:
         self.max_hold = 0.0
         self.max_gap = 0.0
         self.samples = 0
+        self.holder = ""
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="gil-watch", daemon=True).start()
@@ -76,9 +81,13 @@ class GilWatch:
             if gap > LATE:
                 gap -= (_run_delay_ns() - delay) / 1e9
                 after = _thread_cpu()
-                used = max((t - before.get(i, 0.0) for i, t in after.items()), default=0.0)
+                used, ident = max(
+                    ((t - before.get(i, 0.0), i) for i, t in after.items()), default=(0.0, 0)
+                )
                 self.max_gap = max(self.max_gap, gap)
-                self.max_hold = max(self.max_hold, min(gap, used))
+                if min(gap, used) > self.max_hold:
+                    self.max_hold = min(gap, used)
+                    self.holder = _thread_name(ident)
             if time.monotonic() - written > WRITE_EVERY:
                 self._write()
                 written = time.monotonic()
@@ -88,6 +97,7 @@ class GilWatch:
             "max_hold_ms": round(self.max_hold * 1000, 2),
             "max_gap_ms": round(self.max_gap * 1000, 2),
             "samples": self.samples,
+            "holder": self.holder,
         }
         partial = self.report.with_name(self.report.name + ".tmp")
         partial.write_text(json.dumps(figures))

@@ -39,10 +39,11 @@ import pytest
 BODY = 50 << 20
 PROBES = 200
 TARGET = 0.050
-#: the longest the server's GIL may be held by one thread, in CPU time: the largest step
-#: left is a template's value at the 16 MiB cap (one 16 MB join: ~8 ms), plus scheduling
-#: noise (a probe alone measures ~2-7 ms on a busy machine); a 50 MB body held it 65 ms
-MAX_HOLD_MS = 30.0
+#: the longest the server's GIL may be held by one thread, in CPU time. What is left is a
+#: template building a value at the 16 MiB cap (a render thread: one 16 MB join, 8 ms on
+#: its own, 10-26 ms seen at load average 22 with memory contended); before, one 50 MB
+#: body held it 68 ms (load 8) to 113 ms (load 18)
+MAX_HOLD_MS = 40.0
 #: peak RSS of the server: its baseline (~75 MB) + two 50 MB bodies held as chunks while
 #: the decoders take them + a 16 MiB template value or two + headroom (~280 MB seen)
 RSS_BOUND = 512 << 20
@@ -192,8 +193,9 @@ def test_version_stays_answered_under_hostile_load(
             (tmp_path / f"{n}-{k}.json").write_bytes(body)
             args += [path, str(tmp_path / f"{n}-{k}.json")]
         log = (tmp_path / f"client-{n}.log").open("w")
-        procs.append(subprocess.Popen([sys.executable, "-c", CLIENT, *args], stdout=log,
-                                      stderr=subprocess.STDOUT))  # fmt: skip
+        # niced: clients would be other machines, not the server's competitors for a core
+        command = ["nice", "-n", "10", sys.executable, "-c", CLIENT, *args]
+        procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
     latencies: list[float] = []
     peak_rss = base_rss
     try:
