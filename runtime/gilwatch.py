@@ -11,8 +11,9 @@ largest of `min(gap, CPU time of one thread during the gap)`: a bound on what on
 did while the watcher could not run.
 
 It writes `{"max_hold_ms": ..., "max_gap_ms": ..., "samples": ..., "holder": thread name}`
-to FILE (replaced atomically) every WRITE_EVERY seconds. Threads that compute without the GIL (llama.cpp
-through ctypes) would count too: the probe is meant for loads that do not generate.
+to FILE (replaced atomically) every WRITE_EVERY seconds. Threads that compute without the
+GIL (llama.cpp through ctypes) would count too: the probe is meant for loads that do not
+generate.
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ measured on a quiet machine by `bench/hostile_load.py`; what is asserted is the 
 that makes the probes slow whatever the load: the longest time one thread of the server
 kept the GIL (the event loop answers nothing meanwhile). The server's own probe
 (`runtime/gilwatch.py`, `MFC_DEBUG_GIL_WATCH`) counts it in CPU time, not on the wall
-clock, with the time it waited for a core taken off, so it does not grow with the load.
+clock, with the time it waited for a core taken off, so load barely moves it.
 Before the fix one 50 MB body's `json.loads` in a thread held it 65 ms (51 of 200 probes
-over 50 ms on a quiet machine); now no step may hold it MAX_HOLD_MS.
+over 50 ms on a quiet machine); now no thread may hold it MAX_HOLD_MS (what is left:
+a template's 16 MiB value, see there).
 
 Not covered (README, "Server limits"): a 50 MB string a handler keeps (a prompt) becomes
 one Python `str` in the server, a ~35 ms hold however it is built.
