@@ -36,6 +36,9 @@ FILE_TYPES: dict[str, FileType] = {f.name: f for f in _FILE_TYPES}
 #: the spellings llama-quantize also accepts for a file type
 ALIASES = {"Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M"}
 FTYPE_NAMES: tuple[str, ...] = tuple(f.name for f in _FILE_TYPES)
+#: file types llama-quantize refuses to make without an importance matrix (its "Please do
+#: not use ... without an importance matrix"; IQ2_M's IQ2_S tensors need one as well)
+IMATRIX_REQUIRED = frozenset(("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "Q2_K_S"))
 
 
 def file_type(name: str) -> FileType:

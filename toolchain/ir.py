@@ -100,6 +100,14 @@ class Quantize(Instruction):
 
 
 @dataclass(frozen=True, slots=True)
+class Imatrix(Instruction):
+    """`IMATRIX <file>`: mfc's own; the importance matrix QUANTIZE uses (`--imatrix`), or
+    calibration text it is computed from."""
+
+    command = "imatrix"
+
+
+@dataclass(frozen=True, slots=True)
 class Parameter(Instruction):
     """`PARAMETER <name> <value>`; `name` keeps its case, as the reference does."""
 
@@ -131,7 +139,8 @@ class Comment:
 INSTRUCTION_CLASSES: dict[str, type[Instruction]] = {
     "from": From, "adapter": Adapter, "template": Template, "system": System,
     "license": License, "requires": Requires, "draft": Draft, "renderer": Renderer,
-    "parser": Parser, "quantize": Quantize, "parameter": Parameter, "message": Message,
+    "parser": Parser, "quantize": Quantize, "imatrix": Imatrix, "parameter": Parameter,
+    "message": Message,
 }
 
 

@@ -25,10 +25,10 @@ def shape(tree: Tree[Token]) -> list[tuple[str, ...]]:
 
 def test_every_instruction(parser: Lark) -> None:
     text = ("FROM a\nadapter b\nTemplate c\nSYSTEM d\nLICENSE e\nREQUIRES f\nDRAFT g\n"
-            "RENDERER h\nPARSER i\nQUANTIZE j\nPARAMETER k l\nMESSAGE user m\n# n\n")
+            "RENDERER h\nPARSER i\nQUANTIZE j\nimatrix j2\nPARAMETER k l\nMESSAGE user m\n# n\n")
     assert [s[0] for s in shape(parser.parse(text))] == [
         "from", "adapter", "template", "system", "license", "requires", "draft", "renderer",
-        "parser", "quantize", "parameter", "message", "comment"]
+        "parser", "quantize", "imatrix", "parameter", "message", "comment"]
 
 
 @pytest.mark.parametrize("text,tokens", [

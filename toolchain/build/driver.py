@@ -17,7 +17,7 @@ from toolchain import ir
 from toolchain.build import convert, emit, quantize, resolve, template
 from toolchain.build.passes import BuildContext, Pass, run_passes
 from toolchain.build.plan import BuildPlan, BuildResult
-from toolchain.build.quantize import check_quantize_type
+from toolchain.build.quantize import check_imatrix
 from toolchain.build.request import CreateRequest, request_from_modelfile
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 from toolchain.store.cache import max_size_from_env
@@ -44,7 +44,7 @@ def build(
     registry to be plain http or to have an untrusted certificate.
     """
     if request.quantize:  # reject a bad type before any hashing or copying
-        check_quantize_type(request.quantize, request.spans.get("quantize"))
+        check_imatrix(request)
     ctx = BuildContext(store, progress, insecure=insecure)
     try:
         ctx.lock_if_exists()

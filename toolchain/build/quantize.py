@@ -1,19 +1,26 @@
-"""The quantize pass (`QUANTIZE` / `--quantize`): model layers to a K-quant or legacy type.
+"""The quantize pass (`QUANTIZE` / `--quantize`): model layers to a K-quant, legacy or
+i-quant type, with the importance matrix `IMATRIX` names.
 
-Cached by (input blob digest, target type): a rebuild with the same input and type reuses
-the output blob and does no tensor work. The output is a new layer that, like the
-reference's, no longer carries the input file's `from`. The kernels are `quant/`.
+Cached by (input blob digest, target type, imatrix digest): a rebuild with the same input,
+type and imatrix reuses the output blob and does no tensor work. The output is a new layer
+that, like the reference's, no longer carries the input file's `from`. The kernels are
+`quant/`. An IMATRIX that is calibration text rather than an imatrix file is first turned
+into one by the `imatrix` pass (`mfc imatrix`'s defaults), cached by (input layer, text
+digest), so the build stays reproducible and a rebuild computes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from quant.filetypes import IMATRIX_REQUIRED
 from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass, pass_output
 from toolchain.build.plan import BuildPlan, PlannedLayer
+from toolchain.build.request import CreateRequest, SourceFile
 from toolchain.errors import MfcError, Span
 from toolchain.frontend.parameters import QUANTIZE_TYPES, canonical_quantize_type
 from toolchain.store import mediatypes
@@ -21,6 +28,9 @@ from toolchain.store.config import file_type_name
 from toolchain.store.gguf_reader import read_gguf
 
 VERSION = 1
+IMATRIX_VERSION = 1
+#: tokens per chunk of an IMATRIX computed from calibration text (`mfc imatrix --ctx`)
+IMATRIX_CTX = 512
 #: what the progress events carry as digest, like the reference (19 zeros)
 NO_DIGEST = "0" * 19
 FLOAT_SOURCES = ("F32", "F16", "BF16")
@@ -38,6 +48,18 @@ def check_quantize_type(name: str, span: Span | None) -> str:
     return found.upper()
 
 
+def check_imatrix(request: CreateRequest) -> None:
+    """A type llama-quantize only makes with an importance matrix comes with IMATRIX."""
+    target = check_quantize_type(request.quantize, request.spans.get("quantize"))
+    if target in IMATRIX_REQUIRED and request.imatrix is None:
+        raise BuildError(
+            f"quantization type {target} needs an importance matrix",
+            request.spans.get("quantize"),
+            hint="add IMATRIX <file> to the Modelfile (or --imatrix FILE): an imatrix GGUF "
+            "or .dat, or calibration text to compute one from",
+        )
+
+
 def _source_type(layer: PlannedLayer) -> str:
     assert layer.gguf is not None
     ft = layer.gguf.get_uint32("general.file_type", -1)
@@ -49,7 +71,10 @@ def _source_type(layer: PlannedLayer) -> str:
     return name
 
 
-def run_quantizer(src: Path, dst: Path, target: str, progress: Callable[[float], None]) -> None:
+def run_quantizer(
+    src: Path, dst: Path, target: str, progress: Callable[[float], None],
+    imatrix: Path | None = None,
+) -> None:
     """Quantize the GGUF `src` to `dst` with `quant.quantize_file` (progress: fraction 0..1)."""
     import quant  # the kernels load here, not with every build
 
@@ -57,10 +82,58 @@ def run_quantizer(src: Path, dst: Path, target: str, progress: Callable[[float],
         progress(p.bytes_done / p.bytes_total if p.bytes_total else 1.0)
 
     try:
-        quant.quantize_file(src, dst, target, progress=on_tensor)
+        quant.quantize_file(src, dst, target, imatrix=imatrix, progress=on_tensor)
     except quant.QuantError as exc:
         where = f" (tensor {exc.tensor})" if exc.tensor and exc.tensor not in exc.message else ""
         raise BuildError(f"{exc.message}{where}", hint=exc.hint) from None
+
+
+def is_imatrix_file(path: Path) -> bool:
+    """An imatrix GGUF or llama.cpp's legacy `.dat`, as opposed to calibration text."""
+    with path.open("rb") as f:
+        return f.read(4) == b"GGUF" or path.suffix.lower() == ".dat"
+
+
+def _layer_path(ctx: BuildContext, layer: PlannedLayer) -> Path:
+    return layer.source if isinstance(layer.source, Path) else ctx.store.blobs.path(layer.digest)
+
+
+def imatrix_for(ctx: BuildContext, layer: PlannedLayer, source: SourceFile) -> tuple[Path, str]:
+    """The importance matrix IMATRIX names for `layer` and its digest: the file itself, or
+    the one computed from calibration text (the `imatrix` pass, cached)."""
+    from toolchain.store.blobs import digest_of_file
+
+    if is_imatrix_file(source.path):
+        return source.path, digest_of_file(source.path)
+    data = source.path.read_bytes()
+    text_digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    status = f"computing the importance matrix from {source.key}"
+
+    def produce(out: Path) -> None:
+        import numpy as np
+
+        from quant.imatrix import write_imatrix_gguf
+        from toolchain.calibrate import compute_imatrix
+        from toolchain.quality import EvalError
+
+        try:
+            stats = compute_imatrix(
+                _layer_path(ctx, layer), data.decode("utf-8", errors="replace"), IMATRIX_CTX,
+                progress=lambda done, total: ctx.report(status, NO_DIGEST, total, done),
+            )
+        except EvalError as exc:
+            raise BuildError(f"IMATRIX {source.key}: {exc}", source.span) from None
+        counts = {k: np.array([c], np.float32) for k, c in stats.counts.items()}
+        write_imatrix_gguf(out, stats.sums, counts, datasets=[source.key],
+                           chunk_count=stats.chunks, chunk_size=stats.chunk_size)
+
+    ctx.report(status)
+    made = pass_output(
+        ctx, IMATRIX_PASS, layer.digest, {"text": text_digest, "ctx": IMATRIX_CTX}, produce,
+        media_type="application/vnd.mfc.imatrix", meta={"text": source.key},
+        span=source.span,
+    )
+    return ctx.store.blobs.path(made.digest), made.digest
 
 
 def quantize_layer(
@@ -76,6 +149,10 @@ def quantize_layer(
             span,
             hint="`mfc quantize --allow-requantize` re-quantizes an already quantized GGUF",
         )
+    imatrix: Path | None = None
+    options: dict[str, str] = {"type": target}
+    if plan.request.imatrix is not None:
+        imatrix, options["imatrix"] = imatrix_for(ctx, layer, plan.request.imatrix)
     status = f"quantizing {source_type} model to {target}"
 
     def on_progress(fraction: float) -> None:
@@ -83,8 +160,7 @@ def quantize_layer(
         ctx.report(status, NO_DIGEST, layer.size, done)
 
     def produce(out: Path) -> None:
-        src = layer.source if isinstance(layer.source, Path) else ctx.store.blobs.path(layer.digest)
-        run_quantizer(src, out, target, on_progress)
+        run_quantizer(_layer_path(ctx, layer), out, target, on_progress, imatrix)
         ctx.report("verifying conversion")
         read_gguf(out)
 
@@ -93,10 +169,10 @@ def quantize_layer(
             ctx,
             PASS,
             layer.digest,
-            {"type": target},
+            options,
             produce,
             media_type=layer.media_type,
-            meta={"type": target, "input": layer.digest},
+            meta={**options, "input": layer.digest},
             span=layer.span,
         )
     except MfcError as exc:
@@ -117,3 +193,5 @@ def run(plan: BuildPlan, ctx: BuildContext) -> BuildPlan:
 
 
 PASS = Pass("quantize", VERSION, run)
+#: not a step of the pipeline: the quantize pass runs it when IMATRIX is calibration text
+IMATRIX_PASS = Pass("imatrix", IMATRIX_VERSION, lambda plan, _ctx: plan)

@@ -59,6 +59,7 @@ class CreateRequest:
     renderer: str = ""
     parser: str = ""
     quantize: str = ""
+    imatrix: SourceFile | None = None  # IMATRIX: an importance matrix or calibration text
     spans: dict[str, Span] = field(default_factory=dict, compare=False)
 
 
@@ -102,6 +103,7 @@ def request_from_modelfile(
     licenses: list[str] = []
     messages: list[tuple[str, str]] = []
     params: list[ir.Parameter] = []
+    imatrix: SourceFile | None = None
 
     for ins in mf.instructions:
         span = ins.value_span or ins.span  # errors about a value point at the value
@@ -155,6 +157,18 @@ def request_from_modelfile(
         elif isinstance(ins, ir.Template | ir.System | ir.Renderer | ir.Parser | ir.Quantize):
             single[ins.command] = ins.value
             spans[ins.command] = span
+        elif isinstance(ins, ir.Imatrix):
+            path = _expand(ins.value, base)
+            if not path.is_file():
+                raise BuildError(
+                    f"IMATRIX file not found: {path}" if not path.exists()
+                    else f"IMATRIX must name a file: {path}",
+                    span,
+                    hint="IMATRIX takes an imatrix GGUF/.dat or a calibration text file "
+                    "(relative to the Modelfile's folder)",
+                )
+            imatrix = SourceFile(path.name, path, span)
+            spans["imatrix"] = span
         elif isinstance(ins, ir.Requires):
             if not is_valid_requires(ins.value):
                 raise BuildError(ERR_REQUIRES, span)
@@ -183,5 +197,6 @@ def request_from_modelfile(
         renderer=single.get("renderer", ""),
         parser=single.get("parser", ""),
         quantize=single.get("quantize", ""),
+        imatrix=imatrix,
         spans=spans,
     )

@@ -30,10 +30,12 @@ def run_build(
     as_json: bool,
     insecure: bool = False,
     name_note: str | None = None,
+    imatrix: Path | None = None,
 ) -> None:
     """Parse, check and build a Modelfile; shared by `mfc build` and `mfc create`."""
     from toolchain.build import build, request_from_modelfile
     from toolchain.build.quantize import check_quantize_type
+    from toolchain.build.request import SourceFile
     from toolchain.diagnostics import render
     from toolchain.frontend.check import check_modelfile
     from toolchain.frontend.parse import parse_modelfile
@@ -68,6 +70,8 @@ def run_build(
         request = request_from_modelfile(mf, relative_dir=relative_dir)
         if quantize:
             request = dataclasses.replace(request, quantize=quantize)
+        if imatrix is not None:
+            request = dataclasses.replace(request, imatrix=SourceFile(imatrix.name, imatrix))
         store = open_store(models)
         # ends with `success` (after a pulled FROM model's own `success`, as the reference)
         result = build(store, model, request, progress=progress, insecure=insecure)
@@ -105,6 +109,12 @@ def run_build(
     help="Model name, [host/][namespace/]model[:tag] (default: the Modelfile's folder).",
 )
 @quantize_option
+@click.option(
+    "--imatrix",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Importance matrix for the quantize step (overrides IMATRIX): an imatrix GGUF/.dat "
+    "or calibration text.",
+)
 @insecure_option
 @store_options
 def command(
@@ -113,6 +123,7 @@ def command(
     file_: str | None,
     name: str | None,
     quantize: str | None,
+    imatrix: Path | None,
     insecure: bool,
     models: str | None,
     as_json: bool,
@@ -151,4 +162,5 @@ def command(
         as_json=as_json,
         insecure=insecure,
         name_note=note,
+        imatrix=imatrix,
     )

@@ -2,7 +2,8 @@
 it silently accepts but a user wants to hear about (spec §1.8, §1.9).
 
 Errors are what the reference rejects (no FROM, unknown parameter, bad value, REQUIRES
-not a version, bad MESSAGE role) plus an unknown QUANTIZE type; warnings are what it
+not a version, bad MESSAGE role) plus an unknown QUANTIZE type and a QUANTIZE type that
+needs an importance matrix without IMATRIX; warnings are what it
 accepts quietly or with its own warning (deprecated parameters, an instruction repeated
 where the last one wins, an empty FROM/ADAPTER/DRAFT).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 
+from quant.filetypes import IMATRIX_REQUIRED
 from toolchain.diagnostics import Diagnostic
 from toolchain.errors import Span
 from toolchain.frontend.errors import ERR_INVALID_MESSAGE_ROLE, ERR_MISSING_FROM, MESSAGE_ROLES
@@ -29,6 +31,7 @@ from toolchain.ir import (
     Adapter,
     Draft,
     From,
+    Imatrix,
     Instruction,
     Message,
     Modelfile,
@@ -45,9 +48,9 @@ ERR_REQUIRES = "requires must be a valid semver (e.g. 0.14.0)"
 
 #: instructions of which `ollama create` keeps only the last (FROM: the last name wins)
 _LAST_WINS: tuple[type[Instruction], ...] = (
-    From, Adapter, Template, System, Renderer, Parser, Requires, Quantize,
+    From, Adapter, Template, System, Renderer, Parser, Requires, Quantize, Imatrix,
 )
-_PATH_VALUED: tuple[type[Instruction], ...] = (From, Adapter, Draft)
+_PATH_VALUED: tuple[type[Instruction], ...] = (From, Adapter, Draft, Imatrix)
 
 # golang.org/x/mod/semver.IsValid: vMAJOR[.MINOR[.PATCH[-PRERELEASE][+BUILD]]]
 _NUM = r"(?:0|[1-9][0-9]*)"
@@ -76,6 +79,7 @@ def check_modelfile(mf: Modelfile) -> list[Diagnostic]:
             "a Modelfile starts from a model: FROM <name>, a GGUF file or a safetensors folder",
         ))
     diags += _repeats(mf)
+    diags += _check_imatrix(mf)
     for ins in mf.instructions:
         diags += _check_instruction(ins)
     diags += check_templates(mf)
@@ -106,6 +110,24 @@ def _check_instruction(ins: Instruction) -> list[Diagnostic]:
         keyword = ins.kind.upper()
         return [Diagnostic("warning", f"{keyword} is empty, which means the Modelfile's folder",
                            ins.span, f"write `{keyword} .` if that is what you mean")]
+    return []
+
+
+def _check_imatrix(mf: Modelfile) -> list[Diagnostic]:
+    """QUANTIZE to a type that needs an importance matrix has an IMATRIX; IMATRIX has a
+    QUANTIZE to serve (the last of each counts, as in the build)."""
+    quantize = next((i for i in reversed(mf.instructions) if isinstance(i, Quantize)), None)
+    imatrix = next((i for i in reversed(mf.instructions) if isinstance(i, Imatrix)), None)
+    name = canonical_quantize_type(quantize.value) if quantize else None
+    if quantize and name and name.upper() in IMATRIX_REQUIRED and imatrix is None:
+        return [Diagnostic(
+            "error", f"quantization type {name} needs an importance matrix", _value_span(quantize),
+            "add IMATRIX <file>: an imatrix GGUF or .dat (`mfc imatrix`, llama-imatrix) or "
+            "calibration text to compute one from",
+        )]
+    if imatrix is not None and quantize is None:
+        return [Diagnostic("warning", "IMATRIX has no effect without QUANTIZE", imatrix.span,
+                           "add QUANTIZE <type>, or remove the line")]
     return []
 
 

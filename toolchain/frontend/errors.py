@@ -16,7 +16,7 @@ REFERENCE_COMMANDS = (
     "parameter", "message", "requires",
 )
 #: mfc's own instructions on top of the reference's
-EXTENSION_COMMANDS = ("quantize",)
+EXTENSION_COMMANDS = ("quantize", "imatrix")
 COMMANDS = REFERENCE_COMMANDS + EXTENSION_COMMANDS
 
 MESSAGE_ROLES = ("system", "user", "assistant")

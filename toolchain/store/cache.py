@@ -7,7 +7,8 @@ when it was last used (a hit touches it), which is what LRU eviction orders by.
 
 Ownership, the one rule `rm`, `prune`, a rebuild and `mfc cache` share: an entry is *live*
 while its output is used by a model, that is referenced by a manifest or the input of
-another live entry (the F16 a quantized model was made from). An orphan entry (its model
+another live entry (the F16 a quantized model was made from) or named by digest in its
+options (the importance matrix it was quantized with). An orphan entry (its model
 was removed or replaced) is swept with its blob; a live entry's blob is not garbage, only
 `mfc cache prune` (by age or size, and the size cap after each build) evicts it. Blobs a
 manifest references are never removed by the cache.
@@ -108,9 +109,10 @@ class BuildCache:
             for e in pending:
                 if e.key not in live and e.digest in used:
                     live.add(e.key)
-                    if is_digest(e.input) and e.input not in used:
-                        used.add(e.input)
-                        changed = True
+                    for dep in (e.input, *e.options.values()):
+                        if isinstance(dep, str) and is_digest(dep) and dep not in used:
+                            used.add(dep)
+                            changed = True
         return live
 
     def states(self, entries: list[CacheEntry], refs: set[str]) -> dict[str, str]:

@@ -35,7 +35,9 @@ class FakeQuantizer:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, src: Path, dst: Path, target: str, progress: Any) -> None:
+    def __call__(
+        self, src: Path, dst: Path, target: str, progress: Any, imatrix: Path | None = None
+    ) -> None:
         self.calls += 1
         write_tiny_model(dst, file_type=15, seed=99)
         progress(1.0)

@@ -25,7 +25,9 @@ class FakeQuantizer:
     def __init__(self) -> None:
         self.calls: list[tuple[Path, str]] = []
 
-    def __call__(self, src: Path, dst: Path, target: str, progress: Any) -> None:
+    def __call__(
+        self, src: Path, dst: Path, target: str, progress: Any, imatrix: Path | None = None
+    ) -> None:
         self.calls.append((src, target))
         progress(0.5)
         write_tiny_model(dst, file_type=FILE_TYPES[target], seed=99)
