@@ -33,8 +33,8 @@ def test_unknown_instruction() -> None:
         "      INCLUDE other.modelfile\n"
         "      ^~~~~~~\n"
         "hint: an instruction is one of FROM, LICENSE, TEMPLATE, SYSTEM, ADAPTER, DRAFT, "
-        "RENDERER, PARSER, PARAMETER, MESSAGE, REQUIRES, QUANTIZE, IMATRIX; to continue a value over "
-        'several lines, wrap it in """'
+        "RENDERER, PARSER, PARAMETER, MESSAGE, REQUIRES, QUANTIZE, IMATRIX; to continue a value "
+        'over several lines, wrap it in """'
     )
 
 
