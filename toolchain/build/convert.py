@@ -4,7 +4,9 @@ Cached by the folder's content digest (every file's path and sha256) and the out
 so a rebuild of an unchanged folder does no tensor work. The converter is
 `toolchain.convert`; the output is an F16 GGUF model layer (or a LoRA adapter layer for
 the model's base), on which template detection then runs as for a GGUF given directly.
-Like the reference's converted layers, it carries no `from`.
+Like the reference's converted layers, it carries no `from`. A vision checkpoint (see
+`toolchain.convert.mmproj`) gives a second layer after the model: its projector GGUF
+(`application/vnd.ollama.image.projector`), as a Modelfile's second FROM of an mmproj would.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from toolchain.build.passes import BuildContext, Pass, pass_output
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.build.request import SourceDir
 from toolchain.convert import ConvertError, convert_hf_dir, convert_lora
+from toolchain.convert.mmproj import convert_projector, has_projector
 from toolchain.progress import ProgressEvent
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_file
@@ -46,7 +49,8 @@ def _base_path(ctx: BuildContext, base: PlannedLayer | None) -> Path:
 
 
 def convert_folder(
-    ctx: BuildContext, source: SourceDir, *, adapter: bool, base: PlannedLayer | None
+    ctx: BuildContext, source: SourceDir, *, adapter: bool, base: PlannedLayer | None,
+    digest: str | None = None,
 ) -> PlannedLayer:
     options: dict[str, object] = {"outtype": OUTTYPE, "adapter": adapter}
     if adapter:
@@ -68,7 +72,7 @@ def convert_folder(
         return pass_output(
             ctx,
             PASS,
-            folder_digest(source.path),
+            digest or folder_digest(source.path),
             options,
             produce,
             media_type=media_type,
@@ -79,12 +83,35 @@ def convert_folder(
         raise BuildError(exc.message, source.span, hint=exc.hint) from None
 
 
+def convert_projector_of(ctx: BuildContext, source: SourceDir, digest: str) -> PlannedLayer:
+    """The projector layer of a vision checkpoint (cached like the model's)."""
+
+    def forward(event: ProgressEvent) -> None:
+        if not event.status.startswith("wrote "):
+            ctx.progress(event)
+
+    def produce(out: Path) -> None:  # only on a cache miss
+        ctx.report("converting projector")
+        convert_projector(source.path, out, OUTTYPE, progress=forward)
+
+    try:
+        return pass_output(ctx, PASS, digest,
+                           {"outtype": OUTTYPE, "projector": True}, produce,
+                           media_type=mediatypes.PROJECTOR, meta={"folder": str(source.path)},
+                           span=source.span)
+    except ConvertError as exc:
+        raise BuildError(exc.message, source.span, hint=exc.hint) from None
+
+
 def run(plan: BuildPlan, ctx: BuildContext) -> BuildPlan:
     if not plan.pending and not plan.pending_adapters:
         return plan
     base = list(plan.base)
     for source in plan.pending:
-        base.append(convert_folder(ctx, source, adapter=False, base=None))
+        digest = folder_digest(source.path)
+        base.append(convert_folder(ctx, source, adapter=False, base=None, digest=digest))
+        if has_projector(source.path):
+            base.append(convert_projector_of(ctx, source, digest))
     model = next((b for b in base if b.media_type == mediatypes.MODEL), None)
     adapters = list(plan.adapters)
     for source in plan.pending_adapters:

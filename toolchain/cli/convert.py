@@ -24,13 +24,19 @@ from toolchain.progress import ProgressEvent
               "such as q8_0 or q4_K_M.")
 @click.option("--lora-base", type=click.Path(path_type=Path), metavar="BASE",
               help="Convert a PEFT LoRA adapter for BASE (its GGUF file or HF directory).")
+@click.option("--mmproj", "mmproj_out", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="PATH", help="Where a vision checkpoint's projector GGUF goes "
+              "(default: mmproj-OUT.gguf beside OUT.gguf).")
 @click.option("--list-architectures", "list_archs", is_flag=True,
               help="Print the Hugging Face architectures that convert, and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
 def command(src: Path | None, out: Path | None, *, outtype: str, lora_base: Path | None,
-            list_archs: bool, as_json: bool) -> None:
-    """Convert a Hugging Face model directory (safetensors + tokenizer) to OUT.gguf."""
+            mmproj_out: Path | None, list_archs: bool, as_json: bool) -> None:
+    """Convert a Hugging Face model directory (safetensors + tokenizer) to OUT.gguf.
+
+    A vision checkpoint (Gemma 3, Idefics3 / SmolVLM) also gives its projector GGUF."""
     from toolchain.convert import ConvertError, convert_hf_dir, convert_lora
+    from toolchain.convert.mmproj import convert_projector, has_projector, projector_path
     from toolchain.convert.outtype import resolve_outtype
 
     if list_archs:
@@ -49,17 +55,24 @@ def command(src: Path | None, out: Path | None, *, outtype: str, lora_base: Path
             if as_json or not event.status.startswith("wrote "):  # said below, with details
                 report(event)
 
+        projector = None
         if lora_base is not None:
             result = convert_lora(src, out, lora_base, outtype, progress=progress)
         else:
             result = convert_hf_dir(src, out, outtype, progress=progress)
+            if has_projector(src):
+                projector = convert_projector(src, mmproj_out or projector_path(out), outtype,
+                                              progress=progress)
     if as_json:
-        print_json({"status": "success", **result.to_json()})
+        extra = {"projector": projector.to_json()} if projector is not None else {}
+        print_json({"status": "success", **result.to_json(), **extra})
         return
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    click.echo(f"wrote {result.path} ({result.architecture}, {result.outtype}, "
-               f"{result.tensor_count} tensors, {result.size / 2**20:.1f} MiB)")
+    for done in (result, projector):
+        if done is not None:
+            click.echo(f"wrote {done.path} ({done.architecture}, {done.outtype}, "
+                       f"{done.tensor_count} tensors, {done.size / 2**20:.1f} MiB)")
 
 
 def _list_architectures(as_json: bool) -> None:

@@ -10,6 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gguf import LlamaFileType
 
@@ -73,7 +74,7 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
     with open_hf_dir(src_dir) as hf:
         report(ProgressEvent(f"reading {hf.path}"))
         arch = architecture_for(hf.architecture, hf.file("config.json"), hf.config)
-        hp = HParams(hf.config, hf.file("config.json"))
+        hp = HParams(text_config(hf.config), hf.file("config.json"))
         first_dtype = next((e.dtype for e in hf.tensors.values() if len(e.shape) > 1), None)
         out_type = resolve_outtype(outtype, first_dtype)
         n_vocab = None if arch.truncate_vocab else hp.int(*arch.vocab_size_keys)
@@ -92,6 +93,13 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
     report(ProgressEvent(f"wrote {out}"))
     return ConvertResult(out, arch.gguf_arch, out_type.name, file_type,
                          len(tensors), out.stat().st_size, list(vocab.warnings))
+
+
+def text_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The text model's settings: a multimodal config's `text_config` over the top level
+    (as the reference reads it)."""
+    text = config.get("text_config")
+    return {**config, **text} if isinstance(text, dict) else config
 
 
 def _set_special_tokens(hf: HFDir, arch: Architecture, vocab: Vocab) -> None:

@@ -19,6 +19,7 @@ from toolchain.convert.arch import (
     nomic_bert,
     qwen2,
     qwen3,
+    vision,
     xlm_roberta,
 )
 from toolchain.convert.architecture import Architecture
@@ -50,6 +51,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     nomic_bert.ARCH,
     nomic_bert.MOE,
     xlm_roberta.ARCH,
+    *vision.TEXT_MODELS,
 )
 
 _BY_HF_NAME = {name: arch for arch in ARCHITECTURES if arch.selected_by is None

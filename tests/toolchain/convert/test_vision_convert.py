@@ -1,0 +1,141 @@
+"""Vision checkpoints convert into two GGUFs, the text model and the projector, and the
+projector is the file llama.cpp's converter writes with `--mmproj` for the same checkpoint:
+every tensor (name, type, shape, bytes) and every key, `clip.projector_type` included.
+
+The checkpoints are fixtures/vision_models.py's tiny random Gemma 3 (SigLIP + Gemma 3's
+projector) and Idefics3 (SmolVLM's architecture: SigLIP + pixel-shuffle connector), with
+the reference converter's F16 files beside them; F32 is converted by the reference here.
+Only the model-card keys (`general.name`, `general.basename` ... which the reference derives
+from the folder name) are not compared, as in the text-model comparisons.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fixtures.local_server import mfc_command
+from tests.conftest import MODELS
+from tests.toolchain.convert.reference_convert import differences, fields, reference_script
+from tests.toolchain.convert.test_breadth import _FLAGS, _SPM_MASK
+from toolchain.convert import ConvertError, convert_hf_dir
+from toolchain.convert.mmproj import convert_projector, has_projector
+
+#: folder -> (reference GGUFs, the pre-tokenizer the reference is told, projector_type)
+FAMILIES = {
+    "tiny-gemma3-vision": ("tiny-gemma3-vision-gguf", "", "gemma3"),
+    "tiny-smolvlm": ("tiny-smolvlm-gguf", "llama-bpe", "idefics3"),
+}
+
+#: what differs in the text model from the reference's, and why: the text converter's own
+#: choices (the same as for the text-only checkpoints of these families)
+TEXT_DIFFERENCES: dict[str, dict[str, str]] = {
+    "tiny-gemma3-vision": {
+        **_FLAGS, **_SPM_MASK,
+        "gemma3.attention.sliding_window_pattern": "config.json's layer_types say both layers "
+        "use full attention; ours writes that, the reference writes no pattern and llama.cpp "
+        "then assumes Gemma 3's 5 sliding : 1 global (both layers sliding here)",
+    },
+    "tiny-smolvlm": _FLAGS,
+}
+
+_RUNNER = """
+import runpy, sys
+sys.path.insert(0, ".")
+pre = sys.argv.pop(1)
+if pre:
+    from conversion import base
+    base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
+runpy.run_path("convert_hf_to_gguf.py", run_name="__main__")
+"""
+
+
+def folder(name: str) -> Path:
+    path = MODELS / name
+    if not any((path / f).is_file() for f in ("config.json", "mmproj.gguf")):
+        pytest.fail(f"fixture {path} is missing: run `make fixtures`")
+    return path
+
+
+def reference_mmproj(src: Path, out: Path, outtype: str, pre: str) -> Path:
+    script = reference_script()
+    proc = subprocess.run([sys.executable, "-c", _RUNNER, pre, str(src), "--mmproj",
+                           "--outtype", outtype, "--outfile", str(out)], cwd=script.parent,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_projector_equals_the_reference_mmproj(name: str, tmp_path: Path) -> None:
+    ref_dir, _pre, kind = FAMILIES[name]
+    ours = convert_projector(folder(name), tmp_path / "mmproj.gguf", "f16").path
+    theirs = folder(ref_dir) / "mmproj.gguf"
+    assert differences(ours, theirs) == []
+    assert fields(ours)["clip.projector_type"] == kind
+    from gguf import GGUFReader
+
+    assert GGUFReader(ours).fields["general.type"].contents() == "mmproj"
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_f32_projector_equals_the_reference_mmproj(name: str, tmp_path: Path) -> None:
+    """At F32 the families' fixed types show: Gemma 3's input projection stays F16."""
+    _ref, pre, _kind = FAMILIES[name]
+    src = folder(name)
+    ours = convert_projector(src, tmp_path / "ours.gguf", "f32").path
+    theirs = reference_mmproj(src, tmp_path / "theirs.gguf", "f32", pre)
+    assert differences(ours, theirs) == []
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_text_model_differs_only_as_listed(name: str, tmp_path: Path) -> None:
+    ref_dir, _pre, _kind = FAMILIES[name]
+    ours = convert_hf_dir(folder(name), tmp_path / "text.gguf", "f16").path
+    found = differences(ours, folder(ref_dir) / "text.gguf")
+    explained = TEXT_DIFFERENCES[name]
+    assert [d for d in found if d.split(":")[0] not in explained] == []
+    assert {d.split(":")[0] for d in found} == set(explained), "a listed difference is gone"
+    assert not any(d.startswith("tensor ") for d in found)
+
+
+def test_mfc_convert_writes_the_model_and_its_projector(tmp_path: Path) -> None:
+    src = folder("tiny-smolvlm")
+    cmd = [*mfc_command(), "convert", str(src), str(tmp_path / "m.gguf"), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["architecture"] == "llama"
+    assert result["projector"]["path"] == str(tmp_path / "mmproj-m.gguf")
+    assert result["projector"]["architecture"] == "clip"
+    assert differences(tmp_path / "mmproj-m.gguf", folder("tiny-smolvlm-gguf") / "mmproj.gguf") \
+        == []
+    other = tmp_path / "elsewhere.gguf"
+    done = subprocess.run([*cmd[:-1], "--mmproj", str(other)], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0 and other.is_file(), done.stderr
+
+
+def test_only_vision_checkpoints_have_a_projector(tmp_path: Path) -> None:
+    assert has_projector(folder("tiny-gemma3-vision"))
+    assert not has_projector(folder("tiny-gemma3"))
+    with pytest.raises(ConvertError, match="has no vision projector"):
+        convert_projector(folder("tiny-gemma3"), tmp_path / "x.gguf")
+
+
+def test_a_vision_checkpoint_without_its_image_settings_is_refused(tmp_path: Path) -> None:
+    """The projector records the image normalisation; without it the encoder would see
+    wrongly scaled pixels, so nothing is written."""
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for f in folder("tiny-smolvlm").iterdir():
+        if f.name != "preprocessor_config.json" and f.is_file():
+            (copy / f.name).symlink_to(f)
+    with pytest.raises(ConvertError, match="image_mean") as err:
+        convert_projector(copy, tmp_path / "x.gguf")
+    assert err.value.file == str(copy / "preprocessor_config.json")
+    assert not (tmp_path / "x.gguf").exists()

@@ -1,0 +1,154 @@
+"""Vision checkpoints (a text model + a vision encoder + a projector in one folder).
+
+Each family has two entries: its text model, which is the text architecture's entry
+reading the checkpoint's language-model tensors under their own prefix, and its
+projector, which becomes a separate "clip" GGUF (`general.type` mmproj) as llama.cpp's
+converter writes it with `--mmproj`: gguf-py's MMPROJ tensor names, the CLIP keys
+(`clip.projector_type`, `clip.vision.*`) and the family's own keys and tensor types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gguf
+import numpy as np
+from gguf import GGMLQuantizationType as T
+
+from toolchain.convert.arch import gemma3, llama
+from toolchain.convert.architecture import Architecture, HParams, Transform
+from toolchain.convert.metadata import Metadata
+
+#: the (vision) config, the whole config.json and preprocessor_config.json
+VisionMetadata = Callable[["VisionConfig", Metadata], None]
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """config.json's vision_config (`vision`), the whole file (`top`) and the image
+    preprocessor's settings (preprocessor_config.json, then processor_config.json)."""
+
+    vision: HParams
+    top: HParams
+    preprocessor: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Projector:
+    """One family's projector GGUF."""
+
+    hf_names: tuple[str, ...]
+    family: str
+    #: gguf.VisionProjectorType value written as `clip.projector_type`
+    projector_type: str
+    #: regex (whole HF name) of the tensors that belong to the projector GGUF
+    keep: str
+    #: the family's keys after the common ones
+    metadata: VisionMetadata
+    renames: tuple[tuple[str, str], ...] = ()
+    skip: tuple[str, ...] = ()
+    transforms: Mapping[str, Transform] = field(default_factory=dict)
+    #: GGUF name (with suffix, `{bid}` for the block) -> type whatever the output type
+    forced: Mapping[str, T] = field(default_factory=dict)
+
+
+def common_metadata(c: VisionConfig, md: Metadata) -> None:
+    """The keys every vision projector has, in the reference's order."""
+    v = c.vision
+    md.boolean("clip.has_vision_encoder", True)
+    md.u32("clip.vision.projection_dim", c.top.int("hidden_size", "n_embd"))
+    md.u32("clip.vision.image_size", v.int("image_size"))
+    md.u32("clip.vision.patch_size", v.int("patch_size"))
+    md.u32("clip.vision.embedding_length", v.int("hidden_size", "width"))
+    md.u32("clip.vision.feed_forward_length", v.int("intermediate_size"))
+    md.u32("clip.vision.block_count", v.int("num_hidden_layers", "n_layers", "depth"))
+    md.u32("clip.vision.attention.head_count", v.int("num_attention_heads", "num_heads"))
+    md.f32s("clip.vision.image_mean", [float(x) for x in c.preprocessor["image_mean"]])
+    md.f32s("clip.vision.image_std", [float(x) for x in c.preprocessor["image_std"]])
+
+
+def _gemma3(c: VisionConfig, md: Metadata) -> None:
+    md.string("clip.projector_type", gguf.VisionProjectorType.GEMMA3)
+    md.f32("clip.vision.attention.layer_norm_epsilon", c.vision.float("layer_norm_eps",
+                                                                       default=1e-6))
+    md.boolean("clip.use_gelu", True)
+    # tokens per image = (patches a side / scale)^2; written only when not Gemma 3's 4
+    per_side = math.isqrt(int(c.preprocessor.get("image_seq_length", 256)))
+    scale = (c.vision.int("image_size") // c.vision.int("patch_size")) // max(per_side, 1)
+    if scale > 0 and scale != 4:
+        md.u32("clip.vision.projector.scale_factor", scale)
+
+
+def _idefics3(c: VisionConfig, md: Metadata) -> None:
+    md.string("clip.projector_type", gguf.VisionProjectorType.IDEFICS3)
+    md.f32("clip.vision.attention.layer_norm_epsilon", c.vision.float("layer_norm_eps",
+                                                                       default=1e-5))
+    md.u32("clip.vision.projector.scale_factor", c.top.int("scale_factor", default=2))
+    md.boolean("clip.use_gelu", True)
+    size = c.preprocessor.get("size", {})
+    longest = size.get("longest_edge") if isinstance(size, dict) else None
+    md.u32("clip.vision.preproc_image_size",
+           int(longest) if longest is not None else c.vision.int("image_size"))
+
+
+def _plus_one(w: np.ndarray, _h: HParams) -> np.ndarray:
+    return w + np.float32(1.0)
+
+
+GEMMA3 = Projector(
+    hf_names=("Gemma3ForConditionalGeneration",),
+    family="Gemma 3 (vision)",
+    projector_type=gguf.VisionProjectorType.GEMMA3,
+    keep=r"(multi_modal_projector|vision_tower)\..*",
+    metadata=_gemma3,
+    # the projector's input projection is a bare parameter (`..._weight`)
+    renames=((r"_weight$", ".weight"),),
+    skip=(r"vision_tower\.vision_model\.head\..*",),  # SigLIP's pooling head: unused
+    transforms={"mm.soft_emb_norm.weight": _plus_one},  # Gemma's RMSNorm scales by 1 + w
+    # llama.cpp's issue 13025: the projection stays F16, the patch embedding F32
+    forced={"mm.input_projection.weight": T.F16, "v.patch_embd.weight": T.F32},
+)
+
+IDEFICS3 = Projector(
+    hf_names=("Idefics3ForConditionalGeneration", "SmolVLMForConditionalGeneration"),
+    family="Idefics3 / SmolVLM (vision)",
+    projector_type=gguf.VisionProjectorType.IDEFICS3,
+    keep=r"model\.(vision_model|connector)\..*",
+    metadata=_idefics3,
+    forced={"v.patch_embd.weight": T.F32},  # the reference keeps `.embeddings.` in F32
+)
+
+PROJECTORS: tuple[Projector, ...] = (GEMMA3, IDEFICS3)
+
+
+def _text_of(arch: Architecture, *, hf_names: tuple[str, ...], family: str,
+             renames: tuple[tuple[str, str], ...], vision: str) -> Architecture:
+    """`arch` reading a vision checkpoint's language model: the vision tensors dropped,
+    the language model's prefix taken off."""
+    return dataclasses.replace(
+        arch, hf_names=hf_names, family=family, renames=(*renames, *arch.renames),
+        skip=(*arch.skip, vision))
+
+
+GEMMA3_TEXT = _text_of(
+    gemma3.ARCH, hf_names=GEMMA3.hf_names, family="Gemma 3 (vision: text model)",
+    renames=((r"^language_model\.model\.", "model."), (r"^language_model\.lm_head", "lm_head"),
+             (r"^model\.language_model\.", "model.")),
+    vision=r"(multi_modal_projector|vision_tower|model\.vision_tower|"
+           r"model\.multi_modal_projector)\..*")
+
+IDEFICS3_TEXT = _text_of(
+    llama.ARCH, hf_names=IDEFICS3.hf_names, family="Idefics3 / SmolVLM (vision: text model)",
+    renames=((r"^model\.text_model\.", "model."),),
+    vision=r"model\.(vision_model|connector)\..*")
+
+TEXT_MODELS: tuple[Architecture, ...] = (GEMMA3_TEXT, IDEFICS3_TEXT)
+
+
+def projector_for(hf_name: str) -> Projector | None:
+    """The projector entry of a vision checkpoint's architecture, None for a text model."""
+    return next((p for p in PROJECTORS if hf_name in p.hf_names), None)
