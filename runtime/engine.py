@@ -86,6 +86,9 @@ class Generation:
 class _Slot:
     seq: int
     cached: list[int] = field(default_factory=list)  # tokens whose KV is in the cache
+    #: KV cells beyond `cached`'s positions: an M-RoPE image (Qwen2-VL) takes one cell per
+    #: embedding but fewer positions (its rows and columns share them)
+    extra: int = 0
     job: Generation | None = None
     sampler: Sampler | None = None
     pending: list[int] = field(default_factory=list)  # prompt tokens not decoded yet
@@ -165,7 +168,7 @@ class Engine:
 
     def kv_cache_tokens(self) -> tuple[int, int]:
         """(tokens held in the KV cache, tokens it can hold) over all slots."""
-        used = sum(len(s.cached) for s in self.slots)
+        used = sum(len(s.cached) + s.extra for s in self.slots)
         return used, self.n_ctx_seq * len(self.slots)
 
     @property
@@ -263,6 +266,7 @@ class Engine:
             lc.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
             reuse = 0
         slot.cached = prompt[:reuse]
+        slot.extra = 0  # an image's cells sit past `reuse` (its key never matches): removed
         slot.pending = prompt[reuse:]
         slot.reused = reuse
         self._prepare(slot, prompt)
@@ -308,13 +312,12 @@ class Engine:
             slot.job = None
             return
         try:
-            if chunks.n_pos > self.n_ctx_seq - 1 or projector.mrope:
-                reason = "input length exceeds the context length"
-                job.on_event(Failed(400, reason if not projector.mrope else "unsupported model"))
+            if chunks.n_tokens > self.n_ctx_seq - 1:
+                job.on_event(Failed(400, "input length exceeds the context length"))
                 slot.job = None
                 return
             lc.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
-            slot.cached, slot.pending, slot.reused = [], [], 0
+            slot.cached, slot.pending, slot.reused, slot.extra = [], [], 0, 0
             job.shift = False  # as llama.cpp's server: no context shift through an image
             if not self._prepare(slot, chunks.key):
                 return
@@ -328,6 +331,9 @@ class Engine:
         finally:
             chunks.close()
         slot.cached = list(chunks.key[:n_past])
+        # libmtmd gives M-RoPE images their own positions; the text after them goes on
+        # from n_past, one position a token, as llama.cpp's server does
+        slot.extra = chunks.n_tokens - chunks.n_pos
         slot.t_first = time.perf_counter()
         assert slot.sampler is not None
         self._accept(slot, slot.sampler.sample(self.ctx, -1), -1)
@@ -419,7 +425,7 @@ class Engine:
         if 0 <= job.num_predict <= len(slot.generated):
             self._finish(slot, "length")
             return
-        if len(slot.cached) >= self.n_ctx_seq and not self._shift(slot):
+        if len(slot.cached) + slot.extra >= self.n_ctx_seq and not self._shift(slot):
             self._finish(slot, "length")
             return
         slot.next_token = token
@@ -478,3 +484,4 @@ class Engine:
         self._release(slot)
         lc.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
         slot.cached = []
+        slot.extra = 0

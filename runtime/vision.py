@@ -209,7 +209,6 @@ class Projector:
         if not mtmd.mtmd_support_vision(self.ctx):
             self.close()
             raise ApiError(500, f"projector has no vision encoder: {path}")
-        self.mrope = bool(mtmd.mtmd_decode_use_mrope(self.ctx))
 
     def close(self) -> None:
         if self.ctx:
@@ -259,6 +258,8 @@ class Chunks:
     def __init__(self, ptr: Any, images: tuple[Image, ...]) -> None:
         self.ptr = ptr
         self.n_pos = int(mtmd.mtmd_helper_get_n_pos(ptr))
+        #: KV cells the prompt takes (more than n_pos when images use M-RoPE positions)
+        self.n_tokens = int(mtmd.mtmd_helper_get_n_tokens(ptr))
         self.key = self._key(images)
 
     def _key(self, images: tuple[Image, ...]) -> list[int]:

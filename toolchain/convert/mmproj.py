@@ -64,7 +64,8 @@ def convert_projector(src_dir: Path | str, out_path: Path | str, outtype: str = 
         tensors = plan_tensors(hf, arch, config.vision, out_type, 0)
         if not tensors:
             raise ConvertError(hf.path, "no vision tensors in the checkpoint")
-        tensors = [_forced(t, proj) for t in tensors]
+        assert out_type.ggml is not None
+        tensors = [_forced(t, proj, out_type.ggml) for t in tensors]
         tensors.sort(key=lambda t: t.source.name if t.source is not None else t.name)
         md = Metadata("clip")
         md.string("general.architecture", "clip")
@@ -96,7 +97,10 @@ def _vision_config(hf: HFDir) -> VisionConfig:
         if not isinstance(value, list) or not all(isinstance(x, int | float) for x in value):
             raise ConvertError(hf.file("preprocessor_config.json"),
                                f"missing {key!r} (a list of numbers), which the projector needs")
-    return VisionConfig(HParams(vision, path), HParams(top, path), preprocessor)
+    proj = projector_for(hf.architecture)
+    assert proj is not None
+    return VisionConfig(HParams(proj.vision_config(vision), path), HParams(top, path),
+                        HParams(hf.config, path), preprocessor)
 
 
 def _clip_arch(proj: Projector) -> Architecture:
@@ -104,14 +108,16 @@ def _clip_arch(proj: Projector) -> Architecture:
     outside `proj.keep` dropped (those are the text model's). Its metadata is written by
     the caller, from the whole VisionConfig."""
     return Architecture(
-        hf_names=proj.hf_names, gguf_arch="clip", tensors=tensor_table("clip"),
+        hf_names=proj.hf_names, gguf_arch="clip", tensors={**tensor_table("clip"), **proj.names},
+        splits=proj.splits,
         metadata=lambda _h, _md: None, vocab=(), renames=proj.renames,
         skip=(f"(?!(?:{proj.keep})$).*", *proj.skip), transforms=proj.transforms,
         family=proj.family)
 
 
-def _forced(t: PlannedTensor, proj: Projector) -> PlannedTensor:
-    ggml = proj.forced.get(t.name)
+def _forced(t: PlannedTensor, proj: Projector, out: GGMLQuantizationType) -> PlannedTensor:
+    rule = proj.forced.get(t.name)
+    ggml = rule(out) if rule is not None else None
     if ggml is None and t.name in _ALWAYS_F32:
         ggml = GGMLQuantizationType.F32
     if ggml is None or ggml == t.ggml:

@@ -3,8 +3,10 @@ projector is the file llama.cpp's converter writes with `--mmproj` for the same 
 every tensor (name, type, shape, bytes) and every key, `clip.projector_type` included.
 
 The checkpoints are fixtures/vision_models.py's tiny random Gemma 3 (SigLIP + Gemma 3's
-projector) and Idefics3 (SmolVLM's architecture: SigLIP + pixel-shuffle connector), with
-the reference converter's F16 files beside them; F32 is converted by the reference here.
+projector), Idefics3 (SmolVLM's architecture: SigLIP + pixel-shuffle connector) and Qwen2-VL
+(its ViT with fused QKV cut in three and a Conv3D patch embedding cut into two Conv2Ds, the
+2x2 merger; the text model with M-RoPE sections), with the reference converter's F16 files
+beside them; F32 is converted by the reference here.
 Only the model-card keys (`general.name`, `general.basename` ... which the reference derives
 from the folder name) are not compared, as in the text-model comparisons.
 """
@@ -29,6 +31,7 @@ from toolchain.convert.mmproj import convert_projector, has_projector
 FAMILIES = {
     "tiny-gemma3-vision": ("tiny-gemma3-vision-gguf", "", "gemma3"),
     "tiny-smolvlm": ("tiny-smolvlm-gguf", "llama-bpe", "idefics3"),
+    "tiny-qwen2vl": ("tiny-qwen2vl-gguf", "qwen2", "qwen2vl_merger"),
 }
 
 #: what differs in the text model from the reference's, and why: the text converter's own
@@ -41,6 +44,7 @@ TEXT_DIFFERENCES: dict[str, dict[str, str]] = {
         "then assumes Gemma 3's 5 sliding : 1 global (both layers sliding here)",
     },
     "tiny-smolvlm": _FLAGS,
+    "tiny-qwen2vl": {},
 }
 
 _RUNNER = """

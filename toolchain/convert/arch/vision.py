@@ -19,8 +19,8 @@ import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as T
 
-from toolchain.convert.arch import gemma3, llama
-from toolchain.convert.architecture import Architecture, HParams, Transform
+from toolchain.convert.arch import decoder, gemma3, llama, qwen2
+from toolchain.convert.architecture import Architecture, HParams, Split, Transform
 from toolchain.convert.metadata import Metadata
 
 #: the (vision) config, the whole config.json and preprocessor_config.json
@@ -29,11 +29,13 @@ VisionMetadata = Callable[["VisionConfig", Metadata], None]
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """config.json's vision_config (`vision`), the whole file (`top`) and the image
-    preprocessor's settings (preprocessor_config.json, then processor_config.json)."""
+    """config.json's vision_config (`vision`), the file with its text_config over the top
+    level (`top`), the file as it is (`whole`) and the image preprocessor's settings
+    (preprocessor_config.json, then processor_config.json)."""
 
     vision: HParams
     top: HParams
+    whole: HParams
     preprocessor: Mapping[str, Any]
 
 
@@ -52,8 +54,24 @@ class Projector:
     renames: tuple[tuple[str, str], ...] = ()
     skip: tuple[str, ...] = ()
     transforms: Mapping[str, Transform] = field(default_factory=dict)
-    #: GGUF name (with suffix, `{bid}` for the block) -> type whatever the output type
-    forced: Mapping[str, T] = field(default_factory=dict)
+    #: GGUF name -> its type given the output's (the reference's per-family exceptions)
+    forced: Mapping[str, Callable[[T], T]] = field(default_factory=dict)
+    #: extra or overriding HF name stem -> GGUF name stem
+    names: Mapping[str, str] = field(default_factory=dict)
+    #: HF tensor (GGUF template with suffix) -> the tensors it is cut into
+    splits: Mapping[str, tuple[Split, ...]] = field(default_factory=dict)
+    #: vision_config as the family's keys are read (renamed keys, defaults)
+    vision_config: Callable[[dict[str, Any]], dict[str, Any]] = lambda v: v
+
+
+def always(kind: T) -> Callable[[T], T]:
+    return lambda _out: kind
+
+
+def _f16_if_f16(out: T) -> T:
+    """The reference's base rule for patch embeddings: F16 output keeps them F16, any
+    other gives F32."""
+    return T.F16 if out == T.F16 else T.F32
 
 
 def common_metadata(c: VisionConfig, md: Metadata) -> None:
@@ -110,7 +128,7 @@ GEMMA3 = Projector(
     skip=(r"vision_tower\.vision_model\.head\..*",),  # SigLIP's pooling head: unused
     transforms={"mm.soft_emb_norm.weight": _plus_one},  # Gemma's RMSNorm scales by 1 + w
     # llama.cpp's issue 13025: the projection stays F16, the patch embedding F32
-    forced={"mm.input_projection.weight": T.F16, "v.patch_embd.weight": T.F32},
+    forced={"mm.input_projection.weight": always(T.F16), "v.patch_embd.weight": always(T.F32)},
 )
 
 IDEFICS3 = Projector(
@@ -119,10 +137,78 @@ IDEFICS3 = Projector(
     projector_type=gguf.VisionProjectorType.IDEFICS3,
     keep=r"model\.(vision_model|connector)\..*",
     metadata=_idefics3,
-    forced={"v.patch_embd.weight": T.F32},  # the reference keeps `.embeddings.` in F32
+    forced={"v.patch_embd.weight": always(T.F32)},  # the reference keeps `.embeddings.` F32
 )
 
-PROJECTORS: tuple[Projector, ...] = (GEMMA3, IDEFICS3)
+
+def _qwen2vl_config(v: dict[str, Any]) -> dict[str, Any]:
+    """Qwen2-VL's vision keys under the common names, as the reference reads them: its
+    `embed_dim` is the width and its `hidden_size` (the merger's output) is recorded as
+    the feed-forward length."""
+    out = {**v, "image_size": v.get("image_size", 560), "num_attention_heads": v.get("num_heads"),
+           "num_hidden_layers": v.get("depth")}
+    if "embed_dim" in v:
+        out["intermediate_size"] = v.get("hidden_size")
+        out["hidden_size"] = v["embed_dim"]
+    return out
+
+
+def _qwen2vl(c: VisionConfig, md: Metadata) -> None:
+    md.string("clip.projector_type", gguf.VisionProjectorType.QWEN2VL)
+    md.f32("clip.vision.attention.layer_norm_epsilon", c.whole.float("rms_norm_eps",
+                                                                      default=1e-6))
+
+
+def _thirds(i: int) -> Split:
+    """Part `i` of a fused QKV (rows q, then k, then v)."""
+
+    def shape(s: tuple[int, ...], _h: HParams) -> tuple[int, ...]:
+        return (s[0] // 3, *s[1:])
+
+    def cut(w: np.ndarray, _h: HParams) -> np.ndarray:
+        n = w.shape[0] // 3
+        return w[i * n:(i + 1) * n]
+
+    return Split(f"v.blk.{{bid}}.attn_{'qkv'[i]}.{{suffix}}", shape, cut)
+
+
+def _temporal(i: int) -> Split:
+    """Frame `i` of the Conv3D patch embedding (2 frames a patch), a Conv2D each."""
+
+    def shape(s: tuple[int, ...], _h: HParams) -> tuple[int, ...]:
+        return (s[0], s[1], *s[3:])
+
+    def cut(w: np.ndarray, _h: HParams) -> np.ndarray:
+        return w[:, :, i]
+
+    return Split("v.patch_embd.weight" + (f".{i}" if i else ""), shape, cut)
+
+
+def _qkv_splits() -> dict[str, tuple[Split, ...]]:
+    out = {}
+    for suffix in ("weight", "bias"):
+        parts = tuple(_thirds(i) for i in range(3))
+        out[f"v.blk.{{bid}}.attn_qkv.{suffix}"] = tuple(
+            Split(p.gguf.replace("{suffix}", suffix), p.shape, p.transform) for p in parts)
+    return out
+
+
+QWEN2VL = Projector(
+    hf_names=("Qwen2VLForConditionalGeneration",),
+    family="Qwen2-VL (vision)",
+    projector_type=gguf.VisionProjectorType.QWEN2VL,
+    keep=r"visual\..*",
+    metadata=_qwen2vl,
+    # the merger's MLP is numbered like a block (mlp.0, mlp.2): named apart from blocks
+    renames=((r"^model\.visual\.", "visual."),
+             (r"^visual\.merger\.mlp\.(\d+)\.", r"visual.merger.mlp_\1.")),
+    names={"visual.merger.mlp_0": "mm.0", "visual.merger.mlp_2": "mm.2"},
+    splits={**_qkv_splits(), "v.patch_embd.weight": (_temporal(0), _temporal(1))},
+    forced={"v.patch_embd.weight": _f16_if_f16, "v.patch_embd.weight.1": _f16_if_f16},
+    vision_config=_qwen2vl_config,
+)
+
+PROJECTORS: tuple[Projector, ...] = (GEMMA3, IDEFICS3, QWEN2VL)
 
 
 def _text_of(arch: Architecture, *, hf_names: tuple[str, ...], family: str,
@@ -146,7 +232,18 @@ IDEFICS3_TEXT = _text_of(
     renames=((r"^model\.text_model\.", "model."),),
     vision=r"model\.(vision_model|connector)\..*")
 
-TEXT_MODELS: tuple[Architecture, ...] = (GEMMA3_TEXT, IDEFICS3_TEXT)
+def _qwen2vl_text(h: HParams, md: Metadata) -> None:
+    decoder.write_common(h, md)
+    sections = [int(x) for x in decoder.rope_parameters(h).get("mrope_section", [])]
+    md.i32s("{arch}.rope.dimension_sections", [*sections, 0, 0, 0, 0][:4])
+
+
+QWEN2VL_TEXT = dataclasses.replace(_text_of(
+    qwen2.ARCH, hf_names=QWEN2VL.hf_names, family="Qwen2-VL (vision: text model)",
+    renames=((r"^model\.language_model\.", "model."),), vision=r"(model\.)?visual\..*"),
+    gguf_arch="qwen2vl", metadata=_qwen2vl_text)
+
+TEXT_MODELS: tuple[Architecture, ...] = (GEMMA3_TEXT, IDEFICS3_TEXT, QWEN2VL_TEXT)
 
 
 def projector_for(hf_name: str) -> Projector | None:
