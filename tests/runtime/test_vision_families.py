@@ -1,7 +1,11 @@
 """More vision families served: Idefics3 (SmolVLM's architecture) and Qwen2-VL, each built by
 `mfc build` from its Hugging Face folder (mfc's converter writes the text model and the
 projector layer) and answering (greedy) with exactly the tokens llama.cpp's own multimodal
-path gives on the GGUFs llama.cpp's converter writes for the same checkpoint.
+path gives on the same GGUFs (the store's blobs). That those GGUFs are what llama.cpp's own
+converter writes is tests/toolchain/convert/test_vision_convert.py's part: for Idefics3 and
+Qwen2-VL the projector and the text model's tensors are identical; Gemma 3's tokenizer
+types its added tokens as transformers does (listed there), so its prompts tokenize as
+transformers' do where the reference's file would not.
 
 They exercise the engine in shapes Gemma 3 (test_vision.py) does not: Idefics3 cuts an image
 into tiles with text between them (`<fake_token_around_image><row_1_col_2>` ...); Qwen2-VL's
@@ -10,6 +14,7 @@ libmtmd assigns, the text after an image going on from libmtmd's next position."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +49,12 @@ class Family:
 
 
 FAMILIES = {
+    "gemma3": Family(
+        "tiny-gemma3-vision",
+        "{{ range .Messages }}<start_of_turn>{{ .Role }}\n{{ .Content }}<end_of_turn>\n"
+        "{{ end }}<start_of_turn>model\n",
+        "<start_of_turn>user\n{}<end_of_turn>\n<start_of_turn>model\n",
+        "gemma3", "gemma3"),
     "idefics3": Family(
         "tiny-smolvlm",
         "{{ range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
@@ -68,12 +79,17 @@ class Served:
     expected: dict[str, str]
 
 
-def _expected(family: Family) -> dict[str, str]:
-    """What llama.cpp answers, on its own converter's GGUFs."""
-    ggufs = MODELS / f"{family.folder}-gguf"
-    if not (ggufs / "mmproj.gguf").is_file() or not (MODELS / family.folder).is_dir():
-        pytest.fail(f"fixture {family.folder} is missing: run `make fixtures`")
-    ref = MtmdReference(ggufs / "text.gguf", ggufs / "mmproj.gguf", n_ctx=1024)
+def layers(store: Path, name: str) -> dict[str, Path]:
+    """The blob of each layer of `name`'s manifest, by media type."""
+    manifest = store / "manifests" / "registry.ollama.ai" / "library" / name / "latest"
+    return {layer["mediaType"].rsplit(".", 1)[-1]:
+            store / "blobs" / layer["digest"].replace(":", "-")
+            for layer in json.loads(manifest.read_text())["layers"]}
+
+
+def _expected(family: Family, files: dict[str, Path]) -> dict[str, str]:
+    """What llama.cpp answers, on the GGUFs mfc built and serves."""
+    ref = MtmdReference(files["model"], files["projector"], n_ctx=1024)
     t = family.turn
     cases = {
         "small": (t(MARKER + "What is this?"), [SMALL]),
@@ -91,6 +107,8 @@ def _expected(family: Family) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def store(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     for key, family in FAMILIES.items():
+        if not (MODELS / family.folder / "config.json").is_file():
+            pytest.fail(f"fixture {family.folder} is missing: run `make fixtures`")
         modelfile = f'FROM {MODELS / family.folder}\nTEMPLATE """{family.template}"""\n'
         build_into(model_store, f"tiny-{key}", modelfile, tmp_path_factory.mktemp(key))
     return model_store
@@ -103,9 +121,10 @@ def url(store: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
-def served(request: pytest.FixtureRequest, url: str) -> Served:
+def served(request: pytest.FixtureRequest, url: str, store: Path) -> Served:
     family = FAMILIES[request.param]
-    return Served(family, f"tiny-{request.param}", url, _expected(family))
+    name = f"tiny-{request.param}"
+    return Served(family, name, url, _expected(family, layers(store, name)))
 
 
 def test_the_images_change_the_answer(served: Served) -> None:

@@ -63,8 +63,11 @@ def _metadata(h: HParams, md: Metadata) -> None:
     if h.get("sliding_window_pattern", default=None) != 1:
         md.u32("{arch}.attention.sliding_window", h.int("sliding_window"))
         sliding = _sliding_layers(h)
-        # llama.cpp assumes 5 sliding layers then 1 global; say so only when it differs
-        if sliding is not None and sliding != [(i + 1) % 6 != 0 for i in range(n_layer)]:
+        # llama.cpp assumes 5 sliding layers then 1 global; say so only when it differs.
+        # A Gemma 3 without any sliding layer does not load in llama.cpp (it asserts one):
+        # then, like the reference, nothing is written and llama.cpp's pattern applies
+        if sliding is not None and any(sliding) \
+                and sliding != [(i + 1) % 6 != 0 for i in range(n_layer)]:
             md.bools("{arch}.attention.sliding_window_pattern", sliding)
 
 
