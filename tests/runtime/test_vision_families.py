@@ -68,6 +68,12 @@ FAMILIES = {
         "<|im_start|>assistant\n",
         "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
         "qwen2vl_merger", "qwen2vl"),
+    "qwen25vl": Family(
+        "tiny-qwen25vl",
+        "{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+        "<|im_start|>assistant\n",
+        "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
+        "qwen2.5vl_merger", "qwen2vl"),
 }
 
 

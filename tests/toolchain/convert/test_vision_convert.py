@@ -5,7 +5,8 @@ every tensor (name, type, shape, bytes) and every key, `clip.projector_type` inc
 The checkpoints are fixtures/vision_models.py's tiny random Gemma 3 (SigLIP + Gemma 3's
 projector), Idefics3 (SmolVLM's architecture: SigLIP + pixel-shuffle connector) and Qwen2-VL
 (its ViT with fused QKV cut in three and a Conv3D patch embedding cut into two Conv2Ds, the
-2x2 merger; the text model with M-RoPE sections), with the reference converter's F16 files
+2x2 merger; the text model with M-RoPE sections) and Qwen2.5-VL (as Qwen2-VL, plus its
+window-attention pattern), with the reference converter's F16 files
 beside them; F32 is converted by the reference here.
 Only the model-card keys (`general.name`, `general.basename` ... which the reference derives
 from the folder name) are not compared, as in the text-model comparisons.
@@ -32,6 +33,7 @@ FAMILIES = {
     "tiny-gemma3-vision": ("tiny-gemma3-vision-gguf", "", "gemma3"),
     "tiny-smolvlm": ("tiny-smolvlm-gguf", "llama-bpe", "idefics3"),
     "tiny-qwen2vl": ("tiny-qwen2vl-gguf", "qwen2", "qwen2vl_merger"),
+    "tiny-qwen25vl": ("tiny-qwen25vl-gguf", "qwen2", "qwen2.5vl_merger"),
 }
 
 #: what differs in the text model from the reference's, and why: the text converter's own
@@ -40,6 +42,7 @@ TEXT_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-gemma3-vision": {**_FLAGS, **_SPM_MASK},
     "tiny-smolvlm": _FLAGS,
     "tiny-qwen2vl": {},
+    "tiny-qwen25vl": {},
 }
 
 _RUNNER = """
@@ -137,4 +140,20 @@ def test_a_vision_checkpoint_without_its_image_settings_is_refused(tmp_path: Pat
     with pytest.raises(ConvertError, match="image_mean") as err:
         convert_projector(copy, tmp_path / "x.gguf")
     assert err.value.file == str(copy / "preprocessor_config.json")
+    assert not (tmp_path / "x.gguf").exists()
+
+
+def test_an_uneven_window_attention_pattern_is_refused(tmp_path: Path) -> None:
+    """llama.cpp knows Qwen2.5-VL's full-attention blocks only as "every n-th block": a
+    config it cannot express is an error, not a projector that attends wrongly."""
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for f in folder("tiny-qwen25vl").iterdir():
+        if f.name != "config.json" and f.is_file():
+            (copy / f.name).symlink_to(f)
+    config = json.loads((folder("tiny-qwen25vl") / "config.json").read_text())
+    config["vision_config"]["fullatt_block_indexes"] = [1, 2]
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConvertError, match="not evenly spaced"):
+        convert_projector(copy, tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists()

@@ -10,6 +10,7 @@ converter writes it with `--mmproj`: gguf-py's MMPROJ tensor names, the CLIP key
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from gguf import GGMLQuantizationType as T
 
 from toolchain.convert.arch import decoder, gemma3, llama, qwen2
 from toolchain.convert.architecture import Architecture, HParams, Split, Transform
+from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata
 
 #: the (vision) config, the whole config.json and preprocessor_config.json
@@ -208,7 +210,28 @@ QWEN2VL = Projector(
     vision_config=_qwen2vl_config,
 )
 
-PROJECTORS: tuple[Projector, ...] = (GEMMA3, IDEFICS3, QWEN2VL)
+def _qwen25vl(c: VisionConfig, md: Metadata) -> None:
+    md.string("clip.projector_type", gguf.VisionProjectorType.QWEN25VL)
+    md.boolean("clip.use_silu", True)
+    # window attention everywhere but every n-th block, which attends to the whole image
+    full = c.vision.get("fullatt_block_indexes")
+    if not isinstance(full, list) or not full or not all(isinstance(i, int) for i in full):
+        raise ConvertError(c.vision.path, "Qwen2.5-VL's vision_config needs "
+                           "\"fullatt_block_indexes\" (a list of block numbers)")
+    pattern = full[0] + 1
+    if any(b - a != pattern for a, b in itertools.pairwise(full)):
+        raise ConvertError(c.vision.path, f"fullatt_block_indexes {full} are not evenly "
+                           "spaced, which llama.cpp's window-attention pattern requires")
+    md.u32("clip.vision.n_wa_pattern", pattern)
+    md.f32("clip.vision.attention.layer_norm_epsilon", c.whole.float("rms_norm_eps",
+                                                                      default=1e-6))
+
+
+QWEN25VL = dataclasses.replace(
+    QWEN2VL, hf_names=("Qwen2_5_VLForConditionalGeneration",), family="Qwen2.5-VL (vision)",
+    projector_type=gguf.VisionProjectorType.QWEN25VL, metadata=_qwen25vl)
+
+PROJECTORS: tuple[Projector, ...] = (GEMMA3, IDEFICS3, QWEN2VL, QWEN25VL)
 
 
 def _text_of(arch: Architecture, *, hf_names: tuple[str, ...], family: str,
@@ -239,7 +262,8 @@ def _qwen2vl_text(h: HParams, md: Metadata) -> None:
 
 
 QWEN2VL_TEXT = dataclasses.replace(_text_of(
-    qwen2.ARCH, hf_names=QWEN2VL.hf_names, family="Qwen2-VL (vision: text model)",
+    qwen2.ARCH, hf_names=(*QWEN2VL.hf_names, *QWEN25VL.hf_names),
+    family="Qwen2-VL / Qwen2.5-VL (vision: text model)",
     renames=((r"^model\.language_model\.", "model."),), vision=r"(model\.)?visual\..*"),
     gguf_arch="qwen2vl", metadata=_qwen2vl_text)
 
