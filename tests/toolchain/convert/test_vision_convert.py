@@ -157,3 +157,11 @@ def test_an_uneven_window_attention_pattern_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConvertError, match="not evenly spaced"):
         convert_projector(copy, tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_a_quantized_output_type_leaves_the_projector_f16(tmp_path: Path) -> None:
+    """As the reference's runtime never quantizes projectors: `--outtype q8_0` quantizes the
+    text model only, and the projector is the F16 one."""
+    result = convert_projector(folder("tiny-smolvlm"), tmp_path / "mmproj.gguf", "q8_0")
+    assert (result.outtype, result.file_type) == ("f16", 1)
+    assert differences(result.path, folder("tiny-smolvlm-gguf") / "mmproj.gguf") == []
