@@ -25,11 +25,10 @@ from runtime.metrics import tracked_operation
 from runtime.schemas import CREATE
 from runtime.streaming import progress_response
 from toolchain.build import CreateRequest, SourceDir, SourceFile, build
+from toolchain.build.sources import buildable
 from toolchain.errors import MfcError
 from toolchain.progress import ProgressEvent
 from toolchain.store import InvalidNameError, ModelName, Store, is_digest, parse_name
-
-_CONVERTIBLE = (".safetensors", ".bin", ".pth", ".json", ".model", ".jinja", ".txt")
 
 
 def valid_path(key: str) -> bool:
@@ -116,21 +115,31 @@ def _folder(store: Store, sources: list[SourceFile]) -> SourceDir:
     return SourceDir(folder)
 
 
+def _classified(
+    store: Store, sources: list[SourceFile], *, adapter: bool, temps: list[Path]
+) -> tuple[list[SourceFile], tuple[SourceDir, ...]]:
+    """The request's GGUF files, or its files linked into a folder for the converter:
+    classified as `mfc build` classifies a folder with these files in it."""
+    if not sources:
+        return [], ()
+    where = "the request's " + ("adapters" if adapter else "files")
+    found = buildable({f.key: f.path for f in sources}, where=where, span=None, adapter=adapter)
+    if not found.convert:
+        return [f for f in sources if f.key in found.weights], ()
+    folder = _folder(store, sources)
+    temps.append(folder.path)
+    return [], (folder,)
+
+
 def create_request(store: Store, req: dict[str, Any]) -> tuple[CreateRequest, list[Path]]:
     """The build's CreateRequest for an API request, and temp folders to remove afterwards."""
     temps: list[Path] = []
-    files = _sources(store, req.get("files") or {})
-    convert: tuple[SourceDir, ...] = ()
-    if any(f.key.endswith(_CONVERTIBLE) and not f.key.endswith(".gguf") for f in files):
-        folder = _folder(store, files)
-        temps.append(folder.path)
-        convert, files = (folder,), [f for f in files if f.key.endswith(".gguf")]
-    adapters = _sources(store, req.get("adapters") or {})
-    adapter_dirs: tuple[SourceDir, ...] = ()
-    if any(not a.key.endswith(".gguf") for a in adapters):
-        folder = _folder(store, adapters)
-        temps.append(folder.path)
-        adapter_dirs, adapters = (folder,), []
+    files, convert = _classified(
+        store, _sources(store, req.get("files") or {}), adapter=False, temps=temps
+    )
+    adapters, adapter_dirs = _classified(
+        store, _sources(store, req.get("adapters") or {}), adapter=True, temps=temps
+    )
     messages = tuple(
         (str(m.get("role", "")).lower(), str(m.get("content", "")))
         for m in req.get("messages") or []

@@ -1,10 +1,9 @@
-"""Where FROM/ADAPTER/DRAFT values point (spec §1.11): the reference's `expandPath`, Go's
-lexical path rules, and `filesForModel`, the files of a model folder the reference uploads.
+"""Where FROM/ADAPTER/DRAFT values point (spec §1.11): the reference's `expandPath` and Go's
+lexical path rules. What a folder they name holds is `toolchain.build.sources`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import pwd
 from collections.abc import Callable
@@ -12,15 +11,9 @@ from pathlib import Path
 
 from toolchain.errors import MfcError
 
-ERR_MODEL_NOT_FOUND = "no Modelfile or safetensors files found"
-
 
 class PathError(MfcError):
     """A FROM/ADAPTER/DRAFT path that cannot be resolved (unknown user, unreadable folder)."""
-
-
-class ModelNotFoundError(PathError):
-    """The reference's `ErrModelNotFound`: a folder with no model files in it."""
 
 
 def go_clean(path: str) -> str:
@@ -116,99 +109,3 @@ def expand_path(
     else:
         path = go_join(relative_dir, path)
     return go_abs(path)
-
-
-def _sniff(data: bytes) -> str:
-    """Go's `http.DetectContentType` without parameters, for the types model folders hold:
-    markup and document signatures, BOMs, zip/gzip, then text vs binary."""
-    stripped = data.lstrip(b"\t\n\x0c\r ")
-    upper = stripped[:16].upper()
-    for tag in (b"<!DOCTYPE HTML", b"<HTML", b"<HEAD", b"<SCRIPT", b"<IFRAME", b"<H1", b"<DIV",
-                b"<FONT", b"<TABLE", b"<A", b"<STYLE", b"<TITLE", b"<B", b"<BODY", b"<BR", b"<P",
-                b"<!--"):
-        if upper.startswith(tag) and stripped[len(tag):len(tag) + 1] in (b" ", b">"):
-            return "text/html"
-    if stripped.startswith(b"<?xml"):
-        return "text/xml"
-    for magic, kind in ((b"%PDF-", "application/pdf"), (b"%!PS-Adobe-", "application/postscript"),
-                        (b"\xfe\xff", "text/plain"), (b"\xff\xfe", "text/plain"),
-                        (b"\xef\xbb\xbf", "text/plain"), (b"\x1f\x8b\x08", "application/x-gzip"),
-                        (b"PK\x03\x04", "application/zip")):
-        if data.startswith(magic):
-            return kind
-    binary = set(range(0x00, 0x09)) | {0x0B} | set(range(0x0E, 0x1B)) | set(range(0x1C, 0x20))
-    if any(b in binary for b in data):
-        return "application/octet-stream"
-    return "text/plain"
-
-
-def detect_content_type(path: str) -> str:
-    """The sniffed type of the first 512 bytes of the file at `path`."""
-    try:
-        with Path(path).open("rb") as f:
-            return _sniff(f.read(512))
-    except OSError as exc:
-        raise PathError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _glob(folder: str, pattern: str) -> list[str]:
-    """Go's `filepath.Glob(Join(folder, pattern))`, one `*/` level at most, sorted per folder."""
-    head, _, name = pattern.rpartition("/")
-    folders = [folder]
-    if head:
-        folders = [go_join(folder, d) for d in _listdir(folder) if fnmatch.fnmatchcase(d, head)]
-    return [go_join(f, entry) for f in folders for entry in _listdir(f)
-            if fnmatch.fnmatchcase(entry, name)]
-
-
-def _listdir(folder: str) -> list[str]:
-    try:
-        return sorted(entry.name for entry in Path(folder).iterdir())
-    except OSError:
-        return []
-
-
-def _typed(folder: str, pattern: str, kind: str | None) -> list[str]:
-    """Matches of `pattern`; PathError if one of them is not of type `kind`."""
-    matches = _glob(folder, pattern)
-    for match in matches:
-        found = detect_content_type(match)
-        if kind is not None and found != kind:
-            raise PathError(f"invalid content type: expected {found} for {match}")
-    return matches
-
-
-def _typed_or_none(folder: str, pattern: str, kind: str | None) -> list[str]:
-    try:
-        return _typed(folder, pattern, kind)
-    except PathError:
-        return []
-
-
-#: weight file groups, first non-empty wins: (patterns, sniffed type or None for any)
-_WEIGHT_GROUPS: tuple[tuple[tuple[str, ...], str | None], ...] = (
-    (("model*.safetensors", "*/model*.safetensors"), None),
-    (("consolidated*.safetensors",), None),
-    (("pytorch_model*.bin",), "application/zip"),
-    (("consolidated*.pth",), "application/zip"),
-    (("*.gguf",), "application/octet-stream"),
-    (("*.bin",), "application/octet-stream"),
-)
-
-
-def files_for_model(folder: str) -> list[str]:
-    """The reference's `filesForModel`: the weights of the first matching group, then the
-    JSON configs, chat_template.jinja and tokenizer.model. Raises `ModelNotFoundError`."""
-    files: list[str] = []
-    for patterns, kind in _WEIGHT_GROUPS:
-        files = [f for pattern in patterns for f in _typed_or_none(folder, pattern, kind)]
-        if files:
-            break
-    else:
-        raise ModelNotFoundError(ERR_MODEL_NOT_FOUND)
-    files += _typed(folder, "*.json", "text/plain")
-    files += _typed(folder, "*/*.json", "text/plain")
-    files += _typed_or_none(folder, "chat_template.jinja", "text/plain")
-    tokenizer = _typed_or_none(folder, "tokenizer.model", "application/octet-stream")
-    files += tokenizer or _typed_or_none(folder, "*/tokenizer.model", "text/plain")
-    return files

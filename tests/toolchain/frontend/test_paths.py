@@ -1,20 +1,11 @@
-"""FROM/ADAPTER path resolution (spec §1.11): TestExpandPath and TestFilesForModel."""
+"""FROM/ADAPTER path resolution (spec §1.11): TestExpandPath. TestFilesForModel is in
+tests/toolchain/build/test_sources.py, with the classification it shares."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from toolchain.frontend.paths import (
-    ERR_MODEL_NOT_FOUND,
-    ModelNotFoundError,
-    PathError,
-    expand_path,
-    files_for_model,
-    go_clean,
-    go_getwd,
-)
+from toolchain.frontend.paths import PathError, expand_path, go_clean, go_getwd
 
 USERS = {"testuser": "/home/testuser", "anotheruser": "/home/anotheruser"}
 
@@ -54,49 +45,3 @@ def test_unknown_user() -> None:
 ])
 def test_go_clean(path: str, clean: str) -> None:
     assert go_clean(path) == clean
-
-
-TEXT = b"test content"
-BINARY = bytes(i % 256 for i in range(512))
-ZIP = b"PK\x03\x04"
-
-FILES_FOR_MODEL = [
-    ({"model-00001-of-00002.safetensors": TEXT, "model-00002-of-00002.safetensors": TEXT,
-      "config.json": TEXT, "tokenizer.json": TEXT, "chat_template.jinja": TEXT}, "all"),
-    ({"model-00001-of-00001.safetensors": TEXT, "config.json": TEXT, "tokenizer.json": TEXT,
-      "tokenizer.model": BINARY}, "all"),
-    ({"model.safetensors": TEXT, "config.json": TEXT, "modules.json": TEXT,
-      "2_Dense/config.json": TEXT, "2_Dense/model.safetensors": TEXT,
-      "3_Dense/config.json": TEXT, "3_Dense/model.safetensors": TEXT}, "all"),
-    ({"model-00001-of-00001.safetensors": TEXT, "consolidated.safetensors": TEXT,
-      "config.json": TEXT}, ["model-00001-of-00001.safetensors", "config.json"]),
-    ({"consolidated.safetensors": TEXT, "config.json": TEXT}, "all"),
-    ({"pytorch_model-00001-of-00002.bin": ZIP, "pytorch_model-00002-of-00002.bin": ZIP,
-      "config.json": b'{"config": true}'}, "all"),
-    ({"consolidated.00.pth": ZIP, "consolidated.01.pth": ZIP, "config.json": TEXT}, "all"),
-    ({"model.gguf": BINARY, "config.json": TEXT}, "all"),
-    ({"model.bin": BINARY, "config.json": TEXT}, "all"),
-]
-
-
-@pytest.mark.parametrize("files,expected", FILES_FOR_MODEL)
-def test_files_for_model(tmp_path: Path, files: dict[str, bytes], expected: object) -> None:
-    for name, data in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(data)
-    got = files_for_model(str(tmp_path))
-    want = set(files) if expected == "all" else set(expected)  # type: ignore[arg-type]
-    assert len(got) == len(want)
-    assert {str(Path(p).relative_to(tmp_path)) for p in got} == want
-
-
-@pytest.mark.parametrize("files", [
-    {"README.md": b"content", "config.json": b"content"},
-    {"pytorch_model.bin": b"plain text content", "config.json": b"plain text content"},
-])
-def test_no_model_files(tmp_path: Path, files: dict[str, bytes]) -> None:
-    for name, data in files.items():
-        (tmp_path / name).write_bytes(data)
-    with pytest.raises(ModelNotFoundError) as caught:
-        files_for_model(str(tmp_path))
-    assert str(caught.value) == ERR_MODEL_NOT_FOUND
