@@ -24,6 +24,7 @@ from runtime.models import ServedModel, gguf_header
 from runtime.schemas import COPY, DELETE, SHOW
 from runtime.streaming import json_response
 from toolchain import OLLAMA_API_VERSION
+from toolchain.describe import rfc3339, show_response
 from toolchain.store import (
     InvalidNameError,
     ModelNotFoundError,
@@ -32,7 +33,6 @@ from toolchain.store import (
     load_model,
     parse_name,
 )
-from toolchain.store.show import rfc3339, show_response
 
 
 def _path_digest(request: Request) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.errors import INVALID_MODEL_NAME, ApiError
+from toolchain.describe import capabilities
 from toolchain.store import (
     InvalidNameError,
     ModelNotFoundError,
@@ -124,6 +125,6 @@ class Catalog:
             full_name=str(stored.name),
             model_path=path,
             adapter_paths=tuple(str(p) for p in stored.adapter_paths),
-            capabilities=tuple(stored.capabilities(header)) if header else (),
+            capabilities=tuple(capabilities(stored, header)) if header else (),
             chat_template=header.chat_template if header else "",
         )

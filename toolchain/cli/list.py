@@ -13,9 +13,9 @@ from toolchain.cli.store_options import open_store, store_options
 @store_options
 def command(models: str | None, as_json: bool) -> None:
     """List the models in the store: name, ID (manifest digest), size, age."""
+    from toolchain.describe import rfc3339
     from toolchain.store import load_model
     from toolchain.store.errors import StoreError
-    from toolchain.store.show import rfc3339
 
     store = open_store(models)
     entries = store.list_models()

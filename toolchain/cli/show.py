@@ -82,9 +82,9 @@ def summary(response: dict[str, Any], layers: list[tuple[str, str, int, str]]) -
 @store_options
 def command(name: str, part: str | None, verbose: bool, models: str | None, as_json: bool) -> None:
     """Show the model NAME: its details, parameters, system prompt, license and layers."""
+    from toolchain.describe import show_response
     from toolchain.store import load_model
     from toolchain.store.mediatypes import SHORT_NAMES
-    from toolchain.store.show import show_response
 
     store = open_store(models)
     model = load_model(store, name)

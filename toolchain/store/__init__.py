@@ -12,7 +12,8 @@ Public API used by the build, the runtime and the registry client:
 - removal: `Store.delete(name)`, `Store.copy(src, dst)`, `Store.remove_unreferenced(digests)`,
   `Store.prune()` (full GC), `Store.verify()`; locks `Store.shared_lock/exclusive_lock`.
 - build cache: `Store.cache` (`BuildCache`: entries, ownership, sweep), `Store.evict_cache`.
-- models: `load_model(store, name)` -> `StoredModel` (template, system, params, paths ...).
+- models: `load_model(store, name)` -> `StoredModel` (template, system, params, paths ...);
+  what they can do and `show`'s report: `toolchain.describe`, above the store.
 - JSON: `toolchain.gojson.encode` (Go `encoding/json` bytes), `toolchain.gojson.decode_any`.
 """
 

@@ -1,4 +1,6 @@
 """A stored model, read back: what its layers say (the view `mfc show` and the runtime use).
+What the model can do and how `show` reports it need the template engine, so they live
+above the store, in `toolchain.describe`.
 
 `load_model(store, "smollm2")` gathers the blob paths and the text of every layer the way the
 reference's `GetModel` does: the model GGUF, adapters and projectors, the template (the
@@ -8,7 +10,6 @@ and the config blob.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,6 @@ from toolchain.store.gguf_reader import GGUFInfo, read_gguf
 from toolchain.store.manifest import Manifest
 from toolchain.store.names import ModelName
 from toolchain.store.store import Store
-
-DEFAULT_TEMPLATE = "{{ .Prompt }}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,36 +69,6 @@ class StoredModel:
         if self.config.embedding_length:
             out["embedding_length"] = self.config.embedding_length
         return out
-
-    def capabilities(self, gguf: GGUFInfo | None = None) -> list[str]:
-        """What the model can do, derived the way the reference does from GGUF and template."""
-        caps = list(self.config.capabilities)
-        info = gguf if gguf is not None else self.gguf()
-        if info is not None:
-            caps.append("embedding" if info.arch_key("pooling_type") in info.kv else "completion")
-            if self.projector_paths or info.arch_key("vision.block_count") in info.kv:
-                caps.append("vision")
-            if info.arch_key("audio.block_count") in info.kv:
-                caps.append("audio")
-        names = template_identifiers(self.template or "")
-        if "tools" in names:
-            caps.append("tools")
-        if "suffix" in names:
-            caps.append("insert")
-        if "think" in names or "thinking" in names:
-            caps.append("thinking")
-        return list(dict.fromkeys(caps))
-
-
-def template_identifiers(source: str) -> set[str]:
-    """The field names a Go template uses, lower-cased (the reference's `Template.Vars`)."""
-    from toolchain.gotemplate import TemplateError, parse
-    from toolchain.prompt import template_vars
-
-    try:
-        return set(template_vars(parse(source)))
-    except TemplateError:
-        return set(re.findall(r"\.([A-Za-z_]\w*)", source.lower()))
 
 
 def _text(store: Store, digest: str) -> str:

@@ -1,24 +1,57 @@
-"""What `mfc show` and `/api/show` report about a stored model (store_api.md §3.8).
+"""What `mfc show`, `/api/show` and the runtime report about a stored model (store_api.md §3.8).
 
 `show_response(model)` is the reference's ShowResponse as a dict: license, modelfile,
 parameters, template, system, details, messages, model_info, tensors, capabilities,
-modified_at. The pieces are public for the CLI's single-field flags.
+modified_at. The pieces are public for the CLI's single-field flags. This sits above the
+store (`toolchain.store` reads layers; describing them needs the front end's Modelfile
+rendering and the template engine), so the store imports nothing above it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from toolchain.frontend.show import go_value_text, show_commands, show_modelfile
+from toolchain.gotemplate import TemplateError, parse
 from toolchain.gotemplate.gofmt import quote as go_quote
+from toolchain.prompt import DEFAULT_TEMPLATE, template_vars
 from toolchain.store.gguf_reader import GGUFArray, GGUFInfo, read_gguf
-from toolchain.store.model import DEFAULT_TEMPLATE, StoredModel
+from toolchain.store.model import StoredModel
 
 #: arrays longer than this are shown as [] in model_info unless verbose
 MODEL_INFO_ARRAY_MAX = 5
 #: keys the reference leaves out of model_info
 _HIDDEN_KEYS = ("general.name", "tokenizer.chat_template")
+
+
+def template_identifiers(source: str) -> set[str]:
+    """The field names a Go template uses, lower-cased (the reference's `Template.Vars`)."""
+    try:
+        return set(template_vars(parse(source)))
+    except TemplateError:
+        return set(re.findall(r"\.([A-Za-z_]\w*)", source.lower()))
+
+
+def capabilities(model: StoredModel, gguf: GGUFInfo | None = None) -> list[str]:
+    """What the model can do, derived the way the reference does from GGUF and template."""
+    caps = list(model.config.capabilities)
+    info = gguf if gguf is not None else model.gguf()
+    if info is not None:
+        caps.append("embedding" if info.arch_key("pooling_type") in info.kv else "completion")
+        if model.projector_paths or info.arch_key("vision.block_count") in info.kv:
+            caps.append("vision")
+        if info.arch_key("audio.block_count") in info.kv:
+            caps.append("audio")
+    names = template_identifiers(model.template or "")
+    if "tools" in names:
+        caps.append("tools")
+    if "suffix" in names:
+        caps.append("insert")
+    if "think" in names or "thinking" in names:
+        caps.append("thinking")
+    return list(dict.fromkeys(caps))
 
 
 def modelfile_text(model: StoredModel) -> str:
@@ -111,7 +144,7 @@ def show_response(model: StoredModel, *, verbose: bool = False) -> dict[str, Any
         out["tensors"] = [
             {"name": t.name, "type": t.type_name, "shape": list(t.shape)} for t in info.tensors
         ]
-    out["capabilities"] = model.capabilities(info)
+    out["capabilities"] = capabilities(model, info)
     out["modified_at"] = rfc3339(model.modified)
     if model.config.requires:
         out["requires"] = model.config.requires
