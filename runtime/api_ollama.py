@@ -18,6 +18,7 @@ from runtime.context import ServerContext, api_handler, context_of
 from runtime.errors import MODEL_REQUIRED, ApiError
 from runtime.generation import Final, Job, Piece, generate, hold, now_ns
 from runtime.jsonbody import decode_async
+from runtime.logprobs import MAX_TOP_LOGPROBS
 from runtime.models import ServedModel
 from runtime.options import DEFAULT_OPTIONS, Options
 from runtime.prompt import chat_messages, chat_prompt, fit_chat, generate_prompt
@@ -96,10 +97,15 @@ def _done(name: str, reason: str, **extra: Any) -> dict[str, Any]:
     return {"model": name, "created_at": created_at(), **extra, "done": True, "done_reason": reason}
 
 
+def check_top_logprobs(n: int) -> int:
+    """The reference's bound on `top_logprobs`, checked before the model is looked up."""
+    if not 0 <= n <= MAX_TOP_LOGPROBS:
+        raise ApiError(400, f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
+    return n
+
+
 async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> Items:
-    top_logprobs = req.get("top_logprobs", 0)
-    if not 0 <= top_logprobs <= 20:
-        raise ApiError(400, "top_logprobs must be between 0 and 20")
+    top_logprobs = check_top_logprobs(req.get("top_logprobs", 0))
     name = req.get("model", "")
     if not name:
         raise ApiError(404, "model '' not found")
@@ -206,9 +212,7 @@ async def _single(obj: dict[str, Any]) -> Items:
 
 
 async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> Items:
-    top_logprobs = req.get("top_logprobs", 0)
-    if not 0 <= top_logprobs <= 20:
-        raise ApiError(400, "top_logprobs must be between 0 and 20")
+    top_logprobs = check_top_logprobs(req.get("top_logprobs", 0))
     name = req.get("model", "")
     if not name:
         raise ApiError(400, MODEL_REQUIRED)

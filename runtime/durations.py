@@ -126,24 +126,3 @@ def keep_alive_from_env(raw: str | None, default: float = 300.0) -> float:
     except ValueError:
         return default
     return FOREVER if secs < 0 else capped(float(secs))
-
-
-def format_go_duration(seconds: float) -> str:
-    """Go's Duration.String for whole-ish values (`5m0s`, `1h0m0s`, `300ms`), for logs and `ps`."""
-    if math.isinf(seconds):
-        return "forever"
-    ns = round(seconds * 1e9)
-    if ns == 0:
-        return "0s"
-    if ns < 1_000_000_000:
-        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
-            if ns >= size:
-                return f"{ns / size:g}{unit}"
-    h, rest = divmod(ns, 3_600_000_000_000)
-    m, rest = divmod(rest, 60_000_000_000)
-    secs = f"{rest / 1e9:.9f}".rstrip("0").rstrip(".")
-    if h:
-        return f"{h}h{m}m{secs}s"
-    if m:
-        return f"{m}m{secs}s"
-    return f"{secs}s"

@@ -14,8 +14,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from runtime.config import ServerConfig
@@ -61,7 +61,6 @@ class Runner:
     expires_at: float = 0.0  # wall-clock time
     timer: asyncio.TimerHandle | None = None
     embedder: Embedder | None = None  # made with the runner: no llama.cpp context until used
-    loaded_at: float = field(default_factory=time.time)
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on this runner's engine thread and wait for its result."""
@@ -338,10 +337,3 @@ def _kv_type(cfg: ServerConfig) -> str:
         log.warning("OLLAMA_KV_CACHE_TYPE=%s needs flash attention; using f16", cfg.kv_cache_type)
         return "f16"
     return cfg.kv_cache_type
-
-
-async def with_lease(lease: Lease, body: Callable[[Runner], Awaitable[T]]) -> T:
-    try:
-        return await body(lease.runner)
-    finally:
-        lease.release()

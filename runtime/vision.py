@@ -277,9 +277,6 @@ class Chunks:
                 key.extend([_pseudo_token(digest)] * int(mtmd.mtmd_input_chunk_get_n_pos(chunk)))
         return key
 
-    def text_tokens(self) -> list[int]:
-        return [t for t in self.key if t >= 0]
-
     def close(self) -> None:
         if self.ptr:
             mtmd.mtmd_input_chunks_free(self.ptr)

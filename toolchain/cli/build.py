@@ -14,11 +14,6 @@ from toolchain.errors import MfcError
 from toolchain.progress import ProgressEvent
 
 
-def default_name(modelfile: Path) -> str:
-    """The name a build gets without `-t`: the folder holding the Modelfile, tag `latest`."""
-    return modelfile.absolute().parent.name
-
-
 def run_build(
     *,
     data: bytes,

@@ -38,11 +38,6 @@ def decode_modelfile(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def is_printable(ch: str) -> bool:
-    """Go's `strconv.IsPrint`: letters, marks, numbers, punctuation, symbols and U+0020."""
-    return ch.isprintable()
-
-
 def mark_dropped(text: str) -> str:
     """`text` with every character the reference drops (non-printable, except TAB, CR, LF)
     replaced by NUL, position for position, so the grammar needs one class for them."""

@@ -16,7 +16,6 @@ from toolchain.gotemplate.values import (
     GoMap,
     GoSlice,
     GoStruct,
-    from_bytes,
     to_bytes,
 )
 
@@ -185,7 +184,3 @@ def sprintln(args: list[Any]) -> str:
         out.append(value_string(a))
     out.append("\n")
     return joined(out)
-
-
-def bytes_to_str(b: bytes) -> str:
-    return from_bytes(b)

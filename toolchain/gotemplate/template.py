@@ -181,7 +181,6 @@ def _exec_error(exc: ExecError, tmpl: Template, limit: bool) -> TemplateError:
     return TemplateError(exc.message, "limit" if limit else "exec", line, col)
 
 
-FUNC_NAMES_OLLAMA = frozenset(BUILTINS) | frozenset(OLLAMA_FUNCS)
 FUNC_NAMES_BUILTIN = frozenset(BUILTINS)
 
 

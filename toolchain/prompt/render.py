@@ -73,9 +73,6 @@ class PromptTemplate:
     template: Template  # with `{{ .Response }}` appended when the source has neither
     vars: tuple[str, ...] = field(default=())
 
-    def contains(self, s: str) -> bool:
-        return s in self.source
-
 
 def _response_node() -> ActionNode:
     field_node = FieldNode(0, None, ["Response"])

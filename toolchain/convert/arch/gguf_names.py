@@ -40,7 +40,3 @@ def tensor_table(gguf_arch: str) -> dict[str, str]:
             for key in keys:
                 table[key] = gguf.TENSOR_NAMES[tensor]
     return table
-
-
-def has_tensor(gguf_arch: str, tensor: gguf.MODEL_TENSOR) -> bool:
-    return tensor in gguf.MODEL_TENSORS[model_arch(gguf_arch)]
