@@ -41,6 +41,8 @@ FOLDERS: list[tuple[str, dict[str, bytes], object]] = [
      ["mmproj.gguf", "model.gguf"]),
     ("gguf named .bin", {"model.bin": GGUF, "config.json": TEXT}, ["model.bin"]),
     ("gguf without a suffix", {"weights": GGUF, "README.md": b"hi"}, ["weights"]),
+    ("text named .gguf (a git-lfs pointer)", {"model.gguf": b"version https://git-lfs\n",
+                                             "config.json": TEXT}, ["model.gguf"]),
     ("gguf in a subfolder", {"q4/model-q4.gguf": GGUF, "README.md": b"hi"},
      ["q4/model-q4.gguf"]),
     ("tokenizer files only", {"tokenizer.json": TEXT, "tokenizer.model": bytes(range(64)),

@@ -5,11 +5,12 @@ keyed by their path relative to the folder they came from) go through the same t
 reference's `filesForModel` groups: the first group that matches wins. Safetensors weights
 (`model*.safetensors`, then `consolidated*.safetensors`; for an adapter
 `adapter_model*.safetensors` first) make the files a Hugging Face folder for the convert
-pass; PyTorch checkpoints are refused; otherwise `*.gguf` files, then binary `*.bin` files,
-are the GGUF weights. Files no group takes are then classified as the reference's server
-does (`detectModelTypeFromFiles`): any `.safetensors` file means a folder to convert, any
-file that starts with the GGUF magic is a weight. Config, tokenizer and template files
-never decide; they go along with a folder that is converted.
+pass; PyTorch checkpoints are refused; otherwise `*.gguf` files (whatever they hold:
+resolve checks them), then binary `*.bin` files, are the GGUF weights. Files no group
+takes are then classified as the reference's server does (`detectModelTypeFromFiles`):
+any `.safetensors` file means a folder to convert, any file that starts with the GGUF
+magic is a weight. Config, tokenizer and template files never decide; they go along with
+a folder that is converted.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ _WEIGHT_GROUPS: tuple[tuple[SourceKind, tuple[str, ...], str | None], ...] = (
     ("safetensors", ("consolidated*.safetensors",), None),
     ("pytorch", ("pytorch_model*.bin",), "application/zip"),
     ("pytorch", ("consolidated*.pth",), "application/zip"),
-    ("gguf", ("*.gguf",), "application/octet-stream"),
+    # The reference skips a text `*.gguf` here; taking it lets resolve say what is wrong
+    # with it (a git-lfs pointer is not a GGUF) instead of "no ... files found".
+    ("gguf", ("*.gguf",), None),
     ("gguf", ("*.bin",), "application/octet-stream"),
 )
 _GGUF_MAGIC = (b"GGUF", b"FUGG")  # little- and big-endian files

@@ -101,3 +101,18 @@ def test_a_symlink_out_of_the_folder_is_refused(tmp_path: Path) -> None:
     (folder / "model.gguf").symlink_to(outside)
     with pytest.raises(BuildError, match=r"^insecure path: model\.gguf$"):
         files_for_directory(folder, None)
+
+
+def test_a_text_file_named_gguf_is_reported_by_name(tmp_path: Path) -> None:
+    """A git-lfs pointer left where the weights should be: the reference's folder scan
+    would say "no Modelfile or safetensors files found"; the build names the file."""
+    from toolchain.build import build_modelfile
+    from toolchain.frontend import parse_modelfile
+    from toolchain.store import Store, parse_name
+
+    folder = write(tmp_path / "m", {"model.gguf": b"version https://git-lfs\n",
+                                    "config.json": b"{}"})  # fmt: skip
+    mf = parse_modelfile(f"FROM {folder}\n".encode(), str(tmp_path / "Modelfile"))
+    with pytest.raises(BuildError, match=r"model\.gguf: not a GGUF file") as caught:
+        build_modelfile(Store(tmp_path / "models"), parse_name("x"), mf)
+    assert caught.value.span is not None and caught.value.span.line == 1
