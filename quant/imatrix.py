@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from gguf.constants import GGUFValueType
 
-from quant import gguf_io
 from quant.errors import QuantError
+from quant.gguf_read import MAGIC, GGUFArray, GGUFFile, TensorInfo
+from quant.gguf_write import encode_pair, header_bytes, padded
 from quant.numerics import F32, Floats
 
 _SUMS, _COUNTS = ".in_sum2", ".counts"
@@ -50,7 +52,7 @@ def load_imatrix(path: str | Path) -> Imatrix:
         head = p.read_bytes()[:4]
     except OSError as exc:
         raise QuantError(f"cannot read imatrix {p}: {exc.strerror or exc}") from exc
-    entries, datasets, chunks = _load_gguf(p) if head == gguf_io.MAGIC else _load_dat(p)
+    entries, datasets, chunks = _load_gguf(p) if head == MAGIC else _load_dat(p)
     if not entries:
         raise QuantError(f"imatrix {p} has no entries")
     for name, values in entries.items():
@@ -60,13 +62,14 @@ def load_imatrix(path: str | Path) -> Imatrix:
 
 
 def _load_gguf(p: Path) -> tuple[dict[str, Floats], list[str], int]:
-    with gguf_io.GGUFFile(p) as g:
-        keys = {kv.key for kv in g.kvs}
+    with GGUFFile(p) as g:
+        keys = set(g.header.kv)
         if not {"imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size"} <= keys:
             raise QuantError(f"imatrix {p} has no imatrix metadata (datasets, chunk count/size)")
-        datasets = [str(d) for d in g.get("imatrix.datasets", [])]
+        names = g.full("imatrix.datasets")
+        datasets = [str(d) for d in names.items] if isinstance(names, GGUFArray) else [str(names)]
         chunks = int(g.get("imatrix.chunk_count", 0))
-        pairs: dict[str, dict[str, gguf_io.TensorInfo]] = {}
+        pairs: dict[str, dict[str, TensorInfo]] = {}
         for t in g.tensors:
             for suffix in (_SUMS, _COUNTS):
                 if t.name.endswith(suffix):
@@ -80,7 +83,7 @@ def _load_gguf(p: Path) -> tuple[dict[str, Floats], list[str], int]:
                 raise QuantError(f"imatrix {p}: sums and counts of {name!r} must be F32")
             sums_t, counts_t = pair[_SUMS], pair[_COUNTS]
             for t in (sums_t, counts_t):
-                g.check_range(t, t.n_elements * 4)
+                g.header.check_range(t, t.n_elements * 4)
             sums = g.read(sums_t, 0, sums_t.n_elements * 4).view("<f4").astype(F32)
             counts = g.read(counts_t, 0, counts_t.n_elements * 4).view("<f4")
             # `std::lround` then back to float, as common_imatrix_load does
@@ -143,13 +146,10 @@ def write_imatrix_gguf(
     """Write sums of squared activations (nmat, ne0) and counts (nmat,) per tensor, laid
     out as llama-imatrix writes them."""
     kvs = [
-        gguf_io.encode_string("general.type") + struct.pack("<I", gguf_io.STRING)
-        + gguf_io.encode_string("imatrix"),
-        gguf_io.encode_string("imatrix.datasets")
-        + struct.pack("<IIQ", gguf_io.ARRAY, gguf_io.STRING, len(datasets))
-        + b"".join(gguf_io.encode_string(d) for d in datasets),
-        gguf_io.encode_u32("imatrix.chunk_count", chunk_count),
-        gguf_io.encode_u32("imatrix.chunk_size", chunk_size),
+        encode_pair("general.type", GGUFValueType.STRING, "imatrix"),
+        encode_pair("imatrix.datasets", GGUFValueType.ARRAY, datasets, GGUFValueType.STRING),
+        encode_pair("imatrix.chunk_count", GGUFValueType.UINT32, chunk_count),
+        encode_pair("imatrix.chunk_size", GGUFValueType.UINT32, chunk_size),
     ]
     infos: list[tuple[str, tuple[int, ...], int, int]] = []
     blobs: list[bytes] = []
@@ -162,9 +162,9 @@ def write_imatrix_gguf(
             dims = ne if ne[1] > 1 else ne[:1]
             infos.append((name + suffix, dims, 0, offset))
             blob = arr.tobytes()
-            blobs.append(blob + bytes(-len(blob) % gguf_io.ALIGNMENT))
+            blobs.append(blob + bytes(padded(len(blob)) - len(blob)))
             offset += len(blobs[-1])
-    Path(path).write_bytes(gguf_io.header_bytes(kvs, infos) + b"".join(blobs))
+    Path(path).write_bytes(header_bytes(kvs, infos) + b"".join(blobs))
 
 
 def write_imatrix_dat(

@@ -25,9 +25,10 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from quant import gguf_io
 from quant.errors import QuantError
 from quant.formats import BY_ID
+from quant.gguf_read import GGUFFile
+from quant.gguf_write import padded
 from quant.policy import Plan
 from quant.source import Chunk, check_copied, close_files, quantize_chunk, write_at
 from quant.tensor import rows_per_chunk
@@ -57,7 +58,7 @@ class TensorCache(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
 
 
-def _source_key(g: gguf_io.GGUFFile) -> str:
+def _source_key(g: GGUFFile) -> str:
     st = g.path.stat()
     return f"{g.path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
 
@@ -69,7 +70,7 @@ def _cache_key(base: str, p: Plan, w: npt.NDArray[np.float32] | None) -> str:
 
 
 def _chunks(
-    p: Plan, g: gguf_io.GGUFFile, w: npt.NDArray[np.float32] | None, *, dest: str, at: int,
+    p: Plan, g: GGUFFile, w: npt.NDArray[np.float32] | None, *, dest: str, at: int,
     keep: bool,
 ) -> Iterator[Chunk]:
     t = p.tensor
@@ -198,7 +199,7 @@ class _Job:
 
 
 def _jobs(
-    g: gguf_io.GGUFFile, plans: list[Plan], weights: dict[str, npt.NDArray[np.float32] | None],
+    g: GGUFFile, plans: list[Plan], weights: dict[str, npt.NDArray[np.float32] | None],
     *, cache: TensorCache | None, dest: Path, places: dict[str, int],
 ) -> Iterator[_Job]:
     base = _source_key(g) if cache else ""
@@ -219,7 +220,7 @@ def _jobs(
 
 def write_tensors(
     dest: Path,
-    g: gguf_io.GGUFFile,
+    g: GGUFFile,
     plans: list[Plan],
     *,
     places: dict[str, int],
@@ -281,7 +282,7 @@ def write_tensors(
             if cache and parts:
                 cache.put(_cache_key(base, job.plan, weights[t.name]), b"".join(parts))
             parts = []
-            done += -(-out // gguf_io.ALIGNMENT) * gguf_io.ALIGNMENT
+            done += padded(out)
             if progress:
                 progress(QuantizeProgress(t.name, job.index, len(plans), done, total))
     finally:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from quant.errors import QuantError
 from quant.filetypes import FileType
 from quant.formats import FORMATS
-from quant.gguf_io import TensorInfo
+from quant.gguf_read import TensorInfo
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from gguf.constants import GGUFValueType
 
-from quant import gguf_io
 from quant.errors import QuantError
 from quant.files import remove_stale_temps, same_file, temp_path
 from quant.filetypes import file_type
 from quant.formats import BY_ID, block_format
+from quant.gguf_read import GGUFArray, GGUFFile
+from quant.gguf_write import encode_pair, header_bytes, padded, tensor_table
 from quant.imatrix import Imatrix, load_imatrix
 from quant.numerics import F32
 from quant.pipeline import ProgressFn, QuantizeProgress, TensorCache, write_tensors
@@ -42,15 +44,15 @@ class QuantizeResult:
     types: dict[str, int]  # tensor type -> number of tensors written with it
 
 
-def _facts(g: gguf_io.GGUFFile) -> ModelFacts:
+def _facts(g: GGUFFile) -> ModelFacts:
     arch = g.get("general.architecture")
     if not isinstance(arch, str):
         raise QuantError(f"{g.path} has no general.architecture: not a model file")
 
     def first(key: str, default: int) -> int:
         v = g.get(f"{arch}.{key}", default)
-        if isinstance(v, np.ndarray):
-            return int(v[0]) if v.size else default
+        if isinstance(v, GGUFArray):  # per-layer values: the first layer's
+            return int(v.items[0]) if v.items else default
         return int(v)
 
     n_layer = first("block_count", -1)
@@ -140,23 +142,21 @@ def quantize_file(
                              hint="give another output file")
     if not dst.parent.is_dir():
         raise QuantError(f"cannot write {dst}: folder {dst.parent} does not exist")
-    with gguf_io.GGUFFile(src) as g:
+    with GGUFFile(src) as g:
         plans = plan_tensors(
-            g.tensors, _facts(g), ft, pure=pure, has_imatrix=im is not None,
+            list(g.tensors), _facts(g), ft, pure=pure, has_imatrix=im is not None,
             output_type=out_type, token_embedding_type=emb_type,
             quantize_output=not leave_output_tensor,
         )
         sizes = _check(g, plans, allow_requantize)
         weights = {p.tensor.name: _weights_for(p, im) for p in plans if p.quantize}
-        kvs = [kv.raw for kv in g.kvs if kv.key not in _DROP_KEYS]
-        kvs += [gguf_io.encode_u32("general.quantization_version", 2),
-                gguf_io.encode_u32("general.file_type", ft.id)]
-        infos, offset = [], 0
-        for p in plans:
-            infos.append((p.tensor.name, p.tensor.ne[: p.tensor.n_dims], p.target, offset))
-            offset += -(-sizes[p.tensor.name][1] // gguf_io.ALIGNMENT) * gguf_io.ALIGNMENT
-        header = gguf_io.header_bytes(kvs, infos)
-        total = len(header) + offset
+        kvs = [g.encoded(key) for key in g.header.kv if key not in _DROP_KEYS]
+        kvs += [encode_pair("general.quantization_version", GGUFValueType.UINT32, 2),
+                encode_pair("general.file_type", GGUFValueType.UINT32, ft.id)]
+        infos = tensor_table([(p.tensor.name, p.tensor.ne[: p.tensor.n_dims], p.target,
+                               sizes[p.tensor.name][1]) for p in plans])
+        header = header_bytes(kvs, infos)
+        total = len(header) + sum(padded(sizes[p.tensor.name][1]) for p in plans)
         places = {name: len(header) + at for name, _, _, at in infos}
         if dst.is_dir():
             raise QuantError(f"cannot write {dst}: it is a folder")
@@ -187,7 +187,7 @@ def quantize_file(
 
 
 def _check(
-    g: gguf_io.GGUFFile, plans: list[Plan], allow_requantize: bool
+    g: GGUFFile, plans: list[Plan], allow_requantize: bool
 ) -> dict[str, tuple[int, int]]:
     """Input and output byte sizes per tensor, after the checks llama.cpp would fail on."""
     sizes = {}
@@ -198,7 +198,7 @@ def _check(
             raise QuantError(f"tensor {t.name!r}: {t.ne[0]} values per row is not a whole "
                              f"number of {src_name} blocks", tensor=t.name)
         nbytes = t.nrows * (t.ne[0] // block) * size
-        g.check_range(t, nbytes)
+        g.header.check_range(t, nbytes)
         out = nbytes
         if p.quantize:
             target = BY_ID[p.target]

@@ -142,7 +142,7 @@ def show_response(model: StoredModel, *, verbose: bool = False) -> dict[str, Any
         out["projector_info"] = model_info(projector, verbose=verbose)
     if info is not None:
         out["tensors"] = [
-            {"name": t.name, "type": t.type_name, "shape": list(t.shape)} for t in info.tensors
+            {"name": t.name, "type": t.type_name, "shape": list(t.ne)} for t in info.tensors
         ]
     out["capabilities"] = capabilities(model, info)
     out["modified_at"] = rfc3339(model.modified)

@@ -19,7 +19,7 @@ from quant_reference import (
 )
 
 import quant
-from quant import gguf_io
+from quant.gguf_read import GGUFFile
 from quant.imatrix import write_imatrix_gguf
 
 from .conftest import DiskTensorCache
@@ -27,8 +27,8 @@ from .data import synthetic_model
 
 
 def _describe_difference(ours: Path, theirs: Path) -> str:
-    with gguf_io.GGUFFile(ours) as a, gguf_io.GGUFFile(theirs) as b:
-        if [kv.raw for kv in a.kvs] != [kv.raw for kv in b.kvs]:
+    with GGUFFile(ours) as a, GGUFFile(theirs) as b:
+        if [a.encoded(k) for k in a.header.kv] != [b.encoded(k) for k in b.header.kv]:
             return "metadata differs"
         for ta, tb in zip(a.tensors, b.tensors, strict=False):
             if (ta.name, ta.ne, ta.type_id) != (tb.name, tb.ne, tb.type_id):

@@ -8,7 +8,7 @@ import pytest
 import quant
 from quant.filetypes import file_type
 from quant.formats import BY_ID
-from quant.gguf_io import TensorInfo
+from quant.gguf_read import TensorInfo
 from quant.policy import ModelFacts, plan_tensors, sort_key, use_more_bits
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from quant import gguf_io
 from quant.filetypes import FileType
 from quant.formats import BY_ID
+from quant.gguf_read import GGUFFile
 from quant.policy import LATTICE_IDS, ModelFacts, plan_tensors
 
 from .data import synthetic_model
@@ -44,7 +44,7 @@ def _dry_run(tools: Path, src: Path, ftype: str, imatrix: Path | None) -> tuple[
     return types, "will require an imatrix" in out
 
 
-def _facts(g: gguf_io.GGUFFile) -> ModelFacts:
+def _facts(g: GGUFFile) -> ModelFacts:
     # not quant.quantize_file's helper: importing that module would shadow the package's
     # lazy `quant.quantize_file` function for every later test
     arch = str(g.get("general.architecture"))
@@ -70,8 +70,8 @@ def test_lattice_policy_matches_llama_quantize(
     src = synthetic if model == "synthetic" else smollm2_f32
     im = imatrix_dir / "smollm2.imatrix.gguf" if model == "smollm2-imatrix" else None
     theirs, needs = _dry_run(llama_tools, src, ftype, im)
-    with gguf_io.GGUFFile(src) as g:
-        plans = plan_tensors(g.tensors, _facts(g), LATTICE_FILE_TYPES[ftype],
+    with GGUFFile(src) as g:
+        plans = plan_tensors(list(g.tensors), _facts(g), LATTICE_FILE_TYPES[ftype],
                              has_imatrix=im is not None)
     ours = {p.tensor.name: _NAMES[p.target] for p in plans}
     assert ours == theirs

@@ -69,7 +69,7 @@ def test_nested_gguf_arrays(tmp_path: Path, tiny_models_dir: Path) -> None:
 
 
 def test_nested_arrays_within_the_limit_still_read(tmp_path: Path) -> None:
-    from quant.gguf_io import GGUFFile
+    from quant.gguf_read import GGUFFile
     from toolchain.store.gguf_reader import read_gguf
 
     ok = nested_array_gguf(tmp_path / "ok.gguf", depth=8)

@@ -68,7 +68,7 @@ def command(target: str, no_tensors: bool, models: str | None, as_json: bool) ->
                 {
                     "name": t.name,
                     "type": t.type_name,
-                    "shape": list(t.shape),
+                    "shape": list(t.ne),
                     "bytes": t.nbytes,
                     "offset": info.data_offset + t.offset,
                 }
@@ -87,7 +87,7 @@ def command(target: str, no_tensors: bool, models: str | None, as_json: bool) ->
         return
     click.echo("")
     rows = [("NAME", "TYPE", "SHAPE", "BYTES")] + [
-        (t.name, t.type_name, " x ".join(str(d) for d in t.shape), f"{t.nbytes:,}")
+        (t.name, t.type_name, " x ".join(str(d) for d in t.ne), f"{t.nbytes:,}")
         for t in info.tensors
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]

@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gguf import GGUFReader
-
 from toolchain.convert.arch import ARCHITECTURES, architecture_for
 from toolchain.convert.architecture import (
     Architecture,
@@ -30,7 +28,7 @@ from toolchain.convert.outtype import OutType, encoded_nbytes, resolve_outtype, 
 from toolchain.convert.safetensors_file import FLOAT_DTYPES, SafetensorsFile, TensorEntry
 from toolchain.convert.writer import PlannedTensor, input_files, write_gguf
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
-from toolchain.store.gguf_reader import GGUFError, read_gguf
+from toolchain.store.gguf_reader import GGUFArray, GGUFError, read_gguf
 
 #: GGUF architectures whose adapters convert (the Llama-style decoders)
 LORA_ARCHITECTURES = ("llama", "qwen2", "qwen3", "gemma3")
@@ -115,13 +113,10 @@ def load_base(path: Path) -> BaseModel:
     if not path.is_file():
         raise ConvertError(path, "no such base model (expected a GGUF file or HF directory)")
     try:
-        read_gguf(path)  # gguf-py's reader recurses without a bound: check the header first
-        reader = GGUFReader(path)
+        info = read_gguf(path, full_arrays=True)
     except GGUFError as exc:
         raise ConvertError(path, f"not a readable GGUF file: {exc.message}") from None
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ConvertError(path, f"not a readable GGUF file: {exc}") from exc
-    fields = {k: f.contents() for k, f in reader.fields.items() if not k.startswith("GGUF.")}
+    fields = {k: list(v.items) if isinstance(v, GGUFArray) else v for k, v in info.kv.items()}
     name = str(fields.get("general.architecture", ""))
     found = next((a for a in ARCHITECTURES if a.gguf_arch == name), None)
     if found is None:
@@ -131,7 +126,7 @@ def load_base(path: Path) -> BaseModel:
     config = {"num_attention_heads": n_head,
               "num_key_value_heads": fields.get(f"{name}.attention.head_count_kv", n_head),
               "num_hidden_layers": fields.get(f"{name}.block_count")}
-    shapes = {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors}
+    shapes = {t.name: tuple(reversed(t.ne)) for t in info.tensors}
     return BaseModel(_lora_arch(found, path), HParams(config, path), shapes)
 
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from gguf import GGUFValueType, GGUFWriter
+from gguf import GGUFValueType
+
+from quant.gguf_write import encode_pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,19 +72,11 @@ class Metadata:
     def __iter__(self) -> Iterator[tuple[str, Entry]]:
         return iter(self._items.items())
 
-    def write_to(self, writer: GGUFWriter) -> None:
+    def encoded(self) -> list[bytes]:
+        """The pairs as GGUF encodes them, `general.architecture` first (as llama.cpp's
+        converter writes it)."""
+        out = [encode_pair("general.architecture", GGUFValueType.STRING, self.arch)]
         for key, entry in self._items.items():
-            if key == "general.architecture":
-                continue  # GGUFWriter writes it first on its own
-            if entry.type is GGUFValueType.ARRAY:
-                writer.add_key_value(key, _packable(entry), entry.type, entry.sub_type)
-            else:
-                writer.add_key_value(key, entry.value, entry.type)
-
-
-def _packable(entry: Entry) -> Sequence[Any]:
-    """Arrays as sequences of plain Python scalars, which gguf's packer expects."""
-    value = entry.value
-    if isinstance(value, np.ndarray):
-        return list(value.tolist())
-    return list(value)
+            if key != "general.architecture":
+                out.append(encode_pair(key, entry.type, entry.value, entry.sub_type))
+        return out

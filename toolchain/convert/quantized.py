@@ -44,7 +44,7 @@ def apply_policy(tensors: list[PlannedTensor], out: OutType, arch: str, hp: HPar
     """Give each planned tensor the type llama-quantize would, and a kernel to encode it."""
     import quant
     from quant.formats import BY_ID
-    from quant.gguf_io import TensorInfo
+    from quant.gguf_read import TensorInfo
     from quant.policy import ModelFacts, plan_tensors
 
     assert out.quantize is not None

@@ -1,4 +1,4 @@
-"""Write a planned GGUF: metadata through gguf's GGUFWriter, tensor data streamed in chunks.
+"""Write a planned GGUF: the header through `quant.gguf_write`, tensor data streamed in chunks.
 
 The file is written to a temporary name beside the target (named for this process),
 fsynced, then renamed: a conversion that fails or is killed leaves no partial output, and
@@ -7,7 +7,6 @@ a temp file a killed conversion left is removed by the next one to the same targ
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -15,9 +14,10 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFWriter
+from gguf import GGMLQuantizationType
 
 from quant.files import remove_stale_temps, temp_path
+from quant.gguf_write import ALIGNMENT, header_bytes, tensor_table
 from toolchain.convert.architecture import HParams, Transform
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata
@@ -25,7 +25,6 @@ from toolchain.convert.outtype import encode, to_float32
 from toolchain.convert.safetensors_file import TensorEntry
 from toolchain.progress import ByteMeter, ProgressCallback
 
-ALIGNMENT = 32
 #: elements converted at a time when a tensor needs no whole-tensor transform
 CHUNK_ELEMENTS = 1 << 22
 
@@ -94,41 +93,37 @@ def write_gguf(path: Path, md: Metadata, tensors: list[PlannedTensor], hp: HPara
         tmp = temp_path(path)  # mode per umask, as a plain open would give
     except OSError as exc:
         raise ConvertError(path, f"cannot write: {exc.strerror or exc}") from None
-    writer = GGUFWriter(None, md.arch)
+    table = tensor_table([(t.name, tuple(reversed(t.shape)), int(t.ggml), t.nbytes)
+                          for t in tensors])
     try:
-        md.write_to(writer)
-        for t in tensors:
-            writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), t.nbytes,
-                                   raw_dtype=t.ggml)
-        writer.write_header_to_file(tmp)
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        assert writer.fout is not None
-        fout = writer.fout[0]
-        _pad(fout)
-        meter = ByteMeter(progress, status, sum(t.nbytes for t in tensors), steps=100)
-        done = 0
-        for t in tensors:
-            written = 0
-            for part in _encoded_chunks(t, hp):
-                buf = np.ascontiguousarray(part).reshape(-1).view(np.uint8).data
-                fout.write(buf)
-                written += len(buf)
-                done += len(buf)
-                meter.update(done)
-            if written != t.nbytes:
-                raise ConvertError(path, f"internal error: {t.name} wrote {written} of "
-                                   f"{t.nbytes} bytes")
-            _pad(fout)
-        fout.flush()
-        os.fsync(fout.fileno())
-        writer.close()
+        with tmp.open("wb") as fout:
+            fout.write(header_bytes(md.encoded(), table))
+            _write_data(path, fout, tensors, hp, progress=progress, status=status)
+            fout.flush()
+            os.fsync(fout.fileno())
         tmp.replace(path)
     except BaseException:
-        with contextlib.suppress(Exception):
-            writer.close()
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_data(path: Path, fout: IO[bytes], tensors: list[PlannedTensor], hp: HParams | None,
+                *,
+                progress: ProgressCallback, status: str) -> None:
+    meter = ByteMeter(progress, status, sum(t.nbytes for t in tensors), steps=100)
+    done = 0
+    for t in tensors:
+        written = 0
+        for part in _encoded_chunks(t, hp):
+            buf = np.ascontiguousarray(part).reshape(-1).view(np.uint8).data
+            fout.write(buf)
+            written += len(buf)
+            done += len(buf)
+            meter.update(done)
+        if written != t.nbytes:
+            raise ConvertError(path, f"internal error: {t.name} wrote {written} of "
+                               f"{t.nbytes} bytes")
+        _pad(fout)
 
 
 def _pad(fout: IO[bytes]) -> None:

@@ -22,7 +22,7 @@ def test_matches_gguf_package(smollm2_gguf: Path) -> None:
         value = ours.kv[key]
         assert ours.types[key] == field.types[0]
         if field.types[0] == GGUFValueType.ARRAY:
-            assert isinstance(value, GGUFArray) and value.complete
+            assert isinstance(value, GGUFArray) and len(value.items) == value.length
             if field.types[-1] == GGUFValueType.STRING:
                 expected = [bytes(field.parts[i]).decode() for i in field.data]
             else:
@@ -32,14 +32,14 @@ def test_matches_gguf_package(smollm2_gguf: Path) -> None:
             assert value == bytes(field.parts[field.data[0]]).decode()
         else:
             assert value == field.parts[field.data[0]].tolist()[0]
-    assert [(t.name, list(t.shape), t.type_id, t.nbytes) for t in ours.tensors] == [
+    assert [(t.name, list(t.ne), t.type_id, t.nbytes) for t in ours.tensors] == [
         (t.name, [int(d) for d in t.shape], int(t.tensor_type), int(t.n_bytes)) for t in ref.tensors
     ]
     assert ours.data_offset == ref.data_offset
     assert ours.parameter_count == sum(int(np.prod(t.shape)) for t in ref.tensors)
     short = read_gguf(smollm2_gguf)
     tokens = short.kv["tokenizer.ggml.tokens"]
-    assert tokens.length == 49152 and len(tokens.items) == 8 and not tokens.complete
+    assert tokens.length == 49152 and len(tokens.items) == 8
 
 
 @pytest.mark.parametrize("cut", [0, 3, 10, 24, 200, -1])
