@@ -1,7 +1,8 @@
 """The file types of `llama-quantize` (`llama_ftype`): names, ids, and how a name is parsed.
 
-Pure data and no kernels, so that `mfc check` can list the QUANTIZE types without
-importing numpy.
+The one table of file types: QUANTIZE, `mfc quantize`, `mfc convert --outtype` and the
+store's `file_type` name all read it. Pure data and no kernels, so that `mfc check` can
+list the QUANTIZE types without importing numpy.
 """
 
 from __future__ import annotations
@@ -39,6 +40,23 @@ FTYPE_NAMES: tuple[str, ...] = tuple(f.name for f in _FILE_TYPES)
 #: file types llama-quantize refuses to make without an importance matrix (its "Please do
 #: not use ... without an importance matrix"; IQ2_M's IQ2_S tensors need one as well)
 IMATRIX_REQUIRED = frozenset(("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "Q2_K_S"))
+_BY_ID: dict[int, FileType] = {f.id: f for f in _FILE_TYPES}
+#: llama_ftype's flag bit for a file type that was guessed, not read (no file type of its own)
+_GUESSED = 1024
+
+
+def ftype_name(ftype_id: int) -> str | None:
+    """llama.cpp's name for a `general.file_type` id: this table's, else gguf-py's
+    `LlamaFileType` for the ids mfc does not write (None for ids neither knows)."""
+    if ftype_id in _BY_ID:
+        return _BY_ID[ftype_id].name
+    from gguf.constants import LlamaFileType  # imports numpy: only for the rare ids
+
+    try:
+        known = LlamaFileType(ftype_id)
+    except ValueError:
+        return None
+    return None if ftype_id >= _GUESSED else known.name.removeprefix("MOSTLY_").removeprefix("ALL_")
 
 
 def file_type(name: str) -> FileType:
@@ -47,10 +65,8 @@ def file_type(name: str) -> FileType:
     key = ALIASES.get(key, key)
     if key in FILE_TYPES:
         return FILE_TYPES[key]
-    if key.isdigit():
-        for f in _FILE_TYPES:
-            if f.id == int(key):
-                return f
+    if key.isdigit() and int(key) in _BY_ID:
+        return _BY_ID[int(key)]
     raise QuantError(
         f"unknown quantization type {name!r}",
         hint="choose one of: " + ", ".join(FTYPE_NAMES),

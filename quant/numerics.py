@@ -23,7 +23,6 @@ Bytes = npt.NDArray[Any]  # uint8
 
 GROUP_MAX_EPS = F32(1e-15)
 _MAGIC = F32(12582912.0)  # 1.5 * 2**23: adding it rounds to an integer in the mantissa
-_RINT_SAFE = F32(4194303.0)  # |v| below this: nearest_int(v) == rint(v)
 
 
 def fp16_round(x: Floats) -> Floats:
@@ -43,25 +42,11 @@ def nearest_int(v: Floats) -> Ints:
     return (val.view(np.int32) & 0x7FFFFF) - 0x400000
 
 
-def rint_is_exact(lo: Floats, hi: Floats) -> bool:
-    """True when every value in [lo, hi] (per block bounds) rounds the same with `np.rint`."""
-    with np.errstate(invalid="ignore"):
-        return bool(np.all(hi <= _RINT_SAFE) and np.all(lo >= -_RINT_SAFE))
-
-
 def nearest_float(v: Floats, exact: bool) -> Floats:
-    """`(float)nearest_int(v)`: np.rint when the caller has proved the range, else the bit trick."""
+    """`(float)nearest_int(v)`: np.rint when every |v| < 2**22 is known, else the bit trick."""
     if exact:
         return np.rint(v)
     return nearest_int(v).astype(F32)
-
-
-def c_trunc_int32(v: Floats) -> Ints:
-    """`(int)v` as x86 cvttss2si does it: truncate, and INT_MIN for NaN or out of range."""
-    with np.errstate(invalid="ignore"):
-        ok = np.abs(v) < F32(2147483648.0)
-    t = np.where(ok, np.trunc(v), F32(0.0))
-    return np.where(ok, t.astype(np.int32), np.int32(np.iinfo(np.int32).min)).astype(np.int32)
 
 
 def seq_sum(a: Floats, out: Floats | None = None) -> Floats:

@@ -1,7 +1,8 @@
 """Output types: which GGML type each tensor gets, and the float encodings themselves.
 
-f32/f16/bf16 are encoded here (bit-exact with ggml: IEEE round-to-nearest-even for
-f16, ggml's rounding for bf16). Quantized output types are delegated to `quant`.
+f32/f16 are encoded here (numpy's IEEE round-to-nearest-even, as ggml does), bf16 by
+`quant.floats` (ggml's rounding); quantized output types are delegated to `quant`. Their
+file-type ids come from `quant.filetypes`.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from gguf import GGMLQuantizationType, LlamaFileType
+from gguf import GGMLQuantizationType
 
+from quant.filetypes import FILE_TYPES
+from quant.floats import quantize_bf16
 from toolchain.convert.errors import ConvertError
 
 T = GGMLQuantizationType
@@ -26,10 +29,10 @@ class OutType:
 
 #: --outtype values that need nothing but numpy
 FLOAT_OUTTYPES: dict[str, OutType] = {
-    "f32": OutType("f32", T.F32, LlamaFileType.ALL_F32),
-    "f16": OutType("f16", T.F16, LlamaFileType.MOSTLY_F16),
-    "bf16": OutType("bf16", T.BF16, LlamaFileType.MOSTLY_BF16),
-    "auto": OutType("auto", None, LlamaFileType.MOSTLY_F16),
+    "f32": OutType("f32", T.F32, FILE_TYPES["F32"].id),
+    "f16": OutType("f16", T.F16, FILE_TYPES["F16"].id),
+    "bf16": OutType("bf16", T.BF16, FILE_TYPES["BF16"].id),
+    "auto": OutType("auto", None, FILE_TYPES["F16"].id),
 }
 
 
@@ -83,18 +86,8 @@ def encode(x: np.ndarray, raw: np.ndarray | None, dtype: str | None,
     if ggml == T.F16:
         return x.astype(np.float16)
     if ggml == T.BF16:
-        return float32_to_bf16(x)
+        return quantize_bf16(x)
     raise ConvertError("--outtype", f"cannot encode {ggml.name}")
-
-
-def float32_to_bf16(x: np.ndarray) -> np.ndarray:
-    """ggml's fp32 -> bf16: round to nearest even; NaN stays a quiet NaN."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
-    rounded = ((bits + (np.uint32(0x7FFF) + ((bits >> 16) & 1))) >> 16).astype(np.uint16)
-    nan = np.isnan(x)
-    if nan.any():
-        rounded[nan] = ((bits[nan] >> 16) | 64).astype(np.uint16)
-    return rounded
 
 
 def encoded_nbytes(shape: tuple[int, ...], ggml: GGMLQuantizationType) -> int:

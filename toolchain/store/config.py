@@ -9,22 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gguf.constants import LlamaFileType
-
+from quant.filetypes import ftype_name
 from toolchain.gojson import GoStruct, encode
-
-#: general.file_type -> the reference's `FileType.String()` (0 and unknown ids: "unknown")
-FILE_TYPE_NAMES: dict[int, str] = {
-    int(ft): ft.name.removeprefix("MOSTLY_").removeprefix("ALL_")
-    for ft in LlamaFileType
-    if 0 < int(ft) < 1024
-}
 
 
 def file_type_name(general_file_type: object) -> str:
-    """The name the reference prints for `general.file_type` (a uint32 KV, else unknown)."""
+    """The reference's `FileType.String()` for `general.file_type` (a uint32 KV; 0, unknown
+    ids and anything else read "unknown")."""
     if isinstance(general_file_type, int) and not isinstance(general_file_type, bool):
-        return FILE_TYPE_NAMES.get(general_file_type, "unknown")
+        return (ftype_name(general_file_type) if general_file_type > 0 else None) or "unknown"
     return "unknown"
 
 

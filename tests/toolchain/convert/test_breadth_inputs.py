@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from gguf import GGUFReader
 
+from quant.floats import quantize_bf16
 from tests.conftest import ROOT
 from tests.toolchain.convert.test_breadth import tiny
 from toolchain.convert import SUPPORTED, ConvertError, convert_hf_dir
-from toolchain.convert.outtype import float32_to_bf16
 
 
 def _tensors(path: Path) -> dict[str, tuple[int, tuple[int, ...], bytes]]:
@@ -74,7 +74,7 @@ def test_sharded_and_typed_experts_equal_the_single_file(dtype: str, outtype: st
 def _rounded(x: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "float16":
         return x.astype(np.float16).astype(np.float32)
-    bits = float32_to_bf16(x).astype(np.uint32) << 16
+    bits = quantize_bf16(x).view("<u2").reshape(x.shape).astype(np.uint32) << 16
     return bits.view(np.float32)
 
 

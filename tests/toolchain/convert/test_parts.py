@@ -15,7 +15,7 @@ from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import quantize
 
 from toolchain.convert import convert_hf_dir
-from toolchain.convert.outtype import float32_to_bf16
+from toolchain.convert.outtype import encode
 from toolchain.convert.vocab.pretokenizer import identify
 from toolchain.convert.vocab.sentencepiece_model import read_sentencepiece_model
 from toolchain.progress import ProgressEvent
@@ -69,7 +69,8 @@ def test_float_encodings_match_ggml() -> None:
                  dtype=np.float32),
     ])
     want = quantize(x.reshape(1, -1), GGMLQuantizationType.BF16).view(np.uint16).ravel()
-    assert np.array_equal(float32_to_bf16(x), want)
+    ours = np.ascontiguousarray(encode(x, None, None, GGMLQuantizationType.BF16))
+    assert np.array_equal(ours.view(np.uint16).ravel(), want)
 
 
 def test_pre_tokenizer_identification(tiny_models_dir: Path) -> None:
