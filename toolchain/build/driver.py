@@ -43,7 +43,7 @@ def build(
     progress, `success` included, comes before the build's); `insecure` allows that
     registry to be plain http or to have an untrusted certificate.
     """
-    if request.quantize:  # reject a bad type before any hashing or copying
+    if request.quantize:  # a missing imatrix fails before any hashing or copying
         check_imatrix(request)
     ctx = BuildContext(store, progress, insecure=insecure)
     try:

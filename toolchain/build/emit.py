@@ -23,15 +23,6 @@ from toolchain.store.config import DraftConfig, ModelConfig
 from toolchain.store.errors import StoreError
 from toolchain.store.manifest import Layer, Manifest
 
-#: architecture -> (renderer, parser, default stop words) set when the request has none
-ARCH_DEFAULTS: dict[str, tuple[str, str, tuple[str, ...] | None]] = {
-    "gemma4": ("gemma4", "gemma4", ("<turn|>",)),
-    "laguna": ("laguna", "laguna", None),
-    "nemotron_h": ("nemotron-3-nano", "nemotron-3-nano", None),
-    "nemotron_h_moe": ("nemotron-3-nano", "nemotron-3-nano", None),
-    "nemotron_h_omni": ("nemotron-3-nano", "nemotron-3-nano", None),
-}
-
 
 def text_layer(media_type: str, data: bytes) -> PlannedLayer:
     return PlannedLayer(media_type, digest_of_bytes(data), len(data), source=data)
@@ -66,14 +57,9 @@ def fold_config(plan: BuildPlan, params: dict[str, Any]) -> ModelConfig:
                 layer.gguf.parameter_count,
                 layer.gguf.get_uint32("general.file_type"),
             )
-            defaults = ARCH_DEFAULTS.get(layer.gguf.architecture)
-            if defaults and (not config.renderer or not config.parser):
-                renderer, parser, stop = defaults
-                config = replace(
-                    config, renderer=config.renderer or renderer, parser=config.parser or parser
-                )
-                if stop is not None and "stop" not in params:
-                    params["stop"] = list(stop)
+            config, stop = config.with_arch_defaults(layer.gguf.architecture)
+            if stop is not None and "stop" not in params:
+                params["stop"] = list(stop)
         elif layer.media_type == mediatypes.DRAFT:
             config = replace(
                 config, draft=DraftConfig(model_format="gguf", architecture=layer.gguf.architecture)

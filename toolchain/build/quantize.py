@@ -21,8 +21,7 @@ from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass, pass_output
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.build.request import CreateRequest, SourceFile
-from toolchain.errors import MfcError, Span
-from toolchain.frontend.parameters import QUANTIZE_TYPES, canonical_quantize_type
+from toolchain.errors import MfcError
 from toolchain.store import mediatypes
 from toolchain.store.config import file_type_name
 from toolchain.store.gguf_reader import read_gguf
@@ -36,24 +35,11 @@ NO_DIGEST = "0" * 19
 FLOAT_SOURCES = ("F32", "F16", "BF16")
 
 
-def check_quantize_type(name: str, span: Span | None) -> str:
-    """The canonical upper-case type (`Q4_K_M`) for a QUANTIZE/--quantize value, or an error."""
-    found = canonical_quantize_type(name)
-    if found is None:
-        raise BuildError(
-            f"unsupported quantization type '{name}'",
-            span,
-            hint="known types: " + ", ".join(QUANTIZE_TYPES),
-        )
-    return found.upper()
-
-
 def check_imatrix(request: CreateRequest) -> None:
     """A type llama-quantize only makes with an importance matrix comes with IMATRIX."""
-    target = check_quantize_type(request.quantize, request.spans.get("quantize"))
-    if target in IMATRIX_REQUIRED and request.imatrix is None:
+    if request.quantize in IMATRIX_REQUIRED and request.imatrix is None:
         raise BuildError(
-            f"quantization type {target} needs an importance matrix",
+            f"quantization type {request.quantize} needs an importance matrix",
             request.spans.get("quantize"),
             hint="add IMATRIX <file> to the Modelfile (or --imatrix FILE): an imatrix GGUF "
             "or .dat, or calibration text to compute one from",
@@ -182,9 +168,8 @@ def quantize_layer(
 def run(plan: BuildPlan, ctx: BuildContext) -> BuildPlan:
     if not plan.request.quantize:
         return plan
-    target = check_quantize_type(plan.request.quantize, plan.request.spans.get("quantize"))
     base = tuple(
-        quantize_layer(ctx, plan, layer, target)
+        quantize_layer(ctx, plan, layer, plan.request.quantize)  # checked by the request
         if layer.media_type == mediatypes.MODEL and layer.gguf is not None
         else layer
         for layer in plan.base

@@ -5,12 +5,14 @@ what the server does with it: FROM is a file, a folder or a model name; ADAPTER 
 must exist; TEMPLATE/SYSTEM/RENDERER/PARSER/REQUIRES last wins; LICENSE and MESSAGE
 accumulate; PARAMETER values are typed as the reference stores them, `stop` accumulates.
 Every field keeps the span of the instruction that set it, so later passes can point at it.
+QUANTIZE is checked and normalised here, whoever builds the request (a Modelfile, `--quantize`,
+`/api/create`): passes read `quantize` as the file type's upper-case name (`Q4_K_M`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -20,6 +22,7 @@ from toolchain.build.params import typed_parameters
 from toolchain.build.sources import files_for_directory
 from toolchain.errors import Span
 from toolchain.frontend.check import ERR_REQUIRES, is_valid_requires
+from toolchain.frontend.parameters import canonical_quantize_type, unsupported_quantize_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,26 @@ class CreateRequest:
     quantize: str = ""
     imatrix: SourceFile | None = None  # IMATRIX: an importance matrix or calibration text
     spans: dict[str, Span] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.quantize:
+            object.__setattr__(self, "quantize",
+                               quantize_type(self.quantize, self.spans.get("quantize")))
+
+    def with_quantize(self, value: str) -> CreateRequest:
+        """This request with `--quantize value` instead of its QUANTIZE (and its span)."""
+        spans = {k: v for k, v in self.spans.items() if k != "quantize"}
+        return replace(self, quantize=value, spans=spans)
+
+
+def quantize_type(value: str, span: Span | None) -> str:
+    """The file type's upper-case name (`Q4_K_M`) for a QUANTIZE/--quantize value."""
+    problem = unsupported_quantize_type(value)
+    if problem is not None:
+        raise BuildError(problem[0], span, hint=problem[1])
+    found = canonical_quantize_type(value)
+    assert found is not None
+    return found.upper()
 
 
 def keyed(paths: list[tuple[Path, Span | None]]) -> tuple[SourceFile, ...]:

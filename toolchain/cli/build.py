@@ -29,7 +29,6 @@ def run_build(
 ) -> None:
     """Parse, check and build a Modelfile; shared by `mfc build` and `mfc create`."""
     from toolchain.build import build, request_from_modelfile
-    from toolchain.build.quantize import check_quantize_type
     from toolchain.build.request import SourceFile
     from toolchain.diagnostics import render
     from toolchain.frontend.check import check_modelfile
@@ -45,8 +44,6 @@ def run_build(
             f"the folder name {name!r} is not a valid model name",
             hint="name the model with -t NAME (letters, digits, _, -, .)",
         ) from None
-    if quantize:
-        check_quantize_type(quantize, None)
     if name_note and not as_json:
         click.echo(name_note.format(name=model.display()), err=True)
     with reporter(as_json) as progress:
@@ -64,7 +61,7 @@ def run_build(
             )
         request = request_from_modelfile(mf, relative_dir=relative_dir)
         if quantize:
-            request = dataclasses.replace(request, quantize=quantize)
+            request = request.with_quantize(quantize)
         if imatrix is not None:
             request = dataclasses.replace(request, imatrix=SourceFile(imatrix.name, imatrix))
         store = open_store(models)

@@ -10,7 +10,6 @@ where the last one wins, an empty FROM/ADAPTER/DRAFT).
 
 from __future__ import annotations
 
-import difflib
 import re
 
 from quant.filetypes import IMATRIX_REQUIRED
@@ -19,11 +18,11 @@ from toolchain.errors import Span
 from toolchain.frontend.errors import ERR_INVALID_MESSAGE_ROLE, ERR_MISSING_FROM, MESSAGE_ROLES
 from toolchain.frontend.parameters import (
     PARAMETERS,
-    QUANTIZE_TYPES,
     ParameterError,
     canonical_quantize_type,
     is_deprecated,
     parse_parameter_value,
+    unsupported_quantize_type,
 )
 from toolchain.frontend.parse import parse_recovering
 from toolchain.frontend.template_check import check_templates
@@ -99,13 +98,8 @@ def _check_instruction(ins: Instruction) -> list[Diagnostic]:
     if isinstance(ins, Requires) and not is_valid_requires(ins.value):
         return [Diagnostic("error", ERR_REQUIRES, _value_span(ins),
                            "REQUIRES names the oldest Ollama version the model needs, e.g. 0.14.0")]
-    if isinstance(ins, Quantize) and canonical_quantize_type(ins.value) is None:
-        close = difflib.get_close_matches(
-            ins.value.lower(), [t.lower() for t in QUANTIZE_TYPES], n=1, cutoff=0.6)
-        hint = (f"did you mean {canonical_quantize_type(close[0])}? " if close else "") + (
-            "known types: " + ", ".join(QUANTIZE_TYPES))
-        return [Diagnostic("error", f"unsupported quantization type '{ins.value}'",
-                           _value_span(ins), hint)]
+    if isinstance(ins, Quantize) and (problem := unsupported_quantize_type(ins.value)):
+        return [Diagnostic("error", problem[0], _value_span(ins), problem[1])]
     if isinstance(ins, _PATH_VALUED) and not ins.value:
         keyword = ins.kind.upper()
         return [Diagnostic("warning", f"{keyword} is empty, which means the Modelfile's folder",

@@ -177,3 +177,14 @@ def canonical_quantize_type(name: str) -> str | None:
     """The table's spelling of a QUANTIZE type given in any case, or None if unknown."""
     folded = name.lower()
     return next((t for t in QUANTIZE_TYPES if t.lower() == folded), None)
+
+
+def unsupported_quantize_type(name: str) -> tuple[str, str] | None:
+    """(message, hint) for a QUANTIZE or --quantize value that is no file type, else None."""
+    if canonical_quantize_type(name) is not None:
+        return None
+    close = difflib.get_close_matches(
+        name.lower(), [t.lower() for t in QUANTIZE_TYPES], n=1, cutoff=0.6)
+    hint = (f"did you mean {canonical_quantize_type(close[0])}? " if close else "") + (
+        "known types: " + ", ".join(QUANTIZE_TYPES))
+    return f"unsupported quantization type '{name}'", hint

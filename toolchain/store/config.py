@@ -21,6 +21,26 @@ def file_type_name(general_file_type: object) -> str:
     return "unknown"
 
 
+@dataclass(frozen=True, slots=True)
+class ArchDefaults:
+    """What the reference's create sets for an architecture when the request has none."""
+
+    renderer: str
+    parser: str
+    stop: tuple[str, ...] | None = None  # default stop words (a params value)
+
+
+_NEMOTRON = ArchDefaults("nemotron-3-nano", "nemotron-3-nano")
+#: GGUF architecture -> its renderer, parser and stop words
+ARCH_DEFAULTS: dict[str, ArchDefaults] = {
+    "gemma4": ArchDefaults("gemma4", "gemma4", ("<turn|>",)),
+    "laguna": ArchDefaults("laguna", "laguna"),
+    "nemotron_h": _NEMOTRON,
+    "nemotron_h_moe": _NEMOTRON,
+    "nemotron_h_omni": _NEMOTRON,
+}
+
+
 def human_number(n: int) -> str:
     """`format.HumanNumber`: 134515008 -> "134.52M", 8030261248 -> "8.0B", 999 -> "999"."""
     if n >= 1_000_000_000:
@@ -115,6 +135,16 @@ class ModelConfig:
             file_type=self.file_type or file_type_name(file_type),
             model_families=(*(self.model_families or ()), architecture),
         )
+
+    def with_arch_defaults(self, architecture: str) -> tuple[ModelConfig, tuple[str, ...] | None]:
+        """Fill in the renderer and parser of `architecture` where the request left either
+        empty; also the stop words that come with them (None when nothing was filled)."""
+        defaults = ARCH_DEFAULTS.get(architecture)
+        if defaults is None or (self.renderer and self.parser):
+            return self, None
+        filled = replace(self, renderer=self.renderer or defaults.renderer,
+                         parser=self.parser or defaults.parser)
+        return filled, defaults.stop
 
     @classmethod
     def from_json(cls, obj: Any) -> ModelConfig:
