@@ -1,6 +1,8 @@
 """Quantization kernels and the per-tensor type policy, bit-exact with llama.cpp.
 
-numpy only: this package imports nothing else of ours. The public surface:
+numpy (and gguf-py's type tables) only: this package imports nothing else of ours. It is
+also the bottom layer's GGUF reader and writer (`quant.gguf_read`, `quant.gguf_write`),
+which the toolchain uses for every GGUF it reads or writes. The public surface:
 
 - `quantize(type, x, imatrix=None) -> bytes` and `dequantize(type, data, shape)` for one
   tensor, for every type in `TYPE_NAMES` (F32, F16, BF16, Q4_0 ... Q8_0, Q2_K ... Q6_K);
