@@ -272,7 +272,7 @@ def _open_map(p: str) -> mmap.mmap:
         with Path(p).open("rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size < 4:
-                raise NotGGUFError(f"{p} is not a GGUF file (it has {size} bytes)")
+                raise NotGGUFError(f"{p}: not a GGUF file (it has {size} bytes)")
             return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
         raise GGUFFormatError(f"{p}: cannot read: {exc.strerror or exc}") from None
@@ -288,7 +288,7 @@ def _parse_checked(buf: mmap.mmap, path: str, full_arrays: bool) -> GGUFHeader:
 def _parse(buf: mmap.mmap, path: str, full_arrays: bool) -> GGUFHeader:
     magic = buf[:4]
     if magic != MAGIC:
-        raise NotGGUFError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+        raise NotGGUFError(f"{path}: not a GGUF file (it starts with {magic!r}, not b'GGUF')")
     r = _Cursor(buf, path, "<", 4)
     version = r.u32()
     if version and not version & 0xFFFF:  # the magic is bytes; a big-endian file's version

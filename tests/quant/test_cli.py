@@ -80,7 +80,7 @@ def _fails(done: subprocess.CompletedProcess[str], code: int, *needles: str) -> 
 def test_not_a_gguf(tmp_path: Path) -> None:
     src = tmp_path / "notes.gguf"
     src.write_text("hello, I am not a model\n" * 10)
-    _fails(mfc(src, tmp_path / "out.gguf", "q4_0"), 1, "is not a GGUF file")
+    _fails(mfc(src, tmp_path / "out.gguf", "q4_0"), 1, "notes.gguf: not a GGUF file")
     assert _leftovers(tmp_path) == [] and not (tmp_path / "out.gguf").exists()
 
 
