@@ -3,6 +3,8 @@ dequantizing), vectorised over super-blocks: every array is (nblocks, ...)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from quant.numerics import F32, Bytes, Floats, block_major, nearest_int
@@ -17,14 +19,16 @@ def half(b: Bytes) -> Floats:
 
 
 def requant(  # noqa: PLR0917
-    X: Floats, d: Floats, dm: Floats | None, L: Floats, lo: int, hi: int, offset: int = 0
+    X: Floats, d: Floats, dm: Floats | None, L: Floats | Callable[[Ints], Floats], lo: int,
+    hi: int, offset: int = 0,
 ) -> Bytes:
     """Re-quantize with the stored scales, `l = clamp(nearest_int((x + dm)/d), lo, hi) +
     offset`, as (nblocks, 256) uint8 levels in element order.
 
     Element-major in: X, L are (n, nsub) (L: the search's levels, offset already added);
     d, dm one value per sub-block. Sub-blocks whose `d` is 0 keep the levels the search
-    left (C's `if (!d) continue;`).
+    left (C's `if (!d) continue;`); `L` may be a function giving the levels of those
+    sub-blocks only (by their indices), for a search that did not build them all.
     """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if dm is None:
@@ -42,7 +46,7 @@ def requant(  # noqa: PLR0917
         v += F32(offset)
     skip = np.flatnonzero(d == 0)
     if skip.size:
-        v[:, skip] = L[:, skip]
+        v[:, skip] = L(skip) if callable(L) else L[:, skip]
     return block_major(v.astype(np.uint8), QK_K)
 
 

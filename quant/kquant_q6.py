@@ -17,13 +17,19 @@ from quant.numerics import (
     nearest_int,
     signed_absmax_1d,
 )
-from quant.search import make_qx_quants
+from quant.search import make_qx_quants, make_qx_scales
 
 
 def quantize_q6_k(x: Floats, qw: Floats | None = None) -> Bytes:
     nb = x.shape[0]
     X = element_major(x, 16)
-    scales, L = make_qx_quants(X, 32, None if qw is None else element_major(qw, 16))
+    QW = None if qw is None else element_major(qw, 16)
+    scales = make_qx_scales(X, 32, QW)
+
+    def search_levels(cols: np.ndarray) -> Floats:  # the search's levels, where a sub-scale is 0
+        return make_qx_quants(np.ascontiguousarray(X[:, cols]), 32,
+                              None if QW is None else np.ascontiguousarray(QW[:, cols]))[1]
+
     scales = scales.reshape(nb, 16)
     max_scale, max_abs = signed_absmax_1d(scales)
     zero = max_abs < GROUP_MAX_EPS
@@ -34,7 +40,7 @@ def quantize_q6_k(x: Floats, qw: Floats | None = None) -> Bytes:
     sc = np.where(zero[:, None], 0, (sc & 0xFF).astype(np.uint8).view(np.int8).astype(np.int32))
     d = np.where(zero, F32(0.0), d).astype(F32)
     dj = (d[:, None] * sc.astype(F32)).astype(F32).reshape(-1)
-    levels = requant(X, dj, None, L, -32, 31, offset=32)
+    levels = requant(X, dj, None, search_levels, -32, 31, offset=32)
     ql, qh = pack_q6(levels)
     out = np.concatenate([ql, qh, sc.astype(np.int8).view(np.uint8), fp16_bytes(d)], axis=1)
     out[zero] = 0

@@ -94,13 +94,33 @@ def worker_count(threads: int | None) -> int:
     return threads or min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
 
 
+_fork_ok = False
+
+
+@contextlib.contextmanager
+def forked_workers() -> Iterator[None]:
+    """Within this block, the calling process declares it holds nothing a worker must not
+    inherit (a one-shot command: no server socket, no store lock, no other thread), so
+    workers are forked from it directly. That saves the fork server's interpreter start-up
+    and imports, ~0.25 s of CPU: a fifth of a small model's whole quantization to Q8_0."""
+    global _fork_ok  # noqa: PLW0603 (a process-wide choice, for the block's duration)
+    before, _fork_ok = _fork_ok, True
+    try:
+        yield
+    finally:
+        _fork_ok = before
+
+
 def _pool(threads: int | None) -> ProcessPoolExecutor | None:
     n = worker_count(threads)
     if n <= 1:
         return None
-    # workers come from a fork server (a fresh interpreter started with no descriptor of
-    # ours but its pipes), never from forking the caller: a server's listening socket,
-    # client connections and store lock must not live on in a worker
+    if _fork_ok and sys.platform.startswith("linux") and threading.active_count() == 1:
+        return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_worker_init, initargs=(os.getpid(),))
+    # otherwise workers come from a fork server (a fresh interpreter started with no
+    # descriptor of ours but its pipes), never from forking the caller: a server's listening
+    # socket, client connections and store lock must not live on in a worker
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["quant.source", "quant.pipeline"])
     return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,

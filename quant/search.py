@@ -163,23 +163,44 @@ def _qkx_slice(  # noqa: PLR0917
     return np.where(deg, F32(0.0), scale).astype(F32), (-mn).astype(F32), La
 
 
+def _qx_numerators(nmax: int) -> Floats:
+    # the numerators of C's trial scales: -nmax, then -(nmax + 0.1*is) for is = -9..9, != 0
+    fnmax = F32(nmax)
+    return np.array([-fnmax] + [-(fnmax + F32(0.1) * F32(k)) for k in range(-9, 10) if k],
+                    dtype=F32)
+
+
 def make_qx_quants(X: Floats, nmax: int, QW: Floats | None = None) -> tuple[Floats, Floats]:
     """`make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`: scale and L in 0..2*nmax-1."""
     n, B = X.shape
-    fnmax = F32(nmax)
-    # the numerators of C's trial scales: -nmax, then -(nmax + 0.1*is) for is = -9..9, != 0
-    numer = np.array([-fnmax] + [-(fnmax + F32(0.1) * F32(k)) for k in range(-9, 10) if k],
-                     dtype=F32)
+    numer = _qx_numerators(nmax)
     scale = np.empty(B, dtype=F32)
     L = np.empty((n, B), dtype=F32)
     for s in column_slices(n, B):
         Xs = np.ascontiguousarray(X[:, s])
         W = Xs * Xs if QW is None else np.ascontiguousarray(QW[:, s])
-        scale[s], L[:, s] = _qx_slice(Xs, W, nmax, numer)
+        scale[s], Ls = _qx_slice(Xs, W, nmax, numer, levels=True)
+        assert Ls is not None
+        L[:, s] = Ls
     return scale, L
 
 
-def _qx_slice(X: Floats, W: Floats, nmax: int, numer: Floats) -> tuple[Floats, Floats]:
+def make_qx_scales(X: Floats, nmax: int, QW: Floats | None = None) -> Floats:
+    """The scales of `make_qx_quants` alone, for callers that re-derive the levels from the
+    stored scales (Q6_K): the chosen levels are never built, which saves five passes."""
+    n, B = X.shape
+    numer = _qx_numerators(nmax)
+    scale = np.empty(B, dtype=F32)
+    for s in column_slices(n, B):
+        Xs = np.ascontiguousarray(X[:, s])
+        W = Xs * Xs if QW is None else np.ascontiguousarray(QW[:, s])
+        scale[s] = _qx_slice(Xs, W, nmax, numer, levels=False)[0]
+    return scale
+
+
+def _qx_slice(
+    X: Floats, W: Floats, nmax: int, numer: Floats, *, levels: bool
+) -> tuple[Floats, Floats | None]:
     """The 19 trial scales do not depend on each other's outcome: the sums of every trial
     are computed first, then the C loop's choice is replayed on them."""
     top, bottom = X.max(axis=0), X.min(axis=0)
@@ -209,12 +230,14 @@ def _qx_slice(X: Floats, W: Floats, nmax: int, numer: Floats) -> tuple[Floats, F
     pick = pick.astype(np.intp)
     cols = np.arange(X.shape[1])
     scale = np.where(pick == 0, scale0, SC[pick, cols]).astype(F32)
+    scale[zero] = 0
+    if not levels:
+        return scale, None
     L = X * ISC[pick, cols]
     np.rint(L, out=L)
     np.clip(L, F32(-nmax), F32(nmax - 1), out=L)
     L += F32(nmax)
     L[:, zero] = 0
-    scale[zero] = 0
     return scale, L
 
 

@@ -69,6 +69,7 @@ def command(  # noqa: PLR0917 (one parameter per option)
     """Quantize IN.gguf to TYPE (q4_K_M, q8_0, ...), writing OUT.gguf or IN-TYPE.gguf."""
     import quant
     from quant.files import not_regular
+    from quant.pipeline import forked_workers
 
     if len(args) not in (2, 3):
         raise UsageError(
@@ -89,7 +90,8 @@ def command(  # noqa: PLR0917 (one parameter per option)
     if not as_json:
         click.echo(f"{status} -> {dst}", err=True)
     try:
-        with reporter(as_json) as progress:
+        # a one-shot command: its workers may be forked from it
+        with reporter(as_json) as progress, forked_workers():
             result = quant.quantize_file(
                 src, dst, ftype.name, imatrix=imatrix, pure=pure,
                 allow_requantize=allow_requantize, output_tensor_type=output_tensor_type,
