@@ -160,7 +160,8 @@ def block_major(X: np.ndarray, per_block: int) -> np.ndarray:
 SLICE_ELEMS = 1 << 16  # elements per cache-sized slice of the search loops
 
 
-def column_slices(n: int, B: int) -> list[slice]:
-    """Column ranges of an (n, B) element-major array, each about `SLICE_ELEMS` values."""
-    step = max(1, SLICE_ELEMS // n)
+def column_slices(n: int, B: int, elems: int | None = None) -> list[slice]:
+    """Column ranges of an (n, B) element-major array, each about `elems` values
+    (`SLICE_ELEMS` by default)."""
+    step = max(1, (elems or SLICE_ELEMS) // n)
     return [slice(a, min(B, a + step)) for a in range(0, B, step)]
