@@ -267,10 +267,10 @@ def _qx_sums(  # noqa: PLR0917
     for k in range(ISC.shape[0]):
         np.multiply(X, ISC[k], out=T)
         np.rint(T, out=T)
-        if below[k]:
-            np.maximum(T, lo, out=T)
-        if above[k]:
-            np.minimum(T, hi, out=T)
+        if below[k] or above[k]:
+            # the bound not needed is a no-op; numpy's clip is ~3x faster than a minimum
+            # or maximum with a scalar
+            np.clip(T, lo, hi, out=T)
         np.multiply(WX, T, out=P)
         seq_sum(P, out=SX[k])
         np.multiply(W, T, out=P)
