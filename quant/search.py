@@ -25,8 +25,9 @@ from quant.numerics import (
     signed_absmax,
 )
 
-#: the min/scale search does a dozen per-block (not per-element) operations per step:
-#: slices four times the default's size halve their share (10-15% less CPU, measured)
+#: the min/scale search does a dozen per-block (not per-element) operations per step: on
+#: 32-element blocks (Q4_K, Q5_K) slices four times the default's size halve their share
+#: (~20% less CPU on SmolLM2's weights); Q2_K's 16-element blocks run slower so (measured)
 QKX_SLICE_ELEMS = 1 << 18
 
 
@@ -46,7 +47,7 @@ def make_qkx_quants(  # noqa: PLR0917 (the C helper's parameters, in its order)
     scale = np.empty(B, dtype=F32)
     the_min = np.empty(B, dtype=F32)
     L = np.empty((n, B), dtype=F32)
-    for s in column_slices(n, B, QKX_SLICE_ELEMS):
+    for s in column_slices(n, B, QKX_SLICE_ELEMS if n >= 32 else None):
         scale[s], the_min[s], L[:, s] = _qkx_slice(
             np.ascontiguousarray(X[:, s]), np.ascontiguousarray(W[:, s]),
             nmax, rmin, rdelta, nstep, use_mad, v3,
