@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from quant import floats, iquant3s, iquant4, kquant_low, kquant_mid, kquant_q6, legacy
+from quant import floats, iquant2s, iquant3s, iquant4, kquant_low, kquant_mid, kquant_q6, legacy
 from quant.errors import QuantError
 from quant.numerics import Bytes, Floats
 
@@ -81,6 +81,10 @@ _TABLE = (
     ),
     BlockFormat(
         "IQ3_S", 21, 256, 110, _kquant(iquant3s.quantize_iq3_s), iquant3s.dequantize_iq3_s,
+        True, halves=((0, 2),),
+    ),
+    BlockFormat(
+        "IQ2_S", 22, 256, 82, _kquant(iquant2s.quantize_iq2_s), iquant2s.dequantize_iq2_s,
         True, halves=((0, 2),),
     ),
     BlockFormat(
