@@ -29,6 +29,7 @@ from quant.numerics import (
 _KMAXQ = 3
 _EPS = F32(1e-8)  # GROUP_MAX_EPS_IQ2_S
 _ODD = (2 * np.arange(4) + 1).astype(F32)
+_MAGNITUDES = np.array([8, 25, 43, 0], dtype=F32)
 
 
 def _levels(idv: Floats, xval: Floats) -> Ints:
@@ -66,7 +67,7 @@ def nearest_neighbour(lat: Lattice8, u: Ints, xg: Floats, wg: Floats, scale: Flo
     return levels
 
 
-def _snap(lat: Lattice8, L: Ints, xval: Floats, waux: Floats, scale: Floats,
+def _snap(lat: Lattice8, L: Ints, xval: Floats, waux: Floats, scale: Floats, *,
           which: Ints | None = None) -> tuple[Ints, Ints]:
     """Levels (2, 8, B) with the off-lattice groups (among `which`, when given) replaced by
     their nearest neighbour, and whether each group was on the lattice."""
@@ -122,7 +123,7 @@ def _block_search(lat: Lattice8, X: Floats, W: Floats) -> tuple[Floats, Ints, Fl
         off = ~on_grid[:, cols]
         # only the groups that were off the lattice are rounded again
         Lr = np.where(off[:, None, :], _levels(idv, Xv), L[:, :, cols])
-        Lr, _ = _snap(lat, Lr, Xv, Wa, s, off)
+        Lr, _ = _snap(lat, Lr, Xv, Wa, s, which=off)
         L[:, :, cols] = Lr
         sumqx, sumq2 = _fit(Wv, Xv, Lr)
         scale[cols] = np.where(sumq2 > 0, safe_div(sumqx, sumq2), s)
@@ -191,7 +192,9 @@ def dequantize_iq2_s(b: Bytes) -> Floats:
     db = ((d * (F32(0.5) + nib.astype(F32))).astype(F32) * F32(0.25)).astype(F32)
     hi = (qh[:, :, None] >> (2 * np.arange(4))) & 3  # (nb, 8, 4)
     grid = qs | (hi.reshape(nb, 32) << 8)  # (nb, group)
-    vals = lat.values[grid].astype(F32).reshape(nb, 16, 16)
+    # iq2s_grid spells the levels 0, 1, 2 as the magnitudes 8, 25, 43
+    lv = (lat.values[grid].astype(np.int64) - 1) // 2
+    vals = _MAGNITUDES[lv].reshape(nb, 16, 16)
     neg = np.unpackbits(signs[:, :, None], axis=2, bitorder="little").reshape(nb, 16, 16)
     sgn = np.where(neg == 1, F32(-1.0), F32(1.0))
     out: Floats = ((db[:, :, None] * vals).astype(F32) * sgn).astype(F32)
