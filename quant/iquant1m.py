@@ -56,7 +56,10 @@ def _candidates(px: Floats, pw: Floats) -> tuple[Floats, Floats]:
     """sumqx, sumq2 of every (split, shift pair) in C's order: (i1, i2), then k = 0..3 for
     (+,+), (+,-), (-,+), (-,-)."""
     p2, m2 = X_P[2], X_M[2]
-    qxp, qxm, q2p, q2m = [], [], [], []
+    qxp: list[Floats] = []
+    qxm: list[Floats] = []
+    q2p: list[Floats] = []
+    q2m: list[Floats] = []
     for h in range(2):
         sx = (px[h, _I1] + px[h, _I2]).astype(F32)
         txs, tws = px[h, _N], pw[h, _N]
