@@ -1,7 +1,8 @@
 """mfc's quantizer against llama.cpp's on the re-shaped SmolLM2-135M (F32, rows of 2304).
 
 For each file type: our wall-clock seconds (`quant.quantize_file`, 2 worker processes), llama.cpp's
-seconds in the same run (`llama_cpp.llama_model_quantize`, nthread=2), the ratio, our peak
+seconds in the same run (`llama_cpp.llama_model_quantize`, nthread=2; the types that need
+an importance matrix get SmolLM2's on both sides), the ratio, our peak
 RSS (the whole process tree, sampled) against the input size, and whether the outputs are
 byte-identical; also the CPU seconds of each side's whole process tree (start-up included),
 which says more than wall time when the machine is shared. Each side runs in its own
@@ -26,7 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("MFC_CACHE", Path.home() / ".cache" / "mfc"))
 MODEL = CACHE / "models" / "smollm2-f32" / "SmolLM2-135M-F32-2304.gguf"
-TYPES = ("q8_0", "q4_0", "q4_K_M", "q6_K", "q2_K", "iq4_NL", "iq4_XS")
+TYPES = ("q8_0", "q4_0", "q4_K_M", "q6_K", "q2_K", "iq4_NL", "iq4_XS", "iq2_M")
+#: the file types llama.cpp refuses without an importance matrix: both sides get this one
+IMATRIX = MODEL.parent / "smollm2-2304.imatrix.gguf"
+NEEDS_IMATRIX = {"iq2_M"}
 TARGETS = {"q8_0": 1.0, "q4_0": 1.0}  # K-quants: 1.5
 
 OURS = """
@@ -35,7 +39,8 @@ from quant import quantize_file
 from quant.pipeline import stop_fork_server
 if __name__ == "__main__":
     t = time.perf_counter()
-    quantize_file(sys.argv[1], sys.argv[2], sys.argv[3], threads=2)
+    quantize_file(sys.argv[1], sys.argv[2], sys.argv[3], threads=2,
+                  imatrix=sys.argv[4] or None)
     seconds = time.perf_counter() - t
     stop_fork_server()  # reaped, so the workers' CPU time counts in this tree's rusage
     print(json.dumps({"seconds": seconds}))
@@ -47,7 +52,9 @@ from quant_reference import llama_quantize
 import quant
 if __name__ == "__main__":
     t = time.perf_counter()
-    ok = llama_quantize(sys.argv[1], sys.argv[2], quant.file_type(sys.argv[3]).id, nthread=2)
+    im = quant.load_imatrix(sys.argv[5]).entries if sys.argv[5] else None
+    ok = llama_quantize(sys.argv[1], sys.argv[2], quant.file_type(sys.argv[3]).id, nthread=2,
+                        imatrix=im)
     print(json.dumps({"seconds": time.perf_counter() - t, "ok": ok}))
 """
 
@@ -115,11 +122,12 @@ def main() -> None:
             ours, theirs, peak = [], [], 0
             cpu_ours, cpu_theirs = [], []
             a, b = Path(tmp) / "mfc.gguf", Path(tmp) / "llama.gguf"
+            im = str(IMATRIX) if ftype in NEEDS_IMATRIX else ""
             for _ in range(args.repeat):
-                res, rss, cpu = run(LLAMA, str(MODEL), str(b), ftype, str(ROOT / "fixtures"))
+                res, rss, cpu = run(LLAMA, str(MODEL), str(b), ftype, str(ROOT / "fixtures"), im)
                 theirs.append(float(res["seconds"]))  # type: ignore[arg-type]
                 cpu_theirs.append(cpu)
-                res, rss, cpu = run(OURS, str(MODEL), str(a), ftype)
+                res, rss, cpu = run(OURS, str(MODEL), str(a), ftype, im)
                 ours.append(float(res["seconds"]))  # type: ignore[arg-type]
                 cpu_ours.append(cpu)
                 peak = max(peak, rss)
