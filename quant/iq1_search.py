@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quant.lattice8 import Lattice8
+from quant.lattice8 import Lattice8, nearest
 from quant.numerics import F32, Floats, Ints
 
 _NEAR = F32(1.0 - 1e-3)
@@ -88,20 +88,7 @@ def nearest_neighbour2(lat: Lattice8, u: Ints, xg: Floats, wg: Floats, *, scale:
         sq = (scale[:, None] * q).astype(F32)  # (G, 4)
         diff = (sq[:, None, :] - xg[:, :, None]).astype(F32)  # (G, 8, 4)
         terms = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
-    counts = lat.count[u]
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    owner = np.repeat(np.arange(u.size) * 32, counts)
-    at = np.arange(int(ends[-1])) + np.repeat(lat.start[u] - starts, counts)
-    cand = lat.flat[at]
-    lv = lat.levels4[cand]
-    d2 = terms[owner + lv[:, 0]]
-    for i in range(1, 8):
-        d2 += terms[owner + lv[:, i]]
-    low = np.minimum.reduceat(d2, starts)
-    first = np.where(d2 == np.repeat(low, counts), np.arange(cand.size), cand.size)
-    best: Ints = cand[np.minimum.reduceat(first, starts)]
-    return best
+    return nearest(lat, u, terms)
 
 
 def split_levels(perm: Ints, i1: Ints, i2: Ints) -> Ints:

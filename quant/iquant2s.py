@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from quant.kpack import half
-from quant.lattice8 import Lattice8, iq2s_lattice, pack
+from quant.lattice8 import Lattice8, iq2s_lattice, nearest, pack
 from quant.numerics import (
     F32,
     Bytes,
@@ -45,24 +45,11 @@ def nearest_neighbour(lat: Lattice8, u: Ints, xg: Floats, wg: Floats, scale: Flo
 
     Each term `w*diff*diff` depends on one coordinate's level only, so the 4 possible
     terms per coordinate are computed once per group; a candidate's distance is the float
-    sum of its eight terms in C order. The candidates of all groups are one flat list,
-    reduced per group."""
+    sum of its eight terms in C order (`quant.lattice8.nearest`)."""
     with np.errstate(invalid="ignore", over="ignore"):
         diff = ((scale[:, None, None] * _ODD).astype(F32) - xg[:, :, None]).astype(F32)
         terms = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
-    counts = lat.count[u]
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    owner = np.repeat(np.arange(u.size) * 32, counts)
-    at = np.arange(int(ends[-1])) + np.repeat(lat.start[u] - starts, counts)
-    cand = lat.flat[at]
-    lv = lat.levels4[cand]  # (n, 8): 4*i + level of coordinate i
-    d2 = terms[owner + lv[:, 0]]
-    for i in range(1, 8):
-        d2 += terms[owner + lv[:, i]]
-    low = np.minimum.reduceat(d2, starts)
-    first = np.where(d2 == np.repeat(low, counts), np.arange(cand.size), cand.size)
-    best = cand[np.minimum.reduceat(first, starts)]
+    best = nearest(lat, u, terms)
     levels: Ints = (lat.values[best].astype(np.int64) - 1) // 2
     return levels
 

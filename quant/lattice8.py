@@ -26,7 +26,7 @@ _SHIFTS = 2 * np.arange(8)
 @dataclass(frozen=True)
 class Lattice8:
     values: npt.NDArray[np.int8]  # (grid, 8): the odd values 2l+1 of each point
-    levels4: npt.NDArray[np.int64]  # (grid, 8): 4*i + l of coordinate i (a term's offset)
+    levels4: npt.NDArray[np.int64]  # (8, grid): 4*i + l of coordinate i (a term's offset)
     index: npt.NDArray[np.int32]  # (KMAP_SIZE,): grid index of a level tuple, -1 off it
     #: the neighbours of tuple u are flat[start[u] : start[u] + count[u]]
     flat: npt.NDArray[np.int32]
@@ -76,9 +76,34 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice8:
         count[u] = np.bincount(rows, minlength=u.size)
         flat.append(cols)
     start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
-    levels4 = (4 * np.arange(8) + levels).astype(np.int64)
+    levels4 = np.ascontiguousarray((4 * np.arange(8) + levels).T.astype(np.int64))
     return Lattice8(values.astype(np.int8), levels4, index,
                     np.concatenate(flat).astype(np.int32), start, count)
+
+
+def nearest(lat: Lattice8, u: npt.NDArray[np.int64],
+            terms: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+    """For each group g off the lattice (tuple u[g]), the first of its neighbours with the
+    smallest distance, a distance being the float sum, coordinate after coordinate, of
+    `terms[g, 4*i + level]` (terms: (G, 32), a group's weighted squared differences per
+    coordinate and level). The neighbours of all groups are one flat list, reduced per
+    group."""
+    counts = lat.count[u]
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    owner = np.repeat(np.arange(u.size) * 32, counts)
+    at = np.arange(int(ends[-1])) + np.repeat(lat.start[u] - starts, counts)
+    cand = lat.flat[at]
+    idx = lat.levels4[:, cand]
+    idx += owner
+    g = terms.reshape(-1)[idx]
+    d2 = g[0].copy()  # not np.add.reduce: with one candidate numpy would sum pairwise
+    for i in range(1, 8):
+        d2 += g[i]
+    low = np.minimum.reduceat(d2, starts)
+    first = np.where(d2 == np.repeat(low, counts), np.arange(cand.size), cand.size)
+    best: npt.NDArray[np.int64] = cand[np.minimum.reduceat(first, starts)]
+    return best
 
 
 @cache
