@@ -92,8 +92,8 @@ def test_smollm2_iquants_match_llama_cpp(
     model: str, ftype: str, tag: str | None, imatrix_dir: Path, tensor_cache: DiskTensorCache,
     tmp_path: Path,
 ) -> None:
-    """IQ4_XS with an imatrix on rows of 2304 (IQ4_NL and the IQ3 types are compared on the
-    synthetic models only: on SmolLM2 each costs minutes)."""
+    """IQ4_XS and IQ2_M with an imatrix on rows of 2304 (IQ4_NL and the IQ3 types are
+    compared on the synthetic models only: on SmolLM2 each costs minutes)."""
     im = imatrix_dir / f"{tag}.imatrix.gguf" if tag else None
     check_same_as_llama(imatrix_dir / model, ftype, tmp_path / "out.gguf", tensor_cache,
                         imatrix=im)
