@@ -29,7 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("MFC_CACHE", Path.home() / ".cache" / "mfc"))
 MODEL = CACHE / "models" / "smollm2-f32" / "SmolLM2-135M-F32-2304.gguf"
-TYPES = ("q8_0", "q4_0", "q4_K_M", "q6_K", "q2_K", "iq4_NL", "iq4_XS")
+TYPES = ("q8_0", "q4_0", "q4_K_M", "q6_K", "q2_K", "iq4_NL", "iq4_XS", "iq2_M")
+#: the file types llama.cpp refuses without an importance matrix: both sides get this one
+IMATRIX = MODEL.parent / "smollm2-2304.imatrix.gguf"
+NEEDS_IMATRIX = {"iq2_M"}
 #: wall ratio (whole mfc command / llama.cpp's call) to reach; the i-quants: 1.5
 TARGETS = {"q8_0": 1.0, "q4_0": 1.0, "q4_K_M": 1.0, "q6_K": 1.0, "q2_K": 1.0}
 
@@ -39,8 +42,10 @@ from toolchain.cli import main
 from quant.pipeline import stop_fork_server
 if __name__ == "__main__":
     sys.argv[0] = "mfc"
+    *files, imatrix = sys.argv[1:]
     try:
-        main(["quantize", *sys.argv[1:], "--threads", "2"])
+        main(["quantize", *files, "--threads", "2",
+              *(["--imatrix", imatrix] if imatrix else [])])
     finally:
         stop_fork_server()  # if one ran: reaped, so its workers' CPU time counts
 """
@@ -51,7 +56,9 @@ from quant_reference import llama_quantize
 import quant
 if __name__ == "__main__":
     t = time.perf_counter()
-    ok = llama_quantize(sys.argv[1], sys.argv[2], quant.file_type(sys.argv[3]).id, nthread=2)
+    im = quant.load_imatrix(sys.argv[5]).entries if sys.argv[5] else None
+    ok = llama_quantize(sys.argv[1], sys.argv[2], quant.file_type(sys.argv[3]).id, nthread=2,
+                        imatrix=im)
     print(json.dumps({"seconds": time.perf_counter() - t, "ok": ok}))
 """
 
@@ -128,10 +135,11 @@ def main() -> None:
             theirs: list[tuple[float, float]] = []
             peak = 0
             a, b = Path(tmp) / "mfc.gguf", Path(tmp) / "llama.gguf"
+            im = str(IMATRIX) if ftype in NEEDS_IMATRIX else ""
             for _ in range(args.repeat):
-                res, rss, cpu = run(LLAMA, str(MODEL), str(b), ftype, str(ROOT / "fixtures"))
+                res, rss, cpu = run(LLAMA, str(MODEL), str(b), ftype, str(ROOT / "fixtures"), im)
                 theirs.append((float(res["seconds"]), cpu))  # type: ignore[arg-type]
-                res, rss, cpu = run(OURS, str(MODEL), str(a), ftype)
+                res, rss, cpu = run(OURS, str(MODEL), str(a), ftype, im)
                 ours.append((float(res["seconds"]), cpu))  # type: ignore[arg-type]
                 peak = max(peak, rss)
             same = a.read_bytes() == b.read_bytes()

@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from quant import floats, iquant3s, iquant4, kquant_low, kquant_mid, kquant_q6, legacy
+from quant import (
+    floats,
+    iquant1,
+    iquant1m,
+    iquant2s,
+    iquant3s,
+    iquant4,
+    kquant_low,
+    kquant_mid,
+    kquant_q6,
+    legacy,
+)
 from quant.errors import QuantError
 from quant.numerics import Bytes, Floats
 
@@ -76,6 +87,10 @@ _TABLE = (
         True, halves=((208, 210),),
     ),
     BlockFormat(
+        "IQ1_S", 19, 256, 50, _kquant(iquant1.quantize_iq1_s), iquant1.dequantize_iq1_s,
+        True, halves=((0, 2),),
+    ),
+    BlockFormat(
         "IQ4_NL", 20, 32, 18, _kquant(iquant4.quantize_iq4_nl), iquant4.dequantize_iq4_nl,
         True, halves=((0, 2),),
     ),
@@ -84,8 +99,16 @@ _TABLE = (
         True, halves=((0, 2),),
     ),
     BlockFormat(
+        "IQ2_S", 22, 256, 82, _kquant(iquant2s.quantize_iq2_s), iquant2s.dequantize_iq2_s,
+        True, halves=((0, 2),),
+    ),
+    BlockFormat(
         "IQ4_XS", 23, 256, 136, _kquant(iquant4.quantize_iq4_xs), iquant4.dequantize_iq4_xs,
         True, halves=((0, 2),),
+    ),
+    BlockFormat(
+        "IQ1_M", 29, 256, 56, _kquant(iquant1m.quantize_iq1_m), iquant1m.dequantize_iq1_m,
+        True,
     ),
     BlockFormat("BF16", 30, 1, 2, _plain(_F.quantize_bf16), _F.dequantize_bf16),
 )

@@ -87,13 +87,14 @@ def test_smollm2_matches_llama_cpp(
 
 @pytest.mark.slow
 @pytest.mark.oracle
+@pytest.mark.timeout(3600)  # IQ2_M's lattice search: over 15 minutes on a busy 2-core machine
 @pytest.mark.parametrize(("model", "ftype", "tag"), IQ_CASES, ids=[c[1] for c in IQ_CASES])
 def test_smollm2_iquants_match_llama_cpp(
     model: str, ftype: str, tag: str | None, imatrix_dir: Path, tensor_cache: DiskTensorCache,
     tmp_path: Path,
 ) -> None:
-    """IQ4_XS with an imatrix on rows of 2304 (IQ4_NL and the IQ3 types are compared on the
-    synthetic models only: on SmolLM2 each costs minutes)."""
+    """IQ4_XS and IQ2_M with an imatrix on rows of 2304 (IQ4_NL and the IQ3 types are
+    compared on the synthetic models only: on SmolLM2 each costs minutes)."""
     im = imatrix_dir / f"{tag}.imatrix.gguf" if tag else None
     check_same_as_llama(imatrix_dir / model, ftype, tmp_path / "out.gguf", tensor_cache,
                         imatrix=im)

@@ -36,7 +36,8 @@ def test_file_type_names() -> None:
     assert file_type("q3_k").name == "Q3_K_M"
     assert file_type("7").name == "Q8_0"
     assert file_type("bf16").id == 32
-    assert len(quant.FTYPE_NAMES) == 22
+    assert len(quant.FTYPE_NAMES) == 23
+    assert file_type("iq2_m").id == 29 and file_type("29").default == "IQ2_S"
     assert file_type("iq4_xs").id == 30 and file_type("25").name == "IQ4_NL"
     with pytest.raises(quant.QuantError, match="unknown quantization type 'q9'") as info:
         file_type("q9")
