@@ -1,8 +1,9 @@
 """The decode loop: continuous batching of parallel generations over one llama.cpp context.
 
 One `Engine` per loaded model owns a context with `n_parallel` sequences (slots) and a
-thread that, step after step, puts every active slot's next token plus as much pending
-prompt as fits into one batch, decodes it, and samples each slot's next token. New
+thread that, step after step, puts every active slot's next token plus pending prompt
+into one batch (a chunk of it while other slots decode: runtime/batching.py), decodes
+it, and samples each slot's next token. New
 requests take a free slot (the one whose cached tokens share the longest prefix with the
 new prompt, so a follow-up chat turn only decodes what is new); requests beyond the slots
 wait. A cancelled request leaves its slot at the next step. Events go back through each
@@ -16,112 +17,41 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp as lc
 
+from runtime.batching import PREFILL_CHUNK, Slot, StepBatch, common_prefix
+from runtime.engine_events import Event, Failed, Finished, Generation, Token
 from runtime.llama import ContextSettings, LlamaModel
 from runtime.logprobs import PendingLogprobs, TokenLogprob, token_logprob
-from runtime.sampling import Sampler, SamplingSpec
+from runtime.sampling import Sampler
 from runtime.textstream import TextStream
 from runtime.vision import MediaPrompt, Projector
 
+__all__ = ["Engine", "Event", "Failed", "Finished", "Generation", "Token"]
+
 log = logging.getLogger("mfc.serve")
-
-
-@dataclass(frozen=True)
-class Token:
-    """Generated text, released once it is whole characters and can't start a stop string,
-    with the log probabilities of the tokens it completes (when the request asked)."""
-
-    text: str
-    logprobs: tuple[TokenLogprob, ...] = ()
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A generation ended: why (`stop` or `length`), its counts and timings (ns)."""
-
-    reason: str
-    prompt_tokens: int
-    prompt_ns: int
-    eval_tokens: int
-    eval_ns: int
-    context: list[int]
-    cached_tokens: int = 0  # prompt tokens whose KV was reused from an earlier request
-
-
-@dataclass(frozen=True)
-class Failed:
-    status: int
-    message: str
-
-
-Event = Token | Finished | Failed
-
-
-@dataclass
-class Generation:
-    """One request to generate from `prompt` (token ids)."""
-
-    prompt: list[int]
-    sampling: SamplingSpec
-    on_event: Callable[[Event], None]
-    num_predict: int = -1
-    stop: tuple[str, ...] = ()
-    num_keep: int = 4
-    shift: bool = True
-    truncate: bool = True
-    logprobs: bool = False
-    top_logprobs: int = 0
-    media: MediaPrompt | None = None  # images: the prompt is evaluated through libmtmd
-    cancelled: bool = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-@dataclass
-class _Slot:
-    seq: int
-    cached: list[int] = field(default_factory=list)  # tokens whose KV is in the cache
-    #: KV cells beyond `cached`'s positions: an M-RoPE image (Qwen2-VL) takes one cell per
-    #: embedding but fewer positions (its rows and columns share them)
-    extra: int = 0
-    job: Generation | None = None
-    sampler: Sampler | None = None
-    pending: list[int] = field(default_factory=list)  # prompt tokens not decoded yet
-    next_token: int | None = None
-    generated: list[int] = field(default_factory=list)
-    sampled: int = 0
-    reused: int = 0
-    text: TextStream = field(default_factory=TextStream)
-    logprobs: PendingLogprobs = field(default_factory=PendingLogprobs)
-    t_start: float = 0.0
-    t_first: float = 0.0
-    last_used: float = 0.0
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class Engine:
     """A context with `n_parallel` slots and the thread that decodes for them."""
 
-    def __init__(self, model: LlamaModel, settings: ContextSettings | None, name: str = "") -> None:
-        """`settings` None: no generation context (an embedding-only model runs tasks only)."""
+    def __init__(
+        self,
+        model: LlamaModel,
+        settings: ContextSettings | None,
+        name: str = "",
+        prefill_chunk: int = PREFILL_CHUNK,
+    ) -> None:
+        """`settings` None: no generation context (an embedding-only model runs tasks only);
+        `prefill_chunk`: prompt tokens per step while other slots decode."""
         self.model = model
         self.settings = settings
+        self.prefill_chunk = prefill_chunk
         self.ctx: Any = None
-        self.batch: Any = None
-        self.slots: list[_Slot] = []
+        self.batch: StepBatch | None = None
+        self.slots: list[Slot] = []
         self.n_ctx_seq = 0
         if settings is not None:
             self.ctx = model.new_context(settings)
@@ -129,8 +59,8 @@ class Engine:
             self.n_ctx_seq = int(lc.llama_n_ctx_seq(self.ctx))
             self.n_batch = int(lc.llama_n_batch(self.ctx))
             self.can_shift = bool(lc.llama_memory_can_shift(self.mem))
-            self.batch = lc.llama_batch_init(self.n_batch, 0, 1)
-            self.slots = [_Slot(seq) for seq in range(settings.n_seq_max)]
+            self.batch = StepBatch(self.n_batch)
+            self.slots = [Slot(seq) for seq in range(settings.n_seq_max)]
         self._projectors: dict[str, Projector] = {}  # loaded on first use, engine thread only
         self._waiting: collections.deque[Generation] = collections.deque()
         self._tasks: list[Callable[[], None]] = []
@@ -191,7 +121,7 @@ class Engine:
             projector.close()
         self._projectors.clear()
         if self.batch is not None:
-            lc.llama_batch_free(self.batch)
+            self.batch.close()
             self.batch = None
         if self.ctx:
             lc.llama_free(self.ctx)
@@ -226,8 +156,8 @@ class Engine:
     def _has_work(self) -> bool:
         return bool(self._waiting) or any(s.job is not None for s in self.slots)
 
-    def _admit(self) -> list[_Slot]:
-        admitted: list[_Slot] = []
+    def _admit(self) -> list[Slot]:
+        admitted: list[Slot] = []
         while self._waiting:
             job = self._waiting[0]
             if job.cancelled:
@@ -242,7 +172,7 @@ class Engine:
             admitted.append(slot)
         return admitted
 
-    def _start(self, slot: _Slot) -> None:
+    def _start(self, slot: Slot) -> None:
         job = slot.job
         assert job is not None
         if job.media is not None:
@@ -271,7 +201,7 @@ class Engine:
         slot.reused = reuse
         self._prepare(slot, prompt)
 
-    def _prepare(self, slot: _Slot, prompt: list[int]) -> bool:
+    def _prepare(self, slot: Slot, prompt: list[int]) -> bool:
         """Fresh per-request state for `slot`; False (the job failed) without a sampler."""
         job = slot.job
         assert job is not None
@@ -294,7 +224,7 @@ class Engine:
         job.prompt = prompt
         return True
 
-    def _start_media(self, slot: _Slot, media: MediaPrompt) -> None:
+    def _start_media(self, slot: Slot, media: MediaPrompt) -> None:
         """Evaluate a prompt with images in the slot's own sequence, from its start (an
         image's KV is never shared), then sample its first token."""
         job = slot.job
@@ -345,40 +275,10 @@ class Engine:
                 self._release(slot)
 
     def _step(self) -> None:
-        batch = self.batch
-        n = 0
-        outputs: list[tuple[_Slot, int]] = []
-
-        def add(token: int, pos: int, seq: int, logits: bool) -> None:
-            nonlocal n
-            batch.token[n] = token
-            batch.pos[n] = pos
-            batch.n_seq_id[n] = 1
-            batch.seq_id[n][0] = seq
-            batch.logits[n] = logits
-            n += 1
-
-        for slot in self.slots:
-            if slot.job is not None and slot.next_token is not None:
-                add(slot.next_token, len(slot.cached), slot.seq, True)
-                slot.cached.append(slot.next_token)
-                slot.next_token = None
-                outputs.append((slot, n - 1))
-        for slot in self.slots:
-            if slot.job is None or not slot.pending or n >= self.n_batch:
-                continue
-            take = min(len(slot.pending), self.n_batch - n)
-            start = len(slot.cached)
-            last = take == len(slot.pending)
-            for j in range(take):
-                add(slot.pending[j], start + j, slot.seq, last and j == take - 1)
-            slot.cached.extend(slot.pending[:take])
-            del slot.pending[:take]
-            if last:
-                outputs.append((slot, n - 1))
-        batch.n_tokens = n
-        self._use_threads(prompt=len(outputs) < n)
-        rc = lc.llama_decode(self.ctx, batch)
+        assert self.batch is not None
+        outputs = self.batch.fill(self.slots, self.prefill_chunk)
+        self._use_threads(prompt=len(outputs) < self.batch.n)
+        rc = lc.llama_decode(self.ctx, self.batch.ptr)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
         now = time.perf_counter()
@@ -402,7 +302,7 @@ class Engine:
         lc.llama_set_n_threads(self.ctx, self.settings.n_threads, batch_threads)
         self._prompt_threads = prompt
 
-    def _accept(self, slot: _Slot, token: int, index: int) -> None:
+    def _accept(self, slot: Slot, token: int, index: int) -> None:
         job = slot.job
         assert job is not None
         slot.sampled += 1
@@ -430,7 +330,7 @@ class Engine:
             return
         slot.next_token = token
 
-    def _shift(self, slot: _Slot) -> bool:
+    def _shift(self, slot: Slot) -> bool:
         """Make room by dropping half of what follows the first `num_keep` tokens."""
         job = slot.job
         assert job is not None
@@ -446,7 +346,7 @@ class Engine:
         del slot.cached[keep : keep + discard]
         return True
 
-    def _finish(self, slot: _Slot, reason: str) -> None:
+    def _finish(self, slot: Slot, reason: str) -> None:
         job = slot.job
         assert job is not None
         rest = slot.text.flush()
@@ -470,7 +370,7 @@ class Engine:
         )
         self._release(slot)
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         if slot.sampler is not None:
             slot.sampler.close()
             slot.sampler = None
@@ -479,7 +379,7 @@ class Engine:
         slot.pending = []
         slot.last_used = time.monotonic()
 
-    def _forget(self, slot: _Slot) -> None:
+    def _forget(self, slot: Slot) -> None:
         """Drop a slot's cache after a failed step (its KV may be inconsistent)."""
         self._release(slot)
         lc.llama_memory_seq_rm(self.mem, slot.seq, -1, -1)
