@@ -28,7 +28,14 @@ MAX_SEQS = 64
 #: token while the matrix products are already wide at a few hundred rows. Measured on
 #: all-MiniLM-L6-v2 F16, 32 texts of ~97 tokens (tokens/s, best of 3, one thread, shared
 #: machine): 512: 810, 1024: 625, 2048: 677, 4096: 470; with two threads the machine's
-#: load drowned the differences (250-315 for all sizes).
+#: load drowned the differences (250-315 for all sizes). Again in CPU time (immune to the
+#: load), 64 texts of ~97 tokens, one thread, tokens per CPU-second: 128: 2201, 256: 2387,
+#: 512: 2226, 1024: 1913 (sentence-transformers fp32 on the same texts: 2851). Flash
+#: attention, which llama.cpp turns on by default (`auto`) on the CPU, skips the masked
+#: keys: with it off every size runs at 550-900 tokens per CPU-second. llama.cpp's pass
+#: is ~95% of the engine side's CPU time (cProfile; tokenizing, laying out the batch and
+#: pooling are the rest), so the remaining gap to sentence-transformers is llama.cpp's
+#: F16 kernels against torch's fp32 ones, not anything chosen here.
 PASS_TOKENS = 512
 
 
