@@ -74,7 +74,7 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
     with open_hf_dir(src_dir) as hf:
         report(ProgressEvent(f"reading {hf.path}"))
         arch = architecture_for(hf.architecture, hf.file("config.json"), hf.config)
-        hp = HParams(text_config(hf.config), hf.file("config.json"))
+        hp = HParams(arch.config_view(text_config(hf.config)), hf.file("config.json"))
         first_dtype = next((e.dtype for e in hf.tensors.values() if len(e.shape) > 1), None)
         out_type = resolve_outtype(outtype, first_dtype)
         n_vocab = None if arch.truncate_vocab else hp.int(*arch.vocab_size_keys)

@@ -15,6 +15,7 @@ from toolchain.convert.arch import (
     gpt_oss,
     lfm2,
     llama,
+    mistral3,
     moe,
     nomic_bert,
     qwen2,
@@ -28,6 +29,7 @@ from toolchain.convert.errors import ConvertError
 ARCHITECTURES: tuple[Architecture, ...] = (
     llama.ARCH,
     moe.MIXTRAL,
+    mistral3.ARCH,
     qwen2.ARCH,
     moe.QWEN2MOE,
     qwen3.ARCH,
@@ -35,6 +37,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     gemma.GEMMA,
     gemma.GEMMA2,
     gemma3.ARCH,
+    gemma3.VLM,
     dense.PHI3,
     dense.OLMO2,
     dense.OLMO3,

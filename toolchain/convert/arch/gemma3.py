@@ -1,4 +1,5 @@
-"""Gemma3ForCausalLM (text) -> GGUF "gemma3".
+"""Gemma3ForCausalLM (text) -> GGUF "gemma3"; Gemma3ForConditionalGeneration's language
+model -> the same (its vision tower and projector are left out).
 
 Gemma's RMSNorm scales by (1 + w), llama.cpp's by w: every norm weight gets +1. The
 embedding matrix is cut to the tokenizer's real vocabulary.
@@ -6,9 +7,12 @@ embedding matrix is cut to the tokenizer's real vocabulary.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from toolchain.convert.arch import decoder
+from toolchain.convert.arch.text import TEXT_PART_RENAMES, VISION_PARTS, text_part_config
 from toolchain.convert.architecture import Architecture, HParams, Shape
 from toolchain.convert.metadata import Metadata
 
@@ -110,3 +114,8 @@ ARCH = Architecture(
     vocab=("spm", "bpe"),
     truncate_vocab=True,
 )
+
+#: the text part of Gemma 3's vision-language checkpoints (4B and up)
+VLM = replace(ARCH, family="Gemma 3 (text of the VLM)",
+              hf_names=("Gemma3ForConditionalGeneration",), renames=TEXT_PART_RENAMES,
+              skip=(*ARCH.skip, *VISION_PARTS), config_view=text_part_config)
