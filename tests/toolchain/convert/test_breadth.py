@@ -95,6 +95,9 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
                           "released sizes), softmax otherwise; ours says sigmoid at any size"},
     "tiny-gpt-oss": {},
     "tiny-ministral3": _FLAGS,
+    "tiny-qwen25-vl": {},
+    "tiny-qwen3-vl": {},
+    "tiny-qwen3-vl-moe": {},
     "tiny-mistral3-vl": {**_FLAGS, **_SPACE_PREFIX, **_SPM_ADDED},
     "tiny-gemma3-vl": {**_FLAGS, **_SPM_MASK, "gemma3.attention.sliding_window_pattern":
                        "config.json's layer_types (sliding, full) differ from the 5-to-1 "

@@ -116,6 +116,30 @@ def test_blocks_past_the_config_are_left_out(converted, tmp_path: Path) -> None:
     assert GGUFReader(out).fields["glm4moe.nextn_predict_layers"].contents() == 0
 
 
+def test_fused_experts_in_either_layout_convert_alike(converted, tmp_path: Path) -> None:
+    """Qwen3-VL MoE's fused experts as released ([experts, in, out], the fixture) and as
+    transformers 5 saves them ([experts, out, in]) give the same GGUF; a shape that fits
+    neither is named."""
+    from safetensors.numpy import load_file, save_file
+
+    from fixtures.tiny_breadth import transpose_fused_experts
+
+    src = tiny("tiny-qwen3-vl-moe")
+    copy = Path(shutil.copytree(src, tmp_path / "model"))
+    transpose_fused_experts(copy)
+    out = tmp_path / "out.gguf"
+    convert_hf_dir(copy, out, "f32")
+    ours = _tensors(out)
+    assert ours == _tensors(converted(src, "f32"))
+    assert ours["blk.0.ffn_gate_exps.weight"][1] == (64, 48, 4)  # ggml order: in, out, expert
+    tensors = load_file(str(copy / "model.safetensors"))
+    name = "model.language_model.layers.0.mlp.experts.down_proj"
+    tensors[name] = np.zeros((4, 64, 40), np.float32)
+    save_file(tensors, str(copy / "model.safetensors"))
+    with pytest.raises(ConvertError, match=r"fused experts of shape \[4, 64, 40\] fit neither"):
+        convert_hf_dir(copy, out, "f32")
+
+
 def _mfc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", "from toolchain.cli import main; main()",
                            *args], capture_output=True, text=True, check=False)

@@ -20,6 +20,7 @@ from toolchain.convert.arch import (
     nomic_bert,
     qwen2,
     qwen3,
+    qwen_vl,
     vision,
     xlm_roberta,
 )
@@ -34,6 +35,8 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     moe.QWEN2MOE,
     qwen3.ARCH,
     moe.QWEN3MOE,
+    qwen_vl.QWEN3VL,
+    qwen_vl.QWEN3VLMOE,
     gemma.GEMMA,
     gemma.GEMMA2,
     gemma3.ARCH,

@@ -17,13 +17,7 @@ from typing import Any
 
 from toolchain.convert.arch import decoder
 from toolchain.convert.arch.dense import write_llama
-from toolchain.convert.arch.text import (
-    PERMUTE_QK,
-    TEXT_PART_RENAMES,
-    VISION_PARTS,
-    text_arch,
-    text_part_config,
-)
+from toolchain.convert.arch.text import PERMUTE_QK, text_arch, text_part_config
 from toolchain.convert.architecture import HParams
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata
@@ -49,5 +43,4 @@ def _metadata(h: HParams, md: Metadata) -> None:
 
 ARCH = text_arch(("Ministral3ForCausalLM", "Mistral3ForConditionalGeneration"), "mistral3",
                  family="Mistral 3 / Ministral 3 (text)", metadata=_metadata,
-                 transforms=PERMUTE_QK, renames=TEXT_PART_RENAMES, skip=VISION_PARTS,
-                 config_view=_text_config)
+                 transforms=PERMUTE_QK, text_part=True, config_view=_text_config)

@@ -44,8 +44,17 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
               renames: tuple[tuple[str, str], ...] = (),
               mxfp4_rows: Mapping[str, tuple[tuple[str, slice], ...]] | None = None,
               config_view: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+              text_part: bool = False,
               ) -> Architecture:
-    """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`)."""
+    """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`).
+
+    `text_part`: the checkpoint is a multimodal one whose language model is converted
+    (text_config lifted, the text-only tensor names, the vision parts left out).
+    """
+    if text_part:
+        renames = (*renames, *TEXT_PART_RENAMES)
+        skip = (*skip, *VISION_PARTS)
+        config_view = config_view or text_part_config
     return Architecture(
         hf_names=hf_names,
         gguf_arch=gguf_arch,
