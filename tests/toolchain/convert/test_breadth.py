@@ -95,6 +95,7 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
                           "released sizes), softmax otherwise; ours says sigmoid at any size"},
     "tiny-gpt-oss": {},
     "tiny-ministral3": _FLAGS,
+    "tiny-llama4": _FLAGS,
     "tiny-qwen25-vl": {},
     "tiny-qwen3-vl": {},
     "tiny-qwen3-vl-moe": {},
