@@ -43,6 +43,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     gemma.GEMMA2,
     gemma3.ARCH,
     gemma3.VLM,
+    gemma3.EMBEDDING,
     dense.PHI3,
     dense.OLMO2,
     dense.OLMO3,
