@@ -25,6 +25,7 @@ from toolchain.convert.arch import (
     vision,
     xlm_roberta,
 )
+from toolchain.convert.arch.not_supported import NOT_SUPPORTED
 from toolchain.convert.architecture import Architecture
 from toolchain.convert.errors import ConvertError
 
@@ -80,10 +81,12 @@ def architecture_for(hf_name: str, config_path: Path,
             return variant
     arch = _BY_HF_NAME.get(hf_name)
     if arch is None:
+        why = NOT_SUPPORTED.get(hf_name, "tensor names, weight transforms and metadata keys "
+                                "for its GGUF form")
         raise ConvertError(
             config_path,
             f"unsupported architecture {hf_name!r}: mfc has no conversion entry for it "
-            "(tensor names, weight transforms and metadata keys for its GGUF form)",
+            f"({why})",
             hint="`mfc convert --list-architectures` lists the supported ones: "
             + ", ".join(SUPPORTED),
         )

@@ -12,14 +12,12 @@ the Hugging Face names and is refused by name.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from toolchain.convert.arch import decoder
 from toolchain.convert.arch.dense import write_llama
 from toolchain.convert.arch.text import PERMUTE_QK, text_arch, text_part_config
 from toolchain.convert.architecture import HParams
-from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata
 
 
@@ -27,9 +25,9 @@ def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
     """text_config lifted; Mistral 4's language model (same HF names) refused by name."""
     view = text_part_config(config)
     if view.get("model_type") == "mistral4":
-        raise ConvertError(Path("config.json"), "Mistral 4 (text_config.model_type "
-                           "'mistral4': MLA attention and routed experts) is not supported: "
-                           "mfc's mistral3 entry converts Mistral Small 3 / Ministral 3 only")
+        raise ValueError("Mistral 4 (text_config.model_type 'mistral4': MLA attention and "
+                         "routed experts) is not supported: mfc's mistral3 entry converts "
+                         "Mistral Small 3 / Ministral 3 only")
     return view
 
 
