@@ -96,6 +96,7 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-gpt-oss": {},
     "tiny-ministral3": _FLAGS,
     "tiny-llama4": _FLAGS,
+    "tiny-lfm2-vl": _FLAGS,
     "tiny-qwen25-vl": {},
     "tiny-qwen3-vl": {},
     "tiny-qwen3-vl-moe": {},

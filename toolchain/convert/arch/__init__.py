@@ -54,6 +54,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     moe.GLM4MOE,
     lfm2.ARCH,
     lfm2.MOE,
+    lfm2.VLM,
     deepseek.ARCH,
     deepseek.GLM4_MOE_LITE,
     gpt_oss.ARCH,

@@ -30,8 +30,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "LagunaForCausalLM": _HYBRID.format(what="layers", gguf="laguna", transformers="5.25"),
     "GlmOcrForConditionalGeneration": _HYBRID.format(what="language model",
                                                      gguf="glm4", transformers="5.25"),
-    "Lfm2VlForConditionalGeneration": _HYBRID.format(what="language model",
-                                                     gguf="lfm2", transformers="5.25"),
     "DeepseekOCRForCausalLM": _NO_HF.format(transformers="5.25"),
     "NemotronH_Nano_VL_V2": _NO_HF.format(transformers="5.25"),
     "NemotronH_Nano_Omni_Reasoning_V3": _NO_HF.format(transformers="5.25"),
