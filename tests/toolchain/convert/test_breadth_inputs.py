@@ -122,7 +122,7 @@ def test_fused_experts_in_either_layout_convert_alike(converted, tmp_path: Path)
     neither is named."""
     from safetensors.numpy import load_file, save_file
 
-    from fixtures.tiny_breadth import transpose_fused_experts
+    from fixtures.tiny_multimodal import transpose_fused_experts
 
     src = tiny("tiny-qwen3-vl-moe")
     copy = Path(shutil.copytree(src, tmp_path / "model"))
