@@ -43,7 +43,6 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     gemma.GEMMA,
     gemma.GEMMA2,
     gemma3.ARCH,
-    gemma3.VLM,
     gemma3.EMBEDDING,
     dense.PHI3,
     dense.OLMO2,

@@ -1,6 +1,5 @@
-"""Gemma3ForCausalLM (text) -> GGUF "gemma3"; Gemma3ForConditionalGeneration's language
-model -> the same (its vision tower and projector are left out); Gemma3TextModel
-(EmbeddingGemma) -> "gemma-embedding" with its sentence-transformers Dense projections.
+"""Gemma3ForCausalLM (text) -> GGUF "gemma3"; Gemma3TextModel (EmbeddingGemma) ->
+"gemma-embedding" with its sentence-transformers Dense projections.
 
 Gemma's RMSNorm scales by (1 + w), llama.cpp's by w: every norm weight gets +1. The
 embedding matrix is cut to the tokenizer's real vocabulary.
@@ -15,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.convert.arch import decoder
-from toolchain.convert.arch.text import TEXT_PART_RENAMES, VISION_PARTS, text_part_config
 from toolchain.convert.architecture import Architecture, HParams, Shape
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata
@@ -118,12 +116,6 @@ ARCH = Architecture(
     vocab=("spm", "bpe"),
     truncate_vocab=True,
 )
-
-#: the text part of Gemma 3's vision-language checkpoints (4B and up)
-VLM = replace(ARCH, family="Gemma 3 (text of the VLM)",
-              hf_names=("Gemma3ForConditionalGeneration",), renames=TEXT_PART_RENAMES,
-              skip=(*ARCH.skip, *VISION_PARTS), config_view=text_part_config)
-
 
 def _dense_modules(h: HParams) -> dict[str, tuple[int, int, Path]]:
     """sentence-transformers' Dense modules (EmbeddingGemma's 2_Dense and 3_Dense): GGUF

@@ -16,14 +16,14 @@ from typing import Any
 from toolchain.convert.arch import decoder
 from toolchain.convert.arch.dense import write_llama
 from toolchain.convert.arch.fused_experts import FUSED_RENAMES, fused_expert_splits
-from toolchain.convert.arch.text import text_arch, text_part_config
+from toolchain.convert.arch.text import text_arch
 from toolchain.convert.architecture import HParams
 from toolchain.convert.metadata import Metadata
 
 
 def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """text_config lifted, with the dense and expert widths under their usual keys."""
-    view = dict(text_part_config(config))
+    """The (lifted) text_config with the dense and expert widths under their usual keys."""
+    view = dict(config)
     if "intermediate_size_mlp" in view:
         view["moe_intermediate_size"] = view["intermediate_size"]
         view["intermediate_size"] = view["intermediate_size_mlp"]

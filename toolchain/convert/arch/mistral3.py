@@ -16,14 +16,14 @@ from typing import Any
 
 from toolchain.convert.arch import decoder
 from toolchain.convert.arch.dense import write_llama
-from toolchain.convert.arch.text import PERMUTE_QK, text_arch, text_part_config
+from toolchain.convert.arch.text import PERMUTE_QK, text_arch
 from toolchain.convert.architecture import HParams
 from toolchain.convert.metadata import Metadata
 
 
 def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """text_config lifted; Mistral 4's language model (same HF names) refused by name."""
-    view = text_part_config(config)
+    """Mistral 4's language model (same HF names, text_config lifted) refused by name."""
+    view = config
     if view.get("model_type") == "mistral4":
         raise ValueError("Mistral 4 (text_config.model_type 'mistral4': MLA attention and "
                          "routed experts) is not supported: mfc's mistral3 entry converts "

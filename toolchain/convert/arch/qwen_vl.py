@@ -1,15 +1,14 @@
 """The language models of Qwen's vision-language checkpoints (vision tower left out):
 
-- Qwen2_5_VLForConditionalGeneration -> "qwen2vl": Qwen2 with multimodal RoPE, its
-  rotary dimensions split into (time, height, width) sections (`mrope_section`).
 - Qwen3VLForConditionalGeneration -> "qwen3vl": Qwen3 with interleaved multimodal RoPE
+  (its rotary dimensions split into (time, height, width) sections, `mrope_section`)
   and the number of vision layers whose features are stacked into the first blocks
   (deepstack; llama.cpp sizes its image embeddings by it).
 - Qwen3VLMoeForConditionalGeneration -> "qwen3vlmoe": the same on Qwen3-MoE, whose
   experts are stored fused (see fused_experts).
 
 Text-only input gives all three position sections the same value, so these run text as
-their text-only siblings do.
+their text-only siblings do. (Qwen2-VL and Qwen2.5-VL, with their projectors: vision.py.)
 """
 
 from __future__ import annotations
@@ -46,9 +45,6 @@ def _with(*writers: Callable[[HParams, Metadata], None]) -> Callable[[HParams, M
 
 _ATTENTION = {k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k}
 
-QWEN25VL = text_arch(("Qwen2_5_VLForConditionalGeneration",), "qwen2vl",
-                     family="Qwen2.5-VL (text)", vocab=("bpe",),
-                     metadata=_with(decoder.write_common, _write_sections), text_part=True)
 QWEN3VL = text_arch(("Qwen3VLForConditionalGeneration",), "qwen3vl", family="Qwen3-VL (text)",
                     vocab=("bpe",), shapes={},
                     metadata=_with(decoder.write_common, _write_sections, _write_deepstack),

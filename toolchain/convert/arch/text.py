@@ -49,12 +49,12 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
     """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`).
 
     `text_part`: the checkpoint is a multimodal one whose language model is converted
-    (text_config lifted, the text-only tensor names, the vision parts left out).
+    (the text-only tensor names, the vision parts left out; its text_config is read as
+    the config for every entry, see convert.text_config).
     """
     if text_part:
         renames = (*renames, *TEXT_PART_RENAMES)
         skip = (*skip, *VISION_PARTS)
-        config_view = config_view or text_part_config
     return Architecture(
         hf_names=hf_names,
         gguf_arch=gguf_arch,
@@ -111,13 +111,6 @@ PERMUTE_QK: dict[str, Transform] = {
     "blk.{bid}.attn_k.weight": permute_k,
     "blk.{bid}.attn_k.bias": permute_k,
 }
-
-
-def text_part_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A multimodal checkpoint's config.json seen as its language model's: `text_config`
-    lifted over the top-level keys (as llama.cpp's converter reads it)."""
-    text = config.get("text_config")
-    return {**config, **text} if isinstance(text, Mapping) else config
 
 
 #: the language model of a multimodal checkpoint under its text-only names, in both the
