@@ -119,6 +119,10 @@ class Architecture:
     #: a config key that, when set (and not 0/false), selects this entry instead of the
     #: one for the same HF names without it (NomicBertModel with `moe_every_n_layers`)
     selected_by: str | None = None
+    #: config.json (text_config lifted) -> what the entry reads as its hyperparameters
+    #: (a named hook, e.g. llama4's width renaming); a ValueError from it is a
+    #: config.json the entry refuses
+    config_view: Callable[[Mapping[str, Any]], Mapping[str, Any]] = lambda config: config
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_skip_re", re.compile("|".join(self.skip) or "(?!)"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def convert_hf_dir(src_dir: Path | str, out_path: Path | str, outtype: str = "f1
     with open_hf_dir(src_dir) as hf:
         report(ProgressEvent(f"reading {hf.path}"))
         arch = architecture_for(hf.architecture, hf.file("config.json"), hf.config)
-        hp = HParams(text_config(hf.config), hf.file("config.json"))
+        hp = HParams(config_view(arch, hf), hf.file("config.json"))
         first_dtype = next((e.dtype for e in hf.tensors.values() if len(e.shape) > 1), None)
         out_type = resolve_outtype(outtype, first_dtype)
         n_vocab = None if arch.truncate_vocab else hp.int(*arch.vocab_size_keys)
@@ -100,6 +101,14 @@ def text_config(config: dict[str, Any]) -> dict[str, Any]:
     (as the reference reads it)."""
     text = config.get("text_config")
     return {**config, **text} if isinstance(text, dict) else config
+
+
+def config_view(arch: Architecture, hf: HFDir) -> Mapping[str, Any]:
+    """config.json as the architecture entry reads it (see Architecture.config_view)."""
+    try:
+        return arch.config_view(text_config(hf.config))
+    except ValueError as exc:
+        raise ConvertError(hf.file("config.json"), str(exc)) from None
 
 
 def _set_special_tokens(hf: HFDir, arch: Architecture, vocab: Vocab) -> None:

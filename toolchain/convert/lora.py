@@ -108,7 +108,10 @@ def load_base(path: Path) -> BaseModel:
         config = read_json(config_path, required=True)
         archs = config.get("architectures") or [""]
         arch = architecture_for(str(archs[0]), config_path)
-        hp = HParams(config, config_path)
+        try:
+            hp = HParams(arch.config_view(config), config_path)
+        except ValueError as exc:
+            raise ConvertError(config_path, str(exc)) from None
         return BaseModel(_lora_arch(arch, config_path), hp, {})
     if not path.is_file():
         raise ConvertError(path, "no such base model (expected a GGUF file or HF directory)")

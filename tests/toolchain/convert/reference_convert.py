@@ -40,10 +40,11 @@ def reference_script() -> Path:
     return Path(module.reference_converter())
 
 
-def run_reference(src: Path, out: Path, outtype: str, pre: str | None) -> Path:
+def run_reference(src: Path, out: Path, outtype: str, pre: str | None,
+                  flags: tuple[str, ...] = ()) -> Path:
     script = reference_script()
     cmd = [sys.executable, "-c", _RUNNER, pre or "", str(src), "--outtype", outtype,
-           "--outfile", str(out)]
+           "--outfile", str(out), *flags]
     proc = subprocess.run(cmd, cwd=script.parent, capture_output=True, text=True,
                           check=False)
     if proc.returncode != 0:

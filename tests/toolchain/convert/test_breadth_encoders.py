@@ -46,6 +46,20 @@ _VOCAB = {
     "the padding score -10000 in the reference)",
 }
 REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
+    "tiny-embedding-gemma": {
+        "tokenizer.ggml.add_eos_token": "ours copies tokenizer_config.json's add_eos_token "
+        "(false); the reference infers add_sep_token (false) instead; both are llama.cpp's "
+        "defaults",
+        "tokenizer.ggml.add_sep_token": "see add_eos_token",
+        "tokenizer.ggml.scores": "the reference reads added tokens only from files "
+        "transformers 5 no longer writes; ours reads tokenizer.json's added_tokens (score "
+        "-1000, as for Gemma in test_breadth)",
+        "tokenizer.ggml.token_type": "same cause (special tokens CONTROL, others "
+        "USER_DEFINED in ours)",
+        "tokenizer.ggml.tokens": "same cause: <mask> (id 800) stays [PAD800] in the reference",
+        "gemma-embedding.attention.sliding_window_pattern": "config.json's layer_types "
+        "(sliding, full) differ from llama.cpp's assumed 5-to-1 pattern; the reference omits "
+        "the key"},
     "tiny-xlm-roberta": _VOCAB,
     "tiny-xlm-roberta-reranker": {**_VOCAB, "bert.pooling_type": "ours asks for rank "
                                   "pooling, which a reranker needs; the reference leaves it "
@@ -89,6 +103,40 @@ def test_embeddings_match_transformers(converted) -> None:
         pooled.close()
 
 
+def test_embedding_gemma_matches_sentence_transformers(converted) -> None:
+    """EmbeddingGemma: llama.cpp's per-token states against transformers' Gemma3TextModel
+    (attending both ways) through the two Dense projections (llama.cpp applies them to
+    every token when not pooling), and its pooled embedding (mean, then the projections)
+    against sentence-transformers' whole pipeline, both unit-normalized."""
+    import torch
+    from safetensors.numpy import load_file
+    from sentence_transformers import SentenceTransformer
+
+    src = tiny("tiny-embedding-gemma")
+    model, tok = _hf(src, "Gemma3TextModel")
+    project = np.eye(64, dtype=np.float32)
+    for folder in ("2_Dense", "3_Dense"):
+        project = project @ load_file(str(src / folder / "model.safetensors"))["linear.weight"].T
+    pipeline = SentenceTransformer(str(src), device="cpu")
+    gguf = converted(src, "f32")
+    tokens = load_llama(gguf, embedding=True, pooling_type=POOLING_NONE)
+    pooled = load_llama(gguf, embedding=True)
+    try:
+        for text in SENTENCES:
+            with torch.no_grad():
+                ref = model(**tok(text, return_tensors="pt")).last_hidden_state[0].numpy()
+            ours = np.array(tokens.embed(text), dtype=np.float32)
+            assert ours.shape == ref.shape
+            assert relative_error(ours, ref @ project) <= TOLERANCE, text
+            want = pipeline.encode(text)
+            got = np.array(pooled.embed(text), dtype=np.float32)
+            assert got.shape == want.shape == (64,)
+            assert relative_error(got / np.linalg.norm(got), want) <= TOLERANCE, text
+    finally:
+        tokens.close()
+        pooled.close()
+
+
 def test_rerank_score_matches_transformers(converted) -> None:
     import torch
 
@@ -121,8 +169,11 @@ def test_token_ids_match_transformers(name: str, converted) -> None:
 @pytest.mark.parametrize("name", list(ENCODERS_BY_NAME))
 def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
     src = tiny(name)
+    # EmbeddingGemma's Dense projections: llama.cpp's converter writes them on request
+    # (Ollama's always, as ours does)
+    flags = ("--sentence-transformers-dense-modules",) if "gemma" in name else ()
     found = differences(converted(src, "f32"),
-                        run_reference(src, tmp_path / "reference.gguf", "f32", None))
+                        run_reference(src, tmp_path / "reference.gguf", "f32", None, flags))
     explained = REFERENCE_DIFFERENCES[name]
     unexplained = [d for d in found if d.split(":")[0] not in explained]
     assert not unexplained, "\n".join(unexplained)

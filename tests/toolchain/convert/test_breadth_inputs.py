@@ -116,6 +116,30 @@ def test_blocks_past_the_config_are_left_out(converted, tmp_path: Path) -> None:
     assert GGUFReader(out).fields["glm4moe.nextn_predict_layers"].contents() == 0
 
 
+def test_fused_experts_in_either_layout_convert_alike(converted, tmp_path: Path) -> None:
+    """Qwen3-VL MoE's fused experts as released ([experts, in, out], the fixture) and as
+    transformers 5 saves them ([experts, out, in]) give the same GGUF; a shape that fits
+    neither is named."""
+    from safetensors.numpy import load_file, save_file
+
+    from fixtures.tiny_multimodal import transpose_fused_experts
+
+    src = tiny("tiny-qwen3-vl-moe")
+    copy = Path(shutil.copytree(src, tmp_path / "model"))
+    transpose_fused_experts(copy)
+    out = tmp_path / "out.gguf"
+    convert_hf_dir(copy, out, "f32")
+    ours = _tensors(out)
+    assert ours == _tensors(converted(src, "f32"))
+    assert ours["blk.0.ffn_gate_exps.weight"][1] == (64, 48, 4)  # ggml order: in, out, expert
+    tensors = load_file(str(copy / "model.safetensors"))
+    name = "model.language_model.layers.0.mlp.experts.down_proj"
+    tensors[name] = np.zeros((4, 64, 40), np.float32)
+    save_file(tensors, str(copy / "model.safetensors"))
+    with pytest.raises(ConvertError, match=r"fused experts of shape \[4, 64, 40\] fit neither"):
+        convert_hf_dir(copy, out, "f32")
+
+
 def _mfc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", "from toolchain.cli import main; main()",
                            *args], capture_output=True, text=True, check=False)
@@ -149,7 +173,55 @@ def test_unsupported_architecture_says_what_is_missing(tmp_path: Path) -> None:
         convert_hf_dir(copy, tmp_path / "out.gguf", "f32")
     assert "unsupported architecture 'Qwen3NextForCausalLM'" in info.value.message
     assert "no conversion entry" in info.value.message
+    assert "gated delta-net (linear attention) layers" in info.value.message
     assert info.value.hint and "--list-architectures" in info.value.hint
+
+
+def test_mistral4_is_refused_by_name(tmp_path: Path) -> None:
+    """Mistral 4 shares Mistral 3's Hugging Face name but not its layers."""
+    copy = Path(shutil.copytree(tiny("tiny-mistral3-vl"), tmp_path / "model"))
+    config = json.loads((copy / "config.json").read_text())
+    config["text_config"]["model_type"] = "mistral4"
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConvertError) as info:
+        convert_hf_dir(copy, tmp_path / "out.gguf", "f32")
+    assert info.value.file == str(copy / "config.json")
+    assert "Mistral 4 (text_config.model_type 'mistral4'" in info.value.message
+
+
+#: the Hugging Face names Ollama's converter takes (convert/convert.go, LoadModelMetadata)
+OLLAMA_ARCHITECTURES = (
+    "LlamaForCausalLM", "MllamaForConditionalGeneration", "Llama4ForConditionalGeneration",
+    "Mistral3ForConditionalGeneration", "Ministral3ForCausalLM", "MixtralForCausalLM",
+    "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+    "Gemma3ForConditionalGeneration", "Gemma3TextModel", "Gemma3nForConditionalGeneration",
+    "Gemma4ForCausalLM", "Gemma4ForConditionalGeneration", "Phi3ForCausalLM",
+    "Qwen2ForCausalLM", "Qwen2_5_VLForConditionalGeneration",
+    "Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration",
+    "Olmo3ForCausalLM", "BertModel", "NomicBertModel", "NomicBertMoEModel",
+    "CohereForCausalLM", "GptOssForCausalLM", "DeepseekOCRForCausalLM",
+    "DeepseekV3ForCausalLM", "Glm4MoeLiteForCausalLM", "LagunaForCausalLM",
+    "GlmOcrForConditionalGeneration", "Lfm2ForCausalLM", "Lfm2MoeForCausalLM",
+    "Lfm2VlForConditionalGeneration", "Qwen3NextForCausalLM",
+    "Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration",
+    "NemotronH_Nano_VL_V2", "NemotronH_Nano_Omni_Reasoning_V3", "NemotronHForCausalLM",
+)
+
+
+def test_every_reference_architecture_is_converted_or_refused_with_a_reason() -> None:
+    """Each of Ollama's names converts, or has its reason, which the error and the
+    README's table give (and nothing is both)."""
+    from toolchain.convert.arch.not_supported import NOT_SUPPORTED
+
+    assert not set(SUPPORTED) & set(NOT_SUPPORTED)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| Ollama's converter takes"):]
+    table = table[: table.index("\n\n")]
+    for name in OLLAMA_ARCHITECTURES:
+        assert name in SUPPORTED or name in NOT_SUPPORTED, name
+        row = next((line for line in table.splitlines() if f"`{name}`" in line), None)
+        assert row is not None, name
+        assert ("| yes |" in row) == (name in SUPPORTED), row
 
 
 def test_mxfp4_blocks_elsewhere_are_refused_with_the_way_out(tmp_path: Path) -> None:

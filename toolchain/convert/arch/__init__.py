@@ -15,26 +15,35 @@ from toolchain.convert.arch import (
     gpt_oss,
     lfm2,
     llama,
+    llama4,
+    mistral3,
     moe,
     nomic_bert,
     qwen2,
     qwen3,
+    qwen_vl,
     vision,
     xlm_roberta,
 )
+from toolchain.convert.arch.not_supported import NOT_SUPPORTED
 from toolchain.convert.architecture import Architecture
 from toolchain.convert.errors import ConvertError
 
 ARCHITECTURES: tuple[Architecture, ...] = (
     llama.ARCH,
     moe.MIXTRAL,
+    mistral3.ARCH,
+    llama4.ARCH,
     qwen2.ARCH,
     moe.QWEN2MOE,
     qwen3.ARCH,
     moe.QWEN3MOE,
+    qwen_vl.QWEN3VL,
+    qwen_vl.QWEN3VLMOE,
     gemma.GEMMA,
     gemma.GEMMA2,
     gemma3.ARCH,
+    gemma3.EMBEDDING,
     dense.PHI3,
     dense.OLMO2,
     dense.OLMO3,
@@ -44,6 +53,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     moe.GLM4MOE,
     lfm2.ARCH,
     lfm2.MOE,
+    lfm2.VLM,
     deepseek.ARCH,
     deepseek.GLM4_MOE_LITE,
     gpt_oss.ARCH,
@@ -71,10 +81,12 @@ def architecture_for(hf_name: str, config_path: Path,
             return variant
     arch = _BY_HF_NAME.get(hf_name)
     if arch is None:
+        why = NOT_SUPPORTED.get(hf_name, "tensor names, weight transforms and metadata keys "
+                                "for its GGUF form")
         raise ConvertError(
             config_path,
             f"unsupported architecture {hf_name!r}: mfc has no conversion entry for it "
-            "(tensor names, weight transforms and metadata keys for its GGUF form)",
+            f"({why})",
             hint="`mfc convert --list-architectures` lists the supported ones: "
             + ", ".join(SUPPORTED),
         )

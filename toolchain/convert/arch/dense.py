@@ -19,7 +19,7 @@ from toolchain.convert.architecture import HParams
 from toolchain.convert.metadata import Metadata
 
 
-def _write_llama(h: HParams, md: Metadata) -> None:
+def write_llama(h: HParams, md: Metadata) -> None:
     """LlamaModel's keys: the common ones, vocab size and rope dimensions."""
     decoder.write_common(h, md)
     md.u32("{arch}.vocab_size", decoder.n_vocab(h))
@@ -65,7 +65,7 @@ def _write_granite(h: HParams, md: Metadata) -> None:
     # llama.cpp's converter ignores head_dim for Granite (hidden / heads is implied)
     config = {k: v for k, v in h.config.items() if k != "head_dim"}
     plain = HParams(config, h.path)
-    _write_llama(plain, md)
+    write_llama(plain, md)
     for key, gguf_key in (("attention_multiplier", "attention.scale"),
                           ("embedding_multiplier", "embedding_scale"),
                           ("residual_multiplier", "residual_scale"),
@@ -93,6 +93,6 @@ OLMO3 = text_arch(("Olmo3ForCausalLM",), "olmo2", family="OLMo 3", metadata=_wri
 GRANITE = text_arch(("GraniteForCausalLM",), "granite", family="Granite",
                     metadata=_write_granite, transforms=PERMUTE_QK)
 SMOLLM3 = text_arch(("SmolLM3ForCausalLM",), "smollm3", family="SmolLM3",
-                    metadata=_write_llama, transforms=PERMUTE_QK)
+                    metadata=write_llama, transforms=PERMUTE_QK)
 COMMAND_R = text_arch(("CohereForCausalLM",), "command-r", family="Command-R",
                       metadata=_write_cohere, vocab=("bpe",))

@@ -1,4 +1,5 @@
-"""Gemma3ForCausalLM (text) -> GGUF "gemma3".
+"""Gemma3ForCausalLM (text) -> GGUF "gemma3"; Gemma3TextModel (EmbeddingGemma) ->
+"gemma-embedding" with its sentence-transformers Dense projections.
 
 Gemma's RMSNorm scales by (1 + w), llama.cpp's by w: every norm weight gets +1. The
 embedding matrix is cut to the tokenizer's real vocabulary.
@@ -6,10 +7,15 @@ embedding matrix is cut to the tokenizer's real vocabulary.
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 
 from toolchain.convert.arch import decoder
 from toolchain.convert.architecture import Architecture, HParams, Shape
+from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata
 
 _NORMS = (
@@ -110,3 +116,58 @@ ARCH = Architecture(
     vocab=("spm", "bpe"),
     truncate_vocab=True,
 )
+
+def _dense_modules(h: HParams) -> dict[str, tuple[int, int, Path]]:
+    """sentence-transformers' Dense modules (EmbeddingGemma's 2_Dense and 3_Dense): GGUF
+    name -> (in features, out features, weights file), read from modules.json."""
+    root = h.path.parent
+    try:
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found: dict[str, tuple[int, int, Path]] = {}
+    for module in modules if isinstance(modules, list) else []:
+        path = str(module.get("path", "")) if isinstance(module, dict) else ""
+        if not str(module.get("type", "")).endswith(".Dense") or path not in _DENSE:
+            continue
+        weights = root / path / "model.safetensors"
+        config = json.loads((root / path / "config.json").read_text(encoding="utf-8"))
+        if weights.is_file():
+            found[_DENSE[path]] = (int(config["in_features"]), int(config["out_features"]),
+                                   weights)
+    return found
+
+
+#: sentence-transformers module folder -> llama.cpp's tensor and key prefix
+_DENSE = {"2_Dense": "dense_2", "3_Dense": "dense_3"}
+
+
+def _embedding_metadata(h: HParams, md: Metadata) -> None:
+    _metadata(h, md)
+    for name, (n_in, n_out, _file) in sorted(_dense_modules(h).items()):
+        md.u32("{arch}." + name + "_feat_in", n_in)
+        md.u32("{arch}." + name + "_feat_out", n_out)
+
+
+def _dense_tensors(h: HParams) -> dict[str, np.ndarray]:
+    """The Dense modules' weights ([out, in]), applied by llama.cpp after pooling."""
+    from safetensors.numpy import load_file
+
+    out = {}
+    for name, (n_in, n_out, weights) in _dense_modules(h).items():
+        tensors = load_file(str(weights))
+        weight = tensors.get("linear.weight")
+        if weight is None or weight.shape != (n_out, n_in) or len(tensors) != 1:
+            raise ConvertError(weights, f"expected only linear.weight [{n_out}, {n_in}] (a "
+                               "Dense module without bias)")
+        out[name + ".weight"] = weight.astype(np.float32)
+    return out
+
+
+#: EmbeddingGemma: Gemma 3's text stack attending both ways, mean pooling, then the
+#: sentence-transformers Dense projections (as llama.cpp's converter writes them with
+#: --sentence-transformers-dense-modules, and Ollama's always)
+EMBEDDING = replace(ARCH, family="EmbeddingGemma", hf_names=("Gemma3TextModel",),
+                    gguf_arch="gemma-embedding", metadata=_embedding_metadata,
+                    renames=((r"^(layers|embed_tokens|norm)\.", r"model.\1."),),
+                    extra_tensors=_dense_tensors)

@@ -70,3 +70,12 @@ MOE = text_arch(
     renames=((r"\.expert_bias$", ".expert_bias.bias"),),
     reshapes={"blk.{bid}.shortconv.conv.weight": lambda s: (s[0], s[-1])},
 )
+
+
+#: LFM2-VL's language model (its SigLIP2 tower and projector left out)
+VLM = text_arch(
+    ("Lfm2VlForConditionalGeneration",), "lfm2", family="LFM2-VL (text)", metadata=_metadata,
+    vocab=("bpe",), shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
+    uniform_blocks=False, text_part=True,
+    reshapes={"blk.{bid}.shortconv.conv.weight": lambda s: (s[0], s[-1])},
+)

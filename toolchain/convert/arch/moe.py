@@ -14,7 +14,7 @@ from __future__ import annotations
 import gguf
 
 from toolchain.convert.arch import decoder
-from toolchain.convert.arch.dense import _write_llama
+from toolchain.convert.arch.dense import write_llama
 from toolchain.convert.arch.text import PERMUTE_QK, text_arch
 from toolchain.convert.architecture import HParams
 from toolchain.convert.metadata import Metadata
@@ -22,7 +22,7 @@ from toolchain.convert.metadata import Metadata
 _ATTENTION = {k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k}
 
 
-def _write_qwen_moe(h: HParams, md: Metadata) -> None:
+def write_qwen_moe(h: HParams, md: Metadata) -> None:
     decoder.write_common(h, md)
     ff = h.get("moe_intermediate_size", default=None)
     if ff is not None:
@@ -33,11 +33,11 @@ def _write_qwen_moe(h: HParams, md: Metadata) -> None:
 
 
 MIXTRAL = text_arch(("MixtralForCausalLM",), "llama", family="Mixtral",
-                    metadata=_write_llama, transforms=PERMUTE_QK, shapes=_ATTENTION)
+                    metadata=write_llama, transforms=PERMUTE_QK, shapes=_ATTENTION)
 QWEN2MOE = text_arch(("Qwen2MoeForCausalLM",), "qwen2moe", family="Qwen2-MoE",
-                     metadata=_write_qwen_moe, shapes=_ATTENTION, output_required=True)
+                     metadata=write_qwen_moe, shapes=_ATTENTION, output_required=True)
 QWEN3MOE = text_arch(("Qwen3MoeForCausalLM",), "qwen3moe", family="Qwen3-MoE",
-                     metadata=_write_qwen_moe, shapes=_ATTENTION)
+                     metadata=write_qwen_moe, shapes=_ATTENTION)
 
 
 def _write_glm4moe(h: HParams, md: Metadata) -> None:

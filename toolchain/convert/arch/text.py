@@ -8,6 +8,7 @@ metadata, the tokenizer kinds it accepts.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,18 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
               splits: Mapping[str, tuple[Split, ...]] | None = None,
               renames: tuple[tuple[str, str], ...] = (),
               mxfp4_rows: Mapping[str, tuple[tuple[str, slice], ...]] | None = None,
+              config_view: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+              text_part: bool = False,
               ) -> Architecture:
-    """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`)."""
+    """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`).
+
+    `text_part`: the checkpoint is a multimodal one whose language model is converted
+    (the text-only tensor names, the vision parts left out; its text_config is read as
+    the config for every entry, see convert.text_config).
+    """
+    if text_part:
+        renames = (*renames, *TEXT_PART_RENAMES)
+        skip = (*skip, *VISION_PARTS)
     return Architecture(
         hf_names=hf_names,
         gguf_arch=gguf_arch,
@@ -65,6 +76,7 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
         splits=dict(splits or {}),
         mxfp4_rows=dict(mxfp4_rows or {}),
         family=family,
+        config_view=config_view or (lambda config: config),
     )
 
 
@@ -99,3 +111,16 @@ PERMUTE_QK: dict[str, Transform] = {
     "blk.{bid}.attn_k.weight": permute_k,
     "blk.{bid}.attn_k.bias": permute_k,
 }
+
+
+#: the language model of a multimodal checkpoint under its text-only names, in both the
+#: hub layout (`language_model.model.*`) and transformers 5's (`model.language_model.*`)
+TEXT_PART_RENAMES: tuple[tuple[str, str], ...] = (
+    (r"^language_model\.model\.", "model."),
+    (r"^language_model\.lm_head\.", "lm_head."),
+    (r"^model\.language_model\.", "model."),
+)
+#: the vision tower and projector (llama.cpp's converter writes them to an mmproj file)
+VISION_PARTS: tuple[str, ...] = (
+    r"(model\.)?(vision_tower|vision_model|visual|multi_modal_projector|vision_embed_tokens)\..*",
+)
