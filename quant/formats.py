@@ -13,6 +13,7 @@ from quant import (
     iquant2,
     iquant2s,
     iquant3s,
+    iquant3xxs,
     iquant4,
     kquant_low,
     kquant_mid,
@@ -96,6 +97,10 @@ _TABLE = (
     BlockFormat(
         "IQ2_XS", 17, 256, 74, _kquant(iquant2.quantize_iq2_xs), iquant2.dequantize_iq2_xs,
         True, halves=((0, 2),), needs_imatrix=True,
+    ),
+    BlockFormat(
+        "IQ3_XXS", 18, 256, 98, _kquant(iquant3xxs.quantize_iq3_xxs),
+        iquant3xxs.dequantize_iq3_xxs, True, halves=((0, 2),),
     ),
     BlockFormat(
         "IQ1_S", 19, 256, 50, _kquant(iquant1.quantize_iq1_s), iquant1.dequantize_iq1_s,

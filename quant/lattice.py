@@ -1,7 +1,8 @@
-"""Search tables of a lattice i-quant, derived from its grid as `iq3xs_init_impl` derives
-them: the grid points' values, a map from every 4-tuple of levels to its grid index (or
-none), and for each tuple off the grid its neighbours, the grid points at the `nwant`
-smallest distinct squared distances, ordered by (distance, index)."""
+"""Search tables of a 3-bit lattice i-quant (IQ3_S, IQ3_XXS), derived from its grid as
+`iq3xs_init_impl` derives them: the grid points' values, a map from every 4-tuple of
+levels to its grid index (or none), and for each tuple off the grid its neighbours, the
+grid points at the `nwant` smallest distinct squared distances, ordered by (distance,
+index)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from quant.lattice_grids import KGRID_512
+from quant.lattice_grids import KGRID_256, KGRID_512
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,9 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice:
 def iq3s_lattice() -> Lattice:
     """The 512-point lattice of IQ3_S (three neighbour distances)."""
     return _build(KGRID_512, 3)
+
+
+@cache
+def iq3xxs_lattice() -> Lattice:
+    """The 256-point lattice of IQ3_XXS (two neighbour distances)."""
+    return _build(KGRID_256, 2)
