@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from quant.errors import QuantError
 from quant.kpack import half
 from quant.lattice2 import (
     Lattice2,
@@ -213,7 +214,8 @@ def _blocks(x: Floats, qw: Floats | None, n: int, lat: Lattice2,
     """Per block of n: scale (B,), grid indices (G, B) and 7-bit signs (G, B) (zero for
     an empty block)."""
     if qw is None:
-        raise ValueError("IQ2_XXS and IQ2_XS need importance weights")
+        raise QuantError(f"{'IQ2_XXS' if xxs else 'IQ2_XS'} needs an importance matrix: "
+                         "ggml cannot quantize to it without one")
     X = element_major(x, n)
     sumx2 = seq_sum(element_major(np.ascontiguousarray((x * x).astype(F32)), 256))
     sigma2 = (sumx2 / F32(256.0)).astype(F32)
