@@ -34,6 +34,8 @@ class Lattice2:
     flat: npt.NDArray[np.int32]
     start: npt.NDArray[np.int64]
     count: npt.NDArray[np.int64]  # 0 on the grid and for keys with a level 3
+    #: (8, len(flat)): 4*i + level of coordinate i of each neighbour, for the term gather
+    flat_offsets: npt.NDArray[np.int32]
 
 
 def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice2:
@@ -57,7 +59,9 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice2:
     start = np.zeros(keys.size, dtype=np.int64)
     start[wanted] = np.concatenate([[0], np.cumsum(keep.sum(axis=1))[:-1]])
     offsets = (_NLEVEL * np.arange(_NCOORD) + levels).astype(np.int64)
-    return Lattice2(values, offsets, index, order[keep].astype(np.int32), start, count)
+    flat = order[keep].astype(np.int32)
+    flat_offsets = np.ascontiguousarray(offsets[flat].T.astype(np.int32))
+    return Lattice2(values, offsets, index, flat, start, count, flat_offsets)
 
 
 @cache
@@ -84,23 +88,25 @@ def best_neighbour(lat: Lattice2, u: Ints, xg: Floats, wg: Floats, scale: Floats
 
     Each term depends on one coordinate's level only, so the 4 possible terms per
     coordinate are computed once per group; the candidates of all groups are one flat
-    list, reduced per group."""
+    list, their eight terms gathered as (8, n) rows and added row after row."""
     with np.errstate(invalid="ignore", over="ignore"):
         diff = ((scale[:, None, None] * _ODD).astype(F32) - xg[:, :, None]).astype(F32)
         terms = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
     counts = lat.count[u]
     ends = np.cumsum(counts)
     starts = ends - counts
-    owner = np.repeat(np.arange(u.size) * (_NCOORD * _NLEVEL), counts)
-    at = np.arange(int(ends[-1])) + np.repeat(lat.start[u] - starts, counts)
-    cand = lat.flat[at]
-    off = lat.offsets[cand]  # (n, 8)
-    d2 = terms[owner + off[:, 0]]
-    for i in range(1, _NCOORD):
-        d2 += terms[owner + off[:, i]]
+    n = int(ends[-1])
+    at = np.arange(n, dtype=np.int32)
+    at += np.repeat((lat.start[u] - starts).astype(np.int32), counts)
+    idx = np.take(lat.flat_offsets, at, axis=1)  # (8, n)
+    idx += np.repeat(np.arange(0, u.size * _NCOORD * _NLEVEL, _NCOORD * _NLEVEL,
+                               dtype=np.int32), counts)
+    # C-contiguous (8, n): numpy adds row after row (n == 1 may sum pairwise, but then
+    # there is a single candidate)
+    d2 = np.add.reduce(np.take(terms, idx), axis=0)
     low = np.minimum.reduceat(d2, starts)
-    first = np.where(d2 == np.repeat(low, counts), np.arange(cand.size), cand.size)
-    best: Ints = cand[np.minimum.reduceat(first, starts)]
+    first = np.where(d2 == np.repeat(low, counts), np.arange(n, dtype=np.int32), n)
+    best: Ints = lat.flat[at[np.minimum.reduceat(first, starts)]]
     return best
 
 
