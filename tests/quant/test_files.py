@@ -4,6 +4,8 @@ re-shaped to rows of 2304) and on synthetic edge-case models."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +157,43 @@ def test_synthetic_edge_cases_match_llama_cpp(
     model, im = synthetic[tag]
     check_same_as_llama(model, ftype, tmp_path / "out.gguf", None,
                         imatrix=im if with_imatrix else None)
+
+
+def _llama_refusal(tools: Path, src: Path, ftype: str, imatrix: Path | None) -> str:
+    cmd = [str(tools / "llama-quantize")]
+    if imatrix:
+        cmd += ["--imatrix", str(imatrix)]
+    run = subprocess.run([*cmd, str(src), str(src.with_suffix(".out.gguf")), ftype],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode != 0
+    return run.stdout + run.stderr
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("ftype", ["IQ2_XXS", "IQ2_XS", "IQ3_XS"])
+def test_imatrix_refusals_match_llama_quantize(
+    ftype: str, synthetic: dict[str, tuple[Path, Path]], llama_tools: Path, tmp_path: Path
+) -> None:
+    """No imatrix, or one without an entry for a tensor that needs it: llama-quantize's
+    refusal, naming the same tensor (and target type)."""
+    model, im = synthetic["untied"]
+    theirs = _llama_refusal(llama_tools, model, ftype, None)
+    m = re.search(r"offending tensor: (\S+)\s+- target type: (\S+)", theirs)
+    assert m, theirs[-2000:]
+    with pytest.raises(quant.QuantError) as info:
+        quant.quantize_file(model, tmp_path / "out.gguf", ftype)
+    assert (f"this quantization requires an importance matrix (offending tensor "
+            f"'{m.group(1)}', target type {m.group(2).upper()})") == info.value.message
+    entries = quant.load_imatrix(im).entries
+    partial = tmp_path / "partial.imatrix.gguf"
+    dropped = "blk.0.ffn_up.weight"  # IQ2_XXS, IQ2_XS or IQ3_XXS in these file types
+    write_imatrix_gguf(partial, {k: v for k, v in entries.items() if k != dropped},
+                       {k: np.array([1.0], np.float32) for k in entries if k != dropped},
+                       datasets=["synthetic"], chunk_count=1, chunk_size=1)
+    theirs = _llama_refusal(llama_tools, model, ftype, partial)
+    m = re.search(r"Missing importance matrix for tensor (\S+) in a very low-bit", theirs)
+    assert m and m.group(1) == dropped, theirs[-2000:]
+    with pytest.raises(quant.QuantError, match=f"missing importance matrix for tensor "
+                       f"'{re.escape(dropped)}' in a very low-bit quantization"):
+        quant.quantize_file(model, tmp_path / "out.gguf", ftype, imatrix=partial)
+    assert not (tmp_path / "out.gguf").exists()
