@@ -47,23 +47,24 @@ def _neighbour(lat: Lattice, u: Ints, xg: Floats, wg: Floats, scale: Floats) -> 
     Each term `w*diff*diff` depends on one coordinate's level only, so the 8 possible
     terms per coordinate are computed once per group; a candidate's distance is the
     float sum of its four terms in C order. The candidates of all groups are one flat
-    list, reduced per group."""
+    list, their terms gathered as (4, n) rows, reduced per group."""
     with np.errstate(invalid="ignore", over="ignore"):
         diff = ((scale[:, None, None] * _ODD).astype(F32) - xg[:, :, None]).astype(F32)
         terms = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
     counts = lat.count[u]
     ends = np.cumsum(counts)
     starts = ends - counts
-    owner = np.repeat(np.arange(u.size) * 32, counts)
-    at = np.arange(int(ends[-1])) + np.repeat(lat.start[u] - starts, counts)
-    cand = lat.flat[at]
-    lv = lat.levels8[cand]  # (n, 4): i*8 + level of coordinate i
-    d2 = terms[owner + lv[:, 0]]
-    for i in range(1, 4):
-        d2 += terms[owner + lv[:, i]]
+    n = int(ends[-1])
+    at = np.arange(n, dtype=np.int32)
+    at += np.repeat((lat.start[u] - starts).astype(np.int32), counts)
+    idx = np.take(lat.flat_levels8, at, axis=1)  # (4, n)
+    idx += np.repeat(np.arange(0, u.size * 32, 32, dtype=np.int32), counts)
+    # C-contiguous (4, n): numpy adds row after row (n == 1 may not, but then there is a
+    # single candidate)
+    d2 = np.add.reduce(np.take(terms, idx), axis=0)
     low = np.minimum.reduceat(d2, starts)
-    first = np.where(d2 == np.repeat(low, counts), np.arange(cand.size), cand.size)
-    best = cand[np.minimum.reduceat(first, starts)]
+    first = np.where(d2 == np.repeat(low, counts), np.arange(n, dtype=np.int32), n)
+    best = lat.flat[at[np.minimum.reduceat(first, starts)]]
     levels: Ints = (lat.values[best].astype(np.int32) - 1) // 2
     return levels
 

@@ -24,6 +24,8 @@ class Lattice:
     flat: npt.NDArray[np.int32]
     start: npt.NDArray[np.int64]
     count: npt.NDArray[np.int64]  # 0 for tuples on the grid
+    #: (4, len(flat)): 8*i + level of coordinate i of each neighbour, for the term gather
+    flat_levels8: npt.NDArray[np.int32]
 
 
 def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice:
@@ -44,7 +46,9 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice:
     count = keep.sum(axis=1)
     start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
     levels8 = (8 * np.arange(4) + levels).astype(np.int64)
-    return Lattice(values, levels8, index, order[keep].astype(np.int32), start, count)
+    flat = order[keep].astype(np.int32)
+    flat_levels8 = np.ascontiguousarray(levels8[flat].T.astype(np.int32))
+    return Lattice(values, levels8, index, flat, start, count, flat_levels8)
 
 
 @cache
