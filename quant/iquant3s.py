@@ -20,6 +20,7 @@ from quant.numerics import (
     Ints,
     column_slices,
     element_major,
+    first_minimum,
     fp16_bytes,
     nearest_int,
     safe_div,
@@ -62,9 +63,8 @@ def _neighbour(lat: Lattice, u: Ints, xg: Floats, wg: Floats, scale: Floats) -> 
     # C-contiguous (4, n): numpy adds row after row (n == 1 may not, but then there is a
     # single candidate)
     d2 = np.add.reduce(np.take(terms, idx), axis=0)
-    low = np.minimum.reduceat(d2, starts)
-    first = np.where(d2 == np.repeat(low, counts), np.arange(n, dtype=np.int32), n)
-    best = lat.flat[at[np.minimum.reduceat(first, starts)]]
+    first = first_minimum(d2, starts)
+    best = lat.flat[at[first]]
     levels: Ints = (lat.values[best].astype(np.int32) - 1) // 2
     return levels
 

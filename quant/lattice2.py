@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quant.lattice_grids2 import KGRID_2BIT_256, KGRID_2BIT_512
-from quant.numerics import F32, Floats, Ints
+from quant.numerics import F32, Floats, Ints, first_minimum
 
 _NCOORD = 8
 _NLEVEL = 4
@@ -104,9 +104,8 @@ def best_neighbour(lat: Lattice2, u: Ints, xg: Floats, wg: Floats, scale: Floats
     # C-contiguous (8, n): numpy adds row after row (n == 1 may sum pairwise, but then
     # there is a single candidate)
     d2 = np.add.reduce(np.take(terms, idx), axis=0)
-    low = np.minimum.reduceat(d2, starts)
-    first = np.where(d2 == np.repeat(low, counts), np.arange(n, dtype=np.int32), n)
-    best: Ints = lat.flat[at[np.minimum.reduceat(first, starts)]]
+    first = first_minimum(d2, starts)
+    best: Ints = lat.flat[at[first]]
     return best
 
 
