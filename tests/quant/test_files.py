@@ -95,8 +95,9 @@ def test_smollm2_iquants_match_llama_cpp(
     model: str, ftype: str, tag: str | None, imatrix_dir: Path, tensor_cache: DiskTensorCache,
     tmp_path: Path,
 ) -> None:
-    """IQ4_XS and IQ2_M with an imatrix on rows of 2304 (IQ4_NL and the IQ3 types are
-    compared on the synthetic models only: on SmolLM2 each costs minutes)."""
+    """IQ4_XS, IQ3_XS, IQ2_M, IQ2_XS and IQ2_XXS with an imatrix on rows of 2304, IQ3_XXS on
+    rows of 576 (IQ4_NL, IQ3_S, IQ3_M and IQ2_S are compared on the synthetic models only:
+    on SmolLM2 each costs minutes)."""
     im = imatrix_dir / f"{tag}.imatrix.gguf" if tag else None
     check_same_as_llama(imatrix_dir / model, ftype, tmp_path / "out.gguf", tensor_cache,
                         imatrix=im)
