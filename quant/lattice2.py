@@ -28,14 +28,13 @@ _ODD = (2 * np.arange(_NLEVEL) + 1).astype(F32)
 @dataclass(frozen=True)
 class Lattice2:
     values: npt.NDArray[np.int8]  # (grid, 8): the odd values 2l+1 of each point
-    offsets: npt.NDArray[np.int64]  # (grid, 8): 4*i + l of coordinate i (a term's offset)
     index: npt.NDArray[np.int32]  # (4**8,): grid index of a key, -1 off the grid
     #: the neighbours of key u are flat[start[u] : start[u] + count[u]]
     flat: npt.NDArray[np.int32]
     start: npt.NDArray[np.int64]
     count: npt.NDArray[np.int64]  # 0 on the grid and for keys with a level 3
-    #: (8, len(flat)): 4*i + level of coordinate i of each neighbour, for the term gather
-    flat_offsets: npt.NDArray[np.int32]
+    #: the key of each neighbour in `flat` (its levels, 2 bits per coordinate)
+    flat_keys: npt.NDArray[np.int32]
 
 
 def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice2:
@@ -58,10 +57,8 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice2:
     count[wanted] = keep.sum(axis=1)
     start = np.zeros(keys.size, dtype=np.int64)
     start[wanted] = np.concatenate([[0], np.cumsum(keep.sum(axis=1))[:-1]])
-    offsets = (_NLEVEL * np.arange(_NCOORD) + levels).astype(np.int64)
     flat = order[keep].astype(np.int32)
-    flat_offsets = np.ascontiguousarray(offsets[flat].T.astype(np.int32))
-    return Lattice2(values, offsets, index, flat, start, count, flat_offsets)
+    return Lattice2(values, index, flat, start, count, k[flat].astype(np.int32))
 
 
 @cache
@@ -88,7 +85,7 @@ def best_neighbour(lat: Lattice2, u: Ints, xg: Floats, wg: Floats, scale: Floats
 
     Each term depends on one coordinate's level only, so the 4 possible terms per
     coordinate are computed once per group; the candidates of all groups are one flat
-    list, their eight terms gathered as (8, n) rows and added row after row."""
+    list, whose keys say which term of each coordinate to add."""
     with np.errstate(invalid="ignore", over="ignore"):
         diff = ((scale[:, None, None] * _ODD).astype(F32) - xg[:, :, None]).astype(F32)
         terms = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
@@ -98,12 +95,12 @@ def best_neighbour(lat: Lattice2, u: Ints, xg: Floats, wg: Floats, scale: Floats
     n = int(ends[-1])
     at = np.arange(n, dtype=np.int32)
     at += np.repeat((lat.start[u] - starts).astype(np.int32), counts)
-    idx = np.take(lat.flat_offsets, at, axis=1)  # (8, n)
-    idx += np.repeat(np.arange(0, u.size * _NCOORD * _NLEVEL, _NCOORD * _NLEVEL,
-                               dtype=np.int32), counts)
-    # C-contiguous (8, n): numpy adds row after row (n == 1 may sum pairwise, but then
-    # there is a single candidate)
-    d2 = np.add.reduce(np.take(terms, idx), axis=0)
+    keys = lat.flat_keys[at]
+    owner = np.repeat(np.arange(0, u.size * _NCOORD * _NLEVEL, _NCOORD * _NLEVEL,
+                                dtype=np.int32), counts)
+    d2 = terms[owner + (keys & 3)]
+    for i in range(1, _NCOORD):  # C order: d2 += term of coordinate i
+        d2 += terms[(owner + _NLEVEL * i) + ((keys >> (2 * i)) & 3)]
     first = first_minimum(d2, starts)
     best: Ints = lat.flat[at[first]]
     return best
