@@ -89,7 +89,7 @@ def test_smollm2_matches_llama_cpp(
 
 @pytest.mark.slow
 @pytest.mark.oracle
-@pytest.mark.timeout(3600)  # IQ2_M's lattice search: over 15 minutes on a busy 2-core machine
+@pytest.mark.timeout(3600)  # the lattice searches take minutes of CPU, more on a busy machine
 @pytest.mark.parametrize(("model", "ftype", "tag"), IQ_CASES, ids=[c[1] for c in IQ_CASES])
 def test_smollm2_iquants_match_llama_cpp(
     model: str, ftype: str, tag: str | None, imatrix_dir: Path, tensor_cache: DiskTensorCache,
