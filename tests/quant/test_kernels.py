@@ -4,11 +4,14 @@ matrix, on synthetic edge-case weights; dequantization against gguf-py and ggml.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gguf
 import numpy as np
 import pytest
 
 import quant
+from quant import gguf_io
 from quant.formats import FORMATS, TYPE_NAMES
 from quant.tensor import quantize_rows
 
@@ -141,3 +144,24 @@ def test_bad_input_is_a_quant_error() -> None:
         quant.quantize("F16", np.full((1, 32), 1e6, dtype=np.float32))
     with pytest.raises(quant.QuantError, match="not 512 values"):
         quant.dequantize("Q8_0", b"\0" * 33, (512,))
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("type_name", ["IQ2_XXS", "IQ2_XS", "IQ3_XXS"])
+def test_lattice_iquants_on_real_weights(
+    type_name: str, smollm2_f32_2304: Path, imatrix_dir: Path
+) -> None:
+    """SmolLM2's attention weights with its measured imatrix (the whole-file tests cost
+    many minutes for these types): byte for byte as ggml_quantize_chunk."""
+    im = quant.load_imatrix(imatrix_dir / "smollm2-2304.imatrix.gguf")
+    seen = []
+    with gguf_io.GGUFFile(smollm2_f32_2304) as g:
+        for t in g.tensors:
+            if t.name in ("blk.7.attn_q.weight", "blk.7.attn_k.weight"):
+                seen.append(t.name)
+                w = g.read(t, 0, t.n_elements * 4).view(np.float32).reshape(t.nrows, t.ne[0])
+                weights = im.get(t.name)
+                assert weights is not None
+                assert quant.quantize(type_name, w, weights) == ggml_ref.quantize(
+                    type_name, w, weights), t.name
+    assert len(seen) == 2
