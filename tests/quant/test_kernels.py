@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import quant
-from quant import gguf_io
+from quant import gguf_read
 from quant.formats import FORMATS, TYPE_NAMES
 from quant.tensor import quantize_rows
 
@@ -155,7 +155,7 @@ def test_lattice_iquants_on_real_weights(
     many minutes for these types): byte for byte as ggml_quantize_chunk."""
     im = quant.load_imatrix(imatrix_dir / "smollm2-2304.imatrix.gguf")
     seen = []
-    with gguf_io.GGUFFile(smollm2_f32_2304) as g:
+    with gguf_read.GGUFFile(smollm2_f32_2304) as g:
         for t in g.tensors:
             if t.name in ("blk.7.attn_q.weight", "blk.7.attn_k.weight"):
                 seen.append(t.name)
