@@ -198,15 +198,3 @@ def test_imatrix_refusals_match_llama_quantize(
                        f"'{re.escape(dropped)}' in a very low-bit quantization"):
         quant.quantize_file(model, tmp_path / "out.gguf", ftype, imatrix=partial)
     assert not (tmp_path / "out.gguf").exists()
-
-
-def test_iq3_xxs_refuses_iq2_s_tensors(
-    synthetic: dict[str, tuple[Path, Path]], tmp_path: Path
-) -> None:
-    """IQ3_XXS makes attn_q/attn_k IQ2_S, which mfc has no kernel for: refused by name,
-    before anything is written."""
-    model, im = synthetic["untied"]
-    with pytest.raises(quant.QuantError, match=r"tensor 'blk\.0\.attn_k\.weight' would be "
-                       r"IQ2_S, which mfc cannot write yet"):
-        quant.quantize_file(model, tmp_path / "out.gguf", "IQ3_XXS", imatrix=im)
-    assert not list(tmp_path.glob("*out.gguf*"))
