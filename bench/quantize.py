@@ -29,10 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("MFC_CACHE", Path.home() / ".cache" / "mfc"))
 MODEL = CACHE / "models" / "smollm2-f32" / "SmolLM2-135M-F32-2304.gguf"
-TYPES = ("q8_0", "q4_0", "q4_K_M", "q6_K", "q2_K", "iq4_NL", "iq4_XS", "iq2_M")
+TYPES = ("q8_0", "q4_0", "q4_K_M", "q6_K", "q2_K", "iq4_NL", "iq4_XS", "iq3_XS", "iq3_XXS",
+         "iq2_M", "iq2_XS", "iq2_XXS")
 #: the file types llama.cpp refuses without an importance matrix: both sides get this one
 IMATRIX = MODEL.parent / "smollm2-2304.imatrix.gguf"
-NEEDS_IMATRIX = {"iq2_M"}
+NEEDS_IMATRIX = {"iq3_XS", "iq3_XXS", "iq2_M", "iq2_S", "iq2_XS", "iq2_XXS"}
 #: wall ratio (whole mfc command / llama.cpp's call) to reach; the i-quants: 1.5
 TARGETS = {"q8_0": 1.0, "q4_0": 1.0, "q4_K_M": 1.0, "q6_K": 1.0, "q2_K": 1.0}
 

@@ -20,7 +20,7 @@ class FileType:
 
 
 #: listed as people choose among them: the legacy types, the K-quant mixtures, the
-#: i-quants, the floats
+#: i-quants from 4 bits down, the floats
 _FILE_TYPES = (
     FileType("Q4_0", 2, "Q4_0"), FileType("Q4_1", 3, "Q4_1"), FileType("Q5_0", 8, "Q5_0"),
     FileType("Q5_1", 9, "Q5_1"), FileType("Q8_0", 7, "Q8_0"),
@@ -31,7 +31,9 @@ _FILE_TYPES = (
     FileType("Q5_K_M", 17, "Q5_K"), FileType("Q6_K", 18, "Q6_K"),
     FileType("IQ4_NL", 25, "IQ4_NL"), FileType("IQ4_XS", 30, "IQ4_XS"),
     FileType("IQ3_S", 26, "IQ3_S"), FileType("IQ3_M", 27, "IQ3_S"),
-    FileType("IQ2_M", 29, "IQ2_S"),
+    FileType("IQ3_XS", 22, "IQ3_S"), FileType("IQ3_XXS", 23, "IQ3_XXS"),
+    FileType("IQ2_M", 29, "IQ2_S"), FileType("IQ2_S", 28, "IQ2_XS"),
+    FileType("IQ2_XS", 20, "IQ2_XS"), FileType("IQ2_XXS", 19, "IQ2_XXS"),
     FileType("F16", 1, "F16"), FileType("BF16", 32, "BF16"), FileType("F32", 0, "F32"),
 )
 FILE_TYPES: dict[str, FileType] = {f.name: f for f in _FILE_TYPES}

@@ -10,8 +10,10 @@ from quant import (
     floats,
     iquant1,
     iquant1m,
+    iquant2,
     iquant2s,
     iquant3s,
+    iquant3xxs,
     iquant4,
     kquant_low,
     kquant_mid,
@@ -40,6 +42,8 @@ class BlockFormat:
     #: byte ranges of each block holding fp16 scales (F16/BF16: the values themselves),
     #: which must stay finite (llama.cpp's `ggml_validate_row_data`)
     halves: tuple[tuple[int, int], ...] = ()
+    #: ggml refuses to quantize without importance weights (`ggml_quantize_requires_imatrix`)
+    needs_imatrix: bool = False
 
     @property
     def quantized(self) -> bool:
@@ -85,6 +89,18 @@ _TABLE = (
     BlockFormat(
         "Q6_K", 14, 256, 210, _kquant(kquant_q6.quantize_q6_k), kquant_q6.dequantize_q6_k,
         True, halves=((208, 210),),
+    ),
+    BlockFormat(
+        "IQ2_XXS", 16, 256, 66, _kquant(iquant2.quantize_iq2_xxs), iquant2.dequantize_iq2_xxs,
+        True, halves=((0, 2),), needs_imatrix=True,
+    ),
+    BlockFormat(
+        "IQ2_XS", 17, 256, 74, _kquant(iquant2.quantize_iq2_xs), iquant2.dequantize_iq2_xs,
+        True, halves=((0, 2),), needs_imatrix=True,
+    ),
+    BlockFormat(
+        "IQ3_XXS", 18, 256, 98, _kquant(iquant3xxs.quantize_iq3_xxs),
+        iquant3xxs.dequantize_iq3_xxs, True, halves=((0, 2),),
     ),
     BlockFormat(
         "IQ1_S", 19, 256, 50, _kquant(iquant1.quantize_iq1_s), iquant1.dequantize_iq1_s,

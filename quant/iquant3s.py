@@ -20,6 +20,7 @@ from quant.numerics import (
     Ints,
     column_slices,
     element_major,
+    first_minimum,
     fp16_bytes,
     nearest_int,
     safe_div,
@@ -47,31 +48,35 @@ def _neighbour(lat: Lattice, u: Ints, xg: Floats, wg: Floats, scale: Floats) -> 
     Each term `w*diff*diff` depends on one coordinate's level only, so the 8 possible
     terms per coordinate are computed once per group; a candidate's distance is the
     float sum of its four terms in C order. The candidates of all groups are one flat
-    list, reduced per group."""
+    list, their terms gathered as (4, n) rows, reduced per group."""
     with np.errstate(invalid="ignore", over="ignore"):
         diff = ((scale[:, None, None] * _ODD).astype(F32) - xg[:, :, None]).astype(F32)
         terms = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
     counts = lat.count[u]
     ends = np.cumsum(counts)
     starts = ends - counts
-    owner = np.repeat(np.arange(u.size) * 32, counts)
-    at = np.arange(int(ends[-1])) + np.repeat(lat.start[u] - starts, counts)
-    cand = lat.flat[at]
-    lv = lat.levels8[cand]  # (n, 4): i*8 + level of coordinate i
-    d2 = terms[owner + lv[:, 0]]
-    for i in range(1, 4):
-        d2 += terms[owner + lv[:, i]]
-    low = np.minimum.reduceat(d2, starts)
-    first = np.where(d2 == np.repeat(low, counts), np.arange(cand.size), cand.size)
-    best = cand[np.minimum.reduceat(first, starts)]
+    n = int(ends[-1])
+    at = np.arange(n, dtype=np.int32)
+    at += np.repeat((lat.start[u] - starts).astype(np.int32), counts)
+    idx = np.take(lat.flat_levels8, at, axis=1)  # (4, n)
+    idx += np.repeat(np.arange(0, u.size * 32, 32, dtype=np.int32), counts)
+    # C-contiguous (4, n): numpy adds row after row (n == 1 may not, but then there is a
+    # single candidate)
+    d2 = np.add.reduce(np.take(terms, idx), axis=0)
+    first = first_minimum(d2, starts)
+    best = lat.flat[at[first]]
     levels: Ints = (lat.values[best].astype(np.int32) - 1) // 2
     return levels
 
 
-def _snap(lat: Lattice, L: Ints, xval: Floats, waux: Floats, scale: Floats) -> Ints:
-    """Levels (8, 4, B) with every off-lattice group replaced by its best neighbour."""
+def _snap(lat: Lattice, L: Ints, xval: Floats, waux: Floats, scale: Floats, *,
+          which: Ints | None = None) -> Ints:
+    """Levels (8, 4, B) with every off-lattice group (among `which`) replaced by its best
+    neighbour."""
     u = (L << _SHIFTS[None, :, None]).sum(axis=1)  # (8, B)
     off = lat.index[u] < 0
+    if which is not None:
+        off &= which
     if off.any():
         g, b = np.nonzero(off)
         xg = xval.reshape(8, 4, -1)[g, :, b]
@@ -87,19 +92,20 @@ def _fit(W: Floats, xval: Floats, L: Ints) -> tuple[Floats, Floats]:
     return seq_sum((wq * q).astype(F32)), seq_sum(((W * q).astype(F32) * q).astype(F32))
 
 
-def _block_search(lat: Lattice, X: Floats, W: Floats) -> tuple[Floats, Ints, Floats]:
-    """Scale, levels (8, 4, B) and block maxima of each 32-element column."""
-    xval = np.abs(X)
+def block_search(lat: Lattice, xval: Floats, W: Floats, live: Ints, *, trials: int = 9,
+                 off_grid_only: bool = False) -> tuple[Floats, Ints]:
+    """Scale (0 where not `live`) and levels (8, 4, B) of each 32-element column of
+    magnitudes `xval`, trying 2*trials+1 scales. IQ3_S (the default) re-snaps every group
+    at the final scale when one was off the lattice; IQ3_XXS (`off_grid_only`) only the
+    groups that were."""
     waux = np.sqrt(W).astype(F32)
-    mx = xval.max(axis=0)
-    live = mx != 0
-    mx1 = np.where(live, mx, F32(1.0)).astype(F32)
-    B = X.shape[1]
+    mx1 = np.where(live, xval.max(axis=0), F32(1.0)).astype(F32)
+    B = xval.shape[1]
     scale = (mx1 / F32(2 * _KMAXQ - 1)).astype(F32)
     best = np.zeros(B, dtype=F32)
     L = np.zeros((8, 4, B), dtype=np.int64)
-    on_grid = np.zeros((8, B), dtype=bool)
-    for step in range(-9, 10):
+    on_grid = np.full((8, B), off_grid_only, dtype=bool)
+    for step in range(-trials, trials + 1):
         with np.errstate(over="ignore", divide="ignore"):
             idv = ((F32(2 * _KMAXQ - 1) + F32(step) * F32(0.2)) / mx1).astype(F32)
             this_scale = (F32(1.0) / idv).astype(F32)
@@ -122,11 +128,17 @@ def _block_search(lat: Lattice, X: Floats, W: Floats) -> tuple[Floats, Ints, Flo
         Xv, Wv, Wa = xval[:, cols], W[:, cols], waux[:, cols]
         with np.errstate(divide="ignore", over="ignore"):
             idv = (F32(1.0) / s).astype(F32)
-        Lr = _snap(lat, _levels(idv, Xv), Xv, Wa, s)
+        Lr = _levels(idv, Xv)
+        which = None
+        if off_grid_only:
+            which = ~on_grid[:, cols]
+            Lr = np.where(which[:, None, :], Lr, L[:, :, cols])
+        Lr = _snap(lat, Lr, Xv, Wa, s, which=which)
         L[:, :, cols] = Lr
         sumqx, sumq2 = _fit(Wv, Xv, Lr)
         scale[cols] = np.where(sumq2 > 0, safe_div(sumqx, sumq2), s)
-    return np.where(live, scale, F32(0.0)).astype(F32), L, mx
+    L[:, :, ~live] = 0
+    return np.where(live, scale, F32(0.0)).astype(F32), L
 
 
 def quantize_iq3_s(x: Floats, qw: Floats | None = None) -> Bytes:
@@ -147,8 +159,10 @@ def quantize_iq3_s(x: Floats, qw: Floats | None = None) -> Bytes:
     L = np.empty((8, 4, B), dtype=np.int64)
     mx = np.empty(B, dtype=F32)
     for sl in column_slices(32, B):
-        scale[sl], L[:, :, sl], mx[sl] = _block_search(
-            lat, np.ascontiguousarray(X[:, sl]), np.ascontiguousarray(W[:, sl]))
+        xval = np.abs(X[:, sl])
+        mx[sl] = xval.max(axis=0)
+        scale[sl], L[:, :, sl] = block_search(
+            lat, xval, np.ascontiguousarray(W[:, sl]), mx[sl] != 0)
     neg = (X < 0).reshape(4, 8, B)  # sign bit i of byte k: element 8k + i
     signs = np.packbits(neg, axis=1, bitorder="little").reshape(4, B).astype(np.uint8)
     flip = scale < 0

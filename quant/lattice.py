@@ -1,7 +1,8 @@
-"""Search tables of a lattice i-quant, derived from its grid as `iq3xs_init_impl` derives
-them: the grid points' values, a map from every 4-tuple of levels to its grid index (or
-none), and for each tuple off the grid its neighbours, the grid points at the `nwant`
-smallest distinct squared distances, ordered by (distance, index)."""
+"""Search tables of a 3-bit lattice i-quant (IQ3_S, IQ3_XXS), derived from its grid as
+`iq3xs_init_impl` derives them: the grid points' values, a map from every 4-tuple of
+levels to its grid index (or none), and for each tuple off the grid its neighbours, the
+grid points at the `nwant` smallest distinct squared distances, ordered by (distance,
+index)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from quant.lattice_grids import KGRID_512
+from quant.lattice_grids import KGRID_256, KGRID_512
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Lattice:
     flat: npt.NDArray[np.int32]
     start: npt.NDArray[np.int64]
     count: npt.NDArray[np.int64]  # 0 for tuples on the grid
+    #: (4, len(flat)): 8*i + level of coordinate i of each neighbour, for the term gather
+    flat_levels8: npt.NDArray[np.int32]
 
 
 def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice:
@@ -43,10 +46,18 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice:
     count = keep.sum(axis=1)
     start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
     levels8 = (8 * np.arange(4) + levels).astype(np.int64)
-    return Lattice(values, levels8, index, order[keep].astype(np.int32), start, count)
+    flat = order[keep].astype(np.int32)
+    flat_levels8 = np.ascontiguousarray(levels8[flat].T.astype(np.int32))
+    return Lattice(values, levels8, index, flat, start, count, flat_levels8)
 
 
 @cache
 def iq3s_lattice() -> Lattice:
     """The 512-point lattice of IQ3_S (three neighbour distances)."""
     return _build(KGRID_512, 3)
+
+
+@cache
+def iq3xxs_lattice() -> Lattice:
+    """The 256-point lattice of IQ3_XXS (two neighbour distances)."""
+    return _build(KGRID_256, 2)

@@ -165,3 +165,16 @@ def column_slices(n: int, B: int, elems: int | None = None) -> list[slice]:
     (`SLICE_ELEMS` by default)."""
     step = max(1, (elems or SLICE_ELEMS) // n)
     return [slice(a, min(B, a + step)) for a in range(0, B, step)]
+
+
+def first_minimum(d: Floats, starts: Ints) -> Ints:
+    """Per segment of `d` (non-negative float32, segments beginning at `starts`), the
+    position of its first smallest value, as a C scan with `if (d < best)` finds it.
+
+    The float bits of a non-negative float order as integers, so (bits, position) packed
+    in an int64 is one minimum per segment. NaN (whatever its sign bit) is never smaller."""
+    bits = (d + F32(0.0)).view(np.int32).astype(np.int64)  # + 0.0 turns -0 into +0
+    bits[np.isnan(d)] = 0x7FFFFFFF
+    key = (bits << 32) | np.arange(d.size, dtype=np.int64)
+    out: Ints = np.minimum.reduceat(key, starts) & 0xFFFFFFFF
+    return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from quant.errors import QuantError
 from quant.filetypes import FileType
-from quant.formats import FORMATS
+from quant.formats import BY_ID, FORMATS
 from quant.gguf_read import TensorInfo
 
 
@@ -125,7 +125,8 @@ _FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6
              **dict.fromkeys(("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS",
                               "IQ3_S", "IQ4_XS"), "IQ4_NL")}
 #: ggml ids of the lattice i-quants, which the policy can choose before mfc has their
-#: kernels (all are 256-element super-blocks); planning works, quantizing refuses
+#: kernels (all are 256-element super-blocks); planning works, quantizing refuses. Those
+#: with kernels are also in `quant.formats`, which wins.
 LATTICE_IDS = {"IQ2_XXS": 16, "IQ2_XS": 17, "IQ3_XXS": 18, "IQ1_S": 19, "IQ2_S": 22,
                "IQ1_M": 29}
 #: tensor types only made well with an importance matrix (`tensor_requires_imatrix`)
@@ -141,6 +142,13 @@ def _block(target: str) -> int:
 def type_id(target: str) -> int:
     """The ggml id of a tensor type the policy chose."""
     return FORMATS[target].type_id if target in FORMATS else LATTICE_IDS[target]
+
+
+def type_name(type_id: int) -> str:
+    """The name of a ggml type id the policy can choose."""
+    if type_id in BY_ID:
+        return BY_ID[type_id].name
+    return next((k for k, v in LATTICE_IDS.items() if v == type_id), str(type_id))
 
 
 def _fallback(t: TensorInfo, target: str) -> str:

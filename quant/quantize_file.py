@@ -25,7 +25,7 @@ from quant.gguf_write import encode_pair, header_bytes, padded, tensor_table
 from quant.imatrix import Imatrix, load_imatrix
 from quant.numerics import F32
 from quant.pipeline import ProgressFn, QuantizeProgress, TensorCache, write_tensors
-from quant.policy import ModelFacts, Plan, plan_tensors
+from quant.policy import ModelFacts, Plan, plan_tensors, type_name
 from quant.source import type_layout
 
 _DROP_KEYS = {"general.quantization_version", "general.file_type",
@@ -102,11 +102,12 @@ def _weights_for(p: Plan, im: Imatrix | None) -> npt.NDArray[np.float32] | None:
                 hint="the imatrix was computed for a different model",
             )
     if w is None and p.requires_imatrix:
-        raise QuantError(
-            f"tensor {t.name!r} needs an importance matrix for this quantization type"
-            + (": the imatrix has no entry for it" if im else ""),
-            tensor=t.name, hint="pass --imatrix FILE (made with llama-imatrix)",
-        )
+        # llama.cpp's two refusals: no imatrix at all, or none for this tensor
+        msg = (f"missing importance matrix for tensor {t.name!r} in a very low-bit quantization"
+               if im else "this quantization requires an importance matrix (offending tensor "
+               f"{t.name!r}, target type {type_name(p.target)})")
+        raise QuantError(msg, tensor=t.name,
+                         hint="pass --imatrix FILE (made with `mfc imatrix` or llama-imatrix)")
     return w
 
 
@@ -201,7 +202,11 @@ def _check(
         g.header.check_range(t, nbytes)
         out = nbytes
         if p.quantize:
-            target = BY_ID[p.target]
+            target = BY_ID.get(p.target)
+            if target is None:
+                raise QuantError(
+                    f"tensor {t.name!r} would be {type_name(p.target)}, which mfc cannot "
+                    "write yet", tensor=t.name, hint="choose another quantization type")
             if t.ne[0] % target.block:
                 raise QuantError(f"tensor {t.name!r}: rows of {t.ne[0]} values cannot be split "
                                  f"into {target.name} blocks of {target.block}", tensor=t.name)

@@ -93,6 +93,11 @@ def quantize(
             f"rows of {n} values cannot be split into {fmt.name} blocks of {fmt.block}",
             tensor=tensor,
         )
+    if imatrix is None and fmt.needs_imatrix:
+        raise QuantError(
+            f"{fmt.name} needs an importance matrix: ggml cannot quantize to it without one",
+            tensor=tensor, hint="pass one weight per column (made with `mfc imatrix`)",
+        )
     weights = None
     if imatrix is not None:
         weights = np.asarray(imatrix, dtype=F32).reshape(-1)

@@ -4,6 +4,8 @@ re-shaped to rows of 2304) and on synthetic edge-case models."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -87,14 +89,15 @@ def test_smollm2_matches_llama_cpp(
 
 @pytest.mark.slow
 @pytest.mark.oracle
-@pytest.mark.timeout(3600)  # IQ2_M's lattice search: over 15 minutes on a busy 2-core machine
+@pytest.mark.timeout(3600)  # the lattice searches take minutes of CPU, more on a busy machine
 @pytest.mark.parametrize(("model", "ftype", "tag"), IQ_CASES, ids=[c[1] for c in IQ_CASES])
 def test_smollm2_iquants_match_llama_cpp(
     model: str, ftype: str, tag: str | None, imatrix_dir: Path, tensor_cache: DiskTensorCache,
     tmp_path: Path,
 ) -> None:
-    """IQ4_XS and IQ2_M with an imatrix on rows of 2304 (IQ4_NL and the IQ3 types are
-    compared on the synthetic models only: on SmolLM2 each costs minutes)."""
+    """IQ4_XS, IQ3_XS, IQ2_M, IQ2_XS and IQ2_XXS with an imatrix on rows of 2304, IQ3_XXS on
+    rows of 576 (IQ4_NL, IQ3_S, IQ3_M and IQ2_S are compared on the synthetic models only:
+    on SmolLM2 each costs minutes)."""
     im = imatrix_dir / f"{tag}.imatrix.gguf" if tag else None
     check_same_as_llama(imatrix_dir / model, ftype, tmp_path / "out.gguf", tensor_cache,
                         imatrix=im)
@@ -155,3 +158,43 @@ def test_synthetic_edge_cases_match_llama_cpp(
     model, im = synthetic[tag]
     check_same_as_llama(model, ftype, tmp_path / "out.gguf", None,
                         imatrix=im if with_imatrix else None)
+
+
+def _llama_refusal(tools: Path, src: Path, ftype: str, imatrix: Path | None) -> str:
+    cmd = [str(tools / "llama-quantize")]
+    if imatrix:
+        cmd += ["--imatrix", str(imatrix)]
+    run = subprocess.run([*cmd, str(src), str(src.with_suffix(".out.gguf")), ftype],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode != 0
+    return run.stdout + run.stderr
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("ftype", ["IQ2_XXS", "IQ2_XS", "IQ3_XS"])
+def test_imatrix_refusals_match_llama_quantize(
+    ftype: str, synthetic: dict[str, tuple[Path, Path]], llama_tools: Path, tmp_path: Path
+) -> None:
+    """No imatrix, or one without an entry for a tensor that needs it: llama-quantize's
+    refusal, naming the same tensor (and target type)."""
+    model, im = synthetic["untied"]
+    theirs = _llama_refusal(llama_tools, model, ftype, None)
+    m = re.search(r"offending tensor: (\S+)\s+- target type: (\S+)", theirs)
+    assert m, theirs[-2000:]
+    with pytest.raises(quant.QuantError) as info:
+        quant.quantize_file(model, tmp_path / "out.gguf", ftype)
+    assert (f"this quantization requires an importance matrix (offending tensor "
+            f"'{m.group(1)}', target type {m.group(2).upper()})") == info.value.message
+    entries = quant.load_imatrix(im).entries
+    partial = tmp_path / "partial.imatrix.gguf"
+    dropped = "blk.0.ffn_up.weight"  # IQ2_XXS, IQ2_XS or IQ3_XXS in these file types
+    write_imatrix_gguf(partial, {k: v for k, v in entries.items() if k != dropped},
+                       {k: np.array([1.0], np.float32) for k in entries if k != dropped},
+                       datasets=["synthetic"], chunk_count=1, chunk_size=1)
+    theirs = _llama_refusal(llama_tools, model, ftype, partial)
+    m = re.search(r"Missing importance matrix for tensor (\S+) in a very low-bit", theirs)
+    assert m and m.group(1) == dropped, theirs[-2000:]
+    with pytest.raises(quant.QuantError, match=f"missing importance matrix for tensor "
+                       f"'{re.escape(dropped)}' in a very low-bit quantization"):
+        quant.quantize_file(model, tmp_path / "out.gguf", ftype, imatrix=partial)
+    assert not (tmp_path / "out.gguf").exists()

@@ -1,5 +1,5 @@
-"""The type policy of the lattice i-quant file types, whose kernels mfc does not have yet,
-against `llama-quantize --dry-run` (built from the vendored llama.cpp): the same type for
+"""The type policy of the lattice i-quant file types (IQ2_M and IQ1_* have no kernels in mfc
+yet), against `llama-quantize --dry-run` (built from the vendored llama.cpp): the same type for
 every tensor, and an imatrix required exactly when llama.cpp says so."""
 
 from __future__ import annotations

@@ -119,11 +119,12 @@ def test_collect_parameters_like_create_request() -> None:
 
 
 def test_quantize_table_and_case_insensitivity() -> None:
-    assert len(QUANTIZE_TYPES) == 23
+    assert len(QUANTIZE_TYPES) == 28
     assert canonical_quantize_type("Q4_K_M") == "q4_K_M"
     assert canonical_quantize_type("IQ4_XS") == "iq4_XS"
     assert canonical_quantize_type("iq3_m") == "iq3_M"
     assert canonical_quantize_type("IQ2_m") == "iq2_M"
+    assert canonical_quantize_type("IQ2_XXS") == "iq2_XXS"
     assert canonical_quantize_type("BF16") == "bf16"
     assert canonical_quantize_type("q4_k") is None
     assert [t.upper() for t in QUANTIZE_TYPES] == [t.upper() for t in quant.FTYPE_NAMES]
