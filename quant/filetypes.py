@@ -34,6 +34,7 @@ _FILE_TYPES = (
     FileType("IQ3_XS", 22, "IQ3_S"), FileType("IQ3_XXS", 23, "IQ3_XXS"),
     FileType("IQ2_M", 29, "IQ2_S"), FileType("IQ2_S", 28, "IQ2_XS"),
     FileType("IQ2_XS", 20, "IQ2_XS"), FileType("IQ2_XXS", 19, "IQ2_XXS"),
+    FileType("IQ1_M", 31, "IQ1_M"), FileType("IQ1_S", 24, "IQ1_S"),
     FileType("F16", 1, "F16"), FileType("BF16", 32, "BF16"), FileType("F32", 0, "F32"),
 )
 FILE_TYPES: dict[str, FileType] = {f.name: f for f in _FILE_TYPES}

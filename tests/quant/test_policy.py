@@ -36,7 +36,7 @@ def test_file_type_names() -> None:
     assert file_type("q3_k").name == "Q3_K_M"
     assert file_type("7").name == "Q8_0"
     assert file_type("bf16").id == 32
-    assert len(quant.FTYPE_NAMES) == 28
+    assert len(quant.FTYPE_NAMES) == 30
     assert file_type("iq2_m").id == 29 and file_type("29").default == "IQ2_S"
     # llama_ftype: LLAMA_FTYPE_MOSTLY_IQ2_XXS 19, IQ2_XS 20, IQ3_XS 22, IQ3_XXS 23, IQ2_S 28
     assert [file_type(n).id for n in ("iq2_xxs", "iq2_xs", "iq3_xs", "iq3_xxs", "iq2_s")] == [

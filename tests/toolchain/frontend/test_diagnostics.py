@@ -114,7 +114,8 @@ def test_unknown_quantize_type() -> None:
         "             ^~~~~\n"
         "hint: did you mean q4_K_M? known types: q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q2_K_S, "
         "q3_K_S, q3_K_M, q3_K_L, q4_K_S, q4_K_M, q5_K_S, q5_K_M, q6_K, iq4_NL, iq4_XS, "
-        "iq3_S, iq3_M, iq3_XS, iq3_XXS, iq2_M, iq2_S, iq2_XS, iq2_XXS, f16, bf16, f32"
+        "iq3_S, iq3_M, iq3_XS, iq3_XXS, iq2_M, iq2_S, iq2_XS, iq2_XXS, iq1_M, iq1_S, f16, bf16, "
+        "f32"
     )
 
 

@@ -119,7 +119,7 @@ def test_collect_parameters_like_create_request() -> None:
 
 
 def test_quantize_table_and_case_insensitivity() -> None:
-    assert len(QUANTIZE_TYPES) == 28
+    assert len(QUANTIZE_TYPES) == 30
     assert canonical_quantize_type("Q4_K_M") == "q4_K_M"
     assert canonical_quantize_type("IQ4_XS") == "iq4_XS"
     assert canonical_quantize_type("iq3_m") == "iq3_M"
