@@ -13,9 +13,9 @@ from runtime.context import ServerContext, api_handler, context_of
 from runtime.embedding import check_finite, finish_vectors
 from runtime.errors import MODEL_REQUIRED, ApiError
 from runtime.generation import hold, now_ns
-from runtime.jsonbody import decode_async
 from runtime.metrics import current_request
-from runtime.schemas import EMBED, EMBEDDINGS
+from runtime.requests import decode_request
+from runtime.schemas import EmbeddingRequest, EmbedRequest
 from runtime.streaming import json_response
 
 #: above this many vectors, normalising them is worth a hop off the event loop
@@ -33,17 +33,17 @@ def embed_inputs(raw: Any) -> list[str]:
     raise ApiError(400, "invalid input type")
 
 
-async def embed(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> dict[str, Any]:
+async def embed(ctx: ServerContext, req: EmbedRequest, start_ns: int) -> dict[str, Any]:
     """The /api/embed response for a bound request (the OpenAI route reuses it)."""
-    name = req.get("model", "")
+    name = req.model
     if not name:
         raise ApiError(404, "model '' not found")
     model = ctx.catalog.get(name, f'model "{name}" not found, try pulling it first')
-    texts = embed_inputs(req.get("input"))
-    truncate = req.get("truncate", True)
-    dimensions = req.get("dimensions")
-    opts = merged_options(model, req.get("options"))
-    async with hold(ctx.scheduler, model, opts, req.get("keep_alive")) as runner:
+    texts = embed_inputs(req.input)
+    truncate = req.truncate is not False
+    dimensions = req.dimensions
+    opts = merged_options(model, req.options)
+    async with hold(ctx.scheduler, model, opts, req.keep_alive) as runner:
         load_ns = now_ns() - start_ns
         if not texts:
             return {"model": name, "embeddings": []}
@@ -67,7 +67,7 @@ async def embed(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> dict[
 async def embed_handler(request: Request) -> Response:
     start = now_ns()
     ctx = context_of(request)
-    req = await decode_async(await ctx.body(request), EMBED)
+    req = await decode_request(await ctx.body(request), EmbedRequest)
     return json_response(await embed(ctx, req, start))
 
 
@@ -75,14 +75,14 @@ async def embed_handler(request: Request) -> Response:
 async def embeddings_handler(request: Request) -> Response:
     """The legacy route: one prompt, the raw (unnormalised) vector."""
     ctx = context_of(request)
-    req = await decode_async(await ctx.body(request), EMBEDDINGS)
-    name = req.get("model", "")
+    req = await decode_request(await ctx.body(request), EmbeddingRequest)
+    name = req.model
     if not name:
         raise ApiError(400, MODEL_REQUIRED)
     model = ctx.catalog.get(name, f'model "{name}" not found, try pulling it first')
-    opts = merged_options(model, req.get("options"))
-    prompt = req.get("prompt", "")
-    async with hold(ctx.scheduler, model, opts, req.get("keep_alive")) as runner:
+    opts = merged_options(model, req.options)
+    prompt = req.prompt
+    async with hold(ctx.scheduler, model, opts, req.keep_alive) as runner:
         if not prompt:
             return json_response({"embedding": []})
         try:

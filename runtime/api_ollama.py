@@ -7,6 +7,7 @@ of the reference's response objects; the OpenAI routes reuse them and translate.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,13 +17,13 @@ from starlette.responses import Response
 from runtime.context import ServerContext, api_handler, context_of
 from runtime.errors import MODEL_REQUIRED, ApiError
 from runtime.generation import Final, Job, Piece, generate, hold, now_ns
-from runtime.jsonbody import decode_async
 from runtime.logprobs import MAX_TOP_LOGPROBS
 from runtime.models import ServedModel
 from runtime.options import DEFAULT_OPTIONS, Options
 from runtime.prompt import chat_messages, chat_prompt, fit_chat, generate_prompt
+from runtime.requests import decode_request
 from runtime.sampling import grammar_for_format
-from runtime.schemas import CHAT, GENERATE
+from runtime.schemas import ChatRequest, GenerateRequest
 from runtime.streaming import created_at, json_response, stream_response, until_disconnect
 from runtime.vision import TAG, Image, MediaPrompt, image_tokens, media_prompt, tag_images
 
@@ -111,39 +112,39 @@ def check_top_logprobs(n: int) -> int:
     return n
 
 
-async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> Items:
-    top_logprobs = check_top_logprobs(req.get("top_logprobs", 0))
-    name = req.get("model", "")
+async def prepare_generate(ctx: ServerContext, req: GenerateRequest, start_ns: int) -> Items:
+    top_logprobs = check_top_logprobs(req.top_logprobs)
+    name = req.model
     if not name:
         raise ApiError(404, "model '' not found")
     model = ctx.catalog.get(name, f"model '{name}' not found")
-    keep_alive = req.get("keep_alive")
-    prompt = req.get("prompt", "")
+    keep_alive = req.keep_alive
+    prompt = req.prompt
     if not prompt and keep_alive == 0:
         await ctx.scheduler.expire_now(model)
         return _single(_done(name, "unload", response=""))
-    raw = bool(req.get("raw"))
-    if raw and (req.get("template") or req.get("system") or req.get("context")):
+    raw = req.raw
+    if raw and (req.template or req.system or req.context):
         raise ApiError(400, "raw mode does not support template, system, or context")
-    think = check_think(model, name, req.get("think"))
+    think = check_think(model, name, req.think)
     if "completion" not in model.capabilities:
         raise ApiError(400, f'"{name}" does not support generate')
-    suffix = req.get("suffix", "")
+    suffix = req.suffix
     if suffix and "insert" not in model.capabilities:
         raise ApiError(400, f"{model.full_name} does not support insert")
-    opts = merged_options(model, req.get("options"))
-    grammar = await format_grammar(req.get("format"))
-    context = req.get("context")
-    debug = bool(req.get("_debug_render_only"))
+    opts = merged_options(model, req.options)
+    grammar = await format_grammar(req.format)
+    context = req.context
+    debug = req.debug_render_only
     if not debug:
-        check_images(model, len(req.get("images") or []))
-    with_tags, images = await tagged(model, [{"content": prompt, "images": req.get("images")}])
-    req = {**req, "prompt": with_tags[0]["content"]}
+        check_images(model, len(req.images or []))
+    with_tags, images = await tagged(model, [{"content": prompt, "images": req.images}])
+    req = dataclasses.replace(req, prompt=with_tags[0]["content"])
     if debug:
-        text = req["prompt"]
+        text = req.prompt
         if not raw:
             text = await asyncio.to_thread(_generate_text, model, req, think, context is None)
-        return _single(_debug(name, text, len(req.get("images") or []), response=""))
+        return _single(_debug(name, text, len(req.images or []), response=""))
 
     async def items() -> Items:
         async with hold(ctx.scheduler, model, opts, keep_alive) as runner:
@@ -154,7 +155,7 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
             # rendering and tokenizing a long prompt takes seconds: never on the event loop
             media = None
             if raw:
-                text = req["prompt"]
+                text = req.prompt
                 media = media_for(model, runner, text, images, add_special=False)
                 tokens = [] if media else await asyncio.to_thread(runner.llama.tokenize, text)
             else:
@@ -172,10 +173,10 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
                 tokens,
                 opts,
                 grammar,
-                shift=req.get("shift", True),
-                truncate=req.get("truncate", True),
+                shift=req.shift is not False,
+                truncate=req.truncate is not False,
                 think=bool(think) and "thinking" in model.capabilities,
-                logprobs=bool(req.get("logprobs")),
+                logprobs=req.logprobs,
                 top_logprobs=top_logprobs,
                 media=media,
             )
@@ -199,13 +200,15 @@ async def prepare_generate(ctx: ServerContext, req: dict[str, Any], start_ns: in
     return items()
 
 
-def _generate_text(model: ServedModel, req: dict[str, Any], think: Any, with_messages: bool) -> str:
+def _generate_text(
+    model: ServedModel, req: GenerateRequest, think: Any, with_messages: bool
+) -> str:
     return generate_prompt(
         model,
-        req.get("prompt", ""),
-        system=req.get("system", ""),
-        template=req.get("template", ""),
-        suffix=req.get("suffix", ""),
+        req.prompt,
+        system=req.system,
+        template=req.template,
+        suffix=req.suffix,
         think=think,
         with_model_messages=with_messages,
     )
@@ -221,29 +224,29 @@ async def _single(obj: dict[str, Any]) -> Items:
     yield obj
 
 
-async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -> Items:
-    top_logprobs = check_top_logprobs(req.get("top_logprobs", 0))
-    name = req.get("model", "")
+async def prepare_chat(ctx: ServerContext, req: ChatRequest, start_ns: int) -> Items:
+    top_logprobs = check_top_logprobs(req.top_logprobs)
+    name = req.model
     if not name:
         raise ApiError(400, MODEL_REQUIRED)
     model = ctx.catalog.get(name, f"model '{name}' not found")
-    keep_alive = req.get("keep_alive")
-    messages = [_message(m) for m in req.get("messages") or []]
+    keep_alive = req.keep_alive
+    messages = [_message(m) for m in req.messages or []]
     empty = {"role": "assistant", "content": ""}
     if not messages and keep_alive == 0:
         await ctx.scheduler.expire_now(model)
         return _single(_done(name, "unload", message=empty))
     if "completion" not in model.capabilities:
         raise ApiError(400, f'"{name}" does not support chat')
-    tools = req.get("tools") or None
+    tools = req.tools or None
     if tools and "tools" not in model.capabilities:
         raise ApiError(400, f"{model.full_name} does not support tools")
-    think = check_think(model, name, req.get("think"))
-    opts = merged_options(model, req.get("options"))
-    grammar = await format_grammar(req.get("format"))
-    truncate = req.get("truncate", True)
+    think = check_think(model, name, req.think)
+    opts = merged_options(model, req.options)
+    grammar = await format_grammar(req.format)
+    truncate = req.truncate is not False
     count = sum(len(m.get("images") or []) for m in messages)
-    debug = bool(req.get("_debug_render_only"))
+    debug = req.debug_render_only
     if not debug:
         check_images(model, count)
     messages, pictures = await tagged(model, messages)
@@ -284,12 +287,12 @@ async def prepare_chat(ctx: ServerContext, req: dict[str, Any], start_ns: int) -
                 tokens,
                 opts,
                 grammar,
-                shift=req.get("shift", True),
+                shift=req.shift is not False,
                 truncate=truncate,
                 tools=tools,
                 template=model.template,
                 think=bool(think) and "thinking" in model.capabilities,
-                logprobs=bool(req.get("logprobs")),
+                logprobs=req.logprobs,
                 top_logprobs=top_logprobs,
                 media=media,
             )
@@ -368,15 +371,15 @@ async def _respond(request: Request, items: Items, stream: bool, chat: bool) -> 
 async def generate_handler(request: Request) -> Response:
     start = now_ns()
     ctx = context_of(request)
-    req = await decode_async(await ctx.body(request), GENERATE)
+    req = await decode_request(await ctx.body(request), GenerateRequest)
     items = await prepare_generate(ctx, req, start)
-    return await _respond(request, items, req.get("stream", True), chat=False)
+    return await _respond(request, items, req.stream is not False, chat=False)
 
 
 @api_handler()
 async def chat_handler(request: Request) -> Response:
     start = now_ns()
     ctx = context_of(request)
-    req = await decode_async(await ctx.body(request), CHAT)
+    req = await decode_request(await ctx.body(request), ChatRequest)
     items = await prepare_chat(ctx, req, start)
-    return await _respond(request, items, req.get("stream", True), chat=True)
+    return await _respond(request, items, req.stream is not False, chat=True)

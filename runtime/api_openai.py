@@ -24,7 +24,14 @@ from runtime.errors import ApiError
 from runtime.generation import now_ns
 from runtime.jsonbody import decode_async, go_type_name
 from runtime.openai_logprobs import chat_logprobs, completion_logprobs
-from runtime.schemas import OAI_CHAT, OAI_COMPLETION, OAI_EMBED
+from runtime.schemas import (
+    OAI_CHAT,
+    OAI_COMPLETION,
+    OAI_EMBED,
+    ChatRequest,
+    EmbedRequest,
+    GenerateRequest,
+)
 from runtime.streaming import json_response, sse, stream_response, until_disconnect
 from toolchain.gojson import loads
 from toolchain.store import parse_name
@@ -32,7 +39,7 @@ from toolchain.store.names import parse_name_lenient
 
 Items = AsyncIterator[dict[str, Any]]
 FINGERPRINT = "fp_ollama"
-_EFFORT = {
+_EFFORT: dict[str, bool | str] = {
     "none": False,
     "minimal": "low",
     "low": "low",
@@ -232,26 +239,32 @@ async def chat_completions_handler(request: Request) -> Response:
     req = await decode_async(await ctx.body(request), OAI_CHAT)
     if not req.get("messages"):
         raise ApiError(400, "[] is too short - 'messages'")
-    ollama: dict[str, Any] = {
-        "model": req.get("model", ""),
-        "messages": chat_messages(req["messages"]),
-        "options": _options(req, top_p_zero_is_default=False),
-        "tools": req.get("tools"),
-        "logprobs": bool(req.get("logprobs")),
-        "top_logprobs": req.get("top_logprobs", 0),
-    }
+    messages = chat_messages(req["messages"])
+    options = _options(req, top_p_zero_is_default=False)
     fmt = req.get("response_format") or {}
+    format_: Any = None
     if fmt.get("type") == "json_object":
-        ollama["format"] = "json"
+        format_ = "json"
     elif fmt.get("type") == "json_schema":
-        ollama["format"] = (fmt.get("json_schema") or {}).get("schema")
+        format_ = (fmt.get("json_schema") or {}).get("schema")
     effort = (req.get("reasoning") or {}).get("effort") or req.get("reasoning_effort")
+    think: bool | str | None = None
     if effort is not None:
         if effort not in _EFFORT:
             raise ApiError(400, f"invalid reasoning value: {effort}")
-        ollama["think"] = _EFFORT[effort]
+        think = _EFFORT[effort]
+    ollama = ChatRequest(
+        model=req.get("model", ""),
+        messages=messages,
+        options=options,
+        tools=req.get("tools"),
+        logprobs=bool(req.get("logprobs")),
+        top_logprobs=req.get("top_logprobs", 0),
+        format=format_,
+        think=think,
+    )
     items = await prepare_chat(ctx, ollama, start)
-    model = ollama["model"]
+    model = ollama.model
     if req.get("stream"):
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
         chunks = _chat_chunks(items, _head("chat.completion.chunk", model), include_usage)
@@ -308,17 +321,17 @@ async def completions_handler(request: Request) -> Response:
     opts.setdefault("frequency_penalty", 0.0)
     opts.setdefault("presence_penalty", 0.0)
     top = req.get("logprobs")
-    ollama = {
-        "model": req.get("model", ""),
-        "prompt": prompt,
-        "options": opts,
-        "suffix": req.get("suffix", ""),
+    ollama = GenerateRequest(
+        model=req.get("model", ""),
+        prompt=prompt,
+        options=opts,
+        suffix=req.get("suffix", ""),
         # as the reference: `logprobs: n` asks for n alternatives; 0 or absent, for none
-        "logprobs": top is not None and top > 0,
-        "top_logprobs": top if top is not None and top > 0 else 0,
-    }
+        logprobs=top is not None and top > 0,
+        top_logprobs=top if top is not None and top > 0 else 0,
+    )
     items = await prepare_generate(ctx, ollama, start)
-    model = ollama["model"]
+    model = ollama.model
     if req.get("stream"):
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
         chunks = _completion_chunks(items, _head("text_completion", model), include_usage)
@@ -354,7 +367,7 @@ async def embeddings_handler(request: Request) -> Response:
         raise ApiError(400, f"Invalid value for 'encoding_format' = {encoding}. {supported}")
     result = await embed(
         ctx,
-        {"model": req.get("model", ""), "input": raw, "dimensions": req.get("dimensions")},
+        EmbedRequest(model=req.get("model", ""), input=raw, dimensions=req.get("dimensions")),
         start,
     )
     data = []

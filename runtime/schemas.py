@@ -7,6 +7,7 @@ their own decoders with the reference's errors.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.durations import keep_alive_seconds
@@ -23,6 +24,7 @@ from runtime.jsonbody import (
     slice_of,
     struct,
 )
+from runtime.requests import go, shape_of
 
 
 def _think(value: Any) -> Any:
@@ -76,65 +78,70 @@ TOOL = struct(
     },
 )
 
-GENERATE = struct(
-    "GenerateRequest",
-    {
-        "model": STRING,
-        "prompt": STRING,
-        "suffix": STRING,
-        "system": STRING,
-        "template": STRING,
-        "context": slice_of(INT),
-        "stream": BOOL,
-        "raw": BOOL,
-        "format": ANY,
-        "keep_alive": KEEP_ALIVE,
-        "images": slice_of(IMAGE, "[]api.ImageData"),
-        "options": OPTIONS,
-        "think": THINK,
-        "truncate": BOOL,
-        "shift": BOOL,
-        "logprobs": BOOL,
-        "top_logprobs": INT,
-        "_debug_render_only": BOOL,
-    },
-)
 
-CHAT = struct(
-    "ChatRequest",
-    {
-        "model": STRING,
-        "messages": slice_of(MESSAGE, "[]api.Message"),
-        "stream": BOOL,
-        "format": ANY,
-        "keep_alive": KEEP_ALIVE,
-        "tools": slice_of(TOOL, "api.Tools"),
-        "options": OPTIONS,
-        "think": THINK,
-        "truncate": BOOL,
-        "shift": BOOL,
-        "logprobs": BOOL,
-        "top_logprobs": INT,
-        "_debug_render_only": BOOL,
-    },
-)
+@dataclass(frozen=True, slots=True)
+class GenerateRequest:
+    model: str = go(STRING, "")
+    prompt: str = go(STRING, "")
+    suffix: str = go(STRING, "")
+    system: str = go(STRING, "")
+    template: str = go(STRING, "")
+    context: list[int] | None = go(slice_of(INT))
+    stream: bool | None = go(BOOL)
+    raw: bool = go(BOOL, False)
+    format: Any = go(ANY)
+    keep_alive: float | None = go(KEEP_ALIVE)
+    images: list[str] | None = go(slice_of(IMAGE, "[]api.ImageData"))
+    options: dict[str, Any] | None = go(OPTIONS)
+    think: bool | str | None = go(THINK)
+    truncate: bool | None = go(BOOL)
+    shift: bool | None = go(BOOL)
+    logprobs: bool = go(BOOL, False)
+    top_logprobs: int = go(INT, 0)
+    debug_render_only: bool = go(BOOL, False, json="_debug_render_only")
 
-EMBED = struct(
-    "EmbedRequest",
-    {
-        "model": STRING,
-        "input": ANY,
-        "keep_alive": KEEP_ALIVE,
-        "truncate": BOOL,
-        "dimensions": INT,
-        "options": OPTIONS,
-    },
-)
 
-EMBEDDINGS = struct(
-    "EmbeddingRequest",
-    {"model": STRING, "prompt": STRING, "keep_alive": KEEP_ALIVE, "options": OPTIONS},
-)
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str = go(STRING, "")
+    messages: list[dict[str, Any]] | None = go(slice_of(MESSAGE, "[]api.Message"))
+    stream: bool | None = go(BOOL)
+    format: Any = go(ANY)
+    keep_alive: float | None = go(KEEP_ALIVE)
+    tools: list[dict[str, Any]] | None = go(slice_of(TOOL, "api.Tools"))
+    options: dict[str, Any] | None = go(OPTIONS)
+    think: bool | str | None = go(THINK)
+    truncate: bool | None = go(BOOL)
+    shift: bool | None = go(BOOL)
+    logprobs: bool = go(BOOL, False)
+    top_logprobs: int = go(INT, 0)
+    debug_render_only: bool = go(BOOL, False, json="_debug_render_only")
+
+
+GENERATE = shape_of(GenerateRequest)
+CHAT = shape_of(ChatRequest)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedRequest:
+    model: str = go(STRING, "")
+    input: Any = go(ANY)
+    keep_alive: float | None = go(KEEP_ALIVE)
+    truncate: bool | None = go(BOOL)
+    dimensions: int | None = go(INT)
+    options: dict[str, Any] | None = go(OPTIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRequest:
+    model: str = go(STRING, "")
+    prompt: str = go(STRING, "")
+    keep_alive: float | None = go(KEEP_ALIVE)
+    options: dict[str, Any] | None = go(OPTIONS)
+
+
+EMBED = shape_of(EmbedRequest)
+EMBEDDINGS = shape_of(EmbeddingRequest)
 
 SHOW = struct(
     "ShowRequest",
