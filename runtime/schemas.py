@@ -143,6 +143,7 @@ class EmbeddingRequest:
 EMBED = shape_of(EmbedRequest)
 EMBEDDINGS = shape_of(EmbeddingRequest)
 
+
 SHOW = struct(
     "ShowRequest",
     {
@@ -208,53 +209,61 @@ OAI_MESSAGE = struct(
     },
 )
 
-OAI_CHAT = struct(
-    "ChatCompletionRequest",
-    {
-        "model": STRING,
-        "messages": slice_of(OAI_MESSAGE, "[]openai.Message"),
-        "stream": BOOL,
-        "stream_options": struct("openai.StreamOptions", {"include_usage": BOOL}),
-        "max_tokens": INT,
-        "max_completion_tokens": INT,
-        "seed": INT,
-        "stop": ANY,
-        "temperature": FLOAT,
-        "frequency_penalty": FLOAT,
-        "presence_penalty": FLOAT,
-        "top_p": FLOAT,
-        "response_format": struct(
+STREAM_OPTIONS = struct("openai.StreamOptions", {"include_usage": BOOL})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletionRequest:
+    model: str = go(STRING, "")
+    messages: list[dict[str, Any]] | None = go(slice_of(OAI_MESSAGE, "[]openai.Message"))
+    stream: bool = go(BOOL, False)
+    stream_options: dict[str, Any] | None = go(STREAM_OPTIONS)
+    max_tokens: int | None = go(INT)
+    max_completion_tokens: int | None = go(INT)
+    seed: int | None = go(INT)
+    stop: Any = go(ANY)
+    temperature: float | None = go(FLOAT)
+    frequency_penalty: float | None = go(FLOAT)
+    presence_penalty: float | None = go(FLOAT)
+    top_p: float | None = go(FLOAT)
+    response_format: dict[str, Any] | None = go(
+        struct(
             "openai.ResponseFormat",
             {"type": STRING, "json_schema": struct("openai.JsonSchema", {"schema": ANY})},
-        ),
-        "tools": slice_of(TOOL, "[]api.Tool"),
-        "reasoning": struct("openai.Reasoning", {"effort": STRING}),
-        "reasoning_effort": STRING,
-        "logprobs": BOOL,
-        "top_logprobs": INT,
-    },
-)
+        )
+    )
+    tools: list[dict[str, Any]] | None = go(slice_of(TOOL, "[]api.Tool"))
+    reasoning: dict[str, Any] | None = go(struct("openai.Reasoning", {"effort": STRING}))
+    reasoning_effort: str | None = go(STRING)
+    logprobs: bool | None = go(BOOL)
+    top_logprobs: int = go(INT, 0)
 
-OAI_COMPLETION = struct(
-    "CompletionRequest",
-    {
-        "model": STRING,
-        "prompt": ANY,
-        "frequency_penalty": FLOAT,
-        "max_tokens": INT,
-        "presence_penalty": FLOAT,
-        "seed": INT,
-        "stop": ANY,
-        "stream": BOOL,
-        "stream_options": struct("openai.StreamOptions", {"include_usage": BOOL}),
-        "temperature": FLOAT,
-        "top_p": FLOAT,
-        "suffix": STRING,
-        "logprobs": INT,
-    },
-)
 
-OAI_EMBED = struct(
-    "EmbedRequest",
-    {"model": STRING, "input": ANY, "encoding_format": STRING, "dimensions": INT},
-)
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    model: str = go(STRING, "")
+    prompt: Any = go(ANY)
+    frequency_penalty: float | None = go(FLOAT)
+    max_tokens: int | None = go(INT)
+    presence_penalty: float | None = go(FLOAT)
+    seed: int | None = go(INT)
+    stop: Any = go(ANY)
+    stream: bool = go(BOOL, False)
+    stream_options: dict[str, Any] | None = go(STREAM_OPTIONS)
+    temperature: float | None = go(FLOAT)
+    top_p: float | None = go(FLOAT)
+    suffix: str = go(STRING, "")
+    logprobs: int | None = go(INT)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIEmbedRequest:
+    model: str = go(STRING, "")
+    input: Any = go(ANY)
+    encoding_format: str | None = go(STRING)
+    dimensions: int | None = go(INT)
+
+
+OAI_CHAT = shape_of(ChatCompletionRequest)
+OAI_COMPLETION = shape_of(CompletionRequest)
+OAI_EMBED = shape_of(OpenAIEmbedRequest, "EmbedRequest")

@@ -23,8 +23,8 @@ import pytest
 
 import runtime.generation
 from fixtures.local_server import free_port
-from runtime.api_openai import chat_messages
 from runtime.config import ServerConfig
+from runtime.openai_requests import chat_messages
 from runtime.options import Options
 from runtime.sampling import SamplingSpec
 from runtime.server import bind, make_server
