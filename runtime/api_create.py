@@ -18,11 +18,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from runtime import schemas
 from runtime.context import ServerContext, api_handler, context_of
 from runtime.errors import INVALID_MODEL_NAME, MISSING_BODY, ApiError
 from runtime.jsonbody import Number, decode_async
 from runtime.metrics import tracked_operation
-from runtime.schemas import CREATE
+from runtime.requests import bind
 from runtime.streaming import progress_response
 from toolchain.build import CreateRequest, SourceDir, SourceFile, build
 from toolchain.build.sources import buildable
@@ -61,31 +62,30 @@ def _licenses(raw: Any) -> tuple[str, ...]:
     raise ApiError(400, "unknown license type")
 
 
-def check_request(store: Store, req: dict[str, Any]) -> ModelName:
-    """The reference's up-front checks (400s); returns the model name to create."""
-    if not req:
-        raise ApiError(400, MISSING_BODY)
-    for field in ("files", "draft_files"):
-        for key, digest in (req.get(field) or {}).items():
+def check_request(store: Store, req: schemas.CreateRequest) -> ModelName:
+    """The reference's up-front checks (400s), after the one that the body set any field;
+    returns the model name to create."""
+    for files in (req.files, req.draft_files):
+        for key, digest in (files or {}).items():
             if not valid_path(key):
                 raise ApiError(400, "file path must be relative")
             if not digest:
                 raise ApiError(400, "invalid digest format")
-    for digest in (req.get("adapters") or {}).values():
+    for digest in (req.adapters or {}).values():
         if not digest:
             raise ApiError(400, "invalid digest format")
-    if req.get("draft_quantize") and not req.get("draft_files"):
+    if req.draft_quantize and not req.draft_files:
         raise ApiError(400, "--draft-quantize requires a DRAFT model")
     try:
-        name = parse_name(req.get("model") or req.get("name") or "")
+        name = parse_name(req.model or req.name)
     except InvalidNameError:
         raise ApiError(400, INVALID_MODEL_NAME) from None
-    if req.get("from"):
+    if req.from_:
         try:
-            parse_name(req["from"])
+            parse_name(req.from_)
         except InvalidNameError:
             raise ApiError(400, INVALID_MODEL_NAME) from None
-    elif req.get("files") is None:
+    elif req.files is None:
         raise ApiError(400, "neither 'from' or 'files' was specified")
     return name
 
@@ -131,35 +131,34 @@ def _classified(
     return [], (folder,)
 
 
-def create_request(store: Store, req: dict[str, Any]) -> tuple[CreateRequest, list[Path]]:
+def create_request(store: Store, req: schemas.CreateRequest) -> tuple[CreateRequest, list[Path]]:
     """The build's CreateRequest for an API request, and temp folders to remove afterwards."""
     temps: list[Path] = []
     files, convert = _classified(
-        store, _sources(store, req.get("files") or {}), adapter=False, temps=temps
+        store, _sources(store, req.files or {}), adapter=False, temps=temps
     )
     adapters, adapter_dirs = _classified(
-        store, _sources(store, req.get("adapters") or {}), adapter=True, temps=temps
+        store, _sources(store, req.adapters or {}), adapter=True, temps=temps
     )
     messages = tuple(
-        (str(m.get("role", "")).lower(), str(m.get("content", "")))
-        for m in req.get("messages") or []
+        (str(m.get("role", "")).lower(), str(m.get("content", ""))) for m in req.messages or []
     )
     request = CreateRequest(
-        from_model=req.get("from", ""),
+        from_model=req.from_,
         files=tuple(files),
         convert_dirs=convert,
         adapters=tuple(adapters),
         adapter_dirs=adapter_dirs,
-        draft_files=tuple(_sources(store, req.get("draft_files") or {})),
-        template=req.get("template", ""),
-        system=req.get("system", ""),
-        licenses=_licenses(req.get("license")),
-        parameters=_plain(req.get("parameters") or {}),
+        draft_files=tuple(_sources(store, req.draft_files or {})),
+        template=req.template,
+        system=req.system,
+        licenses=_licenses(req.license),
+        parameters=_plain(req.parameters or {}),
         messages=messages,
-        requires=req.get("requires", ""),
-        renderer=req.get("renderer", ""),
-        parser=req.get("parser", ""),
-        quantize=req.get("quantize") or req.get("quantization") or "",
+        requires=req.requires,
+        renderer=req.renderer,
+        parser=req.parser,
+        quantize=req.quantize or req.quantization,
     )
     return request, temps
 
@@ -179,7 +178,7 @@ class CreateAbandoned(BaseException):
 
 
 async def create_events(
-    ctx: ServerContext, name: ModelName, req: dict[str, Any]
+    ctx: ServerContext, name: ModelName, req: schemas.CreateRequest
 ) -> AsyncIterator[dict[str, Any]]:
     """Run the build in a thread; yield its progress events, then `success`."""
     loop = asyncio.get_running_loop()
@@ -233,8 +232,11 @@ async def create_events(
 @api_handler()
 async def create_handler(request: Request) -> Response:
     ctx = context_of(request)
-    req = await decode_async(await ctx.body(request), CREATE)
+    fields = await decode_async(await ctx.body(request), schemas.CREATE)
+    if not fields:
+        raise ApiError(400, MISSING_BODY)
+    req = bind(schemas.CreateRequest, fields)
     name = check_request(ctx.store, req)
-    operation = "quantize" if req.get("quantize") else "create"
+    operation = "quantize" if req.quantize else "create"
     events = tracked_operation(create_events(ctx, name, req), operation)
-    return await progress_response(events, req.get("stream", True))
+    return await progress_response(events, req.stream is not False)

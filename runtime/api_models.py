@@ -19,9 +19,9 @@ from starlette.responses import PlainTextResponse, Response
 from runtime.context import api_handler, context_of
 from runtime.durations import FOREVER, expiry
 from runtime.errors import MODEL_REQUIRED, ApiError
-from runtime.jsonbody import decode_async
 from runtime.models import ServedModel, gguf_header
-from runtime.schemas import COPY, DELETE, SHOW
+from runtime.requests import decode_request
+from runtime.schemas import CopyRequest, DeleteRequest, ShowRequest
 from runtime.streaming import json_response
 from toolchain import OLLAMA_API_VERSION
 from toolchain.describe import rfc3339, show_response
@@ -90,8 +90,8 @@ async def tags_handler(request: Request) -> Response:
 @api_handler()
 async def show_handler(request: Request) -> Response:
     ctx = context_of(request)
-    req = await decode_async(await ctx.body(request), SHOW)
-    name = req.get("model") or req.get("name") or ""
+    req = await decode_request(await ctx.body(request), ShowRequest)
+    name = req.model or req.name
     if not name:
         raise ApiError(400, MODEL_REQUIRED)
     try:
@@ -101,13 +101,11 @@ async def show_handler(request: Request) -> Response:
         raise ApiError(400, "invalid model name") from None
     except ModelNotFoundError:
         raise ApiError(404, f"model '{parsed.display()}' not found") from None
-    if req.get("system"):
-        stored = dataclasses.replace(stored, system=req["system"])
-    if req.get("options"):
-        stored = dataclasses.replace(stored, parameters={**stored.parameters, **req["options"]})
-    return json_response(
-        await asyncio.to_thread(show_response, stored, verbose=req.get("verbose", False))
-    )
+    if req.system:
+        stored = dataclasses.replace(stored, system=req.system)
+    if req.options:
+        stored = dataclasses.replace(stored, parameters={**stored.parameters, **req.options})
+    return json_response(await asyncio.to_thread(show_response, stored, verbose=req.verbose))
 
 
 @api_handler()
@@ -134,8 +132,8 @@ async def ps_handler(request: Request) -> Response:
 @api_handler()
 async def copy_handler(request: Request) -> Response:
     ctx = context_of(request)
-    req = await decode_async(await ctx.body(request), COPY)
-    source, destination = req.get("source", ""), req.get("destination", "")
+    req = await decode_request(await ctx.body(request), CopyRequest)
+    source, destination = req.source, req.destination
     for label, value in (("source", source), ("destination", destination)):
         try:
             parse_name(value)
@@ -151,8 +149,8 @@ async def copy_handler(request: Request) -> Response:
 @api_handler()
 async def delete_handler(request: Request) -> Response:
     ctx = context_of(request)
-    req = await decode_async(await ctx.body(request), DELETE)
-    name = req.get("model") or req.get("name") or ""
+    req = await decode_request(await ctx.body(request), DeleteRequest)
+    name = req.model or req.name
     if not name:
         raise ApiError(400, MODEL_REQUIRED)
     try:

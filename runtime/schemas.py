@@ -144,46 +144,57 @@ EMBED = shape_of(EmbedRequest)
 EMBEDDINGS = shape_of(EmbeddingRequest)
 
 
-SHOW = struct(
-    "ShowRequest",
-    {
-        "model": STRING,
-        "system": STRING,
-        "template": STRING,
-        "verbose": BOOL,
-        "options": OPTIONS,
-        "name": STRING,
-    },
-)
+@dataclass(frozen=True, slots=True)
+class ShowRequest:
+    model: str = go(STRING, "")
+    system: str = go(STRING, "")
+    template: str = go(STRING, "")
+    verbose: bool = go(BOOL, False)
+    options: dict[str, Any] | None = go(OPTIONS)
+    name: str = go(STRING, "")
 
-COPY = struct("CopyRequest", {"source": STRING, "destination": STRING})
-DELETE = struct("DeleteRequest", {"model": STRING, "name": STRING})
 
-CREATE = struct(
-    "CreateRequest",
-    {
-        "model": STRING,
-        "name": STRING,
-        "from": STRING,
-        "files": map_of(STRING),
-        "adapters": map_of(STRING),
-        "template": STRING,
-        "license": ANY,
-        "system": STRING,
-        "parameters": OPTIONS,
-        "messages": slice_of(MESSAGE, "[]api.Message"),
-        "stream": BOOL,
-        "quantize": STRING,
-        "quantization": STRING,
-        "renderer": STRING,
-        "parser": STRING,
-        "requires": STRING,
-        "draft_files": map_of(STRING),
-        "draft_quantize": STRING,
-        "remote_host": STRING,
-        "info": OPTIONS,
-    },
-)
+@dataclass(frozen=True, slots=True)
+class CopyRequest:
+    source: str = go(STRING, "")
+    destination: str = go(STRING, "")
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRequest:
+    model: str = go(STRING, "")
+    name: str = go(STRING, "")
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    model: str = go(STRING, "")
+    name: str = go(STRING, "")
+    from_: str = go(STRING, "", json="from")
+    files: dict[str, str] | None = go(map_of(STRING))
+    adapters: dict[str, str] | None = go(map_of(STRING))
+    template: str = go(STRING, "")
+    license: Any = go(ANY)
+    system: str = go(STRING, "")
+    parameters: dict[str, Any] | None = go(OPTIONS)
+    messages: list[dict[str, Any]] | None = go(slice_of(MESSAGE, "[]api.Message"))
+    stream: bool | None = go(BOOL)
+    quantize: str = go(STRING, "")
+    quantization: str = go(STRING, "")
+    renderer: str = go(STRING, "")
+    parser: str = go(STRING, "")
+    requires: str = go(STRING, "")
+    draft_files: dict[str, str] | None = go(map_of(STRING))
+    draft_quantize: str = go(STRING, "")
+    remote_host: str = go(STRING, "")
+    info: dict[str, Any] | None = go(OPTIONS)
+
+
+SHOW = shape_of(ShowRequest)
+COPY = shape_of(CopyRequest)
+DELETE = shape_of(DeleteRequest)
+CREATE = shape_of(CreateRequest)
+
 
 # --- OpenAI-compatible requests (openai/openai.go) --------------------------------------
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.tiny_gguf import write_lora, write_tiny_model
+from runtime import schemas
 from runtime.api_create import create_request
 from tests.toolchain.build.test_sources import write
 from toolchain.build import CreateRequest, build, build_modelfile, request_from_modelfile
@@ -91,7 +92,10 @@ def build_side(tmp: Path, folder: Path, *, adapter: bool) -> object:
 
 def api_side(store: Store, folder: Path, *, adapter: bool) -> object:
     blobs = uploaded(store, folder)
-    body = {"from": "base", "adapters": blobs} if adapter else {"files": blobs}
+    if adapter:
+        body = schemas.CreateRequest(from_="base", adapters=blobs)
+    else:
+        body = schemas.CreateRequest(files=blobs)
     try:
         req, temps = create_request(store, body)
     except MfcError as exc:
@@ -142,7 +146,7 @@ def test_a_gguf_folder_builds_to_the_same_manifest_both_ways(tmp_path: Path) -> 
     store = Store(tmp_path / "models")
     mf = parse_modelfile(f"FROM {folder}\n".encode(), "Modelfile")
     by_build = build_modelfile(store, parse_name("by-build"), mf, relative_dir=tmp_path)
-    req, temps = create_request(store, {"files": uploaded(store, folder)})
+    req, temps = create_request(store, schemas.CreateRequest(files=uploaded(store, folder)))
     assert temps == [] and isinstance(req, CreateRequest)
     by_api = build(store, parse_name("by-api"), req)
     assert by_api.digest == by_build.digest

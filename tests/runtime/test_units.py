@@ -238,12 +238,13 @@ def test_create_folders_live_in_the_store_temp_area(tmp_path: Path) -> None:
     script = (
         "import os, sys\n"
         "from runtime.api_create import create_request\n"
+        "from runtime.schemas import CreateRequest\n"
         "from toolchain.store import Store\n"
         "store = Store.open(sys.argv[1])\n"
         "config = store.blobs.write_bytes(b'{}').digest\n"
         "weights = store.blobs.write_bytes(b'x').digest\n"
         "files = {'config.json': config, 'model.safetensors': weights}\n"
-        "_, temps = create_request(store, {'files': files})\n"
+        "_, temps = create_request(store, CreateRequest(files=files))\n"
         "print(temps[0], flush=True)\n"
         "os._exit(0)  # as if killed: no cleanup\n"
     )
