@@ -45,15 +45,28 @@ def reference_converter() -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
     sdist = downloads / f"llama_cpp_python-{VERSION}.tar.gz"
     if not sdist.is_file():
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
-                        ":all:", "-q", "-d", str(downloads), f"llama-cpp-python=={VERSION}"],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "-q",
+                "-d",
+                str(downloads),
+                f"llama-cpp-python=={VERSION}",
+            ],
+            check=True,
+        )
     prefix = f"llama_cpp_python-{VERSION}/vendor/llama.cpp/"
     tmp = Path(tempfile.mkdtemp(prefix=REFERENCE.name + ".", dir=downloads))
     try:
         with tarfile.open(sdist) as tar:
             for member in tar.getmembers():
-                rel = member.name[len(prefix):] if member.name.startswith(prefix) else ""
+                rel = member.name[len(prefix) :] if member.name.startswith(prefix) else ""
                 if member.isfile() and rel.startswith(MEMBERS):
                     member.name = rel
                     tar.extract(member, tmp, filter="data")
@@ -96,8 +109,12 @@ print(sum(1 for n in a if a[n] == b.get(n)), max(len(a), len(b)))
 def identical_tensors(ours: Path, theirs: Path) -> tuple[int, int]:
     """(byte-identical tensors, tensors), counted in a child so this process stays small:
     a child's ru_maxrss starts from its parent's resident size at fork."""
-    out = subprocess.run([sys.executable, "-c", COMPARE, str(ours), str(theirs)],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", COMPARE, str(ours), str(theirs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return int(out[0]), int(out[1])
 
 
@@ -116,27 +133,53 @@ def main() -> None:
             if not (src / "config.json").is_file():
                 raise SystemExit(f"{src} is missing: run `make fixtures`")
             ours_out, ref_out = tmp / f"{name}.mfc.gguf", tmp / f"{name}.ref.gguf"
-            ours_cmd = [env_python, "-c", "from toolchain.cli import main; main()", "convert",
-                        str(src), str(ours_out), "--outtype", "f16"]
-            ref_cmd = [env_python, str(script), str(src), "--outtype", "f16",
-                       "--outfile", str(ref_out)]
+            ours_cmd = [
+                env_python,
+                "-c",
+                "from toolchain.cli import main; main()",
+                "convert",
+                str(src),
+                str(ours_out),
+                "--outtype",
+                "f16",
+            ]
+            ref_cmd = [
+                env_python,
+                str(script),
+                str(src),
+                "--outtype",
+                "f16",
+                "--outfile",
+                str(ref_out),
+            ]
             ours_runs, ref_runs = [], []
             for _ in range(args.repeat):
                 ours_runs.append(measure(ours_cmd, ROOT))
                 ref_runs.append(measure(ref_cmd, script.parent))
             same, total = identical_tensors(ours_out, ref_out)
-            rows.append((name, min(r.seconds for r in ours_runs),
-                         min(r.seconds for r in ref_runs), max(r.rss for r in ours_runs),
-                         max(r.rss for r in ref_runs), same, total))
-    print(f"{'model':<20} {'mfc s':>7} {'ref s':>7} {'time':>6} {'mfc MiB':>8} {'ref MiB':>8} "
-          f"{'rss':>6}  identical tensors")
+            rows.append(
+                (
+                    name,
+                    min(r.seconds for r in ours_runs),
+                    min(r.seconds for r in ref_runs),
+                    max(r.rss for r in ours_runs),
+                    max(r.rss for r in ref_runs),
+                    same,
+                    total,
+                )
+            )
+    print(
+        f"{'model':<20} {'mfc s':>7} {'ref s':>7} {'time':>6} {'mfc MiB':>8} {'ref MiB':>8} "
+        f"{'rss':>6}  identical tensors"
+    )
     ok = True
     for name, ts, tr, rs, rr, same, total in rows:
         ok &= ts / tr <= TARGET_TIME and rs / rr <= TARGET_RSS
-        print(f"{name:<20} {ts:7.2f} {tr:7.2f} {ts / tr:6.2f} {rs / 2**20:8.0f} "
-              f"{rr / 2**20:8.0f} {rs / rr:6.2f}  {same}/{total}")
-    print(f"targets (time <= {TARGET_TIME}, rss <= {TARGET_RSS}): "
-          f"{'met' if ok else 'MISSED'}")
+        print(
+            f"{name:<20} {ts:7.2f} {tr:7.2f} {ts / tr:6.2f} {rs / 2**20:8.0f} "
+            f"{rr / 2**20:8.0f} {rs / rr:6.2f}  {same}/{total}"
+        )
+    print(f"targets (time <= {TARGET_TIME}, rss <= {TARGET_RSS}): {'met' if ok else 'MISSED'}")
 
 
 if __name__ == "__main__":

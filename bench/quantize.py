@@ -29,8 +29,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("MFC_CACHE", Path.home() / ".cache" / "mfc"))
 MODEL = CACHE / "models" / "smollm2-f32" / "SmolLM2-135M-F32-2304.gguf"
-TYPES = ("q8_0", "q4_0", "q4_K_M", "q6_K", "q2_K", "iq4_NL", "iq4_XS", "iq3_XS", "iq3_XXS",
-         "iq2_M", "iq2_XS", "iq2_XXS")
+TYPES = (
+    "q8_0",
+    "q4_0",
+    "q4_K_M",
+    "q6_K",
+    "q2_K",
+    "iq4_NL",
+    "iq4_XS",
+    "iq3_XS",
+    "iq3_XXS",
+    "iq2_M",
+    "iq2_XS",
+    "iq2_XXS",
+)
 #: the file types llama.cpp refuses without an importance matrix: both sides get this one
 IMATRIX = MODEL.parent / "smollm2-2304.imatrix.gguf"
 NEEDS_IMATRIX = {"iq3_XS", "iq3_XXS", "iq2_M", "iq2_S", "iq2_XS", "iq2_XXS"}
@@ -91,8 +103,13 @@ def run(script: str, *args: str) -> tuple[dict[str, object], int, float]:
     whole tree (interpreter start-up included)."""
     cpu = _children_cpu()
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
     peak = [0]
 
     def sample() -> None:
@@ -115,10 +132,15 @@ def run(script: str, *args: str) -> tuple[dict[str, object], int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--types", default=",".join(TYPES))
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs per side; the best counts (one run is ~10%% noisy here)")
-    parser.add_argument("--cpu", action="store_true",
-                        help="pick each side's best run by CPU time, not wall time")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per side; the best counts (one run is ~10%% noisy here)",
+    )
+    parser.add_argument(
+        "--cpu", action="store_true", help="pick each side's best run by CPU time, not wall time"
+    )
     args = parser.parse_args()
     if not MODEL.exists():
         raise SystemExit(f"{MODEL} is missing: run `make fixtures`")
@@ -127,9 +149,11 @@ def main() -> None:
         while fh.read(64 << 20):
             pass
     print(f"input: {MODEL.name}, {size / 2**20:.0f} MiB, {os.cpu_count()} cores, 2 threads each")
-    print(f"{'type':8} {'mfc s':>8} {'llama s':>8} {'ratio':>6} {'target':>6} "
-          f"{'mfc cpu':>8} {'llama cpu':>9} {'cpu ratio':>9} {'peak RSS MiB':>12} {'limit':>6} "
-          f"{'same bytes':>10}")
+    print(
+        f"{'type':8} {'mfc s':>8} {'llama s':>8} {'ratio':>6} {'target':>6} "
+        f"{'mfc cpu':>8} {'llama cpu':>9} {'cpu ratio':>9} {'peak RSS MiB':>12} {'limit':>6} "
+        f"{'same bytes':>10}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for ftype in args.types.split(","):
             ours: list[tuple[float, float]] = []
@@ -149,10 +173,13 @@ def main() -> None:
                 min(side, key=lambda run: run[key]) for side in (ours, theirs)
             )
             target = TARGETS.get(ftype, 1.5)
-            print(f"{ftype:8} {wall:8.2f} {wall_theirs:8.2f} {wall / wall_theirs:6.2f} "
-                  f"{target:6.1f} {cpu_ours:8.2f} {cpu_theirs:9.2f} "
-                  f"{cpu_ours / cpu_theirs:9.2f} {peak / 2**20:12.0f} "
-                  f"{(size + (512 << 20)) / 2**20:6.0f} {same!s:>10}", flush=True)
+            print(
+                f"{ftype:8} {wall:8.2f} {wall_theirs:8.2f} {wall / wall_theirs:6.2f} "
+                f"{target:6.1f} {cpu_ours:8.2f} {cpu_theirs:9.2f} "
+                f"{cpu_ours / cpu_theirs:9.2f} {peak / 2**20:12.0f} "
+                f"{(size + (512 << 20)) / 2**20:6.0f} {same!s:>10}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -15,9 +15,13 @@ import secrets
 import stat
 from pathlib import Path
 
-_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
-          (stat.S_ISDIR, "a directory"))
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
 
 
 def not_regular(path: Path) -> str | None:
@@ -33,6 +37,7 @@ def not_regular(path: Path) -> str | None:
         return None
     kind = next((name for test, name in _KINDS if test(mode)), "not a file")
     return f"not a regular file ({kind})"
+
 
 _UMASK_LINE = re.compile(rb"^Umask:\s*([0-7]+)$", re.MULTILINE)
 

@@ -44,11 +44,16 @@ DEFAULT_ALIGNMENT = 32
 _CUT_HINT = "the file was probably cut short while downloading or copying; fetch it again"
 
 _SCALARS: dict[int, tuple[str, int]] = {
-    GGUFValueType.UINT8: ("B", 1), GGUFValueType.INT8: ("b", 1),
-    GGUFValueType.UINT16: ("H", 2), GGUFValueType.INT16: ("h", 2),
-    GGUFValueType.UINT32: ("I", 4), GGUFValueType.INT32: ("i", 4),
-    GGUFValueType.FLOAT32: ("f", 4), GGUFValueType.BOOL: ("?", 1),
-    GGUFValueType.UINT64: ("Q", 8), GGUFValueType.INT64: ("q", 8),
+    GGUFValueType.UINT8: ("B", 1),
+    GGUFValueType.INT8: ("b", 1),
+    GGUFValueType.UINT16: ("H", 2),
+    GGUFValueType.INT16: ("h", 2),
+    GGUFValueType.UINT32: ("I", 4),
+    GGUFValueType.INT32: ("i", 4),
+    GGUFValueType.FLOAT32: ("f", 4),
+    GGUFValueType.BOOL: ("?", 1),
+    GGUFValueType.UINT64: ("Q", 8),
+    GGUFValueType.INT64: ("q", 8),
     GGUFValueType.FLOAT64: ("d", 8),
 }
 
@@ -110,8 +115,9 @@ class TensorInfo:
         try:
             block, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(self.type_id)]
         except (ValueError, KeyError):
-            raise GGUFFormatError(f"tensor {self.name!r} has unknown type {self.type_id}",
-                                  tensor=self.name) from None
+            raise GGUFFormatError(
+                f"tensor {self.name!r} has unknown type {self.type_id}", tensor=self.name
+            ) from None
         return self.n_elements // block * block_bytes
 
 
@@ -164,7 +170,10 @@ class GGUFHeader:
         if end > self.file_size:
             raise GGUFFormatError(
                 f"{self.path}: truncated GGUF: tensor {t.name!r} ends at byte {end} but the "
-                f"file has {self.file_size} bytes", tensor=t.name, hint=_CUT_HINT)
+                f"file has {self.file_size} bytes",
+                tensor=t.name,
+                hint=_CUT_HINT,
+            )
 
     def check_tensors(self) -> None:
         """Every tensor has a known type and lies inside the file (a cut download fails)."""
@@ -187,7 +196,9 @@ class _Cursor:
         if self.pos + n > self.size:
             raise GGUFFormatError(
                 f"{self.path}: truncated GGUF: the file ends inside its header "
-                f"(at byte {self.size})", hint=_CUT_HINT)
+                f"(at byte {self.size})",
+                hint=_CUT_HINT,
+            )
 
     def _unpack(self, fmt: str, size: int) -> Any:
         self._need(size)
@@ -205,7 +216,8 @@ class _Cursor:
         n = self.u64()
         if n > 1 << 32:
             raise GGUFFormatError(
-                f"{self.path}: malformed GGUF: string of {n} bytes at byte {self.pos}")
+                f"{self.path}: malformed GGUF: string of {n} bytes at byte {self.pos}"
+            )
         self._need(n)
         self.pos += n
         return self.buf[self.pos - n : self.pos].decode("utf-8", "replace")
@@ -218,17 +230,20 @@ class _Cursor:
             return self.string()
         if vtype == GGUFValueType.ARRAY:
             if depth >= MAX_ARRAY_DEPTH:
-                raise GGUFFormatError(f"{self.path}: malformed GGUF: arrays nested more than "
-                                      f"{MAX_ARRAY_DEPTH} deep at byte {self.pos}")
+                raise GGUFFormatError(
+                    f"{self.path}: malformed GGUF: arrays nested more than "
+                    f"{MAX_ARRAY_DEPTH} deep at byte {self.pos}"
+                )
             return self._array(keep, depth + 1)
         raise GGUFFormatError(f"{self.path}: malformed GGUF: unknown value type {vtype}")
 
     def _array(self, keep: int | None, depth: int) -> GGUFArray:
         item_type, length = self.u32(), self.u64()
-        if item_type not in _SCALARS and item_type not in (GGUFValueType.STRING,
-                                                            GGUFValueType.ARRAY):
-            raise GGUFFormatError(f"{self.path}: malformed GGUF: array of unknown type "
-                                  f"{item_type}")
+        if item_type not in _SCALARS and item_type not in (
+            GGUFValueType.STRING,
+            GGUFValueType.ARRAY,
+        ):
+            raise GGUFFormatError(f"{self.path}: malformed GGUF: array of unknown type {item_type}")
         n = length if keep is None else min(length, keep)
         if item_type in _SCALARS:
             fmt, size = _SCALARS[item_type]
@@ -294,8 +309,7 @@ def _parse(buf: mmap.mmap, path: str, full_arrays: bool) -> GGUFHeader:
     if version and not version & 0xFFFF:  # the magic is bytes; a big-endian file's version
         r.order, version = ">", int.from_bytes(version.to_bytes(4, "little"), "big")
     if version not in (2, 3):
-        raise GGUFFormatError(f"{path}: unsupported GGUF version {version} "
-                              "(2 and 3 are supported)")
+        raise GGUFFormatError(f"{path}: unsupported GGUF version {version} (2 and 3 are supported)")
     n_tensors, n_kv = r.u64(), r.u64()
     keep = None if full_arrays else ARRAY_HEAD
     kv: dict[str, Any] = {}
@@ -309,7 +323,8 @@ def _parse(buf: mmap.mmap, path: str, full_arrays: bool) -> GGUFHeader:
             types[key] = GGUFValueType(vtype)
         except ValueError:
             raise GGUFFormatError(
-                f"{path}: malformed GGUF: key {key!r} has unknown type {vtype}") from None
+                f"{path}: malformed GGUF: key {key!r} has unknown type {vtype}"
+            ) from None
         kv[key] = r.value(vtype, keep)
         spans[key] = (start, r.pos)
     tensors = []
@@ -317,17 +332,28 @@ def _parse(buf: mmap.mmap, path: str, full_arrays: bool) -> GGUFHeader:
         name = r.string()
         dims = r.u32()
         if dims > MAX_DIMS:
-            raise GGUFFormatError(f"{path}: malformed GGUF: tensor {name!r} has {dims} "
-                                  "dimensions")
+            raise GGUFFormatError(f"{path}: malformed GGUF: tensor {name!r} has {dims} dimensions")
         ne = tuple(r.u64() for _ in range(dims))
         tensors.append(TensorInfo(name, ne, r.u32(), r.u64(), index))
-    alignment = (int(kv["general.alignment"])
-                 if types.get("general.alignment") == GGUFValueType.UINT32
-                 else DEFAULT_ALIGNMENT)
+    alignment = (
+        int(kv["general.alignment"])
+        if types.get("general.alignment") == GGUFValueType.UINT32
+        else DEFAULT_ALIGNMENT
+    )
     if alignment == 0:
         raise GGUFFormatError(f"{path}: malformed GGUF: general.alignment is 0")
-    return GGUFHeader(path, version, r.order, kv, types, spans, tuple(tensors), alignment,
-                      -(-r.pos // alignment) * alignment, len(buf))
+    return GGUFHeader(
+        path,
+        version,
+        r.order,
+        kv,
+        types,
+        spans,
+        tuple(tensors),
+        alignment,
+        -(-r.pos // alignment) * alignment,
+        len(buf),
+    )
 
 
 class GGUFFile:
@@ -343,8 +369,10 @@ class GGUFFile:
             raise
         if self.header.byte_order != "<":
             self.close()
-            raise GGUFFormatError(f"{path}: a big-endian GGUF cannot be read here",
-                                  hint="convert the model again on a little-endian machine")
+            raise GGUFFormatError(
+                f"{path}: a big-endian GGUF cannot be read here",
+                hint="convert the model again on a little-endian machine",
+            )
         self.tensors = self.header.tensors
         self.data_start = self.header.data_offset
 

@@ -26,10 +26,17 @@ VERSION = 3
 ALIGNMENT = 32
 
 _SCALARS: dict[int, str] = {
-    GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
-    GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
-    GGUFValueType.FLOAT32: "<f", GGUFValueType.BOOL: "<?", GGUFValueType.UINT64: "<Q",
-    GGUFValueType.INT64: "<q", GGUFValueType.FLOAT64: "<d",
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
 }
 
 
@@ -65,8 +72,9 @@ def encode_pair(key: str, vtype: int, value: Any, item_type: int | None = None) 
     return encode_string(key) + struct.pack("<I", vtype) + encode_value(vtype, value, item_type)
 
 
-def header_bytes(pairs: Sequence[bytes], tensors: Sequence[tuple[str, tuple[int, ...], int, int]]
-                 ) -> bytes:
+def header_bytes(
+    pairs: Sequence[bytes], tensors: Sequence[tuple[str, tuple[int, ...], int, int]]
+) -> bytes:
     """Magic, counts, the encoded pairs and the tensor infos `(name, ne, type_id, offset)`,
     padded to the alignment (GGUF v3, as `gguf_write_to_buf` lays it out)."""
     parts = [MAGIC, struct.pack("<IQQ", VERSION, len(tensors), len(pairs)), *pairs]
@@ -78,8 +86,9 @@ def header_bytes(pairs: Sequence[bytes], tensors: Sequence[tuple[str, tuple[int,
     return head + bytes(padded(len(head)) - len(head))
 
 
-def tensor_table(tensors: Sequence[tuple[str, tuple[int, ...], int, int]]
-                 ) -> list[tuple[str, tuple[int, ...], int, int]]:
+def tensor_table(
+    tensors: Sequence[tuple[str, tuple[int, ...], int, int]],
+) -> list[tuple[str, tuple[int, ...], int, int]]:
     """`(name, ne, type_id, nbytes)` -> `(name, ne, type_id, offset)`, each tensor's data
     starting at the alignment after the previous one's."""
     out, offset = [], 0

@@ -78,8 +78,9 @@ def first_best(qx: Floats, q2: Floats) -> tuple[Ints, Floats]:
     return win, scale
 
 
-def nearest_neighbour2(lat: Lattice8, u: Ints, xg: Floats, wg: Floats, *, scale: Floats,
-                       xx: Floats) -> Ints:
+def nearest_neighbour2(
+    lat: Lattice8, u: Ints, xg: Floats, wg: Floats, *, scale: Floats, xx: Floats
+) -> Ints:
     """`iq1_find_best_neighbour2` for groups (G, 8) off the lattice: the grid index of the
     neighbour of tuple u nearest to x in the weight `wg`, its levels valued `xx` (G, 3)
     times `scale` (first of equals)."""

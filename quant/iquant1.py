@@ -46,8 +46,7 @@ def prefix_sums(X: Floats, W: Floats) -> tuple[Ints, Floats, Floats]:
     n, B = X.shape
     S = np.zeros((n + 1, B), dtype=F32)
     Sw = np.zeros((n + 1, B), dtype=F32)
-    np.cumsum(np.take_along_axis((W * X).astype(F32), perm, axis=0), axis=0, dtype=F32,
-              out=S[1:])
+    np.cumsum(np.take_along_axis((W * X).astype(F32), perm, axis=0), axis=0, dtype=F32, out=S[1:])
     np.cumsum(np.take_along_axis(W, perm, axis=0), axis=0, dtype=F32, out=Sw[1:])
     return perm, S, Sw
 
@@ -58,17 +57,30 @@ def _candidates(S: Floats, Sw: Floats) -> tuple[Floats, Floats]:
     wa, wb, wc = Sw[_I1], (Sw[_I2] - Sw[_I1]).astype(F32), (Sw[_N] - Sw[_I2]).astype(F32)
     qx, q2 = [], []
     for xs in (X_P, X_M):
-        qx.append((((a * xs[0]).astype(F32) + (b * xs[1]).astype(F32)).astype(F32)
-                   + (c * xs[2]).astype(F32)).astype(F32))
-        q2.append(((((wa * xs[0]).astype(F32) * xs[0]).astype(F32)
-                    + ((wb * xs[1]).astype(F32) * xs[1]).astype(F32)).astype(F32)
-                   + ((wc * xs[2]).astype(F32) * xs[2]).astype(F32)).astype(F32))
-    return (np.stack(qx, axis=1).reshape(-1, S.shape[1]),
-            np.stack(q2, axis=1).reshape(-1, S.shape[1]))
+        qx.append(
+            (
+                ((a * xs[0]).astype(F32) + (b * xs[1]).astype(F32)).astype(F32)
+                + (c * xs[2]).astype(F32)
+            ).astype(F32)
+        )
+        q2.append(
+            (
+                (
+                    ((wa * xs[0]).astype(F32) * xs[0]).astype(F32)
+                    + ((wb * xs[1]).astype(F32) * xs[1]).astype(F32)
+                ).astype(F32)
+                + ((wc * xs[2]).astype(F32) * xs[2]).astype(F32)
+            ).astype(F32)
+        )
+    return (
+        np.stack(qx, axis=1).reshape(-1, S.shape[1]),
+        np.stack(q2, axis=1).reshape(-1, S.shape[1]),
+    )
 
 
-def snap_groups(lat: Lattice8, L: Ints, X: Floats, W: Floats, *, scale: Floats,
-                xx: Floats, ok: Ints) -> tuple[Ints, Ints]:
+def snap_groups(
+    lat: Lattice8, L: Ints, X: Floats, W: Floats, *, scale: Floats, xx: Floats, ok: Ints
+) -> tuple[Ints, Ints]:
     """Grid index of each group of 8 (G, B) of the levels L (n, B), off-lattice groups of
     the blocks `ok` replaced by their nearest neighbour; and which blocks had one. `xx`
     (n // 8, 3, B): the level values of each group."""
@@ -116,8 +128,9 @@ def _block_search(lat: Lattice8, X: Floats, W: Floats) -> tuple[Floats, Ints, In
     idx, redo = snap_groups(lat, L, X, W, scale=scale, xx=xg, ok=ok)
     if redo.any():
         cols = np.flatnonzero(redo)
-        sumqx, sumq2 = refit(lat, idx[:, cols], X[:, cols], W[:, cols],
-                             np.ascontiguousarray(xg[:, :, cols]))
+        sumqx, sumq2 = refit(
+            lat, idx[:, cols], X[:, cols], W[:, cols], np.ascontiguousarray(xg[:, :, cols])
+        )
         fit = (sumqx > 0) & (sumq2 > 0)
         scale[cols] = np.where(fit, safe_div(sumqx, sumq2), scale[cols])
     scale = np.where(ok, scale, F32(0.0)).astype(F32)
@@ -127,8 +140,10 @@ def _block_search(lat: Lattice8, X: Floats, W: Floats) -> tuple[Floats, Ints, In
 def quantize_iq1_s(x: Floats, qw: Floats | None = None) -> Bytes:
     """(nblocks, 256) float32 -> (nblocks, 50) IQ1_S blocks."""
     if qw is None:
-        raise QuantError("IQ1_S needs an importance matrix (missing quantization weights)",
-                         hint="pass --imatrix FILE (made with llama-imatrix)")
+        raise QuantError(
+            "IQ1_S needs an importance matrix (missing quantization weights)",
+            hint="pass --imatrix FILE (made with llama-imatrix)",
+        )
     lat = iq1_lattice()
     nb = x.shape[0]
     X = element_major(x, _N)  # block b of super-block s is column 8*s + b
@@ -142,7 +157,8 @@ def quantize_iq1_s(x: Floats, qw: Floats | None = None) -> Bytes:
     idx = np.empty((4, B), dtype=np.int64)
     for sl in column_slices(64, B):  # 1024 blocks: the candidates stay in cache
         scale[sl], shift[sl], idx[:, sl], _ = _block_search(
-            lat, np.ascontiguousarray(X[:, sl]), np.ascontiguousarray(W[:, sl]))
+            lat, np.ascontiguousarray(X[:, sl]), np.ascontiguousarray(W[:, sl])
+        )
     out = np.zeros((nb, 50), dtype=np.uint8)
     g = idx.reshape(4, nb, 8).transpose(1, 2, 0)  # (nb, block, group)
     out[:, 2:34] = (g & 255).reshape(nb, 32).astype(np.uint8)
@@ -171,6 +187,5 @@ def dequantize_iq1_s(b: Bytes) -> Floats:
     delta = np.where(qh & 0x8000, -DELTA, DELTA).astype(F32)
     grid = qs | (((qh[:, :, None] >> (3 * np.arange(4))) & 7) << 8)  # (nb, 8, 4)
     vals = ((lat.values[grid].astype(np.int32) - 3) // 2).astype(F32)  # (nb, 8, 4, 8)
-    out: Floats = (dl[:, :, None, None]
-                   * (vals + delta[:, :, None, None]).astype(F32)).astype(F32)
+    out: Floats = (dl[:, :, None, None] * (vals + delta[:, :, None, None]).astype(F32)).astype(F32)
     return out.reshape(nb, 256)

@@ -31,10 +31,12 @@ from quant.numerics import (
 _EPS = F32(1e-7)  # GROUP_MAX_EPS_IQ1_M
 _N = 16
 _I1, _I2 = np.triu_indices(_N + 1)
-_CP = tuple(F32(v) for v in ((X_P[0] * X_P[0]) - (X_P[1] * X_P[1]),
-                             (X_P[1] * X_P[1]) - (X_P[2] * X_P[2])))
-_CM = tuple(F32(v) for v in ((X_M[0] * X_M[0]) - (X_M[1] * X_M[1]),
-                             (X_M[1] * X_M[1]) - (X_M[2] * X_M[2])))
+_CP = tuple(
+    F32(v) for v in ((X_P[0] * X_P[0]) - (X_P[1] * X_P[1]), (X_P[1] * X_P[1]) - (X_P[2] * X_P[2]))
+)
+_CM = tuple(
+    F32(v) for v in ((X_M[0] * X_M[0]) - (X_M[1] * X_M[1]), (X_M[1] * X_M[1]) - (X_M[2] * X_M[2]))
+)
 
 
 def _halves(perm: Ints, X: Floats, W: Floats) -> tuple[Floats, Floats]:
@@ -68,8 +70,9 @@ def _candidates(px: Floats, pw: Floats) -> tuple[Floats, Floats]:
         qxm.append(((txs * m2).astype(F32) - sx).astype(F32))
         for out, t2, (c1, c2) in ((q2p, p2, _CP), (q2m, m2, _CM)):
             base = ((tws * t2).astype(F32) * t2).astype(F32)
-            out.append(((base + (a * c1).astype(F32)).astype(F32)
-                        + (b * c2).astype(F32)).astype(F32))
+            out.append(
+                ((base + (a * c1).astype(F32)).astype(F32) + (b * c2).astype(F32)).astype(F32)
+            )
     qx = np.stack([qxp[0] + qxp[1], qxp[0] + qxm[1], qxm[0] + qxp[1], qxm[0] + qxm[1]], axis=1)
     q2 = np.stack([q2p[0] + q2p[1], q2p[0] + q2m[1], q2m[0] + q2p[1], q2m[0] + q2m[1]], axis=1)
     B = px.shape[2]
@@ -101,8 +104,9 @@ def _block_search(lat: Lattice8, X: Floats, W: Floats) -> tuple[Floats, Ints, In
     idx, redo = snap_groups(lat, L, X, W, scale=scale, xx=xx, ok=ok)
     if redo.any():
         cols = np.flatnonzero(redo)
-        sumqx, sumq2 = refit(lat, idx[:, cols], X[:, cols], W[:, cols],
-                             np.ascontiguousarray(xx[:, :, cols]))
+        sumqx, sumq2 = refit(
+            lat, idx[:, cols], X[:, cols], W[:, cols], np.ascontiguousarray(xx[:, :, cols])
+        )
         fit = (sumqx > 0) & (sumq2 > 0)
         scale[cols] = np.where(fit, safe_div(sumqx, sumq2), scale[cols])
     return np.where(ok, scale, F32(0.0)).astype(F32), np.where(ok, k, 0), idx
@@ -132,7 +136,8 @@ def quantize_iq1_m(x: Floats, qw: Floats | None = None) -> Bytes:
     idx = np.empty((2, B), dtype=np.int64)
     for sl in column_slices(32, B):  # 2048 blocks: the candidates stay in cache
         scale[sl], k[sl], idx[:, sl] = _block_search(
-            lat, np.ascontiguousarray(X[:, sl]), np.ascontiguousarray(W[:, sl]))
+            lat, np.ascontiguousarray(X[:, sl]), np.ascontiguousarray(W[:, sl])
+        )
     scales = scale.reshape(nb, 16)
     max_scale = scales.max(axis=1)
     ok = max_scale != 0
@@ -178,6 +183,5 @@ def dequantize_iq1_m(b: Bytes) -> Floats:
     neg = np.stack([qh & 0x08, qh & 0x80], axis=2) != 0
     delta = np.where(neg, -DELTA, DELTA).astype(F32)  # (nb, 16, 2)
     vals = ((lat.values[grid].astype(np.int32) - 3) // 2).astype(F32)  # (nb, 16, 2, 8)
-    out: Floats = (dl[:, :, None, None]
-                   * (vals + delta[:, :, :, None]).astype(F32)).astype(F32)
+    out: Floats = (dl[:, :, None, None] * (vals + delta[:, :, :, None]).astype(F32)).astype(F32)
     return out.reshape(nb, 256)

@@ -133,8 +133,9 @@ def _levels(idv: Floats, xval: Floats) -> Ints:
     return np.moveaxis(L.reshape(-1, 8, L.shape[-1]), 1, 0)
 
 
-def _snap(lat: Lattice2, L: Ints, xval: Floats, waux: Floats, scale: Floats, *,
-          which: Ints | None = None) -> tuple[Ints, Ints]:
+def _snap(
+    lat: Lattice2, L: Ints, xval: Floats, waux: Floats, scale: Floats, *, which: Ints | None = None
+) -> tuple[Ints, Ints]:
     """Levels (8, G, B) with every off-lattice group (among `which`) replaced by its best
     neighbour, and whether each group was on the lattice."""
     on = lat.index[group_keys(L)] >= 0  # (G, B)
@@ -209,13 +210,16 @@ def _search(lat: Lattice2, xval: Floats, W: Floats, xxs: bool) -> tuple[Floats, 
     return np.where(live, scale, F32(0.0)).astype(F32), L, live
 
 
-def _blocks(x: Floats, qw: Floats | None, n: int, lat: Lattice2,
-            xxs: bool) -> tuple[Floats, Ints, Bytes]:
+def _blocks(
+    x: Floats, qw: Floats | None, n: int, lat: Lattice2, xxs: bool
+) -> tuple[Floats, Ints, Bytes]:
     """Per block of n: scale (B,), grid indices (G, B) and 7-bit signs (G, B) (zero for
     an empty block)."""
     if qw is None:
-        raise QuantError(f"{'IQ2_XXS' if xxs else 'IQ2_XS'} needs an importance matrix: "
-                         "ggml cannot quantize to it without one")
+        raise QuantError(
+            f"{'IQ2_XXS' if xxs else 'IQ2_XS'} needs an importance matrix: "
+            "ggml cannot quantize to it without one"
+        )
     X = element_major(x, n)
     sumx2 = seq_sum(element_major(np.ascontiguousarray((x * x).astype(F32)), 256))
     sigma2 = (sumx2 / F32(256.0)).astype(F32)
@@ -273,7 +277,7 @@ def quantize_iq2_xs(x: Floats, qw: Floats | None = None) -> Bytes:
     nb = x.shape[0]
     scale, grid, signs = _blocks(x, qw, 16, lat, False)
     d, ls, ok = _scale_nibbles(scale.reshape(nb, 16))
-    q2 = (grid.astype(np.uint16) | (signs.astype(np.uint16) << 9))  # (2, B)
+    q2 = grid.astype(np.uint16) | (signs.astype(np.uint16) << 9)  # (2, B)
     q2 = np.ascontiguousarray(q2.reshape(2, nb, 16).transpose(1, 2, 0)).astype("<u2")
     q2[~ok] = 0
     out = np.empty((nb, 74), dtype=np.uint8)

@@ -54,8 +54,9 @@ def nearest_neighbour(lat: Lattice8, u: Ints, xg: Floats, wg: Floats, scale: Flo
     return levels
 
 
-def _snap(lat: Lattice8, L: Ints, xval: Floats, waux: Floats, scale: Floats, *,
-          which: Ints | None = None) -> tuple[Ints, Ints]:
+def _snap(
+    lat: Lattice8, L: Ints, xval: Floats, waux: Floats, scale: Floats, *, which: Ints | None = None
+) -> tuple[Ints, Ints]:
     """Levels (2, 8, B) with the off-lattice groups (among `which`, when given) replaced by
     their nearest neighbour, and whether each group was on the lattice."""
     on = lat.index[pack(L, 1)] >= 0  # (2, B)
@@ -137,7 +138,8 @@ def quantize_iq2_s(x: Floats, qw: Floats | None = None) -> Bytes:
     mx = np.empty(B, dtype=F32)
     for sl in column_slices(16, B):
         scale[sl], L[:, :, sl], mx[sl] = _block_search(
-            lat, np.ascontiguousarray(X[:, sl]), np.ascontiguousarray(W[:, sl]))
+            lat, np.ascontiguousarray(X[:, sl]), np.ascontiguousarray(W[:, sl])
+        )
     neg = (X < 0).reshape(2, 8, B)  # sign bit i of group k: element 8k + i
     signs = np.packbits(neg, axis=1, bitorder="little").reshape(2, B).astype(np.uint8)
     flip = scale < 0

@@ -69,8 +69,9 @@ def _neighbour(lat: Lattice, u: Ints, xg: Floats, wg: Floats, scale: Floats) -> 
     return levels
 
 
-def _snap(lat: Lattice, L: Ints, xval: Floats, waux: Floats, scale: Floats, *,
-          which: Ints | None = None) -> Ints:
+def _snap(
+    lat: Lattice, L: Ints, xval: Floats, waux: Floats, scale: Floats, *, which: Ints | None = None
+) -> Ints:
     """Levels (8, 4, B) with every off-lattice group (among `which`) replaced by its best
     neighbour."""
     u = (L << _SHIFTS[None, :, None]).sum(axis=1)  # (8, B)
@@ -92,8 +93,15 @@ def _fit(W: Floats, xval: Floats, L: Ints) -> tuple[Floats, Floats]:
     return seq_sum((wq * q).astype(F32)), seq_sum(((W * q).astype(F32) * q).astype(F32))
 
 
-def block_search(lat: Lattice, xval: Floats, W: Floats, live: Ints, *, trials: int = 9,
-                 off_grid_only: bool = False) -> tuple[Floats, Ints]:
+def block_search(
+    lat: Lattice,
+    xval: Floats,
+    W: Floats,
+    live: Ints,
+    *,
+    trials: int = 9,
+    off_grid_only: bool = False,
+) -> tuple[Floats, Ints]:
     """Scale (0 where not `live`) and levels (8, 4, B) of each 32-element column of
     magnitudes `xval`, trying 2*trials+1 scales. IQ3_S (the default) re-snaps every group
     at the final scale when one was off the lattice; IQ3_XXS (`off_grid_only`) only the
@@ -162,7 +170,8 @@ def quantize_iq3_s(x: Floats, qw: Floats | None = None) -> Bytes:
         xval = np.abs(X[:, sl])
         mx[sl] = xval.max(axis=0)
         scale[sl], L[:, :, sl] = block_search(
-            lat, xval, np.ascontiguousarray(W[:, sl]), mx[sl] != 0)
+            lat, xval, np.ascontiguousarray(W[:, sl]), mx[sl] != 0
+        )
     neg = (X < 0).reshape(4, 8, B)  # sign bit i of byte k: element 8k + i
     signs = np.packbits(neg, axis=1, bitorder="little").reshape(4, B).astype(np.uint8)
     flip = scale < 0
@@ -210,8 +219,9 @@ def dequantize_iq3_s(b: Bytes) -> Floats:
     hi = np.unpackbits(qh.astype(np.uint8)[:, :, None], axis=2, bitorder="little")
     grid = qs.reshape(nb, 8, 8) | (hi.astype(np.int32) << 8)  # (nb, block, group)
     vals = lat.values[grid].astype(F32).reshape(nb, 8, 32)  # magnitudes per element
-    neg = np.unpackbits(signs.reshape(nb, 8, 4)[:, :, :, None], axis=3,
-                        bitorder="little").reshape(nb, 8, 32)
+    neg = np.unpackbits(signs.reshape(nb, 8, 4)[:, :, :, None], axis=3, bitorder="little").reshape(
+        nb, 8, 32
+    )
     sgn = np.where(neg == 1, F32(-1.0), F32(1.0))
     out: Floats = ((db[:, :, None] * vals).astype(F32) * sgn).astype(F32)
     return out.reshape(nb, 256)

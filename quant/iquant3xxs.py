@@ -43,7 +43,7 @@ def quantize_iq3_xxs(x: Floats, qw: Floats | None = None) -> Bytes:
         sumx2 = seq_sum(element_major(np.ascontiguousarray((x * x).astype(F32)), 256))
         sigma2 = (F32(2.0) * sumx2 / F32(256.0)).astype(F32)
         sig = np.repeat(sigma2, 8)[None, :]
-        W = (element_major(qw, 32) * np.sqrt((sig + (X * X).astype(F32)).astype(F32)))
+        W = element_major(qw, 32) * np.sqrt((sig + (X * X).astype(F32)).astype(F32))
         W = W.astype(F32)
     B = X.shape[1]
     scale = np.empty(B, dtype=F32)

@@ -29,8 +29,9 @@ from quant.numerics import (
 )
 
 #: `kvalues_iq4nl` of ggml-common.h
-KVALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113],
-                   dtype=np.int8)
+KVALUES = np.array(
+    [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.int8
+)
 _VALS = KVALUES.astype(F32)
 _NTRY = 7
 
@@ -75,9 +76,12 @@ def _fit(X: Floats, W: Floats, idv: Floats) -> tuple[Floats, Floats]:
 def _block_scales(X: Floats, W: Floats) -> Floats:
     """The best scale of each 32-element column of X (0 where the block is ~zero), worked
     out in cache-sized slices of columns."""
-    return np.concatenate([_slice_scales(np.ascontiguousarray(X[:, s]),
-                                         np.ascontiguousarray(W[:, s]))
-                           for s in column_slices(*X.shape)])
+    return np.concatenate(
+        [
+            _slice_scales(np.ascontiguousarray(X[:, s]), np.ascontiguousarray(W[:, s]))
+            for s in column_slices(*X.shape)
+        ]
+    )
 
 
 def _slice_scales(X: Floats, W: Floats) -> Floats:

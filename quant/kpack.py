@@ -19,8 +19,13 @@ def half(b: Bytes) -> Floats:
 
 
 def requant(  # noqa: PLR0917
-    X: Floats, d: Floats, dm: Floats | None, L: Floats | Callable[[Ints], Floats], lo: int,
-    hi: int, offset: int = 0,
+    X: Floats,
+    d: Floats,
+    dm: Floats | None,
+    L: Floats | Callable[[Ints], Floats],
+    lo: int,
+    hi: int,
+    offset: int = 0,
 ) -> Bytes:
     """Re-quantize with the stored scales, `l = clamp(nearest_int((x + dm)/d), lo, hi) +
     offset`, as (nblocks, 256) uint8 levels in element order.

@@ -27,8 +27,11 @@ def quantize_q6_k(x: Floats, qw: Floats | None = None) -> Bytes:
     scales = make_qx_scales(X, 32, QW)
 
     def search_levels(cols: np.ndarray) -> Floats:  # the search's levels, where a sub-scale is 0
-        return make_qx_quants(np.ascontiguousarray(X[:, cols]), 32,
-                              None if QW is None else np.ascontiguousarray(QW[:, cols]))[1]
+        return make_qx_quants(
+            np.ascontiguousarray(X[:, cols]),
+            32,
+            None if QW is None else np.ascontiguousarray(QW[:, cols]),
+        )[1]
 
     scales = scales.reshape(nb, 16)
     max_scale, max_abs = signed_absmax_1d(scales)

@@ -40,8 +40,13 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice:
     order = np.argsort(d2 * k.size + np.arange(k.size), axis=1)  # by (distance, index)
     sorted_d2 = np.take_along_axis(d2, order, axis=1)
     # the rank of each distance among the distinct distances of its row
-    rank = np.concatenate([np.zeros((d2.shape[0], 1), dtype=np.int64),
-                           np.cumsum(np.diff(sorted_d2, axis=1) > 0, axis=1)], axis=1)
+    rank = np.concatenate(
+        [
+            np.zeros((d2.shape[0], 1), dtype=np.int64),
+            np.cumsum(np.diff(sorted_d2, axis=1) > 0, axis=1),
+        ],
+        axis=1,
+    )
     keep = (rank < nwant) & (index < 0)[:, None]
     count = keep.sum(axis=1)
     start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)

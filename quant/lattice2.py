@@ -50,8 +50,13 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice2:
     d2 = ((values[None, :, :].astype(np.int32) - pos[:, None, :]) ** 2).sum(axis=2)
     order = np.argsort(d2 * k.size + np.arange(k.size), axis=1)  # by (distance, index)
     sorted_d2 = np.take_along_axis(d2, order, axis=1)
-    rank = np.concatenate([np.zeros((d2.shape[0], 1), dtype=np.int64),
-                           np.cumsum(np.diff(sorted_d2, axis=1) > 0, axis=1)], axis=1)
+    rank = np.concatenate(
+        [
+            np.zeros((d2.shape[0], 1), dtype=np.int64),
+            np.cumsum(np.diff(sorted_d2, axis=1) > 0, axis=1),
+        ],
+        axis=1,
+    )
     keep = rank < nwant
     count = np.zeros(keys.size, dtype=np.int64)
     count[wanted] = keep.sum(axis=1)
@@ -96,8 +101,9 @@ def best_neighbour(lat: Lattice2, u: Ints, xg: Floats, wg: Floats, scale: Floats
     at = np.arange(n, dtype=np.int32)
     at += np.repeat((lat.start[u] - starts).astype(np.int32), counts)
     keys = lat.flat_keys[at]
-    owner = np.repeat(np.arange(0, u.size * _NCOORD * _NLEVEL, _NCOORD * _NLEVEL,
-                                dtype=np.int32), counts)
+    owner = np.repeat(
+        np.arange(0, u.size * _NCOORD * _NLEVEL, _NCOORD * _NLEVEL, dtype=np.int32), counts
+    )
     d2 = terms[owner + (keys & 3)]
     for i in range(1, _NCOORD):  # C order: d2 += term of coordinate i
         d2 += terms[(owner + _NLEVEL * i) + ((keys >> (2 * i)) & 3)]

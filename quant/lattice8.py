@@ -39,16 +39,21 @@ def pack(levels: npt.NDArray[np.int64], axis: int) -> npt.NDArray[np.int64]:
     shape = [1] * levels.ndim
     shape[axis] = 8
     packed: npt.NDArray[np.int64] = (levels.astype(np.int64) << _SHIFTS.reshape(shape)).sum(
-        axis=axis)
+        axis=axis
+    )
     return packed
 
 
-def _neighbours(pos: npt.NDArray[np.int64], values: npt.NDArray[np.int64],
-                nwant: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _neighbours(
+    pos: npt.NDArray[np.int64], values: npt.NDArray[np.int64], nwant: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(row, point) pairs of the kept neighbours of a slab of off-grid tuples, row-major
     and within a row by (distance, point)."""
-    d2 = (pos * pos).sum(axis=1)[:, None] + (values * values).sum(axis=1)[None, :] \
+    d2 = (
+        (pos * pos).sum(axis=1)[:, None]
+        + (values * values).sum(axis=1)[None, :]
         - 2 * (pos @ values.T)
+    )
     bound = d2.min(axis=1)
     big = np.iinfo(np.int64).max
     for _ in range(nwant - 1):
@@ -77,12 +82,14 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice8:
         flat.append(cols)
     start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
     levels4 = np.ascontiguousarray((4 * np.arange(8) + levels).T.astype(np.int64))
-    return Lattice8(values.astype(np.int8), levels4, index,
-                    np.concatenate(flat).astype(np.int32), start, count)
+    return Lattice8(
+        values.astype(np.int8), levels4, index, np.concatenate(flat).astype(np.int32), start, count
+    )
 
 
-def nearest(lat: Lattice8, u: npt.NDArray[np.int64],
-            terms: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+def nearest(
+    lat: Lattice8, u: npt.NDArray[np.int64], terms: npt.NDArray[np.float32]
+) -> npt.NDArray[np.int64]:
     """For each group g off the lattice (tuple u[g]), the first of its neighbours with the
     smallest distance, a distance being the float sum, coordinate after coordinate, of
     `terms[g, 4*i + level]` (terms: (G, 32), a group's weighted squared differences per

@@ -194,4 +194,3 @@ def dequantize_q5_1(b: Bytes) -> Floats:
     d, m = _half(b[:, 0:2]), _half(b[:, 2:4])
     q = _unpack_nibbles(b[:, 8:]) | _unpack_qh(b[:, 4:8])
     return np.asarray(q.astype(F32) * d + m, dtype=F32)
-

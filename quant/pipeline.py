@@ -70,7 +70,12 @@ def _cache_key(base: str, p: Plan, w: npt.NDArray[np.float32] | None) -> str:
 
 
 def _chunks(
-    p: Plan, g: GGUFFile, w: npt.NDArray[np.float32] | None, *, dest: str, at: int,
+    p: Plan,
+    g: GGUFFile,
+    w: npt.NDArray[np.float32] | None,
+    *,
+    dest: str,
+    at: int,
     keep: bool,
 ) -> Iterator[Chunk]:
     t = p.tensor
@@ -82,8 +87,20 @@ def _chunks(
         nrows = min(step, t.nrows - row, per_expert - row % per_expert)
         expert = row // per_expert
         wv = None if w is None else w[expert * n : (expert + 1) * n]
-        yield Chunk(str(g.path), offset, t.name, t.type_id, n, row, nrows, target.name, wv,
-                    dest, at + row * target.row_bytes(n), keep)
+        yield Chunk(
+            str(g.path),
+            offset,
+            t.name,
+            t.type_id,
+            n,
+            row,
+            nrows,
+            target.name,
+            wv,
+            dest,
+            at + row * target.row_bytes(n),
+            keep,
+        )
 
 
 #: default number of worker processes: all cores, up to this (each holds ~150 MB of chunks)
@@ -116,15 +133,20 @@ def _pool(threads: int | None) -> ProcessPoolExecutor | None:
     if n <= 1:
         return None
     if _fork_ok and sys.platform.startswith("linux") and threading.active_count() == 1:
-        return ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_worker_init, initargs=(os.getpid(),))
+        return ProcessPoolExecutor(
+            max_workers=n,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
+        )
     # otherwise workers come from a fork server (a fresh interpreter started with no
     # descriptor of ours but its pipes), never from forking the caller: a server's listening
     # socket, client connections and store lock must not live on in a worker
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["quant.source", "quant.pipeline"])
-    return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,
-                               initargs=(os.getpid(),))
+    return ProcessPoolExecutor(
+        max_workers=n, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+    )
 
 
 #: how often a worker checks that its owner is still there, where there is no pidfd (s)
@@ -155,8 +177,7 @@ def _worker_init(owner: int) -> None:
     watch = _owner_handle(owner)
     if watch is None or _exited(watch, timeout=0):
         os._exit(1)
-    threading.Thread(target=_watch_owner, args=(watch,), name="owner-watch",
-                     daemon=True).start()
+    threading.Thread(target=_watch_owner, args=(watch,), name="owner-watch", daemon=True).start()
 
 
 def _owner_handle(pid: int) -> int | str | None:
@@ -219,8 +240,13 @@ class _Job:
 
 
 def _jobs(
-    g: GGUFFile, plans: list[Plan], weights: dict[str, npt.NDArray[np.float32] | None],
-    *, cache: TensorCache | None, dest: Path, places: dict[str, int],
+    g: GGUFFile,
+    plans: list[Plan],
+    weights: dict[str, npt.NDArray[np.float32] | None],
+    *,
+    cache: TensorCache | None,
+    dest: Path,
+    places: dict[str, int],
 ) -> Iterator[_Job]:
     base = _source_key(g) if cache else ""
     for index, p in enumerate(plans, 1):
@@ -232,8 +258,9 @@ def _jobs(
         if data is not None:
             yield _Job(index, p, data=data)
             continue
-        chunks = list(_chunks(p, g, w, dest=str(dest), at=places[p.tensor.name],
-                              keep=cache is not None))
+        chunks = list(
+            _chunks(p, g, w, dest=str(dest), at=places[p.tensor.name], keep=cache is not None)
+        )
         for k, c in enumerate(chunks):
             yield _Job(index, p, c, last=k == len(chunks) - 1)
 

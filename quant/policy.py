@@ -59,20 +59,61 @@ def sort_key(name: str) -> tuple[int, bytes]:
 
 
 _NEVER = (
-    "_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel",
-    "per_layer_model_proj", "ssm_conv1d", "shortconv.conv.weight", "indexer.k_proj.weight",
-    "indexer.q_proj.weight", "attn_rel_b.weight", ".position_embd", "sam.pos_embd",
-    "sam.neck.", "sam.net_", ".rel_pos", ".patch_embd", ".patch_merger", "a.rvq.codebook",
+    "_norm.weight",
+    "ffn_gate_inp.weight",
+    "ffn_gate_tid2eid.weight",
+    "altup",
+    "laurel",
+    "per_layer_model_proj",
+    "ssm_conv1d",
+    "shortconv.conv.weight",
+    "indexer.k_proj.weight",
+    "indexer.q_proj.weight",
+    "attn_rel_b.weight",
+    ".position_embd",
+    "sam.pos_embd",
+    "sam.neck.",
+    "sam.net_",
+    ".rel_pos",
+    ".patch_embd",
+    ".patch_merger",
+    "a.rvq.codebook",
     "mm.a.code_embd",
-    *(f"time_mix_{s}.weight" for s in (
-        "first", "w0", "w1", "w2", "v0", "v1", "v2", "a0", "a1", "a2", "g1", "g2",
-        "decay_w1", "decay_w2", "lerp_fused",
-    )),
+    *(
+        f"time_mix_{s}.weight"
+        for s in (
+            "first",
+            "w0",
+            "w1",
+            "w2",
+            "v0",
+            "v1",
+            "v2",
+            "a0",
+            "a1",
+            "a2",
+            "g1",
+            "g2",
+            "decay_w1",
+            "decay_w2",
+            "lerp_fused",
+        )
+    ),
 )
 _NEVER_GLM5 = (
-    "hc_", "indexer.attn_q_b", "indexer.attn_k", "indexer.proj", "indexer_compressor_gate",
-    "indexer_compressor_ape", "ssm_f_a.weight", "ssm_f_b.weight", "ssm_g_a.weight",
-    "ssm_g_b.weight", "ssm_beta.weight", "attn_kv_a_mqa.weight", "attn_k_b.weight",
+    "hc_",
+    "indexer.attn_q_b",
+    "indexer.attn_k",
+    "indexer.proj",
+    "indexer_compressor_gate",
+    "indexer_compressor_ape",
+    "ssm_f_a.weight",
+    "ssm_f_b.weight",
+    "ssm_g_a.weight",
+    "ssm_g_b.weight",
+    "ssm_beta.weight",
+    "attn_kv_a_mqa.weight",
+    "attn_k_b.weight",
     "attn_v_b.weight",
 )
 
@@ -92,9 +133,14 @@ def allows_quantization(t: TensorInfo, arch: str, quantize_output: bool = True) 
 
 
 _CATEGORIES = (
-    ("attn_qkv.weight", "attn_v"), ("attn_kv_b.weight", "attn_v"), ("attn_v.weight", "attn_v"),
-    ("attn_k.weight", "attn_k"), ("attn_q.weight", "attn_q"),
-    ("attn_output.weight", "attn_output"), ("ffn_up", "ffn_up"), ("ffn_gate", "ffn_gate"),
+    ("attn_qkv.weight", "attn_v"),
+    ("attn_kv_b.weight", "attn_v"),
+    ("attn_v.weight", "attn_v"),
+    ("attn_k.weight", "attn_k"),
+    ("attn_q.weight", "attn_q"),
+    ("attn_output.weight", "attn_output"),
+    ("ffn_up", "ffn_up"),
+    ("ffn_gate", "ffn_gate"),
     ("ffn_down", "ffn_down"),
 )
 
@@ -121,14 +167,20 @@ def _cmod(a: int, b: int) -> int:
     return -r if a < 0 else r
 
 
-_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0",
-             **dict.fromkeys(("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS",
-                              "IQ3_S", "IQ4_XS"), "IQ4_NL")}
+_FALLBACK = {
+    "Q2_K": "Q4_0",
+    "Q3_K": "Q4_0",
+    "Q4_K": "Q5_0",
+    "Q5_K": "Q5_1",
+    "Q6_K": "Q8_0",
+    **dict.fromkeys(
+        ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_XS"), "IQ4_NL"
+    ),
+}
 #: ggml ids of the lattice i-quants, which the policy can choose before mfc has their
 #: kernels (all are 256-element super-blocks); planning works, quantizing refuses. Those
 #: with kernels are also in `quant.formats`, which wins.
-LATTICE_IDS = {"IQ2_XXS": 16, "IQ2_XS": 17, "IQ3_XXS": 18, "IQ1_S": 19, "IQ2_S": 22,
-               "IQ1_M": 29}
+LATTICE_IDS = {"IQ2_XXS": 16, "IQ2_XS": 17, "IQ3_XXS": 18, "IQ1_S": 19, "IQ2_S": 22, "IQ1_M": 29}
 #: tensor types only made well with an importance matrix (`tensor_requires_imatrix`)
 NEEDS_IMATRIX = frozenset(("IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_M", "IQ1_S"))
 #: file types whose low-bit rules are one group in `llama_tensor_get_type_impl`
@@ -162,8 +214,15 @@ def _fallback(t: TensorInfo, target: str) -> str:
 class _Mix:
     """`llama_tensor_get_type_impl` for the K-quant and legacy file types, with its counters."""
 
-    def __init__(self, facts: ModelFacts, ftype: FileType, tensors: list[TensorInfo], *,
-                 has_imatrix: bool, output_type: str | None) -> None:
+    def __init__(
+        self,
+        facts: ModelFacts,
+        ftype: FileType,
+        tensors: list[TensorInfo],
+        *,
+        has_imatrix: bool,
+        output_type: str | None,
+    ) -> None:
         self.facts = facts
         self.f = ftype.name
         self.has_imatrix = has_imatrix
@@ -233,12 +292,28 @@ class _Mix:
             if falcon:
                 new = "Q4_K" if f == "Q3_K_L" else new
             elif facts.n_expert == 8:
-                if f in ("Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S",
-                         "Q4_K_M", "IQ3_S", "IQ3_M", "IQ4_XS"):
+                if f in (
+                    "Q2_K",
+                    "IQ3_XS",
+                    "IQ3_XXS",
+                    "Q3_K_S",
+                    "Q3_K_M",
+                    "IQ4_NL",
+                    "Q4_K_S",
+                    "Q4_K_M",
+                    "IQ3_S",
+                    "IQ3_M",
+                    "IQ4_XS",
+                ):
                     new = "Q5_K"
             else:
-                new = {"Q2_K": "Q3_K", "IQ3_XXS": "IQ3_S", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K",
-                       "IQ3_M": "Q4_K"}.get(f, new)
+                new = {
+                    "Q2_K": "Q3_K",
+                    "IQ3_XXS": "IQ3_S",
+                    "Q3_K_M": "Q4_K",
+                    "Q3_K_L": "Q5_K",
+                    "IQ3_M": "Q4_K",
+                }.get(f, new)
         elif cat in ("ffn_gate", "ffn_up"):
             i, n = self._layer(self.i_gate if cat == "ffn_gate" else self.i_up, t.name)
             if f == "IQ3_XS" and n // 8 <= i < 7 * n // 8:

@@ -28,8 +28,13 @@ from quant.pipeline import ProgressFn, QuantizeProgress, TensorCache, write_tens
 from quant.policy import ModelFacts, Plan, plan_tensors, type_name
 from quant.source import type_layout
 
-_DROP_KEYS = {"general.quantization_version", "general.file_type",
-              "split.no", "split.count", "split.tensors.count"}
+_DROP_KEYS = {
+    "general.quantization_version",
+    "general.file_type",
+    "split.no",
+    "split.count",
+    "split.tensors.count",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +64,9 @@ def _facts(g: GGUFFile) -> ModelFacts:
     if n_layer < 0:
         raise QuantError(f"{g.path} has no {arch}.block_count")
     n_head = first("attention.head_count", 0)
-    return ModelFacts(arch, n_layer, n_head, first("attention.head_count_kv", n_head),
-                      first("expert_count", 0))
+    return ModelFacts(
+        arch, n_layer, n_head, first("attention.head_count_kv", n_head), first("expert_count", 0)
+    )
 
 
 def _type_arg(name: str | None, what: str) -> str | None:
@@ -98,16 +104,23 @@ def _weights_for(p: Plan, im: Imatrix | None) -> npt.NDArray[np.float32] | None:
         else:
             raise QuantError(
                 f"imatrix has {w.size} values for tensor {t.name!r}, which needs "
-                f"{t.ne[0] * experts}", tensor=t.name,
+                f"{t.ne[0] * experts}",
+                tensor=t.name,
                 hint="the imatrix was computed for a different model",
             )
     if w is None and p.requires_imatrix:
         # llama.cpp's two refusals: no imatrix at all, or none for this tensor
-        msg = (f"missing importance matrix for tensor {t.name!r} in a very low-bit quantization"
-               if im else "this quantization requires an importance matrix (offending tensor "
-               f"{t.name!r}, target type {type_name(p.target)})")
-        raise QuantError(msg, tensor=t.name,
-                         hint="pass --imatrix FILE (made with `mfc imatrix` or llama-imatrix)")
+        msg = (
+            f"missing importance matrix for tensor {t.name!r} in a very low-bit quantization"
+            if im
+            else "this quantization requires an importance matrix (offending tensor "
+            f"{t.name!r}, target type {type_name(p.target)})"
+        )
+        raise QuantError(
+            msg,
+            tensor=t.name,
+            hint="pass --imatrix FILE (made with `mfc imatrix` or llama-imatrix)",
+        )
     return w
 
 
@@ -139,23 +152,35 @@ def quantize_file(
     dst = Path(dst)
     for what, path in (("input file", src), ("imatrix", imatrix)):
         if isinstance(path, str | Path) and same_file(dst, Path(path)):
-            raise QuantError(f"cannot write {dst}: it is the {what}",
-                             hint="give another output file")
+            raise QuantError(
+                f"cannot write {dst}: it is the {what}", hint="give another output file"
+            )
     if not dst.parent.is_dir():
         raise QuantError(f"cannot write {dst}: folder {dst.parent} does not exist")
     with GGUFFile(src) as g:
         plans = plan_tensors(
-            list(g.tensors), _facts(g), ft, pure=pure, has_imatrix=im is not None,
-            output_type=out_type, token_embedding_type=emb_type,
+            list(g.tensors),
+            _facts(g),
+            ft,
+            pure=pure,
+            has_imatrix=im is not None,
+            output_type=out_type,
+            token_embedding_type=emb_type,
             quantize_output=not leave_output_tensor,
         )
         sizes = _check(g, plans, allow_requantize)
         weights = {p.tensor.name: _weights_for(p, im) for p in plans if p.quantize}
         kvs = [g.encoded(key) for key in g.header.kv if key not in _DROP_KEYS]
-        kvs += [encode_pair("general.quantization_version", GGUFValueType.UINT32, 2),
-                encode_pair("general.file_type", GGUFValueType.UINT32, ft.id)]
-        infos = tensor_table([(p.tensor.name, p.tensor.ne[: p.tensor.n_dims], p.target,
-                               sizes[p.tensor.name][1]) for p in plans])
+        kvs += [
+            encode_pair("general.quantization_version", GGUFValueType.UINT32, 2),
+            encode_pair("general.file_type", GGUFValueType.UINT32, ft.id),
+        ]
+        infos = tensor_table(
+            [
+                (p.tensor.name, p.tensor.ne[: p.tensor.n_dims], p.target, sizes[p.tensor.name][1])
+                for p in plans
+            ]
+        )
         header = header_bytes(kvs, infos)
         total = len(header) + sum(padded(sizes[p.tensor.name][1]) for p in plans)
         places = {name: len(header) + at for name, _, _, at in infos}
@@ -170,8 +195,18 @@ def quantize_file(
             with tmp.open("r+b") as fh:
                 fh.write(header)
                 fh.truncate(total)  # padding stays zero; tensors are written in place
-            write_tensors(tmp, g, plans, places=places, sizes=sizes, weights=weights,
-                           threads=threads, cache=cache, progress=progress, total=total)
+            write_tensors(
+                tmp,
+                g,
+                plans,
+                places=places,
+                sizes=sizes,
+                weights=weights,
+                threads=threads,
+                cache=cache,
+                progress=progress,
+                total=total,
+            )
             tmp.replace(dst)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -183,21 +218,30 @@ def quantize_file(
     for p in plans:
         name = type_layout(p.target)[0]
         counts[name] = counts.get(name, 0) + 1
-    return QuantizeResult(dst, ft.name, len(plans), sum(p.quantize for p in plans),
-                          Path(src).stat().st_size, total, time.perf_counter() - started, counts)
+    return QuantizeResult(
+        dst,
+        ft.name,
+        len(plans),
+        sum(p.quantize for p in plans),
+        Path(src).stat().st_size,
+        total,
+        time.perf_counter() - started,
+        counts,
+    )
 
 
-def _check(
-    g: GGUFFile, plans: list[Plan], allow_requantize: bool
-) -> dict[str, tuple[int, int]]:
+def _check(g: GGUFFile, plans: list[Plan], allow_requantize: bool) -> dict[str, tuple[int, int]]:
     """Input and output byte sizes per tensor, after the checks llama.cpp would fail on."""
     sizes = {}
     for p in plans:
         t = p.tensor
         src_name, block, size = type_layout(t.type_id)
         if t.ne[0] % block:
-            raise QuantError(f"tensor {t.name!r}: {t.ne[0]} values per row is not a whole "
-                             f"number of {src_name} blocks", tensor=t.name)
+            raise QuantError(
+                f"tensor {t.name!r}: {t.ne[0]} values per row is not a whole "
+                f"number of {src_name} blocks",
+                tensor=t.name,
+            )
         nbytes = t.nrows * (t.ne[0] // block) * size
         g.header.check_range(t, nbytes)
         out = nbytes
@@ -205,11 +249,16 @@ def _check(
             target = BY_ID.get(p.target)
             if target is None:
                 raise QuantError(
-                    f"tensor {t.name!r} would be {type_name(p.target)}, which mfc cannot "
-                    "write yet", tensor=t.name, hint="choose another quantization type")
+                    f"tensor {t.name!r} would be {type_name(p.target)}, which mfc cannot write yet",
+                    tensor=t.name,
+                    hint="choose another quantization type",
+                )
             if t.ne[0] % target.block:
-                raise QuantError(f"tensor {t.name!r}: rows of {t.ne[0]} values cannot be split "
-                                 f"into {target.name} blocks of {target.block}", tensor=t.name)
+                raise QuantError(
+                    f"tensor {t.name!r}: rows of {t.ne[0]} values cannot be split "
+                    f"into {target.name} blocks of {target.block}",
+                    tensor=t.name,
+                )
             if block > 1 and not allow_requantize:
                 raise QuantError(
                     f"tensor {t.name!r} is already quantized ({src_name})",

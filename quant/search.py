@@ -49,8 +49,14 @@ def make_qkx_quants(  # noqa: PLR0917 (the C helper's parameters, in its order)
     L = np.empty((n, B), dtype=F32)
     for s in column_slices(n, B, QKX_SLICE_ELEMS if n >= 32 else None):
         scale[s], the_min[s], L[:, s] = _qkx_slice(
-            np.ascontiguousarray(X[:, s]), np.ascontiguousarray(W[:, s]),
-            nmax, rmin, rdelta, nstep, use_mad, v3,
+            np.ascontiguousarray(X[:, s]),
+            np.ascontiguousarray(W[:, s]),
+            nmax,
+            rmin,
+            rdelta,
+            nstep,
+            use_mad,
+            v3,
         )
     return scale, the_min, L
 
@@ -171,8 +177,9 @@ def _qkx_slice(  # noqa: PLR0917
 def _qx_numerators(nmax: int) -> Floats:
     # the numerators of C's trial scales: -nmax, then -(nmax + 0.1*is) for is = -9..9, != 0
     fnmax = F32(nmax)
-    return np.array([-fnmax] + [-(fnmax + F32(0.1) * F32(k)) for k in range(-9, 10) if k],
-                    dtype=F32)
+    return np.array(
+        [-fnmax] + [-(fnmax + F32(0.1) * F32(k)) for k in range(-9, 10) if k], dtype=F32
+    )
 
 
 def make_qx_quants(X: Floats, nmax: int, QW: Floats | None = None) -> tuple[Floats, Floats]:
@@ -281,7 +288,14 @@ def _qx_sums(  # noqa: PLR0917
 
 
 def _descend(
-    X: Floats, W: Floats, L: Floats, sumlx: Floats, suml2: Floats, *, lo: float, hi: float,
+    X: Floats,
+    W: Floats,
+    L: Floats,
+    sumlx: Floats,
+    suml2: Floats,
+    *,
+    lo: float,
+    hi: float,
     qp: bool,
 ) -> None:
     """The coordinate descent of `make_q3_quants` (and of `make_qp_quants` with `qp`), in place.

@@ -96,7 +96,8 @@ def quantize(
     if imatrix is None and fmt.needs_imatrix:
         raise QuantError(
             f"{fmt.name} needs an importance matrix: ggml cannot quantize to it without one",
-            tensor=tensor, hint="pass one weight per column (made with `mfc imatrix`)",
+            tensor=tensor,
+            hint="pass one weight per column (made with `mfc imatrix`)",
         )
     weights = None
     if imatrix is not None:

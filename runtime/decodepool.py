@@ -154,4 +154,3 @@ POOL = DecodePool()
 def worker_pids() -> list[int]:
     """Pids of the running workers (for tests and the RSS figure)."""
     return [w.process.pid for w in POOL._workers if w.process.pid is not None]
-

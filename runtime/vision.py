@@ -176,7 +176,7 @@ def image_tokens(projector: str) -> int:
     if kind in ("ldp", "ldpv2", "adapter"):
         n //= 4
     elif kind in ("qwen2vl_merger", "qwen2.5vl_merger"):
-        n = -(-size // (2 * patch)) ** 2
+        n = -((-size // (2 * patch)) ** 2)
     elif kind == "gemma3":
         n = (side // max(uint("clip.vision.projector.scale_factor", 4), 1)) ** 2
     elif kind in ("idefics3", "internvl"):

@@ -143,8 +143,13 @@ def _tokenize(vocab: object, text: str) -> list[int]:
 
 
 def compute_imatrix(
-    model: Path, text: str, n_ctx: int = 512, *, max_chunks: int | None = None,
-    threads: int | None = None, progress: Progress | None = None,
+    model: Path,
+    text: str,
+    n_ctx: int = 512,
+    *,
+    max_chunks: int | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
 ) -> ImatrixStats:
     """Run `model` over `text` and collect what llama-imatrix collects."""
     import llama_cpp

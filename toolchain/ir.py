@@ -137,9 +137,18 @@ class Comment:
 
 #: IR class per keyword (lower case), for the front end and for tools building IR by hand
 INSTRUCTION_CLASSES: dict[str, type[Instruction]] = {
-    "from": From, "adapter": Adapter, "template": Template, "system": System,
-    "license": License, "requires": Requires, "draft": Draft, "renderer": Renderer,
-    "parser": Parser, "quantize": Quantize, "imatrix": Imatrix, "parameter": Parameter,
+    "from": From,
+    "adapter": Adapter,
+    "template": Template,
+    "system": System,
+    "license": License,
+    "requires": Requires,
+    "draft": Draft,
+    "renderer": Renderer,
+    "parser": Parser,
+    "quantize": Quantize,
+    "imatrix": Imatrix,
+    "parameter": Parameter,
     "message": Message,
 }
 

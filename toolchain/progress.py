@@ -69,8 +69,10 @@ class ByteMeter:
     def update(self, done: int) -> None:
         now = time.monotonic()
         with self._lock:
-            if self._last is not None and done < self.total and (
-                done - self._last < self._step or now - self._last_time < self._interval
+            if (
+                self._last is not None
+                and done < self.total
+                and (done - self._last < self._step or now - self._last_time < self._interval)
             ):
                 return
             self._last, self._last_time = done, now

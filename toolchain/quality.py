@@ -87,8 +87,14 @@ class _Model:
 
         with quiet_stderr():
             self.llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                logits_all=True, n_threads=threads, n_threads_batch=threads, flash_attn=True,
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=n_ctx,
+                n_ubatch=n_ctx,
+                logits_all=True,
+                n_threads=threads,
+                n_threads_batch=threads,
+                flash_attn=True,
                 verbose=False,
             )
         model = self.llm.model
@@ -148,7 +154,8 @@ def chunks_of(tokens: list[int], n_ctx: int, max_chunks: int | None) -> npt.NDAr
     if len(tokens) < 2 * n_ctx:
         raise EvalError(
             f"the text tokenizes to {len(tokens)} tokens; a context of {n_ctx} needs at "
-            f"least {2 * n_ctx}", hint="give more text or a smaller --ctx",
+            f"least {2 * n_ctx}",
+            hint="give more text or a smaller --ctx",
         )
     n = len(tokens) // n_ctx
     if max_chunks is not None:
@@ -160,8 +167,13 @@ Progress = Callable[[str, int, int], None]
 
 
 def base_log_probs(
-    base: Path, text: str, n_ctx: int, *, max_chunks: int | None = None,
-    threads: int | None = None, progress: Progress | None = None,
+    base: Path,
+    text: str,
+    n_ctx: int,
+    *,
+    max_chunks: int | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
 ) -> BaseLogProbs:
     """Evaluate the base model over the text (`llama-perplexity --kl-divergence-base`)."""
     m = _Model(base, n_ctx, threads)
@@ -175,8 +187,7 @@ def base_log_probs(
             top = logits.max(axis=1)
             target = chunk[first + 1 :]
             own = logits[np.arange(target.size), target]
-            lse = np.log(np.exp((logits - top[:, None]).astype(F32)).astype(np.float64)
-                         .sum(axis=1))
+            lse = np.log(np.exp((logits - top[:, None]).astype(F32)).astype(np.float64).sum(axis=1))
             nll += float(np.sum(-((own - top).astype(F32) - lse)))
             if progress:
                 progress("base", i + 1, len(chunks))
@@ -184,8 +195,11 @@ def base_log_probs(
         m.close()
     count = len(chunks) * (n_ctx - 1 - first)
     return BaseLogProbs(
-        chunks, np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]), math.exp(nll / count),
+        chunks,
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+        math.exp(nll / count),
     )
 
 
@@ -199,7 +213,10 @@ def _percentile(values: npt.NDArray[np.float32], fraction: float) -> float:
 
 
 def score(
-    model: Path, base: BaseLogProbs, *, threads: int | None = None,
+    model: Path,
+    base: BaseLogProbs,
+    *,
+    threads: int | None = None,
     progress: Progress | None = None,
 ) -> Quality:
     """Perplexity of `model` and its KL divergence from the base (`--kl-divergence`)."""
@@ -211,7 +228,8 @@ def score(
         if m.n_vocab != base.levels.shape[1]:
             raise EvalError(
                 f"{model.name} has {m.n_vocab} tokens in its vocabulary, the base "
-                f"{base.levels.shape[1]}", hint="compare models of the same vocabulary",
+                f"{base.levels.shape[1]}",
+                hint="compare models of the same vocabulary",
             )
         sum_nll = sum_nll_base = 0.0
         same_top = 0
@@ -241,10 +259,17 @@ def score(
         sorted_kld = np.sort(values)
         bits = 8.0 * m.size / m.n_params if m.n_params else 0.0
         return Quality(
-            str(model), _file_type_name(m.file_type), m.size, bits,
-            math.exp(sum_nll / count), math.exp(sum_nll_base / count),
-            float(values.astype(np.float64).sum() / count), _percentile(sorted_kld, 0.99),
-            float(sorted_kld[-1]), same_top / count, count,
+            str(model),
+            _file_type_name(m.file_type),
+            m.size,
+            bits,
+            math.exp(sum_nll / count),
+            math.exp(sum_nll_base / count),
+            float(values.astype(np.float64).sum() / count),
+            _percentile(sorted_kld, 0.99),
+            float(sorted_kld[-1]),
+            same_top / count,
+            count,
         )
     finally:
         m.close()

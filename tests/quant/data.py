@@ -97,5 +97,8 @@ def synthetic_model(path: Path, *, tied: bool) -> dict[str, np.ndarray]:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    return {name: imatrix_for(i, a.shape[-1]) for i, (name, a) in enumerate(tensors.items())
-            if a.ndim == 2}
+    return {
+        name: imatrix_for(i, a.shape[-1])
+        for i, (name, a) in enumerate(tensors.items())
+        if a.ndim == 2
+    }

@@ -8,10 +8,30 @@ from pathlib import Path
 
 import numpy as np
 
-GGML_TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8,
-              "Q2_K": 10, "Q3_K": 11, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "IQ2_XXS": 16,
-              "IQ2_XS": 17, "IQ3_XXS": 18, "IQ1_S": 19, "IQ4_NL": 20, "IQ3_S": 21, "IQ2_S": 22,
-              "IQ4_XS": 23, "IQ1_M": 29, "BF16": 30}
+GGML_TYPES = {
+    "F32": 0,
+    "F16": 1,
+    "Q4_0": 2,
+    "Q4_1": 3,
+    "Q5_0": 6,
+    "Q5_1": 7,
+    "Q8_0": 8,
+    "Q2_K": 10,
+    "Q3_K": 11,
+    "Q4_K": 12,
+    "Q5_K": 13,
+    "Q6_K": 14,
+    "IQ2_XXS": 16,
+    "IQ2_XS": 17,
+    "IQ3_XXS": 18,
+    "IQ1_S": 19,
+    "IQ4_NL": 20,
+    "IQ3_S": 21,
+    "IQ2_S": 22,
+    "IQ4_XS": 23,
+    "IQ1_M": 29,
+    "BF16": 30,
+}
 
 
 @cache
@@ -20,9 +40,15 @@ def libggml() -> ctypes.CDLL:
 
     lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
     lib.ggml_quantize_chunk.restype = ctypes.c_size_t
-    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                                        ctypes.c_void_p]
+    lib.ggml_quantize_chunk.argtypes = [
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+    ]
     lib.ggml_row_size.restype = ctypes.c_size_t
     lib.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
     return lib
@@ -36,8 +62,9 @@ def quantize(type_name: str, x: np.ndarray, imatrix: np.ndarray | None = None) -
     rows, n = x.shape
     out = np.zeros(rows * lib.ggml_row_size(t, n), dtype=np.uint8)
     im = None if imatrix is None else np.ascontiguousarray(imatrix, dtype=np.float32)
-    lib.ggml_quantize_chunk(t, x.ctypes.data, out.ctypes.data, 0, rows, n,
-                            None if im is None else im.ctypes.data)
+    lib.ggml_quantize_chunk(
+        t, x.ctypes.data, out.ctypes.data, 0, rows, n, None if im is None else im.ctypes.data
+    )
     return out.tobytes()
 
 
@@ -60,13 +87,25 @@ def dequantize(type_name: str, data: bytes, count: int) -> np.ndarray:
 
 class _CpuTraits(ctypes.Structure):
     # ggml-cpu.h's ggml_type_traits_cpu: from_float, vec_dot, vec_dot_type, nrows
-    _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p),
-                ("vec_dot_type", ctypes.c_int), ("nrows", ctypes.c_int64)]
+    _fields_ = [
+        ("from_float", ctypes.c_void_p),
+        ("vec_dot", ctypes.c_void_p),
+        ("vec_dot_type", ctypes.c_int),
+        ("nrows", ctypes.c_int64),
+    ]
 
 
-_VEC_DOT = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t,
-                            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
-                            ctypes.c_int)
+_VEC_DOT = ctypes.CFUNCTYPE(
+    None,
+    ctypes.c_int,
+    ctypes.POINTER(ctypes.c_float),
+    ctypes.c_size_t,
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_void_p,
+    ctypes.c_size_t,
+    ctypes.c_int,
+)
 _FROM_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 
 
@@ -96,6 +135,5 @@ def vec_dot(type_name: str, data: bytes, y: np.ndarray) -> float:
     _FROM_FLOAT(partner_traits.from_float)(y.ctypes.data, qy.ctypes.data, y.size)
     x = np.frombuffer(data, dtype=np.uint8).copy()
     out = ctypes.c_float(0.0)
-    _VEC_DOT(traits.vec_dot)(y.size, ctypes.byref(out), 0, x.ctypes.data, 0, qy.ctypes.data,
-                             0, 1)
+    _VEC_DOT(traits.vec_dot)(y.size, ctypes.byref(out), 0, x.ctypes.data, 0, qy.ctypes.data, 0, 1)
     return float(out.value)

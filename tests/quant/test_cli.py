@@ -20,9 +20,18 @@ from .data import synthetic_model
 
 def mfc(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from toolchain.cli import main; main()", "quantize",
-         *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=300, check=False,
+        [
+            sys.executable,
+            "-c",
+            "from toolchain.cli import main; main()",
+            "quantize",
+            *map(str, args),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        check=False,
     )
 
 

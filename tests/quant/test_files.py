@@ -45,26 +45,33 @@ def _describe_difference(ours: Path, theirs: Path) -> str:
 
 
 def check_same_as_llama(
-    src: Path, ftype: str, out: Path, cache: DiskTensorCache | None, *,
-    imatrix: Path | None = None, **options: object,
+    src: Path,
+    ftype: str,
+    out: Path,
+    cache: DiskTensorCache | None,
+    *,
+    imatrix: Path | None = None,
+    **options: object,
 ) -> quant.QuantizeResult | None:
     """Quantize with mfc and with llama.cpp; both must fail, or write identical bytes."""
     ref: Reference = reference(src, ftype, imatrix=imatrix, **options)  # type: ignore[arg-type]
     if not ref.ok:
         with pytest.raises(quant.QuantError):
-            quant.quantize_file(src, out, ftype, imatrix=imatrix, threads=2, cache=cache,
-                                **options)  # type: ignore[arg-type]
+            quant.quantize_file(src, out, ftype, imatrix=imatrix, threads=2, cache=cache, **options)  # type: ignore[arg-type]
         assert not out.exists()
         assert not list(out.parent.glob(f".{out.name}*")), "a temporary file was left behind"
         return None
-    result = quant.quantize_file(src, out, ftype, imatrix=imatrix, threads=2, cache=cache,
-                                 **options)  # type: ignore[arg-type]
+    result = quant.quantize_file(
+        src, out, ftype, imatrix=imatrix, threads=2, cache=cache, **options
+    )  # type: ignore[arg-type]
     digest = sha256_file(out)
     if digest != ref.sha256:
         theirs = out.with_name("llama.gguf")
         reference(src, ftype, imatrix=imatrix, keep=theirs, **options)  # type: ignore[arg-type]
-        pytest.fail(f"{src.name} {ftype}: output differs from llama.cpp's: "
-                    f"{_describe_difference(out, theirs)}")
+        pytest.fail(
+            f"{src.name} {ftype}: output differs from llama.cpp's: "
+            f"{_describe_difference(out, theirs)}"
+        )
     assert out.stat().st_size == ref.size
     out.unlink()
     return result
@@ -76,8 +83,14 @@ def check_same_as_llama(
 @pytest.mark.parametrize("ftype", FTYPES)
 @pytest.mark.parametrize("shape", ["as-is", "rows-2304"])
 def test_smollm2_matches_llama_cpp(
-    shape: str, ftype: str, with_imatrix: bool, smollm2_f32: Path, smollm2_f32_2304: Path,
-    imatrix_dir: Path, tensor_cache: DiskTensorCache, tmp_path: Path,
+    shape: str,
+    ftype: str,
+    with_imatrix: bool,
+    smollm2_f32: Path,
+    smollm2_f32_2304: Path,
+    imatrix_dir: Path,
+    tensor_cache: DiskTensorCache,
+    tmp_path: Path,
 ) -> None:
     src = smollm2_f32 if shape == "as-is" else smollm2_f32_2304
     tag = "smollm2" if shape == "as-is" else "smollm2-2304"
@@ -92,15 +105,18 @@ def test_smollm2_matches_llama_cpp(
 @pytest.mark.timeout(3600)  # the lattice searches take minutes of CPU, more on a busy machine
 @pytest.mark.parametrize(("model", "ftype", "tag"), IQ_CASES, ids=[c[1] for c in IQ_CASES])
 def test_smollm2_iquants_match_llama_cpp(
-    model: str, ftype: str, tag: str | None, imatrix_dir: Path, tensor_cache: DiskTensorCache,
+    model: str,
+    ftype: str,
+    tag: str | None,
+    imatrix_dir: Path,
+    tensor_cache: DiskTensorCache,
     tmp_path: Path,
 ) -> None:
     """IQ4_XS, IQ3_XS, IQ2_M, IQ2_XS and IQ2_XXS with an imatrix on rows of 2304, IQ3_XXS on
     rows of 576 (IQ4_NL, IQ3_S, IQ3_M and IQ2_S are compared on the synthetic models only:
     on SmolLM2 each costs minutes)."""
     im = imatrix_dir / f"{tag}.imatrix.gguf" if tag else None
-    check_same_as_llama(imatrix_dir / model, ftype, tmp_path / "out.gguf", tensor_cache,
-                        imatrix=im)
+    check_same_as_llama(imatrix_dir / model, ftype, tmp_path / "out.gguf", tensor_cache, imatrix=im)
 
 
 @pytest.mark.slow
@@ -119,16 +135,14 @@ def test_legacy_dat_imatrix_matches_llama_cpp(
     smollm2_f32_2304: Path, imatrix_dir: Path, tensor_cache: DiskTensorCache, tmp_path: Path
 ) -> None:
     im = imatrix_dir / "smollm2-2304.imatrix.dat"
-    check_same_as_llama(smollm2_f32_2304, "Q4_K_M", tmp_path / "out.gguf", tensor_cache,
-                        imatrix=im)
+    check_same_as_llama(smollm2_f32_2304, "Q4_K_M", tmp_path / "out.gguf", tensor_cache, imatrix=im)
 
 
 @pytest.mark.oracle
 def test_requantize_matches_llama_cpp(smollm2_gguf: Path, tmp_path: Path) -> None:
     """A Q4_1 input is refused unless allowed; allowed, it is dequantized like ggml does."""
     check_same_as_llama(smollm2_gguf, "Q4_K_M", tmp_path / "out.gguf", None)
-    check_same_as_llama(smollm2_gguf, "Q4_K_M", tmp_path / "out.gguf", None,
-                        allow_requantize=True)
+    check_same_as_llama(smollm2_gguf, "Q4_K_M", tmp_path / "out.gguf", None, allow_requantize=True)
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +154,14 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path,
         model = root / f"{tag}.gguf"
         weights = synthetic_model(model, tied=tied)
         im = root / f"{tag}.imatrix.gguf"
-        write_imatrix_gguf(im, {k: v * 7 for k, v in weights.items()},
-                           {k: np.array([7.0], np.float32) for k in weights},
-                           datasets=["synthetic"], chunk_count=1, chunk_size=7)
+        write_imatrix_gguf(
+            im,
+            {k: v * 7 for k, v in weights.items()},
+            {k: np.array([7.0], np.float32) for k in weights},
+            datasets=["synthetic"],
+            chunk_count=1,
+            chunk_size=7,
+        )
         out[tag] = (model, im)
     return out
 
@@ -152,20 +171,29 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path,
 @pytest.mark.parametrize("ftype", FTYPES + IQ_FTYPES)
 @pytest.mark.parametrize("tag", ["untied", "tied"])
 def test_synthetic_edge_cases_match_llama_cpp(
-    tag: str, ftype: str, with_imatrix: bool, synthetic: dict[str, tuple[Path, Path]],
+    tag: str,
+    ftype: str,
+    with_imatrix: bool,
+    synthetic: dict[str, tuple[Path, Path]],
     tmp_path: Path,
 ) -> None:
     model, im = synthetic[tag]
-    check_same_as_llama(model, ftype, tmp_path / "out.gguf", None,
-                        imatrix=im if with_imatrix else None)
+    check_same_as_llama(
+        model, ftype, tmp_path / "out.gguf", None, imatrix=im if with_imatrix else None
+    )
 
 
 def _llama_refusal(tools: Path, src: Path, ftype: str, imatrix: Path | None) -> str:
     cmd = [str(tools / "llama-quantize")]
     if imatrix:
         cmd += ["--imatrix", str(imatrix)]
-    run = subprocess.run([*cmd, str(src), str(src.with_suffix(".out.gguf")), ftype],
-                         capture_output=True, text=True, timeout=300, check=False)
+    run = subprocess.run(
+        [*cmd, str(src), str(src.with_suffix(".out.gguf")), ftype],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert run.returncode != 0
     return run.stdout + run.stderr
 
@@ -183,18 +211,28 @@ def test_imatrix_refusals_match_llama_quantize(
     assert m, theirs[-2000:]
     with pytest.raises(quant.QuantError) as info:
         quant.quantize_file(model, tmp_path / "out.gguf", ftype)
-    assert (f"this quantization requires an importance matrix (offending tensor "
-            f"'{m.group(1)}', target type {m.group(2).upper()})") == info.value.message
+    assert (
+        f"this quantization requires an importance matrix (offending tensor "
+        f"'{m.group(1)}', target type {m.group(2).upper()})"
+    ) == info.value.message
     entries = quant.load_imatrix(im).entries
     partial = tmp_path / "partial.imatrix.gguf"
     dropped = "blk.0.ffn_up.weight"  # IQ2_XXS, IQ2_XS or IQ3_XXS in these file types
-    write_imatrix_gguf(partial, {k: v for k, v in entries.items() if k != dropped},
-                       {k: np.array([1.0], np.float32) for k in entries if k != dropped},
-                       datasets=["synthetic"], chunk_count=1, chunk_size=1)
+    write_imatrix_gguf(
+        partial,
+        {k: v for k, v in entries.items() if k != dropped},
+        {k: np.array([1.0], np.float32) for k in entries if k != dropped},
+        datasets=["synthetic"],
+        chunk_count=1,
+        chunk_size=1,
+    )
     theirs = _llama_refusal(llama_tools, model, ftype, partial)
     m = re.search(r"Missing importance matrix for tensor (\S+) in a very low-bit", theirs)
     assert m and m.group(1) == dropped, theirs[-2000:]
-    with pytest.raises(quant.QuantError, match=f"missing importance matrix for tensor "
-                       f"'{re.escape(dropped)}' in a very low-bit quantization"):
+    with pytest.raises(
+        quant.QuantError,
+        match=f"missing importance matrix for tensor "
+        f"'{re.escape(dropped)}' in a very low-bit quantization",
+    ):
         quant.quantize_file(model, tmp_path / "out.gguf", ftype, imatrix=partial)
     assert not (tmp_path / "out.gguf").exists()

@@ -35,4 +35,8 @@ def test_store_names_follow_the_reference() -> None:
 
 def test_converter_float_types_use_the_table() -> None:
     assert {k: v.file_type for k, v in FLOAT_OUTTYPES.items()} == {
-        "f32": 0, "f16": 1, "bf16": 32, "auto": 1}
+        "f32": 0,
+        "f16": 1,
+        "bf16": 32,
+        "auto": 1,
+    }

@@ -16,12 +16,18 @@ V = GGUFValueType
 #: (key, type, value, item type): one of every scalar type and the array kinds mfc writes
 PAIRS = [
     ("general.architecture", V.STRING, "llama", None),
-    ("t.u8", V.UINT8, 200, None), ("t.i8", V.INT8, -100, None),
-    ("t.u16", V.UINT16, 60000, None), ("t.i16", V.INT16, -30000, None),
-    ("t.u32", V.UINT32, 4_000_000_000, None), ("t.i32", V.INT32, -2_000_000_000, None),
-    ("t.f32", V.FLOAT32, 0.1, None), ("t.bool", V.BOOL, True, None),
-    ("t.u64", V.UINT64, 2**63 + 5, None), ("t.i64", V.INT64, -(2**62), None),
-    ("t.f64", V.FLOAT64, 1e300, None), ("t.str", V.STRING, "ünï <|im_end|>", None),
+    ("t.u8", V.UINT8, 200, None),
+    ("t.i8", V.INT8, -100, None),
+    ("t.u16", V.UINT16, 60000, None),
+    ("t.i16", V.INT16, -30000, None),
+    ("t.u32", V.UINT32, 4_000_000_000, None),
+    ("t.i32", V.INT32, -2_000_000_000, None),
+    ("t.f32", V.FLOAT32, 0.1, None),
+    ("t.bool", V.BOOL, True, None),
+    ("t.u64", V.UINT64, 2**63 + 5, None),
+    ("t.i64", V.INT64, -(2**62), None),
+    ("t.f64", V.FLOAT64, 1e300, None),
+    ("t.str", V.STRING, "ünï <|im_end|>", None),
     ("t.tokens", V.ARRAY, [f"tok{i}" for i in range(100)] + ["ü", ""], V.STRING),
     ("t.scores", V.ARRAY, [float(i) / 3 for i in range(50)], V.FLOAT32),
     ("t.types", V.ARRAY, list(range(-5, 40)), V.INT32),
@@ -51,8 +57,12 @@ def write_with_gguf_py(path: Path, endianess: GGUFEndian = GGUFEndian.LITTLE) ->
 def write_with_ours(path: Path) -> Path:
     pairs = [encode_pair(k, t, v, it) for k, t, v, it in PAIRS]
     type_ids = {np.dtype(np.float32): 0, np.dtype(np.float16): 1}
-    table = tensor_table([(name, tuple(reversed(data.shape)), type_ids[data.dtype], data.nbytes)
-                          for name, data in TENSORS.items()])
+    table = tensor_table(
+        [
+            (name, tuple(reversed(data.shape)), type_ids[data.dtype], data.nbytes)
+            for name, data in TENSORS.items()
+        ]
+    )
     data = b"".join(a.tobytes() + bytes(padded(a.nbytes) - a.nbytes) for a in TENSORS.values())
     path.write_bytes(header_bytes(pairs, table) + data)
     return path
@@ -79,7 +89,8 @@ def test_reader_reads_back_every_type(tmp_path: Path) -> None:
             assert got == value, key
     assert [(t.name, t.ne, t.type_id, t.nbytes) for t in header.tensors] == [
         (n, tuple(reversed(a.shape)), 0 if a.dtype == np.float32 else 1, a.nbytes)
-        for n, a in TENSORS.items()]
+        for n, a in TENSORS.items()
+    ]
     header.check_tensors()
     with GGUFFile(path) as g:
         for key, vtype, value, item_type in PAIRS:

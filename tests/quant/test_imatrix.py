@@ -48,14 +48,20 @@ def test_dat_imatrix_is_values_over_ncall(imatrix_dir: Path) -> None:
 def test_writers_round_trip(tmp_path: Path) -> None:
     sums = {"blk.0.ffn_down.weight": np.arange(1, 9, dtype=np.float32).reshape(2, 4)}
     counts = {"blk.0.ffn_down.weight": np.array([2.0, 0.0], dtype=np.float32)}
-    write_imatrix_gguf(tmp_path / "a.gguf", sums, counts, datasets=["d"], chunk_count=3,
-                       chunk_size=512)
+    write_imatrix_gguf(
+        tmp_path / "a.gguf", sums, counts, datasets=["d"], chunk_count=3, chunk_size=512
+    )
     im = load_imatrix(tmp_path / "a.gguf")
     # the second expert has no data: llama-quantize uses 1 there
     assert im.entries["blk.0.ffn_down.weight"].tolist() == [0.5, 1, 1.5, 2, 1, 1, 1, 1]
     assert (im.datasets, im.chunk_count) == (("d",), 3)
-    write_imatrix_dat(tmp_path / "a.dat", {"x.weight": np.array([0.25, 4.0], np.float32)},
-                      {"x.weight": 3}, chunk_count=3, dataset="d")
+    write_imatrix_dat(
+        tmp_path / "a.dat",
+        {"x.weight": np.array([0.25, 4.0], np.float32)},
+        {"x.weight": 3},
+        chunk_count=3,
+        dataset="d",
+    )
     dat = load_imatrix(tmp_path / "a.dat")
     assert dat.entries["x.weight"].tolist() == [0.25, 4.0]
     assert (dat.datasets, dat.chunk_count) == (("d",), 3)
@@ -72,7 +78,12 @@ def test_bad_imatrix_files(tmp_path: Path, smollm2_gguf: Path) -> None:
     with pytest.raises(quant.QuantError, match="cannot read imatrix"):
         load_imatrix(tmp_path / "missing.gguf")
     nan = tmp_path / "nan.dat"
-    write_imatrix_dat(nan, {"x.weight": np.array([np.nan], np.float32)}, {"x.weight": 1},
-                      chunk_count=1, dataset="d")
+    write_imatrix_dat(
+        nan,
+        {"x.weight": np.array([np.nan], np.float32)},
+        {"x.weight": 1},
+        chunk_count=1,
+        dataset="d",
+    )
     with pytest.raises(quant.QuantError, match="non-finite"):
         load_imatrix(nan)

@@ -54,8 +54,9 @@ def test_quantize_matches_ggml(type_name: str, seed: int, with_imatrix: bool) ->
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("type_name", ["Q4_K", "Q6_K", "Q3_K", "Q4_0", "IQ2_XXS", "IQ2_XS",
-                                       "IQ3_XXS"])
+@pytest.mark.parametrize(
+    "type_name", ["Q4_K", "Q6_K", "Q3_K", "Q4_0", "IQ2_XXS", "IQ2_XS", "IQ3_XXS"]
+)
 def test_long_rows_in_chunks(type_name: str) -> None:
     """Rows longer than a kernel slice, and more rows than one chunk, still match."""
     rng = np.random.default_rng(7)
@@ -93,8 +94,9 @@ def _cos_data(offset: float, amplitude: float = 2.0) -> np.ndarray:
     return (0.1 + c.astype(np.float64)).astype(np.float32)
 
 
-@pytest.mark.parametrize("type_name", [t for t in QUANTIZED
-                                       if t not in NO_ERROR_BAR | GGML_REQUIRES_IMATRIX])
+@pytest.mark.parametrize(
+    "type_name", [t for t in QUANTIZED if t not in NO_ERROR_BAR | GGML_REQUIRES_IMATRIX]
+)
 def test_error_bars(type_name: str) -> None:
     for offset, amplitude in ((0.0, 2.0), (1.0, 2.0), (3.0, 1.0), (4.0, 1.5)):
         x = _cos_data(offset, amplitude)
@@ -109,8 +111,9 @@ DOT_BARS = {"Q2_K": 0.04, "IQ3_S": 0.04, "IQ2_S": 0.04, "IQ3_XXS": 0.04}
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize("type_name", [t for t in QUANTIZED
-                                       if t not in NO_ERROR_BAR | GGML_REQUIRES_IMATRIX])
+@pytest.mark.parametrize(
+    "type_name", [t for t in QUANTIZED if t not in NO_ERROR_BAR | GGML_REQUIRES_IMATRIX]
+)
 def test_dot_product_error_bars(type_name: str) -> None:
     for a, b in (((0.0, 2.0), (1.0, 2.0)), ((3.0, 1.0), (4.0, 1.5))):
         x, y = _cos_data(*a), _cos_data(*b)
@@ -163,5 +166,6 @@ def test_lattice_iquants_on_real_weights(
                 weights = im.get(t.name)
                 assert weights is not None
                 assert quant.quantize(type_name, w, weights) == ggml_ref.quantize(
-                    type_name, w, weights), t.name
+                    type_name, w, weights
+                ), t.name
     assert len(seen) == 2

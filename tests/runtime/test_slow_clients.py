@@ -37,7 +37,7 @@ def closed_within(sock: socket.socket, seconds: float, dribble: bytes = b"") -> 
             return time.monotonic() - start
         if sent < len(dribble):
             try:
-                sock.sendall(dribble[sent:sent + 1])
+                sock.sendall(dribble[sent : sent + 1])
             except (BrokenPipeError, ConnectionResetError):
                 return time.monotonic() - start
             sent += 1
@@ -69,9 +69,16 @@ def quick_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     monkeypatch.setattr(http_timeouts, "HEADER_TIMEOUT", 1.0)
     monkeypatch.setattr(http_timeouts, "BODY_IDLE_TIMEOUT", 1.0)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(echo_length, host="127.0.0.1", port=port,
-                                           http=DeadlineH11Protocol, log_level="error",
-                                           lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            echo_length,
+            host="127.0.0.1",
+            port=port,
+            http=DeadlineH11Protocol,
+            log_level="error",
+            lifespan="off",
+        )
+    )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     for _ in range(100):

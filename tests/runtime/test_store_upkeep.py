@@ -24,8 +24,15 @@ from toolchain.store.errors import BlobError
 
 
 def mfc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*mfc_command(), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, check=False, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*mfc_command(), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture
@@ -78,8 +85,10 @@ def test_server_prunes_at_start(
     littered_store: tuple[Store, str, str], env: dict[str, str]
 ) -> None:
     store, kept, orphan = littered_store
-    with local_server({"MFC_MODELS": str(store.root), "MFC_NOPRUNE": "", "OLLAMA_NOPRUNE": "",
-                       **env}, output=subprocess.DEVNULL) as url:
+    with local_server(
+        {"MFC_MODELS": str(store.root), "MFC_NOPRUNE": "", "OLLAMA_NOPRUNE": "", **env},
+        output=subprocess.DEVNULL,
+    ) as url:
         assert httpx.get(url + "/api/tags").status_code == 200
     assert kept in store.blobs.digests()
     assert (orphan in store.blobs.digests()) == bool(env)
@@ -89,9 +98,13 @@ def test_server_start_does_not_wait_for_a_busy_store(
     littered_store: tuple[Store, str, str],
 ) -> None:
     store, _, orphan = littered_store
-    with store.shared_lock(), local_server({"MFC_MODELS": str(store.root), "MFC_NOPRUNE": "",
-                                            "OLLAMA_NOPRUNE": ""},
-                                           output=subprocess.DEVNULL) as url:
+    with (
+        store.shared_lock(),
+        local_server(
+            {"MFC_MODELS": str(store.root), "MFC_NOPRUNE": "", "OLLAMA_NOPRUNE": ""},
+            output=subprocess.DEVNULL,
+        ) as url,
+    ):
         assert httpx.get(url + "/api/version").status_code == 200
     assert orphan in store.blobs.digests()  # skipped, not waited for
 
@@ -118,13 +131,16 @@ def test_create_errors_name_the_request_files(tmp_path: Path) -> None:
     store = tmp_path / "models"
     with local_server({"MFC_MODELS": str(store)}, output=subprocess.DEVNULL) as url:
         files = {}
-        for name, data in (("config.json", b'{"architectures": ["LlamaForCausalLM"]}'),
-                           ("model.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00not json")):
+        for name, data in (
+            ("config.json", b'{"architectures": ["LlamaForCausalLM"]}'),
+            ("model.safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00not json"),
+        ):
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
             assert httpx.post(f"{url}/api/blobs/{digest}", content=data).status_code == 201
             files[name] = digest
-        r = httpx.post(url + "/api/create", json={"model": "x", "files": files, "stream": False},
-                       timeout=60)
+        r = httpx.post(
+            url + "/api/create", json={"model": "x", "files": files, "stream": False}, timeout=60
+        )
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error.startswith("model.safetensors: "), error
@@ -136,9 +152,13 @@ def test_prune_waits_for_a_build_holding_the_store(
 ) -> None:
     store, _, orphan = littered_store
     with store.shared_lock():  # what a build or pull holds until its manifest is written
-        proc = subprocess.Popen([*mfc_command(), "prune", "--models", str(store.root)],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = subprocess.Popen(
+            [*mfc_command(), "prune", "--models", str(store.root)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stderr is not None
         assert "waiting for another mfc process" in proc.stderr.readline()
         assert proc.poll() is None and orphan in store.blobs.digests()

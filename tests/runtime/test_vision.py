@@ -194,9 +194,7 @@ def test_a_jpeg_matches_llama_cpp(vision_server: str, reference: MtmdReference) 
     assert got.message.content == want
 
 
-def test_chat_truncation_counts_the_images(
-    vision_server: str, reference: MtmdReference
-) -> None:
+def test_chat_truncation_counts_the_images(vision_server: str, reference: MtmdReference) -> None:
     """Fitting a chat into num_ctx counts each image as the reference estimates it (16
     positions for this projector: 64/8 patches a side, pooled by 2): at num_ctx 120 the
     text alone (95 tokens) would fit and the engine then refuse 161 positions; counted, the

@@ -54,26 +54,34 @@ FAMILIES = {
         "{{ range .Messages }}<start_of_turn>{{ .Role }}\n{{ .Content }}<end_of_turn>\n"
         "{{ end }}<start_of_turn>model\n",
         "<start_of_turn>user\n{}<end_of_turn>\n<start_of_turn>model\n",
-        "gemma3", "gemma3"),
+        "gemma3",
+        "gemma3",
+    ),
     "idefics3": Family(
         "tiny-smolvlm",
         "{{ range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n"
         "{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n",
         "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n",
-        "idefics3", "llama"),
+        "idefics3",
+        "llama",
+    ),
     "qwen2vl": Family(
         "tiny-qwen2vl",
         "{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
         "<|im_start|>assistant\n",
         "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
-        "qwen2vl_merger", "qwen2vl"),
+        "qwen2vl_merger",
+        "qwen2vl",
+    ),
     "qwen25vl": Family(
         "tiny-qwen25vl",
         "{{ range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
         "<|im_start|>assistant\n",
         "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
-        "qwen2.5vl_merger", "qwen2vl"),
+        "qwen2.5vl_merger",
+        "qwen2vl",
+    ),
 }
 
 
@@ -88,9 +96,10 @@ class Served:
 def layers(store: Path, name: str) -> dict[str, Path]:
     """The blob of each layer of `name`'s manifest, by media type."""
     manifest = store / "manifests" / "registry.ollama.ai" / "library" / name / "latest"
-    return {layer["mediaType"].rsplit(".", 1)[-1]:
-            store / "blobs" / layer["digest"].replace(":", "-")
-            for layer in json.loads(manifest.read_text())["layers"]}
+    return {
+        layer["mediaType"].rsplit(".", 1)[-1]: store / "blobs" / layer["digest"].replace(":", "-")
+        for layer in json.loads(manifest.read_text())["layers"]
+    }
 
 
 def _expected(family: Family, files: dict[str, Path]) -> dict[str, str]:
@@ -154,8 +163,9 @@ def test_ollama_client_matches_llama_cpp(served: Served, stream: bool) -> None:
         return "".join(p.message.content if chat else p.response for p in parts)
 
     for key, image in (("small", SMALL), ("wide", WIDE)):
-        got = client.generate(served.name, "What is this?", images=[image], options=GREEDY,
-                              stream=stream)
+        got = client.generate(
+            served.name, "What is this?", images=[image], options=GREEDY, stream=stream
+        )
         assert text(got, False) == want[key], key
     messages = [{"role": "user", "content": "Compare", "images": [WIDE, TALL]}]
     got = client.chat(served.name, messages=messages, options=GREEDY, stream=stream)
@@ -199,9 +209,16 @@ def test_parallel_requests_with_different_images(served: Served) -> None:
 
 
 def test_a_corrupt_image_is_400(served: Served) -> None:
-    r = httpx.post(served.url + "/api/generate", timeout=60, json={
-        "model": served.name, "prompt": "What?", "stream": False,
-        "images": [b64(WIDE[:40] + b"\0" * 40)]})
+    r = httpx.post(
+        served.url + "/api/generate",
+        timeout=60,
+        json={
+            "model": served.name,
+            "prompt": "What?",
+            "stream": False,
+            "images": [b64(WIDE[:40] + b"\0" * 40)],
+        },
+    )
     assert r.status_code == 400 and "failed to process inputs" in r.json()["error"]
 
 
@@ -210,8 +227,12 @@ def test_m_rope_images_count_their_kv_cells_against_the_context(url: str) -> Non
     positions. At num_ctx 256 the prompt does not fit (llama.cpp would fail the decode),
     so it is refused with the reference's 400 instead of failing the slot; a small image
     still fits beside it."""
-    body = {"model": "tiny-qwen2vl", "prompt": "What?", "stream": False,
-            "options": {**GREEDY, "num_ctx": 256}}
+    body = {
+        "model": "tiny-qwen2vl",
+        "prompt": "What?",
+        "stream": False,
+        "options": {**GREEDY, "num_ctx": 256},
+    }
     big = b64(png(448, 448, 4))
     r = httpx.post(url + "/api/generate", timeout=120, json={**body, "images": [big]})
     assert r.status_code == 400, r.text

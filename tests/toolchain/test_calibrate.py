@@ -21,7 +21,10 @@ CTX, CHUNKS = 128, 3
 def mfc(*args: str | Path | float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from toolchain.cli import main; main()", *map(str, args)],
-        capture_output=True, text=True, check=False, timeout=900,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
     )
 
 
@@ -58,14 +61,46 @@ def _compare_with_llama_imatrix(
     text = ROOT / "README.md"
     theirs_path = tmp_path / "llama.imatrix.gguf"
     subprocess.run(
-        [str(llama_tools / "llama-imatrix"), "-m", str(model), "-f", str(text),
-         "-o", str(theirs_path), "-c", str(ctx), "-b", str(ctx), "--chunks", str(CHUNKS),
-         "-t", "2", "-fa", "on", "--no-ppl"],
-        capture_output=True, check=True, timeout=600,
+        [
+            str(llama_tools / "llama-imatrix"),
+            "-m",
+            str(model),
+            "-f",
+            str(text),
+            "-o",
+            str(theirs_path),
+            "-c",
+            str(ctx),
+            "-b",
+            str(ctx),
+            "--chunks",
+            str(CHUNKS),
+            "-t",
+            "2",
+            "-fa",
+            "on",
+            "--no-ppl",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=600,
     )
     ours_path = tmp_path / "ours.imatrix.gguf"
-    res = mfc("imatrix", model, "--data", text, "-o", ours_path, "--ctx", ctx,
-              "--chunks", CHUNKS, "--threads", 2, "--json")
+    res = mfc(
+        "imatrix",
+        model,
+        "--data",
+        text,
+        "-o",
+        ours_path,
+        "--ctx",
+        ctx,
+        "--chunks",
+        CHUNKS,
+        "--threads",
+        2,
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["chunks"] == CHUNKS and summary["entries"] == entries

@@ -27,8 +27,9 @@ DEEP = 2000
 
 
 def mfc(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*mfc_command(), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [*mfc_command(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def assert_clean_error(done: subprocess.CompletedProcess[str], needle: str) -> None:
@@ -56,15 +57,24 @@ def test_nested_gguf_arrays(tmp_path: Path, tiny_models_dir: Path) -> None:
     assert_clean_error(mfc("inspect", str(deep)), "nested more than")
     store = tmp_path / "models"
     (tmp_path / "Modelfile").write_text(f"FROM {deep}\n")
-    assert_clean_error(mfc("build", str(tmp_path / "Modelfile"), "-t", "x", "--models",
-                           str(store)), "nested more than")
+    assert_clean_error(
+        mfc("build", str(tmp_path / "Modelfile"), "-t", "x", "--models", str(store)),
+        "nested more than",
+    )
     assert not store.exists() or not [p for p in store.rglob("*") if p.is_file()]
     out = tmp_path / "out"
     out.mkdir()
-    assert_clean_error(mfc("quantize", str(deep), str(out / "q.gguf"), "q8_0"),
-                       "nested more than")
-    assert_clean_error(mfc("convert", str(tiny_models_dir / "tiny-llama-lora"),
-                           str(out / "lora.gguf"), "--lora-base", str(deep)), "nested more than")
+    assert_clean_error(mfc("quantize", str(deep), str(out / "q.gguf"), "q8_0"), "nested more than")
+    assert_clean_error(
+        mfc(
+            "convert",
+            str(tiny_models_dir / "tiny-llama-lora"),
+            str(out / "lora.gguf"),
+            "--lora-base",
+            str(deep),
+        ),
+        "nested more than",
+    )
     assert list(out.iterdir()) == []
 
 
@@ -114,15 +124,24 @@ def lying_registry(tmp_path: Path) -> Iterator[str]:
     config = b"{}"
     import hashlib
 
-    manifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.ollama.image.model",
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.ollama.image.model",
                     "digest": "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest(),
-                    "size": HUGE}],
-    }).encode()
+                    "size": HUGE,
+                }
+            ],
+        }
+    ).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -159,8 +178,9 @@ def lying_registry(tmp_path: Path) -> Iterator[str]:
 
 def test_pull_of_a_layer_larger_than_the_disk(tmp_path: Path, lying_registry: str) -> None:
     store = tmp_path / "models"
-    done = mfc("pull", "--insecure", f"{lying_registry}/library/huge:latest", "--models",
-               str(store))
+    done = mfc(
+        "pull", "--insecure", f"{lying_registry}/library/huge:latest", "--models", str(store)
+    )
     assert_clean_error(done, "not enough disk space")
     left = [p.name for p in store.rglob("*") if p.is_file()] if store.exists() else []
     assert left == []
@@ -179,10 +199,14 @@ def test_fifos_and_devices_are_refused(tmp_path: Path, hf_copy: Path) -> None:
         want = f"{path}: not a regular file ({kind})"
         assert_clean_error(mfc("inspect", str(path)), want)
         assert_clean_error(mfc("quantize", str(path), str(out / "q.gguf"), "q8_0"), want)
-    assert_clean_error(mfc("build", str(tmp_path / "Modelfile"), "-t", "x", "--models",
-                           str(tmp_path / "models")), "not a regular file (a FIFO)")
+    assert_clean_error(
+        mfc("build", str(tmp_path / "Modelfile"), "-t", "x", "--models", str(tmp_path / "models")),
+        "not a regular file (a FIFO)",
+    )
     (hf_copy / "model.safetensors").unlink()
     os.mkfifo(hf_copy / "model.safetensors")
-    assert_clean_error(mfc("convert", str(hf_copy), str(out / "m.gguf")),
-                       "model.safetensors: not a regular file (a FIFO)")
+    assert_clean_error(
+        mfc("convert", str(hf_copy), str(out / "m.gguf")),
+        "model.safetensors: not a regular file (a FIFO)",
+    )
     assert list(out.iterdir()) == []

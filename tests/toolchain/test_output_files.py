@@ -17,8 +17,15 @@ from quant.files import file_mode, remove_stale_temps, temp_path
 
 
 def mfc(*args: str, umask: int = 0o022) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*mfc_command(), *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, check=False, umask=umask)
+    return subprocess.run(
+        [*mfc_command(), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        umask=umask,
+    )
 
 
 def digest(path: Path) -> str:
@@ -83,13 +90,15 @@ def test_written_files_have_the_umask_mode(
     assert done.returncode == 0, done.stderr
     store = tmp_path / "models"
     (tmp_path / "Modelfile").write_text(f"FROM {tiny_f32}\nSYSTEM hi\n")
-    done = mfc("build", str(tmp_path / "Modelfile"), "-t", "m", "--models", str(store),
-               umask=umask)
+    done = mfc("build", str(tmp_path / "Modelfile"), "-t", "m", "--models", str(store), umask=umask)
     assert done.returncode == 0, done.stderr
     done = mfc("export", "m", "-o", str(out / "m.tar"), "--models", str(store), umask=umask)
     assert done.returncode == 0, done.stderr
-    written = [*out.iterdir(), *(store / "blobs").iterdir(),
-               *(p for p in (store / "manifests").rglob("*") if p.is_file())]
+    written = [
+        *out.iterdir(),
+        *(store / "blobs").iterdir(),
+        *(p for p in (store / "manifests").rglob("*") if p.is_file()),
+    ]
     assert len(written) >= 7
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {
         p.name: oct(want) for p in written

@@ -19,13 +19,30 @@ CTX, CHUNKS = 128, 4
 def mfc(*args: str | Path | float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from toolchain.cli import main; main()", *map(str, args)],
-        capture_output=True, text=True, check=False, timeout=900,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
     )
 
 
 def _perplexity(tools: Path, model: Path, *args: str) -> str:
-    cmd = [str(tools / "llama-perplexity"), "-m", str(model), "-c", str(CTX), "-b", str(CTX),
-           "--chunks", str(CHUNKS), "-t", "2", "-fa", "on", *args]
+    cmd = [
+        str(tools / "llama-perplexity"),
+        "-m",
+        str(model),
+        "-c",
+        str(CTX),
+        "-b",
+        str(CTX),
+        "--chunks",
+        str(CHUNKS),
+        "-t",
+        "2",
+        "-fa",
+        "on",
+        *args,
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
     return run.stdout + run.stderr
 
@@ -45,25 +62,59 @@ def test_eval_matches_llama_perplexity(
     text = ROOT / "README.md"
     logits = tmp_path / "base.kld"
     _perplexity(llama_tools, base, "-f", str(text), "--kl-divergence-base", str(logits))
-    theirs = _perplexity(llama_tools, smollm2_gguf, "--kl-divergence",
-                         "--kl-divergence-base", str(logits))
+    theirs = _perplexity(
+        llama_tools, smollm2_gguf, "--kl-divergence", "--kl-divergence-base", str(logits)
+    )
 
-    res = mfc("eval", smollm2_gguf, "--base", base, "--data", text, "--ctx", CTX,
-              "--chunks", CHUNKS, "--threads", 2, "--json", "--max-kld", 1.0)
+    res = mfc(
+        "eval",
+        smollm2_gguf,
+        "--base",
+        base,
+        "--data",
+        text,
+        "--ctx",
+        CTX,
+        "--chunks",
+        CHUNKS,
+        "--threads",
+        2,
+        "--json",
+        "--max-kld",
+        1.0,
+    )
     assert res.returncode == 0, res.stderr
     ours = json.loads(res.stdout.strip().splitlines()[-1])["models"][0]
     assert ours["tokens"] == CHUNKS * (CTX - 1 - CTX // 2)
     assert ours["file_type"] == "Q4_1"
-    for key, label in (("ppl", "Mean PPL(Q)"), ("base_ppl", "Mean PPL(base)"),
-                       ("kld_mean", "Mean    KLD"), ("kld_p99", "99.0%   KLD"),
-                       ("kld_max", "Maximum KLD")):
+    for key, label in (
+        ("ppl", "Mean PPL(Q)"),
+        ("base_ppl", "Mean PPL(base)"),
+        ("kld_mean", "Mean    KLD"),
+        ("kld_p99", "99.0%   KLD"),
+        ("kld_max", "Maximum KLD"),
+    ):
         assert ours[key] == pytest.approx(_stat(theirs, label), rel=1e-3), key
     # "Same top p" is printed in percent with three decimals
     assert 100 * ours["top1"] == pytest.approx(_stat(theirs, "Same top p"), abs=1e-3)
 
     # the quality gate: a mean KLD above --max-kld is exit status 1
-    gate = mfc("eval", smollm2_gguf, "--base", base, "--data", text, "--ctx", CTX,
-               "--chunks", 2, "--threads", 2, "--max-kld", "0.0000001")
+    gate = mfc(
+        "eval",
+        smollm2_gguf,
+        "--base",
+        base,
+        "--data",
+        text,
+        "--ctx",
+        CTX,
+        "--chunks",
+        2,
+        "--threads",
+        2,
+        "--max-kld",
+        "0.0000001",
+    )
     assert gate.returncode == 1, gate.stderr
     assert "mean KL divergence above --max-kld 1e-07" in gate.stderr
     assert "SmolLM2-135M-Instruct.Q4_1.gguf  Q4_1" in gate.stdout

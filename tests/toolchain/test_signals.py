@@ -76,8 +76,13 @@ def survivors(tag: str, timeout: float = 20.0) -> list[str]:
     out = []
     for pid in pids:
         try:
-            out.append(f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                       .decode(errors="replace"))
+            out.append(
+                f"{pid}: "
+                + Path(f"/proc/{pid}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
         except OSError:
             continue
     return out
@@ -98,13 +103,26 @@ def listening(port: int) -> bool:
 
 
 def start(args: list[str], tag: str, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*mfc_command(), *args], env=tagged_env(tag, **env), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*mfc_command(), *args],
+        env=tagged_env(tag, **env),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def run_mfc(args: list[str], tag: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*mfc_command(), *args], env=tagged_env(tag), cwd=ROOT, check=False,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*mfc_command(), *args],
+        env=tagged_env(tag),
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def wait_for_status(proc: subprocess.Popen[str], prefix: str, *, count: int = 1) -> None:
@@ -165,8 +183,7 @@ def test_quantize_worker_killed(tmp_path: Path, f32_gguf: Path) -> None:
     tag = uuid.uuid4().hex
     out = tmp_path / "out" / "model-q4.gguf"
     out.parent.mkdir()
-    proc = start(["quantize", str(f32_gguf), str(out), "q4_K_M", "--threads", "2", "--json"],
-                 tag)
+    proc = start(["quantize", str(f32_gguf), str(out), "q4_K_M", "--threads", "2", "--json"], tag)
     wait_for_status(proc, "quantizing", count=3)
     tagged = tagged_processes(tag)
     parents = {parent(pid) for pid in tagged}
@@ -247,14 +264,19 @@ def f32_store(tmp_path_factory: pytest.TempPathFactory, f32_gguf: Path) -> Path:
 def serve(store: Path, port: int, tag: str) -> subprocess.Popen[str]:
     host = f"127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [*mfc_command(), "serve"], cwd=ROOT, text=True, stdout=subprocess.DEVNULL,
+        [*mfc_command(), "serve"],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=tagged_env(tag, MFC_MODELS=str(store), MFC_HOST=host, OLLAMA_HOST=host),
     )
     for _ in range(300):
         if proc.poll() is not None:
-            pytest.fail(f"mfc serve exited with {proc.returncode}: "
-                        f"{proc.stderr.read() if proc.stderr else ''}")
+            pytest.fail(
+                f"mfc serve exited with {proc.returncode}: "
+                f"{proc.stderr.read() if proc.stderr else ''}"
+            )
         try:
             if httpx.get(f"http://{host}/", timeout=1).status_code == 200:
                 time.sleep(0.2)
@@ -267,11 +289,13 @@ def serve(store: Path, port: int, tag: str) -> subprocess.Popen[str]:
     pytest.fail("mfc serve did not answer within 30 s")
 
 
-def create_events(
-    port: int, body: dict[str, object]
-) -> Generator[dict[str, object], None, None]:
-    with httpx.stream("POST", f"http://127.0.0.1:{port}/api/create", json=body,
-                      timeout=httpx.Timeout(10, read=600)) as r:
+def create_events(port: int, body: dict[str, object]) -> Generator[dict[str, object], None, None]:
+    with httpx.stream(
+        "POST",
+        f"http://127.0.0.1:{port}/api/create",
+        json=body,
+        timeout=httpx.Timeout(10, read=600),
+    ) as r:
         assert r.status_code == 200, r.read()
         for line in r.iter_lines():
             if line:
@@ -323,8 +347,7 @@ def test_a_create_whose_client_left_stops(f32_store: Path) -> None:
     port = free_port()
     proc = serve(f32_store, port, tag)
     try:
-        events = create_events(port, {"model": "abandoned", "from": "f32",
-                                      "quantize": "q4_K_M"})
+        events = create_events(port, {"model": "abandoned", "from": "f32", "quantize": "q4_K_M"})
         seen = 0
         for event in events:
             if str(event.get("status", "")).startswith("quantizing"):
@@ -332,6 +355,7 @@ def test_a_create_whose_client_left_stops(f32_store: Path) -> None:
                 if seen == 3:
                     break
         events.close()  # the client goes away mid-quantization
+
         def workers() -> list[int]:  # the server's grandchildren: quantize workers
             return [p for p in tagged_processes(tag) if p != proc.pid and parent(p) != proc.pid]
 

@@ -48,7 +48,12 @@ def lookup(store: Store, key: PassKey) -> CacheEntry | None:
 def record(store: Store, key: PassKey, digest: str, size: int, meta: dict[str, Any]) -> None:
     """Write the entry for `key` atomically (the caller holds the store's shared lock)."""
     entry = GoStruct(
-        digest=digest, size=size, input=key.input, **{"pass": key.pass_name},
-        version=key.version, options=key.options, meta=meta,
+        digest=digest,
+        size=size,
+        input=key.input,
+        **{"pass": key.pass_name},
+        version=key.version,
+        options=key.options,
+        meta=meta,
     )
     store.write_file(store.cache.path(key.key), encode(entry))

@@ -49,7 +49,11 @@ def _base_path(ctx: BuildContext, base: PlannedLayer | None) -> Path:
 
 
 def convert_folder(
-    ctx: BuildContext, source: SourceDir, *, adapter: bool, base: PlannedLayer | None,
+    ctx: BuildContext,
+    source: SourceDir,
+    *,
+    adapter: bool,
+    base: PlannedLayer | None,
     digest: str | None = None,
 ) -> PlannedLayer:
     options: dict[str, object] = {"outtype": OUTTYPE, "adapter": adapter}
@@ -95,10 +99,16 @@ def convert_projector_of(ctx: BuildContext, source: SourceDir, digest: str) -> P
         convert_projector(source.path, out, OUTTYPE, progress=forward)
 
     try:
-        return pass_output(ctx, PASS, digest,
-                           {"outtype": OUTTYPE, "projector": True}, produce,
-                           media_type=mediatypes.PROJECTOR, meta={"folder": str(source.path)},
-                           span=source.span)
+        return pass_output(
+            ctx,
+            PASS,
+            digest,
+            {"outtype": OUTTYPE, "projector": True},
+            produce,
+            media_type=mediatypes.PROJECTOR,
+            meta={"folder": str(source.path)},
+            span=source.span,
+        )
     except ConvertError as exc:
         raise BuildError(exc.message, source.span, hint=exc.hint) from None
 

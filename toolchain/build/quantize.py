@@ -58,7 +58,10 @@ def _source_type(layer: PlannedLayer) -> str:
 
 
 def run_quantizer(
-    src: Path, dst: Path, target: str, progress: Callable[[float], None],
+    src: Path,
+    dst: Path,
+    target: str,
+    progress: Callable[[float], None],
     imatrix: Path | None = None,
 ) -> None:
     """Quantize the GGUF `src` to `dst` with `quant.quantize_file` (progress: fraction 0..1)."""
@@ -104,19 +107,32 @@ def imatrix_for(ctx: BuildContext, layer: PlannedLayer, source: SourceFile) -> t
 
         try:
             stats = compute_imatrix(
-                _layer_path(ctx, layer), data.decode("utf-8", errors="replace"), IMATRIX_CTX,
+                _layer_path(ctx, layer),
+                data.decode("utf-8", errors="replace"),
+                IMATRIX_CTX,
                 progress=lambda done, total: ctx.report(status, NO_DIGEST, total, done),
             )
         except EvalError as exc:
             raise BuildError(f"IMATRIX {source.key}: {exc}", source.span) from None
         counts = {k: np.array([c], np.float32) for k, c in stats.counts.items()}
-        write_imatrix_gguf(out, stats.sums, counts, datasets=[source.key],
-                           chunk_count=stats.chunks, chunk_size=stats.chunk_size)
+        write_imatrix_gguf(
+            out,
+            stats.sums,
+            counts,
+            datasets=[source.key],
+            chunk_count=stats.chunks,
+            chunk_size=stats.chunk_size,
+        )
 
     ctx.report(status)
     made = pass_output(
-        ctx, IMATRIX_PASS, layer.digest, {"text": text_digest, "ctx": IMATRIX_CTX}, produce,
-        media_type="application/vnd.mfc.imatrix", meta={"text": source.key},
+        ctx,
+        IMATRIX_PASS,
+        layer.digest,
+        {"text": text_digest, "ctx": IMATRIX_CTX},
+        produce,
+        media_type="application/vnd.mfc.imatrix",
+        meta={"text": source.key},
         span=source.span,
     )
     return ctx.store.blobs.path(made.digest), made.digest

@@ -67,8 +67,9 @@ class CreateRequest:
 
     def __post_init__(self) -> None:
         if self.quantize:
-            object.__setattr__(self, "quantize",
-                               quantize_type(self.quantize, self.spans.get("quantize")))
+            object.__setattr__(
+                self, "quantize", quantize_type(self.quantize, self.spans.get("quantize"))
+            )
 
     def with_quantize(self, value: str) -> CreateRequest:
         """This request with `--quantize value` instead of its QUANTIZE (and its span)."""
@@ -184,7 +185,8 @@ def request_from_modelfile(
             path = _expand(ins.value, base)
             if not path.is_file():
                 raise BuildError(
-                    f"IMATRIX file not found: {path}" if not path.exists()
+                    f"IMATRIX file not found: {path}"
+                    if not path.exists()
                     else f"IMATRIX must name a file: {path}",
                     span,
                     hint="IMATRIX takes an imatrix GGUF/.dat or a calibration text file "

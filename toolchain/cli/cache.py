@@ -17,9 +17,16 @@ from toolchain.store.cache import CacheEntry, cache_size, max_size_from_env, par
 
 def _entry_json(e: CacheEntry, state: str, now: float) -> dict[str, object]:
     return {
-        "key": e.key, "pass": e.pass_name, "version": e.version, "input": e.input,
-        "options": e.options, "digest": e.digest, "size": e.size,
-        "last_used": e.used, "age_seconds": round(now - e.used, 3), "state": state,
+        "key": e.key,
+        "pass": e.pass_name,
+        "version": e.version,
+        "input": e.input,
+        "options": e.options,
+        "digest": e.digest,
+        "size": e.size,
+        "last_used": e.used,
+        "age_seconds": round(now - e.used, 3),
+        "state": state,
     }
 
 
@@ -41,30 +48,47 @@ def command(ctx: click.Context, models: str | None, as_json: bool) -> None:
     live = [e for e in entries if states[e.key] in ("model", "cache")]
     now = time.time()
     if as_json:
-        print_json({
-            "entries": [_entry_json(e, states[e.key], now) for e in entries],
-            "size": cache_size(live, refs), "max_size": max_size_from_env(),
-        })
+        print_json(
+            {
+                "entries": [_entry_json(e, states[e.key], now) for e in entries],
+                "size": cache_size(live, refs),
+                "max_size": max_size_from_env(),
+            }
+        )
         return
     table = [("KEY", "PASS", "INPUT", "OPTIONS", "SIZE", "LAST USED", "STATE")]
     for e in entries:
-        options = ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}"
-                           for k, v in sorted(e.options.items()))
-        table.append((e.key[:12], f"{e.pass_name or '?'} v{e.version}",
-                      e.input.removeprefix("sha256:")[:12] or "?", options,
-                      human_size(e.size), human_time(e.used, now), states[e.key]))
+        options = ",".join(
+            f"{k}={v if isinstance(v, str) else json.dumps(v)}"
+            for k, v in sorted(e.options.items())
+        )
+        table.append(
+            (
+                e.key[:12],
+                f"{e.pass_name or '?'} v{e.version}",
+                e.input.removeprefix("sha256:")[:12] or "?",
+                options,
+                human_size(e.size),
+                human_time(e.used, now),
+                states[e.key],
+            )
+        )
     print_table(table)
-    click.echo(f"cache holds {human_size(cache_size(live, refs))} of "
-               f"{human_size(max_size_from_env())} (MFC_BUILD_CACHE_MAX_SIZE)")
+    click.echo(
+        f"cache holds {human_size(cache_size(live, refs))} of "
+        f"{human_size(max_size_from_env())} (MFC_BUILD_CACHE_MAX_SIZE)"
+    )
 
 
 @command.command("prune")
 @click.option("--older-than", metavar="AGE", help="Evict entries last used before AGE (7d, 12h).")
-@click.option("--max-size", metavar="SIZE", help="Evict least recently used entries down to "
-              "SIZE (10G, 500M); 0 empties the cache.")
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    help="Evict least recently used entries down to SIZE (10G, 500M); 0 empties the cache.",
+)
 @store_options
-def prune(older_than: str | None, max_size: str | None, models: str | None,
-          as_json: bool) -> None:
+def prune(older_than: str | None, max_size: str | None, models: str | None, as_json: bool) -> None:
     """Evict cache entries and the blobs only they hold (a model's blobs always stay).
 
     Orphan entries always go. With neither option, this is all it does. Holds the store's
@@ -80,13 +104,16 @@ def prune(older_than: str | None, max_size: str | None, models: str | None,
         evicted, swept, freed = 0, 0, 0
     else:
         done = store.evict_cache(
-            older_than=age, max_size=size,
-            on_wait=lambda: click.echo("waiting for another mfc process using the store",
-                                       err=True))
+            older_than=age,
+            max_size=size,
+            on_wait=lambda: click.echo("waiting for another mfc process using the store", err=True),
+        )
         evicted, swept, freed = len(done.evicted), len(done.swept), done.freed
     if as_json:
         print_json({"status": "success", "evicted": evicted, "orphans": swept, "freed": freed})
         return
-    click.echo(f"evicted {evicted} cache entr{'y' if evicted == 1 else 'ies'}"
-               + (f" and {swept} orphan blob(s)" if swept else "")
-               + f", {human_size(freed)} freed")
+    click.echo(
+        f"evicted {evicted} cache entr{'y' if evicted == 1 else 'ies'}"
+        + (f" and {swept} orphan blob(s)" if swept else "")
+        + f", {human_size(freed)} freed"
+    )

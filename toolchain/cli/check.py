@@ -14,9 +14,13 @@ def _shown(path: str) -> str:
 @click.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the diagnostics as one JSON list "
-                   "({file, line, col, end_line, end_col, severity, message, hint}).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the diagnostics as one JSON list "
+    "({file, line, col, end_line, end_col, severity, message, hint}).",
+)
 def command(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
     """Check Modelfiles (default: ./Modelfile; `-` reads stdin).
 
@@ -50,9 +54,11 @@ def command(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
     if as_json:
         print_json(records)
     else:
-        found = ", ".join(f"{n} {word}{'s' * (n != 1)}"
-                          for n, word in ((errors, "error"), (warnings, "warning")) if n)
-        click.echo(f"checked {count} file{'s' * (count != 1)}: {found or 'no problems'}",
-                   err=True)
+        found = ", ".join(
+            f"{n} {word}{'s' * (n != 1)}"
+            for n, word in ((errors, "error"), (warnings, "warning"))
+            if n
+        )
+        click.echo(f"checked {count} file{'s' * (count != 1)}: {found or 'no problems'}", err=True)
     failed = errors > 0 or (strict and warnings > 0)
     click.get_current_context().exit(1 if failed else 0)

@@ -17,21 +17,48 @@ from toolchain.progress import ProgressEvent
 
 @click.command()
 @click.argument("src", metavar="HF_DIR", type=click.Path(path_type=Path), required=False)
-@click.argument("out", metavar="OUT.gguf", type=click.Path(dir_okay=False, path_type=Path),
-                required=False)
-@click.option("--outtype", default="f16", show_default=True, metavar="TYPE",
-              help="f32, f16, bf16, auto (bf16 weights stay bf16), or a quantization type "
-              "such as q8_0 or q4_K_M.")
-@click.option("--lora-base", type=click.Path(path_type=Path), metavar="BASE",
-              help="Convert a PEFT LoRA adapter for BASE (its GGUF file or HF directory).")
-@click.option("--mmproj", "mmproj_out", type=click.Path(dir_okay=False, path_type=Path),
-              metavar="PATH", help="Where a vision checkpoint's projector GGUF goes "
-              "(default: mmproj-OUT.gguf beside OUT.gguf).")
-@click.option("--list-architectures", "list_archs", is_flag=True,
-              help="Print the Hugging Face architectures that convert, and exit.")
+@click.argument(
+    "out", metavar="OUT.gguf", type=click.Path(dir_okay=False, path_type=Path), required=False
+)
+@click.option(
+    "--outtype",
+    default="f16",
+    show_default=True,
+    metavar="TYPE",
+    help="f32, f16, bf16, auto (bf16 weights stay bf16), or a quantization type "
+    "such as q8_0 or q4_K_M.",
+)
+@click.option(
+    "--lora-base",
+    type=click.Path(path_type=Path),
+    metavar="BASE",
+    help="Convert a PEFT LoRA adapter for BASE (its GGUF file or HF directory).",
+)
+@click.option(
+    "--mmproj",
+    "mmproj_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Where a vision checkpoint's projector GGUF goes "
+    "(default: mmproj-OUT.gguf beside OUT.gguf).",
+)
+@click.option(
+    "--list-architectures",
+    "list_archs",
+    is_flag=True,
+    help="Print the Hugging Face architectures that convert, and exit.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
-def command(src: Path | None, out: Path | None, *, outtype: str, lora_base: Path | None,
-            mmproj_out: Path | None, list_archs: bool, as_json: bool) -> None:
+def command(
+    src: Path | None,
+    out: Path | None,
+    *,
+    outtype: str,
+    lora_base: Path | None,
+    mmproj_out: Path | None,
+    list_archs: bool,
+    as_json: bool,
+) -> None:
     """Convert a Hugging Face model directory (safetensors + tokenizer) to OUT.gguf.
 
     A vision checkpoint (Gemma 3, Idefics3 / SmolVLM) also gives its projector GGUF."""
@@ -61,8 +88,9 @@ def command(src: Path | None, out: Path | None, *, outtype: str, lora_base: Path
         else:
             result = convert_hf_dir(src, out, outtype, progress=progress)
             if has_projector(src):
-                projector = convert_projector(src, mmproj_out or projector_path(out), outtype,
-                                              progress=progress)
+                projector = convert_projector(
+                    src, mmproj_out or projector_path(out), outtype, progress=progress
+                )
     if as_json:
         extra = {"projector": projector.to_json()} if projector is not None else {}
         print_json({"status": "success", **result.to_json(), **extra})
@@ -71,22 +99,34 @@ def command(src: Path | None, out: Path | None, *, outtype: str, lora_base: Path
         click.echo(f"warning: {warning}", err=True)
     for done in (result, projector):
         if done is not None:
-            click.echo(f"wrote {done.path} ({done.architecture}, {done.outtype}, "
-                       f"{done.tensor_count} tensors, {done.size / 2**20:.1f} MiB)")
+            click.echo(
+                f"wrote {done.path} ({done.architecture}, {done.outtype}, "
+                f"{done.tensor_count} tensors, {done.size / 2**20:.1f} MiB)"
+            )
 
 
 def _list_architectures(as_json: bool) -> None:
     from toolchain.convert.arch import ARCHITECTURES
 
-    rows = [(name, arch.gguf_arch, arch.family, arch.selected_by) for arch in ARCHITECTURES
-            for name in arch.hf_names]
+    rows = [
+        (name, arch.gguf_arch, arch.family, arch.selected_by)
+        for arch in ARCHITECTURES
+        for name in arch.hf_names
+    ]
     if as_json:
-        print_json({"architectures": [{"hf": hf, "gguf": gguf, "family": family,
-                                       "selected_by": key}
-                                      for hf, gguf, family, key in rows]})
+        print_json(
+            {
+                "architectures": [
+                    {"hf": hf, "gguf": gguf, "family": family, "selected_by": key}
+                    for hf, gguf, family, key in rows
+                ]
+            }
+        )
         return
-    rows = [(hf, gguf, f"{family} (when config.json sets {key})" if key else family, key)
-            for hf, gguf, family, key in rows]
+    rows = [
+        (hf, gguf, f"{family} (when config.json sets {key})" if key else family, key)
+        for hf, gguf, family, key in rows
+    ]
     width = max(len(hf) for hf, _g, _f, _k in rows)
     gwidth = max(len(g) for _h, g, _f, _k in rows)
     click.echo(f"{'HF ARCHITECTURE':<{width}}  {'GGUF':<{gwidth}}  FAMILY")

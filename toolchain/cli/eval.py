@@ -21,34 +21,69 @@ def _table(rows: list[dict[str, object]]) -> str:
     head = ("MODEL", "TYPE", "SIZE", "BPW", "PPL", "KLD", "KLD P99", "TOP-1")
     lines = [head]
     for r in rows:
-        lines.append((
-            Path(str(r["path"])).name, str(r["file_type"]),
-            f"{int(r['size']) / 2**20:.1f} MiB",  # type: ignore[call-overload]
-            f"{r['bpw']:.2f}", f"{r['ppl']:.4f}", f"{r['kld_mean']:.6f}",
-            f"{r['kld_p99']:.6f}", f"{100 * float(r['top1']):.2f}%",  # type: ignore[arg-type]
-        ))
+        lines.append(
+            (
+                Path(str(r["path"])).name,
+                str(r["file_type"]),
+                f"{int(r['size']) / 2**20:.1f} MiB",  # type: ignore[call-overload]
+                f"{r['bpw']:.2f}",
+                f"{r['ppl']:.4f}",
+                f"{r['kld_mean']:.6f}",
+                f"{r['kld_p99']:.6f}",
+                f"{100 * float(r['top1']):.2f}%",  # type: ignore[arg-type]
+            )
+        )
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in lines)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in lines
+    )
 
 
 @click.command()
-@click.argument("models", nargs=-1, required=True, metavar="MODEL.gguf...",
-                type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--base", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The unquantized (or reference) model the others are compared with.")
-@click.option("--data", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Text file to evaluate on (at least two contexts' worth of tokens).")
-@click.option("--ctx", "n_ctx", type=click.IntRange(min=8), default=512, show_default=True,
-              help="Tokens per chunk (llama-perplexity's -c); the second half is scored.")
+@click.argument(
+    "models",
+    nargs=-1,
+    required=True,
+    metavar="MODEL.gguf...",
+    type=click.Path(dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--base",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The unquantized (or reference) model the others are compared with.",
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Text file to evaluate on (at least two contexts' worth of tokens).",
+)
+@click.option(
+    "--ctx",
+    "n_ctx",
+    type=click.IntRange(min=8),
+    default=512,
+    show_default=True,
+    help="Tokens per chunk (llama-perplexity's -c); the second half is scored.",
+)
 @click.option("--chunks", type=click.IntRange(min=1), help="Evaluate at most this many chunks.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all).")
-@click.option("--max-kld", type=float,
-              help="Exit with status 1 when a model's mean KL divergence is above this.")
+@click.option(
+    "--max-kld",
+    type=float,
+    help="Exit with status 1 when a model's mean KL divergence is above this.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Progress and results as JSON lines.")
 def command(  # noqa: PLR0917 (one parameter per option)
-    models: tuple[Path, ...], base: Path, data: Path, n_ctx: int, chunks: int | None,
-    threads: int | None, max_kld: float | None, as_json: bool,
+    models: tuple[Path, ...],
+    base: Path,
+    data: Path,
+    n_ctx: int,
+    chunks: int | None,
+    threads: int | None,
+    max_kld: float | None,
+    as_json: bool,
 ) -> None:
     """Perplexity and KL divergence of MODELs against BASE on the text in --data."""
     from toolchain import quality
@@ -59,12 +94,14 @@ def command(  # noqa: PLR0917 (one parameter per option)
     text = data.read_text(encoding="utf-8", errors="replace")
     rows = []
     with reporter(as_json) as progress:
+
         def on_chunk(what: str, done: int, total: int) -> None:
             progress(ProgressEvent(f"evaluating {what}", None, total, done))
 
         try:
-            ref = quality.base_log_probs(base, text, n_ctx, max_chunks=chunks,
-                                         threads=threads, progress=on_chunk)
+            ref = quality.base_log_probs(
+                base, text, n_ctx, max_chunks=chunks, threads=threads, progress=on_chunk
+            )
             for m in models:
                 rows.append(quality.score(m, ref, threads=threads, progress=on_chunk).to_json())
         except ValueError as exc:  # llama-cpp-python: the model file could not be loaded
@@ -72,8 +109,10 @@ def command(  # noqa: PLR0917 (one parameter per option)
     if as_json:
         print_json({"status": "success", "base": str(base), "ctx": n_ctx, "models": rows})
     else:
-        click.echo(f"base {base.name}: PPL {ref.ppl:.4f} over {ref.tokens.shape[0]} chunks "
-                   f"of {n_ctx} tokens")
+        click.echo(
+            f"base {base.name}: PPL {ref.ppl:.4f} over {ref.tokens.shape[0]} chunks "
+            f"of {n_ctx} tokens"
+        )
         click.echo(_table(rows))
     if max_kld is not None:
         over = [r for r in rows if float(r["kld_mean"]) > max_kld]

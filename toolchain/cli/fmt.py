@@ -31,11 +31,16 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 @click.command()
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--check", is_flag=True, help="Change nothing; exit 1 naming the files that "
-              "are not formatted.")
+@click.option(
+    "--check", is_flag=True, help="Change nothing; exit 1 naming the files that are not formatted."
+)
 @click.option("--write", is_flag=True, help="Rewrite the files in place (only those that change).")
-@click.option("--json", "as_json", is_flag=True,
-              help='Print {"files": [{"file", "changed", "written"}], "diagnostics": [...]}.')
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"files": [{"file", "changed", "written"}], "diagnostics": [...]}.',
+)
 def command(files: tuple[str, ...], check: bool, write: bool, as_json: bool) -> None:
     """Format Modelfiles (default: ./Modelfile; `-` reads stdin) in mfc's canonical layout.
 
@@ -101,7 +106,10 @@ def command(files: tuple[str, ...], check: bool, write: bool, as_json: bool) -> 
     elif check:
         unformatted = sum(bool(r["changed"]) for r in results)
         total = len(paths)
-        click.echo(f"{unformatted} of {total} file{'s' * (total != 1)} would be reformatted"
-                   if unformatted else
-                   f"{len(results)} file{'s' * (len(results) != 1)} already formatted", err=True)
+        click.echo(
+            f"{unformatted} of {total} file{'s' * (total != 1)} would be reformatted"
+            if unformatted
+            else f"{len(results)} file{'s' * (len(results) != 1)} already formatted",
+            err=True,
+        )
     click.get_current_context().exit(1 if failed else 0)

@@ -33,8 +33,12 @@ def human_duration(seconds: float) -> str:
     hours = math.floor(seconds / 3600 + 0.5)  # Go's math.Round, for positive values
     if hours == 1:
         return "About an hour"
-    for limit, unit, size in ((48, "hours", 1), (24 * 7 * 2, "days", 24),
-                              (24 * 30 * 2, "weeks", 24 * 7), (24 * 365 * 2, "months", 24 * 30)):
+    for limit, unit, size in (
+        (48, "hours", 1),
+        (24 * 7 * 2, "days", 24),
+        (24 * 30 * 2, "weeks", 24 * 7),
+        (24 * 365 * 2, "months", 24 * 30),
+    ):
         if hours < limit:
             return f"{hours // size} {unit}"
     return f"{whole // 3600 // 24 // 365} years"

@@ -15,18 +15,39 @@ from toolchain.progress import ProgressEvent
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path), metavar="MODEL.gguf")
-@click.option("--data", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Calibration text (at least two contexts' worth of tokens).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("imatrix.gguf"), show_default=True, help="Where to write it.")
-@click.option("--ctx", "n_ctx", type=click.IntRange(min=16), default=512, show_default=True,
-              help="Tokens per chunk (llama-imatrix's -c).")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Calibration text (at least two contexts' worth of tokens).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("imatrix.gguf"),
+    show_default=True,
+    help="Where to write it.",
+)
+@click.option(
+    "--ctx",
+    "n_ctx",
+    type=click.IntRange(min=16),
+    default=512,
+    show_default=True,
+    help="Tokens per chunk (llama-imatrix's -c).",
+)
 @click.option("--chunks", type=click.IntRange(min=1), help="Use at most this many chunks.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
 def command(  # noqa: PLR0917 (one parameter per option)
-    model: Path, data: Path, output: Path, n_ctx: int, chunks: int | None,
-    threads: int | None, as_json: bool,
+    model: Path,
+    data: Path,
+    output: Path,
+    n_ctx: int,
+    chunks: int | None,
+    threads: int | None,
+    as_json: bool,
 ) -> None:
     """Compute an importance matrix of MODEL on the text in --data."""
     from quant.imatrix import write_imatrix_gguf
@@ -39,19 +60,34 @@ def command(  # noqa: PLR0917 (one parameter per option)
     status = f"computing the importance matrix of {model.name}"
     with reporter(as_json) as progress:
         stats = compute_imatrix(
-            model, text, n_ctx, max_chunks=chunks, threads=threads,
+            model,
+            text,
+            n_ctx,
+            max_chunks=chunks,
+            threads=threads,
             progress=lambda done, total: progress(ProgressEvent(status, None, total, done)),
         )
     tmp = output.with_name(f".{output.name}.tmp")
     write_imatrix_gguf(
-        tmp, stats.sums, {k: np.array([c], np.float32) for k, c in stats.counts.items()},
-        datasets=[str(data)], chunk_count=stats.chunks, chunk_size=stats.chunk_size,
+        tmp,
+        stats.sums,
+        {k: np.array([c], np.float32) for k, c in stats.counts.items()},
+        datasets=[str(data)],
+        chunk_count=stats.chunks,
+        chunk_size=stats.chunk_size,
     )
     tmp.replace(output)
-    summary = {"status": "success", "output": str(output), "entries": len(stats.sums),
-               "chunks": stats.chunks, "chunk_size": stats.chunk_size}
+    summary = {
+        "status": "success",
+        "output": str(output),
+        "entries": len(stats.sums),
+        "chunks": stats.chunks,
+        "chunk_size": stats.chunk_size,
+    }
     if as_json:
         print_json(summary)
     else:
-        click.echo(f"wrote {output} ({len(stats.sums)} entries, {stats.chunks} chunks of "
-                   f"{stats.chunk_size} tokens)")
+        click.echo(
+            f"wrote {output} ({len(stats.sums)} entries, {stats.chunks} chunks of "
+            f"{stats.chunk_size} tokens)"
+        )

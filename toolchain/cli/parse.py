@@ -11,9 +11,13 @@ from toolchain.cli.reporting import print_json
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--json", "as_json", is_flag=True,
-              help='Print {"file", "instructions": [{"kind", "name", "role", "content", '
-                   '"value", "span", "value_span"}], "commands": [[name, args]]}.')
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"file", "instructions": [{"kind", "name", "role", "content", '
+    '"value", "span", "value_span"}], "commands": [[name, args]]}.',
+)
 def command(file: str, as_json: bool) -> None:
     """Parse FILE (`-` reads stdin) exactly as `ollama create` does and print the IR.
 
@@ -40,8 +44,13 @@ def command(file: str, as_json: bool) -> None:
         print_json(mf.to_json())
         return
     for ins in mf.instructions:
-        label = (ins.name if isinstance(ins, Parameter)
-                 else ins.role if isinstance(ins, Message) else None)
+        label = (
+            ins.name
+            if isinstance(ins, Parameter)
+            else ins.role
+            if isinstance(ins, Message)
+            else None
+        )
         head = f"{ins.span.line}:{ins.span.col}".ljust(8) + ins.kind.upper().ljust(10)
         shown = json.dumps(ins.value, ensure_ascii=False)
         if len(shown) > 72:

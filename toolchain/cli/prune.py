@@ -27,12 +27,21 @@ def command(models: str | None, as_json: bool) -> None:
         freed = temps = folders = 0
     else:
         done = store.collect_garbage(
-            on_wait=lambda: click.echo("waiting for another mfc process using the store",
-                                       err=True))
+            on_wait=lambda: click.echo("waiting for another mfc process using the store", err=True)
+        )
         garbage_blobs, freed, temps, folders = done.blobs, done.bytes, done.temp_files, done.folders
     if as_json:
-        print_json({"status": "success", "removed_blobs": garbage_blobs, "freed": freed,
-                    "temp_files": temps, "folders": folders})
+        print_json(
+            {
+                "status": "success",
+                "removed_blobs": garbage_blobs,
+                "freed": freed,
+                "temp_files": temps,
+                "folders": folders,
+            }
+        )
         return
-    click.echo(f"removed {len(garbage_blobs)} unused blob(s), {human_size(freed)} freed"
-               + (f"; {temps} stale temp file(s)" if temps else ""))
+    click.echo(
+        f"removed {len(garbage_blobs)} unused blob(s), {human_size(freed)} freed"
+        + (f"; {temps} stale temp file(s)" if temps else "")
+    )

@@ -44,16 +44,23 @@ def _on_tensor(
 
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("args", nargs=-1, metavar="IN.gguf [OUT.gguf] TYPE")
-@click.option("--imatrix", type=click.Path(dir_okay=False, path_type=Path),
-              help="Importance matrix (GGUF or legacy .dat, from llama-imatrix).")
+@click.option(
+    "--imatrix",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Importance matrix (GGUF or legacy .dat, from llama-imatrix).",
+)
 @click.option("--pure", is_flag=True, help="Every tensor to TYPE: no K-quant mixture.")
-@click.option("--allow-requantize", is_flag=True,
-              help="Allow re-quantizing tensors that are already quantized (loses quality).")
+@click.option(
+    "--allow-requantize",
+    is_flag=True,
+    help="Allow re-quantizing tensors that are already quantized (loses quality).",
+)
 @click.option("--output-tensor-type", metavar="T", help="Tensor type for output.weight.")
 @click.option("--token-embedding-type", metavar="T", help="Tensor type for token_embd.weight.")
 @click.option("--leave-output-tensor", is_flag=True, help="Keep output.weight as it is.")
-@click.option("--threads", type=click.IntRange(min=1),
-              help="Worker processes (default: all cores).")
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="Worker processes (default: all cores)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
 def command(  # noqa: PLR0917 (one parameter per option)
     args: tuple[str, ...],
@@ -93,10 +100,16 @@ def command(  # noqa: PLR0917 (one parameter per option)
         # a one-shot command: its workers may be forked from it
         with reporter(as_json) as progress, forked_workers():
             result = quant.quantize_file(
-                src, dst, ftype.name, imatrix=imatrix, pure=pure,
-                allow_requantize=allow_requantize, output_tensor_type=output_tensor_type,
+                src,
+                dst,
+                ftype.name,
+                imatrix=imatrix,
+                pure=pure,
+                allow_requantize=allow_requantize,
+                output_tensor_type=output_tensor_type,
                 token_embedding_type=token_embedding_type,
-                leave_output_tensor=leave_output_tensor, threads=threads,
+                leave_output_tensor=leave_output_tensor,
+                threads=threads,
                 progress=_on_tensor(progress, as_json, status),
             )
     except quant.QuantError as exc:

@@ -30,8 +30,12 @@ def prune_at_start(store: Store) -> None:
         log.warning("not pruning unused blobs: %s", exc)
         return
     if done.blobs or done.temp_files:
-        log.info("pruned %d unused blob(s) (%d bytes) and %d stale temp file(s)",
-                 len(done.blobs), done.bytes, done.temp_files)
+        log.info(
+            "pruned %d unused blob(s) (%d bytes) and %d stale temp file(s)",
+            len(done.blobs),
+            done.bytes,
+            done.temp_files,
+        )
 
 
 @click.command()

@@ -43,10 +43,14 @@ def summary(response: dict[str, Any], layers: list[tuple[str, str, int, str]]) -
     projector = response.get("projector_info") or {}
     if projector:
         parch = projector.get("general.architecture", "")
-        rows = [("architecture", str(parch)),
-                ("parameters", human_number(int(projector.get("general.parameter_count", 0))))]
-        for key, label in (("embedding_length", "embedding length"),
-                           ("projection_dim", "dimensions")):
+        rows = [
+            ("architecture", str(parch)),
+            ("parameters", human_number(int(projector.get("general.parameter_count", 0)))),
+        ]
+        for key, label in (
+            ("embedding_length", "embedding length"),
+            ("projection_dim", "dimensions"),
+        ):
             if f"{parch}.vision.{key}" in projector:
                 rows.append((label, str(projector[f"{parch}.vision.{key}"])))
         out += _table("Projector", rows)

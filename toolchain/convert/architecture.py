@@ -165,12 +165,12 @@ def map_tensor_name(arch: Architecture, name: str) -> MappedName | None:
     match = _BLOCK.search(stem)
     bid = int(match.group(1)) if match else None
     if match:
-        stem = f"{stem[:match.start()]}.{{bid}}{stem[match.end():]}"
+        stem = f"{stem[: match.start()]}.{{bid}}{stem[match.end() :]}"
     expert = _EXPERT.search(stem) if match else None
     xid = None
     if expert:
         xid = int(expert.group(1))
-        stem = f"{stem[:expert.start()]}.experts{stem[expert.end():]}"
+        stem = f"{stem[: expert.start()]}.experts{stem[expert.end() :]}"
     target = arch.tensors.get(stem)
     if target is None or not suffix:
         raise UnmappedTensorError(name)

@@ -71,7 +71,7 @@ class HFDir:
     def architecture(self) -> str:
         archs = self.config.get("architectures")
         if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):
-            raise ConvertError(self.file("config.json"), "no \"architectures\" entry")
+            raise ConvertError(self.file("config.json"), 'no "architectures" entry')
         return archs[0]
 
     def close(self) -> None:
@@ -110,14 +110,17 @@ def _open_shards(root: Path) -> tuple[list[SafetensorsFile], dict[str, TensorEnt
     if index_path.is_file():
         weight_map = read_json(index_path).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
-            raise ConvertError(index_path, "no \"weight_map\"")
+            raise ConvertError(index_path, 'no "weight_map"')
         names = sorted(set(map(str, weight_map.values())))
         for name in names:
             if not (root / name).is_file():
                 raise ConvertError(root / name, f"missing (listed in {index_path.name})")
     else:
-        found = sorted(p.name for p in root.iterdir() if is_safetensors_name(p)
-                       and not p.name.startswith("adapter_model"))
+        found = sorted(
+            p.name
+            for p in root.iterdir()
+            if is_safetensors_name(p) and not p.name.startswith("adapter_model")
+        )
         # transformers' own files win over other exports beside them (consolidated.*)
         names = [n for n in found if n.startswith("model")] or found
         weight_map = None
@@ -127,7 +130,8 @@ def _open_shards(root: Path) -> tuple[list[SafetensorsFile], dict[str, TensorEnt
             root,
             "no .safetensors weights",
             hint="save the model with save_pretrained(..., safe_serialization=True)"
-            if has_bin else "expected model.safetensors or model-0000x-of-0000y.safetensors",
+            if has_bin
+            else "expected model.safetensors or model-0000x-of-0000y.safetensors",
         )
     shards: list[SafetensorsFile] = []
     tensors: dict[str, TensorEntry] = {}
@@ -137,15 +141,19 @@ def _open_shards(root: Path) -> tuple[list[SafetensorsFile], dict[str, TensorEnt
             shards.append(shard)
             for tname, entry in shard.tensors.items():
                 if tname in tensors:
-                    raise ConvertError(shard.path, f"tensor {tname!r} also appears in "
-                                       f"{tensors[tname].file.path.name}")
+                    raise ConvertError(
+                        shard.path,
+                        f"tensor {tname!r} also appears in {tensors[tname].file.path.name}",
+                    )
                 tensors[tname] = entry
         if weight_map is not None:
             for tname, fname in weight_map.items():
                 listed = tensors.get(tname)
                 if listed is None or listed.file.path.name != fname:
-                    raise ConvertError(root / str(fname), f"tensor {tname!r} listed in "
-                                       f"{index_path.name} is not in this file")
+                    raise ConvertError(
+                        root / str(fname),
+                        f"tensor {tname!r} listed in {index_path.name} is not in this file",
+                    )
     except BaseException:
         for shard in shards:
             shard.close()

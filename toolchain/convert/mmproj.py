@@ -43,8 +43,12 @@ def projector_path(model_out: Path) -> Path:
     return model_out.with_name("mmproj-" + model_out.name)
 
 
-def convert_projector(src_dir: Path | str, out_path: Path | str, outtype: str = "f16",
-                      progress: ProgressCallback | None = None) -> ConvertResult:
+def convert_projector(
+    src_dir: Path | str,
+    out_path: Path | str,
+    outtype: str = "f16",
+    progress: ProgressCallback | None = None,
+) -> ConvertResult:
     """Write the mmproj GGUF of a vision checkpoint to `out_path` (atomically)."""
     report = progress or no_progress
     out = Path(out_path)
@@ -52,8 +56,9 @@ def convert_projector(src_dir: Path | str, out_path: Path | str, outtype: str = 
     with open_hf_dir(src_dir) as hf:
         proj = projector_for(hf.architecture)
         if proj is None:
-            raise ConvertError(hf.file("config.json"), f"{hf.architecture} has no vision "
-                               "projector mfc converts")
+            raise ConvertError(
+                hf.file("config.json"), f"{hf.architecture} has no vision projector mfc converts"
+            )
         config = _vision_config(hf)
         first_dtype = next((e.dtype for e in hf.tensors.values() if len(e.shape) > 1), None)
         out_type = resolve_outtype(outtype, first_dtype)
@@ -74,18 +79,26 @@ def convert_projector(src_dir: Path | str, out_path: Path | str, outtype: str = 
         common_metadata(config, md)
         proj.metadata(config, md)
         md.u32("general.quantization_version", QUANTIZATION_VERSION)
-        write_gguf(out, md, tensors, config.vision, progress=report,
-                   status="converting projector", inputs=input_files(hf.path))
+        write_gguf(
+            out,
+            md,
+            tensors,
+            config.vision,
+            progress=report,
+            status="converting projector",
+            inputs=input_files(hf.path),
+        )
     report(ProgressEvent(f"wrote {out}"))
-    return ConvertResult(out, "clip", out_type.name, int(out_type.file_type), len(tensors),
-                         out.stat().st_size)
+    return ConvertResult(
+        out, "clip", out_type.name, int(out_type.file_type), len(tensors), out.stat().st_size
+    )
 
 
 def _vision_config(hf: HFDir) -> VisionConfig:
     path = hf.file("config.json")
     vision = hf.config.get("vision_config")
     if not isinstance(vision, dict):
-        raise ConvertError(path, "no \"vision_config\" object")
+        raise ConvertError(path, 'no "vision_config" object')
     text = hf.config.get("text_config")
     top = {**hf.config, **(text if isinstance(text, dict) else {})}
     preprocessor: dict[str, Any] = dict(read_json(hf.file("preprocessor_config.json")))
@@ -95,12 +108,18 @@ def _vision_config(hf: HFDir) -> VisionConfig:
     for key in ("image_mean", "image_std"):
         value = preprocessor.get(key)
         if not isinstance(value, list) or not all(isinstance(x, int | float) for x in value):
-            raise ConvertError(hf.file("preprocessor_config.json"),
-                               f"missing {key!r} (a list of numbers), which the projector needs")
+            raise ConvertError(
+                hf.file("preprocessor_config.json"),
+                f"missing {key!r} (a list of numbers), which the projector needs",
+            )
     proj = projector_for(hf.architecture)
     assert proj is not None
-    return VisionConfig(HParams(proj.vision_config(vision), path), HParams(top, path),
-                        HParams(hf.config, path), preprocessor)
+    return VisionConfig(
+        HParams(proj.vision_config(vision), path),
+        HParams(top, path),
+        HParams(hf.config, path),
+        preprocessor,
+    )
 
 
 def _clip_arch(proj: Projector) -> Architecture:
@@ -108,11 +127,17 @@ def _clip_arch(proj: Projector) -> Architecture:
     outside `proj.keep` dropped (those are the text model's). Its metadata is written by
     the caller, from the whole VisionConfig."""
     return Architecture(
-        hf_names=proj.hf_names, gguf_arch="clip", tensors={**tensor_table("clip"), **proj.names},
+        hf_names=proj.hf_names,
+        gguf_arch="clip",
+        tensors={**tensor_table("clip"), **proj.names},
         splits=proj.splits,
-        metadata=lambda _h, _md: None, vocab=(), renames=proj.renames,
-        skip=(f"(?!(?:{proj.keep})$).*", *proj.skip), transforms=proj.transforms,
-        family=proj.family)
+        metadata=lambda _h, _md: None,
+        vocab=(),
+        renames=proj.renames,
+        skip=(f"(?!(?:{proj.keep})$).*", *proj.skip),
+        transforms=proj.transforms,
+        family=proj.family,
+    )
 
 
 def _forced(t: PlannedTensor, proj: Projector, out: GGMLQuantizationType) -> PlannedTensor:

@@ -44,10 +44,17 @@ def plan_mxfp4(hf: HFDir, arch: Architecture, hp: HParams) -> list[PlannedTensor
             continue
         base = name.removesuffix("_blocks")
         scales = hf.tensors.get(base + "_scales")
-        if scales is None or len(blocks.shape) < 2 or blocks.shape[-1] != 16 \
-                or tuple(scales.shape) != tuple(blocks.shape[:-1]):
-            raise ConvertError(blocks.file.path, f"tensor {name!r}: MXFP4 blocks need "
-                               f"{base}_scales of shape {list(blocks.shape[:-1])}")
+        if (
+            scales is None
+            or len(blocks.shape) < 2
+            or blocks.shape[-1] != 16
+            or tuple(scales.shape) != tuple(blocks.shape[:-1])
+        ):
+            raise ConvertError(
+                blocks.file.path,
+                f"tensor {name!r}: MXFP4 blocks need "
+                f"{base}_scales of shape {list(blocks.shape[:-1])}",
+            )
         mapped = map_tensor_name(arch, base)
         if mapped is None:
             continue
@@ -56,8 +63,15 @@ def plan_mxfp4(hf: HFDir, arch: Architecture, hp: HParams) -> list[PlannedTensor
             gguf_name = template.replace("{bid}", str(mapped.bid))
             n_rows = len(range(*pick.indices(blocks.shape[-3])))
             shape = (*blocks.shape[:-3], n_rows, blocks.shape[-2] * 32)
-            out.append(PlannedTensor(gguf_name, shape, MXFP4, encoded_nbytes(shape, MXFP4),
-                                     raw=partial(_read, blocks, scales, pick)))
+            out.append(
+                PlannedTensor(
+                    gguf_name,
+                    shape,
+                    MXFP4,
+                    encoded_nbytes(shape, MXFP4),
+                    raw=partial(_read, blocks, scales, pick),
+                )
+            )
     return out
 
 

@@ -45,9 +45,11 @@ def resolve_outtype(name: str, first_weight_dtype: str | None) -> OutType:
     key = name.lower()
     out = FLOAT_OUTTYPES.get(key) or quantized_outtype(name)
     if out is None:
-        raise ConvertError("--outtype", f"unknown output type {name!r}",
-                           hint="choose one of: " + ", ".join([*FLOAT_OUTTYPES,
-                                                               *outtype_names()]))
+        raise ConvertError(
+            "--outtype",
+            f"unknown output type {name!r}",
+            hint="choose one of: " + ", ".join([*FLOAT_OUTTYPES, *outtype_names()]),
+        )
     if out.ggml is None:
         return FLOAT_OUTTYPES["bf16" if first_weight_dtype == "BF16" else "f16"]
     return out
@@ -75,8 +77,9 @@ def to_float32(raw: np.ndarray, dtype: str) -> np.ndarray:
 _UNCHANGED = frozenset({("F16", T.F16), ("BF16", T.BF16), ("F32", T.F32)})
 
 
-def encode(x: np.ndarray, raw: np.ndarray | None, dtype: str | None,
-           ggml: GGMLQuantizationType) -> np.ndarray:
+def encode(
+    x: np.ndarray, raw: np.ndarray | None, dtype: str | None, ggml: GGMLQuantizationType
+) -> np.ndarray:
     """`x` (float32) in the on-disk form of `ggml`. `raw`/`dtype` is the untouched source,
     used to skip the float32 round trip when the source already has the output type."""
     if raw is not None and (dtype, ggml) in _UNCHANGED:
@@ -96,6 +99,7 @@ def encoded_nbytes(shape: tuple[int, ...], ggml: GGMLQuantizationType) -> int:
     block, size = GGML_QUANT_SIZES[ggml]
     n = int(np.prod(shape, dtype=np.int64))
     if shape and shape[-1] % block:
-        raise ConvertError("--outtype", f"rows of {shape[-1]} do not divide into {ggml.name} "
-                           f"blocks of {block}")
+        raise ConvertError(
+            "--outtype", f"rows of {shape[-1]} do not divide into {ggml.name} blocks of {block}"
+        )
     return n // block * size

@@ -39,8 +39,9 @@ def outtype_names() -> tuple[str, ...]:
     return tuple(n.lower() for n in quant.FTYPE_NAMES if n.lower() not in FLOAT_OUTTYPES)
 
 
-def apply_policy(tensors: list[PlannedTensor], out: OutType, arch: str, hp: HParams,
-                 n_layer: int) -> None:
+def apply_policy(
+    tensors: list[PlannedTensor], out: OutType, arch: str, hp: HParams, n_layer: int
+) -> None:
     """Give each planned tensor the type llama-quantize would, and a kernel to encode it."""
     import quant
     from quant.formats import BY_ID
@@ -49,18 +50,24 @@ def apply_policy(tensors: list[PlannedTensor], out: OutType, arch: str, hp: HPar
 
     assert out.quantize is not None
     n_head = hp.int("num_attention_heads", "n_head", "n_heads", default=0)
-    facts = ModelFacts(arch, n_layer, n_head,
-                       hp.int("num_key_value_heads", "n_kv_heads", default=n_head))
-    infos = [TensorInfo(t.name, tuple(reversed(t.shape)), int(t.ggml), 0, i)
-             for i, t in enumerate(tensors)]
+    facts = ModelFacts(
+        arch, n_layer, n_head, hp.int("num_key_value_heads", "n_kv_heads", default=n_head)
+    )
+    infos = [
+        TensorInfo(t.name, tuple(reversed(t.shape)), int(t.ggml), 0, i)
+        for i, t in enumerate(tensors)
+    ]
     plans = {p.tensor.name: p for p in plan_tensors(infos, facts, quant.file_type(out.quantize))}
     for t in tensors:
         plan = plans[t.name]
         if t.raw is not None:
             continue  # kept in its checkpoint encoding (MXFP4 experts)
         if plan.requires_imatrix:
-            raise ConvertError("--outtype", f"{out.name} needs an importance matrix",
-                               hint="convert to f16, then `mfc quantize --imatrix`")
+            raise ConvertError(
+                "--outtype",
+                f"{out.name} needs an importance matrix",
+                hint="convert to f16, then `mfc quantize --imatrix`",
+            )
         if not plan.quantize:
             continue
         fmt = BY_ID[plan.target]
@@ -76,4 +83,3 @@ def _encode(type_name: str, tensor: str, x: np.ndarray) -> np.ndarray:
         return np.frombuffer(quant.quantize(type_name, x, tensor=tensor), dtype=np.uint8)
     except quant.QuantError as exc:
         raise ConvertError(tensor, exc.message, hint=exc.hint) from None
-

@@ -92,8 +92,9 @@ class SafetensorsFile:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConvertError(self.path, "not a safetensors file (header is not JSON)") from exc
         except RecursionError:
-            raise ConvertError(self.path, "not a safetensors file (header JSON is nested too "
-                               "deep)") from None
+            raise ConvertError(
+                self.path, "not a safetensors file (header JSON is nested too deep)"
+            ) from None
         if not isinstance(header, dict):
             raise ConvertError(self.path, "not a safetensors file (header is not an object)")
         base = 8 + n
@@ -169,4 +170,3 @@ class SafetensorsFile:
 
 def is_safetensors_name(path: Path) -> bool:
     return path.suffix == ".safetensors" and not path.name.startswith(".")
-

@@ -71,15 +71,25 @@ def check_not_an_input(path: Path, inputs: Iterable[Path]) -> None:
     for p in inputs:
         try:
             if os.path.samestat(st, p.stat()):
-                raise ConvertError(path, f"is an input of this conversion ({p})",
-                                   hint="write the GGUF to another file")
+                raise ConvertError(
+                    path,
+                    f"is an input of this conversion ({p})",
+                    hint="write the GGUF to another file",
+                )
         except OSError:
             continue
 
 
-def write_gguf(path: Path, md: Metadata, tensors: list[PlannedTensor], hp: HParams | None,
-               *, progress: ProgressCallback, status: str = "converting model",
-               inputs: Iterable[Path] = ()) -> None:
+def write_gguf(
+    path: Path,
+    md: Metadata,
+    tensors: list[PlannedTensor],
+    hp: HParams | None,
+    *,
+    progress: ProgressCallback,
+    status: str = "converting model",
+    inputs: Iterable[Path] = (),
+) -> None:
     """Write metadata and tensors to `path` atomically, reporting bytes through `progress`.
 
     `inputs` are the files the conversion reads: `path` may not be one of them.
@@ -93,8 +103,9 @@ def write_gguf(path: Path, md: Metadata, tensors: list[PlannedTensor], hp: HPara
         tmp = temp_path(path)  # mode per umask, as a plain open would give
     except OSError as exc:
         raise ConvertError(path, f"cannot write: {exc.strerror or exc}") from None
-    table = tensor_table([(t.name, tuple(reversed(t.shape)), int(t.ggml), t.nbytes)
-                          for t in tensors])
+    table = tensor_table(
+        [(t.name, tuple(reversed(t.shape)), int(t.ggml), t.nbytes) for t in tensors]
+    )
     try:
         with tmp.open("wb") as fout:
             fout.write(header_bytes(md.encoded(), table))
@@ -107,9 +118,15 @@ def write_gguf(path: Path, md: Metadata, tensors: list[PlannedTensor], hp: HPara
         raise
 
 
-def _write_data(path: Path, fout: IO[bytes], tensors: list[PlannedTensor], hp: HParams | None,
-                *,
-                progress: ProgressCallback, status: str) -> None:
+def _write_data(
+    path: Path,
+    fout: IO[bytes],
+    tensors: list[PlannedTensor],
+    hp: HParams | None,
+    *,
+    progress: ProgressCallback,
+    status: str,
+) -> None:
     meter = ByteMeter(progress, status, sum(t.nbytes for t in tensors), steps=100)
     done = 0
     for t in tensors:
@@ -121,8 +138,9 @@ def _write_data(path: Path, fout: IO[bytes], tensors: list[PlannedTensor], hp: H
             done += len(buf)
             meter.update(done)
         if written != t.nbytes:
-            raise ConvertError(path, f"internal error: {t.name} wrote {written} of "
-                               f"{t.nbytes} bytes")
+            raise ConvertError(
+                path, f"internal error: {t.name} wrote {written} of {t.nbytes} bytes"
+            )
         _pad(fout)
 
 
@@ -145,8 +163,7 @@ def _encoded_chunks(t: PlannedTensor, hp: HParams | None) -> Iterator[np.ndarray
         yield from _entry_chunks(t, entry, hp)
 
 
-def _entry_chunks(t: PlannedTensor, entry: TensorEntry,
-                  hp: HParams | None) -> Iterator[np.ndarray]:
+def _entry_chunks(t: PlannedTensor, entry: TensorEntry, hp: HParams | None) -> Iterator[np.ndarray]:
     raw = entry.file.array(entry)
     if t.rows is not None:
         raw = raw[: t.rows]
@@ -159,7 +176,7 @@ def _entry_chunks(t: PlannedTensor, entry: TensorEntry,
         flat = raw.reshape(raw.shape[0], -1) if raw.ndim > 1 else raw.reshape(1, -1)
         step = max(1, CHUNK_ELEMENTS // max(flat.shape[1], 1))
         for r0 in range(0, flat.shape[0], step):
-            part = flat[r0:r0 + step]
+            part = flat[r0 : r0 + step]
             yield _encode(t, to_float32(part, entry.dtype), part, entry.dtype)
             entry.file.release(entry)
     finally:
@@ -167,8 +184,9 @@ def _entry_chunks(t: PlannedTensor, entry: TensorEntry,
         entry.file.release(entry)
 
 
-def _encode(t: PlannedTensor, x: np.ndarray, raw: np.ndarray | None,
-            dtype: str | None) -> np.ndarray:
+def _encode(
+    t: PlannedTensor, x: np.ndarray, raw: np.ndarray | None, dtype: str | None
+) -> np.ndarray:
     if t.encoder is not None:
         return t.encoder(x)
     return encode(x, raw, dtype, t.ggml)

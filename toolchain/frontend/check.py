@@ -47,7 +47,15 @@ ERR_REQUIRES = "requires must be a valid semver (e.g. 0.14.0)"
 
 #: instructions of which `ollama create` keeps only the last (FROM: the last name wins)
 _LAST_WINS: tuple[type[Instruction], ...] = (
-    From, Adapter, Template, System, Renderer, Parser, Requires, Quantize, Imatrix,
+    From,
+    Adapter,
+    Template,
+    System,
+    Renderer,
+    Parser,
+    Requires,
+    Quantize,
+    Imatrix,
 )
 _PATH_VALUED: tuple[type[Instruction], ...] = (From, Adapter, Draft, Imatrix)
 
@@ -73,10 +81,14 @@ def check_modelfile(mf: Modelfile) -> list[Diagnostic]:
     """Every semantic diagnostic of `mf` (TEMPLATE checks included), in source order."""
     diags: list[Diagnostic] = []
     if not any(isinstance(ins, From) for ins in mf.instructions):
-        diags.append(Diagnostic(
-            "error", ERR_MISSING_FROM, Span(mf.path, 1, 1, 1, 2),
-            "a Modelfile starts from a model: FROM <name>, a GGUF file or a safetensors folder",
-        ))
+        diags.append(
+            Diagnostic(
+                "error",
+                ERR_MISSING_FROM,
+                Span(mf.path, 1, 1, 1, 2),
+                "a Modelfile starts from a model: FROM <name>, a GGUF file or a safetensors folder",
+            )
+        )
     diags += _repeats(mf)
     diags += _check_imatrix(mf)
     for ins in mf.instructions:
@@ -93,17 +105,32 @@ def _check_instruction(ins: Instruction) -> list[Diagnostic]:
     if isinstance(ins, Parameter):
         return _check_parameter(ins)
     if isinstance(ins, Message) and ins.role not in MESSAGE_ROLES:
-        return [Diagnostic("error", ERR_INVALID_MESSAGE_ROLE, ins.span,
-                           "roles are system, user and assistant")]
+        return [
+            Diagnostic(
+                "error", ERR_INVALID_MESSAGE_ROLE, ins.span, "roles are system, user and assistant"
+            )
+        ]
     if isinstance(ins, Requires) and not is_valid_requires(ins.value):
-        return [Diagnostic("error", ERR_REQUIRES, _value_span(ins),
-                           "REQUIRES names the oldest Ollama version the model needs, e.g. 0.14.0")]
+        return [
+            Diagnostic(
+                "error",
+                ERR_REQUIRES,
+                _value_span(ins),
+                "REQUIRES names the oldest Ollama version the model needs, e.g. 0.14.0",
+            )
+        ]
     if isinstance(ins, Quantize) and (problem := unsupported_quantize_type(ins.value)):
         return [Diagnostic("error", problem[0], _value_span(ins), problem[1])]
     if isinstance(ins, _PATH_VALUED) and not ins.value:
         keyword = ins.kind.upper()
-        return [Diagnostic("warning", f"{keyword} is empty, which means the Modelfile's folder",
-                           ins.span, f"write `{keyword} .` if that is what you mean")]
+        return [
+            Diagnostic(
+                "warning",
+                f"{keyword} is empty, which means the Modelfile's folder",
+                ins.span,
+                f"write `{keyword} .` if that is what you mean",
+            )
+        ]
     return []
 
 
@@ -114,21 +141,37 @@ def _check_imatrix(mf: Modelfile) -> list[Diagnostic]:
     imatrix = next((i for i in reversed(mf.instructions) if isinstance(i, Imatrix)), None)
     name = canonical_quantize_type(quantize.value) if quantize else None
     if quantize and name and name.upper() in IMATRIX_REQUIRED and imatrix is None:
-        return [Diagnostic(
-            "error", f"quantization type {name} needs an importance matrix", _value_span(quantize),
-            "add IMATRIX <file>: an imatrix GGUF or .dat (`mfc imatrix`, llama-imatrix) or "
-            "calibration text to compute one from",
-        )]
+        return [
+            Diagnostic(
+                "error",
+                f"quantization type {name} needs an importance matrix",
+                _value_span(quantize),
+                "add IMATRIX <file>: an imatrix GGUF or .dat (`mfc imatrix`, llama-imatrix) or "
+                "calibration text to compute one from",
+            )
+        ]
     if imatrix is not None and quantize is None:
-        return [Diagnostic("warning", "IMATRIX has no effect without QUANTIZE", imatrix.span,
-                           "add QUANTIZE <type>, or remove the line")]
+        return [
+            Diagnostic(
+                "warning",
+                "IMATRIX has no effect without QUANTIZE",
+                imatrix.span,
+                "add QUANTIZE <type>, or remove the line",
+            )
+        ]
     return []
 
 
 def _check_parameter(param: Parameter) -> list[Diagnostic]:
     if is_deprecated(param.name):
-        return [Diagnostic("warning", f"parameter {param.name} is deprecated", param.span,
-                           "ollama create ignores it; remove the line")]
+        return [
+            Diagnostic(
+                "warning",
+                f"parameter {param.name} is deprecated",
+                param.span,
+                "ollama create ignores it; remove the line",
+            )
+        ]
     try:
         parse_parameter_value(param.name, param.value)
     except ParameterError as err:
@@ -159,14 +202,20 @@ def _repeats(mf: Modelfile) -> list[Diagnostic]:
         if previous is ins:
             continue
         if isinstance(ins, From):
-            hint = ("the last FROM names the model; FROM files are all added, as `ollama create` "
-                    "does (e.g. a vision projector); remove the FROM you do not want")
+            hint = (
+                "the last FROM names the model; FROM files are all added, as `ollama create` "
+                "does (e.g. a vision projector); remove the FROM you do not want"
+            )
         else:
             hint = f"the last {label} wins, as with `ollama create`; remove the one you do not want"
-        diags.append(Diagnostic(
-            "warning", f"{label} repeated: line {ins.span.line} replaces line {previous.span.line}",
-            ins.span, hint,
-        ))
+        diags.append(
+            Diagnostic(
+                "warning",
+                f"{label} repeated: line {ins.span.line} replaces line {previous.span.line}",
+                ins.span,
+                hint,
+            )
+        )
         seen[key] = ins
     return diags
 

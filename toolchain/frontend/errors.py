@@ -12,8 +12,17 @@ from toolchain.errors import MfcError, Span
 
 #: the keywords the reference accepts, in the order its error message lists them
 REFERENCE_COMMANDS = (
-    "from", "license", "template", "system", "adapter", "draft", "renderer", "parser",
-    "parameter", "message", "requires",
+    "from",
+    "license",
+    "template",
+    "system",
+    "adapter",
+    "draft",
+    "renderer",
+    "parser",
+    "parameter",
+    "message",
+    "requires",
 )
 #: mfc's own instructions on top of the reference's
 EXTENSION_COMMANDS = ("quantize", "imatrix")

@@ -85,10 +85,16 @@ RUNNER_PARAMETERS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Ru
 
 #: accepted by the parser, skipped by `ollama create` with `warning: parameter <name> is deprecated`
 DEPRECATED_PARAMETERS: tuple[str, ...] = (
-    "penalize_newline", "low_vram", "f16_kv", "logits_all", "vocab_only", "use_mlock",
-    "mirostat", "mirostat_tau", "mirostat_eta",
+    "penalize_newline",
+    "low_vram",
+    "f16_kv",
+    "logits_all",
+    "vocab_only",
+    "use_mlock",
+    "mirostat",
+    "mirostat_tau",
+    "mirostat_eta",
 )
-
 
 
 def modelfile_spelling(ftype: str) -> str:
@@ -141,8 +147,11 @@ def parse_parameter_value(name: str, raw: str, span: Span | None = None) -> Para
     kind = PARAMETERS.get(name)
     if kind is None:
         guess = suggest_parameter(name)
-        hint = (f"did you mean {guess}?" if guess
-                else "known parameters: " + ", ".join(sorted(PARAMETERS)))
+        hint = (
+            f"did you mean {guess}?"
+            if guess
+            else "known parameters: " + ", ".join(sorted(PARAMETERS))
+        )
         raise UnknownParameterError(f"unknown parameter '{name}'", span, hint)
     if kind == "string_list":
         return [raw]
@@ -184,7 +193,9 @@ def unsupported_quantize_type(name: str) -> tuple[str, str] | None:
     if canonical_quantize_type(name) is not None:
         return None
     close = difflib.get_close_matches(
-        name.lower(), [t.lower() for t in QUANTIZE_TYPES], n=1, cutoff=0.6)
+        name.lower(), [t.lower() for t in QUANTIZE_TYPES], n=1, cutoff=0.6
+    )
     hint = (f"did you mean {canonical_quantize_type(close[0])}? " if close else "") + (
-        "known types: " + ", ".join(QUANTIZE_TYPES))
+        "known types: " + ", ".join(QUANTIZE_TYPES)
+    )
     return f"unsupported quantization type '{name}'", hint

@@ -93,9 +93,9 @@ def _read_value(raw: str, start: int, index: LineIndex) -> tuple[str, Span, int]
     return value, index.span(start + i, start + max(i, j)), start + written_end
 
 
-def _build(tree: Tree[Token], base: int, index: LineIndex, original: str) -> tuple[
-    list[Instruction], list[Comment]
-]:
+def _build(
+    tree: Tree[Token], base: int, index: LineIndex, original: str
+) -> tuple[list[Instruction], list[Comment]]:
     instructions: list[Instruction] = []
     comments: list[Comment] = []
     for item in tree.children:

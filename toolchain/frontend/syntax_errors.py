@@ -96,8 +96,7 @@ def _name_failure(
     if name.lower() in COMMANDS:
         hint = f"{name.upper()} needs a value after a space, on the same line"
     elif text[p] == DROPPED:
-        hint = (f"the line starts with the invisible character U+{ord(original[p]):04X}; "
-                "delete it")
+        hint = f"the line starts with the invisible character U+{ord(original[p]):04X}; delete it"
     elif stop not in _SEPARATORS and stop not in "\r\n" and not name:
         hint = None
     else:
@@ -110,8 +109,11 @@ def _suggest_command(name: str) -> str:
     close = difflib.get_close_matches(name.lower(), COMMANDS, n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0].upper()}?"
-    return ('an instruction is one of ' + ", ".join(c.upper() for c in COMMANDS)
-            + '; to continue a value over several lines, wrap it in """')
+    return (
+        "an instruction is one of "
+        + ", ".join(c.upper() for c in COMMANDS)
+        + '; to continue a value over several lines, wrap it in """'
+    )
 
 
 def _word_failure(
@@ -123,23 +125,28 @@ def _word_failure(
     allowed = _is_alpha if is_role else _NAME_CHARS.__contains__
     while i < n and allowed(text[i]):
         i += 1
-    word = text[p + 1:i]
+    word = text[p + 1 : i]
     keyword = "MESSAGE" if is_role else "PARAMETER"
-    usage = ("MESSAGE <system|user|assistant> <text>" if is_role
-             else "PARAMETER <name> <value> (names are letters, digits and _)")
+    usage = (
+        "MESSAGE <system|user|assistant> <text>"
+        if is_role
+        else "PARAMETER <name> <value> (names are letters, digits and _)"
+    )
     if i >= n:
         return UnexpectedEOFError(ERR_UNEXPECTED_EOF, index.span(p + 1, n), f"use {usage}"), None
     if is_role and text[i] in _SEPARATORS:
         close = [r for r in MESSAGE_ROLES if r == word.lower()]
         close = close or difflib.get_close_matches(word.lower(), MESSAGE_ROLES, n=1)
         hint = f"did you mean {close[0]}?" if close else "roles are system, user and assistant"
-        role_error = ParserError(_reference_line(text, i), ERR_INVALID_MESSAGE_ROLE,
-                                 index.span(p + 1, i), hint)
+        role_error = ParserError(
+            _reference_line(text, i), ERR_INVALID_MESSAGE_ROLE, index.span(p + 1, i), hint
+        )
         return role_error, _next_line(text, i)
     end = i if text[i] in "\r\n" else i + 1
     hint = f"{keyword} {word or '<...>'} needs a value: {usage}"
-    error = UnexpectedEOFError(f"{ERR_UNEXPECTED_EOF}: {word}", index.span(p + 1, max(end, p + 2)),
-                          hint)
+    error = UnexpectedEOFError(
+        f"{ERR_UNEXPECTED_EOF}: {word}", index.span(p + 1, max(end, p + 2)), hint
+    )
     return error, _next_line(text, i)
 
 

@@ -26,7 +26,6 @@ from toolchain.gotemplate.nodes import (
     PipeNode,
     TemplateNode,
     VariableNode,
-    WithNode,
 )
 from toolchain.gotemplate.template import locate
 from toolchain.ir import Instruction, Modelfile, Template
@@ -54,9 +53,16 @@ _SAMPLE_MESSAGES = [
     {"role": "user", "content": "Thanks!"},
 ]  # fmt: skip
 _CITY = {"type": "string", "description": "A city"}
-_SAMPLE_TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    "parameters": {"type": "object", "required": ["city"], "properties": {"city": _CITY}}}}]
+_SAMPLE_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            "parameters": {"type": "object", "required": ["city"], "properties": {"city": _CITY}},
+        },
+    }
+]
 
 
 def check_templates(mf: Modelfile) -> list[Diagnostic]:
@@ -118,9 +124,7 @@ def _walk(n: Node | None, dot_known: bool, text: str, ins: Instruction | None,
         if n.keyword in ("range", "with") and n.pipe is not None:
             inner = _yields_known(n.pipe)
         _walk(n.list, inner, text, ins, diags)
-        _walk(
-            n.else_list, dot_known if not isinstance(n, WithNode) else dot_known, text, ins, diags  # noqa: RUF034
-        )
+        _walk(n.else_list, dot_known, text, ins, diags)
     elif isinstance(n, PipeNode):
         for c in n.cmds:
             for a in c.args:

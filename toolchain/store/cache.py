@@ -54,10 +54,15 @@ def _entry_of(key: str, obj: Any, used: float) -> CacheEntry | None:
         return None
     options, meta, version = obj.get("options"), obj.get("meta"), obj.get("version")
     return CacheEntry(
-        key, digest, size, input=str(obj.get("input") or ""), pass_name=str(obj.get("pass") or ""),
+        key,
+        digest,
+        size,
+        input=str(obj.get("input") or ""),
+        pass_name=str(obj.get("pass") or ""),
         version=version if isinstance(version, int) else 0,
         options=options if isinstance(options, dict) else {},
-        meta=meta if isinstance(meta, dict) else {}, used=used,
+        meta=meta if isinstance(meta, dict) else {},
+        used=used,
     )
 
 
@@ -121,9 +126,12 @@ class BuildCache:
         or build) or `missing` (its blob is gone: a miss)."""
         live = self.live(entries, refs)
         return {
-            e.key: "missing" if not self.blobs.exists(e.digest)
-            else "model" if e.digest in refs
-            else "cache" if e.key in live
+            e.key: "missing"
+            if not self.blobs.exists(e.digest)
+            else "model"
+            if e.digest in refs
+            else "cache"
+            if e.key in live
             else "orphan"
             for e in entries
         }
@@ -154,7 +162,11 @@ class BuildCache:
         return Sweep(removed, freed, held)
 
     def evict(
-        self, refs: set[str], *, older_than: float | None = None, max_size: int | None = None,
+        self,
+        refs: set[str],
+        *,
+        older_than: float | None = None,
+        max_size: int | None = None,
         now: float,
     ) -> Eviction:
         """Sweep orphans, then evict entries last used more than `older_than` seconds ago, and

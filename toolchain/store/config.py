@@ -142,8 +142,9 @@ class ModelConfig:
         defaults = ARCH_DEFAULTS.get(architecture)
         if defaults is None or (self.renderer and self.parser):
             return self, None
-        filled = replace(self, renderer=self.renderer or defaults.renderer,
-                         parser=self.parser or defaults.parser)
+        filled = replace(
+            self, renderer=self.renderer or defaults.renderer, parser=self.parser or defaults.parser
+        )
         return filled, defaults.stop
 
     @classmethod

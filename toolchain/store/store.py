@@ -262,14 +262,17 @@ class Store:
         return removed
 
     def evict_cache(
-        self, *, older_than: float | None = None, max_size: int | None = None,
-        wait: bool = True, on_wait: Callable[[], None] | None = None,
+        self,
+        *,
+        older_than: float | None = None,
+        max_size: int | None = None,
+        wait: bool = True,
+        on_wait: Callable[[], None] | None = None,
     ) -> Eviction:
         """`BuildCache.evict` under the exclusive lock (`wait=False`: `StoreBusyError` if busy)."""
         with self.exclusive_lock(self._busy(wait, on_wait)):
             refs = self.referenced_digests()
-            return self.cache.evict(refs, older_than=older_than, max_size=max_size,
-                                    now=time.time())
+            return self.cache.evict(refs, older_than=older_than, max_size=max_size, now=time.time())
 
     def _busy(self, wait: bool, on_wait: Callable[[], None] | None) -> Callable[[], None]:
         def busy() -> None:
@@ -298,7 +301,10 @@ class Store:
         return self.collect_garbage(grace_seconds).blobs
 
     def collect_garbage(
-        self, grace_seconds: float = 0.0, *, wait: bool = True,
+        self,
+        grace_seconds: float = 0.0,
+        *,
+        wait: bool = True,
         on_wait: Callable[[], None] | None = None,
     ) -> Garbage:
         """What the reference does at server start (`mfc serve`, `mfc prune`): under the

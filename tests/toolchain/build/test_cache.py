@@ -79,10 +79,12 @@ def test_keys_come_from_the_passes(store: Store, folder: Path, fake_quant: FakeQ
     assert conv.input == folder_digest(folder)
     assert quant.input == conv.digest  # the F16 the quantize pass read
     assert quant.options == {"type": "Q4_K_M"}
-    assert quant.key == cache_key(conv.digest, "quantize", quantize_pass.PASS.version,
-                                  {"type": "Q4_K_M"})
+    assert quant.key == cache_key(
+        conv.digest, "quantize", quantize_pass.PASS.version, {"type": "Q4_K_M"}
+    )
     assert store.cache.states(store.cache.entries(), store.referenced_digests()) == {
-        conv.key: "cache", quant.key: "model"
+        conv.key: "cache",
+        quant.key: "model",
     }
 
 
@@ -90,8 +92,11 @@ def test_bumping_a_pass_version_misses(
     store: Store, folder: Path, fake_quant: FakeQuantizer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     build(store, parse_name("q"), request(folder))
-    monkeypatch.setattr(quantize_pass, "PASS", quantize_pass.Pass(
-        "quantize", quantize_pass.VERSION + 1, quantize_pass.run))
+    monkeypatch.setattr(
+        quantize_pass,
+        "PASS",
+        quantize_pass.Pass("quantize", quantize_pass.VERSION + 1, quantize_pass.run),
+    )
     build(store, parse_name("q"), request(folder))
     assert fake_quant.calls == 2  # a new version is a new key
     passes = sorted((e.pass_name, e.version) for e in store.cache.entries())
@@ -198,8 +203,10 @@ def test_prune_and_cache_prune_wait_for_a_running_build(
             store.collect_garbage(wait=False)
         except StoreBusyError as exc:
             busy.append(exc.message)
-        for name, call in (("prune", store.collect_garbage),
-                           ("cache", lambda: store.evict_cache(max_size=0))):
+        for name, call in (
+            ("prune", store.collect_garbage),
+            ("cache", lambda: store.evict_cache(max_size=0)),
+        ):
             t = threading.Thread(target=lambda n=name, c=call: results.__setitem__(n, c()))
             t.start()
             threads.append(t)
@@ -227,11 +234,23 @@ def test_cli_prune_in_another_process_waits_for_the_build(
         if not event.status.startswith("quantizing") or procs:
             return
         for args in (["prune"], ["cache", "prune", "--max-size", "0"]):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", "from toolchain.cli import main; main()", *args,
-                 "--models", str(store.root), "--json"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-            ))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "from toolchain.cli import main; main()",
+                        *args,
+                        "--models",
+                        str(store.root),
+                        "--json",
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env=env,
+                )
+            )
         for p in procs:  # each says it waits before blocking on the lock ("" if it ended)
             assert p.stderr is not None
             said = p.stderr.readline()

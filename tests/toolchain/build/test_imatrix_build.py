@@ -29,7 +29,10 @@ MODEL = "application/vnd.ollama.image.model"
 def mfc(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from toolchain.cli import main; main()", *map(str, args)],
-        capture_output=True, text=True, check=False, timeout=900,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
     )
 
 
@@ -48,9 +51,7 @@ def _build(store: Store, folder: Path, text: str, name: str = "imx") -> str:
 
 @pytest.mark.slow
 @pytest.mark.oracle
-def test_calibration_text_builds_what_the_manual_path_makes(
-    f32_gguf: Path, tmp_path: Path
-) -> None:
+def test_calibration_text_builds_what_the_manual_path_makes(f32_gguf: Path, tmp_path: Path) -> None:
     text = tmp_path / "calibration.txt"
     text.write_text((ROOT / "README.md").read_text()[:20000])  # > 2 contexts of 512 tokens
     matrix = tmp_path / "manual.imatrix.gguf"
@@ -91,7 +92,8 @@ def test_a_type_that_needs_a_matrix_without_one_is_refused(tmp_path: Path, tiny_
     text = f"FROM {tiny_dir / 'tiny.gguf'}\nQUANTIZE q2_K_S\n"
     _, diags = check_source(text, "Modelfile")
     assert [(d.severity, d.message) for d in diags] == [
-        ("error", "quantization type q2_K_S needs an importance matrix")]
+        ("error", "quantization type q2_K_S needs an importance matrix")
+    ]
     store = Store(tmp_path / "models")
     with pytest.raises(BuildError, match="Q2_K_S needs an importance matrix"):
         _build(store, tmp_path, text)
@@ -101,7 +103,8 @@ def test_a_type_that_needs_a_matrix_without_one_is_refused(tmp_path: Path, tiny_
 def test_imatrix_problems_are_reported(tmp_path: Path, tiny_dir: Path, f32_gguf: Path) -> None:
     _, diags = check_source(f"FROM {tiny_dir / 'tiny.gguf'}\nIMATRIX cal.txt\n", "Modelfile")
     assert [(d.severity, d.message) for d in diags] == [
-        ("warning", "IMATRIX has no effect without QUANTIZE")]
+        ("warning", "IMATRIX has no effect without QUANTIZE")
+    ]
     store = Store(tmp_path / "models")
     with pytest.raises(BuildError, match=r"IMATRIX file not found: .*missing\.txt"):
         _build(store, tmp_path, f"FROM {tiny_dir}/tiny.gguf\nQUANTIZE q4_0\nIMATRIX missing.txt")

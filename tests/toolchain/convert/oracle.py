@@ -15,8 +15,16 @@ F32 = 0
 def load_llama(path: Path, **kwargs: Any) -> Any:
     from llama_cpp import Llama
 
-    options: dict[str, Any] = {"n_ctx": 256, "n_batch": 256, "n_ubatch": 256, "n_threads": 2,
-                               "verbose": False, "type_k": F32, "type_v": F32, "seed": 0}
+    options: dict[str, Any] = {
+        "n_ctx": 256,
+        "n_batch": 256,
+        "n_ubatch": 256,
+        "n_threads": 2,
+        "verbose": False,
+        "type_k": F32,
+        "type_v": F32,
+        "seed": 0,
+    }
     options.update(kwargs)
     return Llama(str(path), **options)
 
@@ -61,8 +69,9 @@ def check_greedy(llm: Any, model: Any, ids: list[int], n: int, *, slack: float =
         best = int(row.argmax())
         if best != token:
             gap = float(row[best] - row[token])
-            assert gap <= slack, f"step {step}: llama.cpp chose {token}, transformers {best} " \
-                f"(gap {gap:.4f})"
+            assert gap <= slack, (
+                f"step {step}: llama.cpp chose {token}, transformers {best} (gap {gap:.4f})"
+            )
             return
 
 
@@ -79,8 +88,9 @@ def assert_tokenizes_like(gguf: Path, tokenizer: Any) -> None:
     llm = load_llama(gguf, vocab_only=True)
     try:
         for text in TEXTS:
-            assert llm.tokenize(text.encode(), add_bos=True, special=True) == \
-                tokenizer(text)["input_ids"], text
+            assert (
+                llm.tokenize(text.encode(), add_bos=True, special=True)
+                == tokenizer(text)["input_ids"]
+            ), text
     finally:
         llm.close()
-

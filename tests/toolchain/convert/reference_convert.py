@@ -30,8 +30,9 @@ runpy.run_path("convert_hf_to_gguf.py", run_name="__main__")
 
 
 def reference_script() -> Path:
-    spec = importlib.util.spec_from_file_location("mfc_bench_convert",
-                                                  ROOT / "bench" / "convert.py")
+    spec = importlib.util.spec_from_file_location(
+        "mfc_bench_convert", ROOT / "bench" / "convert.py"
+    )
     assert spec is not None and spec.loader is not None
     module = sys.modules.get(spec.name) or importlib.util.module_from_spec(spec)
     if spec.name not in sys.modules:
@@ -40,21 +41,38 @@ def reference_script() -> Path:
     return Path(module.reference_converter())
 
 
-def run_reference(src: Path, out: Path, outtype: str, pre: str | None,
-                  flags: tuple[str, ...] = ()) -> Path:
+def run_reference(
+    src: Path, out: Path, outtype: str, pre: str | None, flags: tuple[str, ...] = ()
+) -> Path:
     script = reference_script()
-    cmd = [sys.executable, "-c", _RUNNER, pre or "", str(src), "--outtype", outtype,
-           "--outfile", str(out), *flags]
-    proc = subprocess.run(cmd, cwd=script.parent, capture_output=True, text=True,
-                          check=False)
+    cmd = [
+        sys.executable,
+        "-c",
+        _RUNNER,
+        pre or "",
+        str(src),
+        "--outtype",
+        outtype,
+        "--outfile",
+        str(out),
+        *flags,
+    ]
+    proc = subprocess.run(cmd, cwd=script.parent, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise AssertionError(f"reference converter failed:\n{proc.stderr[-3000:]}")
     return out
 
 
 #: model-card keys the reference derives from the directory name and README
-_CARD = ("general.name", "general.basename", "general.size_label", "general.finetune",
-         "general.type", "general.license", "general.version")
+_CARD = (
+    "general.name",
+    "general.basename",
+    "general.size_label",
+    "general.finetune",
+    "general.type",
+    "general.license",
+    "general.version",
+)
 
 
 def fields(path: Path) -> dict[str, Any]:
@@ -66,16 +84,21 @@ def fields(path: Path) -> dict[str, Any]:
         if key.startswith("GGUF.") or key in _CARD:
             continue
         value = field.contents()
-        out[key] = [round(v, 6) if isinstance(v, float) else v for v in value] \
-            if isinstance(value, list) else value
+        out[key] = (
+            [round(v, 6) if isinstance(v, float) else v for v in value]
+            if isinstance(value, list)
+            else value
+        )
     return out
 
 
 def tensors(path: Path) -> dict[str, tuple[int, tuple[int, ...], bytes]]:
     from gguf import GGUFReader
 
-    return {t.name: (int(t.tensor_type), tuple(int(d) for d in t.shape),
-                     np.asarray(t.data).tobytes()) for t in GGUFReader(path).tensors}
+    return {
+        t.name: (int(t.tensor_type), tuple(int(d) for d in t.shape), np.asarray(t.data).tobytes())
+        for t in GGUFReader(path).tensors
+    }
 
 
 def differences(ours: Path, theirs: Path) -> list[str]:

@@ -47,8 +47,12 @@ def test_unsupported_architecture(model_copy: Path, tmp_path: Path) -> None:
     config = json.loads((model_copy / "config.json").read_text())
     config["architectures"] = ["FalconForCausalLM"]
     (model_copy / "config.json").write_text(json.dumps(config))
-    err = _fails(model_copy, tmp_path / "out.gguf", "config.json",
-                 "unsupported architecture 'FalconForCausalLM'")
+    err = _fails(
+        model_copy,
+        tmp_path / "out.gguf",
+        "config.json",
+        "unsupported architecture 'FalconForCausalLM'",
+    )
     assert err.hint is not None
     for name in SUPPORTED:
         assert name in err.hint
@@ -73,11 +77,11 @@ def test_more_layers_in_config_than_weights(model_copy: Path, tmp_path: Path) ->
 def _rewrite_header(path: Path, edit: Callable[[dict], None]) -> None:
     data = path.read_bytes()
     n = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + n])
+    header = json.loads(data[8 : 8 + n])
     edit(header)
     raw = json.dumps(header, separators=(",", ":")).encode().ljust(n)
     assert len(raw) == n
-    path.write_bytes(data[:8] + raw + data[8 + n:])
+    path.write_bytes(data[:8] + raw + data[8 + n :])
 
 
 def test_truncated_safetensors(model_copy: Path, tmp_path: Path) -> None:
@@ -96,6 +100,7 @@ def test_truncated_header(model_copy: Path, tmp_path: Path) -> None:
 def test_unsupported_dtype(model_copy: Path, tmp_path: Path) -> None:
     def to_int(header: dict) -> None:
         header["model.layers.0.mlp.up_proj.weight"]["dtype"] = "I32"  # same width as F32
+
     _rewrite_header(model_copy / "model.safetensors", to_int)
     err = _fails(model_copy, tmp_path / "out.gguf", "model.safetensors", "dtype I32")
     assert "model.layers.0.mlp.up_proj.weight" in err.message
@@ -144,6 +149,7 @@ def test_lora_for_a_different_base(tiny_models_dir: Path, converted, tmp_path: P
 def test_lora_without_adapter_config(tmp_path: Path, tiny_models_dir: Path) -> None:
     (tmp_path / "adapter").mkdir()
     with pytest.raises(ConvertError) as info:
-        convert_lora(tmp_path / "adapter", tmp_path / "lora.gguf",
-                     base=tiny_models_dir / "tiny-llama")
+        convert_lora(
+            tmp_path / "adapter", tmp_path / "lora.gguf", base=tiny_models_dir / "tiny-llama"
+        )
     assert Path(info.value.file).name == "adapter_config.json"

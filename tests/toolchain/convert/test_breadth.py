@@ -69,15 +69,21 @@ _SPACE_PREFIX = {
 
 #: what differs from llama.cpp's converter output, and why (empty: nothing)
 REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
-    "tiny-gemma": {**_FLAGS, **_SPM_MASK, "tokenizer.ggml.eot_token_id": "the reference "
-                   "sets CodeGemma's end-of-turn id 107 for every Gemma; in this 801-token "
-                   "vocabulary 107 is an ordinary token. llama.cpp finds <end_of_turn> by "
-                   "its text anyway"},
+    "tiny-gemma": {
+        **_FLAGS,
+        **_SPM_MASK,
+        "tokenizer.ggml.eot_token_id": "the reference "
+        "sets CodeGemma's end-of-turn id 107 for every Gemma; in this 801-token "
+        "vocabulary 107 is an ordinary token. llama.cpp finds <end_of_turn> by "
+        "its text anyway",
+    },
     "tiny-gemma2": {**_FLAGS, **_SPM_MASK},
     "tiny-phi3": {**_FLAGS, **_SPACE_PREFIX},
-    "tiny-qwen2moe": {"tensor output.weight": "llama.cpp's qwen2moe loader requires "
-                      "output.weight and has no tied-embedding fallback: the reference's "
-                      "file for this tied model fails to load, ours repeats token_embd"},
+    "tiny-qwen2moe": {
+        "tensor output.weight": "llama.cpp's qwen2moe loader requires "
+        "output.weight and has no tied-embedding fallback: the reference's "
+        "file for this tied model fails to load, ours repeats token_embd"
+    },
     "tiny-qwen3moe": {},
     "tiny-mixtral": {**_FLAGS, **_SPACE_PREFIX, **_SPM_ADDED},
     "tiny-olmo2": _FLAGS,
@@ -89,10 +95,12 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-lfm2": _FLAGS,
     "tiny-lfm2moe": _FLAGS,
     "tiny-deepseek-v3": _FLAGS,
-    "tiny-glm4moe-lite": {"deepseek2.expert_gating_func": "GLM-4.7-Flash routes by sigmoid; "
-                          "the reference writes no gating function and llama.cpp then picks "
-                          "sigmoid only for 47/48 layers and a 154880-token vocabulary (the "
-                          "released sizes), softmax otherwise; ours says sigmoid at any size"},
+    "tiny-glm4moe-lite": {
+        "deepseek2.expert_gating_func": "GLM-4.7-Flash routes by sigmoid; "
+        "the reference writes no gating function and llama.cpp then picks "
+        "sigmoid only for 47/48 layers and a 154880-token vocabulary (the "
+        "released sizes), softmax otherwise; ours says sigmoid at any size"
+    },
     "tiny-gpt-oss": {},
     "tiny-ministral3": _FLAGS,
     "tiny-llama4": _FLAGS,
@@ -101,11 +109,14 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-qwen3-vl": {},
     "tiny-qwen3-vl-moe": {},
     "tiny-mistral3-vl": {**_FLAGS, **_SPACE_PREFIX, **_SPM_ADDED},
-    "tiny-gemma3-vl": {**_FLAGS, **_SPM_MASK, "gemma3.attention.sliding_window_pattern":
-                       "config.json's layer_types (sliding, full) differ from the 5-to-1 "
-                       "pattern llama.cpp assumes without this key; the reference omits it, "
-                       "so its file runs both layers windowed: 4e-2..7e-2 relative from "
-                       "transformers' logits on the test prompts (ours 3e-5)"},
+    "tiny-gemma3-vl": {
+        **_FLAGS,
+        **_SPM_MASK,
+        "gemma3.attention.sliding_window_pattern": "config.json's layer_types (sliding, full) "
+        "differ from the 5-to-1 pattern llama.cpp assumes without this key; the reference "
+        "omits it, so its file runs both layers windowed: 4e-2..7e-2 relative from "
+        "transformers' logits on the test prompts (ours 3e-5)",
+    },
 }
 
 
@@ -122,8 +133,9 @@ def _hf(path: Path) -> tuple[object, object]:
     import torch
     import transformers
 
-    model_class = getattr(transformers, json.loads((path / "config.json").read_text())
-                          ["architectures"][0])
+    model_class = getattr(
+        transformers, json.loads((path / "config.json").read_text())["architectures"][0]
+    )
     model = model_class.from_pretrained(str(path), dtype=torch.float32).eval()
     return model, transformers.AutoTokenizer.from_pretrained(str(path))
 
@@ -161,8 +173,12 @@ def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) 
     src = tiny(name)
     ours = converted(src, "f32")
     pre = fields(ours).get("tokenizer.ggml.pre")
-    theirs = run_reference(src, tmp_path / "reference.gguf", "f32",
-                           pre if fields(ours)["tokenizer.ggml.model"] == "gpt2" else None)
+    theirs = run_reference(
+        src,
+        tmp_path / "reference.gguf",
+        "f32",
+        pre if fields(ours)["tokenizer.ggml.model"] == "gpt2" else None,
+    )
     found = differences(ours, theirs)
     explained = REFERENCE_DIFFERENCES[name]
     unexplained = [d for d in found if d.split(":")[0] not in explained]
@@ -200,13 +216,19 @@ def test_mxfp4_experts_are_kept_and_decode_to_transformers_weights(converted) ->
         # transformers' own MXFP4 decoding, [experts, out, in] like llama.cpp's
         gate_up = convert_moe_packed_tensors(
             torch.from_numpy(packed[base + "gate_up_proj_blocks"]),
-            torch.from_numpy(packed[base + "gate_up_proj_scales"]), dtype=torch.float32)
+            torch.from_numpy(packed[base + "gate_up_proj_scales"]),
+            dtype=torch.float32,
+        )
         down = convert_moe_packed_tensors(
             torch.from_numpy(packed[base + "down_proj_blocks"]),
-            torch.from_numpy(packed[base + "down_proj_scales"]), dtype=torch.float32)
-        want = {"gate": gate_up.numpy().swapaxes(-1, -2)[:, ::2],
-                "up": gate_up.numpy().swapaxes(-1, -2)[:, 1::2],
-                "down": down.numpy().swapaxes(-1, -2)}
+            torch.from_numpy(packed[base + "down_proj_scales"]),
+            dtype=torch.float32,
+        )
+        want = {
+            "gate": gate_up.numpy().swapaxes(-1, -2)[:, ::2],
+            "up": gate_up.numpy().swapaxes(-1, -2)[:, 1::2],
+            "down": down.numpy().swapaxes(-1, -2),
+        }
         for kind, values in want.items():
             t = tensors[f"blk.{bid}.ffn_{kind}_exps.weight"]
             assert t.tensor_type == GGMLQuantizationType.MXFP4
@@ -219,8 +241,9 @@ def test_mxfp4_logits_follow_transformers(converted) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = tiny_mxfp4()
-    model = AutoModelForCausalLM.from_pretrained(str(src / "dequantized"),
-                                                 dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        str(src / "dequantized"), dtype=torch.float32
+    ).eval()
     tok = AutoTokenizer.from_pretrained(str(src))
     llm = load_llama(converted(src, "f32"), logits_all=True)
     try:
@@ -237,6 +260,7 @@ def test_mxfp4_logits_follow_transformers(converted) -> None:
 def test_mxfp4_same_gguf_as_llama_cpp_converter(converted, tmp_path: Path) -> None:
     src = tiny_mxfp4()
     ours = converted(src, "f32")
-    theirs = run_reference(src, tmp_path / "reference.gguf", "f32",
-                           fields(ours)["tokenizer.ggml.pre"])
+    theirs = run_reference(
+        src, tmp_path / "reference.gguf", "f32", fields(ours)["tokenizer.ggml.pre"]
+    )
     assert differences(ours, theirs) == []

@@ -59,11 +59,15 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
         "tokenizer.ggml.tokens": "same cause: <mask> (id 800) stays [PAD800] in the reference",
         "gemma-embedding.attention.sliding_window_pattern": "config.json's layer_types "
         "(sliding, full) differ from llama.cpp's assumed 5-to-1 pattern; the reference omits "
-        "the key"},
+        "the key",
+    },
     "tiny-xlm-roberta": _VOCAB,
-    "tiny-xlm-roberta-reranker": {**_VOCAB, "bert.pooling_type": "ours asks for rank "
-                                  "pooling, which a reranker needs; the reference leaves it "
-                                  "to the user (--pooling rank)"},
+    "tiny-xlm-roberta-reranker": {
+        **_VOCAB,
+        "bert.pooling_type": "ours asks for rank "
+        "pooling, which a reranker needs; the reference leaves it "
+        "to the user (--pooling rank)",
+    },
 }
 
 
@@ -172,8 +176,9 @@ def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) 
     # EmbeddingGemma's Dense projections: llama.cpp's converter writes them on request
     # (Ollama's always, as ours does)
     flags = ("--sentence-transformers-dense-modules",) if "gemma" in name else ()
-    found = differences(converted(src, "f32"),
-                        run_reference(src, tmp_path / "reference.gguf", "f32", None, flags))
+    found = differences(
+        converted(src, "f32"), run_reference(src, tmp_path / "reference.gguf", "f32", None, flags)
+    )
     explained = REFERENCE_DIFFERENCES[name]
     unexplained = [d for d in found if d.split(":")[0] not in explained]
     assert not unexplained, "\n".join(unexplained)

@@ -22,8 +22,10 @@ from toolchain.convert import SUPPORTED, ConvertError, convert_hf_dir
 
 
 def _tensors(path: Path) -> dict[str, tuple[int, tuple[int, ...], bytes]]:
-    return {t.name: (int(t.tensor_type), tuple(int(d) for d in t.shape), t.data.tobytes())
-            for t in GGUFReader(path).tensors}
+    return {
+        t.name: (int(t.tensor_type), tuple(int(d) for d in t.shape), t.data.tobytes())
+        for t in GGUFReader(path).tensors
+    }
 
 
 def _reshard(src: Path, dest: Path, dtype: str, shards: int) -> Path:
@@ -40,18 +42,24 @@ def _reshard(src: Path, dest: Path, dtype: str, shards: int) -> Path:
     for i in range(shards):
         file = f"model-{i + 1:05d}-of-{shards:05d}.safetensors"
         part = names[i::shards]
-        save_file({n: tensors[n].to(getattr(torch, dtype)).contiguous() for n in part},
-                  str(dest / file), metadata={"format": "pt"})
+        save_file(
+            {n: tensors[n].to(getattr(torch, dtype)).contiguous() for n in part},
+            str(dest / file),
+            metadata={"format": "pt"},
+        )
         weight_map.update(dict.fromkeys(part, file))
-    (dest / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {}, "weight_map": weight_map}))
+    (dest / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
     return dest
 
 
-@pytest.mark.parametrize(("dtype", "outtype"), [("bfloat16", "bf16"), ("float16", "f16"),
-                                                ("float32", "f32")])
-def test_sharded_and_typed_experts_equal_the_single_file(dtype: str, outtype: str,
-                                                         converted, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("dtype", "outtype"), [("bfloat16", "bf16"), ("float16", "f16"), ("float32", "f32")]
+)
+def test_sharded_and_typed_experts_equal_the_single_file(
+    dtype: str, outtype: str, converted, tmp_path: Path
+) -> None:
     """Experts stacked from three shards of BF16/F16/F32 weights give exactly the tensors
     the single F32 file gives at that output type: rounding f32 -> bf16/f16 once, in the
     checkpoint or in the converter, is the same rounding. Tensors kept in F32 (norms,
@@ -91,8 +99,11 @@ def test_missing_expert_is_named(tmp_path: Path) -> None:
     tensors = load_file(str(copy / "model.safetensors"))
     del tensors["model.layers.1.block_sparse_moe.experts.2.w3.weight"]
     save_file(tensors, str(copy / "model.safetensors"))
-    with pytest.raises(ConvertError, match=r"blk\.1\.ffn_up_exps\.weight: no tensor for "
-                       r"expert 2"):
+    with pytest.raises(
+        ConvertError,
+        match=r"blk\.1\.ffn_up_exps\.weight: no tensor for "
+        r"expert 2",
+    ):
         convert_hf_dir(copy, tmp_path / "out.gguf", "f32")
 
 
@@ -103,8 +114,11 @@ def test_blocks_past_the_config_are_left_out(converted, tmp_path: Path) -> None:
     src = tiny("tiny-glm4moe")
     copy = Path(shutil.copytree(src, tmp_path / "model"))
     tensors = load_file(str(copy / "model.safetensors"))
-    extra = {n.replace("layers.1.", "layers.2."): v for n, v in tensors.items()
-             if n.startswith("model.layers.1.")}
+    extra = {
+        n.replace("layers.1.", "layers.2."): v
+        for n, v in tensors.items()
+        if n.startswith("model.layers.1.")
+    }
     extra["model.layers.2.eh_proj.weight"] = np.zeros((64, 128), np.float32)
     save_file({**tensors, **extra}, str(copy / "model.safetensors"))
     config = json.loads((copy / "config.json").read_text())
@@ -141,8 +155,12 @@ def test_fused_experts_in_either_layout_convert_alike(converted, tmp_path: Path)
 
 
 def _mfc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from toolchain.cli import main; main()",
-                           *args], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", "from toolchain.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_list_architectures() -> None:
@@ -158,7 +176,7 @@ def test_list_architectures() -> None:
 
 def test_readme_table_lists_every_architecture() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("| Family | Hugging Face architecture"):]
+    table = readme[readme.index("| Family | Hugging Face architecture") :]
     table = table[: table.index("\n\n")]
     for name in SUPPORTED:
         assert f"`{name}`" in table, name
@@ -191,20 +209,45 @@ def test_mistral4_is_refused_by_name(tmp_path: Path) -> None:
 
 #: the Hugging Face names Ollama's converter takes (convert/convert.go, LoadModelMetadata)
 OLLAMA_ARCHITECTURES = (
-    "LlamaForCausalLM", "MllamaForConditionalGeneration", "Llama4ForConditionalGeneration",
-    "Mistral3ForConditionalGeneration", "Ministral3ForCausalLM", "MixtralForCausalLM",
-    "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
-    "Gemma3ForConditionalGeneration", "Gemma3TextModel", "Gemma3nForConditionalGeneration",
-    "Gemma4ForCausalLM", "Gemma4ForConditionalGeneration", "Phi3ForCausalLM",
-    "Qwen2ForCausalLM", "Qwen2_5_VLForConditionalGeneration",
-    "Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration",
-    "Olmo3ForCausalLM", "BertModel", "NomicBertModel", "NomicBertMoEModel",
-    "CohereForCausalLM", "GptOssForCausalLM", "DeepseekOCRForCausalLM",
-    "DeepseekV3ForCausalLM", "Glm4MoeLiteForCausalLM", "LagunaForCausalLM",
-    "GlmOcrForConditionalGeneration", "Lfm2ForCausalLM", "Lfm2MoeForCausalLM",
-    "Lfm2VlForConditionalGeneration", "Qwen3NextForCausalLM",
-    "Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration",
-    "NemotronH_Nano_VL_V2", "NemotronH_Nano_Omni_Reasoning_V3", "NemotronHForCausalLM",
+    "LlamaForCausalLM",
+    "MllamaForConditionalGeneration",
+    "Llama4ForConditionalGeneration",
+    "Mistral3ForConditionalGeneration",
+    "Ministral3ForCausalLM",
+    "MixtralForCausalLM",
+    "GemmaForCausalLM",
+    "Gemma2ForCausalLM",
+    "Gemma3ForCausalLM",
+    "Gemma3ForConditionalGeneration",
+    "Gemma3TextModel",
+    "Gemma3nForConditionalGeneration",
+    "Gemma4ForCausalLM",
+    "Gemma4ForConditionalGeneration",
+    "Phi3ForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen2_5_VLForConditionalGeneration",
+    "Qwen3VLForConditionalGeneration",
+    "Qwen3VLMoeForConditionalGeneration",
+    "Olmo3ForCausalLM",
+    "BertModel",
+    "NomicBertModel",
+    "NomicBertMoEModel",
+    "CohereForCausalLM",
+    "GptOssForCausalLM",
+    "DeepseekOCRForCausalLM",
+    "DeepseekV3ForCausalLM",
+    "Glm4MoeLiteForCausalLM",
+    "LagunaForCausalLM",
+    "GlmOcrForConditionalGeneration",
+    "Lfm2ForCausalLM",
+    "Lfm2MoeForCausalLM",
+    "Lfm2VlForConditionalGeneration",
+    "Qwen3NextForCausalLM",
+    "Qwen3_5ForConditionalGeneration",
+    "Qwen3_5MoeForConditionalGeneration",
+    "NemotronH_Nano_VL_V2",
+    "NemotronH_Nano_Omni_Reasoning_V3",
+    "NemotronHForCausalLM",
 )
 
 
@@ -215,7 +258,7 @@ def test_every_reference_architecture_is_converted_or_refused_with_a_reason() ->
 
     assert not set(SUPPORTED) & set(NOT_SUPPORTED)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("| Ollama's converter takes"):]
+    table = readme[readme.index("| Ollama's converter takes") :]
     table = table[: table.index("\n\n")]
     for name in OLLAMA_ARCHITECTURES:
         assert name in SUPPORTED or name in NOT_SUPPORTED, name

@@ -59,17 +59,22 @@ class NomicMoE:
         from safetensors.torch import load_file
 
         self.c = json.loads((src / "config.json").read_text())
-        self.w = {k: v.to(torch.float64) for k, v in
-                  load_file(str(src / "model.safetensors")).items()}
+        self.w = {
+            k: v.to(torch.float64) for k, v in load_file(str(src / "model.safetensors")).items()
+        }
         self.experts_used: set[int] = set()
         self.pairs: set[tuple[int, ...]] = set()
 
     def _norm(self, x: Any, name: str) -> Any:
         import torch
 
-        return torch.nn.functional.layer_norm(x, x.shape[-1:], self.w[name + ".weight"],
-                                              self.w[name + ".bias"],
-                                              self.c["layer_norm_epsilon"])
+        return torch.nn.functional.layer_norm(
+            x,
+            x.shape[-1:],
+            self.w[name + ".weight"],
+            self.w[name + ".bias"],
+            self.c["layer_norm_epsilon"],
+        )
 
     def _linear(self, x: Any, name: str) -> Any:
         bias = self.w.get(name + ".bias")
@@ -82,13 +87,12 @@ class NomicMoE:
         n, d, heads = x.shape[0], self.c["n_embd"], self.c["n_head"]
         hd = d // heads
         q, k, v = self._linear(x, p + "attn.Wqkv").view(n, 3, heads, hd).unbind(1)
-        inv = 1.0 / self.c["rotary_emb_base"] ** (torch.arange(0, hd, 2, dtype=torch.float64)
-                                                  / hd)
+        inv = 1.0 / self.c["rotary_emb_base"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd)
         angles = torch.arange(n, dtype=torch.float64)[:, None] * inv[None, :]
         cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]
 
         def rope(t: Any) -> Any:  # NEOX: the two halves of each head rotate together
-            a, b = t[..., : hd // 2], t[..., hd // 2:]
+            a, b = t[..., : hd // 2], t[..., hd // 2 :]
             return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
 
         q, k = rope(q), rope(k)
@@ -117,8 +121,10 @@ class NomicMoE:
         import torch
 
         gelu = torch.nn.functional.gelu
-        x = self.w["embeddings.word_embeddings.weight"][ids] \
+        x = (
+            self.w["embeddings.word_embeddings.weight"][ids]
             + self.w["embeddings.token_type_embeddings.weight"][0]
+        )
         x = self._norm(x, "emb_ln")
         for i in range(self.c["n_layer"]):
             p = f"encoder.layers.{i}."
@@ -186,21 +192,45 @@ def test_token_ids_match_transformers(converted) -> None:
     assert_tokenizes_like(converted(src, "f32"), tok)
 
 
-_CONFIG_DEFAULTS = ("the reference reads config.json through transformers' own NomicBertConfig "
-                    "(model_type nomic_bert, keys hidden_size etc.), so nomic's n_embd-style "
-                    "keys go unread and that class's defaults (bert-base sizes, eps 1e-12, "
-                    "theta 1000, 2048 positions) are written")
-_WORDPIECE = ("WordPiece keys as mfc writes them for every BERT-family model (Ollama's "
-              "converter, pinned by test_minilm's conformance recording)")
+_CONFIG_DEFAULTS = (
+    "the reference reads config.json through transformers' own NomicBertConfig "
+    "(model_type nomic_bert, keys hidden_size etc.), so nomic's n_embd-style "
+    "keys go unread and that class's defaults (bert-base sizes, eps 1e-12, "
+    "theta 1000, 2048 positions) are written"
+)
+_WORDPIECE = (
+    "WordPiece keys as mfc writes them for every BERT-family model (Ollama's "
+    "converter, pinned by test_minilm's conformance recording)"
+)
 #: what differs from llama.cpp's converter on the WordPiece copy, and why
 REFERENCE_DIFFERENCES = {
-    **{f"nomic-bert-moe.{key}": _CONFIG_DEFAULTS for key in (
-        "attention.head_count", "attention.key_length", "attention.value_length",
-        "attention.layer_norm_epsilon", "block_count", "context_length", "embedding_length",
-        "feed_forward_length", "rope.freq_base")},
-    **{f"tokenizer.ggml.{key}": _WORDPIECE for key in (
-        "add_bos_token", "add_eos_token", "add_sep_token", "cls_token_id", "eos_token_id",
-        "normalizer.lowercase", "pre", "scores")},
+    **{
+        f"nomic-bert-moe.{key}": _CONFIG_DEFAULTS
+        for key in (
+            "attention.head_count",
+            "attention.key_length",
+            "attention.value_length",
+            "attention.layer_norm_epsilon",
+            "block_count",
+            "context_length",
+            "embedding_length",
+            "feed_forward_length",
+            "rope.freq_base",
+        )
+    },
+    **{
+        f"tokenizer.ggml.{key}": _WORDPIECE
+        for key in (
+            "add_bos_token",
+            "add_eos_token",
+            "add_sep_token",
+            "cls_token_id",
+            "eos_token_id",
+            "normalizer.lowercase",
+            "pre",
+            "scores",
+        )
+    },
 }
 
 
@@ -213,12 +243,17 @@ def test_same_tensors_as_llama_cpp_converter(converted, tmp_path: Path) -> None:
     from fixtures.tiny_tokenizers import save_wordpiece
 
     copy = Path(shutil.copytree(tiny(), tmp_path / "wpm"))
-    for name in ("tokenizer.json", "tokenizer_config.json", "sentencepiece.bpe.model",
-                 "special_tokens_map.json"):
+    for name in (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "sentencepiece.bpe.model",
+        "special_tokens_map.json",
+    ):
         (copy / name).unlink(missing_ok=True)
     save_wordpiece(copy, vocab_size=json.loads((copy / "config.json").read_text())["vocab_size"])
-    found = differences(converted(copy, "f32"),
-                        run_reference(copy, tmp_path / "reference.gguf", "f32", "default"))
+    found = differences(
+        converted(copy, "f32"), run_reference(copy, tmp_path / "reference.gguf", "f32", "default")
+    )
     assert not [d for d in found if d.startswith("tensor ")], found
     keys = {d.split(":")[0] for d in found}
     assert keys == set(REFERENCE_DIFFERENCES), keys ^ set(REFERENCE_DIFFERENCES)
@@ -235,24 +270,34 @@ def test_moe_key_selects_the_variant() -> None:
 
     config = Path("config.json")
     assert architecture_for("NomicBertModel", config, {}).gguf_arch == "nomic-bert"
-    assert architecture_for("NomicBertModel", config,
-                            {"moe_every_n_layers": 0}).gguf_arch == "nomic-bert"
-    assert architecture_for("NomicBertModel", config,
-                            {"moe_every_n_layers": 2}).gguf_arch == "nomic-bert-moe"
+    assert (
+        architecture_for("NomicBertModel", config, {"moe_every_n_layers": 0}).gguf_arch
+        == "nomic-bert"
+    )
+    assert (
+        architecture_for("NomicBertModel", config, {"moe_every_n_layers": 2}).gguf_arch
+        == "nomic-bert-moe"
+    )
 
 
 def test_list_architectures_names_the_selecting_key() -> None:
     from tests.toolchain.convert.test_breadth_inputs import _mfc
 
     rows = json.loads(_mfc("convert", "--list-architectures", "--json").stdout)
-    nomic = {r["gguf"]: r["selected_by"] for r in rows["architectures"]
-             if r["hf"] == "NomicBertModel"}
+    nomic = {
+        r["gguf"]: r["selected_by"] for r in rows["architectures"] if r["hf"] == "NomicBertModel"
+    }
     assert nomic == {"nomic-bert": None, "nomic-bert-moe": "moe_every_n_layers"}
 
 
-@pytest.mark.parametrize(("key", "value"), [("moe_normalize_expert_weights", True),
-                                            ("activation_function", "swiglu"),
-                                            ("num_shared_experts", 1)])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("moe_normalize_expert_weights", True),
+        ("activation_function", "swiglu"),
+        ("num_shared_experts", 1),
+    ],
+)
 def test_what_llama_cpp_cannot_run_is_refused(key: str, value: object, tmp_path: Path) -> None:
     import shutil
 

@@ -16,14 +16,19 @@ from toolchain.convert import convert_hf_dir
 
 
 def _mfc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from toolchain.cli import main; main()",
-                           *args], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", "from toolchain.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_cli_json(tiny_models_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.gguf"
-    run = _mfc("convert", str(tiny_models_dir / "tiny-qwen2"), str(out), "--outtype", "bf16",
-               "--json")
+    run = _mfc(
+        "convert", str(tiny_models_dir / "tiny-qwen2"), str(out), "--outtype", "bf16", "--json"
+    )
     assert run.returncode == 0, run.stderr
     lines = [json.loads(line) for line in run.stdout.splitlines()]
     assert any(e.get("total") for e in lines)  # byte progress for CI
@@ -35,8 +40,13 @@ def test_cli_json(tiny_models_dir: Path, tmp_path: Path) -> None:
 
 def test_cli_lora(tiny_models_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "lora.gguf"
-    run = _mfc("convert", str(tiny_models_dir / "tiny-llama-lora"), str(out),
-               "--lora-base", str(tiny_models_dir / "tiny-llama"))
+    run = _mfc(
+        "convert",
+        str(tiny_models_dir / "tiny-llama-lora"),
+        str(out),
+        "--lora-base",
+        str(tiny_models_dir / "tiny-llama"),
+    )
     assert run.returncode == 0, run.stderr
     assert "wrote" in run.stdout
     assert GGUFReader(out).fields["general.type"].contents() == "adapter"
@@ -47,16 +57,18 @@ def test_cli_errors(tiny_models_dir: Path, tmp_path: Path) -> None:
     assert missing.returncode == 1
     assert f"error: {tmp_path / 'nope'}: no such directory" in missing.stderr
     assert "Traceback" not in missing.stderr
-    bad_type = _mfc("convert", str(tiny_models_dir / "tiny-qwen2"), str(tmp_path / "x.gguf"),
-                    "--outtype", "q9")
+    bad_type = _mfc(
+        "convert", str(tiny_models_dir / "tiny-qwen2"), str(tmp_path / "x.gguf"), "--outtype", "q9"
+    )
     assert bad_type.returncode == 2
     assert "unknown output type 'q9'" in bad_type.stderr and "q4_k_m" in bad_type.stderr
     assert not (tmp_path / "x.gguf").exists()
 
 
 @pytest.mark.parametrize("outtype", ["q8_0", "q4_K_M"])
-def test_quantized_outtype_equals_convert_then_quantize(outtype: str, tiny_models_dir: Path,
-                                                        converted, tmp_path: Path) -> None:
+def test_quantized_outtype_equals_convert_then_quantize(
+    outtype: str, tiny_models_dir: Path, converted, tmp_path: Path
+) -> None:
     """Direct quantized output is what `quant` makes of the F32 conversion, byte for byte."""
     import quant
 

@@ -29,8 +29,7 @@ from tests.toolchain.convert.oracle import (
 
 pytestmark = pytest.mark.oracle
 
-DECODERS = ["tiny-llama", "tiny-mistral", "tiny-llama3", "tiny-qwen2", "tiny-qwen3",
-            "tiny-gemma3"]
+DECODERS = ["tiny-llama", "tiny-mistral", "tiny-llama3", "tiny-qwen2", "tiny-qwen3", "tiny-gemma3"]
 SENTENCEPIECE = {"tiny-llama", "tiny-mistral", "tiny-gemma3"}
 TOLERANCE = {"f32": 2e-4, "f16": 1e-2}
 PROMPTS = [
@@ -62,8 +61,9 @@ def _hf(path: Path) -> tuple[object, object]:
 
 @pytest.mark.parametrize("outtype", ["f32", "f16"])
 @pytest.mark.parametrize("name", DECODERS)
-def test_logits_and_greedy_match_transformers(name: str, outtype: str, tiny_models_dir: Path,
-                                              converted) -> None:
+def test_logits_and_greedy_match_transformers(
+    name: str, outtype: str, tiny_models_dir: Path, converted
+) -> None:
     src = tiny_models_dir / name
     model, tok = _hf(src)
     llm = load_llama(converted(src, outtype), logits_all=True)
@@ -89,14 +89,16 @@ def test_token_ids_match_transformers(name: str, tiny_models_dir: Path, converte
     llm = load_llama(converted(src, "f16"), vocab_only=True)
     try:
         for text in TEXTS:
-            assert llm.tokenize(text.encode(), add_bos=True, special=True) == \
-                tok(text)["input_ids"], text
+            assert (
+                llm.tokenize(text.encode(), add_bos=True, special=True) == tok(text)["input_ids"]
+            ), text
         if name in SENTENCEPIECE:
             import sentencepiece
 
             sp = sentencepiece.SentencePieceProcessor(model_file=str(src / "tokenizer.model"))
             for text in TEXTS + LEADING_WHITESPACE:
-                assert llm.tokenize(text.encode(), add_bos=False, special=False) == \
-                    sp.encode(text), text
+                assert llm.tokenize(text.encode(), add_bos=False, special=False) == sp.encode(
+                    text
+                ), text
     finally:
         llm.close()

@@ -23,8 +23,12 @@ from tests.toolchain.convert.oracle import load_llama, relative_error
 pytestmark = pytest.mark.oracle
 
 ENCODERS = {"tiny-bert": "cls", "tiny-nomic-bert": "mean"}
-TOLERANCE = {("tiny-bert", "f32"): 5e-3, ("tiny-nomic-bert", "f32"): 1e-4,
-             ("tiny-bert", "f16"): 1e-2, ("tiny-nomic-bert", "f16"): 1e-2}
+TOLERANCE = {
+    ("tiny-bert", "f32"): 5e-3,
+    ("tiny-nomic-bert", "f32"): 1e-4,
+    ("tiny-bert", "f16"): 1e-2,
+    ("tiny-nomic-bert", "f16"): 1e-2,
+}
 COSINE = {"f32": 0.9999, "f16": 0.999}
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -50,8 +54,9 @@ def _hidden_states(src: Path, text: str) -> np.ndarray:
 
 @pytest.mark.parametrize("outtype", ["f32", "f16"])
 @pytest.mark.parametrize("name", list(ENCODERS))
-def test_hidden_states_and_pooling_match_transformers(name: str, outtype: str,
-                                                      tiny_models_dir: Path, converted) -> None:
+def test_hidden_states_and_pooling_match_transformers(
+    name: str, outtype: str, tiny_models_dir: Path, converted
+) -> None:
     src = tiny_models_dir / name
     gguf = converted(src, outtype)
     tokens = load_llama(gguf, embedding=True, pooling_type=POOLING_NONE)
@@ -80,7 +85,8 @@ def test_token_ids_match_transformers(name: str, tiny_models_dir: Path, converte
     llm = load_llama(converted(src, "f16"), vocab_only=True)
     try:
         for text in wordpiece_texts():
-            assert llm.tokenize(text.encode(), add_bos=True, special=True) == \
-                tok(text)["input_ids"], text
+            assert (
+                llm.tokenize(text.encode(), add_bos=True, special=True) == tok(text)["input_ids"]
+            ), text
     finally:
         llm.close()

@@ -27,8 +27,9 @@ TOLERANCE = {"f32": 2e-4, "f16": 3e-2}
 
 @pytest.mark.parametrize("outtype", ["f32", "f16"])
 @pytest.mark.parametrize("base_kind", ["gguf", "hf"])
-def test_adapter_moves_logits_like_peft(outtype: str, base_kind: str, tiny_models_dir: Path,
-                                        converted, tmp_path: Path) -> None:
+def test_adapter_moves_logits_like_peft(
+    outtype: str, base_kind: str, tiny_models_dir: Path, converted, tmp_path: Path
+) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -36,8 +37,9 @@ def test_adapter_moves_logits_like_peft(outtype: str, base_kind: str, tiny_model
     base_dir, lora_dir = tiny_models_dir / "tiny-llama", tiny_models_dir / "tiny-llama-lora"
     base_gguf = converted(base_dir, outtype)
     lora_gguf = tmp_path / "lora.gguf"
-    convert_lora(lora_dir, lora_gguf, base=base_gguf if base_kind == "gguf" else base_dir,
-                 outtype=outtype)
+    convert_lora(
+        lora_dir, lora_gguf, base=base_gguf if base_kind == "gguf" else base_dir, outtype=outtype
+    )
 
     ids = AutoTokenizer.from_pretrained(str(base_dir))(PROMPT)["input_ids"]
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32).eval()
@@ -62,8 +64,11 @@ def test_adapter_moves_logits_like_peft(outtype: str, base_kind: str, tiny_model
 
 def test_adapter_metadata(tiny_models_dir: Path, converted, tmp_path: Path) -> None:
     out = tmp_path / "lora.gguf"
-    convert_lora(tiny_models_dir / "tiny-llama-lora", out,
-                 base=converted(tiny_models_dir / "tiny-llama", "f16"))
+    convert_lora(
+        tiny_models_dir / "tiny-llama-lora",
+        out,
+        base=converted(tiny_models_dir / "tiny-llama", "f16"),
+    )
     reader = GGUFReader(out)
     fields = {k: f.contents() for k, f in reader.fields.items()}
     assert fields["general.architecture"] == "llama"
@@ -71,6 +76,9 @@ def test_adapter_metadata(tiny_models_dir: Path, converted, tmp_path: Path) -> N
     assert fields["adapter.type"] == "lora"
     assert fields["adapter.lora.alpha"] == 8.0
     names = {t.name for t in reader.tensors}
-    assert {"blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b",
-            "blk.1.ffn_down.weight.lora_b"} <= names
+    assert {
+        "blk.0.attn_q.weight.lora_a",
+        "blk.0.attn_q.weight.lora_b",
+        "blk.1.ffn_down.weight.lora_b",
+    } <= names
     assert not any("ffn_up" in n for n in names)  # not a target module

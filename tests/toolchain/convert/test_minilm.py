@@ -22,30 +22,56 @@ from toolchain import gojson
 from toolchain.convert import convert_hf_dir
 
 SENTENCES = [
-    "The cat sits outside.", "A man is playing guitar.", "I love pasta.",
-    "The new movie is awesome.", "The cat plays in the garden.", "A woman watches TV.",
-    "The new movie is so great.", "Do you like pizza?", "How old are you?",
-    "What is the capital of France?", "Paris is the capital of France.",
+    "The cat sits outside.",
+    "A man is playing guitar.",
+    "I love pasta.",
+    "The new movie is awesome.",
+    "The cat plays in the garden.",
+    "A woman watches TV.",
+    "The new movie is so great.",
+    "Do you like pizza?",
+    "How old are you?",
+    "What is the capital of France?",
+    "Paris is the capital of France.",
     "Machine learning models learn patterns from data.",
     "Neural networks are loosely inspired by the brain.",
     "The stock market fell sharply on Monday morning.",
-    "She sells sea shells by the sea shore.", "It was the best of times, it was the worst.",
-    "To be, or not to be, that is the question.", "Colorless green ideas sleep furiously.",
-    "Please reset your password using the link below.", "The meeting was moved to 3 pm.",
-    "Water boils at 100 degrees Celsius at sea level.", "E = mc^2 relates mass and energy.",
-    "The quick brown fox jumps over the lazy dog.", "Das ist ein schönes Haus.",
-    "Je voudrais un café, s'il vous plaît.", "¿Dónde está la biblioteca?",
-    "Москва — столица России.", "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας.",
-    "东京是日本的首都。", "私は学生です。", "Emoji test 🚀🔥 and smiles 😀😃",
-    "def square(x): return x * x", "SELECT name FROM users WHERE id = 42;",
-    "for i in range(10): print(i)", "https://example.com/a/b?c=d",
-    "Version 2.3.1 was released on 2024-05-17.", "Call me at +1 (555) 123-4567.",
-    "UPPERCASE WORDS AND lowercase words", "    leading and trailing spaces    ",
-    "tabs\tand\nnewlines\nin text", "Résumé, naïve, façade, coöperate.",
-    "The mitochondria is the powerhouse of the cell.", "Rain is expected tomorrow.",
-    "I can't believe it's already December!", "He said: \"Wait for me.\"",
-    "A very long sentence " + "that keeps going " * 12 + "until it ends.", "Yes.", "No!",
-    "Antidisestablishmentarianism is a long word.", "🙂",
+    "She sells sea shells by the sea shore.",
+    "It was the best of times, it was the worst.",
+    "To be, or not to be, that is the question.",
+    "Colorless green ideas sleep furiously.",
+    "Please reset your password using the link below.",
+    "The meeting was moved to 3 pm.",
+    "Water boils at 100 degrees Celsius at sea level.",
+    "E = mc^2 relates mass and energy.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Das ist ein schönes Haus.",
+    "Je voudrais un café, s'il vous plaît.",
+    "¿Dónde está la biblioteca?",
+    "Москва — столица России.",
+    "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας.",
+    "东京是日本的首都。",
+    "私は学生です。",
+    "Emoji test 🚀🔥 and smiles 😀😃",
+    "def square(x): return x * x",
+    "SELECT name FROM users WHERE id = 42;",
+    "for i in range(10): print(i)",
+    "https://example.com/a/b?c=d",
+    "Version 2.3.1 was released on 2024-05-17.",
+    "Call me at +1 (555) 123-4567.",
+    "UPPERCASE WORDS AND lowercase words",
+    "    leading and trailing spaces    ",
+    "tabs\tand\nnewlines\nin text",
+    "Résumé, naïve, façade, coöperate.",
+    "The mitochondria is the powerhouse of the cell.",
+    "Rain is expected tomorrow.",
+    "I can't believe it's already December!",
+    'He said: "Wait for me."',
+    "A very long sentence " + "that keeps going " * 12 + "until it ends.",
+    "Yes.",
+    "No!",
+    "Antidisestablishmentarianism is a long word.",
+    "🙂",
 ]
 
 
@@ -90,8 +116,9 @@ def test_embeddings_match_sentence_transformers(minilm_gguf: Path, minilm_dir: P
     assert cosines.min() >= 0.999, SENTENCES[int(cosines.argmin())]
 
 
-def test_vocab_txt_alone_gives_the_same_vocabulary(minilm_dir: Path, minilm_gguf: Path,
-                                                   tmp_path: Path) -> None:
+def test_vocab_txt_alone_gives_the_same_vocabulary(
+    minilm_dir: Path, minilm_gguf: Path, tmp_path: Path
+) -> None:
     """Older BERT checkpoints ship vocab.txt without tokenizer.json."""
     import shutil
 

@@ -25,8 +25,9 @@ def _tensors(path: Path) -> dict[str, tuple[int, bytes]]:
     return {t.name: (int(t.tensor_type), t.data.tobytes()) for t in GGUFReader(path).tensors}
 
 
-def test_sharded_checkpoint_equals_single_file(tiny_models_dir: Path, converted,
-                                               tmp_path: Path) -> None:
+def test_sharded_checkpoint_equals_single_file(
+    tiny_models_dir: Path, converted, tmp_path: Path
+) -> None:
     from safetensors.numpy import load_file, save_file
 
     src = tiny_models_dir / "tiny-llama"
@@ -63,11 +64,15 @@ def test_sentencepiece_parser_matches_library(name: str, tiny_models_dir: Path) 
 
 def test_float_encodings_match_ggml() -> None:
     rng = np.random.default_rng(0)
-    x = np.concatenate([
-        rng.standard_normal(4096).astype(np.float32) * 1e3,
-        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-42, 65504, 65520, 3.4e38],
-                 dtype=np.float32),
-    ])
+    x = np.concatenate(
+        [
+            rng.standard_normal(4096).astype(np.float32) * 1e3,
+            np.array(
+                [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-40, -1e-42, 65504, 65520, 3.4e38],
+                dtype=np.float32,
+            ),
+        ]
+    )
     want = quantize(x.reshape(1, -1), GGMLQuantizationType.BF16).view(np.uint16).ravel()
     ours = np.ascontiguousarray(encode(x, None, None, GGMLQuantizationType.BF16))
     assert np.array_equal(ours.view(np.uint16).ravel(), want)
@@ -99,8 +104,9 @@ def test_unknown_pre_tokenizer_warns(tiny_models_dir: Path, tmp_path: Path) -> N
 
 def test_progress_reports_every_byte(tiny_models_dir: Path, tmp_path: Path) -> None:
     events: list[ProgressEvent] = []
-    result = convert_hf_dir(tiny_models_dir / "tiny-qwen3", tmp_path / "out.gguf", "bf16",
-                            progress=events.append)
+    result = convert_hf_dir(
+        tiny_models_dir / "tiny-qwen3", tmp_path / "out.gguf", "bf16", progress=events.append
+    )
     bars = [e for e in events if e.total]
     assert bars and bars[-1].completed == bars[-1].total
     assert [e.completed for e in bars] == sorted(e.completed or 0 for e in bars)

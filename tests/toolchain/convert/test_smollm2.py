@@ -56,7 +56,9 @@ def _reference_logits(model: object, ids: list[int]) -> np.ndarray:
 def _prompts(tok: object) -> list[str]:
     chat = tok.apply_chat_template(  # type: ignore[attr-defined]
         [{"role": "user", "content": "What is the capital of France?"}],
-        tokenize=False, add_generation_prompt=True)
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     return [chat, "Once upon a time, in a small village by the sea,"]
 
 

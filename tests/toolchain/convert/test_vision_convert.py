@@ -65,9 +65,24 @@ def folder(name: str) -> Path:
 
 def reference_mmproj(src: Path, out: Path, outtype: str, pre: str) -> Path:
     script = reference_script()
-    proc = subprocess.run([sys.executable, "-c", _RUNNER, pre, str(src), "--mmproj",
-                           "--outtype", outtype, "--outfile", str(out)], cwd=script.parent,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RUNNER,
+            pre,
+            str(src),
+            "--mmproj",
+            "--outtype",
+            outtype,
+            "--outfile",
+            str(out),
+        ],
+        cwd=script.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -114,11 +129,13 @@ def test_mfc_convert_writes_the_model_and_its_projector(tmp_path: Path) -> None:
     assert result["architecture"] == "llama"
     assert result["projector"]["path"] == str(tmp_path / "mmproj-m.gguf")
     assert result["projector"]["architecture"] == "clip"
-    assert differences(tmp_path / "mmproj-m.gguf", folder("tiny-smolvlm-gguf") / "mmproj.gguf") \
-        == []
+    assert (
+        differences(tmp_path / "mmproj-m.gguf", folder("tiny-smolvlm-gguf") / "mmproj.gguf") == []
+    )
     other = tmp_path / "elsewhere.gguf"
-    done = subprocess.run([*cmd[:-1], "--mmproj", str(other)], capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run(
+        [*cmd[:-1], "--mmproj", str(other)], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0 and other.is_file(), done.stderr
 
 

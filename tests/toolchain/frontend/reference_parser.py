@@ -8,8 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NIL, NAME, VALUE, PARAMETER, MESSAGE, COMMENT = range(6)
-VALID = ("from", "license", "template", "system", "adapter", "draft", "renderer", "parser",
-         "parameter", "message", "requires")
+VALID = (
+    "from",
+    "license",
+    "template",
+    "system",
+    "adapter",
+    "draft",
+    "renderer",
+    "parser",
+    "parameter",
+    "message",
+    "requires",
+)
 INVALID_COMMAND = (
     'command must be one of "from", "license", "template", "system", "adapter", "draft", '
     '"renderer", "parser", "parameter", "message", or "requires"'

@@ -46,10 +46,13 @@ def test_check_json(tmp_path: Path) -> None:
     code, out, _ = run("check", "--json", str(path))
     assert code == 1
     records = json.loads(out)
-    assert [sorted(r) for r in records] == [sorted(
-        ["file", "line", "col", "end_line", "end_col", "severity", "message", "hint"])] * 2
+    assert [sorted(r) for r in records] == [
+        sorted(["file", "line", "col", "end_line", "end_col", "severity", "message", "hint"])
+    ] * 2
     assert [(r["line"], r["col"], r["severity"]) for r in records] == [
-        (2, 1, "warning"), (3, 19, "error")]
+        (2, 1, "warning"),
+        (3, 19, "error"),
+    ]
     assert records[0]["file"] == str(path)
 
 
@@ -78,12 +81,22 @@ def test_parse_json(tmp_path: Path) -> None:
     assert code == 0
     doc = json.loads(out)
     assert doc["commands"] == [["model", "x"], ["stop", "a b"], ["message", "user: hi"]]
-    kinds = [(i["kind"], i.get("name"), i.get("role"), i.get("content"), i["value"])
-             for i in doc["instructions"]]
-    assert kinds == [("from", None, None, None, "x"), ("parameter", "stop", None, None, "a b"),
-                     ("message", None, "user", "hi", "hi")]
+    kinds = [
+        (i["kind"], i.get("name"), i.get("role"), i.get("content"), i["value"])
+        for i in doc["instructions"]
+    ]
+    assert kinds == [
+        ("from", None, None, None, "x"),
+        ("parameter", "stop", None, None, "a b"),
+        ("message", None, "user", "hi", "hi"),
+    ]
     assert doc["instructions"][1]["span"] == {
-        "file": str(path), "line": 2, "col": 1, "end_line": 2, "end_col": 21}
+        "file": str(path),
+        "line": 2,
+        "col": 1,
+        "end_line": 2,
+        "end_col": 21,
+    }
     assert doc["instructions"][1]["value_span"]["col"] == 17
 
 
@@ -112,8 +125,10 @@ def test_fmt_prints_check_and_write(tmp_path: Path) -> None:
     assert path.read_text() == "FROM x\nPARAMETER temperature 0.5\n"
     assert run("fmt", "--check", str(path))[0] == 0
     code, out, _ = run("fmt", "--check", "--json", str(path))
-    assert json.loads(out) == {"files": [{"file": str(path), "changed": False,
-                                           "written": False}], "diagnostics": []}
+    assert json.loads(out) == {
+        "files": [{"file": str(path), "changed": False, "written": False}],
+        "diagnostics": [],
+    }
 
 
 def test_fmt_leaves_a_broken_file_alone(tmp_path: Path) -> None:
@@ -131,7 +146,11 @@ def test_no_traceback_from_the_console_entry_point(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00\xd8garbage")
     done = subprocess.run(
         [sys.executable, "-c", "from toolchain.cli import main; main()", "parse", str(path)],
-        capture_output=True, text=True, timeout=120, check=False)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "error:" in done.stderr

@@ -27,7 +27,8 @@ ERROR_KINDS = {
 
 def load_cases(conformance_dir: Path) -> list[dict[str, Any]]:
     cases: list[dict[str, Any]] = json.loads(
-        (conformance_dir / "parser" / "cases.json").read_text(encoding="utf-8"))
+        (conformance_dir / "parser" / "cases.json").read_text(encoding="utf-8")
+    )
     return cases
 
 
@@ -80,8 +81,9 @@ def test_rendering_reparses_to_the_same_commands(conformance_dir: Path) -> None:
         assert parse_modelfile(text).commands() == commands, case["input"]
 
 
-@pytest.mark.parametrize("encoding,bom", [("utf-8", b""), ("utf-16-le", b"\xff\xfe"),
-                                          ("utf-16-be", b"\xfe\xff")])
+@pytest.mark.parametrize(
+    "encoding,bom", [("utf-8", b""), ("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff")]
+)
 def test_multibyte(encoding: str, bom: bytes) -> None:
     """TestParseMultiByte."""
     data = bom + "FROM test\n\tSYSTEM 你好👋".encode(encoding)

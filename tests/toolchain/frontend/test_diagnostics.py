@@ -53,14 +53,29 @@ def test_unknown_parameter_with_suggestion() -> None:
     )
 
 
-@pytest.mark.parametrize("line,message,caret,hint", [
-    ("PARAMETER num_ctx 4k", "invalid int value [4k]", "^~",
-     "num_ctx takes an integer, e.g. 4096"),
-    ("PARAMETER top_p high", "invalid float value [high]", "^~~~",
-     "top_p takes a number, e.g. 0.7"),
-    ("PARAMETER use_mmap yes", "invalid bool value [yes]", "^~~",
-     "use_mmap takes true or false"),
-])
+@pytest.mark.parametrize(
+    "line,message,caret,hint",
+    [
+        (
+            "PARAMETER num_ctx 4k",
+            "invalid int value [4k]",
+            "^~",
+            "num_ctx takes an integer, e.g. 4096",
+        ),
+        (
+            "PARAMETER top_p high",
+            "invalid float value [high]",
+            "^~~~",
+            "top_p takes a number, e.g. 0.7",
+        ),
+        (
+            "PARAMETER use_mmap yes",
+            "invalid bool value [yes]",
+            "^~~",
+            "use_mmap takes true or false",
+        ),
+    ],
+)
 def test_bad_value_type(line: str, message: str, caret: str, hint: str) -> None:
     col = line.rindex(" ") + 2
     assert check_output(f"FROM llama3\n{line}\n") == (
@@ -94,7 +109,8 @@ def test_invalid_message_role() -> None:
     with pytest.raises(ParserError) as caught:
         parse_modelfile("FROM llama3\nMESSAGE tool {}\n")
     assert str(caught.value) == (
-        '(line 2): message role must be one of "system", "user", or "assistant"')
+        '(line 2): message role must be one of "system", "user", or "assistant"'
+    )
 
 
 def test_repeated_from_is_a_warning_naming_both_lines() -> None:
@@ -139,9 +155,13 @@ def test_every_error_found_in_one_run_in_source_order() -> None:
     _, diags = check_source(source, "Modelfile")
     assert [(d.span.line if d.span else 0, d.severity, d.message) for d in diags] == [
         (2, "error", "unknown parameter 'temprature'"),
-        (3, "error", 'command must be one of "from", "license", "template", "system", '
-                     '"adapter", "draft", "renderer", "parser", "parameter", "message", '
-                     'or "requires"'),
+        (
+            3,
+            "error",
+            'command must be one of "from", "license", "template", "system", '
+            '"adapter", "draft", "renderer", "parser", "parameter", "message", '
+            'or "requires"',
+        ),
         (4, "error", "invalid int value [many]"),
         (5, "error", 'message role must be one of "system", "user", or "assistant"'),
         (6, "warning", "parameter mirostat is deprecated"),
@@ -160,16 +180,24 @@ def test_crlf_file_columns_and_reference_line_numbers() -> None:
     assert (caught.value.span.line, caught.value.span.col) == (2, 1)
 
 
-@pytest.mark.parametrize("source,message,line,col,hint", [
-    ("FROM x\nPARAMETER top-k 1\n", "unexpected EOF: top", 2, 11, "PARAMETER top needs a value"),
-    ("FROM x\nMESSAGE user\n", "unexpected EOF: user", 2, 9, "MESSAGE user needs a value"),
-    ("FROM x\nSYSTEM", "unexpected EOF", 2, 1, "SYSTEM needs a value"),
-    ("FROM x\nSYSTEM\n", None, 2, 1, "SYSTEM needs a value after a space, on the same line"),
-    ("FROM x\n\u00a0 SYSTEM hi\n", None, 2, 1, "invisible character U+00A0"),
-    ("FROM x\nSYSTEM \"unclosed\n", "unexpected EOF", 2, 8, 'this " is never closed'),
-])
-def test_other_rejections(source: str, message: str | None, line: int, col: int,
-                          hint: str) -> None:
+@pytest.mark.parametrize(
+    "source,message,line,col,hint",
+    [
+        (
+            "FROM x\nPARAMETER top-k 1\n",
+            "unexpected EOF: top",
+            2,
+            11,
+            "PARAMETER top needs a value",
+        ),
+        ("FROM x\nMESSAGE user\n", "unexpected EOF: user", 2, 9, "MESSAGE user needs a value"),
+        ("FROM x\nSYSTEM", "unexpected EOF", 2, 1, "SYSTEM needs a value"),
+        ("FROM x\nSYSTEM\n", None, 2, 1, "SYSTEM needs a value after a space, on the same line"),
+        ("FROM x\n\u00a0 SYSTEM hi\n", None, 2, 1, "invisible character U+00A0"),
+        ('FROM x\nSYSTEM "unclosed\n', "unexpected EOF", 2, 8, 'this " is never closed'),
+    ],
+)
+def test_other_rejections(source: str, message: str | None, line: int, col: int, hint: str) -> None:
     _, diags = check_source(source, "Modelfile")
     assert len(diags) == 1
     (diag,) = diags

@@ -26,13 +26,56 @@ from toolchain.frontend.check import check_source
 KINDS = {ParserError: "parser", UnexpectedEOFError: "eof", MissingFromError: "from"}
 
 # pieces that exercise every state and transition of the reference machine
-PIECES = st.sampled_from([
-    "FROM", "from", "FrOm", "PARAMETER", "parameter", "MESSAGE", "SYSTEM", "TEMPLATE",
-    "LICENSE", "ADAPTER", "DRAFT", "RENDERER", "PARSER", "REQUIRES", "system", "user",
-    "assistant", "User", "stop", "num_ctx", "x", "1", "a b", " ", "  ", "\t", "\n", "\r",
-    "\r\n", '"', '""', '"""', "#", "# c\n", "\x00", "\xa0", "\u200b", "\ufeff", "é", "ſ",
-    "\u212a", "-", "_", ".", ":", "{{ .Prompt }}",
-])
+PIECES = st.sampled_from(
+    [
+        "FROM",
+        "from",
+        "FrOm",
+        "PARAMETER",
+        "parameter",
+        "MESSAGE",
+        "SYSTEM",
+        "TEMPLATE",
+        "LICENSE",
+        "ADAPTER",
+        "DRAFT",
+        "RENDERER",
+        "PARSER",
+        "REQUIRES",
+        "system",
+        "user",
+        "assistant",
+        "User",
+        "stop",
+        "num_ctx",
+        "x",
+        "1",
+        "a b",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\r",
+        "\r\n",
+        '"',
+        '""',
+        '"""',
+        "#",
+        "# c\n",
+        "\x00",
+        "\xa0",
+        "\u200b",
+        "\ufeff",
+        "é",
+        "ſ",
+        "\u212a",
+        "-",
+        "_",
+        ".",
+        ":",
+        "{{ .Prompt }}",
+    ]
+)
 MODELFILE_TEXT = st.lists(PIECES, max_size=24).map("".join)
 
 

@@ -15,10 +15,22 @@ from toolchain.ir import Message, Modelfile, Parameter
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "modelfiles"
 
-KEYWORDS = ["FROM", "ADAPTER", "TEMPLATE", "SYSTEM", "LICENSE", "REQUIRES", "DRAFT", "RENDERER",
-            "PARSER", "QUANTIZE", "PARAMETER", "MESSAGE"]
+KEYWORDS = [
+    "FROM",
+    "ADAPTER",
+    "TEMPLATE",
+    "SYSTEM",
+    "LICENSE",
+    "REQUIRES",
+    "DRAFT",
+    "RENDERER",
+    "PARSER",
+    "QUANTIZE",
+    "PARAMETER",
+    "MESSAGE",
+]
 VALUE_TEXT = st.lists(
-    st.sampled_from([*'ab {}.:"#\t\n\r\'é世', "\r\n", '"""', "FROM ", "\n#"]),
+    st.sampled_from([*"ab {}.:\"#\t\n\r'é世", "\r\n", '"""', "FROM ", "\n#"]),
     max_size=30,
 ).map("".join)
 
@@ -27,8 +39,9 @@ def ir(mf: Modelfile) -> list[tuple[str, str, str]]:
     """The IR without positions."""
     out = []
     for ins in mf.instructions:
-        extra = (ins.name if isinstance(ins, Parameter)
-                 else ins.role if isinstance(ins, Message) else "")
+        extra = (
+            ins.name if isinstance(ins, Parameter) else ins.role if isinstance(ins, Message) else ""
+        )
         out.append((ins.kind, extra, ins.value))
     return out
 
@@ -55,8 +68,11 @@ def modelfile_text(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(0, 8))):
         kind = draw(st.sampled_from(["instruction"] * 4 + ["comment", "blank"]))
         if kind == "comment":
-            lines.append(draw(st.sampled_from(["", "  ", "\t"])) + "#" + draw(
-                st.text(alphabet="ab #\t\"", max_size=8)))
+            lines.append(
+                draw(st.sampled_from(["", "  ", "\t"]))
+                + "#"
+                + draw(st.text(alphabet='ab #\t"', max_size=8))
+            )
             continue
         if kind == "blank":
             lines.append(draw(st.sampled_from(["", "   ", "\t"])))
@@ -74,8 +90,11 @@ def modelfile_text(draw: st.DrawFn) -> str:
     return newline.join(lines) + draw(st.sampled_from(["", newline]))
 
 
-SETTINGS = settings(max_examples=600, deadline=None,
-                    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=600,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 
 
 @SETTINGS
@@ -88,7 +107,8 @@ def test_fmt_keeps_the_ir_and_is_idempotent(text: str) -> None:
     assert errors_after == []
     assert ir(reparsed) == ir(mf)
     assert [c.text.rstrip(" \t") for c in reparsed.comments] == [
-        c.text.rstrip(" \t") for c in mf.comments]
+        c.text.rstrip(" \t") for c in mf.comments
+    ]
     assert format_modelfile(reparsed) == once
 
 
@@ -99,22 +119,28 @@ def test_format_value_reads_back_exactly(value: str) -> None:
         written = format_value(value)
     except UnformattableValueError:
         # only a line ending in """ inside a multi-line value cannot be written
-        assert any(value[:i].rstrip(" \t\r\n").endswith('"""')
-                   for i, ch in enumerate(value) if ch in "\r\n")
+        assert any(
+            value[:i].rstrip(" \t\r\n").endswith('"""')
+            for i, ch in enumerate(value)
+            if ch in "\r\n"
+        )
         return
     assert parse_modelfile(f"FROM x\nSYSTEM {written}\n").instructions[1].value == value
 
 
-@pytest.mark.parametrize("value,written", [
-    ("plain words", "plain words"),
-    ("", '""'),
-    (" edge ", '" edge "'),
-    ('"quoted"', '""quoted""'),
-    ('""x', '"""""x"""'),
-    ("two\nlines", '"""two\nlines"""'),
-    ("tab\tinside", "tab\tinside"),
-    ("#not a comment", "#not a comment"),
-])
+@pytest.mark.parametrize(
+    "value,written",
+    [
+        ("plain words", "plain words"),
+        ("", '""'),
+        (" edge ", '" edge "'),
+        ('"quoted"', '""quoted""'),
+        ('""x', '"""""x"""'),
+        ("two\nlines", '"""two\nlines"""'),
+        ("tab\tinside", "tab\tinside"),
+        ("#not a comment", "#not a comment"),
+    ],
+)
 def test_values_are_quoted_only_where_needed(value: str, written: str) -> None:
     assert format_value(value) == written
 

@@ -15,38 +15,46 @@ from toolchain.frontend.show import (
 )
 
 
-@pytest.mark.parametrize("value,quoted", [
-    ("plain", "plain"),
-    ("two\nlines", '"two\nlines"'),
-    (" edge", '" edge"'),
-    ("edge ", '"edge "'),
-    ('say "hi"\n', '"""say "hi"\n"""'),
-    ('"hello"', '"hello"'),
-    ("\tTabbed\t", "\tTabbed\t"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "value,quoted",
+    [
+        ("plain", "plain"),
+        ("two\nlines", '"two\nlines"'),
+        (" edge", '" edge"'),
+        ("edge ", '"edge "'),
+        ('say "hi"\n', '"""say "hi"\n"""'),
+        ('"hello"', '"hello"'),
+        ("\tTabbed\t", "\tTabbed\t"),
+        ("", ""),
+    ],
+)
 def test_quote(value: str, quoted: str) -> None:
     assert quote(value) == quoted
 
 
 # TestParseFileFormatParseFile's expected String() outputs (spec §1.12, ROUNDTRIP-1..4)
 ROUNDTRIPS = [
-    ("\nFROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\nPARAMETER param2 "
-     "value2\nTEMPLATE template1\nMESSAGE system You are a file parser. Always parse things.\n"
-     "MESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all the things!\n",
-     "FROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\nPARAMETER param2 value2\n"
-     "TEMPLATE template1\nMESSAGE system You are a file parser. Always parse things.\n"
-     "MESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all the things!\n"),
-    ('\nFROM foo\nADAPTER adapter1\nLICENSE """\nVery long and boring legal text.\nBlah blah '
-     'blah.\n"Oh look, a quote!"\n"""\n\nPARAMETER param1 value1\nPARAMETER param2 value2\n'
-     'TEMPLATE template1\nMESSAGE system """\nYou are a store greeter. Always respond with '
-     '"Hello!".\n"""\nMESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all '
-     'the things!\n',
-     'FROM foo\nADAPTER adapter1\nLICENSE """\nVery long and boring legal text.\nBlah blah '
-     'blah.\n"Oh look, a quote!"\n"""\nPARAMETER param1 value1\nPARAMETER param2 value2\n'
-     'TEMPLATE template1\nMESSAGE system """\nYou are a store greeter. Always respond with '
-     '"Hello!".\n"""\nMESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all '
-     'the things!\n'),
+    (
+        "\nFROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\nPARAMETER param2 "
+        "value2\nTEMPLATE template1\nMESSAGE system You are a file parser. Always parse things.\n"
+        "MESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all the things!\n",
+        "FROM foo\nADAPTER adapter1\nLICENSE MIT\nPARAMETER param1 value1\n"
+        "PARAMETER param2 value2\nTEMPLATE template1\n"
+        "MESSAGE system You are a file parser. Always parse things.\n"
+        "MESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all the things!\n",
+    ),
+    (
+        '\nFROM foo\nADAPTER adapter1\nLICENSE """\nVery long and boring legal text.\nBlah blah '
+        'blah.\n"Oh look, a quote!"\n"""\n\nPARAMETER param1 value1\nPARAMETER param2 value2\n'
+        'TEMPLATE template1\nMESSAGE system """\nYou are a store greeter. Always respond with '
+        '"Hello!".\n"""\nMESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all '
+        "the things!\n",
+        'FROM foo\nADAPTER adapter1\nLICENSE """\nVery long and boring legal text.\nBlah blah '
+        'blah.\n"Oh look, a quote!"\n"""\nPARAMETER param1 value1\nPARAMETER param2 value2\n'
+        'TEMPLATE template1\nMESSAGE system """\nYou are a store greeter. Always respond with '
+        '"Hello!".\n"""\nMESSAGE user Hey there!\nMESSAGE assistant Hello, I want to parse all '
+        "the things!\n",
+    ),
     ('\nFROM foo\nSYSTEM ""\n', "FROM foo\nSYSTEM \n"),
 ]
 
@@ -71,10 +79,17 @@ def test_command_text_quirks() -> None:
     assert command_text("quantize", "q4_K_M") == "QUANTIZE q4_K_M"
 
 
-@pytest.mark.parametrize("value,text", [
-    (4096, "4096"), (4096.0, "4096"), (0.7, "0.7"), (1e6, "1e+06"), (True, "true"),
-    ("<|im_end|>", "<|im_end|>"),
-])
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        (4096, "4096"),
+        (4096.0, "4096"),
+        (0.7, "0.7"),
+        (1e6, "1e+06"),
+        (True, "true"),
+        ("<|im_end|>", "<|im_end|>"),
+    ],
+)
 def test_option_values_print_like_go(value: object, text: str) -> None:
     assert go_value_text(value) == text
 

@@ -31,8 +31,10 @@ DOUBLE = "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = 
         ("{{ '%999999999d' | format(1) }}", "format width exceeds"),
         ("{% set s = 'x' * 10**7 %}{{ [s, s, s] | join(',') }}", "string exceeds"),
         ("{% set s = 'x' * 10**7 %}{{ s | replace('x', 'yy') }}", "string exceeds"),
-        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-         "loops exceed 1000000 iterations"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "loops exceed 1000000 iterations",
+        ),
     ],
 )
 def test_expensive_templates_fail_fast(template: str, message: str) -> None:

@@ -54,7 +54,10 @@ def test_valid_templates_have_no_diagnostics() -> None:
 #: Modelfile that `check` and `build` accepted and every request then rendered forever
 FAN_OUT_MODELFILE = (
     'FROM ./model.gguf\nTEMPLATE """{{ define "t0" }}x{{ end }}'
-    + "".join(f'{{{{define "t{i}"}}}}{{{{template "t{i - 1}" .}}}}{{{{template "t{i - 1}" .}}}}{{{{end}}}}' for i in range(1, 29))
+    + "".join(
+        f'{{{{define "t{i}"}}}}{{{{template "t{i - 1}" .}}}}{{{{template "t{i - 1}" .}}}}{{{{end}}}}'
+        for i in range(1, 29)
+    )
     + '{{ template "t28" . }}{{ .Prompt }}"""\n'
 )
 

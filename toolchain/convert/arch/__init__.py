@@ -64,29 +64,35 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     *vision.TEXT_MODELS,
 )
 
-_BY_HF_NAME = {name: arch for arch in ARCHITECTURES if arch.selected_by is None
-               for name in arch.hf_names}
+_BY_HF_NAME = {
+    name: arch for arch in ARCHITECTURES if arch.selected_by is None for name in arch.hf_names
+}
 
 #: every Hugging Face architecture name that converts, sorted
 SUPPORTED = tuple(sorted(_BY_HF_NAME))
 
 
-def architecture_for(hf_name: str, config_path: Path,
-                     config: Mapping[str, Any] | None = None) -> Architecture:
+def architecture_for(
+    hf_name: str, config_path: Path, config: Mapping[str, Any] | None = None
+) -> Architecture:
     """The architecture entry for `hf_name` (a variant if `config` selects one), or an
     error listing the supported ones."""
     for variant in ARCHITECTURES:
-        if variant.selected_by and hf_name in variant.hf_names and config \
-                and config.get(variant.selected_by):
+        if (
+            variant.selected_by
+            and hf_name in variant.hf_names
+            and config
+            and config.get(variant.selected_by)
+        ):
             return variant
     arch = _BY_HF_NAME.get(hf_name)
     if arch is None:
-        why = NOT_SUPPORTED.get(hf_name, "tensor names, weight transforms and metadata keys "
-                                "for its GGUF form")
+        why = NOT_SUPPORTED.get(
+            hf_name, "tensor names, weight transforms and metadata keys for its GGUF form"
+        )
         raise ConvertError(
             config_path,
-            f"unsupported architecture {hf_name!r}: mfc has no conversion entry for it "
-            f"({why})",
+            f"unsupported architecture {hf_name!r}: mfc has no conversion entry for it ({why})",
             hint="`mfc convert --list-architectures` lists the supported ones: "
             + ", ".join(SUPPORTED),
         )

@@ -22,8 +22,10 @@ def write_encoder(h: HParams, md: Metadata) -> None:
     """The keys BERT-family encoders share (the pooling type comes from sentence-transformers)."""
     md.boolean("{arch}.attention.causal", False)
     md.u32("{arch}.attention.head_count", h.int("num_attention_heads", "n_head"))
-    md.f32("{arch}.attention.layer_norm_epsilon",
-           h.float("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"))
+    md.f32(
+        "{arch}.attention.layer_norm_epsilon",
+        h.float("layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"),
+    )
     md.u32("{arch}.block_count", h.int("num_hidden_layers", "n_layer", "n_layers"))
     md.u32("{arch}.context_length", h.int("max_position_embeddings", "n_positions", "n_ctx"))
     md.u32("{arch}.embedding_length", n_embd(h))
@@ -64,8 +66,12 @@ ARCH = Architecture(
         "classifier": "cls.output",
     },
     renames=((r"^bert\.", ""), (r"\.gamma$", ".weight"), (r"\.beta$", ".bias")),
-    skip=(r"embeddings\.position_ids", r"pooler\..*", r"cls\.predictions.*",
-          r"cls\.seq_relationship.*"),
+    skip=(
+        r"embeddings\.position_ids",
+        r"pooler\..*",
+        r"cls\.predictions.*",
+        r"cls\.seq_relationship.*",
+    ),
     shapes=_SHAPES,
     metadata=write_encoder,
     keep_f32=frozenset({"token_types.weight"}),

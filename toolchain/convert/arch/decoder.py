@@ -103,9 +103,16 @@ def write_common(h: HParams, md: Metadata) -> None:
     md.u32("{arch}.block_count", h.int("num_hidden_layers", "n_layer", "n_layers"))
     md.u32("{arch}.context_length", h.int("max_position_embeddings", "n_ctx", "n_positions"))
     md.u32("{arch}.embedding_length", n_embd(h))
-    md.u32("{arch}.feed_forward_length", h.int("prefix_dense_intermediate_size",
-                                               "dense_intermediate_size", "intermediate_size",
-                                               "n_inner", "hidden_dim"))
+    md.u32(
+        "{arch}.feed_forward_length",
+        h.int(
+            "prefix_dense_intermediate_size",
+            "dense_intermediate_size",
+            "intermediate_size",
+            "n_inner",
+            "hidden_dim",
+        ),
+    )
     md.u32("{arch}.attention.head_count", n_head(h))
     if h.get("num_key_value_heads", "n_kv_heads", default=None) is not None:
         md.u32("{arch}.attention.head_count_kv", n_head_kv(h))
@@ -116,13 +123,17 @@ def write_common(h: HParams, md: Metadata) -> None:
         md.string("{arch}.rope.scaling.type", kind)
         md.f32("{arch}.rope.scaling.factor", float(factor))
         if kind == "yarn":
-            md.u32("{arch}.rope.scaling.original_context_length",
-                   int(rope["original_max_position_embeddings"]))
-            for key, gguf_key in (("extrapolation_factor", "yarn_ext_factor"),
-                                  ("attention_factor", "yarn_attn_factor"),
-                                  ("attn_factor", "yarn_attn_factor"),
-                                  ("beta_fast", "yarn_beta_fast"),
-                                  ("beta_slow", "yarn_beta_slow")):
+            md.u32(
+                "{arch}.rope.scaling.original_context_length",
+                int(rope["original_max_position_embeddings"]),
+            )
+            for key, gguf_key in (
+                ("extrapolation_factor", "yarn_ext_factor"),
+                ("attention_factor", "yarn_attn_factor"),
+                ("attn_factor", "yarn_attn_factor"),
+                ("beta_fast", "yarn_beta_fast"),
+                ("beta_slow", "yarn_beta_slow"),
+            ):
                 if rope.get(key) is not None:
                     md.f32("{arch}.rope.scaling." + gguf_key, float(rope[key]))
     if rope.get("rope_theta") is not None:
@@ -171,7 +182,8 @@ def llama3_rope_factors(h: HParams) -> dict[str, np.ndarray]:
     wavelen = 2 * math.pi / freqs
     smooth = (old_ctx / wavelen - low) / (high - low)
     factors = np.where(
-        wavelen < old_ctx / high, 1.0,
+        wavelen < old_ctx / high,
+        1.0,
         np.where(wavelen > old_ctx / low, factor, 1.0 / ((1 - smooth) / factor + smooth)),
     )
     return {"rope_freqs.weight": factors.astype(np.float32)}

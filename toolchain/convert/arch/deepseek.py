@@ -22,8 +22,11 @@ from toolchain.convert.metadata import Metadata
 
 
 def _dims(h: HParams) -> tuple[int, int, int]:
-    return (h.int("num_key_value_heads", "num_attention_heads"), h.int("qk_nope_head_dim"),
-            h.int("v_head_dim"))
+    return (
+        h.int("num_key_value_heads", "num_attention_heads"),
+        h.int("qk_nope_head_dim"),
+        h.int("v_head_dim"),
+    )
 
 
 def _per_head(w: np.ndarray, h: HParams) -> tuple[np.ndarray, np.ndarray]:
@@ -53,11 +56,14 @@ def _v_b_shape(shape: tuple[int, ...], h: HParams) -> tuple[int, ...]:
 def _metadata(h: HParams, md: Metadata) -> None:
     decoder.write_common(h, md)
     md.u32("{arch}.attention.head_count_kv", 1)  # MLA runs as MQA over the latent
-    md.f32("{arch}.attention.layer_norm_rms_epsilon",
-           h.float("rms_norm_eps", default=1e-6))
+    md.f32("{arch}.attention.layer_norm_rms_epsilon", h.float("rms_norm_eps", default=1e-6))
     routed = h.get("n_routed_experts", default=None)
-    md.u32("{arch}.leading_dense_block_count", h.int(
-        "first_k_dense_replace", default=0 if routed is not None else h.int("num_hidden_layers")))
+    md.u32(
+        "{arch}.leading_dense_block_count",
+        h.int(
+            "first_k_dense_replace", default=0 if routed is not None else h.int("num_hidden_layers")
+        ),
+    )
     md.u32("{arch}.vocab_size", decoder.n_vocab(h))
     q_rank = h.get("q_lora_rank", default=None)
     if q_rank is not None:
@@ -69,8 +75,7 @@ def _metadata(h: HParams, md: Metadata) -> None:
     md.u32("{arch}.attention.value_length", kv_rank)
     md.u32("{arch}.attention.key_length_mla", h.int("qk_nope_head_dim") + rope_dim)
     md.u32("{arch}.attention.value_length_mla", h.int("v_head_dim"))
-    md.u32("{arch}.expert_feed_forward_length",
-           h.int("moe_intermediate_size", "intermediate_size"))
+    md.u32("{arch}.expert_feed_forward_length", h.int("moe_intermediate_size", "intermediate_size"))
     if routed is not None:
         md.u32("{arch}.expert_count", int(routed))
     md.u32("{arch}.expert_shared_count", h.int("n_shared_experts", default=0))
@@ -82,22 +87,34 @@ def _metadata(h: HParams, md: Metadata) -> None:
     md.u32("{arch}.rope.dimension_count", rope_dim)
     scoring = h.get("scoring_func", default=None)
     if scoring is not None:
-        md.u32("{arch}.expert_gating_func", int(
-            gguf.ExpertGatingFuncType.SIGMOID if scoring == "sigmoid"
-            else gguf.ExpertGatingFuncType.SOFTMAX))
+        md.u32(
+            "{arch}.expert_gating_func",
+            int(
+                gguf.ExpertGatingFuncType.SIGMOID
+                if scoring == "sigmoid"
+                else gguf.ExpertGatingFuncType.SOFTMAX
+            ),
+        )
     mscale_all = decoder.rope_parameters(h).get("mscale_all_dim")
     if mscale_all is not None:
         md.f32("{arch}.rope.scaling.yarn_log_multiplier", 0.1 * float(mscale_all))
 
 
 ARCH = text_arch(
-    ("DeepseekV3ForCausalLM",), "deepseek2", family="DeepSeek-V3",
-    metadata=_metadata, vocab=("bpe",), shapes={}, uniform_blocks=False,
+    ("DeepseekV3ForCausalLM",),
+    "deepseek2",
+    family="DeepSeek-V3",
+    metadata=_metadata,
+    vocab=("bpe",),
+    shapes={},
+    uniform_blocks=False,
     extra_blocks_key="num_nextn_predict_layers",
-    splits={"blk.{bid}.attn_kv_b.weight": (
-        Split("blk.{bid}.attn_k_b.weight", _k_b_shape, _k_b),
-        Split("blk.{bid}.attn_v_b.weight", _v_b_shape, _v_b),
-    )},
+    splits={
+        "blk.{bid}.attn_kv_b.weight": (
+            Split("blk.{bid}.attn_k_b.weight", _k_b_shape, _k_b),
+            Split("blk.{bid}.attn_v_b.weight", _v_b_shape, _v_b),
+        )
+    },
 )
 
 
@@ -114,7 +131,14 @@ def _glm_lite_metadata(h: HParams, md: Metadata) -> None:
 
 
 GLM4_MOE_LITE = replace(
-    ARCH, hf_names=("Glm4MoeLiteForCausalLM",), family="GLM-4 MoE Lite",
+    ARCH,
+    hf_names=("Glm4MoeLiteForCausalLM",),
+    family="GLM-4 MoE Lite",
     metadata=_glm_lite_metadata,
-    special_tokens={"bos": "[gMASK]", "eot": "<|user|>", "unk": "<|endoftext|>",
-                    "eom": "<|observation|>"})
+    special_tokens={
+        "bos": "[gMASK]",
+        "eot": "<|user|>",
+        "unk": "<|endoftext|>",
+        "eom": "<|observation|>",
+    },
+)

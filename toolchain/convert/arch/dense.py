@@ -31,9 +31,12 @@ def _write_phi3(h: HParams, md: Metadata) -> None:
     n_embd, n_head = decoder.n_embd(h), decoder.n_head(h)
     rot = float(rope.get("partial_rotary_factor", h.get("partial_rotary_factor", default=1.0)))
     md.u32("{arch}.context_length", h.int("n_positions", "max_position_embeddings"))
-    md.u32("{arch}.rope.scaling.original_context_length",
-           int(rope.get("original_max_position_embeddings",
-                        h.int("original_max_position_embeddings"))))
+    md.u32(
+        "{arch}.rope.scaling.original_context_length",
+        int(
+            rope.get("original_max_position_embeddings", h.int("original_max_position_embeddings"))
+        ),
+    )
     md.u32("{arch}.embedding_length", n_embd)
     md.u32("{arch}.feed_forward_length", decoder.n_ff(h))
     md.u32("{arch}.block_count", h.int("num_hidden_layers"))
@@ -52,8 +55,11 @@ def _write_olmo2(h: HParams, md: Metadata) -> None:
         md.u32("{arch}.attention.sliding_window", int(window))
         kinds = h.get("layer_types", default=None)
         n_layer = h.int("num_hidden_layers")
-        pattern = ([k == "sliding_attention" for k in kinds] if isinstance(kinds, list)
-                   else [(i + 1) % 4 != 0 for i in range(n_layer)])
+        pattern = (
+            [k == "sliding_attention" for k in kinds]
+            if isinstance(kinds, list)
+            else [(i + 1) % 4 != 0 for i in range(n_layer)]
+        )
         md.bools("{arch}.attention.sliding_window_pattern", pattern)
         per_kind = h.get("rope_parameters", default={})
         local = per_kind.get("sliding_attention", {}) if isinstance(per_kind, dict) else {}
@@ -66,10 +72,12 @@ def _write_granite(h: HParams, md: Metadata) -> None:
     config = {k: v for k, v in h.config.items() if k != "head_dim"}
     plain = HParams(config, h.path)
     write_llama(plain, md)
-    for key, gguf_key in (("attention_multiplier", "attention.scale"),
-                          ("embedding_multiplier", "embedding_scale"),
-                          ("residual_multiplier", "residual_scale"),
-                          ("logits_scaling", "logit_scale")):
+    for key, gguf_key in (
+        ("attention_multiplier", "attention.scale"),
+        ("embedding_multiplier", "embedding_scale"),
+        ("residual_multiplier", "residual_scale"),
+        ("logits_scaling", "logit_scale"),
+    ):
         value = h.get(key, default=None)
         if value:
             md.f32("{arch}." + gguf_key, float(value))
@@ -84,15 +92,31 @@ def _write_cohere(h: HParams, md: Metadata) -> None:
 
 _FUSED = {k: v for k, v in decoder.SHAPES.items() if "ffn_up" not in k}
 
-PHI3 = text_arch(("Phi3ForCausalLM",), "phi3", family="Phi-3", metadata=_write_phi3,
-                 vocab=("spm",), shapes=_FUSED)
+PHI3 = text_arch(
+    ("Phi3ForCausalLM",),
+    "phi3",
+    family="Phi-3",
+    metadata=_write_phi3,
+    vocab=("spm",),
+    shapes=_FUSED,
+)
 OLMO2 = text_arch(("Olmo2ForCausalLM",), "olmo2", family="OLMo 2", shapes={})
 # OLMo 3 is OLMo 2 with sliding-window layers (llama.cpp runs it as "olmo2")
-OLMO3 = text_arch(("Olmo3ForCausalLM",), "olmo2", family="OLMo 3", metadata=_write_olmo2,
-                  shapes={})
-GRANITE = text_arch(("GraniteForCausalLM",), "granite", family="Granite",
-                    metadata=_write_granite, transforms=PERMUTE_QK)
-SMOLLM3 = text_arch(("SmolLM3ForCausalLM",), "smollm3", family="SmolLM3",
-                    metadata=write_llama, transforms=PERMUTE_QK)
-COMMAND_R = text_arch(("CohereForCausalLM",), "command-r", family="Command-R",
-                      metadata=_write_cohere, vocab=("bpe",))
+OLMO3 = text_arch(("Olmo3ForCausalLM",), "olmo2", family="OLMo 3", metadata=_write_olmo2, shapes={})
+GRANITE = text_arch(
+    ("GraniteForCausalLM",),
+    "granite",
+    family="Granite",
+    metadata=_write_granite,
+    transforms=PERMUTE_QK,
+)
+SMOLLM3 = text_arch(
+    ("SmolLM3ForCausalLM",),
+    "smollm3",
+    family="SmolLM3",
+    metadata=write_llama,
+    transforms=PERMUTE_QK,
+)
+COMMAND_R = text_arch(
+    ("CohereForCausalLM",), "command-r", family="Command-R", metadata=_write_cohere, vocab=("bpe",)
+)

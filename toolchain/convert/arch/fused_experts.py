@@ -56,14 +56,17 @@ def fused_expert_splits(ff_key: str) -> dict[str, tuple[Split, ...]]:
     return {
         "blk.{bid}.ffn_gate_up_exps.weight": (
             Split(_EXPERTS.replace("{}", "gate"), half, gate),
-            Split(_EXPERTS.replace("{}", "up"), half, up)),
+            Split(_EXPERTS.replace("{}", "up"), half, up),
+        ),
         "blk.{bid}.ffn_down_exps.weight": (
-            Split(_EXPERTS.replace("{}", "down"), down_shape, down),),
+            Split(_EXPERTS.replace("{}", "down"), down_shape, down),
+        ),
     }
 
 
-def _hub_layout(shape: tuple[int, ...], h: HParams, hub: tuple[int, int],
-                internal: tuple[int, int]) -> bool:
+def _hub_layout(
+    shape: tuple[int, ...], h: HParams, hub: tuple[int, int], internal: tuple[int, int]
+) -> bool:
     """Whether fused experts are [experts, in, out] (released) rather than
     [experts, out, in] (transformers 5), by shape, else by who saved them."""
     if shape[1:] == hub and shape[1:] != internal:
@@ -72,9 +75,13 @@ def _hub_layout(shape: tuple[int, ...], h: HParams, hub: tuple[int, int],
         return False
     if shape[1:] == hub:
         return not str(h.get("transformers_version", default="")).startswith("5.")
-    raise ConvertError(h.path, f"fused experts of shape {list(shape)} fit neither "
-                       f"[experts, {hub[0]}, {hub[1]}] nor [experts, {internal[0]}, "
-                       f"{internal[1]}]", hint="config.json does not describe these weights")
+    raise ConvertError(
+        h.path,
+        f"fused experts of shape {list(shape)} fit neither "
+        f"[experts, {hub[0]}, {hub[1]}] nor [experts, {internal[0]}, "
+        f"{internal[1]}]",
+        hint="config.json does not describe these weights",
+    )
 
 
 def _out_in(w: np.ndarray, hub: bool) -> np.ndarray:
@@ -83,4 +90,5 @@ def _out_in(w: np.ndarray, hub: bool) -> np.ndarray:
 
 #: the checkpoint's fused expert tensors carry no .weight suffix
 FUSED_RENAMES: tuple[tuple[str, str], ...] = (
-    (r"\.experts\.(gate_up_proj|down_proj)$", r".experts.\1.weight"),)
+    (r"\.experts\.(gate_up_proj|down_proj)$", r".experts.\1.weight"),
+)

@@ -34,13 +34,21 @@ def _write_gemma2(h: HParams, md: Metadata) -> None:
 
 
 GEMMA = text_arch(
-    ("GemmaForCausalLM",), "gemma", family="Gemma",
-    metadata=_write_gemma, vocab=("spm",), skip=(r"lm_head\.weight",),
+    ("GemmaForCausalLM",),
+    "gemma",
+    family="Gemma",
+    metadata=_write_gemma,
+    vocab=("spm",),
+    skip=(r"lm_head\.weight",),
     transforms=dict.fromkeys(norm_weights("gemma"), plus_one),
 )
 
 GEMMA2 = text_arch(
-    ("Gemma2ForCausalLM",), "gemma2", family="Gemma 2",
-    metadata=_write_gemma2, vocab=("spm",), skip=(r"lm_head\.weight",),
+    ("Gemma2ForCausalLM",),
+    "gemma2",
+    family="Gemma 2",
+    metadata=_write_gemma2,
+    vocab=("spm",),
+    skip=(r"lm_head\.weight",),
     transforms=dict.fromkeys(norm_weights("gemma2"), plus_one),
 )

@@ -72,8 +72,11 @@ def _metadata(h: HParams, md: Metadata) -> None:
         # llama.cpp assumes 5 sliding layers then 1 global; say so only when it differs.
         # A Gemma 3 without any sliding layer does not load in llama.cpp (it asserts one):
         # then, like the reference, nothing is written and llama.cpp's pattern applies
-        if sliding is not None and any(sliding) \
-                and sliding != [(i + 1) % 6 != 0 for i in range(n_layer)]:
+        if (
+            sliding is not None
+            and any(sliding)
+            and sliding != [(i + 1) % 6 != 0 for i in range(n_layer)]
+        ):
             md.bools("{arch}.attention.sliding_window_pattern", sliding)
 
 
@@ -117,6 +120,7 @@ ARCH = Architecture(
     truncate_vocab=True,
 )
 
+
 def _dense_modules(h: HParams) -> dict[str, tuple[int, int, Path]]:
     """sentence-transformers' Dense modules (EmbeddingGemma's 2_Dense and 3_Dense): GGUF
     name -> (in features, out features, weights file), read from modules.json."""
@@ -133,8 +137,7 @@ def _dense_modules(h: HParams) -> dict[str, tuple[int, int, Path]]:
         weights = root / path / "model.safetensors"
         config = json.loads((root / path / "config.json").read_text(encoding="utf-8"))
         if weights.is_file():
-            found[_DENSE[path]] = (int(config["in_features"]), int(config["out_features"]),
-                                   weights)
+            found[_DENSE[path]] = (int(config["in_features"]), int(config["out_features"]), weights)
     return found
 
 
@@ -158,8 +161,10 @@ def _dense_tensors(h: HParams) -> dict[str, np.ndarray]:
         tensors = load_file(str(weights))
         weight = tensors.get("linear.weight")
         if weight is None or weight.shape != (n_out, n_in) or len(tensors) != 1:
-            raise ConvertError(weights, f"expected only linear.weight [{n_out}, {n_in}] (a "
-                               "Dense module without bias)")
+            raise ConvertError(
+                weights,
+                f"expected only linear.weight [{n_out}, {n_in}] (a Dense module without bias)",
+            )
         out[name + ".weight"] = weight.astype(np.float32)
     return out
 
@@ -167,7 +172,12 @@ def _dense_tensors(h: HParams) -> dict[str, np.ndarray]:
 #: EmbeddingGemma: Gemma 3's text stack attending both ways, mean pooling, then the
 #: sentence-transformers Dense projections (as llama.cpp's converter writes them with
 #: --sentence-transformers-dense-modules, and Ollama's always)
-EMBEDDING = replace(ARCH, family="EmbeddingGemma", hf_names=("Gemma3TextModel",),
-                    gguf_arch="gemma-embedding", metadata=_embedding_metadata,
-                    renames=((r"^(layers|embed_tokens|norm)\.", r"model.\1."),),
-                    extra_tensors=_dense_tensors)
+EMBEDDING = replace(
+    ARCH,
+    family="EmbeddingGemma",
+    hf_names=("Gemma3TextModel",),
+    gguf_arch="gemma-embedding",
+    metadata=_embedding_metadata,
+    renames=((r"^(layers|embed_tokens|norm)\.", r"model.\1."),),
+    extra_tensors=_dense_tensors,
+)

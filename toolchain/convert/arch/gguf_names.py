@@ -33,8 +33,10 @@ def tensor_table(gguf_arch: str) -> dict[str, str]:
         if tensor in allowed:
             for key in keys:
                 table[key] = gguf.TENSOR_NAMES[tensor]
-    block_cfg = {**TensorNameMap.block_mappings_cfg,
-                 **TensorNameMap.arch_block_mappings_cfg.get(arch, {})}
+    block_cfg = {
+        **TensorNameMap.block_mappings_cfg,
+        **TensorNameMap.arch_block_mappings_cfg.get(arch, {}),
+    }
     for tensor, keys in block_cfg.items():
         if tensor in allowed:
             for key in keys:

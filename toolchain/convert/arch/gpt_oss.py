@@ -54,29 +54,36 @@ def _exps(kind: str) -> str:
 
 
 ARCH = text_arch(
-    ("GptOssForCausalLM",), "gpt-oss", family="GPT-OSS", metadata=_metadata, vocab=("bpe",),
+    ("GptOssForCausalLM",),
+    "gpt-oss",
+    family="GPT-OSS",
+    metadata=_metadata,
+    vocab=("bpe",),
     shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
-    renames=((r"\.(gate_up_proj|down_proj)$", r".\1.weight"),
-             (r"\.(gate_up_proj|down_proj)_bias$", r".\1.bias"),
-             (r"\.sinks$", ".sinks.weight")),
+    renames=(
+        (r"\.(gate_up_proj|down_proj)$", r".\1.weight"),
+        (r"\.(gate_up_proj|down_proj)_bias$", r".\1.bias"),
+        (r"\.sinks$", ".sinks.weight"),
+    ),
     names={"model.layers.{bid}.mlp.experts.gate_up_proj": "blk.{bid}.ffn_gate_up_exps"},
     mxfp4_rows={
         "blk.{bid}.ffn_gate_up_exps.weight": (
             (_exps("gate") + ".weight", slice(0, None, 2)),
-            (_exps("up") + ".weight", slice(1, None, 2))),
+            (_exps("up") + ".weight", slice(1, None, 2)),
+        ),
         "blk.{bid}.ffn_down_exps.weight": ((_exps("down") + ".weight", slice(None)),),
     },
     splits={
         "blk.{bid}.ffn_gate_up_exps.weight": (
-            Split(_exps("gate") + ".weight", _half_rows,
-                  lambda w, _h: _transposed(_even(w))),
-            Split(_exps("up") + ".weight", _half_rows,
-                  lambda w, _h: _transposed(_odd(w)))),
+            Split(_exps("gate") + ".weight", _half_rows, lambda w, _h: _transposed(_even(w))),
+            Split(_exps("up") + ".weight", _half_rows, lambda w, _h: _transposed(_odd(w))),
+        ),
         "blk.{bid}.ffn_gate_up_exps.bias": (
             Split(_exps("gate") + ".bias", _half_last, lambda b, _h: _even(b)),
-            Split(_exps("up") + ".bias", _half_last, lambda b, _h: _odd(b))),
+            Split(_exps("up") + ".bias", _half_last, lambda b, _h: _odd(b)),
+        ),
         "blk.{bid}.ffn_down_exps.weight": (
-            Split(_exps("down") + ".weight", _swap_last,
-                  lambda w, _h: _transposed(w)),),
+            Split(_exps("down") + ".weight", _swap_last, lambda w, _h: _transposed(w)),
+        ),
     },
 )

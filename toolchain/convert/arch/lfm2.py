@@ -32,15 +32,21 @@ def feed_forward_length(h: HParams) -> int:
 def _metadata(h: HParams, md: Metadata) -> None:
     decoder.write_common(h, md)
     kinds = h.get("layer_types")
-    md.i32s("{arch}.attention.head_count_kv",
-            [0 if kind == "conv" else decoder.n_head_kv(h) for kind in kinds])
+    md.i32s(
+        "{arch}.attention.head_count_kv",
+        [0 if kind == "conv" else decoder.n_head_kv(h) for kind in kinds],
+    )
     md.u32("{arch}.vocab_size", decoder.n_vocab(h))
     md.u32("{arch}.shortconv.l_cache", h.int("conv_L_cache"))
     md.u32("{arch}.feed_forward_length", feed_forward_length(h))
 
 
 ARCH = text_arch(
-    ("Lfm2ForCausalLM",), "lfm2", family="LFM2", metadata=_metadata, vocab=("bpe",),
+    ("Lfm2ForCausalLM",),
+    "lfm2",
+    family="LFM2",
+    metadata=_metadata,
+    vocab=("bpe",),
     shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
     uniform_blocks=False,
     reshapes={"blk.{bid}.shortconv.conv.weight": lambda s: (s[0], s[-1])},
@@ -52,8 +58,10 @@ def _moe_metadata(h: HParams, md: Metadata) -> None:
     rest with sigmoid-routed experts (a per-expert selection bias)."""
     decoder.write_common(h, md)
     kinds = h.get("layer_types")
-    md.i32s("{arch}.attention.head_count_kv",
-            [0 if kind == "conv" else decoder.n_head_kv(h) for kind in kinds])
+    md.i32s(
+        "{arch}.attention.head_count_kv",
+        [0 if kind == "conv" else decoder.n_head_kv(h) for kind in kinds],
+    )
     md.u32("{arch}.expert_feed_forward_length", h.int("moe_intermediate_size"))
     md.u32("{arch}.leading_dense_block_count", h.int("num_dense_layers"))
     md.u32("{arch}.expert_gating_func", int(gguf.ExpertGatingFuncType.SIGMOID))
@@ -62,11 +70,17 @@ def _moe_metadata(h: HParams, md: Metadata) -> None:
 
 
 MOE = text_arch(
-    ("Lfm2MoeForCausalLM",), "lfm2moe", family="LFM2 MoE", metadata=_moe_metadata,
-    vocab=("bpe",), shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
+    ("Lfm2MoeForCausalLM",),
+    "lfm2moe",
+    family="LFM2 MoE",
+    metadata=_moe_metadata,
+    vocab=("bpe",),
+    shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
     uniform_blocks=False,
-    names={f"model.layers.{{bid}}.feed_forward.experts.{w}": f"blk.{{bid}}.ffn_{kind}_exps"
-           for w, kind in (("w1", "gate"), ("w2", "down"), ("w3", "up"))},
+    names={
+        f"model.layers.{{bid}}.feed_forward.experts.{w}": f"blk.{{bid}}.ffn_{kind}_exps"
+        for w, kind in (("w1", "gate"), ("w2", "down"), ("w3", "up"))
+    },
     renames=((r"\.expert_bias$", ".expert_bias.bias"),),
     reshapes={"blk.{bid}.shortconv.conv.weight": lambda s: (s[0], s[-1])},
 )
@@ -74,8 +88,13 @@ MOE = text_arch(
 
 #: LFM2-VL's language model (its SigLIP2 tower and projector left out)
 VLM = text_arch(
-    ("Lfm2VlForConditionalGeneration",), "lfm2", family="LFM2-VL (text)", metadata=_metadata,
-    vocab=("bpe",), shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
-    uniform_blocks=False, text_part=True,
+    ("Lfm2VlForConditionalGeneration",),
+    "lfm2",
+    family="LFM2-VL (text)",
+    metadata=_metadata,
+    vocab=("bpe",),
+    shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
+    uniform_blocks=False,
+    text_part=True,
     reshapes={"blk.{bid}.shortconv.conv.weight": lambda s: (s[0], s[-1])},
 )

@@ -39,12 +39,18 @@ def _metadata(h: HParams, md: Metadata) -> None:
         md.u32("{arch}.attention.sliding_window", 0)  # no chunking (MobileLLM-style)
 
 
-ARCH = text_arch(("Llama4ForConditionalGeneration",), "llama4", family="Llama 4 (text)",
-                 metadata=_metadata, vocab=("bpe",), uniform_blocks=False,
-                 shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
-                 renames=FUSED_RENAMES,
-                 names={"model.layers.{bid}.feed_forward.experts.gate_up_proj":
-                        "blk.{bid}.ffn_gate_up_exps"},
-                 splits=fused_expert_splits("moe_intermediate_size"),
-                 extra_tensors=decoder.llama3_rope_factors,
-                 text_part=True, config_view=_text_config)
+ARCH = text_arch(
+    ("Llama4ForConditionalGeneration",),
+    "llama4",
+    family="Llama 4 (text)",
+    metadata=_metadata,
+    vocab=("bpe",),
+    uniform_blocks=False,
+    shapes={k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k},
+    renames=FUSED_RENAMES,
+    names={"model.layers.{bid}.feed_forward.experts.gate_up_proj": "blk.{bid}.ffn_gate_up_exps"},
+    splits=fused_expert_splits("moe_intermediate_size"),
+    extra_tensors=decoder.llama3_rope_factors,
+    text_part=True,
+    config_view=_text_config,
+)

@@ -25,9 +25,11 @@ def _text_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
     """Mistral 4's language model (same HF names, text_config lifted) refused by name."""
     view = config
     if view.get("model_type") == "mistral4":
-        raise ValueError("Mistral 4 (text_config.model_type 'mistral4': MLA attention and "
-                         "routed experts) is not supported: mfc's mistral3 entry converts "
-                         "Mistral Small 3 / Ministral 3 only")
+        raise ValueError(
+            "Mistral 4 (text_config.model_type 'mistral4': MLA attention and "
+            "routed experts) is not supported: mfc's mistral3 entry converts "
+            "Mistral Small 3 / Ministral 3 only"
+        )
     return view
 
 
@@ -39,6 +41,12 @@ def _metadata(h: HParams, md: Metadata) -> None:
         md.f32("{arch}.attention.temperature_scale", float(rope["llama_4_scaling_beta"]))
 
 
-ARCH = text_arch(("Ministral3ForCausalLM", "Mistral3ForConditionalGeneration"), "mistral3",
-                 family="Mistral 3 / Ministral 3 (text)", metadata=_metadata,
-                 transforms=PERMUTE_QK, text_part=True, config_view=_text_config)
+ARCH = text_arch(
+    ("Ministral3ForCausalLM", "Mistral3ForConditionalGeneration"),
+    "mistral3",
+    family="Mistral 3 / Ministral 3 (text)",
+    metadata=_metadata,
+    transforms=PERMUTE_QK,
+    text_part=True,
+    config_view=_text_config,
+)

@@ -32,19 +32,38 @@ def write_qwen_moe(h: HParams, md: Metadata) -> None:
         md.u32("{arch}.expert_shared_feed_forward_length", int(shared))
 
 
-MIXTRAL = text_arch(("MixtralForCausalLM",), "llama", family="Mixtral",
-                    metadata=write_llama, transforms=PERMUTE_QK, shapes=_ATTENTION)
-QWEN2MOE = text_arch(("Qwen2MoeForCausalLM",), "qwen2moe", family="Qwen2-MoE",
-                     metadata=write_qwen_moe, shapes=_ATTENTION, output_required=True)
-QWEN3MOE = text_arch(("Qwen3MoeForCausalLM",), "qwen3moe", family="Qwen3-MoE",
-                     metadata=write_qwen_moe, shapes=_ATTENTION)
+MIXTRAL = text_arch(
+    ("MixtralForCausalLM",),
+    "llama",
+    family="Mixtral",
+    metadata=write_llama,
+    transforms=PERMUTE_QK,
+    shapes=_ATTENTION,
+)
+QWEN2MOE = text_arch(
+    ("Qwen2MoeForCausalLM",),
+    "qwen2moe",
+    family="Qwen2-MoE",
+    metadata=write_qwen_moe,
+    shapes=_ATTENTION,
+    output_required=True,
+)
+QWEN3MOE = text_arch(
+    ("Qwen3MoeForCausalLM",),
+    "qwen3moe",
+    family="Qwen3-MoE",
+    metadata=write_qwen_moe,
+    shapes=_ATTENTION,
+)
 
 
 def _write_glm4moe(h: HParams, md: Metadata) -> None:
     decoder.write_common(h, md)
     rope = decoder.rope_parameters(h)
-    md.u32("{arch}.rope.dimension_count",
-           int(decoder.head_dim(h) * float(rope.get("partial_rotary_factor", 0.5))))
+    md.u32(
+        "{arch}.rope.dimension_count",
+        int(decoder.head_dim(h) * float(rope.get("partial_rotary_factor", 0.5))),
+    )
     _write_routed_experts(h, md)
     if h.get("num_nextn_predict_layers", default=None) is not None:
         # the multi-token-prediction blocks past num_hidden_layers are not converted
@@ -66,8 +85,19 @@ def _write_routed_experts(h: HParams, md: Metadata) -> None:
         md.boolean("{arch}.expert_weights_norm", bool(norm))
 
 
-GLM4MOE = text_arch(("Glm4MoeForCausalLM",), "glm4moe", family="GLM-4 MoE",
-                    metadata=_write_glm4moe, vocab=("bpe",), shapes=_ATTENTION,
-                    uniform_blocks=False, extra_blocks_key="num_nextn_predict_layers",
-                    special_tokens={"bos": "[gMASK]", "eot": "<|user|>",
-                                    "unk": "<|endoftext|>", "eom": "<|observation|>"})
+GLM4MOE = text_arch(
+    ("Glm4MoeForCausalLM",),
+    "glm4moe",
+    family="GLM-4 MoE",
+    metadata=_write_glm4moe,
+    vocab=("bpe",),
+    shapes=_ATTENTION,
+    uniform_blocks=False,
+    extra_blocks_key="num_nextn_predict_layers",
+    special_tokens={
+        "bos": "[gMASK]",
+        "eot": "<|user|>",
+        "unk": "<|endoftext|>",
+        "eom": "<|observation|>",
+    },
+)

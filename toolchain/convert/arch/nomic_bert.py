@@ -91,11 +91,16 @@ def _n_expert(h: HParams) -> int:
 def _moe_metadata(h: HParams, md: Metadata) -> None:
     # what llama.cpp's graph computes: softmax top-k routing, weights not renormalized,
     # un-gated GELU experts of n_inner, no shared expert
-    for key, ok in (("activation_function", "gelu"), ("moe_normalize_expert_weights", False),
-                    ("num_shared_experts", 0), ("ffn_div", 1)):
+    for key, ok in (
+        ("activation_function", "gelu"),
+        ("moe_normalize_expert_weights", False),
+        ("num_shared_experts", 0),
+        ("ffn_div", 1),
+    ):
         if h.get(key, default=ok) not in (ok, None):
-            raise ConvertError(h.path, f"{key} = {h.get(key)!r}: llama.cpp's nomic-bert-moe "
-                               f"supports only {ok!r}")
+            raise ConvertError(
+                h.path, f"{key} = {h.get(key)!r}: llama.cpp's nomic-bert-moe supports only {ok!r}"
+            )
     _metadata(h, md)
     if h.int("n_positions") == 2048 and h.get("max_trained_positions", default=None) == 2048:
         # llama.cpp's converter records nomic-embed-text-v2-moe's trained length the same way
@@ -121,20 +126,41 @@ def _experts_shape(h: HParams) -> tuple[int, ...]:
 _UP = "blk.{bid}.ffn_up_exps.weight"
 _DOWN = "blk.{bid}.ffn_down_exps.weight"
 
-MOE = replace(text_arch(
-    ("NomicBertModel",), "nomic-bert-moe", family="NomicBERT MoE", metadata=_moe_metadata,
-    vocab=("ugm", "wpm"), uniform_blocks=False, keep_f32=frozenset({"token_types.weight"}),
-    # megablocks names the expert matrices without a .weight suffix
-    renames=((r"\.mlp\.experts\.mlp\.(w[12])$", r".mlp.experts.mlp.\1.weight"),),
-    # the experts' shared output bias: llama.cpp's graph has no place for it (its converter
-    # drops it too); megablocks initializes it to zero
-    skip=(r"embeddings\.position_ids", r"pooler\..*", r".*rotary_emb.*",
-          r"encoder\.layers\.\d+\.mlp\.experts\.bias"),
-    shapes={**{k: v for k, v in _SHAPES.items() if "ffn_gate" not in k},
-            _UP: _experts_shape, _DOWN: _experts_shape,
-            "blk.{bid}.ffn_gate_inp.weight": lambda h: (_n_expert(h), n_embd(h))},
-    splits={_UP: (Split(_UP, lambda s, h: (_n_expert(h), s[0] // _n_expert(h), s[1]),
-                        _experts_up),),
-            _DOWN: (Split(_DOWN, lambda s, h: (_n_expert(h), s[1], s[0] // _n_expert(h)),
-                          _experts_down),)},
-), selected_by="moe_every_n_layers")
+MOE = replace(
+    text_arch(
+        ("NomicBertModel",),
+        "nomic-bert-moe",
+        family="NomicBERT MoE",
+        metadata=_moe_metadata,
+        vocab=("ugm", "wpm"),
+        uniform_blocks=False,
+        keep_f32=frozenset({"token_types.weight"}),
+        # megablocks names the expert matrices without a .weight suffix
+        renames=((r"\.mlp\.experts\.mlp\.(w[12])$", r".mlp.experts.mlp.\1.weight"),),
+        # the experts' shared output bias: llama.cpp's graph has no place for it (its converter
+        # drops it too); megablocks initializes it to zero
+        skip=(
+            r"embeddings\.position_ids",
+            r"pooler\..*",
+            r".*rotary_emb.*",
+            r"encoder\.layers\.\d+\.mlp\.experts\.bias",
+        ),
+        shapes={
+            **{k: v for k, v in _SHAPES.items() if "ffn_gate" not in k},
+            _UP: _experts_shape,
+            _DOWN: _experts_shape,
+            "blk.{bid}.ffn_gate_inp.weight": lambda h: (_n_expert(h), n_embd(h)),
+        },
+        splits={
+            _UP: (
+                Split(_UP, lambda s, h: (_n_expert(h), s[0] // _n_expert(h), s[1]), _experts_up),
+            ),
+            _DOWN: (
+                Split(
+                    _DOWN, lambda s, h: (_n_expert(h), s[1], s[0] // _n_expert(h)), _experts_down
+                ),
+            ),
+        },
+    ),
+    selected_by="moe_every_n_layers",
+)

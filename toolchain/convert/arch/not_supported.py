@@ -3,33 +3,41 @@ not, with what is missing; `mfc convert` says this instead of a bare "unsupporte
 
 from __future__ import annotations
 
-_HYBRID = ("mfc has no entry yet for its {what} (the bundled llama.cpp runs it as "
-           "{gguf}; transformers {transformers} has it)")
-_NO_HF = ("transformers {transformers} has no class for it (remote code only), so mfc "
-          "cannot check a conversion against it")
+_HYBRID = (
+    "mfc has no entry yet for its {what} (the bundled llama.cpp runs it as "
+    "{gguf}; transformers {transformers} has it)"
+)
+_NO_HF = (
+    "transformers {transformers} has no class for it (remote code only), so mfc "
+    "cannot check a conversion against it"
+)
 
 NOT_SUPPORTED: dict[str, str] = {
     "MllamaForConditionalGeneration": "the bundled llama.cpp (llama-cpp-python 0.3.36) "
     "has no mllama architecture (Llama 3.2 Vision's cross-attention layers)",
     "Gemma3nForConditionalGeneration": _HYBRID.format(
-        what="per-layer embeddings, AltUp and LAuReL blocks", gguf="gemma3n",
-        transformers="5.25"),
+        what="per-layer embeddings, AltUp and LAuReL blocks", gguf="gemma3n", transformers="5.25"
+    ),
     "Gemma4ForCausalLM": _HYBRID.format(what="layers", gguf="gemma4", transformers="5.25"),
-    "Gemma4ForConditionalGeneration": _HYBRID.format(what="layers", gguf="gemma4",
-                                                     transformers="5.25"),
+    "Gemma4ForConditionalGeneration": _HYBRID.format(
+        what="layers", gguf="gemma4", transformers="5.25"
+    ),
     "Qwen3NextForCausalLM": _HYBRID.format(
-        what="gated delta-net (linear attention) layers", gguf="qwen3next",
-        transformers="5.25"),
+        what="gated delta-net (linear attention) layers", gguf="qwen3next", transformers="5.25"
+    ),
     "Qwen3_5ForConditionalGeneration": _HYBRID.format(
-        what="gated delta-net (linear attention) layers", gguf="qwen35", transformers="5.25"),
+        what="gated delta-net (linear attention) layers", gguf="qwen35", transformers="5.25"
+    ),
     "Qwen3_5MoeForConditionalGeneration": _HYBRID.format(
-        what="gated delta-net (linear attention) layers", gguf="qwen35moe",
-        transformers="5.25"),
-    "NemotronHForCausalLM": _HYBRID.format(what="Mamba-2 / attention hybrid layers",
-                                           gguf="nemotron_h", transformers="5.25"),
+        what="gated delta-net (linear attention) layers", gguf="qwen35moe", transformers="5.25"
+    ),
+    "NemotronHForCausalLM": _HYBRID.format(
+        what="Mamba-2 / attention hybrid layers", gguf="nemotron_h", transformers="5.25"
+    ),
     "LagunaForCausalLM": _HYBRID.format(what="layers", gguf="laguna", transformers="5.25"),
-    "GlmOcrForConditionalGeneration": _HYBRID.format(what="language model",
-                                                     gguf="glm4", transformers="5.25"),
+    "GlmOcrForConditionalGeneration": _HYBRID.format(
+        what="language model", gguf="glm4", transformers="5.25"
+    ),
     "DeepseekOCRForCausalLM": _NO_HF.format(transformers="5.25"),
     "NemotronH_Nano_VL_V2": _NO_HF.format(transformers="5.25"),
     "NemotronH_Nano_Omni_Reasoning_V3": _NO_HF.format(transformers="5.25"),

@@ -40,19 +40,30 @@ def _with(*writers: Callable[[HParams, Metadata], None]) -> Callable[[HParams, M
     def write(h: HParams, md: Metadata) -> None:
         for writer in writers:
             writer(h, md)
+
     return write
 
 
 _ATTENTION = {k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k}
 
-QWEN3VL = text_arch(("Qwen3VLForConditionalGeneration",), "qwen3vl", family="Qwen3-VL (text)",
-                    vocab=("bpe",), shapes={},
-                    metadata=_with(decoder.write_common, _write_sections, _write_deepstack),
-                    text_part=True)
+QWEN3VL = text_arch(
+    ("Qwen3VLForConditionalGeneration",),
+    "qwen3vl",
+    family="Qwen3-VL (text)",
+    vocab=("bpe",),
+    shapes={},
+    metadata=_with(decoder.write_common, _write_sections, _write_deepstack),
+    text_part=True,
+)
 QWEN3VLMOE = text_arch(
-    ("Qwen3VLMoeForConditionalGeneration",), "qwen3vlmoe", family="Qwen3-VL MoE (text)",
-    vocab=("bpe",), shapes=_ATTENTION,
+    ("Qwen3VLMoeForConditionalGeneration",),
+    "qwen3vlmoe",
+    family="Qwen3-VL MoE (text)",
+    vocab=("bpe",),
+    shapes=_ATTENTION,
     metadata=_with(write_qwen_moe, _write_sections, _write_deepstack),
     renames=FUSED_RENAMES,
     names={"model.layers.{bid}.mlp.experts.gate_up_proj": "blk.{bid}.ffn_gate_up_exps"},
-    splits=fused_expert_splits("moe_intermediate_size"), text_part=True)
+    splits=fused_expert_splits("moe_intermediate_size"),
+    text_part=True,
+)

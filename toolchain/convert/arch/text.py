@@ -25,27 +25,31 @@ from toolchain.convert.architecture import (
 from toolchain.convert.metadata import Metadata
 
 
-def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
-              metadata: Callable[[HParams, Metadata], None] = decoder.write_common,
-              vocab: tuple[str, ...] = ("spm", "bpe"),
-              names: Mapping[str, str] | None = None,
-              transforms: Mapping[str, Transform] | None = None,
-              shapes: Mapping[str, Shape] | None = None,
-              skip: tuple[str, ...] = (),
-              extra_tensors: Callable[[HParams], dict[str, np.ndarray]] | None = None,
-              keep_f32: frozenset[str] = frozenset(),
-              uniform_blocks: bool = True,
-              truncate_vocab: bool = False,
-              output_required: bool = False,
-              special_tokens: Mapping[str, str] | None = None,
-              extra_blocks_key: str | None = None,
-              reshapes: Mapping[str, Reshape] | None = None,
-              splits: Mapping[str, tuple[Split, ...]] | None = None,
-              renames: tuple[tuple[str, str], ...] = (),
-              mxfp4_rows: Mapping[str, tuple[tuple[str, slice], ...]] | None = None,
-              config_view: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
-              text_part: bool = False,
-              ) -> Architecture:
+def text_arch(
+    hf_names: tuple[str, ...],
+    gguf_arch: str,
+    *,
+    family: str,
+    metadata: Callable[[HParams, Metadata], None] = decoder.write_common,
+    vocab: tuple[str, ...] = ("spm", "bpe"),
+    names: Mapping[str, str] | None = None,
+    transforms: Mapping[str, Transform] | None = None,
+    shapes: Mapping[str, Shape] | None = None,
+    skip: tuple[str, ...] = (),
+    extra_tensors: Callable[[HParams], dict[str, np.ndarray]] | None = None,
+    keep_f32: frozenset[str] = frozenset(),
+    uniform_blocks: bool = True,
+    truncate_vocab: bool = False,
+    output_required: bool = False,
+    special_tokens: Mapping[str, str] | None = None,
+    extra_blocks_key: str | None = None,
+    reshapes: Mapping[str, Reshape] | None = None,
+    splits: Mapping[str, tuple[Split, ...]] | None = None,
+    renames: tuple[tuple[str, str], ...] = (),
+    mxfp4_rows: Mapping[str, tuple[tuple[str, slice], ...]] | None = None,
+    config_view: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    text_part: bool = False,
+) -> Architecture:
     """An Architecture whose tensor names are gguf-py's for `gguf_arch` (plus `names`).
 
     `text_part`: the checkpoint is a multimodal one whose language model is converted
@@ -81,8 +85,13 @@ def text_arch(hf_names: tuple[str, ...], gguf_arch: str, *, family: str,
 
 
 #: tensors llama.cpp's converter keeps in F32 whatever the output type (MoE routers)
-ALWAYS_F32 = frozenset({"blk.{bid}.ffn_gate_inp.weight", "blk.{bid}.ffn_gate_inp_shexp.weight",
-                        "blk.{bid}.shortconv.conv.weight"})
+ALWAYS_F32 = frozenset(
+    {
+        "blk.{bid}.ffn_gate_inp.weight",
+        "blk.{bid}.ffn_gate_inp_shexp.weight",
+        "blk.{bid}.shortconv.conv.weight",
+    }
+)
 
 
 def plus_one(w: np.ndarray, _h: HParams) -> np.ndarray:
@@ -92,8 +101,7 @@ def plus_one(w: np.ndarray, _h: HParams) -> np.ndarray:
 
 def norm_weights(gguf_arch: str) -> list[str]:
     """Every norm weight (GGUF template with suffix) the architecture can have."""
-    return sorted({f"{v}.weight" for v in tensor_table(gguf_arch).values()
-                   if v.endswith("norm")})
+    return sorted({f"{v}.weight" for v in tensor_table(gguf_arch).values() if v.endswith("norm")})
 
 
 def permute_q(w: np.ndarray, h: HParams) -> np.ndarray:

@@ -93,8 +93,9 @@ def common_metadata(c: VisionConfig, md: Metadata) -> None:
 
 def _gemma3(c: VisionConfig, md: Metadata) -> None:
     md.string("clip.projector_type", gguf.VisionProjectorType.GEMMA3)
-    md.f32("clip.vision.attention.layer_norm_epsilon", c.vision.float("layer_norm_eps",
-                                                                       default=1e-6))
+    md.f32(
+        "clip.vision.attention.layer_norm_epsilon", c.vision.float("layer_norm_eps", default=1e-6)
+    )
     md.boolean("clip.use_gelu", True)
     # tokens per image = (patches a side / scale)^2; written only when not Gemma 3's 4
     per_side = math.isqrt(int(c.preprocessor.get("image_seq_length", 256)))
@@ -105,14 +106,17 @@ def _gemma3(c: VisionConfig, md: Metadata) -> None:
 
 def _idefics3(c: VisionConfig, md: Metadata) -> None:
     md.string("clip.projector_type", gguf.VisionProjectorType.IDEFICS3)
-    md.f32("clip.vision.attention.layer_norm_epsilon", c.vision.float("layer_norm_eps",
-                                                                       default=1e-5))
+    md.f32(
+        "clip.vision.attention.layer_norm_epsilon", c.vision.float("layer_norm_eps", default=1e-5)
+    )
     md.u32("clip.vision.projector.scale_factor", c.top.int("scale_factor", default=2))
     md.boolean("clip.use_gelu", True)
     size = c.preprocessor.get("size", {})
     longest = size.get("longest_edge") if isinstance(size, dict) else None
-    md.u32("clip.vision.preproc_image_size",
-           int(longest) if longest is not None else c.vision.int("image_size"))
+    md.u32(
+        "clip.vision.preproc_image_size",
+        int(longest) if longest is not None else c.vision.int("image_size"),
+    )
 
 
 def _plus_one(w: np.ndarray, _h: HParams) -> np.ndarray:
@@ -147,8 +151,12 @@ def _qwen2vl_config(v: dict[str, Any]) -> dict[str, Any]:
     """Qwen2-VL's vision keys under the common names, as the reference reads them: its
     `embed_dim` is the width and its `hidden_size` (the merger's output) is recorded as
     the feed-forward length."""
-    out = {**v, "image_size": v.get("image_size", 560), "num_attention_heads": v.get("num_heads"),
-           "num_hidden_layers": v.get("depth")}
+    out = {
+        **v,
+        "image_size": v.get("image_size", 560),
+        "num_attention_heads": v.get("num_heads"),
+        "num_hidden_layers": v.get("depth"),
+    }
     if "embed_dim" in v:
         out["intermediate_size"] = v.get("hidden_size")
         out["hidden_size"] = v["embed_dim"]
@@ -157,8 +165,7 @@ def _qwen2vl_config(v: dict[str, Any]) -> dict[str, Any]:
 
 def _qwen2vl(c: VisionConfig, md: Metadata) -> None:
     md.string("clip.projector_type", gguf.VisionProjectorType.QWEN2VL)
-    md.f32("clip.vision.attention.layer_norm_epsilon", c.whole.float("rms_norm_eps",
-                                                                      default=1e-6))
+    md.f32("clip.vision.attention.layer_norm_epsilon", c.whole.float("rms_norm_eps", default=1e-6))
 
 
 def _thirds(i: int) -> Split:
@@ -169,7 +176,7 @@ def _thirds(i: int) -> Split:
 
     def cut(w: np.ndarray, _h: HParams) -> np.ndarray:
         n = w.shape[0] // 3
-        return w[i * n:(i + 1) * n]
+        return w[i * n : (i + 1) * n]
 
     return Split(f"v.blk.{{bid}}.attn_{'qkv'[i]}.{{suffix}}", shape, cut)
 
@@ -191,7 +198,8 @@ def _qkv_splits() -> dict[str, tuple[Split, ...]]:
     for suffix in ("weight", "bias"):
         parts = tuple(_thirds(i) for i in range(3))
         out[f"v.blk.{{bid}}.attn_qkv.{suffix}"] = tuple(
-            Split(p.gguf.replace("{suffix}", suffix), p.shape, p.transform) for p in parts)
+            Split(p.gguf.replace("{suffix}", suffix), p.shape, p.transform) for p in parts
+        )
     return out
 
 
@@ -202,13 +210,16 @@ QWEN2VL = Projector(
     keep=r"visual\..*",
     metadata=_qwen2vl,
     # the merger's MLP is numbered like a block (mlp.0, mlp.2): named apart from blocks
-    renames=((r"^model\.visual\.", "visual."),
-             (r"^visual\.merger\.mlp\.(\d+)\.", r"visual.merger.mlp_\1.")),
+    renames=(
+        (r"^model\.visual\.", "visual."),
+        (r"^visual\.merger\.mlp\.(\d+)\.", r"visual.merger.mlp_\1."),
+    ),
     names={"visual.merger.mlp_0": "mm.0", "visual.merger.mlp_2": "mm.2"},
     splits={**_qkv_splits(), "v.patch_embd.weight": (_temporal(0), _temporal(1))},
     forced={"v.patch_embd.weight": _f16_if_f16, "v.patch_embd.weight.1": _f16_if_f16},
     vision_config=_qwen2vl_config,
 )
+
 
 def _qwen25vl(c: VisionConfig, md: Metadata) -> None:
     md.string("clip.projector_type", gguf.VisionProjectorType.QWEN25VL)
@@ -216,44 +227,72 @@ def _qwen25vl(c: VisionConfig, md: Metadata) -> None:
     # window attention everywhere but every n-th block, which attends to the whole image
     full = c.vision.get("fullatt_block_indexes")
     if not isinstance(full, list) or not full or not all(isinstance(i, int) for i in full):
-        raise ConvertError(c.vision.path, "Qwen2.5-VL's vision_config needs "
-                           "\"fullatt_block_indexes\" (a list of block numbers)")
+        raise ConvertError(
+            c.vision.path,
+            'Qwen2.5-VL\'s vision_config needs "fullatt_block_indexes" (a list of block numbers)',
+        )
     pattern = full[0] + 1
     if any(b - a != pattern for a, b in itertools.pairwise(full)):
-        raise ConvertError(c.vision.path, f"fullatt_block_indexes {full} are not evenly "
-                           "spaced, which llama.cpp's window-attention pattern requires")
+        raise ConvertError(
+            c.vision.path,
+            f"fullatt_block_indexes {full} are not evenly "
+            "spaced, which llama.cpp's window-attention pattern requires",
+        )
     md.u32("clip.vision.n_wa_pattern", pattern)
-    md.f32("clip.vision.attention.layer_norm_epsilon", c.whole.float("rms_norm_eps",
-                                                                      default=1e-6))
+    md.f32("clip.vision.attention.layer_norm_epsilon", c.whole.float("rms_norm_eps", default=1e-6))
 
 
 QWEN25VL = dataclasses.replace(
-    QWEN2VL, hf_names=("Qwen2_5_VLForConditionalGeneration",), family="Qwen2.5-VL (vision)",
-    projector_type=gguf.VisionProjectorType.QWEN25VL, metadata=_qwen25vl)
+    QWEN2VL,
+    hf_names=("Qwen2_5_VLForConditionalGeneration",),
+    family="Qwen2.5-VL (vision)",
+    projector_type=gguf.VisionProjectorType.QWEN25VL,
+    metadata=_qwen25vl,
+)
 
 PROJECTORS: tuple[Projector, ...] = (GEMMA3, IDEFICS3, QWEN2VL, QWEN25VL)
 
 
-def _text_of(arch: Architecture, *, hf_names: tuple[str, ...], family: str,
-             renames: tuple[tuple[str, str], ...], vision: str) -> Architecture:
+def _text_of(
+    arch: Architecture,
+    *,
+    hf_names: tuple[str, ...],
+    family: str,
+    renames: tuple[tuple[str, str], ...],
+    vision: str,
+) -> Architecture:
     """`arch` reading a vision checkpoint's language model: the vision tensors dropped,
     the language model's prefix taken off."""
     return dataclasses.replace(
-        arch, hf_names=hf_names, family=family, renames=(*renames, *arch.renames),
-        skip=(*arch.skip, vision))
+        arch,
+        hf_names=hf_names,
+        family=family,
+        renames=(*renames, *arch.renames),
+        skip=(*arch.skip, vision),
+    )
 
 
 GEMMA3_TEXT = _text_of(
-    gemma3.ARCH, hf_names=GEMMA3.hf_names, family="Gemma 3 (vision: text model)",
-    renames=((r"^language_model\.model\.", "model."), (r"^language_model\.lm_head", "lm_head"),
-             (r"^model\.language_model\.", "model.")),
+    gemma3.ARCH,
+    hf_names=GEMMA3.hf_names,
+    family="Gemma 3 (vision: text model)",
+    renames=(
+        (r"^language_model\.model\.", "model."),
+        (r"^language_model\.lm_head", "lm_head"),
+        (r"^model\.language_model\.", "model."),
+    ),
     vision=r"(multi_modal_projector|vision_tower|model\.vision_tower|"
-           r"model\.multi_modal_projector)\..*")
+    r"model\.multi_modal_projector)\..*",
+)
 
 IDEFICS3_TEXT = _text_of(
-    llama.ARCH, hf_names=IDEFICS3.hf_names, family="Idefics3 / SmolVLM (vision: text model)",
+    llama.ARCH,
+    hf_names=IDEFICS3.hf_names,
+    family="Idefics3 / SmolVLM (vision: text model)",
     renames=((r"^model\.text_model\.", "model."),),
-    vision=r"model\.(vision_model|connector)\..*")
+    vision=r"model\.(vision_model|connector)\..*",
+)
+
 
 def _qwen2vl_text(h: HParams, md: Metadata) -> None:
     decoder.write_common(h, md)
@@ -261,11 +300,17 @@ def _qwen2vl_text(h: HParams, md: Metadata) -> None:
     md.i32s("{arch}.rope.dimension_sections", [*sections, 0, 0, 0, 0][:4])
 
 
-QWEN2VL_TEXT = dataclasses.replace(_text_of(
-    qwen2.ARCH, hf_names=(*QWEN2VL.hf_names, *QWEN25VL.hf_names),
-    family="Qwen2-VL / Qwen2.5-VL (vision: text model)",
-    renames=((r"^model\.language_model\.", "model."),), vision=r"(model\.)?visual\..*"),
-    gguf_arch="qwen2vl", metadata=_qwen2vl_text)
+QWEN2VL_TEXT = dataclasses.replace(
+    _text_of(
+        qwen2.ARCH,
+        hf_names=(*QWEN2VL.hf_names, *QWEN25VL.hf_names),
+        family="Qwen2-VL / Qwen2.5-VL (vision: text model)",
+        renames=((r"^model\.language_model\.", "model."),),
+        vision=r"(model\.)?visual\..*",
+    ),
+    gguf_arch="qwen2vl",
+    metadata=_qwen2vl_text,
+)
 
 TEXT_MODELS: tuple[Architecture, ...] = (GEMMA3_TEXT, IDEFICS3_TEXT, QWEN2VL_TEXT)
 

@@ -29,22 +29,31 @@ def _metadata(h: HParams, md: Metadata) -> None:
     md.u32("{arch}.context_length", h.int("max_position_embeddings") - _offset(h))
     labels = h.get("id2label", default=None)
     if isinstance(labels, dict) and labels and labels != {"0": "LABEL_0", "1": "LABEL_1"}:
-        md.strings("{arch}.classifier.output_labels",
-                   [str(v) for _k, v in sorted(labels.items(), key=lambda kv: int(kv[0]))])
+        md.strings(
+            "{arch}.classifier.output_labels",
+            [str(v) for _k, v in sorted(labels.items(), key=lambda kv: int(kv[0]))],
+        )
     if "XLMRobertaForSequenceClassification" in h.get("architectures", default=[]):
         md.u32("{arch}.pooling_type", POOLING_RANK)
 
 
 def _positions(w: np.ndarray, h: HParams) -> np.ndarray:
-    return np.ascontiguousarray(w[_offset(h):])
+    return np.ascontiguousarray(w[_offset(h) :])
 
 
 ARCH = text_arch(
-    ("XLMRobertaModel", "XLMRobertaForSequenceClassification"), "bert",
-    family="XLM-RoBERTa", metadata=_metadata, vocab=("ugm",), shapes={},
+    ("XLMRobertaModel", "XLMRobertaForSequenceClassification"),
+    "bert",
+    family="XLM-RoBERTa",
+    metadata=_metadata,
+    vocab=("ugm",),
+    shapes={},
     renames=((r"^roberta\.", ""),),
     skip=(r"embeddings\.position_ids", r"pooler\..*", r"lm_head\..*"),
     keep_f32=frozenset({"token_types.weight"}),
-    splits={"position_embd.weight": (
-        Split("position_embd.weight", lambda s, h: (s[0] - _offset(h), s[1]), _positions),)},
+    splits={
+        "position_embd.weight": (
+            Split("position_embd.weight", lambda s, h: (s[0] - _offset(h), s[1]), _positions),
+        )
+    },
 )

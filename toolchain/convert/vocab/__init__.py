@@ -12,12 +12,17 @@ from toolchain.convert.vocab.wordpiece import has_wordpiece, load_wordpiece
 
 __all__ = ["Vocab", "load_vocab", "write_vocab"]
 
-_FILES = {"spm": "tokenizer.model", "bpe": "tokenizer.json (BPE)", "wpm": "tokenizer.json "
-          "(WordPiece) or vocab.txt", "ugm": "tokenizer.json (Unigram)"}
+_FILES = {
+    "spm": "tokenizer.model",
+    "bpe": "tokenizer.json (BPE)",
+    "wpm": "tokenizer.json (WordPiece) or vocab.txt",
+    "ugm": "tokenizer.json (Unigram)",
+}
 
 
-def load_vocab(hf: HFDir, kinds: tuple[str, ...], n_vocab: int | None,
-               token_type_count: int = 2) -> Vocab:
+def load_vocab(
+    hf: HFDir, kinds: tuple[str, ...], n_vocab: int | None, token_type_count: int = 2
+) -> Vocab:
     """The first tokenizer of `kinds` ("spm", "bpe", "wpm", "ugm") the directory has.
 
     `n_vocab` is the embedding's row count: the token table is padded to it, and a
@@ -33,9 +38,15 @@ def load_vocab(hf: HFDir, kinds: tuple[str, ...], n_vocab: int | None,
         if kind == "ugm" and is_unigram(hf):
             return load_unigram(hf, n_vocab, token_type_count)
     if "spm" in kinds and hf.tokenizer_json and not is_byte_level_bpe(hf):
-        raise ConvertError(hf.file("tokenizer.model"), "missing: tokenizer.json holds a "
-                           "SentencePiece vocabulary, which converts from tokenizer.model",
-                           hint="copy tokenizer.model from the base model's repository")
+        raise ConvertError(
+            hf.file("tokenizer.model"),
+            "missing: tokenizer.json holds a "
+            "SentencePiece vocabulary, which converts from tokenizer.model",
+            hint="copy tokenizer.model from the base model's repository",
+        )
     wanted = " or ".join(_FILES[k] for k in kinds)
-    raise ConvertError(hf.path, f"no tokenizer: expected {wanted}",
-                       hint="save the tokenizer next to the model (tokenizer.save_pretrained)")
+    raise ConvertError(
+        hf.path,
+        f"no tokenizer: expected {wanted}",
+        hint="save the tokenizer next to the model (tokenizer.save_pretrained)",
+    )

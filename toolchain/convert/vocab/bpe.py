@@ -36,7 +36,7 @@ def load_bpe(hf: HFDir, n_vocab: int | None) -> Vocab:
     model: dict[str, Any] = hf.tokenizer_json["model"]
     vocab_map = model.get("vocab")
     if not isinstance(vocab_map, dict):
-        raise ConvertError(path, "BPE model without a \"vocab\"")
+        raise ConvertError(path, 'BPE model without a "vocab"')
     by_id: dict[int, str] = {int(i): str(t) for t, i in vocab_map.items()}
     types: dict[int, int] = {}
     for item in added_tokens(hf):
@@ -50,8 +50,9 @@ def load_bpe(hf: HFDir, n_vocab: int | None) -> Vocab:
     size = max(by_id) + 1 if by_id else 0
     if n_vocab is not None:
         if size > n_vocab:
-            raise ConvertError(path, f"has token ids up to {size - 1}, but config.json's "
-                               f"vocab_size is {n_vocab}")
+            raise ConvertError(
+                path, f"has token ids up to {size - 1}, but config.json's vocab_size is {n_vocab}"
+            )
         size = n_vocab
     tokens = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
     token_types = [types.get(i, NORMAL) if i in by_id else UNUSED for i in range(size)]

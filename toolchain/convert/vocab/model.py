@@ -62,8 +62,9 @@ def write_vocab(vocab: Vocab, md: Metadata) -> None:
         if vocab.model == "t5":
             md.u32("tokenizer.ggml.token_type_count", vocab.token_type_count or 1)
             if vocab.remove_extra_whitespaces is not None:
-                md.boolean("tokenizer.ggml.remove_extra_whitespaces",
-                           vocab.remove_extra_whitespaces)
+                md.boolean(
+                    "tokenizer.ggml.remove_extra_whitespaces", vocab.remove_extra_whitespaces
+                )
             if vocab.precompiled_charsmap:
                 md.u8s("tokenizer.ggml.precompiled_charsmap", vocab.precompiled_charsmap)
     for name, template in sorted(vocab.chat_templates.items()):

@@ -47,7 +47,12 @@ def steps(pre_tokenizer: object) -> tuple[Step, ...]:
     if kind == "Split":
         pattern = pre_tokenizer.get("pattern", {})
         regex = pattern.get("Regex") if isinstance(pattern, dict) else None
-        return (("Split", regex if regex is not None else pattern.get("String"),),)
+        return (
+            (
+                "Split",
+                regex if regex is not None else pattern.get("String"),
+            ),
+        )
     if kind == "ByteLevel":
         return (("ByteLevel", bool(pre_tokenizer.get("use_regex", True))),)
     if kind == "Digits":

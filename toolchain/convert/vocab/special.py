@@ -61,8 +61,9 @@ def _content(value: object) -> str | None:
 
 def special_token_text(hf: HFDir, kind: str) -> str | None:
     """The text of the `kind` special token as tokenizer_config / special_tokens_map name it."""
-    return (_content(hf.tokenizer_config.get(f"{kind}_token"))
-            or _content(hf.special_tokens_map.get(f"{kind}_token")))
+    return _content(hf.tokenizer_config.get(f"{kind}_token")) or _content(
+        hf.special_tokens_map.get(f"{kind}_token")
+    )
 
 
 def special_ids(hf: HFDir, token_ids: dict[str, int], kinds: tuple[str, ...]) -> dict[str, int]:

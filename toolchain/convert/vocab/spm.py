@@ -39,8 +39,9 @@ def load_spm(hf: HFDir, n_vocab: int | None) -> Vocab:
         types[token_id] = CONTROL if special else USER_DEFINED
     if n_vocab is not None:
         if len(tokens) > n_vocab:
-            raise ConvertError(path, f"has {len(tokens)} tokens, but config.json's vocab_size "
-                               f"is {n_vocab}")
+            raise ConvertError(
+                path, f"has {len(tokens)} tokens, but config.json's vocab_size is {n_vocab}"
+            )
         pad = n_vocab - len(tokens)
         tokens += [f"[PAD{i}]" for i in range(len(tokens), n_vocab)]
         scores += [_PAD_SCORE] * pad

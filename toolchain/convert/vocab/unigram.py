@@ -33,7 +33,7 @@ def load_unigram(hf: HFDir, n_vocab: int | None, token_type_count: int) -> Vocab
     model = hf.tokenizer_json["model"]
     pieces = model.get("vocab")
     if not isinstance(pieces, list) or not pieces:
-        raise ConvertError(path, "Unigram model without a \"vocab\"")
+        raise ConvertError(path, 'Unigram model without a "vocab"')
     size = max(len(pieces), n_vocab or 0)
     tokens = [f"[PAD{i}]" for i in range(size)]
     scores = [_PAD_SCORE] * size
@@ -60,8 +60,9 @@ def load_unigram(hf: HFDir, n_vocab: int | None, token_type_count: int) -> Vocab
         add_space_prefix=_prepends_space(hf.tokenizer_json.get("pre_tokenizer")),
         token_type_count=token_type_count,
         precompiled_charsmap=_charsmap(hf, hf.tokenizer_json.get("normalizer")),
-        remove_extra_whitespaces=bool(hf.tokenizer_config.get(
-            "clean_up_tokenization_spaces", True)),
+        remove_extra_whitespaces=bool(
+            hf.tokenizer_config.get("clean_up_tokenization_spaces", True)
+        ),
     )
 
 
@@ -76,7 +77,7 @@ def _pairs_with_separator(spec: dict[str, Any]) -> bool:
             kinds = [next(iter(p)) for p in pair]
             if "Sequence" in kinds:
                 first = kinds.index("Sequence")
-                return "SpecialToken" in kinds[first + 1:first + 2]
+                return "SpecialToken" in kinds[first + 1 : first + 2]
     return False
 
 
@@ -91,8 +92,10 @@ def _steps(node: Any, key: str) -> list[dict[str, Any]]:
 def _prepends_space(pre_tokenizer: Any) -> bool:
     for step in _steps(pre_tokenizer, "pretokenizers"):
         if step.get("type") == "Metaspace":
-            return step.get("prepend_scheme", "always") != "never" and \
-                step.get("add_prefix_space", True) is not False
+            return (
+                step.get("prepend_scheme", "always") != "never"
+                and step.get("add_prefix_space", True) is not False
+            )
     return False
 
 
@@ -102,6 +105,7 @@ def _charsmap(hf: HFDir, normalizer: Any) -> bytes | None:
             try:
                 return base64.b64decode(step.get("precompiled_charsmap") or "")
             except (binascii.Error, ValueError) as exc:
-                raise ConvertError(hf.file("tokenizer.json"),
-                                   f"bad precompiled_charsmap: {exc}") from exc
+                raise ConvertError(
+                    hf.file("tokenizer.json"), f"bad precompiled_charsmap: {exc}"
+                ) from exc
     return None

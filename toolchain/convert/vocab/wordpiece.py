@@ -44,8 +44,9 @@ def load_wordpiece(hf: HFDir, n_vocab: int | None, token_type_count: int) -> Voc
     size = max(by_id) + 1
     if n_vocab is not None:
         if size > n_vocab:
-            raise ConvertError(path, f"has token ids up to {size - 1}, but config.json's "
-                               f"vocab_size is {n_vocab}")
+            raise ConvertError(
+                path, f"has token ids up to {size - 1}, but config.json's vocab_size is {n_vocab}"
+            )
         size = n_vocab
     raw = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
     ids = {text: i for i, text in enumerate(raw)}
@@ -65,7 +66,7 @@ def _raw_vocab(hf: HFDir) -> tuple[dict[int, str], Path]:
         path = hf.file("tokenizer.json")
         vocab = model.get("vocab")
         if not isinstance(vocab, dict) or not vocab:
-            raise ConvertError(path, "WordPiece model without a \"vocab\"")
+            raise ConvertError(path, 'WordPiece model without a "vocab"')
         return {int(i): str(t) for t, i in vocab.items()}, path
     path = hf.file("vocab.txt")
     try:
