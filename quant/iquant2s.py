@@ -13,6 +13,7 @@ import numpy as np
 
 from quant.kpack import half
 from quant.lattice8 import Lattice8, iq2s_lattice, nearest, pack
+from quant.lattice_grids2 import DEQUANT_LEVELS
 from quant.numerics import (
     F32,
     Bytes,
@@ -29,7 +30,7 @@ from quant.numerics import (
 _KMAXQ = 3
 _EPS = F32(1e-8)  # GROUP_MAX_EPS_IQ2_S
 _ODD = (2 * np.arange(4) + 1).astype(F32)
-_MAGNITUDES = np.array([8, 25, 43, 0], dtype=F32)
+_MAGNITUDES = np.array(DEQUANT_LEVELS, dtype=F32)  # the same levels as IQ2_XXS/IQ2_XS
 
 
 def _levels(idv: Floats, xval: Floats) -> Ints:
