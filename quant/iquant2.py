@@ -32,6 +32,7 @@ from quant.numerics import (
     fp16_bytes,
     nearest_int,
     safe_div,
+    scale_nibbles,
     seq_sum,
 )
 
@@ -242,23 +243,12 @@ def _blocks(
     return scale, grid, signs
 
 
-def _scale_nibbles(scales: Floats) -> tuple[Floats, Ints, Ints]:
-    """Super-block d and the 4-bit block scales of (nb, k) block scales; ok = d != 0."""
-    max_scale = scales.max(axis=1)
-    d = (max_scale / F32(31.0)).astype(F32)
-    ok = max_scale != 0
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        idv = np.where(ok, F32(1.0) / d, F32(0.0)).astype(F32)
-        v = (F32(0.5) * ((idv[:, None] * scales).astype(F32) - F32(1.0))).astype(F32)
-    return d, np.clip(nearest_int(v), 0, 15).astype(np.uint32), ok
-
-
 def quantize_iq2_xxs(x: Floats, qw: Floats | None = None) -> Bytes:
     """(nblocks, 256) float32 -> (nblocks, 66) IQ2_XXS blocks."""
     lat = iq2xxs_lattice()
     nb = x.shape[0]
     scale, grid, signs = _blocks(x, qw, 32, lat, True)
-    d, ls, ok = _scale_nibbles(scale.reshape(nb, 8))
+    d, ls, ok = scale_nibbles(scale.reshape(nb, 8))
     g = grid.astype(np.uint32).reshape(4, nb, 8)
     s = signs.astype(np.uint32).reshape(4, nb, 8)
     q2 = np.empty((nb, 8, 2), dtype="<u4")
@@ -276,7 +266,7 @@ def quantize_iq2_xs(x: Floats, qw: Floats | None = None) -> Bytes:
     lat = iq2xs_lattice()
     nb = x.shape[0]
     scale, grid, signs = _blocks(x, qw, 16, lat, False)
-    d, ls, ok = _scale_nibbles(scale.reshape(nb, 16))
+    d, ls, ok = scale_nibbles(scale.reshape(nb, 16))
     q2 = grid.astype(np.uint16) | (signs.astype(np.uint16) << 9)  # (2, B)
     q2 = np.ascontiguousarray(q2.reshape(2, nb, 16).transpose(1, 2, 0)).astype("<u2")
     q2[~ok] = 0

@@ -24,6 +24,7 @@ from quant.numerics import (
     fp16_bytes,
     nearest_int,
     safe_div,
+    scale_nibbles,
     seq_sum,
 )
 
@@ -194,13 +195,7 @@ def quantize_iq3_s(x: Floats, qw: Floats | None = None) -> Bytes:
     qh = np.packbits(hi, axis=0, bitorder="little").reshape(B)
     out[:, 66:74] = np.where(live, qh.reshape(nb, 8), 0)
     scales = np.where(live, scale.reshape(nb, 8), F32(0.0)).astype(F32)
-    max_scale = scales.max(axis=1)
-    d = (max_scale / F32(31.0)).astype(F32)
-    ok = max_scale != 0
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        idv = np.where(ok, F32(1.0) / d, F32(0.0)).astype(F32)
-        v = (F32(0.5) * ((idv[:, None] * scales).astype(F32) - F32(1.0))).astype(F32)
-    ls = np.clip(nearest_int(v), 0, 15).astype(np.uint8)
+    d, ls, ok = scale_nibbles(scales)
     out[:, 106:110] = np.where(ok[:, None], ls[:, 0::2] | (ls[:, 1::2] << 4), 0)
     out[:, 0:2] = fp16_bytes(np.where(ok, (d * F32(1.033)).astype(F32), F32(0.0)))
     return out

@@ -23,7 +23,7 @@ from quant.numerics import (
     column_slices,
     element_major,
     fp16_bytes,
-    nearest_int,
+    scale_nibbles,
     seq_sum,
 )
 
@@ -62,13 +62,7 @@ def quantize_iq3_xxs(x: Floats, qw: Floats | None = None) -> Bytes:
         grid[:, sl] = np.where(live, g, 0)
         signs[:, sl] = sg
     scales = scale.reshape(nb, 8)
-    max_scale = scales.max(axis=1)
-    d = (max_scale / F32(31.0)).astype(F32)
-    ok = max_scale != 0
-    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        idv = np.where(ok, F32(1.0) / d, F32(0.0)).astype(F32)
-        v = (F32(0.5) * ((idv[:, None] * scales).astype(F32) - F32(1.0))).astype(F32)
-    ls = np.clip(nearest_int(v), 0, 15).astype(np.uint32)
+    d, ls, ok = scale_nibbles(scales)
     s4 = signs.reshape(4, nb, 8)
     packed = s4[0] | (s4[1] << 7) | (s4[2] << 14) | (s4[3] << 21) | (ls << 28)
     out = np.zeros((nb, 98), dtype=np.uint8)

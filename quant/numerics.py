@@ -178,3 +178,15 @@ def first_minimum(d: Floats, starts: Ints) -> Ints:
     key = (bits << 32) | np.arange(d.size, dtype=np.int64)
     out: Ints = np.minimum.reduceat(key, starts) & 0xFFFFFFFF
     return out
+
+
+def scale_nibbles(scales: Floats) -> tuple[Floats, Ints, Ints]:
+    """The i-quants' 4-bit block scales: super-block d = max/31 and each (nb, k) block
+    scale as nearest_int(0.5 * (s/d - 1)) clipped to 0..15 (uint32); ok = d != 0."""
+    max_scale = scales.max(axis=1)
+    d = (max_scale / F32(31.0)).astype(F32)
+    ok = max_scale != 0
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        idv = np.where(ok, F32(1.0) / d, F32(0.0)).astype(F32)
+        v = (F32(0.5) * ((idv[:, None] * scales).astype(F32) - F32(1.0))).astype(F32)
+    return d, np.clip(nearest_int(v), 0, 15).astype(np.uint32), ok
