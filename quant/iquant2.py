@@ -21,7 +21,7 @@ from quant.lattice2 import (
     iq2xs_lattice,
     iq2xxs_lattice,
 )
-from quant.lattice_grids2 import DEQUANT_LEVELS
+from quant.lattice8_grids import DEQUANT_LEVELS
 from quant.numerics import (
     F32,
     Bytes,

@@ -13,7 +13,7 @@ import numpy as np
 
 from quant.kpack import half
 from quant.lattice8 import Lattice8, iq2s_lattice, nearest, pack
-from quant.lattice_grids2 import DEQUANT_LEVELS
+from quant.lattice8_grids import DEQUANT_LEVELS
 from quant.numerics import (
     F32,
     Bytes,

@@ -16,7 +16,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from quant.lattice_grids2 import KGRID_2BIT_256, KGRID_2BIT_512
+from quant.lattice8_grids import KGRID_2BIT_256, KGRID_2BIT_512
 from quant.numerics import F32, Floats, Ints, first_minimum
 
 _NCOORD = 8
