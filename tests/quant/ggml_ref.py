@@ -8,30 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-GGML_TYPES = {
-    "F32": 0,
-    "F16": 1,
-    "Q4_0": 2,
-    "Q4_1": 3,
-    "Q5_0": 6,
-    "Q5_1": 7,
-    "Q8_0": 8,
-    "Q2_K": 10,
-    "Q3_K": 11,
-    "Q4_K": 12,
-    "Q5_K": 13,
-    "Q6_K": 14,
-    "IQ2_XXS": 16,
-    "IQ2_XS": 17,
-    "IQ3_XXS": 18,
-    "IQ1_S": 19,
-    "IQ4_NL": 20,
-    "IQ3_S": 21,
-    "IQ2_S": 22,
-    "IQ4_XS": 23,
-    "IQ1_M": 29,
-    "BF16": 30,
-}
+from fixtures.quant_reference import ggml_type
 
 
 @cache
@@ -57,7 +34,7 @@ def libggml() -> ctypes.CDLL:
 def quantize(type_name: str, x: np.ndarray, imatrix: np.ndarray | None = None) -> bytes:
     """`ggml_quantize_chunk` over all rows of x (rows, n): what llama-quantize calls."""
     lib = libggml()
-    t = GGML_TYPES[type_name]
+    t = ggml_type(type_name)
     x = np.ascontiguousarray(x, dtype=np.float32)
     rows, n = x.shape
     out = np.zeros(rows * lib.ggml_row_size(t, n), dtype=np.uint8)
@@ -127,7 +104,7 @@ def vec_dot(type_name: str, data: bytes, y: np.ndarray) -> float:
     to the type's dot partner (Q8_0, Q8_1 or Q8_K) by that type's `from_float`: what a
     matmul computes per output element, and what test-quantize-fns measures."""
     lib = libggml_cpu()
-    traits = lib.ggml_get_type_traits_cpu(GGML_TYPES[type_name]).contents
+    traits = lib.ggml_get_type_traits_cpu(ggml_type(type_name)).contents
     partner = traits.vec_dot_type
     y = np.ascontiguousarray(y, dtype=np.float32)
     qy = np.zeros(libggml().ggml_row_size(partner, y.size), dtype=np.uint8)
