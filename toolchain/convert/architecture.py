@@ -102,6 +102,9 @@ class Architecture:
     #: special token kind ("bos", "eot", ...) -> the token's text, set whatever the
     #: tokenizer files say (llama.cpp's converter hard-codes these for some families)
     special_tokens: Mapping[str, str] = field(default_factory=dict)
+    #: token texts typed CONTROL whatever the tokenizer flags say (a turn marker left
+    #: unflagged would be printed; llama.cpp's converter promotes it for some families)
+    control_tokens: tuple[str, ...] = ()
     #: config key counting blocks stored after the model's own (multi-token prediction);
     #: their tensors are not converted
     extra_blocks_key: str | None = None

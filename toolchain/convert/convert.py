@@ -32,6 +32,7 @@ from toolchain.convert.outtype import OutType, encoded_nbytes, resolve_outtype, 
 from toolchain.convert.quantized import apply_policy
 from toolchain.convert.safetensors_file import FLOAT_DTYPES, TensorEntry
 from toolchain.convert.vocab import Vocab, load_vocab, write_vocab
+from toolchain.convert.vocab.model import CONTROL
 from toolchain.convert.writer import PlannedTensor, input_files, write_gguf
 from toolchain.progress import ProgressCallback, ProgressEvent, no_progress
 
@@ -131,6 +132,9 @@ def _set_special_tokens(hf: HFDir, arch: Architecture, vocab: Vocab) -> None:
                 f"no {text!r} token, which {hf.architecture} uses as its {kind} token",
             )
         vocab.special[kind] = ids[text]
+    for text in arch.control_tokens:
+        if text in ids:
+            vocab.types[ids[text]] = CONTROL
 
 
 def build_metadata(

@@ -143,8 +143,14 @@ def _hf(path: Path) -> tuple[object, object]:
 @pytest.mark.parametrize("name", list(BY_NAME))
 def test_logits_and_greedy_match_transformers(name: str, converted) -> None:
     src = tiny(name)
+    assert_runs_like_transformers(src, converted(src, "f32"))
+
+
+def assert_runs_like_transformers(src: Path, gguf: Path) -> None:
+    """llama.cpp on `gguf` against transformers on `src`: logits within TOLERANCE at every
+    position of PROMPTS, the same argmax, the same greedy continuation."""
     model, tok = _hf(src)
-    llm = load_llama(converted(src, "f32"), logits_all=True)
+    llm = load_llama(gguf, logits_all=True)
     try:
         for prompt in PROMPTS:
             ids = tok(prompt)["input_ids"]
@@ -171,7 +177,13 @@ def test_token_ids_match_transformers(name: str, converted) -> None:
 @pytest.mark.parametrize("name", list(BY_NAME))
 def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
     src = tiny(name)
-    ours = converted(src, "f32")
+    assert_same_as_reference(src, converted(src, "f32"), tmp_path, REFERENCE_DIFFERENCES[name])
+
+
+def assert_same_as_reference(
+    src: Path, ours: Path, tmp_path: Path, explained: dict[str, str]
+) -> None:
+    """llama.cpp's converter on `src` writes what `ours` holds, but for `explained`."""
     pre = fields(ours).get("tokenizer.ggml.pre")
     theirs = run_reference(
         src,
@@ -180,7 +192,6 @@ def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) 
         pre if fields(ours)["tokenizer.ggml.model"] == "gpt2" else None,
     )
     found = differences(ours, theirs)
-    explained = REFERENCE_DIFFERENCES[name]
     unexplained = [d for d in found if d.split(":")[0] not in explained]
     assert not unexplained, "\n".join(unexplained)
     assert {d.split(":")[0] for d in found} == set(explained), "a listed difference is gone"

@@ -13,6 +13,7 @@ from toolchain.convert.arch import (
     gemma,
     gemma3,
     gpt_oss,
+    laguna,
     lfm2,
     llama,
     llama4,
@@ -62,6 +63,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     nomic_bert.MOE,
     xlm_roberta.ARCH,
     *vision.TEXT_MODELS,
+    laguna.ARCH,
 )
 
 _BY_HF_NAME = {

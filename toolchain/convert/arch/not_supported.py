@@ -34,7 +34,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "NemotronHForCausalLM": _HYBRID.format(
         what="Mamba-2 / attention hybrid layers", gguf="nemotron_h", transformers="5.25"
     ),
-    "LagunaForCausalLM": _HYBRID.format(what="layers", gguf="laguna", transformers="5.25"),
     "GlmOcrForConditionalGeneration": _HYBRID.format(
         what="language model", gguf="glm4", transformers="5.25"
     ),

@@ -22,6 +22,8 @@ QWEN2_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
+#: cuts text into runs of newlines and runs of anything else (Laguna splits these first)
+NEWLINE_RUNS_REGEX = r"[^\n]+|[\n]+"
 
 Step = tuple[Any, ...]
 
@@ -31,6 +33,7 @@ KNOWN: dict[str, tuple[Step, ...]] = {
     "qwen2": (("Split", QWEN2_REGEX), ("ByteLevel", False)),
     "gpt-2": (("ByteLevel", True),),
     "smollm": (("Digits", True), ("ByteLevel", True)),
+    "laguna": (("Split", NEWLINE_RUNS_REGEX), ("Split", QWEN2_REGEX), ("ByteLevel", False)),
 }
 
 

@@ -1,0 +1,112 @@
+"""Laguna and GLM-OCR's language model (fixtures/tiny_laguna_glmocr.py), judged as
+test_breadth.py judges the other families: llama.cpp on our F32 GGUF against
+transformers (logits within 1e-3 relative at every position, same argmax, same greedy
+16 tokens), token ids against the checkpoint's tokenizer, and llama.cpp's own converter
+on the same directory (differences listed with their reasons).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fixtures.generate_tiny_models import build_in_place, build_tiny
+from fixtures.tiny_laguna_glmocr import BY_NAME
+from tests.conftest import MODELS
+from tests.toolchain.convert.oracle import assert_tokenizes_like
+from tests.toolchain.convert.reference_convert import fields
+from tests.toolchain.convert.test_breadth import (
+    assert_runs_like_transformers,
+    assert_same_as_reference,
+)
+
+pytestmark = pytest.mark.oracle
+
+#: what differs from llama.cpp's converter output, and why (empty: nothing)
+REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
+    "tiny-laguna": {},
+}
+
+
+def tiny(name: str) -> Path:
+    spec = BY_NAME[name]
+    return build_in_place(MODELS / name, lambda d: build_tiny(spec, d))
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_logits_and_greedy_match_transformers(name: str, converted) -> None:
+    src = tiny(name)
+    assert_runs_like_transformers(src, converted(src, "f32"))
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_token_ids_match_transformers(name: str, converted) -> None:
+    from transformers import AutoTokenizer
+
+    src = tiny(name)
+    assert_tokenizes_like(converted(src, "f32"), AutoTokenizer.from_pretrained(str(src)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
+    src = tiny(name)
+    assert_same_as_reference(src, converted(src, "f32"), tmp_path, REFERENCE_DIFFERENCES[name])
+
+
+def test_laguna_gguf_says_what_llama_cpp_reads(converted) -> None:
+    got = fields(converted(tiny("tiny-laguna"), "f32"))
+    assert got["general.architecture"] == "laguna"
+    assert got["tokenizer.ggml.pre"] == "laguna"
+    assert got["laguna.attention.head_count"] == [4, 8, 8, 8]
+    assert got["laguna.leading_dense_block_count"] == 1
+    assert got["laguna.expert_shared_feed_forward_length"] == 48
+    assert got["laguna.rope.dimension_count"] == 8  # half of head_dim 16 on full layers
+    assert got["laguna.rope.dimension_count_swa"] == 16
+    assert got["laguna.rope.freq_base_swa"] == 10000.0
+    # the released layout (full every 4th from 0) is llama.cpp's default: no pattern key
+    assert "laguna.attention.sliding_window_pattern" not in got
+    end_of_turn = got["tokenizer.ggml.tokens"].index("</assistant>")
+    assert got["tokenizer.ggml.eot_token_id"] == end_of_turn
+    assert got["tokenizer.ggml.token_type"][end_of_turn] == 3  # CONTROL, though unflagged
+
+
+def _laguna_with(tmp_path: Path, **changes: object) -> Path:
+    copy = Path(shutil.copytree(tiny("tiny-laguna"), tmp_path / "model"))
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, **changes}))
+    return copy
+
+
+def test_laguna_other_window_layouts_are_written_per_layer(tmp_path: Path) -> None:
+    from toolchain.convert import convert_hf_dir
+
+    kinds = ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]
+    out = tmp_path / "out.gguf"
+    convert_hf_dir(_laguna_with(tmp_path, layer_types=kinds), out, "f32")
+    assert fields(out)["laguna.attention.sliding_window_pattern"] == [True, False, True, False]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"moe_router_logit_softcapping": 30.0}, "no router soft-capping"),
+        ({"moe_apply_router_weight_on_input": True}, "weights the experts' outputs"),
+        (
+            {"mlp_layer_types": ["dense", "sparse", "dense", "sparse"]},
+            "dense blocks only before the first sparse one",
+        ),
+    ],
+)
+def test_laguna_what_llama_cpp_cannot_run_is_refused(
+    changes: dict[str, object], message: str, tmp_path: Path
+) -> None:
+    from toolchain.convert import ConvertError, convert_hf_dir
+
+    with pytest.raises(ConvertError) as info:
+        convert_hf_dir(_laguna_with(tmp_path, **changes), tmp_path / "out.gguf", "f32")
+    assert message in info.value.message
+    assert not (tmp_path / "out.gguf").exists()
