@@ -25,9 +25,27 @@ from tests.toolchain.convert.test_breadth import (
 
 pytestmark = pytest.mark.oracle
 
+_MTP = (
+    "the multi-token-prediction block after the last layer (block 2, as GLM-OCR's 16) "
+    "is left out, as for GLM-4 MoE: llama.cpp loads it but never runs it. The reference "
+    "writes it and counts it in block_count with nextn_predict_layers 1; ours has "
+    "num_hidden_layers blocks and nextn_predict_layers 0"
+)
 #: what differs from llama.cpp's converter output, and why (empty: nothing)
 REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-laguna": {},
+    "tiny-glm-ocr": {
+        "glm4.block_count": _MTP,
+        "glm4.nextn_predict_layers": _MTP,
+        **{
+            f"tensor blk.2.{name}.weight": _MTP
+            for name in (
+                *("attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm"),
+                *("ffn_up", "ffn_down", "post_attention_norm", "post_ffw_norm"),
+                *("nextn.eh_proj", "nextn.enorm", "nextn.hnorm", "nextn.shared_head_norm"),
+            )
+        },
+    },
 }
 
 
@@ -110,3 +128,21 @@ def test_laguna_what_llama_cpp_cannot_run_is_refused(
         convert_hf_dir(_laguna_with(tmp_path, **changes), tmp_path / "out.gguf", "f32")
     assert message in info.value.message
     assert not (tmp_path / "out.gguf").exists()
+
+
+def test_glm_ocr_gguf_is_its_language_model(converted) -> None:
+    from gguf import GGUFReader
+
+    path = converted(tiny("tiny-glm-ocr"), "f32")
+    got = fields(path)
+    assert got["general.architecture"] == "glm4"
+    assert got["glm4.block_count"] == 2  # the MTP block after them is left out
+    assert got["glm4.attention.key_length"] == 32  # head_dim, not hidden / heads
+    assert got["glm4.rope.dimension_count"] == 16
+    assert got["glm4.rope.dimension_sections"] == [4, 2, 2, 0]
+    tokens = got["tokenizer.ggml.tokens"]
+    assert got["tokenizer.ggml.eot_token_id"] == tokens.index("<|user|>")
+    assert got["tokenizer.ggml.bos_token_id"] == tokens.index("<|endoftext|>")
+    names = {t.name for t in GGUFReader(path).tensors}
+    assert not any(name.startswith("blk.2.") or "visual" in name for name in names)
+    assert "blk.0.post_ffw_norm.weight" in names and "blk.0.ffn_gate.weight" not in names

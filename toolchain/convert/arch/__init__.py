@@ -12,6 +12,7 @@ from toolchain.convert.arch import (
     dense,
     gemma,
     gemma3,
+    glm_ocr,
     gpt_oss,
     laguna,
     lfm2,
@@ -64,6 +65,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     xlm_roberta.ARCH,
     *vision.TEXT_MODELS,
     laguna.ARCH,
+    glm_ocr.ARCH,
 )
 
 _BY_HF_NAME = {

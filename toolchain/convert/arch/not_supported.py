@@ -34,9 +34,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "NemotronHForCausalLM": _HYBRID.format(
         what="Mamba-2 / attention hybrid layers", gguf="nemotron_h", transformers="5.25"
     ),
-    "GlmOcrForConditionalGeneration": _HYBRID.format(
-        what="language model", gguf="glm4", transformers="5.25"
-    ),
     "DeepseekOCRForCausalLM": _NO_HF.format(transformers="5.25"),
     "NemotronH_Nano_VL_V2": _NO_HF.format(transformers="5.25"),
     "NemotronH_Nano_Omni_Reasoning_V3": _NO_HF.format(transformers="5.25"),

@@ -23,7 +23,7 @@ from toolchain.convert.architecture import HParams
 from toolchain.convert.metadata import Metadata
 
 
-def _write_sections(h: HParams, md: Metadata) -> None:
+def write_sections(h: HParams, md: Metadata) -> None:
     """rope.dimension_sections: mrope_section padded to llama.cpp's four."""
     sections = list(decoder.rope_parameters(h).get("mrope_section") or [])
     if sections:
@@ -52,7 +52,7 @@ QWEN3VL = text_arch(
     family="Qwen3-VL (text)",
     vocab=("bpe",),
     shapes={},
-    metadata=_with(decoder.write_common, _write_sections, _write_deepstack),
+    metadata=_with(decoder.write_common, write_sections, _write_deepstack),
     text_part=True,
 )
 QWEN3VLMOE = text_arch(
@@ -61,7 +61,7 @@ QWEN3VLMOE = text_arch(
     family="Qwen3-VL MoE (text)",
     vocab=("bpe",),
     shapes=_ATTENTION,
-    metadata=_with(write_qwen_moe, _write_sections, _write_deepstack),
+    metadata=_with(write_qwen_moe, write_sections, _write_deepstack),
     renames=FUSED_RENAMES,
     names={"model.layers.{bid}.mlp.experts.gate_up_proj": "blk.{bid}.ffn_gate_up_exps"},
     splits=fused_expert_splits("moe_intermediate_size"),
