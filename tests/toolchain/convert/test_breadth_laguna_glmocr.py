@@ -34,6 +34,7 @@ _MTP = (
 #: what differs from llama.cpp's converter output, and why (empty: nothing)
 REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-laguna": {},
+    "tiny-laguna-yarn": {},
     "tiny-glm-ocr": {
         "glm4.block_count": _MTP,
         "glm4.nextn_predict_layers": _MTP,
