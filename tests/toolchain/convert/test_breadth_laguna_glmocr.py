@@ -35,6 +35,7 @@ _MTP = (
 REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-laguna": {},
     "tiny-laguna-yarn": {},
+    "tiny-laguna-per-element": {},
     "tiny-glm-ocr": {
         "glm4.block_count": _MTP,
         "glm4.nextn_predict_layers": _MTP,
