@@ -83,7 +83,9 @@ def _chunks(
     n, per_expert = t.ne[0], (t.ne[1] if len(t.ne) > 1 else 1)
     step = rows_per_chunk(n)
     offset = g.data_start + t.offset
-    for row in range(0, t.nrows, step):
+    row = 0
+    while row < t.nrows:
+        # a chunk never spans two experts: each has its own slice of the importance matrix
         nrows = min(step, t.nrows - row, per_expert - row % per_expert)
         expert = row // per_expert
         wv = None if w is None else w[expert * n : (expert + 1) * n]
@@ -101,6 +103,7 @@ def _chunks(
             at + row * target.row_bytes(n),
             keep,
         )
+        row += nrows
 
 
 #: default number of worker processes: all cores, up to this (each holds ~150 MB of chunks)

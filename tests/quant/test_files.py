@@ -1,6 +1,6 @@
 """Whole files, byte for byte against `llama_cpp.llama_model_quantize` with the same options:
 every file type, without and with an importance matrix, on SmolLM2-135M in F32 (as is, and
-re-shaped to rows of 2304) and on synthetic edge-case models."""
+re-shaped to rows of 2304) on synthetic edge-case models, and on a tiny MoE model (stacked experts)."""
 
 from __future__ import annotations
 
@@ -236,3 +236,44 @@ def test_imatrix_refusals_match_llama_quantize(
     ):
         quant.quantize_file(model, tmp_path / "out.gguf", ftype, imatrix=partial)
     assert not (tmp_path / "out.gguf").exists()
+
+
+@pytest.fixture(scope="module")
+def moe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """tiny-qwen3moe converted to F16 (stacked experts: 3-D tensors of 4 experts whose rows
+    are fewer than a chunk), and an imatrix with one row of sums per expert."""
+    from fixtures.generate_tiny_models import build_in_place, build_tiny
+    from fixtures.tiny_breadth import BY_NAME
+    from tests.conftest import MODELS
+    from toolchain.convert import convert_hf_dir
+
+    src = build_in_place(MODELS / "tiny-qwen3moe", lambda d: build_tiny(BY_NAME[d.name], d))
+    root = tmp_path_factory.mktemp("moe")
+    model = root / "moe.f16.gguf"
+    convert_hf_dir(src, model, "f16")
+    rng = np.random.default_rng(3)
+    sums, counts = {}, {}
+    with GGUFFile(model) as g:
+        for t in g.tensors:
+            if len(t.ne) > 1:
+                nmat = t.ne[2] if len(t.ne) > 2 else 1
+                sums[t.name] = rng.uniform(0.1, 9.0, (nmat, t.ne[0])).astype(np.float32)
+                counts[t.name] = np.full(nmat, 5.0, np.float32)
+    assert any(s.shape[0] > 1 for s in sums.values()), "no stacked experts in the fixture"
+    im = root / "moe.imatrix.gguf"
+    write_imatrix_gguf(im, sums, counts, datasets=["moe"], chunk_count=1, chunk_size=5)
+    return model, im
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("with_imatrix", [False, True], ids=["plain", "imatrix"])
+@pytest.mark.parametrize("ftype", ["Q8_0", "Q4_K_M", "Q2_K", "IQ4_XS"])
+def test_stacked_experts_match_llama_cpp(
+    ftype: str, with_imatrix: bool, moe: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Every expert of a 3-D expert tensor, not only the first: chunks stop at an expert's
+    last row and the next chunk starts at the following row."""
+    model, im = moe
+    check_same_as_llama(
+        model, ftype, tmp_path / "out.gguf", None, imatrix=im if with_imatrix else None
+    )
