@@ -1,6 +1,7 @@
 """Whole files, byte for byte against `llama_cpp.llama_model_quantize` with the same options:
 every file type, without and with an importance matrix, on SmolLM2-135M in F32 (as is, and
-re-shaped to rows of 2304) on synthetic edge-case models, and on a tiny MoE model (stacked experts)."""
+re-shaped to rows of 2304), on synthetic edge-case models, and on a tiny MoE model (stacked
+experts)."""
 
 from __future__ import annotations
 
