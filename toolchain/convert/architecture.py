@@ -175,7 +175,12 @@ def map_tensor_name(arch: Architecture, name: str) -> MappedName | None:
         xid = int(expert.group(1))
         stem = f"{stem[: expert.start()]}.experts{stem[expert.end() :]}"
     target = arch.tensors.get(stem)
-    if target is None or not suffix:
+    bare = arch.tensors.get(f"{stem}.{suffix}") if target is None else None
+    if bare is not None:
+        # a bare parameter (Mamba's A_log and D): its GGUF name has no suffix either
+        template = bare
+    elif target is None or not suffix:
         raise UnmappedTensorError(name)
-    template = f"{target}.{suffix}"
+    else:
+        template = f"{target}.{suffix}"
     return MappedName(template.replace("{bid}", str(bid)), template, bid, xid)

@@ -18,13 +18,23 @@ ROOT = Path(__file__).resolve().parents[3]
 #: a fixed text tokenizes and refuses hashes it does not list, which every locally
 #: trained tokenizer is; the runner answers that one question with the name our
 #: converter recorded (argv[1]), so everything else is the reference's own work.
+#: With argv[2] == "raw-config" the reference reads config.json as written instead of
+#: transformers' AutoConfig view of it (its own fallback when AutoConfig fails, as with
+#: a transformers that does not know the model type).
 _RUNNER = """
 import runpy, sys
 sys.path.insert(0, ".")
 pre = sys.argv.pop(1)
+raw_config = sys.argv.pop(1) == "raw-config"
+from conversion import base
 if pre:
-    from conversion import base
     base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
+if raw_config:
+    class _NoAutoConfig:
+        @staticmethod
+        def from_pretrained(*args, **kwargs):
+            raise ValueError("AutoConfig left out: reading config.json as written")
+    base.AutoConfig = _NoAutoConfig
 runpy.run_path("convert_hf_to_gguf.py", run_name="__main__")
 """
 
@@ -42,7 +52,12 @@ def reference_script() -> Path:
 
 
 def run_reference(
-    src: Path, out: Path, outtype: str, pre: str | None, flags: tuple[str, ...] = ()
+    src: Path,
+    out: Path,
+    outtype: str,
+    pre: str | None,
+    flags: tuple[str, ...] = (),
+    raw_config: bool = False,
 ) -> Path:
     script = reference_script()
     cmd = [
@@ -50,6 +65,7 @@ def run_reference(
         "-c",
         _RUNNER,
         pre or "",
+        "raw-config" if raw_config else "",
         str(src),
         "--outtype",
         outtype,

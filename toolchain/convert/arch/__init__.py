@@ -20,6 +20,7 @@ from toolchain.convert.arch import (
     llama4,
     mistral3,
     moe,
+    nemotron_h,
     nomic_bert,
     qwen2,
     qwen3,
@@ -66,6 +67,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     *vision.TEXT_MODELS,
     laguna.ARCH,
     glm_ocr.ARCH,
+    nemotron_h.ARCH,
 )
 
 _BY_HF_NAME = {

@@ -31,9 +31,6 @@ NOT_SUPPORTED: dict[str, str] = {
     "Qwen3_5MoeForConditionalGeneration": _HYBRID.format(
         what="gated delta-net (linear attention) layers", gguf="qwen35moe", transformers="5.25"
     ),
-    "NemotronHForCausalLM": _HYBRID.format(
-        what="Mamba-2 / attention hybrid layers", gguf="nemotron_h", transformers="5.25"
-    ),
     "DeepseekOCRForCausalLM": _NO_HF.format(transformers="5.25"),
     "NemotronH_Nano_VL_V2": _NO_HF.format(transformers="5.25"),
     "NemotronH_Nano_Omni_Reasoning_V3": _NO_HF.format(transformers="5.25"),

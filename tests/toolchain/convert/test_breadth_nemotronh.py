@@ -1,0 +1,189 @@
+"""Nemotron-H (Mamba-2 / attention / MLP hybrid) converted by mfc, judged like the other
+breadth families (see test_breadth.py): llama.cpp running our F32 GGUF against
+transformers running the checkpoint, llama.cpp's tokenizer against the checkpoint's, and
+llama.cpp's own converter on the same directory.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixtures.generate_tiny_models import build_in_place, build_tiny
+from fixtures.tiny_nemotronh import BY_NAME, KINDS, NEMOTRON_H, PATTERN
+from tests.conftest import MODELS
+from tests.toolchain.convert.oracle import (
+    assert_tokenizes_like,
+    check_greedy,
+    hf_logits,
+    llama_logits,
+    load_llama,
+    relative_error,
+)
+from tests.toolchain.convert.reference_convert import (
+    differences,
+    fields,
+    run_reference,
+    tensors,
+)
+from tests.toolchain.convert.test_breadth import GREEDY_TOKENS, PROMPTS, TOLERANCE
+from toolchain.convert import convert_hf_dir
+from toolchain.convert.errors import ConvertError
+
+pytestmark = pytest.mark.oracle
+
+_FLAGS = {
+    "tokenizer.ggml.add_eos_token": "ours copies tokenizer_config.json's add_eos_token "
+    "(false); the reference infers add_sep_token (false) from the post-processor instead. "
+    "Both are llama.cpp's defaults, so neither changes tokenization",
+    "tokenizer.ggml.add_sep_token": "see add_eos_token",
+}
+
+#: what differs from llama.cpp's converter output (reading config.json as written), and why
+REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {"tiny-nemotron-h": _FLAGS}
+
+
+def tiny(name: str) -> Path:
+    spec = BY_NAME[name]
+    return build_in_place(MODELS / name, lambda d: build_tiny(spec, d))
+
+
+def _hf(path: Path) -> tuple[object, object]:
+    import torch
+    import transformers
+
+    model = transformers.NemotronHForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    return model.eval(), transformers.AutoTokenizer.from_pretrained(str(path))
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_logits_and_greedy_match_transformers(name: str, converted) -> None:
+    src = tiny(name)
+    model, tok = _hf(src)
+    llm = load_llama(converted(src, "f32"), logits_all=True)
+    try:
+        for prompt in PROMPTS:
+            ids = tok(prompt)["input_ids"]
+            ours, ref = llama_logits(llm, ids), hf_logits(model, ids)
+            assert ours.shape == ref.shape
+            err = relative_error(ours, ref)
+            assert err <= TOLERANCE, f"{prompt!r}: relative error {err:.2e}"
+            assert (ours.argmax(-1) == ref.argmax(-1)).all(), prompt
+            check_greedy(llm, model, ids, GREEDY_TOKENS)
+    finally:
+        llm.close()
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_token_ids_match_transformers(name: str, converted) -> None:
+    from transformers import AutoTokenizer
+
+    src = tiny(name)
+    assert_tokenizes_like(converted(src, "f32"), AutoTokenizer.from_pretrained(str(src)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
+    """The reference run on config.json as released checkpoints write it: with
+    transformers 5.25 installed it reads AutoConfig's view instead, which carries every
+    MoE default (see test_reference_misreads_transformers_view)."""
+    src = tiny(name)
+    ours = converted(src, "f32")
+    theirs = run_reference(
+        src, tmp_path / "reference.gguf", "f32", fields(ours)["tokenizer.ggml.pre"], raw_config=True
+    )
+    found = differences(ours, theirs)
+    explained = REFERENCE_DIFFERENCES[name]
+    unexplained = [d for d in found if d.split(":")[0] not in explained]
+    assert not unexplained, "\n".join(unexplained)
+    assert {d.split(":")[0] for d in found} == set(explained), "a listed difference is gone"
+
+
+@pytest.mark.slow
+def test_reference_misreads_transformers_view(converted, tmp_path: Path) -> None:
+    """Why the comparison above bypasses AutoConfig: through transformers 5.25's config
+    class (num_experts_per_tok defaults to 2, the pattern becomes a list whose "mlp" the
+    reference does not count) llama.cpp's converter writes this dense model as
+    nemotron_h_moe with every feed-forward width 0, which llama.cpp cannot load (it takes
+    the MLP blocks for Mamba-2 ones). Ours loads; see the logits test."""
+    src = tiny("tiny-nemotron-h")
+    ours = converted(src, "f32")
+    theirs = run_reference(
+        src, tmp_path / "reference.gguf", "f32", fields(ours)["tokenizer.ggml.pre"]
+    )
+    got = fields(theirs)
+    assert got["general.architecture"] == "nemotron_h_moe"
+    assert got["nemotron_h_moe.feed_forward_length"] == [0] * 7
+    assert tensors(theirs) == tensors(ours)  # the weights themselves are the same
+    with pytest.raises(ValueError):
+        load_llama(theirs)
+
+
+def _variant(tmp_path: Path, edit) -> Path:
+    """A copy of the tiny model with config.json edited."""
+    src = tiny(NEMOTRON_H.name)
+    dest = tmp_path / "variant"
+    shutil.copytree(src, dest)
+    config = json.loads((dest / "config.json").read_text())
+    edit(config)
+    (dest / "config.json").write_text(json.dumps(config))
+    return dest
+
+
+def test_transformers_saved_config_converts_the_same(converted, tmp_path: Path) -> None:
+    """transformers 5's own form (layers_block_type list, no num_hidden_layers, MoE
+    defaults present) gives the same file as the released form."""
+
+    def as_saved(config: dict) -> None:
+        config["layers_block_type"] = [KINDS[c] for c in config.pop("hybrid_override_pattern")]
+        del config["num_hidden_layers"]
+        config.update(num_experts_per_tok=2, n_routed_experts=8, moe_intermediate_size=32)
+
+    out = tmp_path / "saved.gguf"
+    convert_hf_dir(_variant(tmp_path, as_saved), out, "f32")
+    assert fields(out) == fields(converted(tiny(NEMOTRON_H.name), "f32"))
+    assert tensors(out) == tensors(converted(tiny(NEMOTRON_H.name), "f32"))
+    assert len(PATTERN) == fields(out)["nemotron_h.block_count"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda c: c.update(hybrid_override_pattern="M-E*-M-"),
+            "mixture-of-experts blocks (E)",
+        ),
+        (lambda c: c.update(num_hidden_layers=6), "has 7 blocks, num_hidden_layers 6"),
+        (lambda c: c.update(hybrid_override_pattern="M-M*-X-"), "unknown block kinds ['X']"),
+    ],
+)
+def test_bad_patterns_are_refused(tmp_path: Path, edit, message: str) -> None:
+    with pytest.raises(ConvertError, match=re.escape(message)):
+        convert_hf_dir(_variant(tmp_path, edit), tmp_path / "out.gguf", "f32")
+
+
+def test_mamba_parameters_take_llama_cpp_forms(converted) -> None:
+    """A = -exp(A_log) and D as [heads, 1], conv1d without its unit axis, the gated norm
+    per group: checked against the checkpoint's values directly."""
+    from gguf import GGUFReader
+    from safetensors.numpy import load_file
+
+    src = tiny(NEMOTRON_H.name)
+    weights = load_file(str(src / "model.safetensors"))
+    got = {t.name: np.asarray(t.data) for t in GGUFReader(converted(src, "f32")).tensors}
+    base = "backbone.layers.0.mixer."
+    np.testing.assert_allclose(
+        got["blk.0.ssm_a"], -np.exp(weights[base + "A_log"])[:, None], rtol=1e-6
+    )
+    assert np.array_equal(got["blk.0.ssm_d"], weights[base + "D"][:, None])
+    assert np.array_equal(got["blk.0.ssm_dt.bias"], weights[base + "dt_bias"])
+    assert np.array_equal(got["blk.0.ssm_conv1d.weight"], weights[base + "conv1d.weight"][:, 0])
+    assert np.array_equal(
+        got["blk.0.ssm_norm.weight"], weights[base + "norm.weight"].reshape(2, 64)
+    )

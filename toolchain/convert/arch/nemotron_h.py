@@ -1,0 +1,171 @@
+"""NemotronHForCausalLM -> "nemotron_h": a stack of Mamba-2, attention and MLP blocks,
+one mixer per block, chosen by config.json's hybrid_override_pattern ("M" Mamba-2, "*"
+attention, "-" MLP) or, as transformers 5 saves it, the layers_block_type list.
+
+llama.cpp tells the kinds apart by two per-layer arrays: key-value heads (non-zero only
+for attention) and feed-forward width (non-zero only for MLP); a block with neither is
+Mamba-2. The Mamba-2 parameters take llama.cpp's forms: A = -exp(A_log) and D as
+[heads, 1] columns, the depthwise convolution [channels, 1, L] as [channels, L], and
+the gated norm's weight as [groups, inner / groups]. Attention has no RoPE; Q and K are
+still written in llama.cpp's permuted row order, as its converter does (the same
+permutation of both leaves every dot product unchanged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from toolchain.convert.arch import decoder
+from toolchain.convert.arch.text import PERMUTE_QK, text_arch
+from toolchain.convert.architecture import HParams, Shape, Split
+from toolchain.convert.metadata import Metadata
+
+MAMBA, ATTENTION, MLP, MOE = "M", "*", "-", "E"
+#: transformers 5's names for the pattern characters (and the older ones it still reads)
+_KINDS = {
+    "linear_attention": MAMBA,
+    "mamba": MAMBA,
+    "full_attention": ATTENTION,
+    "attention": ATTENTION,
+    "mlp": MLP,
+    "moe": MOE,
+}
+#: llama.cpp runs Nemotron-H without positions: the converter announces a 2^20 context
+NO_ROPE_CONTEXT = 1 << 20
+
+
+def layer_pattern(config: Mapping[str, Any]) -> str:
+    """One character per block, from either spelling of the layer kinds."""
+    pattern = config.get("hybrid_override_pattern")
+    if isinstance(pattern, str):
+        return pattern
+    kinds = config.get("layers_block_type")
+    if not isinstance(kinds, list) or not all(k in _KINDS for k in kinds):
+        raise ValueError(
+            "needs hybrid_override_pattern (a string of M, *, -) or layers_block_type "
+            f"(a list of {', '.join(sorted(_KINDS))})"
+        )
+    return "".join(_KINDS[k] for k in kinds)
+
+
+def _dense_view(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """config.json with its pattern checked and num_hidden_layers set from it."""
+    pattern = layer_pattern(config)
+    unknown = sorted(set(pattern) - {MAMBA, ATTENTION, MLP})
+    if MOE in unknown:
+        raise ValueError(
+            "hybrid_override_pattern has mixture-of-experts blocks (E): mfc converts "
+            "dense Nemotron-H only (llama.cpp's nemotron_h_moe has no entry yet)"
+        )
+    if unknown:
+        raise ValueError(f"hybrid_override_pattern has unknown block kinds {unknown}")
+    n_layer = config.get("num_hidden_layers", len(pattern))
+    if n_layer != len(pattern):
+        raise ValueError(
+            f"hybrid_override_pattern has {len(pattern)} blocks, num_hidden_layers {n_layer}"
+        )
+    return {**config, "hybrid_override_pattern": pattern, "num_hidden_layers": len(pattern)}
+
+
+def _n_groups(h: HParams) -> int:
+    return h.int("n_groups", "mamba_n_groups")
+
+
+def _d_inner(h: HParams) -> int:
+    return h.int("mamba_num_heads") * h.int("mamba_head_dim")
+
+
+def _conv_channels(h: HParams) -> int:
+    return _d_inner(h) + 2 * _n_groups(h) * h.int("ssm_state_size")
+
+
+def _metadata(h: HParams, md: Metadata) -> None:
+    """llama.cpp's converter keys (its GraniteHybrid base and NemotronH's own)."""
+    pattern = h.get("hybrid_override_pattern")
+    md.u32("{arch}.block_count", len(pattern))
+    md.u32("{arch}.context_length", NO_ROPE_CONTEXT)
+    md.u32("{arch}.embedding_length", decoder.n_embd(h))
+    md.i32s(
+        "{arch}.feed_forward_length",
+        [decoder.n_ff(h) if kind == MLP else 0 for kind in pattern],
+    )
+    md.u32("{arch}.attention.head_count", decoder.n_head(h))
+    md.i32s(
+        "{arch}.attention.head_count_kv",
+        [decoder.n_head_kv(h) if kind == ATTENTION else 0 for kind in pattern],
+    )
+    rope = decoder.rope_parameters(h)
+    if rope.get("rope_theta") is not None:
+        md.f32("{arch}.rope.freq_base", float(rope["rope_theta"]))
+    md.f32("{arch}.attention.layer_norm_epsilon", h.float("layer_norm_epsilon", "rms_norm_eps"))
+    md.u32("{arch}.vocab_size", decoder.n_vocab(h))
+    md.u32("{arch}.rope.dimension_count", decoder.head_dim(h))
+    md.u32("{arch}.ssm.conv_kernel", h.int("conv_kernel", "mamba_d_conv"))
+    md.u32("{arch}.ssm.state_size", h.int("ssm_state_size"))
+    md.u32("{arch}.ssm.group_count", _n_groups(h))
+    md.u32("{arch}.ssm.inner_size", _d_inner(h))
+    md.u32("{arch}.ssm.time_step_rank", h.int("mamba_num_heads"))
+    md.boolean("{arch}.rope.scaling.finetuned", False)
+    md.u32("{arch}.attention.key_length", decoder.head_dim(h))
+    md.u32("{arch}.attention.value_length", decoder.head_dim(h))
+
+
+def _neg_exp(w: np.ndarray, _h: HParams) -> np.ndarray:
+    """A from A_log: llama.cpp's scan takes the (negative) decay rate itself. In float64
+    and rounded once, so the result is torch's float32 exp (numpy's is 1 ulp off at times)."""
+    return (-np.exp(w.astype(np.float64))).astype(np.float32)
+
+
+def _unchanged(w: np.ndarray, _h: HParams) -> np.ndarray:
+    return w
+
+
+def _grouped(shape: tuple[int, ...], h: HParams) -> tuple[int, ...]:
+    return _n_groups(h), shape[0] // _n_groups(h)
+
+
+def _column(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return shape[0], 1
+
+
+_SSM_SHAPES: dict[str, Shape] = {
+    "blk.{bid}.ssm_in.weight": lambda h: (
+        _d_inner(h) + _conv_channels(h) + h.int("mamba_num_heads"),
+        decoder.n_embd(h),
+    ),
+    "blk.{bid}.ssm_conv1d.weight": lambda h: (_conv_channels(h), 1, h.int("conv_kernel")),
+    "blk.{bid}.ssm_a": lambda h: (h.int("mamba_num_heads"),),
+    "blk.{bid}.ssm_d": lambda h: (h.int("mamba_num_heads"),),
+    "blk.{bid}.ssm_dt.bias": lambda h: (h.int("mamba_num_heads"),),
+    "blk.{bid}.ssm_norm.weight": lambda h: (_d_inner(h),),
+    "blk.{bid}.ssm_out.weight": lambda h: (decoder.n_embd(h), _d_inner(h)),
+}
+
+ARCH = text_arch(
+    ("NemotronHForCausalLM",),
+    "nemotron_h",
+    family="Nemotron-H",
+    metadata=_metadata,
+    vocab=("bpe",),
+    shapes={**decoder.SHAPES, **_SSM_SHAPES},
+    transforms={**PERMUTE_QK, "blk.{bid}.ssm_a": _neg_exp},
+    keep_f32=frozenset({"blk.{bid}.ssm_conv1d.weight"}),
+    uniform_blocks=False,
+    renames=(
+        # transformers' in-memory names (PEFT adapters use them) -> the checkpoint's
+        (r"^model\.layers\.(\d+)\.mixer\.", r"backbone.layers.\1.mixer."),
+        (r"\.mixer\.dt_bias$", ".mixer.dt.bias"),
+    ),
+    reshapes={
+        "blk.{bid}.ssm_conv1d.weight": lambda s: (s[0], s[-1]),
+        "blk.{bid}.ssm_a": _column,
+        "blk.{bid}.ssm_d": _column,
+    },
+    splits={
+        "blk.{bid}.ssm_norm.weight": (Split("blk.{bid}.ssm_norm.weight", _grouped, _unchanged),)
+    },
+    config_view=_dense_view,
+)
