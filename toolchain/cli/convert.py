@@ -105,11 +105,18 @@ def command(
             )
 
 
+def _selected_family(family: str, key: str | None, when: tuple[str, object] | None) -> str:
+    """The family, with what in config.json selects it when it shares its HF name."""
+    if key and when:
+        return f"{family} (when config.json's {key} {when[0]})"
+    return f"{family} (when config.json sets {key})" if key else family
+
+
 def _list_architectures(as_json: bool) -> None:
     from toolchain.convert.arch import ARCHITECTURES
 
     rows = [
-        (name, arch.gguf_arch, arch.family, arch.selected_by)
+        (name, arch.gguf_arch, arch.family, arch.selected_by, arch.selected_when)
         for arch in ARCHITECTURES
         for name in arch.hf_names
     ]
@@ -117,18 +124,23 @@ def _list_architectures(as_json: bool) -> None:
         print_json(
             {
                 "architectures": [
-                    {"hf": hf, "gguf": gguf, "family": family, "selected_by": key}
-                    for hf, gguf, family, key in rows
+                    {
+                        "hf": hf,
+                        "gguf": gguf,
+                        "family": family,
+                        "selected_by": key,
+                        "selected_when": when[0] if when else None,
+                    }
+                    for hf, gguf, family, key, when in rows
                 ]
             }
         )
         return
-    rows = [
-        (hf, gguf, f"{family} (when config.json sets {key})" if key else family, key)
-        for hf, gguf, family, key in rows
+    listed = [
+        (hf, gguf, _selected_family(family, key, when)) for hf, gguf, family, key, when in rows
     ]
-    width = max(len(hf) for hf, _g, _f, _k in rows)
-    gwidth = max(len(g) for _h, g, _f, _k in rows)
+    width = max(len(hf) for hf, _g, _f in listed)
+    gwidth = max(len(g) for _h, g, _f in listed)
     click.echo(f"{'HF ARCHITECTURE':<{width}}  {'GGUF':<{gwidth}}  FAMILY")
-    for hf, gguf, family, _key in rows:
+    for hf, gguf, family in listed:
         click.echo(f"{hf:<{width}}  {gguf:<{gwidth}}  {family}")

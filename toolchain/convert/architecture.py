@@ -122,6 +122,9 @@ class Architecture:
     #: a config key that, when set (and not 0/false), selects this entry instead of the
     #: one for the same HF names without it (NomicBertModel with `moe_every_n_layers`)
     selected_by: str | None = None
+    #: (what selected_by's value must show, a test of config.json) deciding instead of
+    #: the key's truthiness, e.g. Nemotron-H's pattern "has MoE blocks"
+    selected_when: tuple[str, Callable[[Mapping[str, Any]], bool]] | None = None
     #: config.json (text_config lifted) -> what the entry reads as its hyperparameters
     #: (a named hook, e.g. llama4's width renaming); a ValueError from it is a
     #: config.json the entry refuses

@@ -75,6 +75,26 @@ def check_greedy(llm: Any, model: Any, ids: list[int], n: int, *, slack: float =
             return
 
 
+def assert_runs_like_transformers(
+    gguf: Path, model: Any, tokenizer: Any, prompts: list[str], tolerance: float, greedy: int
+) -> None:
+    """llama.cpp running `gguf` gives transformers' logits on every prompt (relative error
+    within `tolerance` over every position, the same argmax everywhere) and its `greedy`
+    token continuation."""
+    llm = load_llama(gguf, logits_all=True)
+    try:
+        for prompt in prompts:
+            ids = tokenizer(prompt)["input_ids"]
+            ours, ref = llama_logits(llm, ids), hf_logits(model, ids)
+            assert ours.shape == ref.shape
+            err = relative_error(ours, ref)
+            assert err <= tolerance, f"{prompt!r}: relative error {err:.2e}"
+            assert (ours.argmax(-1) == ref.argmax(-1)).all(), prompt
+            check_greedy(llm, model, ids, greedy)
+    finally:
+        llm.close()
+
+
 def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
     """max |ours - reference| / max |reference|: one number per comparison."""
     return float(np.abs(ours - reference).max() / np.abs(reference).max())

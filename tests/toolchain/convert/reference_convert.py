@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,14 @@ def differences(ours: Path, theirs: Path) -> list[str]:
         elif ta[name][2] != tb[name][2]:
             out.append(f"tensor {name}: data differs")
     return out
+
+
+def assert_differences_explained(found: list[str], explained: Mapping[str, str]) -> None:
+    """Every difference `differences` found is listed in `explained` (key -> reason), and
+    every listed one is still there."""
+    unexplained = [d for d in found if d.split(":")[0] not in explained]
+    assert not unexplained, "\n".join(unexplained)
+    assert {d.split(":")[0] for d in found} == set(explained), "a listed difference is gone"
 
 
 def _short(value: Any) -> str:

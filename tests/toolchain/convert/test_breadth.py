@@ -22,15 +22,20 @@ import pytest
 from fixtures.generate_tiny_models import build_in_place, build_tiny
 from fixtures.tiny_breadth import BY_NAME
 from tests.conftest import MODELS
+from tests.toolchain.convert import oracle
 from tests.toolchain.convert.oracle import (
     assert_tokenizes_like,
-    check_greedy,
     hf_logits,
     llama_logits,
     load_llama,
     relative_error,
 )
-from tests.toolchain.convert.reference_convert import differences, fields, run_reference
+from tests.toolchain.convert.reference_convert import (
+    assert_differences_explained,
+    differences,
+    fields,
+    run_reference,
+)
 
 pytestmark = pytest.mark.oracle
 
@@ -150,18 +155,7 @@ def assert_runs_like_transformers(src: Path, gguf: Path) -> None:
     """llama.cpp on `gguf` against transformers on `src`: logits within TOLERANCE at every
     position of PROMPTS, the same argmax, the same greedy continuation."""
     model, tok = _hf(src)
-    llm = load_llama(gguf, logits_all=True)
-    try:
-        for prompt in PROMPTS:
-            ids = tok(prompt)["input_ids"]
-            ours, ref = llama_logits(llm, ids), hf_logits(model, ids)
-            assert ours.shape == ref.shape
-            err = relative_error(ours, ref)
-            assert err <= TOLERANCE, f"{prompt!r}: relative error {err:.2e}"
-            assert (ours.argmax(-1) == ref.argmax(-1)).all(), prompt
-            check_greedy(llm, model, ids, GREEDY_TOKENS)
-    finally:
-        llm.close()
+    oracle.assert_runs_like_transformers(gguf, model, tok, PROMPTS, TOLERANCE, GREEDY_TOKENS)
 
 
 @pytest.mark.parametrize("name", list(BY_NAME))
@@ -191,10 +185,7 @@ def assert_same_as_reference(
         "f32",
         pre if fields(ours)["tokenizer.ggml.model"] == "gpt2" else None,
     )
-    found = differences(ours, theirs)
-    unexplained = [d for d in found if d.split(":")[0] not in explained]
-    assert not unexplained, "\n".join(unexplained)
-    assert {d.split(":")[0] for d in found} == set(explained), "a listed difference is gone"
+    assert_differences_explained(differences(ours, theirs), explained)
 
 
 #: GPT-OSS as released: experts in MXFP4, kept MXFP4. ggml's MXFP4 dot product quantizes

@@ -1,5 +1,5 @@
-"""Nemotron-H (Mamba-2 / attention / MLP hybrid) converted by mfc, judged like the other
-breadth families (see test_breadth.py): llama.cpp running our F32 GGUF against
+"""Nemotron-H (Mamba-2 / attention / MLP or MoE hybrids) converted by mfc, judged like
+the other breadth families (see test_breadth.py): llama.cpp running our F32 GGUF against
 transformers running the checkpoint, llama.cpp's tokenizer against the checkpoint's, and
 llama.cpp's own converter on the same directory.
 """
@@ -15,17 +15,15 @@ import numpy as np
 import pytest
 
 from fixtures.generate_tiny_models import build_in_place, build_tiny
-from fixtures.tiny_nemotronh import BY_NAME, KINDS, NEMOTRON_H, PATTERN
+from fixtures.tiny_nemotronh import BY_NAME, KINDS, NEMOTRON_H, NEMOTRON_H_MOE, PATTERN
 from tests.conftest import MODELS
 from tests.toolchain.convert.oracle import (
+    assert_runs_like_transformers,
     assert_tokenizes_like,
-    check_greedy,
-    hf_logits,
-    llama_logits,
     load_llama,
-    relative_error,
 )
 from tests.toolchain.convert.reference_convert import (
+    assert_differences_explained,
     differences,
     fields,
     run_reference,
@@ -44,8 +42,15 @@ _FLAGS = {
     "tokenizer.ggml.add_sep_token": "see add_eos_token",
 }
 
-#: what differs from llama.cpp's converter output (reading config.json as written), and why
-REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {"tiny-nemotron-h": _FLAGS}
+#: what differs from llama.cpp's converter output, and why
+REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
+    "tiny-nemotron-h": _FLAGS,
+    "tiny-nemotron-h-moe": _FLAGS,
+}
+#: the reference reads config.json as written (not transformers' view of it) for the
+#: dense model, see test_reference_misreads_transformers_view; for the MoE one it needs
+#: no help
+RAW_CONFIG = {"tiny-nemotron-h": True, "tiny-nemotron-h-moe": False}
 
 
 def tiny(name: str) -> Path:
@@ -65,18 +70,9 @@ def _hf(path: Path) -> tuple[object, object]:
 def test_logits_and_greedy_match_transformers(name: str, converted) -> None:
     src = tiny(name)
     model, tok = _hf(src)
-    llm = load_llama(converted(src, "f32"), logits_all=True)
-    try:
-        for prompt in PROMPTS:
-            ids = tok(prompt)["input_ids"]
-            ours, ref = llama_logits(llm, ids), hf_logits(model, ids)
-            assert ours.shape == ref.shape
-            err = relative_error(ours, ref)
-            assert err <= TOLERANCE, f"{prompt!r}: relative error {err:.2e}"
-            assert (ours.argmax(-1) == ref.argmax(-1)).all(), prompt
-            check_greedy(llm, model, ids, GREEDY_TOKENS)
-    finally:
-        llm.close()
+    assert_runs_like_transformers(
+        converted(src, "f32"), model, tok, PROMPTS, TOLERANCE, GREEDY_TOKENS
+    )
 
 
 @pytest.mark.parametrize("name", list(BY_NAME))
@@ -90,19 +86,16 @@ def test_token_ids_match_transformers(name: str, converted) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(BY_NAME))
 def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
-    """The reference run on config.json as released checkpoints write it: with
-    transformers 5.25 installed it reads AutoConfig's view instead, which carries every
-    MoE default (see test_reference_misreads_transformers_view)."""
     src = tiny(name)
     ours = converted(src, "f32")
     theirs = run_reference(
-        src, tmp_path / "reference.gguf", "f32", fields(ours)["tokenizer.ggml.pre"], raw_config=True
+        src,
+        tmp_path / "reference.gguf",
+        "f32",
+        fields(ours)["tokenizer.ggml.pre"],
+        raw_config=RAW_CONFIG[name],
     )
-    found = differences(ours, theirs)
-    explained = REFERENCE_DIFFERENCES[name]
-    unexplained = [d for d in found if d.split(":")[0] not in explained]
-    assert not unexplained, "\n".join(unexplained)
-    assert {d.split(":")[0] for d in found} == set(explained), "a listed difference is gone"
+    assert_differences_explained(differences(ours, theirs), REFERENCE_DIFFERENCES[name])
 
 
 @pytest.mark.slow
@@ -125,9 +118,9 @@ def test_reference_misreads_transformers_view(converted, tmp_path: Path) -> None
         load_llama(theirs)
 
 
-def _variant(tmp_path: Path, edit) -> Path:
-    """A copy of the tiny model with config.json edited."""
-    src = tiny(NEMOTRON_H.name)
+def _variant(tmp_path: Path, edit, name: str = NEMOTRON_H.name) -> Path:
+    """A copy of a tiny model with config.json edited."""
+    src = tiny(name)
     dest = tmp_path / "variant"
     shutil.copytree(src, dest)
     config = json.loads((dest / "config.json").read_text())
@@ -152,15 +145,33 @@ def test_transformers_saved_config_converts_the_same(converted, tmp_path: Path) 
     assert len(PATTERN) == fields(out)["nemotron_h.block_count"]
 
 
+def test_released_moe_config_converts_the_same(converted, tmp_path: Path) -> None:
+    """Nemotron 3's config.json form (hybrid_override_pattern with E) selects the MoE
+    entry as transformers' layers_block_type list does, and gives the same file."""
+
+    def as_released(config: dict) -> None:
+        by_kind = {kind: char for char, kind in KINDS.items()}
+        kinds = config.pop("layers_block_type")
+        config["hybrid_override_pattern"] = "".join(by_kind[k] for k in kinds)
+        config["num_hidden_layers"] = len(kinds)
+
+    out = tmp_path / "released.gguf"
+    convert_hf_dir(_variant(tmp_path, as_released, NEMOTRON_H_MOE.name), out, "f32")
+    ours = converted(tiny(NEMOTRON_H_MOE.name), "f32")
+    assert fields(out)["general.architecture"] == "nemotron_h_moe"
+    assert fields(out) == fields(ours)
+    assert tensors(out) == tensors(ours)
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
         (
             lambda c: c.update(hybrid_override_pattern="M-E*-M-"),
-            "mixture-of-experts blocks (E)",
+            "block kinds ['-']",
         ),
         (lambda c: c.update(num_hidden_layers=6), "has 7 blocks, num_hidden_layers 6"),
-        (lambda c: c.update(hybrid_override_pattern="M-M*-X-"), "unknown block kinds ['X']"),
+        (lambda c: c.update(hybrid_override_pattern="M-M*-X-"), "block kinds ['X']"),
     ],
 )
 def test_bad_patterns_are_refused(tmp_path: Path, edit, message: str) -> None:
@@ -187,3 +198,29 @@ def test_mamba_parameters_take_llama_cpp_forms(converted) -> None:
     assert np.array_equal(
         got["blk.0.ssm_norm.weight"], weights[base + "norm.weight"].reshape(2, 64)
     )
+
+
+def test_moe_blocks_select_nemotron_h_moe() -> None:
+    """The MoE entry is chosen by what the pattern holds, in either spelling, not by the
+    MoE defaults transformers writes into every NemotronH config.json."""
+    from tests.toolchain.convert.test_breadth_inputs import _mfc
+    from toolchain.convert.arch import architecture_for
+
+    path = Path("config.json")
+    for config, gguf_arch in (
+        ({"hybrid_override_pattern": "M-M*-", "num_experts_per_tok": 2}, "nemotron_h"),
+        ({"layers_block_type": ["linear_attention", "mlp"], "n_routed_experts": 8}, "nemotron_h"),
+        ({"hybrid_override_pattern": "ME*E"}, "nemotron_h_moe"),
+        ({"layers_block_type": ["linear_attention", "moe"]}, "nemotron_h_moe"),
+    ):
+        assert architecture_for("NemotronHForCausalLM", path, config).gguf_arch == gguf_arch
+    rows = json.loads(_mfc("convert", "--list-architectures", "--json").stdout)
+    listed = {
+        r["gguf"]: (r["selected_by"], r["selected_when"])
+        for r in rows["architectures"]
+        if r["hf"] == "NemotronHForCausalLM"
+    }
+    assert listed == {
+        "nemotron_h": (None, None),
+        "nemotron_h_moe": ("hybrid_override_pattern", "has MoE blocks (E)"),
+    }

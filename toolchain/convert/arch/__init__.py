@@ -68,6 +68,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     laguna.ARCH,
     glm_ocr.ARCH,
     nemotron_h.ARCH,
+    nemotron_h.MOE,
 )
 
 _BY_HF_NAME = {
@@ -84,13 +85,10 @@ def architecture_for(
     """The architecture entry for `hf_name` (a variant if `config` selects one), or an
     error listing the supported ones."""
     for variant in ARCHITECTURES:
-        if (
-            variant.selected_by
-            and hf_name in variant.hf_names
-            and config
-            and config.get(variant.selected_by)
-        ):
-            return variant
+        if variant.selected_by and hf_name in variant.hf_names and config:
+            when = variant.selected_when
+            if when[1](config) if when is not None else config.get(variant.selected_by):
+                return variant
     arch = _BY_HF_NAME.get(hf_name)
     if arch is None:
         why = NOT_SUPPORTED.get(
