@@ -172,6 +172,10 @@ def test_released_moe_config_converts_the_same(converted, tmp_path: Path) -> Non
         ),
         (lambda c: c.update(num_hidden_layers=6), "has 7 blocks, num_hidden_layers 6"),
         (lambda c: c.update(hybrid_override_pattern="M-M*-X-"), "block kinds ['X']"),
+        (
+            lambda c: c.update(mlp_hidden_act="gelu"),
+            "mlp_hidden_act is 'gelu': llama.cpp runs Nemotron-H with relu2",
+        ),
     ],
 )
 def test_bad_patterns_are_refused(tmp_path: Path, edit, message: str) -> None:

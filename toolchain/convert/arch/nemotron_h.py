@@ -61,6 +61,9 @@ def _checked(config: Mapping[str, Any], kinds: str) -> Mapping[str, Any]:
     unknown = sorted(set(pattern) - set(kinds))
     if unknown:
         raise ValueError(f"hybrid_override_pattern has block kinds {unknown} {_REFUSED}")
+    for key, act in (("mlp_hidden_act", "relu2"), ("mamba_hidden_act", "silu")):
+        if config.get(key, act) != act:
+            raise ValueError(f"{key} is {config[key]!r}: llama.cpp runs Nemotron-H with {act}")
     n_layer = config.get("num_hidden_layers", len(pattern))
     if n_layer != len(pattern):
         raise ValueError(
