@@ -228,3 +228,18 @@ def test_moe_blocks_select_nemotron_h_moe() -> None:
         "nemotron_h": (None, None),
         "nemotron_h_moe": ("hybrid_override_pattern", "has MoE blocks (E)"),
     }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ftype", ["Q8_0", "Q4_K_M"])
+def test_quantized_like_llama_quantize(ftype: str, converted, tmp_path: Path) -> None:
+    """mfc's quantizer on the converted F16 file writes llama-quantize's bytes: the
+    Mamba-2 tensors (A, D, conv1d, grouped norm) stay F32 there too."""
+    from quant_reference import reference, sha256_file
+
+    import quant
+
+    src = converted(tiny(NEMOTRON_H.name), "f16")
+    out = tmp_path / f"{ftype}.gguf"
+    quant.quantize_file(src, out, ftype, threads=2)
+    assert sha256_file(out) == reference(src, ftype).sha256
