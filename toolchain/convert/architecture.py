@@ -135,8 +135,9 @@ class Architecture:
 
 
 _BLOCK = re.compile(r"\.(\d+)(?=\.|$)")
-#: one expert's tensor in a per-expert checkpoint (Mixtral, Qwen MoE, DeepSeek, ...)
-_EXPERT = re.compile(r"\.experts\.(\d+)(?=\.)")
+#: one expert's tensor in a per-expert checkpoint (Mixtral, Qwen MoE, DeepSeek, ...), or
+#: one of a list of matrices stacked outside any block (renamed to `.experts.N`)
+_EXPERT = re.compile(r"\.experts\.(\d+)(?=\.|$)")
 
 
 class UnmappedTensorError(LookupError):
@@ -168,15 +169,16 @@ def map_tensor_name(arch: Architecture, name: str) -> MappedName | None:
     if arch._skip_re.fullmatch(name):  # type: ignore[attr-defined]
         return None
     stem, _, suffix = name.rpartition(".")
-    match = _BLOCK.search(stem)
-    bid = int(match.group(1)) if match else None
-    if match:
-        stem = f"{stem[: match.start()]}.{{bid}}{stem[match.end() :]}"
-    expert = _EXPERT.search(stem) if match else None
+    # the expert first: its number is not a block number
+    expert = _EXPERT.search(stem)
     xid = None
     if expert:
         xid = int(expert.group(1))
         stem = f"{stem[: expert.start()]}.experts{stem[expert.end() :]}"
+    match = _BLOCK.search(stem)
+    bid = int(match.group(1)) if match else None
+    if match:
+        stem = f"{stem[: match.start()]}.{{bid}}{stem[match.end() :]}"
     target = arch.tensors.get(stem)
     bare = arch.tensors.get(f"{stem}.{suffix}") if target is None else None
     if bare is not None:

@@ -83,14 +83,7 @@ def assert_runs_like_transformers(
     token continuation."""
     llm = load_llama(gguf, logits_all=True)
     try:
-        for prompt in prompts:
-            ids = tokenizer(prompt)["input_ids"]
-            ours, ref = llama_logits(llm, ids), hf_logits(model, ids)
-            assert ours.shape == ref.shape
-            err = relative_error(ours, ref)
-            assert err <= tolerance, f"{prompt!r}: relative error {err:.2e}"
-            assert (ours.argmax(-1) == ref.argmax(-1)).all(), prompt
-            check_greedy(llm, model, ids, greedy)
+        check_prompts(llm, model, tokenizer, prompts, tolerance, greedy)
     finally:
         llm.close()
 
@@ -98,6 +91,21 @@ def assert_runs_like_transformers(
 def relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
     """max |ours - reference| / max |reference|: one number per comparison."""
     return float(np.abs(ours - reference).max() / np.abs(reference).max())
+
+
+def check_prompts(
+    llm: Any, model: Any, tokenizer: Any, prompts: list[str], tolerance: float, greedy: int
+) -> None:
+    """On every prompt: llama.cpp's logits at every position within `tolerance` (relative)
+    of transformers', the same argmax everywhere, the same `greedy`-token continuation."""
+    for prompt in prompts:
+        ids = tokenizer(prompt)["input_ids"]
+        ours, ref = llama_logits(llm, ids), hf_logits(model, ids)
+        assert ours.shape == ref.shape
+        err = relative_error(ours, ref)
+        assert err <= tolerance, f"{prompt!r}: relative error {err:.2e}"
+        assert (ours.argmax(-1) == ref.argmax(-1)).all(), prompt
+        check_greedy(llm, model, ids, greedy)
 
 
 def assert_tokenizes_like(gguf: Path, tokenizer: Any) -> None:

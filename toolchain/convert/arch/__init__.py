@@ -12,6 +12,7 @@ from toolchain.convert.arch import (
     dense,
     gemma,
     gemma3,
+    gemma3n,
     glm_ocr,
     gpt_oss,
     laguna,
@@ -69,6 +70,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     glm_ocr.ARCH,
     nemotron_h.ARCH,
     nemotron_h.MOE,
+    gemma3n.ARCH,
 )
 
 _BY_HF_NAME = {

@@ -15,9 +15,6 @@ _NO_HF = (
 NOT_SUPPORTED: dict[str, str] = {
     "MllamaForConditionalGeneration": "the bundled llama.cpp (llama-cpp-python 0.3.36) "
     "has no mllama architecture (Llama 3.2 Vision's cross-attention layers)",
-    "Gemma3nForConditionalGeneration": _HYBRID.format(
-        what="per-layer embeddings, AltUp and LAuReL blocks", gguf="gemma3n", transformers="5.25"
-    ),
     "Gemma4ForCausalLM": _HYBRID.format(what="layers", gguf="gemma4", transformers="5.25"),
     "Gemma4ForConditionalGeneration": _HYBRID.format(
         what="layers", gguf="gemma4", transformers="5.25"
