@@ -148,3 +148,38 @@ def test_shared_layers_without_kv_weights_are_refused(tiny: Path, tmp_path: Path
     save_file(kept, str(src / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(ConvertError, match=r"no tensor for blk\.21\.attn_k"):
         convert_hf_dir(src, tmp_path / "out.gguf", "f32")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"laurel_rank": 32},
+            "laurel_rank is 32: the bundled llama.cpp runs Gemma 3n only with 64",
+        ),
+        ({"hidden_size_per_layer_input": 128}, "hidden_size_per_layer_input is 128"),
+        ({"activation_sparsity_pattern": [0.95] * 9 + [0.0] * 13}, "activation_sparsity_pattern"),
+        ({"num_kv_shared_layers": 3}, "KV sharing from layer 19 of 22"),
+        ({"layer_types": ["sliding_attention"] * 22}, "KV sharing from layer 20 of 22"),
+    ],
+)
+def test_settings_llama_cpp_would_ignore_are_refused(
+    tiny: Path, tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    """The bundled llama.cpp fixes these at the released models' values: a checkpoint that
+    says otherwise would not load or would silently run a different model."""
+    import json
+
+    from toolchain.convert.convert import convert_hf_dir
+    from toolchain.convert.errors import ConvertError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for item in tiny.iterdir():
+        (src / item.name).symlink_to(item)
+    (src / "config.json").unlink()
+    config = json.loads((tiny / "config.json").read_text())
+    config["text_config"].update(change)
+    (src / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConvertError, match=message):
+        convert_hf_dir(src, tmp_path / "out.gguf", "f32")

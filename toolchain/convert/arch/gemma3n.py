@@ -17,7 +17,9 @@ What differs from Gemma 3 (tensor names come from gguf-py):
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from statistics import NormalDist
+from typing import Any
 
 import gguf
 import numpy as np
@@ -29,6 +31,50 @@ from toolchain.convert.architecture import HParams, Shape, Split
 from toolchain.convert.metadata import Metadata
 
 _K = gguf.Keys
+
+#: what the bundled llama.cpp (0.3.36) fixes instead of reading it from the GGUF: the
+#: released E2B/E4B values. Other values would not load, or run a different model.
+LLAMA_CPP_FIXED = {
+    "altup_num_inputs": 4,
+    "altup_active_idx": 0,
+    "hidden_size_per_layer_input": 256,
+    "laurel_rank": 64,
+}
+#: llama.cpp applies activation sparsity (at 0.95) to exactly the first 10 layers, and
+#: shares KV from layer 20 on (layers 18 and 19, one sliding and one full, being reused)
+LLAMA_CPP_SPARSE_LAYERS = 10
+LLAMA_CPP_FIRST_SHARED_KV = 20
+
+
+def _runnable(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """config.json, if llama.cpp runs the model it describes; else a ValueError naming
+    the setting it would ignore."""
+    for key, fixed in LLAMA_CPP_FIXED.items():
+        if config.get(key) != fixed:
+            raise ValueError(
+                f"{key} is {config.get(key)!r}: the bundled llama.cpp runs Gemma 3n only "
+                f"with {fixed} (the released models' value)"
+            )
+    n_layer = int(config["num_hidden_layers"])
+    sparse = [0.95] * LLAMA_CPP_SPARSE_LAYERS + [0.0] * (n_layer - LLAMA_CPP_SPARSE_LAYERS)
+    if list(config.get("activation_sparsity_pattern") or []) != sparse:
+        raise ValueError(
+            "activation_sparsity_pattern must be 0.95 for the first "
+            f"{LLAMA_CPP_SPARSE_LAYERS} layers and 0 after: the bundled llama.cpp "
+            "applies exactly that whatever the model says"
+        )
+    first_shared = n_layer - int(config.get("num_kv_shared_layers") or 0)
+    kinds = config.get("layer_types") or []
+    if first_shared != min(n_layer, LLAMA_CPP_FIRST_SHARED_KV) or (
+        first_shared < n_layer
+        and kinds[first_shared - 2 : first_shared] != ["sliding_attention", "full_attention"]
+    ):
+        raise ValueError(
+            f"KV sharing from layer {first_shared} of {n_layer}: the bundled llama.cpp "
+            f"shares from layer {LLAMA_CPP_FIRST_SHARED_KV} on (reusing layers "
+            f"{LLAMA_CPP_FIRST_SHARED_KV - 2}, sliding, and {LLAMA_CPP_FIRST_SHARED_KV - 1}, full)"
+        )
+    return config
 
 
 def _quantile(p: float) -> float:
@@ -123,4 +169,5 @@ ARCH = text_arch(
         {"blk.{bid}.altup_correct_coef.weight", "blk.{bid}.altup_predict_coef.weight"}
     ),
     text_part=True,
+    config_view=_runnable,
 )
