@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
 from toolchain.progress import ProgressCallback, ProgressEvent
 
@@ -39,6 +30,20 @@ def reporter(as_json: bool) -> Iterator[ProgressCallback]:
     if as_json:
         yield lambda event: print_json(event.to_json())
         return
+    if not _terminal():
+        yield _plain()
+        return
+
+    # rich costs a tenth of a second to import: only a terminal gets it
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
     progress = Progress(
@@ -66,3 +71,22 @@ def reporter(as_json: bool) -> Iterator[ProgressCallback]:
 
     with progress:
         yield on_event
+
+
+def _terminal() -> bool:
+    """Whether rich would draw on stderr (a terminal, or a terminal forced by the env)."""
+    forced = any(os.environ.get(k) for k in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"))
+    return forced or sys.stderr.isatty()
+
+
+def _plain() -> ProgressCallback:
+    """What rich shows when stderr is not a terminal: no bars, each new status line once."""
+    last = [""]
+
+    def on_event(event: ProgressEvent) -> None:
+        if not event.total and event.status != last[0]:
+            last[0] = event.status
+            sys.stderr.write(event.status + "\n")
+            sys.stderr.flush()
+
+    return on_event
