@@ -70,7 +70,7 @@ def ftype_name(ftype_id: int) -> str | None:
     `LlamaFileType` for the ids mfc does not write (None for ids neither knows)."""
     if ftype_id in _BY_ID:
         return _BY_ID[ftype_id].name
-    from gguf.constants import LlamaFileType  # imports numpy: only for the rare ids
+    from quant.gguf_constants import LlamaFileType
 
     try:
         known = LlamaFileType(ftype_id)

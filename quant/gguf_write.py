@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from gguf.constants import GGUFValueType
+
+from quant.gguf_constants import GGUFValueType
 
 MAGIC = b"GGUF"
 VERSION = 3

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from gguf.constants import GGUFValueType
 
 from quant.errors import QuantError
+from quant.gguf_constants import GGUFValueType
 from quant.gguf_read import MAGIC, GGUFArray, GGUFFile, TensorInfo
 from quant.gguf_write import encode_pair, header_bytes, padded
 from quant.numerics import F32, Floats

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from gguf.constants import GGUFValueType
 
 from quant.errors import QuantError
 from quant.files import remove_stale_temps, same_file, temp_path
 from quant.filetypes import file_type
 from quant.formats import BY_ID, block_format
+from quant.gguf_constants import GGUFValueType
 from quant.gguf_read import GGUFArray, GGUFFile
 from quant.gguf_write import encode_pair, header_bytes, padded, tensor_table
 from quant.imatrix import Imatrix, load_imatrix
