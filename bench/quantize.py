@@ -12,10 +12,9 @@ of each side's whole process tree, start-up included, and their ratio: on a shar
 
 `--cpu` ranks the runs of each side by CPU time instead of wall time (for a loaded machine).
 
-Both sides run with their Python sources byte-compiled first (into a private
-PYTHONPYCACHEPREFIX), as an installed package is: where the environment sets
-PYTHONDONTWRITEBYTECODE, a source checkout would otherwise recompile mfc's modules on every
-command (~0.1 s), which no installed copy does.
+The project's sources are byte-compiled first (`__pycache__`, git-ignored), as an installed
+package is: where the environment sets PYTHONDONTWRITEBYTECODE, a source checkout would
+otherwise recompile mfc's modules on every command (~0.1 s), which no installed copy does.
 """
 
 from __future__ import annotations
@@ -102,16 +101,11 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-_ENV = dict(os.environ)
-
-
-def compile_sources(prefix: Path) -> None:
-    """Byte-compile the project's sources into `prefix`, which both sides then read from."""
-    _ENV["PYTHONPYCACHEPREFIX"] = str(prefix)
+def compile_sources() -> None:
+    """Byte-compile the project's sources beside them, where both sides then find them."""
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "toolchain", "quant", "grammar", "fixtures"],
         cwd=ROOT,
-        env=_ENV,
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -129,7 +123,6 @@ def run(script: str, *args: str) -> tuple[dict[str, object], int, float]:
         stderr=subprocess.DEVNULL,
         text=True,
         cwd=ROOT,
-        env=_ENV,
     )
     peak = [0]
 
@@ -176,7 +169,7 @@ def main() -> None:
         f"{'same bytes':>10}"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        compile_sources(Path(tmp) / "pycache")
+        compile_sources()
         for ftype in args.types.split(","):
             ours: list[tuple[float, float]] = []
             theirs: list[tuple[float, float]] = []
