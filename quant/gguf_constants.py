@@ -4,17 +4,45 @@ without importing the `gguf` package: its `__init__` imports its writer, vocab
 `mfc quantize` would pay for three tables. `gguf/constants.py` imports nothing of gguf's.
 
 The module is registered as `gguf.constants`, so a later `import gguf` uses the same
-classes (only the `gguf.constants` attribute of the package is then unset: use the names
-`gguf` re-exports, as this project does).
+classes, and a one-shot import hook gives that package its `constants` attribute (which
+the import system only sets when it loads the submodule itself).
 """
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
+
+
+class _BindOnImport(importlib.abc.MetaPathFinder):
+    """When `gguf` itself is first imported, set its `constants` attribute to our module."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "gguf":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("gguf")
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: ModuleType) -> None:
+            module.constants = sys.modules["gguf.constants"]  # type: ignore[attr-defined]
+            run(module)
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 def _constants() -> ModuleType:
@@ -36,6 +64,7 @@ def _constants() -> ModuleType:
     except BaseException:
         del sys.modules["gguf.constants"]
         raise
+    sys.meta_path.insert(0, _BindOnImport())
     return module
 
 

@@ -3,6 +3,8 @@ writer): same bytes for the same typed pairs and tensors, and everything read ba
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +128,21 @@ def test_cut_inside_the_header_is_a_truncated_gguf(tmp_path: Path, keep: int) ->
         read_header(cut)
     with pytest.raises(GGUFFormatError, match="truncated GGUF"):
         GGUFFile(cut)
+
+
+def test_quantize_imports_gguf_tables_without_the_package() -> None:
+    """`mfc quantize` reads gguf-py's tables without running its package (sentencepiece,
+    yaml...), and a later `import gguf` shares those classes and binds `gguf.constants`."""
+    code = (
+        "import sys\n"
+        "import quant.pipeline, quant.quantize_file\n"
+        "heavy = sorted(m for m in ('gguf', 'gguf.vocab', 'yaml', 'sentencepiece', 'rich')"
+        " if m in sys.modules)\n"
+        "import gguf.constants\n"
+        "from quant.gguf_constants import GGUFValueType\n"
+        "print(heavy, gguf.constants.GGUFValueType is GGUFValueType is gguf.GGUFValueType)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["[]", "True"]
