@@ -131,12 +131,12 @@ def test_cut_inside_the_header_is_a_truncated_gguf(tmp_path: Path, keep: int) ->
 
 
 def test_quantize_imports_gguf_tables_without_the_package() -> None:
-    """`mfc quantize` reads gguf-py's tables without running its package (sentencepiece,
+    """Quantizing reads gguf-py's tables without running its package (sentencepiece,
     yaml...), and a later `import gguf` shares those classes and binds `gguf.constants`."""
     code = (
         "import sys\n"
         "import quant.pipeline, quant.quantize_file\n"
-        "heavy = sorted(m for m in ('gguf', 'gguf.vocab', 'yaml', 'sentencepiece', 'rich')"
+        "heavy = sorted(m for m in ('gguf', 'gguf.vocab', 'yaml', 'sentencepiece')"
         " if m in sys.modules)\n"
         "import gguf.constants\n"
         "from quant.gguf_constants import GGUFValueType\n"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
 from toolchain.progress import ByteMeter, ProgressEvent
 
@@ -27,3 +30,23 @@ def test_interval_throttle_drops_counts_that_come_too_soon() -> None:
     for done in range(1, 11):
         meter.update(done)
     assert [e.completed for e in events] == [1, 10]
+
+
+def test_reporter_without_a_terminal_prints_statuses_and_skips_rich() -> None:
+    """Without a terminal rich would draw no bars, so it is not imported (a tenth of a
+    second of every quantize); status lines still print once each, as rich printed them."""
+    code = (
+        "import sys\n"
+        "from toolchain.cli.reporting import reporter\n"
+        "from toolchain.progress import ProgressEvent as E\n"
+        "with reporter(False) as p:\n"
+        "    for e in (E('reading'), E('reading'), E('writing', None, 10, 5), E('done')):\n"
+        "        p(e)\n"
+        "print('rich' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE"}}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert done.stdout == "False\n"
+    assert done.stderr == "reading\ndone\n"
