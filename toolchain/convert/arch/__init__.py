@@ -13,6 +13,7 @@ from toolchain.convert.arch import (
     gemma,
     gemma3,
     gemma3n,
+    gemma4,
     glm_ocr,
     gpt_oss,
     laguna,
@@ -71,6 +72,8 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     nemotron_h.ARCH,
     nemotron_h.MOE,
     gemma3n.ARCH,
+    gemma4.ARCH,
+    gemma4.VLM,
 )
 
 _BY_HF_NAME = {

@@ -7,6 +7,7 @@ from toolchain.convert.hf_dir import HFDir
 from toolchain.convert.vocab.bpe import is_byte_level_bpe, load_bpe
 from toolchain.convert.vocab.model import Vocab, write_vocab
 from toolchain.convert.vocab.spm import load_spm
+from toolchain.convert.vocab.spm_bpe import is_spm_bpe, load_spm_bpe
 from toolchain.convert.vocab.unigram import is_unigram, load_unigram
 from toolchain.convert.vocab.wordpiece import has_wordpiece, load_wordpiece
 
@@ -17,13 +18,15 @@ _FILES = {
     "bpe": "tokenizer.json (BPE)",
     "wpm": "tokenizer.json (WordPiece) or vocab.txt",
     "ugm": "tokenizer.json (Unigram)",
+    "gemma4": "tokenizer.json (BPE with byte fallback)",
 }
 
 
 def load_vocab(
     hf: HFDir, kinds: tuple[str, ...], n_vocab: int | None, token_type_count: int = 2
 ) -> Vocab:
-    """The first tokenizer of `kinds` ("spm", "bpe", "wpm", "ugm") the directory has.
+    """The first tokenizer of `kinds` ("spm", "bpe", "wpm", "ugm", "gemma4") the directory
+    has.
 
     `n_vocab` is the embedding's row count: the token table is padded to it, and a
     tokenizer with more tokens than that is an error (None: take the tokenizer's size).
@@ -37,6 +40,8 @@ def load_vocab(
             return load_wordpiece(hf, n_vocab, token_type_count)
         if kind == "ugm" and is_unigram(hf):
             return load_unigram(hf, n_vocab, token_type_count)
+        if kind == "gemma4" and is_spm_bpe(hf):
+            return load_spm_bpe(hf, n_vocab)
     if "spm" in kinds and hf.tokenizer_json and not is_byte_level_bpe(hf):
         raise ConvertError(
             hf.file("tokenizer.model"),

@@ -72,7 +72,7 @@ def load_bpe(hf: HFDir, n_vocab: int | None) -> Vocab:
         model="gpt2",
         tokens=tokens,
         types=token_types,
-        merges=_merges(model.get("merges"), path),
+        merges=read_merges(model.get("merges"), path),
         pre=pre,
         special=special_ids(hf, ids, ("bos", "eos", "unk", "sep", "pad", "mask")),
         add=add_flags(hf),
@@ -81,7 +81,7 @@ def load_bpe(hf: HFDir, n_vocab: int | None) -> Vocab:
     )
 
 
-def _merges(merges: object, path: object) -> list[str]:
+def read_merges(merges: object, path: object) -> list[str]:
     if not isinstance(merges, list) or not merges:
         raise ConvertError(str(path), "BPE model without merges")
     if isinstance(merges[0], str):

@@ -1,0 +1,120 @@
+"""Gemma 4 (fixtures/tiny_gemma4.py): Gemma4ForCausalLM with per-layer embeddings, shared
+KV layers and double-wide MLPs, and Gemma4ForConditionalGeneration's language model with
+experts and keys reused as values, converted by mfc at F32 and judged as test_breadth
+judges the other families:
+
+- llama.cpp running our GGUF against transformers running the checkpoint: max |Δlogit| /
+  max |logit| <= 1e-3 over every position of every prompt (measured 2e-5..3e-5), the
+  same argmax everywhere, the same 16-token greedy continuation;
+- llama.cpp's "gemma4" tokenizer from our GGUF against transformers' on the shared texts;
+- llama.cpp's own converter on the same directory: identical tensors and metadata but
+  for REFERENCE_DIFFERENCES.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fixtures.generate_tiny_models import build_in_place, build_tiny
+from fixtures.tiny_gemma4 import BY_NAME
+from tests.conftest import MODELS
+from tests.toolchain.convert.oracle import (
+    assert_tokenizes_like,
+    check_greedy,
+    hf_logits,
+    llama_logits,
+    load_llama,
+    relative_error,
+)
+from tests.toolchain.convert.reference_convert import differences, fields, run_reference
+from tests.toolchain.convert.test_breadth import _FLAGS, GREEDY_TOKENS, PROMPTS, TOLERANCE, _hf
+
+pytestmark = pytest.mark.oracle
+
+#: what differs from llama.cpp's converter output, and why
+REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
+    "tiny-gemma4": _FLAGS,
+    "tiny-gemma4-vl": {
+        **_FLAGS,
+        "gemma4.final_logit_softcapping": "config.json has no final soft-capping; the "
+        "reference then writes no key and llama.cpp caps Gemma 4's logits at its default "
+        "30: its file is 0.60 relative from transformers' logits on the test prompts "
+        "(ours 2e-5), so ours writes 0, which turns the cap off",
+    },
+}
+
+
+def tiny(name: str) -> Path:
+    spec = BY_NAME[name]
+    return build_in_place(MODELS / name, lambda d: build_tiny(spec, d))
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_logits_and_greedy_match_transformers(name: str, converted) -> None:
+    src = tiny(name)
+    model, tok = _hf(src)
+    llm = load_llama(converted(src, "f32"), logits_all=True)
+    try:
+        for prompt in PROMPTS:
+            ids = tok(prompt)["input_ids"]
+            ours, ref = llama_logits(llm, ids), hf_logits(model, ids)
+            assert ours.shape == ref.shape
+            err = relative_error(ours, ref)
+            assert err <= TOLERANCE, f"{prompt!r}: relative error {err:.2e}"
+            assert (ours.argmax(-1) == ref.argmax(-1)).all(), prompt
+            check_greedy(llm, model, ids, GREEDY_TOKENS)
+    finally:
+        llm.close()
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_token_ids_match_transformers(name: str, converted) -> None:
+    from transformers import AutoTokenizer
+
+    src = tiny(name)
+    assert_tokenizes_like(converted(src, "f32"), AutoTokenizer.from_pretrained(str(src)))
+
+
+def test_tokenizer_is_gemma4_bpe(converted) -> None:
+    """tokenizer.json's SentencePiece-style BPE becomes llama.cpp's "gemma4" model: merges,
+    byte pieces typed BYTE, BOS always added, the turn markers special."""
+    found = fields(converted(tiny("tiny-gemma4"), "f32"))
+    tokens, types = found["tokenizer.ggml.tokens"], found["tokenizer.ggml.token_type"]
+    assert found["tokenizer.ggml.model"] == "gemma4"
+    assert found["tokenizer.ggml.merges"]
+    assert found["tokenizer.ggml.add_bos_token"] is True
+    assert types[tokens.index("<0x41>")] == 6  # BYTE
+    assert types[tokens.index("<|turn>")] == 3  # CONTROL
+    # a Gemma 4 marker llama.cpp's chat parser must see in the output
+    assert types[tokens.index("<|channel>")] == 4  # USER_DEFINED
+
+
+def test_layer_kinds_reach_llama_cpp(converted) -> None:
+    """The keys that tell llama.cpp the two kinds of attention layer, the shared KV
+    layers and the per-layer embeddings, read from transformers 5's per_layer_config."""
+    found = fields(converted(tiny("tiny-gemma4"), "f32"))
+    assert found["gemma4.attention.sliding_window_pattern"] == [True, False, True, False]
+    assert (found["gemma4.attention.key_length"], found["gemma4.attention.key_length_swa"]) == (
+        32,
+        16,
+    )
+    assert found["gemma4.attention.shared_kv_layers"] == 2
+    assert found["gemma4.feed_forward_length"] == [128, 128, 256, 256]
+    assert found["gemma4.embedding_length_per_layer_input"] == 8
+    vl = fields(converted(tiny("tiny-gemma4-vl"), "f32"))
+    assert vl["gemma4.attention.head_count_kv"] == [2, 2, 1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
+    src = tiny(name)
+    ours = converted(src, "f32")
+    theirs = run_reference(src, tmp_path / "reference.gguf", "f32", None)
+    found = differences(ours, theirs)
+    explained = REFERENCE_DIFFERENCES[name]
+    unexplained = [d for d in found if d.split(":")[0] not in explained]
+    assert not unexplained, "\n".join(unexplained)
+    assert {d.split(":")[0] for d in found} == set(explained), "a listed difference is gone"
