@@ -20,16 +20,14 @@ import pytest
 from fixtures.generate_tiny_models import build_in_place, build_tiny
 from fixtures.tiny_gemma4 import BY_NAME
 from tests.conftest import MODELS
-from tests.toolchain.convert.oracle import (
-    assert_tokenizes_like,
-    check_greedy,
-    hf_logits,
-    llama_logits,
-    load_llama,
-    relative_error,
+from tests.toolchain.convert.corpus import LEADING_WHITESPACE
+from tests.toolchain.convert.oracle import assert_tokenizes_like, load_llama
+from tests.toolchain.convert.reference_convert import fields
+from tests.toolchain.convert.test_breadth import (
+    _FLAGS,
+    assert_runs_like_transformers,
+    assert_same_as_reference,
 )
-from tests.toolchain.convert.reference_convert import differences, fields, run_reference
-from tests.toolchain.convert.test_breadth import _FLAGS, GREEDY_TOKENS, PROMPTS, TOLERANCE, _hf
 
 pytestmark = pytest.mark.oracle
 
@@ -54,27 +52,27 @@ def tiny(name: str) -> Path:
 @pytest.mark.parametrize("name", list(BY_NAME))
 def test_logits_and_greedy_match_transformers(name: str, converted) -> None:
     src = tiny(name)
-    model, tok = _hf(src)
-    llm = load_llama(converted(src, "f32"), logits_all=True)
-    try:
-        for prompt in PROMPTS:
-            ids = tok(prompt)["input_ids"]
-            ours, ref = llama_logits(llm, ids), hf_logits(model, ids)
-            assert ours.shape == ref.shape
-            err = relative_error(ours, ref)
-            assert err <= TOLERANCE, f"{prompt!r}: relative error {err:.2e}"
-            assert (ours.argmax(-1) == ref.argmax(-1)).all(), prompt
-            check_greedy(llm, model, ids, GREEDY_TOKENS)
-    finally:
-        llm.close()
+    assert_runs_like_transformers(src, converted(src, "f32"))
 
 
 @pytest.mark.parametrize("name", list(BY_NAME))
 def test_token_ids_match_transformers(name: str, converted) -> None:
+    """The shared texts, and those starting with whitespace (no dummy prefix here: spaces
+    become "▁" and nothing is prepended, in both)."""
     from transformers import AutoTokenizer
 
     src = tiny(name)
-    assert_tokenizes_like(converted(src, "f32"), AutoTokenizer.from_pretrained(str(src)))
+    tok = AutoTokenizer.from_pretrained(str(src))
+    gguf = converted(src, "f32")
+    assert_tokenizes_like(gguf, tok)
+    llm = load_llama(gguf, vocab_only=True)
+    try:
+        for text in LEADING_WHITESPACE:
+            ids = llm.tokenize(text.encode(), add_bos=True, special=True)
+            assert ids == tok(text)["input_ids"], text
+            assert llm.detokenize(ids[1:]).decode() == text
+    finally:
+        llm.close()
 
 
 def test_tokenizer_is_gemma4_bpe(converted) -> None:
@@ -111,10 +109,4 @@ def test_layer_kinds_reach_llama_cpp(converted) -> None:
 @pytest.mark.parametrize("name", list(BY_NAME))
 def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
     src = tiny(name)
-    ours = converted(src, "f32")
-    theirs = run_reference(src, tmp_path / "reference.gguf", "f32", None)
-    found = differences(ours, theirs)
-    explained = REFERENCE_DIFFERENCES[name]
-    unexplained = [d for d in found if d.split(":")[0] not in explained]
-    assert not unexplained, "\n".join(unexplained)
-    assert {d.split(":")[0] for d in found} == set(explained), "a listed difference is gone"
+    assert_same_as_reference(src, converted(src, "f32"), tmp_path, REFERENCE_DIFFERENCES[name])

@@ -7,7 +7,7 @@ from typing import Any
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.hf_dir import HFDir
 from toolchain.convert.vocab import pretokenizer
-from toolchain.convert.vocab.model import CONTROL, NORMAL, UNUSED, USER_DEFINED, Vocab
+from toolchain.convert.vocab.model import CONTROL, NORMAL, UNUSED, USER_DEFINED, Vocab, token_table
 from toolchain.convert.vocab.special import (
     add_flags,
     added_tokens,
@@ -47,14 +47,8 @@ def load_bpe(hf: HFDir, n_vocab: int | None) -> Vocab:
         else:
             by_id[token_id] = text.replace("▁", " ")
             types[token_id] = USER_DEFINED
-    size = max(by_id) + 1 if by_id else 0
-    if n_vocab is not None:
-        if size > n_vocab:
-            raise ConvertError(
-                path, f"has token ids up to {size - 1}, but config.json's vocab_size is {n_vocab}"
-            )
-        size = n_vocab
-    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
+    tokens = token_table(by_id, n_vocab, path)
+    size = len(tokens)
     token_types = [types.get(i, NORMAL) if i in by_id else UNUSED for i in range(size)]
 
     pre = pretokenizer.identify(hf.tokenizer_json.get("pre_tokenizer"))

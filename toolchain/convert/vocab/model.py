@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toolchain.convert.errors import ConvertError
 from toolchain.convert.metadata import Metadata
 from toolchain.convert.vocab.special import KEY_WORDS
 
@@ -35,6 +36,20 @@ class Vocab:
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+
+def token_table(by_id: dict[int, str], n_vocab: int | None, path: object) -> list[str]:
+    """The tokens by id, gaps as [PADi], padded to `n_vocab` (the embedding's rows; a
+    tokenizer with ids beyond them is an error)."""
+    size = max(by_id) + 1 if by_id else 0
+    if n_vocab is not None:
+        if size > n_vocab:
+            raise ConvertError(
+                str(path),
+                f"has token ids up to {size - 1}, but config.json's vocab_size is {n_vocab}",
+            )
+        size = n_vocab
+    return [by_id.get(i, f"[PAD{i}]") for i in range(size)]
 
 
 def write_vocab(vocab: Vocab, md: Metadata) -> None:

@@ -16,7 +16,15 @@ import numpy as np
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.hf_dir import HFDir
 from toolchain.convert.vocab.bpe import read_merges
-from toolchain.convert.vocab.model import BYTE, CONTROL, NORMAL, UNUSED, USER_DEFINED, Vocab
+from toolchain.convert.vocab.model import (
+    BYTE,
+    CONTROL,
+    NORMAL,
+    UNUSED,
+    USER_DEFINED,
+    Vocab,
+    token_table,
+)
 from toolchain.convert.vocab.special import (
     add_flags,
     added_tokens,
@@ -80,14 +88,8 @@ def load_spm_bpe(hf: HFDir, n_vocab: int | None) -> Vocab:
         by_id[token_id] = text
         special = item.get("special") or looks_special(text) or text in listed
         types[token_id] = USER_DEFINED if text in VISIBLE or not special else CONTROL
-    size = max(by_id) + 1 if by_id else 0
-    if n_vocab is not None:
-        if size > n_vocab:
-            raise ConvertError(
-                path, f"has token ids up to {size - 1}, but config.json's vocab_size is {n_vocab}"
-            )
-        size = n_vocab
-    tokens = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
+    tokens = token_table(by_id, n_vocab, path)
+    size = len(tokens)
     ids = {text: i for i, text in enumerate(tokens)}
     return Vocab(
         model="gemma4",

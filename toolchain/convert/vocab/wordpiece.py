@@ -13,7 +13,7 @@ import numpy as np
 
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.hf_dir import HFDir
-from toolchain.convert.vocab.model import CONTROL, NORMAL, UNUSED, USER_DEFINED, Vocab
+from toolchain.convert.vocab.model import CONTROL, NORMAL, UNUSED, USER_DEFINED, Vocab, token_table
 from toolchain.convert.vocab.special import added_tokens, special_ids, special_token_text
 
 
@@ -41,14 +41,8 @@ def load_wordpiece(hf: HFDir, n_vocab: int | None, token_type_count: int) -> Voc
     if not hf.tokenizer_json:  # vocab.txt only: the named special tokens are the control ones
         named = {special_token_text(hf, k) for k in ("unk", "sep", "pad", "cls", "mask")}
         types.update({i: CONTROL for i, t in by_id.items() if t in named})
-    size = max(by_id) + 1
-    if n_vocab is not None:
-        if size > n_vocab:
-            raise ConvertError(
-                path, f"has token ids up to {size - 1}, but config.json's vocab_size is {n_vocab}"
-            )
-        size = n_vocab
-    raw = [by_id.get(i, f"[PAD{i}]") for i in range(size)]
+    raw = token_table(by_id, n_vocab, path)
+    size = len(raw)
     ids = {text: i for i, text in enumerate(raw)}
     return Vocab(
         model="bert",
