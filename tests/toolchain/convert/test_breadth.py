@@ -175,14 +175,15 @@ def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) 
 
 
 def assert_same_as_reference(
-    src: Path, ours: Path, tmp_path: Path, explained: dict[str, str]
+    src: Path, ours: Path, tmp_path: Path, explained: dict[str, str], outtype: str = "f32"
 ) -> None:
-    """llama.cpp's converter on `src` writes what `ours` holds, but for `explained`."""
+    """llama.cpp's converter on `src` (at `outtype`, ours' too) writes what `ours` holds,
+    but for `explained`."""
     pre = fields(ours).get("tokenizer.ggml.pre")
     theirs = run_reference(
         src,
         tmp_path / "reference.gguf",
-        "f32",
+        outtype,
         pre if fields(ours)["tokenizer.ggml.model"] == "gpt2" else None,
     )
     assert_differences_explained(differences(ours, theirs), explained)

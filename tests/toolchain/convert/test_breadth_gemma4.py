@@ -7,8 +7,8 @@ judges the other families:
   max |logit| <= 1e-3 over every position of every prompt (measured 2e-5..3e-5), the
   same argmax everywhere, the same 16-token greedy continuation;
 - llama.cpp's "gemma4" tokenizer from our GGUF against transformers' on the shared texts;
-- llama.cpp's own converter on the same directory: identical tensors and metadata but
-  for REFERENCE_DIFFERENCES.
+- llama.cpp's own converter on the same directory, at F32 and F16: identical tensors
+  (types and bytes) and metadata but for REFERENCE_DIFFERENCES.
 """
 
 from __future__ import annotations
@@ -106,7 +106,13 @@ def test_layer_kinds_reach_llama_cpp(converted) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("outtype", ["f32", "f16"])
 @pytest.mark.parametrize("name", list(BY_NAME))
-def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
+def test_same_gguf_as_llama_cpp_converter(
+    name: str, outtype: str, converted, tmp_path: Path
+) -> None:
+    """At F16 too: the same tensor types (scales, norms and rope_freqs F32; the per-layer
+    embedding F16) and bytes."""
     src = tiny(name)
-    assert_same_as_reference(src, converted(src, "f32"), tmp_path, REFERENCE_DIFFERENCES[name])
+    ours = converted(src, outtype)
+    assert_same_as_reference(src, ours, tmp_path, REFERENCE_DIFFERENCES[name], outtype)
