@@ -13,6 +13,8 @@ judges the other families:
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from tests.toolchain.convert.test_breadth import (
     assert_runs_like_transformers,
     assert_same_as_reference,
 )
+from toolchain.convert import ConvertError, convert_hf_dir
 
 pytestmark = pytest.mark.oracle
 
@@ -103,6 +106,19 @@ def test_layer_kinds_reach_llama_cpp(converted) -> None:
     assert found["gemma4.embedding_length_per_layer_input"] == 8
     vl = fields(converted(tiny("tiny-gemma4-vl"), "f32"))
     assert vl["gemma4.attention.head_count_kv"] == [2, 2, 1]
+
+
+def test_per_layer_embedding_for_another_vocabulary_is_refused(tmp_path: Path) -> None:
+    """llama.cpp reads the per-layer embedding with a row per token: a checkpoint whose
+    per-layer vocabulary differs would convert to a file it cannot load."""
+    copy = Path(shutil.copytree(tiny("tiny-gemma4"), tmp_path / "model"))
+    config = json.loads((copy / "config.json").read_text())
+    config["vocab_size_per_layer_input"] = 700
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConvertError) as info:
+        convert_hf_dir(copy, tmp_path / "out.gguf", "f32")
+    assert info.value.file == str(copy / "config.json")
+    assert "vocab_size_per_layer_input (700) differs from vocab_size (801)" in info.value.message
 
 
 @pytest.mark.slow

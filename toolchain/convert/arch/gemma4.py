@@ -26,6 +26,7 @@ way but has AltUp and LAuReL around it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -187,6 +188,18 @@ _RENAMES: tuple[tuple[str, str], ...] = (
 )
 
 
+def _config_view(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """config.json as it is, unless llama.cpp could not load the result: it reads the
+    per-layer embedding with one row per token, as the token embedding."""
+    rows, n_vocab = config.get("vocab_size_per_layer_input"), config.get("vocab_size")
+    if config.get("hidden_size_per_layer_input") and rows is not None and rows != n_vocab:
+        raise ValueError(
+            f"vocab_size_per_layer_input ({rows}) differs from vocab_size ({n_vocab}); "
+            "llama.cpp's gemma4 needs a per-layer embedding row for every token"
+        )
+    return config
+
+
 def _gemma4(hf_names: tuple[str, ...], family: str, *, text_part: bool) -> Any:
     return text_arch(
         hf_names,
@@ -202,6 +215,7 @@ def _gemma4(hf_names: tuple[str, ...], family: str, *, text_part: bool) -> Any:
         uniform_blocks=False,
         truncate_vocab=True,
         text_part=text_part,
+        config_view=_config_view,
     )
 
 
