@@ -19,7 +19,7 @@ ratios, not the absolute numbers. Prints:
 - 8 concurrent chat streams: aggregate tokens/s, p50/p95/p99 TTFT and inter-token latency,
   against one stream's median inter-token latency.
 
-    .venv/bin/python bench/serve.py [--tokens 128] [--trials 5] [--texts 128]
+    .venv/bin/python bench/serve.py [--tokens 128] [--trials 5] [--texts 128] [--only embed]
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fixtures.local_server import local_server
+from bench.serve_embed import EmbedBench, Row
+from fixtures.local_server import server_process
 from runtime.cpu import default_threads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,11 +54,6 @@ MODELS = Path(os.environ.get("MFC_CACHE", Path.home() / ".cache" / "mfc")) / "mo
 SMOL = MODELS / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM = MODELS / "all-MiniLM-L6-v2"
 COUNTING = ", ".join(str(i) for i in range(1, 40)) + ","
-WORDS = (
-    "the a model server request answer token batch vector network quiet river mountain "
-    "library window garden yellow engine careful bright summer thought market letter station "
-    "science history music number question system people problem reason"
-)
 #: one pooled client for every request, as applications keep theirs
 CLIENT = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64))
 #: the in-process sides run here, not on the main thread: with libgomp's default spinning,
@@ -77,15 +73,9 @@ def prompt(trial: int) -> str:
     return f"Sequence {trial}: {COUNTING}"
 
 
-def texts_of(n: int, words: int, seed: int = 7) -> list[str]:
-    """`n` texts of `words` words (about that many MiniLM tokens)."""
-    rng = random.Random(seed)
-    vocabulary = WORDS.split()
-    return [" ".join(rng.choice(vocabulary) for _ in range(words)) for _ in range(n)]
-
-
-def build_store(root: Path) -> Path:
-    """A store with `smol` (raw prompts), `chat` (the demo Modelfile) and `minilm`."""
+def build_store(root: Path, generation: bool = True) -> Path:
+    """A store with `smol` (raw prompts), `chat` (the demo Modelfile) and `minilm` (only
+    `minilm` without `generation`)."""
     mfc = Path(sys.executable).parent / "mfc"
     store = root / "store"
     models = {
@@ -94,6 +84,8 @@ def build_store(root: Path) -> Path:
         "minilm": f"FROM {MINILM}\n",
     }
     for name, text in models.items():
+        if not generation and name != "minilm":
+            continue
         folder = root / name
         folder.mkdir()
         (folder / "Modelfile").write_text(text.replace("~/.cache/mfc/models", str(MODELS)))
@@ -188,26 +180,6 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
 
 
-# --- embeddings ---------------------------------------------------------------------------
-
-
-def http_embed(url: str, texts: list[str], threads: int = 0) -> int:
-    body = {"model": "minilm", "input": texts, "options": {"num_thread": threads or None}}
-    response = CLIENT.post(url + "/api/embed", json=body)
-    response.raise_for_status()
-    return int(response.json()["prompt_eval_count"])
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def median_ms(values: list[float]) -> float:
-    return statistics.median(values) * 1e3
-
-
 def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines()
@@ -223,9 +195,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--texts", type=int, default=128, help="texts (~100 tokens) to embed")
     parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--only", choices=("all", "embed"), default="all",
+                        help="embed: the embedding rows alone (about a minute)")  # fmt: skip
     args = parser.parse_args()
     from llama_cpp import Llama
-    from sentence_transformers import SentenceTransformer
 
     threads = default_threads()
     print(f"machine: {machine()}")
@@ -234,82 +207,86 @@ def main() -> None:
     def add(key: str, value: float) -> None:
         res.setdefault(key, []).append(value)
 
+    generation = args.only == "all"
     with tempfile.TemporaryDirectory() as tmp:
-        store = build_store(Path(tmp))
+        store = build_store(Path(tmp), generation)
         env = {"MFC_MODELS": str(store), "OLLAMA_NUM_PARALLEL": str(args.streams),
                "OLLAMA_CONTEXT_LENGTH": "2048", "OLLAMA_KEEP_ALIVE": "-1"}  # fmt: skip
-        llm_default = Llama(str(SMOL), n_ctx=2048, verbose=False)
-        llm_same = Llama(str(SMOL), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
-                         verbose=False)  # fmt: skip
-        llm_one = Llama(str(SMOL), n_ctx=2048, n_threads=1, n_threads_batch=1, verbose=False)
-        emb_llama = Llama(minilm_gguf(store), embedding=True, verbose=False)
-        emb_one = Llama(minilm_gguf(store), embedding=True, n_threads=1, n_threads_batch=1,
-                        verbose=False)  # fmt: skip
-        st = SentenceTransformer(str(MINILM), device="cpu")
-        batch = texts_of(args.texts, 95)
-        one = texts_of(1, 12, seed=1)
-        singles = texts_of(64, 95, seed=3)
-        with local_server(env, output=subprocess.DEVNULL, stop_timeout=30) as url:
-            http_stream(url, prompt(-1), 8)  # load both models, warm every side
-            http_embed(url, one)
-            chat_stream(url, "Hi", 4)
-            local(lambda: local_stream(llm_default, prompt(-1), 8))
-            local(lambda: local_stream(llm_same, prompt(-1), 8))
-            local(lambda: local_stream(llm_one, prompt(-1), 8))
-            local(lambda: emb_one.embed(one))
-            local(lambda: emb_llama.embed(one))
-            local(lambda: st.encode(one))
+        if generation:
+            llm_default = Llama(str(SMOL), n_ctx=2048, verbose=False)
+            llm_same = Llama(str(SMOL), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
+                             verbose=False)  # fmt: skip
+            llm_one = Llama(str(SMOL), n_ctx=2048, n_threads=1, n_threads_batch=1,
+                            verbose=False)  # fmt: skip
+        with server_process(env, output=subprocess.DEVNULL, stop_timeout=30) as server:
+            url = server.url
+            emb = EmbedBench(CLIENT, url, server.proc.pid, minilm_gguf(store),
+                             st_dir=str(MINILM), texts=args.texts)  # fmt: skip
+            emb.warm(local)
+            if generation:
+                http_stream(url, prompt(-1), 8)  # load the models, warm every side
+                chat_stream(url, "Hi", 4)
+                local(lambda: local_stream(llm_default, prompt(-1), 8))
+                local(lambda: local_stream(llm_same, prompt(-1), 8))
+                local(lambda: local_stream(llm_one, prompt(-1), 8))
             for trial in range(args.trials):
-                sides: list[tuple[str, Any]] = [
-                    ("http", lambda t, n: http_stream(url, t, n)),
-                    ("default", lambda t, n: local(lambda: local_stream(llm_default, t, n))),
-                    ("same", lambda t, n: local(lambda: local_stream(llm_same, t, n))),
-                ]
-                random.Random(trial).shuffle(sides)
-                for side, run in sides:
-                    _, rate, _ = run(prompt(trial), args.tokens)
-                    add(f"rate_{side}", rate)
-                for _ in range(5):
-                    add("embed1_http", timed(lambda: http_embed(url, one)))
-                    add("embed1_local", local(lambda: timed(lambda: emb_llama.embed(one))))
-                    add("version_http", timed(lambda: CLIENT.get(url + "/api/version")))
-                add("batch_http", timed(lambda: http_embed(url, batch)))
-                add("batch_llama", local(lambda: timed(lambda: emb_llama.embed(batch))))
-                add("batch_st", local(lambda: timed(lambda: st.encode(batch))))
-                add("one64", timed(lambda: http_embed(url, singles)))
-                with ThreadPoolExecutor(64) as pool:
-                    add("conc64", timed(lambda: list(pool.map(lambda t: http_embed(url, [t]),
-                                                              singles))))  # fmt: skip
+                if generation:
+                    sides: list[tuple[str, Any]] = [
+                        ("http", lambda t, n: http_stream(url, t, n)),
+                        ("default", lambda t, n: local(lambda: local_stream(llm_default, t, n))),
+                        ("same", lambda t, n: local(lambda: local_stream(llm_same, t, n))),
+                    ]
+                    random.Random(trial).shuffle(sides)
+                    for side, run in sides:
+                        _, rate, _ = run(prompt(trial), args.tokens)
+                        add(f"rate_{side}", rate)
+                emb.trial(local, add)
             # one thread on both sides: the HTTP path's own cost, without the thread
             # scheduling noise two spinning threads meet on a busy machine
-            http_stream(url, prompt(-2), 4, threads=1)  # reload with num_thread 1
-            http_embed(url, one, threads=1)
+            emb.warm(local, threads=1)  # reload with num_thread 1
+            if generation:
+                http_stream(url, prompt(-2), 4, threads=1)
             for trial in range(args.trials):
-                sides = [
-                    ("http1", lambda t, n: http_stream(url, t, n, threads=1)),
-                    ("one", lambda t, n: local(lambda: local_stream(llm_one, t, n))),
-                ]
-                random.Random(trial).shuffle(sides)
-                for side, run in sides:
-                    cold, rate, _ = run(prompt(100 + trial), args.tokens)
-                    add(f"rate_{side}", rate)
-                    add(f"cold_{side}", cold)
-                    for k in range(3):  # the prompt cached, two new tokens to evaluate
-                        add(f"warm_{side}", run(prompt(100 + trial) + f" {40 + k},", 1)[0])
-                for _ in range(5):
-                    add("embed1_http1", timed(lambda: http_embed(url, one, threads=1)))
-                    add("embed1_one", local(lambda: timed(lambda: emb_one.embed(one))))
-            chat_stream(url, "Hi", 4)  # the chat runner, default threads again
-            solo = [chat_stream(url, f"Solo {i}: tell a long story about a lighthouse keeper.",
-                                args.tokens) for i in range(2)]  # fmt: skip
-            many = streams(url, args.streams, args.tokens, max(args.trials // 2, 2))
-        tokens = sum(len(emb_llama.tokenize(t.encode())) for t in batch)
-        tokens64 = sum(len(emb_llama.tokenize(t.encode())) for t in singles)
-    med = {k: statistics.median(v) for k, v in res.items()}
-    solo_gap = statistics.median(g for _, gaps, _ in solo for g in gaps)
+                if generation:
+                    sides = [
+                        ("http1", lambda t, n: http_stream(url, t, n, threads=1)),
+                        ("one", lambda t, n: local(lambda: local_stream(llm_one, t, n))),
+                    ]
+                    random.Random(trial).shuffle(sides)
+                    for side, run in sides:
+                        cold, rate, _ = run(prompt(100 + trial), args.tokens)
+                        add(f"rate_{side}", rate)
+                        add(f"cold_{side}", cold)
+                        for k in range(3):  # the prompt cached, two new tokens to evaluate
+                            add(f"warm_{side}", run(prompt(100 + trial) + f" {40 + k},", 1)[0])
+                emb.trial_one_thread(local, add)
+            if generation:
+                chat_stream(url, "Hi", 4)  # the chat runner, default threads again
+                solo = [chat_stream(url, f"Solo {i}: tell a long story about a lighthouse "
+                                    "keeper.", args.tokens) for i in range(2)]  # fmt: skip
+                many = streams(url, args.streams, args.tokens, max(args.trials // 2, 2))
     print(f"after: load average {os.getloadavg()[0]:.1f}; {args.trials} interleaved trials, "
           f"medians; server threads {threads} (physical cores)")  # fmt: skip
-    rows = [
+    rows = generation_rows(res, solo, many, threads, args.streams) if generation else []
+    rows[5:5] = emb.rows(res, args.texts)
+    print(f"| {'measure':44} | {'mfc serve':18} | {'reference':30} | {'ratio':>11} | target  |")
+    print(f"|{'-' * 46}|{'-' * 20}|{'-' * 32}|{'-' * 13}|---------|")
+    for name, ours, theirs, ratio, target in rows:
+        shown = f"{ratio:.3f}" if isinstance(ratio, float) else ratio
+        print(f"| {name:44} | {ours:18} | {theirs:30} | {shown:>11} | {target:7} |")
+
+
+def generation_rows(
+    res: dict[str, list[float]],
+    solo: list[tuple[float, list[float], int]],
+    many: dict[str, Any],
+    threads: int,
+    n_streams: int,
+) -> list[Row]:
+    """The decode, TTFT and streams rows (the embedding rows go after the fifth)."""
+    med = {k: statistics.median(v) for k, v in res.items()}
+    solo_gap = statistics.median(g for _, gaps, _ in solo for g in gaps)
+    return [
         ("decode tok/s, SmolLM2, defaults", f"http {med['rate_http']:.1f}",
          f"in-process {med['rate_default']:.1f}", med["rate_http"] / med["rate_default"],
          ">= 0.97"),
@@ -323,34 +300,14 @@ def main() -> None:
         ("TTFT, cached prompt, 1 thread (ms)", f"http {med['warm_http1'] * 1e3:.1f}",
          f"in-process {med['warm_one'] * 1e3:.1f}",
          f"{(med['warm_http1'] - med['warm_one']) * 1e3:+.1f} ms", "<= 3 ms"),
-        ("embed 1 text, MiniLM, defaults (ms)", f"http {median_ms(res['embed1_http']):.1f}",
-         f"Llama.embed {median_ms(res['embed1_local']):.1f}",
-         f"{median_ms(res['embed1_http']) - median_ms(res['embed1_local']):+.1f} ms", "<= 3 ms"),
-        ("embed 1 text, MiniLM, 1 thread (ms)", f"http {median_ms(res['embed1_http1']):.1f}",
-         f"Llama.embed {median_ms(res['embed1_one']):.1f}",
-         f"{median_ms(res['embed1_http1']) - median_ms(res['embed1_one']):+.1f} ms", "<= 3 ms"),
-        ("GET /api/version (ms)", f"http {median_ms(res['version_http']):.1f}", "", "", ""),
-        (f"embed {args.texts} texts, tok/s", f"http {tokens / med['batch_http']:.0f}",
-         f"sentence-transformers {tokens / med['batch_st']:.0f}",
-         med["batch_st"] / med["batch_http"], ">= 1.0"),
-        (f"embed {args.texts} texts, tok/s", f"http {tokens / med['batch_http']:.0f}",
-         f"Llama.embed {tokens / med['batch_llama']:.0f}",
-         med["batch_llama"] / med["batch_http"], ""),
-        ("64 one-text requests vs 1 request, tok/s", f"concurrent {tokens64 / med['conc64']:.0f}",
-         f"batched {tokens64 / med['one64']:.0f}", med["one64"] / med["conc64"], ">= 0.6"),
-        (f"{args.streams} chat streams, aggregate tok/s", f"{many['rate']:.1f}",
+        (f"{n_streams} chat streams, aggregate tok/s", f"{many['rate']:.1f}",
          f"1 stream {1 / solo_gap:.1f}", many["rate"] * solo_gap, ""),
-        (f"{args.streams} streams TTFT p50/p95/p99 (ms)",
+        (f"{n_streams} streams TTFT p50/p95/p99 (ms)",
          "/".join(f"{pct(many['ttft'], q) * 1e3:.0f}" for q in (50, 95, 99)), "", "", ""),
-        (f"{args.streams} streams inter-token p50/p95/p99 (ms)",
+        (f"{n_streams} streams inter-token p50/p95/p99 (ms)",
          "/".join(f"{pct(many['gaps'], q) * 1e3:.1f}" for q in (50, 95, 99)),
          f"1 stream p50 {solo_gap * 1e3:.1f}", pct(many["gaps"], 99) / solo_gap, "<= 3.0"),
     ]  # fmt: skip
-    print(f"| {'measure':44} | {'mfc serve':18} | {'reference':30} | {'ratio':>11} | target  |")
-    print(f"|{'-' * 46}|{'-' * 20}|{'-' * 32}|{'-' * 13}|---------|")
-    for name, ours, theirs, ratio, target in rows:
-        shown = f"{ratio:.3f}" if isinstance(ratio, float) else ratio
-        print(f"| {name:44} | {ours:18} | {theirs:30} | {shown:>11} | {target:7} |")
 
 
 if __name__ == "__main__":

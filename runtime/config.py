@@ -128,6 +128,7 @@ class ServerConfig:
     kv_cache_type: str = "f16"
     max_body_bytes: int = DEFAULT_MAX_BODY
     num_threads: int | None = None
+    embed_contexts: int | None = None  # MFC_EMBED_CONTEXTS (None: one per thread)
     preload: tuple[str, ...] = ()  # models loaded before /ready says ready (MFC_PRELOAD)
     grace_period: float = DEFAULT_GRACE_PERIOD  # seconds a drain waits for requests
     log_format: str = "text"
@@ -168,6 +169,7 @@ class ServerConfig:
             max_body_bytes=parse_uint(env, "MFC_MAX_REQUEST_BODY", DEFAULT_MAX_BODY)
             or DEFAULT_MAX_BODY,
             num_threads=threads or None,
+            embed_contexts=parse_uint(env, "MFC_EMBED_CONTEXTS", 0) or None,
             preload=tuple(env_var(env, "MFC_PRELOAD").replace(",", " ").split()),
             grace_period=parse_seconds(env, "MFC_GRACE_PERIOD", DEFAULT_GRACE_PERIOD),
             log_format=log_format_from_env(env),

@@ -1,11 +1,16 @@
-"""Embeddings: pooled vectors from an embeddings context, batched across requests.
+"""Embeddings: pooled vectors from embeddings contexts, batched across requests.
 
 Requests' inputs are batched continuously. `submit` queues a request (from any thread);
-each `step`, run as one task on the model's engine thread, admits waiting requests (up to
-`max_jobs` at once, the model's `num_parallel`), packs their inputs oldest first into one
-forward pass of at most `pass_tokens` tokens and `MAX_SEQS` sequences, and hands each
-request whose inputs are all done its vectors. Each input is its own sequence and attends
-only to itself, so a request gets the vectors it would get alone (to float rounding).
+each `step` admits waiting requests (up to `max_jobs` at once, the model's
+`num_parallel`), packs their inputs oldest first into one forward pass of at most
+`pass_tokens` tokens (more when one input needs it) and `MAX_SEQS` sequences on one of the
+embedder's contexts, and hands each request whose inputs are all done its vectors. Each
+input is its own sequence and attends only to itself, so a request gets the vectors it
+would get alone (to float rounding), whichever pass or context computed them.
+
+An embedder has one context stepped by its caller (a generative model's engine thread,
+between decode steps), or, once `start`ed, `contexts` contexts, each with its own worker
+thread taking passes from the one queue (an embedding model: its passes run in parallel).
 """
 
 from __future__ import annotations
@@ -14,29 +19,24 @@ import collections
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import llama_cpp as lc
 import numpy as np
 
+from runtime.embed_context import EmbedContext
 from runtime.errors import ApiError
 from runtime.llama import POOLING, ContextSettings, LlamaModel
 
 MAX_SEQS = 64
-#: tokens per forward pass (n_batch = n_ubatch) unless one input needs more. An encoder
-#: attends over the whole pass (masked per sequence), so a bigger pass costs attention per
-#: token while the matrix products are already wide at a few hundred rows. Measured on
-#: all-MiniLM-L6-v2 F16, 32 texts of ~97 tokens (tokens/s, best of 3, one thread, shared
-#: machine): 512: 810, 1024: 625, 2048: 677, 4096: 470; with two threads the machine's
-#: load drowned the differences (250-315 for all sizes). Again in CPU time (immune to the
-#: load), 64 texts of ~97 tokens, one thread, tokens per CPU-second: 128: 2201, 256: 2387,
-#: 512: 2226, 1024: 1913 (sentence-transformers fp32 on the same texts: 2851). Flash
-#: attention, which llama.cpp turns on by default (`auto`) on the CPU, skips the masked
-#: keys: with it off every size runs at 550-900 tokens per CPU-second. llama.cpp's pass
-#: is ~95% of the engine side's CPU time (cProfile; tokenizing, laying out the batch and
-#: pooling are the rest), so the remaining gap to sentence-transformers is llama.cpp's
-#: F16 kernels against torch's fp32 ones, not anything chosen here.
-PASS_TOKENS = 512
+#: tokens per forward pass unless one input needs more. An encoder attends over the whole
+#: pass (masked per sequence), so a bigger pass costs attention per token while the matrix
+#: products are already wide at a few hundred rows. Measured on all-MiniLM-L6-v2 F16 with
+#: flash attention (which skips the masked keys; without it every size runs at 550-900
+#: tokens per CPU-second), one thread, in CPU time (immune to the machine's load): 64 texts
+#: of ~97 tokens, tokens per CPU-second: 128: 2201, 256: 2387, 512: 2226, 1024: 1913;
+#: 40 texts, CPU seconds: 100: 1.57, 200: 1.53, 300: 1.58, 400: 1.57, 500: 1.55 (flat).
+#: Small passes also share a request's inputs out evenly over the contexts.
+PASS_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Embeddings:
 Done = Callable[[Embeddings | BaseException], None]
 
 
-@dataclass
+@dataclass(eq=False)
 class EmbedJob:
     """One request's inputs, and where its result (or its error) goes."""
 
@@ -58,13 +58,18 @@ class EmbedJob:
     tokens: list[list[int]] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     left: int = 0
+    failed: bool = False
+
+
+Group = list[tuple[EmbedJob, int]]
 
 
 class Embedder:
-    """An embeddings context over a loaded model and the queue of requests for it.
+    """Embeddings contexts over a loaded model and the queue of requests for them.
 
-    `submit` may be called from any thread; `step`, `embed` and `close` only from the
-    model's engine thread (or, with no engine, from one thread).
+    `submit` may be called from any thread. Without `start`, `step`, `embed` and `close`
+    are called from one thread (the model's engine thread); after it, the workers step
+    and `close` stops them.
     """
 
     def __init__(
@@ -72,12 +77,17 @@ class Embedder:
         model: LlamaModel,
         n_ctx: int,
         threads: int,
+        *,
         max_jobs: int = MAX_SEQS,
         pass_tokens: int = PASS_TOKENS,
+        contexts: int = 1,
     ) -> None:
+        """`n_ctx`: tokens per input (capped at the trained length); `threads`: llama.cpp
+        threads per context; `contexts`: contexts the workers use once started."""
         self.model = model
         self.n_ctx = max(min(n_ctx, model.n_ctx_train or n_ctx), 8)  # tokens per input
-        self.capacity = max(self.n_ctx, pass_tokens)
+        self.pass_tokens = max(pass_tokens, 1)
+        self.capacity = max(self.n_ctx, self.pass_tokens)
         self.max_jobs = max(max_jobs, 1)
         # llama.cpp reserves one output per sequence within the batch's outputs
         self.n_seq = min(MAX_SEQS, self.capacity)
@@ -90,41 +100,48 @@ class Embedder:
             n_ubatch=self.capacity,
             n_threads=threads,
             n_threads_batch=threads,
+            flash_attention=True,  # skips the other sequences' (masked) keys
             embeddings=True,
             pooling=pooling,
             kv_unified=True,
         )
-        self.ctx: Any = None
-        self.batch: Any = None
-        self.encoder_only = model.has_encoder and not model.has_decoder
+        self.contexts = [EmbedContext(model, self.settings) for _ in range(max(contexts, 1))]
         self.adds_eos = bool(lc.llama_vocab_get_add_eos(model.vocab)) or bool(
             lc.llama_vocab_get_add_sep(model.vocab)
         )
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()  # guards everything below
+        self._admitting = threading.Lock()  # one admission at a time: requests stay in order
         self._incoming: collections.deque[EmbedJob] = collections.deque()
         self._scheduled = False
         self._jobs: list[EmbedJob] = []  # admitted and not finished
         self._todo: collections.deque[tuple[EmbedJob, int]] = collections.deque()
+        self._workers: list[threading.Thread] = []
+        self._closing = False
 
-    def _open(self) -> None:
-        if self.ctx is None:
-            self.ctx = self.model.new_context(self.settings)
-            self.mem = lc.llama_get_memory(self.ctx)
-            self.batch = lc.llama_batch_init(self.capacity, 0, 1)
+    def start(self) -> None:
+        """One worker thread per context, stepping while there is work."""
+        for i, context in enumerate(self.contexts):
+            worker = threading.Thread(
+                target=self._work, args=(context,), name=f"embed {i}", daemon=True
+            )
+            worker.start()
+            self._workers.append(worker)
 
     def close(self) -> None:
-        with self._lock:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.join()
+        self._workers = []
+        with self._cond:
             waiting = [*self._jobs, *self._incoming]
             self._jobs, self._incoming = [], collections.deque()
             self._todo.clear()
         for job in waiting:
             job.on_done(ApiError(500, "model unloaded"))
-        if self.batch is not None:
-            lc.llama_batch_free(self.batch)
-            self.batch = None
-        if self.ctx:
-            lc.llama_free(self.ctx)
-            self.ctx = None
+        for context in self.contexts:
+            context.close()
 
     def tokens_for(self, text: str, truncate: bool) -> list[int]:
         tokens = self.model.tokenize(text, add_special=True, parse_special=False)
@@ -139,31 +156,39 @@ class Embedder:
     # --- the queue -----------------------------------------------------------------------
 
     def submit(self, job: EmbedJob) -> bool:
-        """Queue `job`. True when the caller must schedule a `step` (none is pending)."""
-        with self._lock:
+        """Queue `job`. True when the caller must schedule a `step` (none is pending and
+        no workers run)."""
+        with self._cond:
             self._incoming.append(job)
+            if self._workers:
+                self._cond.notify_all()
+                return False
             schedule = not self._scheduled
             self._scheduled = True
         return schedule
 
     def step(self) -> bool:
-        """Admit waiting requests and run one forward pass. True while work remains (the
-        caller schedules another step; other engine work runs in between)."""
-        self._admit()
-        if self._todo:
-            try:
-                self._pass()
-            except Exception as exc:  # the jobs in flight fail, the queue goes on
-                self._fail_all(exc)
-        with self._lock:
+        """Admit waiting requests and run one forward pass on the first context. True while
+        work remains (the caller schedules another step; other engine work runs between)."""
+        self._step(self.contexts[0])
+        with self._cond:
             more = bool(self._todo) or bool(self._incoming)
             self._scheduled = more
         return more
 
     def embed(self, texts: list[str], truncate: bool = True) -> Embeddings:
-        """Raw pooled vectors for `texts` (not normalised), run here and now."""
+        """Raw pooled vectors for `texts` (not normalised), now (by the workers once
+        started)."""
         results: list[Embeddings | BaseException] = []
-        self.submit(EmbedJob(texts, truncate, results.append))
+        finished = threading.Event()
+
+        def done(result: Embeddings | BaseException) -> None:
+            results.append(result)
+            finished.set()
+
+        self.submit(EmbedJob(texts, truncate, done))
+        if self._workers:
+            finished.wait()
         while not results:
             self.step()
         result = results[0]
@@ -171,75 +196,88 @@ class Embedder:
             raise result
         return result
 
-    def _admit(self) -> None:
+    def _work(self, context: EmbedContext) -> None:
         while True:
-            with self._lock:
-                if not self._incoming or len(self._jobs) >= self.max_jobs:
+            with self._cond:
+                while not self._closing and not self._todo and not self._incoming:
+                    self._cond.wait()
+                if self._closing:
                     return
-                job = self._incoming.popleft()
-            try:
-                job.tokens = [self.tokens_for(t, job.truncate) for t in job.texts]
-            except BaseException as exc:
-                job.on_done(exc)
-                continue
-            job.vectors = [np.empty(0, np.float32)] * len(job.texts)
-            job.left = len(job.texts)
-            if not job.left:
-                job.on_done(Embeddings([], 0))
-                continue
-            self._jobs.append(job)
-            self._todo.extend((job, i) for i in range(len(job.texts)))
+            self._step(context)
 
-    def _pass(self) -> None:
-        """One forward pass over the oldest waiting inputs that fit."""
-        self._open()
-        group: list[tuple[EmbedJob, int]] = []
+    def _step(self, context: EmbedContext) -> None:
+        self._admit()
+        group = self._take()
+        if not group:
+            return
+        try:
+            vectors = context.run([job.tokens[i] for job, i in group])
+        except Exception as exc:  # this pass's requests fail, the queue goes on
+            self._fail(group, exc)
+            return
+        self._finish(group, vectors)
+
+    def _admit(self) -> None:
+        with self._admitting:
+            while True:
+                with self._cond:
+                    if not self._incoming or len(self._jobs) >= self.max_jobs:
+                        return
+                    job = self._incoming.popleft()
+                try:
+                    tokens = [self.tokens_for(t, job.truncate) for t in job.texts]
+                except BaseException as exc:
+                    job.on_done(exc)
+                    continue
+                if not tokens:
+                    job.on_done(Embeddings([], 0))
+                    continue
+                with self._cond:
+                    job.tokens = tokens
+                    job.vectors = [np.empty(0, np.float32)] * len(tokens)
+                    job.left = len(tokens)
+                    self._jobs.append(job)
+                    self._todo.extend((job, i) for i in range(len(tokens)))
+                    self._cond.notify_all()
+
+    def _take(self) -> Group:
+        """The oldest waiting inputs that fit one pass."""
+        group: Group = []
         used = 0
-        while self._todo and len(group) < self.n_seq:
-            job, i = self._todo[0]
-            size = len(job.tokens[i])
-            if group and used + size > self.capacity:
-                break
-            group.append(self._todo.popleft())
-            used += size
-        self._run(group)
-        for job, _ in group:
-            job.left -= 1
-            if job.left == 0:
-                self._jobs.remove(job)
-                job.on_done(Embeddings(job.vectors, sum(len(t) for t in job.tokens)))
+        with self._cond:
+            while self._todo and len(group) < self.n_seq:
+                job, i = self._todo[0]
+                size = len(job.tokens[i])
+                if group and used + size > self.pass_tokens:
+                    break
+                group.append(self._todo.popleft())
+                used += size
+        return group
 
-    def _run(self, group: list[tuple[EmbedJob, int]]) -> None:
-        batch: Any = self.batch
-        lc.llama_memory_clear(self.mem, True)
-        n = 0
-        for seq, (job, i) in enumerate(group):
-            for pos, token in enumerate(job.tokens[i]):
-                batch.token[n] = token
-                batch.pos[n] = pos
-                batch.n_seq_id[n] = 1
-                batch.seq_id[n][0] = seq
-                batch.logits[n] = True
-                n += 1
-        batch.n_tokens = n
-        rc = (
-            lc.llama_encode(self.ctx, batch)
-            if self.encoder_only
-            else lc.llama_decode(self.ctx, batch)
-        )
-        if rc != 0:
-            raise ApiError(500, f"failed to compute embeddings (llama.cpp returned {rc})")
-        dim = self.model.n_embd
-        for seq, (job, i) in enumerate(group):
-            ptr = lc.llama_get_embeddings_seq(self.ctx, seq)
-            if not ptr:
-                raise ApiError(500, "failed to compute embeddings: no pooled output")
-            job.vectors[i] = np.ctypeslib.as_array(ptr, shape=(dim,)).copy()
+    def _finish(self, group: Group, vectors: list[np.ndarray]) -> None:
+        done: list[EmbedJob] = []
+        with self._cond:
+            for (job, i), vector in zip(group, vectors, strict=True):
+                if job.failed:
+                    continue
+                job.vectors[i] = vector
+                job.left -= 1
+                if job.left == 0:
+                    self._jobs.remove(job)
+                    done.append(job)
+        for job in done:
+            job.on_done(Embeddings(job.vectors, sum(len(t) for t in job.tokens)))
 
-    def _fail_all(self, exc: BaseException) -> None:
-        jobs, self._jobs = self._jobs, []
-        self._todo.clear()
-        for job in jobs:
+    def _fail(self, group: Group, exc: BaseException) -> None:
+        failed: list[EmbedJob] = []
+        with self._cond:
+            for job, _ in group:
+                if not job.failed:
+                    job.failed = True
+                    self._jobs.remove(job)
+                    failed.append(job)
+            self._todo = collections.deque(item for item in self._todo if not item[0].failed)
+        for job in failed:
             job.on_done(exc)
 
 

@@ -5,6 +5,8 @@ do not depend on what else is in the pass)."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -14,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
+from runtime.embed_context import EmbedContext
 from runtime.embedding import Embedder, Embeddings, EmbedJob
 from runtime.errors import ApiError
 from runtime.llama import LlamaModel
@@ -193,3 +196,85 @@ def test_concurrent_http_requests_get_their_own_vectors(url: str, minilm_model: 
         assert np.all(cosines(np.array(shared_vecs), np.array(alone_vecs)) > 1 - 1e-6)
     assert cosines(np.array(legacy), np.array(one_at_a_time[0][0])) > 1 - 1e-6
     assert abs(float(np.linalg.norm(legacy)) - 1) > 1e-3  # the legacy route is not normalised
+
+
+def test_started_contexts_run_passes_in_parallel(
+    model: LlamaModel, alone: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two contexts started, two passes run at once, each on its own context and
+    thread, and every request still gets the vectors it gets alone."""
+
+    both_running = threading.Barrier(2, timeout=60)
+    used: dict[int, set[int]] = {}
+    run = EmbedContext.run
+
+    def run_recorded(context: EmbedContext, sequences: list[list[int]]) -> list[np.ndarray]:
+        first = id(context) not in used
+        used.setdefault(id(context), set()).add(threading.get_ident())
+        if first:
+            both_running.wait()  # broken (and the test failed) unless the other one comes
+        return run(context, sequences)
+
+    monkeypatch.setattr(EmbedContext, "run", run_recorded)
+    embedder = Embedder(model, 512, threads=1, max_jobs=4, pass_tokens=16, contexts=2)
+    embedder.start()
+    done = threading.Event()
+    jobs = Jobs(embedder)
+    try:
+        for key in range(4):
+            jobs.submit(key, TEXTS[2 * key : 2 * key + 2])
+        embedder.submit(EmbedJob([TEXTS[0]], True, lambda r: done.set()))
+        assert done.wait(60)
+        while len(jobs.results) < 4:
+            time.sleep(0.01)
+        got = np.array([v for key in range(4) for v in jobs.vectors(key)])
+    finally:
+        embedder.close()
+    assert len(used) == 2
+    assert all(len(threads) == 1 for threads in used.values())
+    assert len({t for threads in used.values() for t in threads}) == 2
+    assert np.all(cosines(got, np.array(alone)) > 1 - 1e-6)
+
+
+def test_closing_a_started_embedder_stops_its_workers(model: LlamaModel) -> None:
+    embedder = Embedder(model, 64, threads=1, contexts=2)
+    embedder.start()
+    assert embedder.embed([TEXTS[0]]).prompt_tokens > 0
+    workers = list(embedder._workers)
+    embedder.close()
+    assert not any(w.is_alive() for w in workers)
+
+
+def test_embedding_models_get_one_single_threaded_context_per_thread(
+    model_store: Path, minilm_model: str
+) -> None:
+    """The policy: an embedding model's passes run on one-thread contexts, as many as the
+    threads it is given (`num_thread`, MFC_NUM_THREADS, the physical cores), unless
+    MFC_EMBED_CONTEXTS asks for fewer, wider ones."""
+    from runtime.config import ServerConfig
+    from runtime.models import Catalog
+    from runtime.options import Options
+    from runtime.scheduler import Scheduler, embed_layout
+
+    assert embed_layout(2, None) == (2, 1)
+    assert embed_layout(8, 2) == (2, 4)
+    assert embed_layout(2, 8) == (2, 1)
+    assert embed_layout(1, None) == (1, 1)
+    assert ServerConfig.from_env({"MFC_EMBED_CONTEXTS": "3"}).embed_contexts == 3
+    assert ServerConfig.from_env({}).embed_contexts is None
+
+    served = Catalog(Store(model_store)).get(minilm_model, "missing")
+    scheduler = Scheduler(ServerConfig.from_env({}))
+    opts = Options(num_thread=2)
+    runner = scheduler._load(served, opts, scheduler.runner_key(served, opts), None)
+    try:
+        embedder = runner.embedder
+        assert embedder is not None
+        assert len(embedder.contexts) == 2
+        assert embedder.settings.n_threads == embedder.settings.n_threads_batch == 1
+        assert embedder.settings.flash_attention is True
+        assert len(embedder._workers) == 2
+        vectors = embedder.embed(TEXTS[:3]).vectors
+    finally:
+        runner.close()
+    assert len(vectors) == 3
