@@ -81,9 +81,12 @@ class Embedder:
         max_jobs: int = MAX_SEQS,
         pass_tokens: int = PASS_TOKENS,
         contexts: int = 1,
+        lone_threads: int = 0,
     ) -> None:
         """`n_ctx`: tokens per input (capped at the trained length); `threads`: llama.cpp
-        threads per context; `contexts`: contexts the workers use once started."""
+        threads per context; `contexts`: contexts the workers use once started;
+        `lone_threads`: threads for a pass that runs alone (nothing queued, no other pass
+        running), so one request on an idle server uses every core (0: `threads`)."""
         self.model = model
         self.n_ctx = max(min(n_ctx, model.n_ctx_train or n_ctx), 8)  # tokens per input
         self.pass_tokens = max(pass_tokens, 1)
@@ -117,6 +120,8 @@ class Embedder:
         self._todo: collections.deque[tuple[EmbedJob, int]] = collections.deque()
         self._workers: list[threading.Thread] = []
         self._closing = False
+        self.lone_threads = lone_threads or threads
+        self._running = 0  # passes running now
 
     def start(self) -> None:
         """One worker thread per context, stepping while there is work."""
@@ -207,14 +212,18 @@ class Embedder:
 
     def _step(self, context: EmbedContext) -> None:
         self._admit()
-        group = self._take()
+        group, alone = self._take()
         if not group:
             return
         try:
-            vectors = context.run([job.tokens[i] for job, i in group])
+            threads = self.lone_threads if alone else 0
+            vectors = context.run([job.tokens[i] for job, i in group], threads)
         except Exception as exc:  # this pass's requests fail, the queue goes on
             self._fail(group, exc)
             return
+        finally:
+            with self._cond:
+                self._running -= 1
         self._finish(group, vectors)
 
     def _admit(self) -> None:
@@ -240,8 +249,8 @@ class Embedder:
                     self._todo.extend((job, i) for i in range(len(tokens)))
                     self._cond.notify_all()
 
-    def _take(self) -> Group:
-        """The oldest waiting inputs that fit one pass."""
+    def _take(self) -> tuple[Group, bool]:
+        """The oldest waiting inputs that fit one pass, and whether the pass runs alone."""
         group: Group = []
         used = 0
         with self._cond:
@@ -252,7 +261,10 @@ class Embedder:
                     break
                 group.append(self._todo.popleft())
                 used += size
-        return group
+            if group:
+                self._running += 1
+            alone = self._running == 1 and not self._todo and not self._incoming
+        return group, alone
 
     def _finish(self, group: Group, vectors: list[np.ndarray]) -> None:
         done: list[EmbedJob] = []

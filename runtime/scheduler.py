@@ -333,7 +333,12 @@ class Scheduler:
         if embedding_only:
             contexts, per_context = embed_layout(threads, cfg.embed_contexts)
             runner.embedder = Embedder(
-                llama, num_ctx, per_context, max_jobs=parallel, contexts=contexts
+                llama,
+                num_ctx,
+                per_context,
+                max_jobs=parallel,
+                contexts=contexts,
+                lone_threads=threads,
             )
             runner.embedder.start()
         else:  # passes on the engine thread, between decode steps
