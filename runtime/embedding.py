@@ -204,11 +204,16 @@ class Embedder:
     def _work(self, context: EmbedContext) -> None:
         while True:
             with self._cond:
-                while not self._closing and not self._todo and not self._incoming:
+                while not self._closing and not self._has_work():
                     self._cond.wait()
                 if self._closing:
                     return
             self._step(context)
+
+    def _has_work(self) -> bool:
+        """Inputs to take, or requests that may be admitted (not while `max_jobs` are
+        in flight: their last inputs may all be in passes on other contexts)."""
+        return bool(self._todo) or (bool(self._incoming) and len(self._jobs) < self.max_jobs)
 
     def _step(self, context: EmbedContext) -> None:
         self._admit()
@@ -277,6 +282,8 @@ class Embedder:
                 if job.left == 0:
                     self._jobs.remove(job)
                     done.append(job)
+            if done:
+                self._cond.notify_all()  # room for waiting requests
         for job in done:
             job.on_done(Embeddings(job.vectors, sum(len(t) for t in job.tokens)))
 
@@ -289,6 +296,7 @@ class Embedder:
                     self._jobs.remove(job)
                     failed.append(job)
             self._todo = collections.deque(item for item in self._todo if not item[0].failed)
+            self._cond.notify_all()
         for job in failed:
             job.on_done(exc)
 

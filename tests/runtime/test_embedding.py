@@ -290,3 +290,44 @@ def test_embedding_models_get_one_single_threaded_context_per_thread(
     finally:
         runner.close()
     assert len(vectors) == 3
+
+
+def test_workers_wait_rather_than_spin_while_num_parallel_requests_run(
+    model: LlamaModel, alone: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `max_jobs` requests in flight (their inputs all in passes), a second request
+    waits: the idle worker sleeps until a request finishes instead of polling."""
+    release = threading.Event()
+    takes: list[int] = []
+    run, take = EmbedContext.run, Embedder._take
+
+    def run_held(
+        context: EmbedContext, sequences: list[list[int]], threads: int = 0
+    ) -> list[np.ndarray]:
+        release.wait(60)
+        return run(context, sequences, threads)
+
+    def take_counted(embedder: Embedder) -> tuple[list[tuple[EmbedJob, int]], bool]:
+        takes.append(1)
+        return take(embedder)
+
+    monkeypatch.setattr(EmbedContext, "run", run_held)
+    monkeypatch.setattr(Embedder, "_take", take_counted)
+    embedder = Embedder(model, 512, threads=1, max_jobs=1, contexts=2)
+    embedder.start()
+    jobs = Jobs(embedder)
+    try:
+        jobs.submit(0, [TEXTS[0]])
+        jobs.submit(1, [TEXTS[1]])
+        time.sleep(0.5)  # job 0's pass is held; job 1 may not be admitted meanwhile
+        assert len(takes) < 10
+        release.set()
+        for _ in range(6000):
+            if len(jobs.results) == 2:
+                break
+            time.sleep(0.01)
+        got = np.array([jobs.vectors(0)[0], jobs.vectors(1)[0]])
+    finally:
+        release.set()
+        embedder.close()
+    assert np.all(cosines(got, np.array(alone[:2])) > 1 - 1e-6)
