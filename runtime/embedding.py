@@ -103,7 +103,8 @@ class Embedder:
             n_ubatch=self.capacity,
             n_threads=threads,
             n_threads_batch=threads,
-            flash_attention=True,  # skips the other sequences' (masked) keys
+            # llama.cpp's auto: on for the CPU, where it skips other sequences' keys
+            flash_attention=None,
             embeddings=True,
             pooling=pooling,
             kv_unified=True,

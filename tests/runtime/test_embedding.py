@@ -284,7 +284,6 @@ def test_embedding_models_get_one_single_threaded_context_per_thread(
         assert embedder is not None
         assert len(embedder.contexts) == 2
         assert embedder.settings.n_threads == embedder.settings.n_threads_batch == 1
-        assert embedder.settings.flash_attention is True
         assert len(embedder._workers) == 2
         vectors = embedder.embed(TEXTS[:3]).vectors
     finally:
