@@ -175,16 +175,22 @@ def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) 
 
 
 def assert_same_as_reference(
-    src: Path, ours: Path, tmp_path: Path, explained: dict[str, str], outtype: str = "f32"
+    src: Path,
+    ours: Path,
+    tmp_path: Path,
+    explained: dict[str, str],
+    outtype: str = "f32",
+    flags: tuple[str, ...] = (),
 ) -> None:
-    """llama.cpp's converter on `src` (at `outtype`, ours' too) writes what `ours` holds,
-    but for `explained`."""
+    """llama.cpp's converter on `src` (at `outtype`, ours' too; with `flags`) writes what
+    `ours` holds, but for `explained`."""
     pre = fields(ours).get("tokenizer.ggml.pre")
     theirs = run_reference(
         src,
         tmp_path / "reference.gguf",
         outtype,
         pre if fields(ours)["tokenizer.ggml.model"] == "gpt2" else None,
+        flags,
     )
     assert_differences_explained(differences(ours, theirs), explained)
 

@@ -185,13 +185,13 @@ def test_readme_table_lists_every_architecture() -> None:
 def test_unsupported_architecture_says_what_is_missing(tmp_path: Path) -> None:
     copy = Path(shutil.copytree(tiny("tiny-olmo2"), tmp_path / "model"))
     config = json.loads((copy / "config.json").read_text())
-    config["architectures"] = ["Qwen3NextForCausalLM"]
+    config["architectures"] = ["MllamaForConditionalGeneration"]
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConvertError) as info:
         convert_hf_dir(copy, tmp_path / "out.gguf", "f32")
-    assert "unsupported architecture 'Qwen3NextForCausalLM'" in info.value.message
+    assert "unsupported architecture 'MllamaForConditionalGeneration'" in info.value.message
     assert "no conversion entry" in info.value.message
-    assert "gated delta-net (linear attention) layers" in info.value.message
+    assert "has no mllama architecture" in info.value.message
     assert info.value.hint and "--list-architectures" in info.value.hint
 
 

@@ -26,6 +26,7 @@ from toolchain.convert.arch import (
     nomic_bert,
     qwen2,
     qwen3,
+    qwen_next,
     qwen_vl,
     vision,
     xlm_roberta,
@@ -74,6 +75,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     gemma3n.ARCH,
     gemma4.ARCH,
     gemma4.VLM,
+    qwen_next.QWEN3NEXT,
 )
 
 _BY_HF_NAME = {

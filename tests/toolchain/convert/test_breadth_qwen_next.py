@@ -1,0 +1,103 @@
+"""Qwen's gated delta-net hybrids (fixtures/tiny_qwen_next.py) converted by mfc at F32 and
+judged like the other breadth models (see test_breadth.py): logits and greedy tokens from
+llama.cpp against transformers, token ids, and llama.cpp's own converter's output.
+
+llama.cpp's converter is run with --no-mtp: without it, it requires a multi-token-
+prediction block (`mtp.*`), which released checkpoints carry and transformers' classes do
+not (they drop it on load, so a tiny model saved by transformers has none). mfc leaves
+that block out, as --no-mtp does; test_mtp_block_is_left_out checks it on a copy that has
+one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fixtures.generate_tiny_models import build_in_place, build_tiny
+from fixtures.tiny_qwen_next import BY_NAME
+from tests.conftest import MODELS
+from tests.toolchain.convert.oracle import assert_tokenizes_like
+from tests.toolchain.convert.reference_convert import tensors
+from tests.toolchain.convert.test_breadth import (
+    assert_runs_like_transformers,
+    assert_same_as_reference,
+)
+from toolchain.convert import convert_hf_dir
+from toolchain.convert.errors import ConvertError
+
+pytestmark = pytest.mark.oracle
+
+#: what differs from llama.cpp's converter output, and why (empty: nothing)
+REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
+    "tiny-qwen3-next": {},
+}
+
+
+def tiny(name: str) -> Path:
+    spec = BY_NAME[name]
+    return build_in_place(MODELS / name, lambda d: build_tiny(spec, d))
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_tokens_logits_and_greedy_match_transformers(name: str, converted) -> None:
+    from transformers import AutoTokenizer
+
+    src = tiny(name)
+    gguf = converted(src, "f32")
+    assert_tokenizes_like(gguf, AutoTokenizer.from_pretrained(str(src)))
+    assert_runs_like_transformers(src, gguf)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
+    src = tiny(name)
+    assert_same_as_reference(
+        src, converted(src, "f32"), tmp_path, REFERENCE_DIFFERENCES[name], flags=("--no-mtp",)
+    )
+
+
+def _copy(src: Path, dest: Path, **config: object) -> Path:
+    shutil.copytree(src, dest)
+    path = dest / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **config}, indent=2))
+    return dest
+
+
+def test_mtp_block_is_left_out(converted, tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    src = tiny("tiny-qwen3-next")
+    copy = _copy(src, tmp_path / "with-mtp")
+    extra = {
+        "mtp.fc.weight": np.ones((64, 128), np.float32),
+        "mtp.layers.0.input_layernorm.weight": np.ones(64, np.float32),
+        "mtp.norm.weight": np.ones(64, np.float32),
+    }
+    save_file(extra, str(copy / "model-mtp.safetensors"))
+    out = tmp_path / "out.gguf"
+    convert_hf_dir(copy, out, "f32")
+    assert tensors(out) == tensors(converted(src, "f32"))
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"mlp_only_layers": [1]}, "runs every block's feed-forward as mixture-of-experts"),
+        ({"decoder_sparse_step": 2}, "runs every block's feed-forward as mixture-of-experts"),
+        ({"linear_value_head_dim": 32}, "takes one head width for both"),
+        ({"layer_types": ["full_attention"] * 3}, "layer_types has 3 entries for 4 layers"),
+    ],
+)
+def test_refuses_what_llama_cpp_cannot_run(
+    config: dict[str, object], message: str, tmp_path: Path
+) -> None:
+    copy = _copy(tiny("tiny-qwen3-next"), tmp_path / "bad", **config)
+    with pytest.raises(ConvertError, match=message):
+        convert_hf_dir(copy, tmp_path / "out.gguf", "f32")
+    assert not (tmp_path / "out.gguf").exists()

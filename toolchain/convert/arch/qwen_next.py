@@ -1,0 +1,219 @@
+"""Qwen's hybrid decoders: gated delta-net (linear attention) blocks, with a gated
+full-attention block where config.json's layer_types says so (every 4th as released).
+
+- Qwen3NextForCausalLM -> "qwen3next": every block's feed-forward is mixture-of-experts
+  (routed experts plus a sigmoid-gated shared expert, Qwen2-MoE's layout). The delta-net's
+  input projection comes fused per key head ([q, k, v, z] for each, `in_proj_qkvz`) and
+  is written as llama.cpp reads it: Q, K and V of all heads (attn_qkv), then Z (attn_gate).
+
+What every entry here shares with llama.cpp's converter:
+- RMSNorms scale by (1 + w), so their weights get +1; the delta-net's gated output norm
+  scales by w and is kept;
+- the decay rate is stored as its log: A_log -> A = -exp(A_log) (ssm_a);
+- `dt_bias` is written as ssm_dt.bias, the depthwise convolution [channels, 1, K] as
+  [channels, K];
+- the full-attention query projection holds each head's query and output gate side by
+  side ([q, gate] per head); llama.cpp reads that layout as it is;
+- the multi-token-prediction block (`mtp.*`, a speculative-decoding head) is left out,
+  as llama.cpp's converter does with --no-mtp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from toolchain.convert.arch import decoder
+from toolchain.convert.arch.moe import write_qwen_moe
+from toolchain.convert.arch.text import norm_weights, plus_one, text_arch
+from toolchain.convert.architecture import HParams, Shape, Split, Transform
+from toolchain.convert.metadata import Metadata
+
+#: the multi-token-prediction block, at the top level or under model.
+MTP = (r"(model\.)?mtp\..*",)
+
+
+def _n_k(h: HParams) -> int:
+    return h.int("linear_num_key_heads")
+
+
+def _n_v(h: HParams) -> int:
+    return h.int("linear_num_value_heads")
+
+
+def _key_dim(h: HParams) -> int:
+    return _n_k(h) * h.int("linear_key_head_dim")
+
+
+def _value_dim(h: HParams) -> int:
+    return _n_v(h) * h.int("linear_value_head_dim")
+
+
+def _conv_dim(h: HParams) -> int:
+    return 2 * _key_dim(h) + _value_dim(h)
+
+
+def _embd(h: HParams) -> int:
+    return decoder.n_embd(h)
+
+
+#: the shapes config.json implies for the attention and delta-net tensors
+SHAPES: dict[str, Shape] = {
+    **{k: v for k, v in decoder.SHAPES.items() if "ffn_" not in k and "attn_q." not in k},
+    "blk.{bid}.post_attention_norm.weight": lambda h: (_embd(h),),
+    # each head's query and its output gate
+    "blk.{bid}.attn_q.weight": lambda h: (
+        2 * decoder.n_head(h) * decoder.head_dim(h),
+        _embd(h),
+    ),
+    "blk.{bid}.attn_q_norm.weight": lambda h: (decoder.head_dim(h),),
+    "blk.{bid}.attn_k_norm.weight": lambda h: (decoder.head_dim(h),),
+    "blk.{bid}.ssm_in.weight": lambda h: (2 * _key_dim(h) + 2 * _value_dim(h), _embd(h)),
+    "blk.{bid}.ssm_ba.weight": lambda h: (2 * _n_v(h), _embd(h)),
+    "blk.{bid}.attn_qkv.weight": lambda h: (_conv_dim(h), _embd(h)),
+    "blk.{bid}.attn_gate.weight": lambda h: (_value_dim(h), _embd(h)),
+    "blk.{bid}.ssm_beta.weight": lambda h: (_n_v(h), _embd(h)),
+    "blk.{bid}.ssm_alpha.weight": lambda h: (_n_v(h), _embd(h)),
+    "blk.{bid}.ssm_conv1d.weight": lambda h: (_conv_dim(h), 1, h.int("linear_conv_kernel_dim")),
+    "blk.{bid}.ssm_a": lambda h: (_n_v(h),),
+    "blk.{bid}.ssm_dt.bias": lambda h: (_n_v(h),),
+    "blk.{bid}.ssm_norm.weight": lambda h: (h.int("linear_value_head_dim"),),
+    "blk.{bid}.ssm_out.weight": lambda h: (_embd(h), _value_dim(h)),
+}
+
+
+def _experts(h: HParams) -> int:
+    return h.int("num_experts")
+
+
+def _ff_exp(h: HParams) -> int:
+    return h.int("moe_intermediate_size")
+
+
+def _ff_shexp(h: HParams) -> int:
+    return h.int("shared_expert_intermediate_size")
+
+
+#: routed experts (stacked) and the gated shared expert
+MOE_SHAPES: dict[str, Shape] = {
+    "blk.{bid}.ffn_gate_inp.weight": lambda h: (_experts(h), _embd(h)),
+    "blk.{bid}.ffn_gate_exps.weight": lambda h: (_experts(h), _ff_exp(h), _embd(h)),
+    "blk.{bid}.ffn_up_exps.weight": lambda h: (_experts(h), _ff_exp(h), _embd(h)),
+    "blk.{bid}.ffn_down_exps.weight": lambda h: (_experts(h), _embd(h), _ff_exp(h)),
+    "blk.{bid}.ffn_gate_shexp.weight": lambda h: (_ff_shexp(h), _embd(h)),
+    "blk.{bid}.ffn_up_shexp.weight": lambda h: (_ff_shexp(h), _embd(h)),
+    "blk.{bid}.ffn_down_shexp.weight": lambda h: (_embd(h), _ff_shexp(h)),
+    "blk.{bid}.ffn_gate_inp_shexp.weight": lambda h: (1, _embd(h)),
+}
+
+
+def _decay(w: np.ndarray, _h: HParams) -> np.ndarray:
+    """A_log -> A: llama.cpp multiplies the softplus'd step by A itself. (In float64 and
+    rounded once: numpy's float32 exp is off by an ulp where torch's is not.)"""
+    return (-np.exp(w.astype(np.float64))).astype(np.float32)
+
+
+def transforms(gguf_arch: str) -> dict[str, Transform]:
+    """+1 on every RMSNorm but the delta-net's gated one; A = -exp(A_log)."""
+    norms = [n for n in norm_weights(gguf_arch) if n != "blk.{bid}.ssm_norm.weight"]
+    return {**dict.fromkeys(norms, plus_one), "blk.{bid}.ssm_a": _decay}
+
+
+def write_hybrid(h: HParams, md: Metadata) -> None:
+    """The delta-net's sizes, which blocks are recurrent, and the partial RoPE width."""
+    md.u32("{arch}.ssm.conv_kernel", h.int("linear_conv_kernel_dim"))
+    md.u32("{arch}.ssm.state_size", h.int("linear_key_head_dim"))
+    md.u32("{arch}.ssm.group_count", _n_k(h))
+    md.u32("{arch}.ssm.time_step_rank", _n_v(h))
+    md.u32("{arch}.ssm.inner_size", _value_dim(h))
+    kinds = h.get("layer_types", default=None)
+    if kinds is not None:
+        md.bools("{arch}.attention.recurrent_layers", [k == "linear_attention" for k in kinds])
+    md.u32("{arch}.full_attention_interval", h.int("full_attention_interval", default=4))
+    rope = decoder.rope_parameters(h)
+    factor = float(rope.get("partial_rotary_factor", h.get("partial_rotary_factor", default=0.25)))
+    md.u32("{arch}.rope.dimension_count", int(decoder.head_dim(h) * factor))
+
+
+def _write_qwen3next(h: HParams, md: Metadata) -> None:
+    write_qwen_moe(h, md)
+    write_hybrid(h, md)
+
+
+def hybrid_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Refuse what llama.cpp's delta-net blocks cannot run."""
+    if config.get("linear_key_head_dim") != config.get("linear_value_head_dim"):
+        raise ValueError(
+            "linear_key_head_dim and linear_value_head_dim differ "
+            f"({config.get('linear_key_head_dim')} and {config.get('linear_value_head_dim')}): "
+            "llama.cpp's gated delta-net takes one head width for both"
+        )
+    kinds = config.get("layer_types")
+    n_layer = config.get("num_hidden_layers")
+    if isinstance(kinds, list) and len(kinds) != n_layer:
+        raise ValueError(f"layer_types has {len(kinds)} entries for {n_layer} layers")
+    return config
+
+
+def _qwen3next_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    dense = config.get("mlp_only_layers") or []
+    step = config.get("decoder_sparse_step", 1)
+    if dense or step != 1 or not config.get("num_experts"):
+        raise ValueError(
+            "llama.cpp's qwen3next runs every block's feed-forward as mixture-of-experts; "
+            f"this config has dense ones (mlp_only_layers {list(dense)}, decoder_sparse_step "
+            f"{step}, num_experts {config.get('num_experts')})"
+        )
+    return hybrid_config(config)
+
+
+def _qkvz_parts(w: np.ndarray, h: HParams) -> tuple[np.ndarray, np.ndarray]:
+    """in_proj_qkvz rows, [q, k, v, z] per key head -> (all q, all k, all v), all z."""
+    dk, n_k = h.int("linear_key_head_dim"), _n_k(h)
+    dv_group = _value_dim(h) // n_k  # the value heads sharing one key head
+    per_head = w.reshape(n_k, 2 * dk + 2 * dv_group, w.shape[-1])
+    q, k, v, z = np.split(per_head, np.cumsum([dk, dk, dv_group])[:3], axis=1)
+    qkv = np.concatenate([part.reshape(-1, w.shape[-1]) for part in (q, k, v)])
+    return qkv, z.reshape(-1, w.shape[-1])
+
+
+QKVZ_SPLITS: dict[str, tuple[Split, ...]] = {
+    "blk.{bid}.ssm_in.weight": (
+        Split(
+            "blk.{bid}.attn_qkv.weight",
+            lambda s, h: (_conv_dim(h), s[-1]),
+            lambda w, h: _qkvz_parts(w, h)[0],
+        ),
+        Split(
+            "blk.{bid}.attn_gate.weight",
+            lambda s, h: (_value_dim(h), s[-1]),
+            lambda w, h: _qkvz_parts(w, h)[1],
+        ),
+    )
+}
+
+#: the convolution weight [channels, 1, K] stored as [channels, K]
+CONV_RESHAPE = {"blk.{bid}.ssm_conv1d.weight": lambda s: (s[0], s[-1])}
+#: llama.cpp's converter keeps the convolution in F32 at any output type
+CONV_F32 = frozenset({"blk.{bid}.ssm_conv1d.weight"})
+#: names gguf-py's table lacks: the step bias is written as ssm_dt's bias
+DT_BIAS = ((r"\.linear_attn\.dt_bias$", ".linear_attn.dt_proj.bias"),)
+
+QWEN3NEXT = text_arch(
+    ("Qwen3NextForCausalLM",),
+    "qwen3next",
+    family="Qwen3-Next",
+    metadata=_write_qwen3next,
+    vocab=("bpe",),
+    shapes={**SHAPES, **MOE_SHAPES},
+    transforms=transforms("qwen3next"),
+    skip=MTP,
+    renames=DT_BIAS,
+    reshapes=CONV_RESHAPE,
+    splits=QKVZ_SPLITS,
+    keep_f32=CONV_F32,
+    uniform_blocks=False,
+    config_view=_qwen3next_config,
+)
