@@ -35,6 +35,7 @@ pytestmark = pytest.mark.oracle
 #: what differs from llama.cpp's converter output, and why (empty: nothing)
 REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-qwen3-next": {},
+    "tiny-qwen35": {},
 }
 
 

@@ -76,6 +76,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     gemma4.ARCH,
     gemma4.VLM,
     qwen_next.QWEN3NEXT,
+    qwen_next.QWEN35,
 )
 
 _BY_HF_NAME = {

@@ -15,9 +15,6 @@ _NO_HF = (
 NOT_SUPPORTED: dict[str, str] = {
     "MllamaForConditionalGeneration": "the bundled llama.cpp (llama-cpp-python 0.3.36) "
     "has no mllama architecture (Llama 3.2 Vision's cross-attention layers)",
-    "Qwen3_5ForConditionalGeneration": _HYBRID.format(
-        what="gated delta-net (linear attention) layers", gguf="qwen35", transformers="5.25"
-    ),
     "Qwen3_5MoeForConditionalGeneration": _HYBRID.format(
         what="gated delta-net (linear attention) layers", gguf="qwen35moe", transformers="5.25"
     ),

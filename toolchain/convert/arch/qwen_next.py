@@ -6,6 +6,13 @@ full-attention block where config.json's layer_types says so (every 4th as relea
   input projection comes fused per key head ([q, k, v, z] for each, `in_proj_qkvz`) and
   is written as llama.cpp reads it: Q, K and V of all heads (attn_qkv), then Z (attn_gate).
 
+- Qwen3_5ForConditionalGeneration -> "qwen35" (its language model): the same blocks with
+  a dense feed-forward, the delta-net's projections stored apart (in_proj_qkv, _z, _b,
+  _a), interleaved multimodal RoPE (sections written, Qwen3.5's default when the config
+  has none). llama.cpp wants the value heads tiled instead of grouped under their key
+  head: every value-head axis (V rows of QKV, Z, beta, alpha, A, dt, the convolution's
+  V channels, the output projection's columns) is reordered, as its converter does.
+
 What every entry here shares with llama.cpp's converter:
 - RMSNorms scale by (1 + w), so their weights get +1; the delta-net's gated output norm
   scales by w and is kept;
@@ -20,7 +27,7 @@ What every entry here shares with llama.cpp's converter:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -121,6 +128,58 @@ def transforms(gguf_arch: str) -> dict[str, Transform]:
     return {**dict.fromkeys(norms, plus_one), "blk.{bid}.ssm_a": _decay}
 
 
+def _tiled(w: np.ndarray, h: HParams, axis: int, start: int, width: int) -> np.ndarray:
+    """Value heads (`width` wide, from `start` along `axis`) from grouped under their key
+    head [k0: v0 v1, k1: v0 v1] to tiled [v0 of k0, k1; v1 of k0, k1]: llama.cpp repeats
+    the key heads by tiling."""
+    n_k = _n_k(h)
+    x = np.moveaxis(w, axis, 0)
+    part = x[start:]
+    tiled = part.reshape(n_k, -1, width, *part.shape[1:]).swapaxes(0, 1).reshape(part.shape)
+    return np.ascontiguousarray(np.moveaxis(np.concatenate([x[:start], tiled]), 0, axis))
+
+
+def _v_rows(start: Callable[[HParams], int], width: Callable[[HParams], int]) -> Transform:
+    return lambda w, h: _tiled(w, h, 0, start(h), width(h))
+
+
+def _none(_h: HParams) -> int:
+    return 0
+
+
+def _one(_h: HParams) -> int:
+    return 1
+
+
+def _dv(h: HParams) -> int:
+    return h.int("linear_value_head_dim")
+
+
+def _qk(h: HParams) -> int:
+    return 2 * _key_dim(h)
+
+
+#: value heads tiled (Qwen3.5's delta-net tensors, see _tiled)
+TILED_V_HEADS: dict[str, Transform] = {
+    "blk.{bid}.attn_qkv.weight": _v_rows(_qk, _dv),
+    "blk.{bid}.ssm_conv1d.weight": _v_rows(_qk, _dv),
+    "blk.{bid}.attn_gate.weight": _v_rows(_none, _dv),
+    "blk.{bid}.ssm_beta.weight": _v_rows(_none, _one),
+    "blk.{bid}.ssm_alpha.weight": _v_rows(_none, _one),
+    "blk.{bid}.ssm_dt.bias": _v_rows(_none, _one),
+    "blk.{bid}.ssm_a": lambda w, h: _decay(_tiled(w, h, 0, 0, 1), h),
+    "blk.{bid}.ssm_out.weight": lambda w, h: _tiled(w, h, 1, 0, _dv(h)),
+}
+
+#: Qwen3.5's M-RoPE sections when rope_parameters has none (llama.cpp requires the key)
+QWEN35_SECTIONS = (11, 11, 10)
+
+
+def _write_sections(h: HParams, md: Metadata) -> None:
+    sections = list(decoder.rope_parameters(h).get("mrope_section") or QWEN35_SECTIONS)
+    md.i32s("{arch}.rope.dimension_sections", [int(s) for s in (sections + [0] * 4)[:4]])
+
+
 def write_hybrid(h: HParams, md: Metadata) -> None:
     """The delta-net's sizes, which blocks are recurrent, and the partial RoPE width."""
     md.u32("{arch}.ssm.conv_kernel", h.int("linear_conv_kernel_dim"))
@@ -216,4 +275,28 @@ QWEN3NEXT = text_arch(
     keep_f32=CONV_F32,
     uniform_blocks=False,
     config_view=_qwen3next_config,
+)
+
+
+def _write_qwen35(h: HParams, md: Metadata) -> None:
+    decoder.write_common(h, md)
+    write_hybrid(h, md)
+    _write_sections(h, md)
+
+
+QWEN35 = text_arch(
+    ("Qwen3_5ForConditionalGeneration",),
+    "qwen35",
+    family="Qwen3.5 (text)",
+    metadata=_write_qwen35,
+    vocab=("bpe",),
+    shapes={**SHAPES, **{k: v for k, v in decoder.SHAPES.items() if "ffn_" in k}},
+    transforms={**transforms("qwen35"), **TILED_V_HEADS},
+    skip=MTP,
+    renames=DT_BIAS,
+    reshapes=CONV_RESHAPE,
+    keep_f32=CONV_F32,
+    uniform_blocks=False,
+    config_view=hybrid_config,
+    text_part=True,
 )
