@@ -36,6 +36,7 @@ pytestmark = pytest.mark.oracle
 REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-qwen3-next": {},
     "tiny-qwen35": {},
+    "tiny-qwen35-moe": {},
 }
 
 
@@ -81,6 +82,34 @@ def test_mtp_block_is_left_out(converted, tmp_path: Path) -> None:
         "mtp.norm.weight": np.ones(64, np.float32),
     }
     save_file(extra, str(copy / "model-mtp.safetensors"))
+    out = tmp_path / "out.gguf"
+    convert_hf_dir(copy, out, "f32")
+    assert tensors(out) == tensors(converted(src, "f32"))
+
+
+def _fuse_experts(path: Path) -> None:
+    """Per-expert tensors -> transformers 5's fused ones: gate_up_proj [experts, 2 * ff,
+    embd] (gate then up), down_proj [experts, embd, ff]."""
+    from safetensors.numpy import load_file, save_file
+
+    weights = load_file(str(path))
+    layers = sorted({k.split(".experts.")[0] for k in weights if ".experts." in k})
+    for layer in layers:
+        experts = range(sum(k.startswith(f"{layer}.experts.") for k in weights) // 3)
+        gate, up, down = (
+            np.stack([weights.pop(f"{layer}.experts.{x}.{kind}_proj.weight") for x in experts])
+            for kind in ("gate", "up", "down")
+        )
+        weights[f"{layer}.experts.gate_up_proj"] = np.concatenate([gate, up], axis=1)
+        weights[f"{layer}.experts.down_proj"] = down
+    save_file(weights, str(path), metadata={"format": "pt"})
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen3-next", "tiny-qwen35-moe"])
+def test_fused_experts_convert_like_per_expert_ones(name: str, converted, tmp_path: Path) -> None:
+    src = tiny(name)
+    copy = _copy(src, tmp_path / "fused")
+    _fuse_experts(copy / "model.safetensors")
     out = tmp_path / "out.gguf"
     convert_hf_dir(copy, out, "f32")
     assert tensors(out) == tensors(converted(src, "f32"))

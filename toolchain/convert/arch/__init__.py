@@ -77,6 +77,7 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     gemma4.VLM,
     qwen_next.QWEN3NEXT,
     qwen_next.QWEN35,
+    qwen_next.QWEN35MOE,
 )
 
 _BY_HF_NAME = {

@@ -15,9 +15,6 @@ _NO_HF = (
 NOT_SUPPORTED: dict[str, str] = {
     "MllamaForConditionalGeneration": "the bundled llama.cpp (llama-cpp-python 0.3.36) "
     "has no mllama architecture (Llama 3.2 Vision's cross-attention layers)",
-    "Qwen3_5MoeForConditionalGeneration": _HYBRID.format(
-        what="gated delta-net (linear attention) layers", gguf="qwen35moe", transformers="5.25"
-    ),
     "DeepseekOCRForCausalLM": _NO_HF.format(transformers="5.25"),
     "NemotronH_Nano_VL_V2": _NO_HF.format(transformers="5.25"),
     "NemotronH_Nano_Omni_Reasoning_V3": _NO_HF.format(transformers="5.25"),

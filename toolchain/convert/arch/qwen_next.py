@@ -13,6 +13,13 @@ full-attention block where config.json's layer_types says so (every 4th as relea
   head: every value-head axis (V rows of QKV, Z, beta, alpha, A, dt, the convolution's
   V channels, the output projection's columns) is reordered, as its converter does.
 
+- Qwen3_5MoeForConditionalGeneration -> "qwen35moe" (its language model): Qwen3.5's
+  blocks with Qwen3-Next's mixture-of-experts feed-forward.
+
+Experts come one tensor per expert (stacked) or fused across experts as transformers 5
+holds them (`experts.gate_up_proj` [experts, 2 * ff, embd], gate then up; `down_proj`
+[experts, embd, ff]), which is cut, never transposed, as llama.cpp's converter does.
+
 What every entry here shares with llama.cpp's converter:
 - RMSNorms scale by (1 + w), so their weights get +1; the delta-net's gated output norm
   scales by w and is kept;
@@ -33,9 +40,10 @@ from typing import Any
 import numpy as np
 
 from toolchain.convert.arch import decoder
+from toolchain.convert.arch.fused_experts import FUSED_RENAMES
 from toolchain.convert.arch.moe import write_qwen_moe
 from toolchain.convert.arch.text import norm_weights, plus_one, text_arch
-from toolchain.convert.architecture import HParams, Shape, Split, Transform
+from toolchain.convert.architecture import Architecture, HParams, Shape, Split, Transform
 from toolchain.convert.metadata import Metadata
 
 #: the multi-token-prediction block, at the top level or under model.
@@ -90,6 +98,8 @@ SHAPES: dict[str, Shape] = {
     "blk.{bid}.ssm_out.weight": lambda h: (_embd(h), _value_dim(h)),
 }
 
+DENSE_SHAPES = {k: v for k, v in decoder.SHAPES.items() if "ffn_" in k}
+
 
 def _experts(h: HParams) -> int:
     return h.int("num_experts")
@@ -103,16 +113,37 @@ def _ff_shexp(h: HParams) -> int:
     return h.int("shared_expert_intermediate_size")
 
 
-#: routed experts (stacked) and the gated shared expert
+#: routed experts (stacked, or fused gate and up) and the gated shared expert
 MOE_SHAPES: dict[str, Shape] = {
     "blk.{bid}.ffn_gate_inp.weight": lambda h: (_experts(h), _embd(h)),
     "blk.{bid}.ffn_gate_exps.weight": lambda h: (_experts(h), _ff_exp(h), _embd(h)),
     "blk.{bid}.ffn_up_exps.weight": lambda h: (_experts(h), _ff_exp(h), _embd(h)),
     "blk.{bid}.ffn_down_exps.weight": lambda h: (_experts(h), _embd(h), _ff_exp(h)),
+    "blk.{bid}.ffn_gate_up_exps.weight": lambda h: (_experts(h), 2 * _ff_exp(h), _embd(h)),
     "blk.{bid}.ffn_gate_shexp.weight": lambda h: (_ff_shexp(h), _embd(h)),
     "blk.{bid}.ffn_up_shexp.weight": lambda h: (_ff_shexp(h), _embd(h)),
     "blk.{bid}.ffn_down_shexp.weight": lambda h: (_embd(h), _ff_shexp(h)),
     "blk.{bid}.ffn_gate_inp_shexp.weight": lambda h: (1, _embd(h)),
+}
+
+
+def _gate_or_up(index: int) -> Transform:
+    def cut(w: np.ndarray, _h: HParams) -> np.ndarray:
+        return np.ascontiguousarray(np.split(w, 2, axis=1)[index])
+
+    return cut
+
+
+def _half(shape: tuple[int, ...], _h: HParams) -> tuple[int, ...]:
+    return (shape[0], shape[1] // 2, shape[2])
+
+
+#: experts fused across experts (transformers 5's layout, see the module docstring)
+FUSED_EXPERT_SPLITS: dict[str, tuple[Split, ...]] = {
+    "blk.{bid}.ffn_gate_up_exps.weight": (
+        Split("blk.{bid}.ffn_gate_exps.weight", _half, _gate_or_up(0)),
+        Split("blk.{bid}.ffn_up_exps.weight", _half, _gate_or_up(1)),
+    )
 }
 
 
@@ -196,11 +227,6 @@ def write_hybrid(h: HParams, md: Metadata) -> None:
     md.u32("{arch}.rope.dimension_count", int(decoder.head_dim(h) * factor))
 
 
-def _write_qwen3next(h: HParams, md: Metadata) -> None:
-    write_qwen_moe(h, md)
-    write_hybrid(h, md)
-
-
 def hybrid_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
     """Refuse what llama.cpp's delta-net blocks cannot run."""
     if config.get("linear_key_head_dim") != config.get("linear_value_head_dim"):
@@ -260,43 +286,42 @@ CONV_F32 = frozenset({"blk.{bid}.ssm_conv1d.weight"})
 #: names gguf-py's table lacks: the step bias is written as ssm_dt's bias
 DT_BIAS = ((r"\.linear_attn\.dt_bias$", ".linear_attn.dt_proj.bias"),)
 
-QWEN3NEXT = text_arch(
-    ("Qwen3NextForCausalLM",),
-    "qwen3next",
-    family="Qwen3-Next",
-    metadata=_write_qwen3next,
-    vocab=("bpe",),
-    shapes={**SHAPES, **MOE_SHAPES},
-    transforms=transforms("qwen3next"),
-    skip=MTP,
-    renames=DT_BIAS,
-    reshapes=CONV_RESHAPE,
-    splits=QKVZ_SPLITS,
-    keep_f32=CONV_F32,
-    uniform_blocks=False,
-    config_view=_qwen3next_config,
+
+def _hybrid_arch(
+    hf_name: str, gguf_arch: str, family: str, *, moe: bool, qwen35: bool
+) -> Architecture:
+    """An entry for one of the hybrids: mixture-of-experts or dense feed-forward; Qwen3.5's
+    (a vision-language checkpoint's language model) with tiled value heads and M-RoPE."""
+
+    def metadata(h: HParams, md: Metadata) -> None:
+        (write_qwen_moe if moe else decoder.write_common)(h, md)
+        write_hybrid(h, md)
+        if qwen35:
+            _write_sections(h, md)
+
+    return text_arch(
+        (hf_name,),
+        gguf_arch,
+        family=family,
+        metadata=metadata,
+        vocab=("bpe",),
+        shapes={**SHAPES, **(MOE_SHAPES if moe else DENSE_SHAPES)},
+        transforms={**transforms(gguf_arch), **(TILED_V_HEADS if qwen35 else {})},
+        skip=MTP,
+        renames=(*DT_BIAS, *(FUSED_RENAMES if moe else ())),
+        reshapes=CONV_RESHAPE,
+        splits={**(FUSED_EXPERT_SPLITS if moe else {}), **({} if qwen35 else QKVZ_SPLITS)},
+        keep_f32=CONV_F32,
+        uniform_blocks=False,
+        config_view=hybrid_config if qwen35 else _qwen3next_config,
+        text_part=qwen35,
+    )
+
+
+QWEN3NEXT = _hybrid_arch("Qwen3NextForCausalLM", "qwen3next", "Qwen3-Next", moe=True, qwen35=False)
+QWEN35 = _hybrid_arch(
+    "Qwen3_5ForConditionalGeneration", "qwen35", "Qwen3.5 (text)", moe=False, qwen35=True
 )
-
-
-def _write_qwen35(h: HParams, md: Metadata) -> None:
-    decoder.write_common(h, md)
-    write_hybrid(h, md)
-    _write_sections(h, md)
-
-
-QWEN35 = text_arch(
-    ("Qwen3_5ForConditionalGeneration",),
-    "qwen35",
-    family="Qwen3.5 (text)",
-    metadata=_write_qwen35,
-    vocab=("bpe",),
-    shapes={**SHAPES, **{k: v for k, v in decoder.SHAPES.items() if "ffn_" in k}},
-    transforms={**transforms("qwen35"), **TILED_V_HEADS},
-    skip=MTP,
-    renames=DT_BIAS,
-    reshapes=CONV_RESHAPE,
-    keep_f32=CONV_F32,
-    uniform_blocks=False,
-    config_view=hybrid_config,
-    text_part=True,
+QWEN35MOE = _hybrid_arch(
+    "Qwen3_5MoeForConditionalGeneration", "qwen35moe", "Qwen3.5 MoE (text)", moe=True, qwen35=True
 )
