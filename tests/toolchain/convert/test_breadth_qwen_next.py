@@ -64,6 +64,21 @@ def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) 
     )
 
 
+@pytest.mark.parametrize("ftype", ["Q8_0", "Q4_K_M"])
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_quantizes_like_llama_quantize(name: str, ftype: str, converted, tmp_path: Path) -> None:
+    """`mfc quantize` of the converted F32 file writes llama-quantize's bytes: its types for
+    the delta-net tensors (the convolution kept F32), every expert of the stacked ones."""
+    import quant
+    from fixtures.quant_reference import reference, sha256_file
+
+    src = converted(tiny(name), "f32")
+    ref = reference(src, ftype)
+    out = tmp_path / "out.gguf"
+    quant.quantize_file(src, out, ftype, threads=2)
+    assert ref.ok and sha256_file(out) == ref.sha256
+
+
 def _copy(src: Path, dest: Path, **config: object) -> Path:
     shutil.copytree(src, dest)
     path = dest / "config.json"
