@@ -37,6 +37,8 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
     "tiny-qwen3-next": {},
     "tiny-qwen35": {},
     "tiny-qwen35-moe": {},
+    "tiny-qwen35-text": {},
+    "tiny-qwen35-moe-text": {},
 }
 
 

@@ -6,15 +6,17 @@ full-attention block where config.json's layer_types says so (every 4th as relea
   input projection comes fused per key head ([q, k, v, z] for each, `in_proj_qkvz`) and
   is written as llama.cpp reads it: Q, K and V of all heads (attn_qkv), then Z (attn_gate).
 
-- Qwen3_5ForConditionalGeneration -> "qwen35" (its language model): the same blocks with
+- Qwen3_5ForConditionalGeneration -> "qwen35" (its language model; Qwen3_5ForCausalLM's
+  text-only checkpoints too): the same blocks with
   a dense feed-forward, the delta-net's projections stored apart (in_proj_qkv, _z, _b,
   _a), interleaved multimodal RoPE (sections written, Qwen3.5's default when the config
   has none). llama.cpp wants the value heads tiled instead of grouped under their key
   head: every value-head axis (V rows of QKV, Z, beta, alpha, A, dt, the convolution's
   V channels, the output projection's columns) is reordered, as its converter does.
 
-- Qwen3_5MoeForConditionalGeneration -> "qwen35moe" (its language model): Qwen3.5's
-  blocks with Qwen3-Next's mixture-of-experts feed-forward.
+- Qwen3_5MoeForConditionalGeneration -> "qwen35moe" (its language model; likewise
+  Qwen3_5MoeForCausalLM): Qwen3.5's blocks with Qwen3-Next's mixture-of-experts
+  feed-forward.
 
 Experts come one tensor per expert (stacked) or fused across experts as transformers 5
 holds them (`experts.gate_up_proj` [experts, 2 * ff, embd], gate then up; `down_proj`
@@ -288,7 +290,7 @@ DT_BIAS = ((r"\.linear_attn\.dt_bias$", ".linear_attn.dt_proj.bias"),)
 
 
 def _hybrid_arch(
-    hf_name: str, gguf_arch: str, family: str, *, moe: bool, qwen35: bool
+    hf_names: tuple[str, ...], gguf_arch: str, family: str, *, moe: bool, qwen35: bool
 ) -> Architecture:
     """An entry for one of the hybrids: mixture-of-experts or dense feed-forward; Qwen3.5's
     (a vision-language checkpoint's language model) with tiled value heads and M-RoPE."""
@@ -300,7 +302,7 @@ def _hybrid_arch(
             _write_sections(h, md)
 
     return text_arch(
-        (hf_name,),
+        hf_names,
         gguf_arch,
         family=family,
         metadata=metadata,
@@ -318,10 +320,21 @@ def _hybrid_arch(
     )
 
 
-QWEN3NEXT = _hybrid_arch("Qwen3NextForCausalLM", "qwen3next", "Qwen3-Next", moe=True, qwen35=False)
+QWEN3NEXT = _hybrid_arch(
+    ("Qwen3NextForCausalLM",), "qwen3next", "Qwen3-Next", moe=True, qwen35=False
+)
+#: the vision-language checkpoints' language models, and the text-only classes' checkpoints
 QWEN35 = _hybrid_arch(
-    "Qwen3_5ForConditionalGeneration", "qwen35", "Qwen3.5 (text)", moe=False, qwen35=True
+    ("Qwen3_5ForConditionalGeneration", "Qwen3_5ForCausalLM"),
+    "qwen35",
+    "Qwen3.5 (text)",
+    moe=False,
+    qwen35=True,
 )
 QWEN35MOE = _hybrid_arch(
-    "Qwen3_5MoeForConditionalGeneration", "qwen35moe", "Qwen3.5 MoE (text)", moe=True, qwen35=True
+    ("Qwen3_5MoeForConditionalGeneration", "Qwen3_5MoeForCausalLM"),
+    "qwen35moe",
+    "Qwen3.5 MoE (text)",
+    moe=True,
+    qwen35=True,
 )
