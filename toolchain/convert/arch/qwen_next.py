@@ -150,8 +150,11 @@ FUSED_EXPERT_SPLITS: dict[str, tuple[Split, ...]] = {
 
 
 def _decay(w: np.ndarray, _h: HParams) -> np.ndarray:
-    """A_log -> A: llama.cpp multiplies the softplus'd step by A itself. (In float64 and
-    rounded once: numpy's float32 exp is off by an ulp where torch's is not.)"""
+    """A_log -> A: llama.cpp multiplies the softplus'd step by A itself.
+
+    Computed in float64 and rounded once, so correctly rounded. llama.cpp's converter uses
+    torch's float32 exp, which is not always: its A can be one ulp away from this (the
+    tiny fixtures agree exactly; a BF16 copy of them differs in a few heads)."""
     return (-np.exp(w.astype(np.float64))).astype(np.float32)
 
 
