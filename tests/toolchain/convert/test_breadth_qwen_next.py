@@ -11,6 +11,7 @@ one.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -43,8 +44,8 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
 
 
 def tiny(name: str) -> Path:
-    spec = BY_NAME[name]
-    return build_in_place(MODELS / name, lambda d: build_tiny(spec, d))
+    """The generated model directory (built on first use, then cached by version stamp)."""
+    return build_in_place(MODELS / name, functools.partial(build_tiny, BY_NAME[name]))
 
 
 @pytest.mark.parametrize("name", list(BY_NAME))
