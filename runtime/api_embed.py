@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,6 +14,7 @@ from runtime.context import ServerContext, api_handler, context_of
 from runtime.embedding import check_finite, finish_vectors
 from runtime.errors import MODEL_REQUIRED, ApiError
 from runtime.generation import hold, now_ns
+from runtime.jsonfloat import RawJSON, go_json_floats
 from runtime.metrics import current_request
 from runtime.requests import decode_request
 from runtime.schemas import EmbeddingRequest, EmbedRequest
@@ -20,6 +22,15 @@ from runtime.streaming import json_response
 
 #: above this many vectors, normalising them is worth a hop off the event loop
 MANY_VECTORS = 32
+#: arrays above this many numbers are written to JSON off the event loop
+MANY_FLOATS = 16384
+
+
+async def encode_floats(values: np.ndarray) -> bytes:
+    """`values` as the reference's JSON (Go's float formatting), off the loop when large."""
+    if values.size > MANY_FLOATS:
+        return await asyncio.to_thread(go_json_floats, values)
+    return go_json_floats(values)
 
 
 def embed_inputs(raw: Any) -> list[str]:
@@ -46,14 +57,14 @@ async def embed(ctx: ServerContext, req: EmbedRequest, start_ns: int) -> dict[st
     async with hold(ctx.scheduler, model, opts, req.keep_alive) as runner:
         load_ns = now_ns() - start_ns
         if not texts:
-            return {"model": name, "embeddings": []}
+            return {"model": name, "embeddings": np.zeros((0, 0), np.float32)}
         result = await runner.embed(texts, truncate)
     current_request().embedded(len(texts), result.prompt_tokens)
     if len(result.vectors) > MANY_VECTORS:
         vectors = await asyncio.to_thread(finish_vectors, result.vectors, dimensions)
     else:
         vectors = finish_vectors(result.vectors, dimensions)
-    out: dict[str, Any] = {"model": name, "embeddings": vectors}
+    out: dict[str, Any] = {"model": name, "embeddings": vectors}  # (n, d) float32
     extra = {
         "total_duration": now_ns() - start_ns,
         "load_duration": load_ns,
@@ -68,7 +79,9 @@ async def embed_handler(request: Request) -> Response:
     start = now_ns()
     ctx = context_of(request)
     req = await decode_request(await ctx.body(request), EmbedRequest)
-    return json_response(await embed(ctx, req, start))
+    out = await embed(ctx, req, start)
+    out["embeddings"] = RawJSON(await encode_floats(out["embeddings"]))
+    return json_response(out)
 
 
 @api_handler()
@@ -90,4 +103,5 @@ async def embeddings_handler(request: Request) -> Response:
         except ApiError as exc:
             raise ApiError(500, exc.message) from None
     current_request().embedded(1, result.prompt_tokens)
-    return json_response({"embedding": check_finite(result.vectors[0])})
+    vector = check_finite(result.vectors[0])
+    return json_response({"embedding": RawJSON(await encode_floats(vector))})

@@ -9,19 +9,20 @@ from __future__ import annotations
 import base64
 import json
 import random
-import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response
 
-from runtime.api_embed import embed
+from runtime.api_embed import embed, encode_floats
 from runtime.api_ollama import collect, prepare_chat, prepare_generate
 from runtime.context import api_handler, context_of
 from runtime.errors import ApiError
 from runtime.generation import now_ns
+from runtime.jsonfloat import RawJSON
 from runtime.openai_logprobs import chat_logprobs, completion_logprobs
 from runtime.openai_requests import chat_request, generate_request
 from runtime.requests import decode_request
@@ -213,10 +214,16 @@ async def embeddings_handler(request: Request) -> Response:
         start,
     )
     data = []
-    for i, vec in enumerate(result["embeddings"]):
-        value: Any = vec
-        if encoding.lower() == "base64":
-            value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode("ascii")
+    vectors: np.ndarray = result["embeddings"]  # (n, d) float32
+    if encoding.lower() == "base64":
+        values: list[Any] = [
+            base64.b64encode(vec.astype("<f4").tobytes()).decode("ascii") for vec in vectors
+        ]
+    else:
+        text = await encode_floats(vectors)  # [[...],[...]]: rows cut apart, not re-encoded
+        values = [RawJSON(b"[" + row + b"]") for row in text[2:-2].split(b"],[")]
+        values = values if len(vectors) else []
+    for i, value in enumerate(values):
         data.append({"object": "embedding", "embedding": value, "index": i})
     tokens = result.get("prompt_eval_count", 0)
     return json_response(

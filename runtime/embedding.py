@@ -302,19 +302,18 @@ class Embedder:
             job.on_done(exc)
 
 
-def finish_vectors(raw: list[np.ndarray], dimensions: int | None) -> list[list[float]]:
-    """The reference's /api/embed vectors: L2-normalised, cut to `dimensions` and
-    renormalised."""
+def finish_vectors(raw: list[np.ndarray], dimensions: int | None) -> np.ndarray:
+    """The reference's /api/embed vectors, (n, d) float32: L2-normalised, cut to
+    `dimensions` and renormalised."""
     if not raw:
-        return []
+        return np.zeros((0, 0), np.float32)
     vecs = np.stack(raw).astype(np.float32, copy=False)
     if not np.all(np.isfinite(vecs)):
         raise ApiError(400, "embedding contains NaN or Inf values")
     vecs = _normalize_rows(vecs)
     if dimensions is not None and 0 < dimensions < vecs.shape[1]:
         vecs = _normalize_rows(vecs[:, :dimensions])
-    result: list[list[float]] = vecs.tolist()
-    return result
+    return vecs
 
 
 def _normalize_rows(vecs: np.ndarray) -> np.ndarray:
@@ -323,8 +322,8 @@ def _normalize_rows(vecs: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_finite(raw: np.ndarray) -> list[float]:
+def check_finite(raw: np.ndarray) -> np.ndarray:
+    """The legacy /api/embeddings vector, as the reference's float64s."""
     if not np.all(np.isfinite(raw)):
         raise ApiError(400, "embedding contains NaN or Inf values")
-    result: list[float] = raw.astype(np.float64).tolist()
-    return result
+    return raw.astype(np.float64)

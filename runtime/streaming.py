@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from runtime.errors import BODY_TOO_LARGE, REQUEST_CANCELED, ApiError
+from runtime.jsonfloat import RawJSON
 
 T = TypeVar("T")
 
@@ -29,7 +31,29 @@ ErrorBody = Callable[[ApiError], dict[str, Any]]
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact JSON, as Go writes it; a `RawJSON` value goes in as its bytes."""
+    raws: list[bytes] = []
+    marker = ""
+
+    def raw(value: object) -> str:
+        nonlocal marker
+        if not isinstance(value, RawJSON):
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        # a string no client text can hold: json escapes the NULs, the nonce is fresh
+        marker = marker or f"\0{secrets.token_hex(8)}\0"
+        raws.append(value.data)
+        return f"{marker}{len(raws) - 1}{marker}"
+
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=raw).encode()
+    if not raws:
+        return text
+    quoted = json.dumps(marker).encode()[1:-1]
+    parts = text.split(b'"' + quoted)
+    out = [parts[0]]
+    for part in parts[1:]:
+        index, rest = part.split(quoted + b'"', 1)
+        out += [raws[int(index)], rest]
+    return b"".join(out)
 
 
 def ndjson(obj: dict[str, Any]) -> bytes:

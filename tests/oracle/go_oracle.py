@@ -1,4 +1,5 @@
-"""Run Go's own text/template (tests/oracle/gotemplate/main.go) on many cases per process.
+"""Run Go's own text/template (tests/oracle/gotemplate/main.go) on many cases per process;
+build the other Go oracles (tests/oracle/gojson: encoding/json's floats).
 
 The oracle is built once per source change into $MFC_CACHE/oracle/ with Go >= 1.23
 (Debian bookworm-backports `golang-1.23-go`, installed by `make system-deps`).
@@ -48,17 +49,18 @@ def find_go() -> str | None:
     return None
 
 
-def build() -> Path:
-    """Build (or reuse) the oracle binary; raises RuntimeError when no Go >= 1.23 exists."""
+def build(src: Path = SRC) -> Path:
+    """Build (or reuse) the Go program in `src` (default: the text/template oracle); raises
+    RuntimeError when no Go >= 1.23 exists."""
     go = find_go()
     if go is None:
         raise RuntimeError("Go >= 1.23 not found: run `make system-deps` (golang-1.23-go)")
     digest = hashlib.sha256()
-    for f in sorted(SRC.iterdir()):
+    for f in sorted(src.iterdir()):
         if f.suffix in (".go", ".mod"):
             digest.update(f.name.encode() + f.read_bytes())
     out_dir = CACHE / "oracle"
-    binary = out_dir / f"gotemplate-{digest.hexdigest()[:16]}"
+    binary = out_dir / f"{src.name}-{digest.hexdigest()[:16]}"
     if binary.exists():
         return binary
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +76,7 @@ def build() -> Path:
         tmp_bin = Path(tmp) / "oracle"
         subprocess.run(
             [go, "build", "-o", str(tmp_bin), "."],
-            cwd=SRC,
+            cwd=src,
             env=env,
             check=True,
             capture_output=True,

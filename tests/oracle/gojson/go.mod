@@ -1,0 +1,3 @@
+module mfc/oracle/gojson
+
+go 1.23
