@@ -96,9 +96,12 @@ class StepBatch:
         batch.logits[n] = logits
         self.n = n + 1
 
-    def fill(self, slots: list[Slot], prefill_chunk: int) -> list[tuple[Slot, int]]:
+    def fill(
+        self, slots: list[Slot], prefill_chunk: int, always_chunk: bool = False
+    ) -> list[tuple[Slot, int]]:
         """Lay out the next step; the (slot, batch index) pairs whose logits get sampled:
-        every decoding slot, and each slot whose prompt ends in this step."""
+        every decoding slot, and each slot whose prompt ends in this step. `always_chunk`:
+        a burst of prompts is chunked too (an inter-token latency budget holds)."""
         self.n = 0
         outputs: list[tuple[Slot, int]] = []
         for slot in slots:
@@ -109,7 +112,7 @@ class StepBatch:
                 outputs.append((slot, self.n - 1))
         room = self.capacity - self.n
         prefilling = sum(1 for s in slots if s.job is not None and s.pending)
-        if outputs and len(outputs) >= prefilling:
+        if outputs and (always_chunk or len(outputs) >= prefilling):
             room = min(room, max(prefill_chunk, 1))
         for slot in slots:
             if slot.job is None or not slot.pending or room <= 0:

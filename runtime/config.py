@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ DEFAULT_MAX_LOADED = 3  # the reference's automatic value on a machine without G
 DEFAULT_CONTEXT = 4096  # the reference's default below 24 GiB of VRAM (CPU)
 DEFAULT_MAX_BODY = 100 << 20
 DEFAULT_GRACE_PERIOD = 30.0  # Kubernetes' terminationGracePeriodSeconds default
+#: streams decode together while a step costs at most this many single-stream steps
+#: (runtime/admission.py; chosen by bench/serve.py, see README's performance section)
+DEFAULT_ITL_BUDGET = 2.5
 LOG_FORMATS = ("text", "json")
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 
@@ -131,6 +135,7 @@ class ServerConfig:
     embed_contexts: int | None = None  # MFC_EMBED_CONTEXTS (None: one per thread)
     preload: tuple[str, ...] = ()  # models loaded before /ready says ready (MFC_PRELOAD)
     grace_period: float = DEFAULT_GRACE_PERIOD  # seconds a drain waits for requests
+    itl_budget: float = DEFAULT_ITL_BUDGET  # MFC_ITL_BUDGET; 0: every free slot admits
     log_format: str = "text"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -172,8 +177,24 @@ class ServerConfig:
             embed_contexts=parse_uint(env, "MFC_EMBED_CONTEXTS", 0) or None,
             preload=tuple(env_var(env, "MFC_PRELOAD").replace(",", " ").split()),
             grace_period=parse_seconds(env, "MFC_GRACE_PERIOD", DEFAULT_GRACE_PERIOD),
+            itl_budget=itl_budget_from_env(env),
             log_format=log_format_from_env(env),
         )
+
+
+def itl_budget_from_env(env: Mapping[str, str]) -> float:
+    """MFC_ITL_BUDGET: a factor of the single-stream step (below 1 means 1), or 0/`off`."""
+    raw = env_var(env, "MFC_ITL_BUDGET").lower()
+    if raw in ("off", "false", "no"):
+        return 0.0
+    try:
+        value = float(raw) if raw else DEFAULT_ITL_BUDGET
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < math.inf:
+        log.warning("invalid environment variable, using default: MFC_ITL_BUDGET=%r", raw)
+        return DEFAULT_ITL_BUDGET
+    return 0.0 if value == 0 else max(value, 1.0)
 
 
 def log_format_from_env(env: Mapping[str, str]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 import llama_cpp as lc
 
+from runtime.admission import ItlBudget
 from runtime.batching import PREFILL_CHUNK, Slot, StepBatch, common_prefix
 from runtime.engine_events import Event, Failed, Finished, Generation, Token
 from runtime.llama import ContextSettings, LlamaModel
@@ -43,9 +44,12 @@ class Engine:
         settings: ContextSettings | None,
         name: str = "",
         prefill_chunk: int = PREFILL_CHUNK,
+        itl_budget: float = 0.0,
     ) -> None:
         """`settings` None: no generation context (an embedding-only model runs tasks only);
-        `prefill_chunk`: prompt tokens per step while other slots decode."""
+        `prefill_chunk`: prompt tokens per step while other slots decode; `itl_budget` > 0:
+        streams decode together only while a step costs at most that many single-stream
+        steps (runtime/admission.py), 0 admits a request whenever a slot is free."""
         self.model = model
         self.settings = settings
         self.prefill_chunk = prefill_chunk
@@ -61,6 +65,9 @@ class Engine:
             self.can_shift = bool(lc.llama_memory_can_shift(self.mem))
             self.batch = StepBatch(self.n_batch)
             self.slots = [Slot(seq) for seq in range(settings.n_seq_max)]
+        self.budget: ItlBudget | None = None
+        if itl_budget > 0 and len(self.slots) > 1:
+            self.budget = ItlBudget(itl_budget, len(self.slots))
         self._projectors: dict[str, Projector] = {}  # loaded on first use, engine thread only
         self._waiting: collections.deque[Generation] = collections.deque()
         self._tasks: list[Callable[[], None]] = []
@@ -137,7 +144,10 @@ class Engine:
                 if self._stopping:
                     return
                 tasks, self._tasks = self._tasks, []
+                dropped = self._drop_cancelled()
                 admitted = self._admit()
+            for job in dropped:
+                job.on_event(Failed(499, "request canceled"))
             for task in tasks:
                 task()
             for slot in admitted:
@@ -156,16 +166,24 @@ class Engine:
     def _has_work(self) -> bool:
         return bool(self._waiting) or any(s.job is not None for s in self.slots)
 
+    def _drop_cancelled(self) -> list[Generation]:
+        """Cancelled jobs leave the queue wherever they are in it."""
+        dropped = [job for job in self._waiting if job.cancelled]
+        if dropped:
+            self._waiting = collections.deque(j for j in self._waiting if not j.cancelled)
+        return dropped
+
     def _admit(self) -> list[Slot]:
+        """Waiting jobs, oldest first, into free slots while the budget allows more streams."""
         admitted: list[Slot] = []
-        while self._waiting:
+        active = sum(1 for s in self.slots if s.job is not None)
+        limit = self.budget.streams() if self.budget is not None else len(self.slots)
+        while self._waiting and active < limit:
             job = self._waiting[0]
-            if job.cancelled:
-                self._waiting.popleft()
-                continue
             free = [s for s in self.slots if s.job is None]
             if not free:
                 break
+            active += 1
             self._waiting.popleft()
             slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.last_used))
             slot.job = job
@@ -276,7 +294,13 @@ class Engine:
 
     def _step(self) -> None:
         assert self.batch is not None
-        outputs = self.batch.fill(self.slots, self.prefill_chunk)
+        started = time.thread_time()
+        decoding = sum(1 for s in self.slots if s.job is not None and s.next_token is not None)
+        chunk = self.prefill_chunk
+        if self.budget is not None and decoding:
+            chunk = min(chunk, self.budget.prompt_room(decoding))
+        outputs = self.batch.fill(self.slots, chunk, always_chunk=self.budget is not None)
+        prompt_tokens = self.batch.n - decoding
         self._use_threads(prompt=len(outputs) < self.batch.n)
         rc = lc.llama_decode(self.ctx, self.batch.ptr)
         if rc != 0:
@@ -289,6 +313,8 @@ class Engine:
                 slot.t_first = now
             assert slot.sampler is not None
             self._accept(slot, slot.sampler.sample(self.ctx, index), index)
+        if self.budget is not None:  # what the streams waited for: decode, sampling, events
+            self.budget.record(decoding, prompt_tokens, time.thread_time() - started)
 
     def _use_threads(self, prompt: bool) -> None:
         """Generation threads for steps that only decode (one token per slot, however many

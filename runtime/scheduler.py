@@ -314,7 +314,7 @@ class Scheduler:
                     flash_attention=cfg.flash_attention,
                     kv_cache_type=_kv_type(cfg),
                 )
-            engine = Engine(llama, settings, model.name)
+            engine = Engine(llama, settings, model.name, itl_budget=cfg.itl_budget)
         except BaseException:
             llama.close()
             raise
