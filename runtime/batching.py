@@ -9,7 +9,9 @@ step that stalls them all for the whole prompt. With nothing decoding, or when t
 waiting for their first token outnumber the streams decoding (a burst of requests arriving
 together), prompts go in batches of `n_batch`: the few running streams then pause once
 instead of crawling through many slow steps (which raises their p99 inter-token latency:
-measured below), and the burst's first tokens come no later.
+measured below), and the burst's first tokens come no later. Under an inter-token latency
+budget (runtime/admission.py) every prompt beside decoding streams is chunked, bursts too,
+in chunks the budget sizes.
 """
 
 from __future__ import annotations

@@ -176,6 +176,8 @@ class Engine:
     def _admit(self) -> list[Slot]:
         """Waiting jobs, oldest first, into free slots while the budget allows more streams."""
         admitted: list[Slot] = []
+        if not self._waiting:
+            return admitted
         active = sum(1 for s in self.slots if s.job is not None)
         limit = self.budget.streams() if self.budget is not None else len(self.slots)
         while self._waiting and active < limit:
@@ -298,9 +300,8 @@ class Engine:
         decoding = sum(1 for s in self.slots if s.job is not None and s.next_token is not None)
         chunk = self.prefill_chunk
         if self.budget is not None and decoding:
-            chunk = min(chunk, self.budget.prompt_room(decoding))
+            chunk = self.budget.prompt_room(decoding, chunk)
         outputs = self.batch.fill(self.slots, chunk, always_chunk=self.budget is not None)
-        prompt_tokens = self.batch.n - decoding
         self._use_threads(prompt=len(outputs) < self.batch.n)
         rc = lc.llama_decode(self.ctx, self.batch.ptr)
         if rc != 0:
@@ -313,8 +314,8 @@ class Engine:
                 slot.t_first = now
             assert slot.sampler is not None
             self._accept(slot, slot.sampler.sample(self.ctx, index), index)
-        if self.budget is not None:  # what the streams waited for: decode, sampling, events
-            self.budget.record(decoding, prompt_tokens, time.thread_time() - started)
+        if self.budget is not None:  # what streams wait for: decode, sampling, events
+            self.budget.record(self.batch.n, time.thread_time() - started)
 
     def _use_threads(self, prompt: bool) -> None:
         """Generation threads for steps that only decode (one token per slot, however many

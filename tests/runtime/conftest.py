@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from fixtures.local_server import ServerStartError, local_server, mfc_command
+from runtime.llama import LlamaModel
 from tests.conftest import MODELS
+from tests.runtime.llama_reference import Reference
 
 #: ChatML as SmolLM2 was trained on it (the demo Modelfile's template).
 CHATML = """{{- range $i, $m := .Messages }}
@@ -53,6 +55,20 @@ PARAMETER num_ctx 2048
 PARAMETER stop "<|im_end|>"
 PARAMETER stop "<|im_start|>"
 '''
+
+
+@pytest.fixture(scope="session")
+def smollm2_model(smollm2_gguf: Path) -> Iterator[LlamaModel]:
+    """SmolLM2-135M Q4_1 loaded once, for tests that run their own engines over it."""
+    m = LlamaModel(str(smollm2_gguf))
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="session")
+def smollm2_reference(smollm2_gguf: Path) -> Reference:
+    """llama-cpp-python over the same GGUF (512 tokens of context)."""
+    return Reference(smollm2_gguf, n_ctx=512)
 
 
 def mfc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

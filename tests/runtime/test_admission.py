@@ -7,8 +7,6 @@ asserted: the costs are fed in, or the budget is one a second stream can never f
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -28,17 +26,20 @@ PROMPTS = [
 
 
 def linear(budget: ItlBudget, first: float, each: float, counts: range) -> None:
-    """Steps costing `first` for one stream and `each` for every further one."""
-    for d in counts:
+    """Steps costing `first` for one token and `each` for every further one."""
+    for n in counts:
         for _ in range(50):
-            budget.record(d, 0, first + each * (d - 1))
+            budget.record(n, first + each * (n - 1))
 
 
-def test_before_any_step_a_stream_is_assumed_to_cost_a_whole_step() -> None:
+def test_before_any_step_a_token_is_assumed_to_cost_a_whole_step() -> None:
     assert ItlBudget(2.5, 8).streams() == 2
     assert ItlBudget(1.0, 8).streams() == 1
     assert ItlBudget(20, 8).streams() == 8  # never more than the slots
-    assert ItlBudget(2.5, 8).prompt_room(1) == 1
+    assert ItlBudget(2.5, 8).prompt_room(1, 32) == 1
+    one = ItlBudget(2.5, 8)
+    linear(one, 100 * MS, 0, range(40, 41))  # one prompt of 40 tokens seen: no line yet
+    assert one.streams() == 2
 
 
 def test_streams_fit_the_budget_by_measured_costs() -> None:
@@ -54,29 +55,28 @@ def test_streams_fit_the_budget_by_measured_costs() -> None:
     assert cheap.streams() == 8
 
 
-def test_one_seen_count_is_extrapolated_in_proportion() -> None:
+def test_a_prompt_gives_the_line_its_points() -> None:
     budget = ItlBudget(2.5, 8)
     linear(budget, 16 * MS, 0, range(2, 3))  # two streams seen, one never
-    assert budget.estimate(1) == pytest.approx(8 * MS)
-    assert budget.streams() == 2
+    assert budget.streams() == 2  # in proportion: 8 ms for one
+    linear(budget, 10 * MS, 6 * MS, range(33, 34))  # a 32-token chunk beside a stream
+    assert budget.estimate(1) == pytest.approx(10 * MS)
+    assert budget.streams() == 3  # 22 ms <= 25 ms < 28 ms
 
 
 def test_prompt_chunks_fit_beside_the_streams() -> None:
     budget = ItlBudget(2.0, 8)
-    linear(budget, 10 * MS, 6 * MS, range(1, 3))
-    # before a prompt token is seen it costs what one more stream would
-    assert budget.prompt_room(1) == 1  # 10 + 6 <= 20 < 10 + 12
-    for _ in range(100):
-        budget.record(1, 8, 10 * MS + 8 * 1 * MS)  # 1 ms a prompt token
-    assert budget.prompt_room(1) == 10
-    assert budget.prompt_room(2) == 4
-    assert budget.prompt_room(4) == 1  # over the budget already: a prompt still moves on
+    linear(budget, 10 * MS, 1 * MS, range(1, 3))
+    assert budget.prompt_room(1, 32) == 10  # 11 tokens: 20 ms
+    assert budget.prompt_room(4, 32) == 7
+    assert budget.prompt_room(4, 5) == 5  # never more than the chunk
+    assert budget.prompt_room(12, 32) == 1  # over the budget already: a prompt still moves
 
 
 def test_an_interrupted_step_moves_the_average_a_bounded_amount() -> None:
     budget = ItlBudget(2.0, 4)
     linear(budget, 10 * MS, 0, range(1, 2))
-    budget.record(1, 0, 1000 * MS)
+    budget.record(1, 1000 * MS)
     assert budget.estimate(1) == pytest.approx(10 * MS * (1 + ALPHA * (CLAMP - 1)))
 
 
@@ -90,18 +90,6 @@ def test_budget_from_env(raw: str, factor: float) -> None:
 
 
 # --- in the engine ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def model(smollm2_gguf: Path) -> Iterator[LlamaModel]:
-    m = LlamaModel(str(smollm2_gguf))
-    yield m
-    m.close()
-
-
-@pytest.fixture(scope="module")
-def reference(smollm2_gguf: Path) -> Reference:
-    return Reference(smollm2_gguf, n_ctx=512)
 
 
 def engine_with(model: LlamaModel, itl_budget: float) -> Engine:
@@ -118,9 +106,9 @@ class Log:
         self.events: list[tuple[str, Event]] = []
         self.lock = threading.Lock()
 
-    def order(self) -> list[str]:
-        """Who got each event, one letter per token, upper case for the last event."""
-        return [n.upper() if not isinstance(e, Token) else n for n, e in self.events]
+    def order(self) -> str:
+        """Who got each event: a run's letter for a token, upper case for its end."""
+        return "".join(n if isinstance(e, Token) else n.upper() for n, e in self.events)
 
 
 class Run:
@@ -159,20 +147,25 @@ def submit_all(engine: Engine, runs: list[Run]) -> None:
 
 @pytest.mark.oracle
 @pytest.mark.slow
+@pytest.mark.parametrize("itl_budget", [1.0, 0.0])
 def test_a_one_stream_budget_runs_requests_one_after_the_other(
-    model: LlamaModel, reference: Reference
+    smollm2_model: LlamaModel, smollm2_reference: Reference, itl_budget: float
 ) -> None:
-    engine = engine_with(model, itl_budget=1.0)
+    """Three slots free; with a budget of one stream's step the second request starts
+    after the first ends, without a budget their tokens interleave."""
+    engine = engine_with(smollm2_model, itl_budget)
     try:
         log = Log()
-        prompts = [model.tokenize(p) for p in PROMPTS[:2]]
+        prompts = [smollm2_model.tokenize(p) for p in PROMPTS[:2]]
         runs = [Run(log, name, p, 16) for name, p in zip("ab", prompts, strict=True)]
         submit_all(engine, runs)
         results = [run.generated() for run in runs]
-        order = "".join(log.order())
-        # the second starts after the first ends (three slots were free)
-        assert order.index("A") < order.index("b"), order
-        assert results == [expected(reference, p, 16) for p in prompts]
+        order = log.order()
+        if itl_budget:
+            assert order.index("A") < order.index("b"), order
+        else:
+            assert order.index("b") < order.index("A"), order
+        assert results == [expected(smollm2_reference, p, 16) for p in prompts]
         assert engine.waiting == 0
     finally:
         engine.close()
@@ -180,32 +173,14 @@ def test_a_one_stream_budget_runs_requests_one_after_the_other(
 
 @pytest.mark.oracle
 @pytest.mark.slow
-def test_without_a_budget_requests_interleave(model: LlamaModel, reference: Reference) -> None:
-    engine = engine_with(model, itl_budget=0.0)
-    try:
-        log = Log()
-        prompts = [model.tokenize(p) for p in PROMPTS[:2]]
-        runs = [Run(log, name, p, 16) for name, p in zip("ab", prompts, strict=True)]
-        submit_all(engine, runs)
-        results = [run.generated() for run in runs]
-        order = "".join(log.order())
-        assert order.index("b") < order.index("A"), order
-        assert results == [expected(reference, p, 16) for p in prompts]
-    finally:
-        engine.close()
-
-
-@pytest.mark.oracle
-@pytest.mark.slow
 def test_a_queued_request_cancelled_leaves_the_queue(
-    model: LlamaModel, reference: Reference
+    smollm2_model: LlamaModel, smollm2_reference: Reference
 ) -> None:
-    engine = engine_with(model, itl_budget=1.0)
+    engine = engine_with(smollm2_model, itl_budget=1.0)
     try:
         log = Log()
-        prompts = [model.tokenize(p) for p in PROMPTS]
+        prompts = [smollm2_model.tokenize(p) for p in PROMPTS]
         first, queued, last = (Run(log, n, p, 12) for n, p in zip("abc", prompts, strict=True))
-
         waiting: list[int] = []
 
         def cancel_queued(event: Event) -> None:  # on the engine thread, `a` running
@@ -217,12 +192,12 @@ def test_a_queued_request_cancelled_leaves_the_queue(
 
         first.job.on_event = cancel_queued
         submit_all(engine, [first, queued, last])
-        assert first.generated() == expected(reference, prompts[0], 12)
-        assert last.generated() == expected(reference, prompts[2], 12)
+        assert first.generated() == expected(smollm2_reference, prompts[0], 12)
+        assert last.generated() == expected(smollm2_reference, prompts[2], 12)
         assert waiting == [2]
         assert queued.done.wait(60)
         assert isinstance(queued.end, Failed) and queued.end.status == 499
-        order = "".join(log.order())
+        order = log.order()
         assert "b" not in order  # it never got a token
         assert order.index("A") < order.index("c"), order  # `c` still waited its turn
         assert engine.waiting == 0

@@ -198,8 +198,10 @@ def test_a_prompt_alone_is_not_chunked(
     steps: list[int] = []
     fill = batch.fill
 
-    def counting(slots: list[Slot], chunk: int) -> list[tuple[Slot, int]]:
-        out = fill(slots, chunk)
+    def counting(
+        slots: list[Slot], chunk: int, always_chunk: bool = False
+    ) -> list[tuple[Slot, int]]:
+        out = fill(slots, chunk, always_chunk)
         steps.append(batch.n)
         return out
 
