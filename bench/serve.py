@@ -19,12 +19,17 @@ ratios, not the absolute numbers. Prints:
 - 8 concurrent chat streams: aggregate tokens/s, p50/p95/p99 TTFT and inter-token latency,
   against one stream's median inter-token latency.
 
+`--only streams` runs just the last part (about a minute), with one server per
+`--itl-budget` value (`MFC_ITL_BUDGET`; `default` leaves it unset), their rounds interleaved.
+
     .venv/bin/python bench/serve.py [--tokens 128] [--trials 5] [--texts 128] [--only embed]
+    .venv/bin/python bench/serve.py --only streams --itl-budget off --itl-budget default
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -158,12 +163,12 @@ def chat_stream(url: str, question: str, tokens: int) -> tuple[float, list[float
     return times[0] - start, gaps, count
 
 
-def streams(url: str, n: int, tokens: int, rounds: int) -> dict[str, Any]:
+def streams(url: str, n: int, tokens: int, rounds: int, first: int = 0) -> dict[str, Any]:
     """`n` chat streams started together, `rounds` times: aggregate tokens/s, TTFTs, gaps."""
     ttfts: list[float] = []
     gaps: list[float] = []
     rates: list[float] = []
-    for r in range(rounds):
+    for r in range(first, first + rounds):
         questions = [f"Story {r}-{i}: tell a long story about a lighthouse keeper." for i in
                      range(n)]  # fmt: skip
         start = time.perf_counter()
@@ -178,6 +183,59 @@ def streams(url: str, n: int, tokens: int, rounds: int) -> dict[str, Any]:
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.array(values), q))
+
+
+def solo_gap(url: str, tokens: int) -> float:
+    """One stream's median gap between chunks (two streams, one at a time)."""
+    solo = [chat_stream(url, f"Solo {i}: tell a long story about a lighthouse keeper.", tokens)
+            for i in range(2)]  # fmt: skip
+    return statistics.median(g for _, gaps, _ in solo for g in gaps)
+
+
+def stream_rows(label: str, many: dict[str, Any], solo: float, n: int) -> list[Row]:
+    """The rows of `n` streams against one stream's median inter-token latency `solo`."""
+    return [
+        (f"{n} chat streams{label}, aggregate tok/s", f"{many['rate']:.1f}",
+         f"1 stream {1 / solo:.1f}", many["rate"] * solo, ""),
+        (f"{n} streams{label} TTFT p50/p95/p99 (ms)",
+         "/".join(f"{pct(many['ttft'], q) * 1e3:.0f}" for q in (50, 95, 99)), "", "", ""),
+        (f"{n} streams{label} inter-token p50/p95/p99 (ms)",
+         "/".join(f"{pct(many['gaps'], q) * 1e3:.1f}" for q in (50, 95, 99)),
+         f"1 stream p50 {solo * 1e3:.1f}", pct(many["gaps"], 99) / solo, "<= 3.0"),
+    ]  # fmt: skip
+
+
+def server_env(store: Path, parallel: int, budget: str = "default") -> dict[str, str]:
+    env = {"MFC_MODELS": str(store), "OLLAMA_NUM_PARALLEL": str(parallel),
+           "OLLAMA_CONTEXT_LENGTH": "2048", "OLLAMA_KEEP_ALIVE": "-1"}  # fmt: skip
+    if budget != "default":
+        env["MFC_ITL_BUDGET"] = budget
+    return env
+
+
+def only_streams(args: argparse.Namespace) -> list[Row]:
+    """`--only streams`: one server per budget, their rounds of streams interleaved."""
+    budgets = args.itl_budget or ["default"]
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        store = build_store(Path(tmp))
+        urls = {}
+        for budget in budgets:
+            env = server_env(store, args.streams, budget)
+            server = server_process(env, output=subprocess.DEVNULL, stop_timeout=30)
+            urls[budget] = stack.enter_context(server).url
+            chat_stream(urls[budget], "Hi", 4)
+        gaps = {b: solo_gap(urls[b], args.tokens) for b in budgets}
+        rounds: dict[str, list[dict[str, Any]]] = {b: [] for b in budgets}
+        for trial in range(max(args.trials // 2, 2)):
+            for budget in random.Random(trial).sample(budgets, len(budgets)):
+                rounds[budget].append(streams(urls[budget], args.streams, args.tokens, 1, trial))
+    for budget in budgets:
+        many = {"rate": statistics.median(r["rate"] for r in rounds[budget]),
+                "ttft": [t for r in rounds[budget] for t in r["ttft"]],
+                "gaps": [g for r in rounds[budget] for g in r["gaps"]]}  # fmt: skip
+        rows += stream_rows(f" [{budget}]", many, gaps[budget], args.streams)
+    return rows
 
 
 def machine() -> str:
@@ -195,13 +253,24 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--texts", type=int, default=128, help="texts (~100 tokens) to embed")
     parser.add_argument("--streams", type=int, default=8)
-    parser.add_argument("--only", choices=("all", "embed"), default="all",
-                        help="embed: the embedding rows alone (about a minute)")  # fmt: skip
+    parser.add_argument("--only", choices=("all", "embed", "streams"), default="all",
+                        help="embed/streams: those rows alone (about a minute)")  # fmt: skip
+    parser.add_argument(
+        "--itl-budget",
+        action="append",
+        metavar="FACTOR",
+        help="the server's MFC_ITL_BUDGET (repeat with --only streams)",
+    )
     args = parser.parse_args()
     from llama_cpp import Llama
 
     threads = default_threads()
     print(f"machine: {machine()}")
+    if args.only == "streams":
+        rows = only_streams(args)
+        print(f"after: load average {os.getloadavg()[0]:.1f}; {args.tokens} tokens a stream")
+        print_table(rows)
+        return
     res: dict[str, list[float]] = {}
 
     def add(key: str, value: float) -> None:
@@ -210,8 +279,7 @@ def main() -> None:
     generation = args.only == "all"
     with tempfile.TemporaryDirectory() as tmp:
         store = build_store(Path(tmp), generation)
-        env = {"MFC_MODELS": str(store), "OLLAMA_NUM_PARALLEL": str(args.streams),
-               "OLLAMA_CONTEXT_LENGTH": "2048", "OLLAMA_KEEP_ALIVE": "-1"}  # fmt: skip
+        env = server_env(store, args.streams, (args.itl_budget or ["default"])[0])
         if generation:
             llm_default = Llama(str(SMOL), n_ctx=2048, verbose=False)
             llm_same = Llama(str(SMOL), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
@@ -262,13 +330,16 @@ def main() -> None:
                 emb.trial_one_thread(local, add)
             if generation:
                 chat_stream(url, "Hi", 4)  # the chat runner, default threads again
-                solo = [chat_stream(url, f"Solo {i}: tell a long story about a lighthouse "
-                                    "keeper.", args.tokens) for i in range(2)]  # fmt: skip
+                solo = solo_gap(url, args.tokens)
                 many = streams(url, args.streams, args.tokens, max(args.trials // 2, 2))
     print(f"after: load average {os.getloadavg()[0]:.1f}; {args.trials} interleaved trials, "
           f"medians; server threads {threads} (physical cores)")  # fmt: skip
     rows = generation_rows(res, solo, many, threads, args.streams) if generation else []
     rows[5:5] = emb.rows(res, args.texts)
+    print_table(rows)
+
+
+def print_table(rows: list[Row]) -> None:
     print(f"| {'measure':44} | {'mfc serve':18} | {'reference':30} | {'ratio':>11} | target  |")
     print(f"|{'-' * 46}|{'-' * 20}|{'-' * 32}|{'-' * 13}|---------|")
     for name, ours, theirs, ratio, target in rows:
@@ -278,14 +349,13 @@ def main() -> None:
 
 def generation_rows(
     res: dict[str, list[float]],
-    solo: list[tuple[float, list[float], int]],
+    solo: float,
     many: dict[str, Any],
     threads: int,
     n_streams: int,
 ) -> list[Row]:
     """The decode, TTFT and streams rows (the embedding rows go after the fifth)."""
     med = {k: statistics.median(v) for k, v in res.items()}
-    solo_gap = statistics.median(g for _, gaps, _ in solo for g in gaps)
     return [
         ("decode tok/s, SmolLM2, defaults", f"http {med['rate_http']:.1f}",
          f"in-process {med['rate_default']:.1f}", med["rate_http"] / med["rate_default"],
@@ -300,13 +370,7 @@ def generation_rows(
         ("TTFT, cached prompt, 1 thread (ms)", f"http {med['warm_http1'] * 1e3:.1f}",
          f"in-process {med['warm_one'] * 1e3:.1f}",
          f"{(med['warm_http1'] - med['warm_one']) * 1e3:+.1f} ms", "<= 3 ms"),
-        (f"{n_streams} chat streams, aggregate tok/s", f"{many['rate']:.1f}",
-         f"1 stream {1 / solo_gap:.1f}", many["rate"] * solo_gap, ""),
-        (f"{n_streams} streams TTFT p50/p95/p99 (ms)",
-         "/".join(f"{pct(many['ttft'], q) * 1e3:.0f}" for q in (50, 95, 99)), "", "", ""),
-        (f"{n_streams} streams inter-token p50/p95/p99 (ms)",
-         "/".join(f"{pct(many['gaps'], q) * 1e3:.1f}" for q in (50, 95, 99)),
-         f"1 stream p50 {solo_gap * 1e3:.1f}", pct(many["gaps"], 99) / solo_gap, "<= 3.0"),
+        *stream_rows("", many, solo, n_streams),
     ]  # fmt: skip
 
 
