@@ -22,7 +22,7 @@ DEFAULT_MAX_BODY = 100 << 20
 DEFAULT_GRACE_PERIOD = 30.0  # Kubernetes' terminationGracePeriodSeconds default
 #: streams decode together while a step costs at most this many single-stream steps
 #: (runtime/admission.py; chosen by bench/serve.py, see README's performance section)
-DEFAULT_ITL_BUDGET = 2.5
+DEFAULT_ITL_BUDGET = 1.5
 LOG_FORMATS = ("text", "json")
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 

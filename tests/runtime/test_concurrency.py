@@ -37,7 +37,10 @@ CLIENT = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=32))
 
 @pytest.fixture(scope="module")
 def url(start_server: Callable[..., AbstractContextManager[str]]) -> Iterator[str]:
-    env = {"OLLAMA_NUM_PARALLEL": "2", "OLLAMA_MAX_QUEUE": "8", "OLLAMA_MAX_LOADED_MODELS": "1"}
+    # no inter-token latency budget: these tests are about the slots (a budget admits
+    # fewer streams on a CPU; tests/runtime/test_admission.py)
+    env = {"OLLAMA_NUM_PARALLEL": "2", "OLLAMA_MAX_QUEUE": "8", "OLLAMA_MAX_LOADED_MODELS": "1",
+           "MFC_ITL_BUDGET": "0"}  # fmt: skip
     with start_server(env) as base:
         yield base
 
