@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -35,10 +34,8 @@ GREEDY = SamplingSpec(temperature=0)
 
 
 @pytest.fixture(scope="module")
-def model(smollm2_gguf: Path) -> Iterator[LlamaModel]:
-    m = LlamaModel(str(smollm2_gguf))
-    yield m
-    m.close()
+def model(smollm2_model: LlamaModel) -> LlamaModel:
+    return smollm2_model
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +49,8 @@ def engine(model: LlamaModel) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="module")
-def reference(smollm2_gguf: Path) -> Reference:
-    return Reference(smollm2_gguf, n_ctx=512)
+def reference(smollm2_reference: Reference) -> Reference:
+    return smollm2_reference
 
 
 class Run:

@@ -21,10 +21,8 @@ PROMPT = "<|im_start|>user\nWrite a story about a lighthouse.<|im_end|>\n<|im_st
 
 
 @pytest.fixture(scope="module")
-def model(smollm2_gguf: Path) -> Iterator[LlamaModel]:
-    m = LlamaModel(str(smollm2_gguf))
-    yield m
-    m.close()
+def model(smollm2_model: LlamaModel) -> LlamaModel:
+    return smollm2_model
 
 
 @pytest.fixture(scope="module")
