@@ -81,12 +81,14 @@ class Embedder:
         max_jobs: int = MAX_SEQS,
         pass_tokens: int = PASS_TOKENS,
         contexts: int = 1,
-        lone_threads: int = 0,
     ) -> None:
         """`n_ctx`: tokens per input (capped at the trained length); `threads`: llama.cpp
-        threads per context; `contexts`: contexts the workers use once started;
-        `lone_threads`: threads for a pass that runs alone (nothing queued, no other pass
-        running), so one request on an idle server uses every core (0: `threads`)."""
+        threads per context; `contexts`: contexts the workers use once started.
+
+        A pass never takes more than its context's threads, even alone on an idle server:
+        a second multi-threaded OpenMP team in the process (beside a generative model's
+        engine thread) made libgomp's barriers sleep instead of spin, and that model's
+        decode fell from ~105 to ~65 tokens/s on 2 cores for as long as both stayed loaded."""
         self.model = model
         self.n_ctx = max(min(n_ctx, model.n_ctx_train or n_ctx), 8)  # tokens per input
         self.pass_tokens = max(pass_tokens, 1)
@@ -121,7 +123,6 @@ class Embedder:
         self._todo: collections.deque[tuple[EmbedJob, int]] = collections.deque()
         self._workers: list[threading.Thread] = []
         self._closing = False
-        self.lone_threads = lone_threads or threads
         self._running = 0  # passes running now
 
     def start(self) -> None:
@@ -218,12 +219,11 @@ class Embedder:
 
     def _step(self, context: EmbedContext) -> None:
         self._admit()
-        group, alone = self._take()
+        group = self._take()
         if not group:
             return
         try:
-            threads = self.lone_threads if alone else 0
-            vectors = context.run([job.tokens[i] for job, i in group], threads)
+            vectors = context.run([job.tokens[i] for job, i in group])
         except Exception as exc:  # this pass's requests fail, the queue goes on
             self._fail(group, exc)
             return
@@ -255,8 +255,8 @@ class Embedder:
                     self._todo.extend((job, i) for i in range(len(tokens)))
                     self._cond.notify_all()
 
-    def _take(self) -> tuple[Group, bool]:
-        """The oldest waiting inputs that fit one pass, and whether the pass runs alone."""
+    def _take(self) -> Group:
+        """The oldest waiting inputs that fit one pass."""
         group: Group = []
         used = 0
         with self._cond:
@@ -269,8 +269,7 @@ class Embedder:
                 used += size
             if group:
                 self._running += 1
-            alone = self._running == 1 and not self._todo and not self._incoming
-        return group, alone
+        return group
 
     def _finish(self, group: Group, vectors: list[np.ndarray]) -> None:
         done: list[EmbedJob] = []

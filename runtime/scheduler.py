@@ -338,7 +338,6 @@ class Scheduler:
                 per_context,
                 max_jobs=parallel,
                 contexts=contexts,
-                lone_threads=threads,
             )
             runner.embedder.start()
         else:  # passes on the engine thread, between decode steps

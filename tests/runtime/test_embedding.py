@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
+import llama_cpp as lc
 import numpy as np
 import pytest
 
@@ -206,23 +207,17 @@ def test_started_contexts_run_passes_in_parallel(
 
     both_running = threading.Barrier(2, timeout=60)
     used: dict[int, set[int]] = {}
-    widths: list[int] = []
     run = EmbedContext.run
 
-    def run_recorded(
-        context: EmbedContext, sequences: list[list[int]], threads: int = 0
-    ) -> list[np.ndarray]:
+    def run_recorded(context: EmbedContext, sequences: list[list[int]]) -> list[np.ndarray]:
         first = id(context) not in used
         used.setdefault(id(context), set()).add(threading.get_ident())
-        widths.append(threads)
         if first:
             both_running.wait()  # broken (and the test failed) unless the other one comes
-        return run(context, sequences, threads)
+        return run(context, sequences)
 
     monkeypatch.setattr(EmbedContext, "run", run_recorded)
-    embedder = Embedder(
-        model, 512, threads=1, max_jobs=4, pass_tokens=16, contexts=2, lone_threads=2
-    )
+    embedder = Embedder(model, 512, threads=1, max_jobs=4, pass_tokens=16, contexts=2)
     embedder.start()
     done = threading.Event()
     jobs = Jobs(embedder)
@@ -239,20 +234,23 @@ def test_started_contexts_run_passes_in_parallel(
     assert len(used) == 2
     assert all(len(threads) == 1 for threads in used.values())
     assert len({t for threads in used.values() for t in threads}) == 2
-    assert widths[:2] == [0, 0]  # the context's own single thread while others wait
     assert np.all(cosines(got, np.array(alone)) > 1 - 1e-6)
 
 
-def test_a_lone_pass_uses_every_thread(model: LlamaModel, alone: list[np.ndarray]) -> None:
-    """One request on an idle embedder runs with `lone_threads` and gets the same vector;
-    closing the embedder stops its workers."""
-    embedder = Embedder(model, 64, threads=1, contexts=2, lone_threads=2)
+def test_a_lone_pass_keeps_to_its_context_and_close_stops_the_workers(
+    model: LlamaModel, alone: list[np.ndarray]
+) -> None:
+    """One request on an idle embedder runs on one single-threaded context (no second
+    OpenMP team beside a generative model's) and gets the same vector; closing the
+    embedder stops its workers."""
+    embedder = Embedder(model, 64, threads=1, contexts=2)
     embedder.start()
     got = embedder.embed([TEXTS[0]]).vectors[0]
-    widths = {context.threads for context in embedder.contexts if context.ctx is not None}
+    started = [c for c in embedder.contexts if c.ctx is not None]
+    widths = {int(lc.llama_n_threads_batch(c.ctx)) for c in started}
     workers = list(embedder._workers)
     embedder.close()
-    assert widths == {2}
+    assert widths == {1}
     assert not any(w.is_alive() for w in workers)
     assert cosines(got, alone[0]) > 1 - 1e-6
 
@@ -300,13 +298,11 @@ def test_workers_wait_rather_than_spin_while_num_parallel_requests_run(
     takes: list[int] = []
     run, take = EmbedContext.run, Embedder._take
 
-    def run_held(
-        context: EmbedContext, sequences: list[list[int]], threads: int = 0
-    ) -> list[np.ndarray]:
+    def run_held(context: EmbedContext, sequences: list[list[int]]) -> list[np.ndarray]:
         release.wait(60)
-        return run(context, sequences, threads)
+        return run(context, sequences)
 
-    def take_counted(embedder: Embedder) -> tuple[list[tuple[EmbedJob, int]], bool]:
+    def take_counted(embedder: Embedder) -> list[tuple[EmbedJob, int]]:
         takes.append(1)
         return take(embedder)
 
