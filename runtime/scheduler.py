@@ -45,7 +45,8 @@ def embed_layout(threads: int, contexts: int | None) -> tuple[int, int]:
     scale with the cores, while one pass split over threads waits at every op's barrier
     (all-MiniLM-L6-v2 F16, 128 texts: 2 threads in one context ran 1.69x one thread, two
     one-thread contexts 1.95-2x). `MFC_EMBED_CONTEXTS` asks for fewer, wider contexts
-    (lower latency for one long input on a many-core machine)."""
+    (lower latency for one long input on a many-core machine, but a multi-threaded context
+    beside a chat model's engine slows that model's decoding: runtime/embedding.py)."""
     n = min(contexts or threads, threads) if threads > 0 else 1
     return max(n, 1), max(threads // max(n, 1), 1)
 
