@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from toolchain.convert import convert_hf_dir
+
+# the fixture generators (fixtures/tiny_*.py) import each other by bare name, as they do
+# when run as scripts, so a test module may import any of them first
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "fixtures"))
 
 Converter = Callable[[Path, str], Path]
 

@@ -18,11 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures.generate_tiny_models import build_in_place, build_tiny
 from fixtures.tiny_breadth import ENCODERS_BY_NAME
-from tests.conftest import MODELS
-from tests.toolchain.convert.oracle import assert_tokenizes_like, load_llama, relative_error
-from tests.toolchain.convert.reference_convert import differences, run_reference
+from tests.toolchain.convert.breadth import Family, tiny
+from tests.toolchain.convert.oracle import load_llama, relative_error
 
 pytestmark = pytest.mark.oracle
 
@@ -71,9 +69,15 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
 }
 
 
-def tiny(name: str) -> Path:
-    spec = ENCODERS_BY_NAME[name]
-    return build_in_place(MODELS / name, lambda d: build_tiny(spec, d))
+FAMILY = Family(
+    tuple(ENCODERS_BY_NAME),
+    REFERENCE_DIFFERENCES,
+    # EmbeddingGemma's Dense projections: llama.cpp's converter writes them on request
+    # (Ollama's always, as ours does)
+    flags={"tiny-embedding-gemma": ("--sentence-transformers-dense-modules",)},
+)
+test_token_ids_match_transformers = FAMILY.token_ids_test()
+test_same_gguf_as_llama_cpp_converter = FAMILY.reference_test()
 
 
 def _hf(src: Path, cls: str) -> tuple[object, object]:
@@ -158,28 +162,3 @@ def test_rerank_score_matches_transformers(converted) -> None:
         assert np.ptp(scores) > 10 * RERANK_TOLERANCE  # the texts score differently
     finally:
         llm.close()
-
-
-@pytest.mark.parametrize("name", list(ENCODERS_BY_NAME))
-def test_token_ids_match_transformers(name: str, converted) -> None:
-    from transformers import AutoTokenizer
-
-    src = tiny(name)
-    tok = AutoTokenizer.from_pretrained(str(src))
-    assert_tokenizes_like(converted(src, "f32"), tok)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(ENCODERS_BY_NAME))
-def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
-    src = tiny(name)
-    # EmbeddingGemma's Dense projections: llama.cpp's converter writes them on request
-    # (Ollama's always, as ours does)
-    flags = ("--sentence-transformers-dense-modules",) if "gemma" in name else ()
-    found = differences(
-        converted(src, "f32"), run_reference(src, tmp_path / "reference.gguf", "f32", None, flags)
-    )
-    explained = REFERENCE_DIFFERENCES[name]
-    unexplained = [d for d in found if d.split(":")[0] not in explained]
-    assert not unexplained, "\n".join(unexplained)
-    assert {d.split(":")[0] for d in found} == set(explained), "a listed difference is gone"

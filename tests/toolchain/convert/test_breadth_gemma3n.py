@@ -27,13 +27,14 @@ from fixtures.generate_tiny_models import build_in_place
 from fixtures.tiny_gemma3n import NAME, build, text_model
 from tests.conftest import MODELS
 from tests.toolchain.convert import oracle
-from tests.toolchain.convert.reference_convert import differences, run_reference
-from tests.toolchain.convert.test_breadth import (
-    _FLAGS,
-    _SPM_MASK,
+from tests.toolchain.convert.breadth import (
+    FLAGS,
     GREEDY_TOKENS,
     PROMPTS,
+    SPM_MASK,
     TOLERANCE,
+    assert_same_as_reference,
+    assert_tokenizes_like_transformers,
 )
 
 pytestmark = pytest.mark.oracle
@@ -43,7 +44,7 @@ ENGINE_TOLERANCE = 1e-2
 
 #: what differs from llama.cpp's converter output, and why: the tokenizer flags and
 #: added-token typing every Gemma shares (see test_breadth.py); nothing of the model
-REFERENCE_DIFFERENCES = {**_FLAGS, **_SPM_MASK}
+REFERENCE_DIFFERENCES = {**FLAGS, **SPM_MASK}
 
 
 @pytest.fixture(scope="module")
@@ -115,18 +116,12 @@ def test_plain_transformers_differs_as_explained(tiny: Path, llm: Any) -> None:
 
 
 def test_token_ids_match_transformers(tiny: Path, converted) -> None:
-    from transformers import AutoTokenizer
-
-    oracle.assert_tokenizes_like(converted(tiny, "f32"), AutoTokenizer.from_pretrained(str(tiny)))
+    assert_tokenizes_like_transformers(tiny, converted(tiny, "f32"))
 
 
 @pytest.mark.slow
 def test_same_gguf_as_llama_cpp_converter(tiny: Path, converted, tmp_path: Path) -> None:
-    theirs = run_reference(tiny, tmp_path / "reference.gguf", "f32", None)
-    found = differences(converted(tiny, "f32"), theirs)
-    unexplained = [d for d in found if d.split(":")[0] not in REFERENCE_DIFFERENCES]
-    assert not unexplained, "\n".join(unexplained)
-    assert {d.split(":")[0] for d in found} == set(REFERENCE_DIFFERENCES)
+    assert_same_as_reference(tiny, converted(tiny, "f32"), tmp_path, REFERENCE_DIFFERENCES)
 
 
 def test_shared_layers_without_kv_weights_are_refused(tiny: Path, tmp_path: Path) -> None:

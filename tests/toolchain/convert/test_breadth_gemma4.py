@@ -19,26 +19,20 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.generate_tiny_models import build_in_place, build_tiny
 from fixtures.tiny_gemma4 import BY_NAME
-from tests.conftest import MODELS
+from tests.toolchain.convert.breadth import FLAGS, Family, tiny
 from tests.toolchain.convert.corpus import LEADING_WHITESPACE
 from tests.toolchain.convert.oracle import assert_tokenizes_like, load_llama
 from tests.toolchain.convert.reference_convert import fields
-from tests.toolchain.convert.test_breadth import (
-    _FLAGS,
-    assert_runs_like_transformers,
-    assert_same_as_reference,
-)
 from toolchain.convert import ConvertError, convert_hf_dir
 
 pytestmark = pytest.mark.oracle
 
 #: what differs from llama.cpp's converter output, and why
 REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
-    "tiny-gemma4": _FLAGS,
+    "tiny-gemma4": FLAGS,
     "tiny-gemma4-vl": {
-        **_FLAGS,
+        **FLAGS,
         "gemma4.final_logit_softcapping": "config.json has no final soft-capping; the "
         "reference then writes no key and llama.cpp caps Gemma 4's logits at its default "
         "30: its file is 0.60 relative from transformers' logits on the test prompts "
@@ -47,15 +41,11 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
 }
 
 
-def tiny(name: str) -> Path:
-    spec = BY_NAME[name]
-    return build_in_place(MODELS / name, lambda d: build_tiny(spec, d))
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_logits_and_greedy_match_transformers(name: str, converted) -> None:
-    src = tiny(name)
-    assert_runs_like_transformers(src, converted(src, "f32"))
+#: at F16 too: the same tensor types (scales, norms and rope_freqs F32; the per-layer
+#: embedding F16) and bytes
+FAMILY = Family(tuple(BY_NAME), REFERENCE_DIFFERENCES, outtypes=("f32", "f16"))
+test_logits_and_greedy_match_transformers = FAMILY.logits_test()
+test_same_gguf_as_llama_cpp_converter = FAMILY.reference_test()
 
 
 @pytest.mark.parametrize("name", list(BY_NAME))
@@ -119,16 +109,3 @@ def test_per_layer_embedding_for_another_vocabulary_is_refused(tmp_path: Path) -
         convert_hf_dir(copy, tmp_path / "out.gguf", "f32")
     assert info.value.file == str(copy / "config.json")
     assert "vocab_size_per_layer_input (700) differs from vocab_size (801)" in info.value.message
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("outtype", ["f32", "f16"])
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_same_gguf_as_llama_cpp_converter(
-    name: str, outtype: str, converted, tmp_path: Path
-) -> None:
-    """At F16 too: the same tensor types (scales, norms and rope_freqs F32; the per-layer
-    embedding F16) and bytes."""
-    src = tiny(name)
-    ours = converted(src, outtype)
-    assert_same_as_reference(src, ours, tmp_path, REFERENCE_DIFFERENCES[name], outtype)

@@ -17,7 +17,7 @@ from gguf import GGUFReader
 
 from quant.floats import quantize_bf16
 from tests.conftest import ROOT
-from tests.toolchain.convert.test_breadth import tiny
+from tests.toolchain.convert.breadth import tiny
 from toolchain.convert import SUPPORTED, ConvertError, convert_hf_dir
 
 

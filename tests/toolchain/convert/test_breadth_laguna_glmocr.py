@@ -13,15 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.generate_tiny_models import build_in_place, build_tiny
 from fixtures.tiny_laguna_glmocr import BY_NAME
-from tests.conftest import MODELS
-from tests.toolchain.convert.oracle import assert_tokenizes_like
+from tests.toolchain.convert.breadth import Family, tiny
 from tests.toolchain.convert.reference_convert import fields
-from tests.toolchain.convert.test_breadth import (
-    assert_runs_like_transformers,
-    assert_same_as_reference,
-)
 
 pytestmark = pytest.mark.oracle
 
@@ -51,30 +45,10 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
 }
 
 
-def tiny(name: str) -> Path:
-    spec = BY_NAME[name]
-    return build_in_place(MODELS / name, lambda d: build_tiny(spec, d))
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_logits_and_greedy_match_transformers(name: str, converted) -> None:
-    src = tiny(name)
-    assert_runs_like_transformers(src, converted(src, "f32"))
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_token_ids_match_transformers(name: str, converted) -> None:
-    from transformers import AutoTokenizer
-
-    src = tiny(name)
-    assert_tokenizes_like(converted(src, "f32"), AutoTokenizer.from_pretrained(str(src)))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
-    src = tiny(name)
-    assert_same_as_reference(src, converted(src, "f32"), tmp_path, REFERENCE_DIFFERENCES[name])
+FAMILY = Family(tuple(BY_NAME), REFERENCE_DIFFERENCES)
+test_logits_and_greedy_match_transformers = FAMILY.logits_test()
+test_token_ids_match_transformers = FAMILY.token_ids_test()
+test_same_gguf_as_llama_cpp_converter = FAMILY.reference_test()
 
 
 def test_laguna_gguf_says_what_llama_cpp_reads(converted) -> None:

@@ -14,88 +14,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures.generate_tiny_models import build_in_place, build_tiny
 from fixtures.tiny_nemotronh import BY_NAME, KINDS, NEMOTRON_H, NEMOTRON_H_MOE, PATTERN
-from tests.conftest import MODELS
-from tests.toolchain.convert.oracle import (
-    assert_runs_like_transformers,
-    assert_tokenizes_like,
-    load_llama,
-)
-from tests.toolchain.convert.reference_convert import (
-    assert_differences_explained,
-    differences,
-    fields,
-    run_reference,
-    tensors,
-)
-from tests.toolchain.convert.test_breadth import GREEDY_TOKENS, PROMPTS, TOLERANCE
+from tests.toolchain.convert.breadth import FLAGS, Family, tiny
+from tests.toolchain.convert.oracle import load_llama
+from tests.toolchain.convert.reference_convert import fields, run_reference, tensors
 from toolchain.convert import convert_hf_dir
 from toolchain.convert.errors import ConvertError
 
 pytestmark = pytest.mark.oracle
 
-_FLAGS = {
-    "tokenizer.ggml.add_eos_token": "ours copies tokenizer_config.json's add_eos_token "
-    "(false); the reference infers add_sep_token (false) from the post-processor instead. "
-    "Both are llama.cpp's defaults, so neither changes tokenization",
-    "tokenizer.ggml.add_sep_token": "see add_eos_token",
-}
-
 #: what differs from llama.cpp's converter output, and why
 REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
-    "tiny-nemotron-h": _FLAGS,
-    "tiny-nemotron-h-moe": _FLAGS,
+    "tiny-nemotron-h": FLAGS,
+    "tiny-nemotron-h-moe": FLAGS,
 }
-#: the reference reads config.json as written (not transformers' view of it) for the
-#: dense model, see test_reference_misreads_transformers_view; for the MoE one it needs
-#: no help
-RAW_CONFIG = {"tiny-nemotron-h": True, "tiny-nemotron-h-moe": False}
-
-
-def tiny(name: str) -> Path:
-    spec = BY_NAME[name]
-    return build_in_place(MODELS / name, lambda d: build_tiny(spec, d))
-
-
-def _hf(path: Path) -> tuple[object, object]:
-    import torch
-    import transformers
-
-    model = transformers.NemotronHForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    return model.eval(), transformers.AutoTokenizer.from_pretrained(str(path))
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_logits_and_greedy_match_transformers(name: str, converted) -> None:
-    src = tiny(name)
-    model, tok = _hf(src)
-    assert_runs_like_transformers(
-        converted(src, "f32"), model, tok, PROMPTS, TOLERANCE, GREEDY_TOKENS
-    )
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_token_ids_match_transformers(name: str, converted) -> None:
-    from transformers import AutoTokenizer
-
-    src = tiny(name)
-    assert_tokenizes_like(converted(src, "f32"), AutoTokenizer.from_pretrained(str(src)))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
-    src = tiny(name)
-    ours = converted(src, "f32")
-    theirs = run_reference(
-        src,
-        tmp_path / "reference.gguf",
-        "f32",
-        fields(ours)["tokenizer.ggml.pre"],
-        raw_config=RAW_CONFIG[name],
-    )
-    assert_differences_explained(differences(ours, theirs), REFERENCE_DIFFERENCES[name])
+FAMILY = Family(
+    tuple(BY_NAME),
+    REFERENCE_DIFFERENCES,
+    # the reference reads config.json as written (not transformers' view of it) for the
+    # dense model, see test_reference_misreads_transformers_view; the MoE one needs no help
+    raw_config=frozenset({NEMOTRON_H.name}),
+)
+test_logits_and_greedy_match_transformers = FAMILY.logits_test()
+test_token_ids_match_transformers = FAMILY.token_ids_test()
+test_same_gguf_as_llama_cpp_converter = FAMILY.reference_test()
 
 
 @pytest.mark.slow

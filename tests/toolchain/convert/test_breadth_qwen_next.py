@@ -11,7 +11,6 @@ one.
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 from pathlib import Path
@@ -19,15 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures.generate_tiny_models import build_in_place, build_tiny
 from fixtures.tiny_qwen_next import BY_NAME
-from tests.conftest import MODELS
-from tests.toolchain.convert.oracle import assert_tokenizes_like
+from tests.toolchain.convert.breadth import Family, tiny
 from tests.toolchain.convert.reference_convert import tensors
-from tests.toolchain.convert.test_breadth import (
-    assert_runs_like_transformers,
-    assert_same_as_reference,
-)
 from toolchain.convert import convert_hf_dir
 from toolchain.convert.errors import ConvertError
 
@@ -43,28 +36,10 @@ REFERENCE_DIFFERENCES: dict[str, dict[str, str]] = {
 }
 
 
-def tiny(name: str) -> Path:
-    """The generated model directory (built on first use, then cached by version stamp)."""
-    return build_in_place(MODELS / name, functools.partial(build_tiny, BY_NAME[name]))
-
-
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_tokens_logits_and_greedy_match_transformers(name: str, converted) -> None:
-    from transformers import AutoTokenizer
-
-    src = tiny(name)
-    gguf = converted(src, "f32")
-    assert_tokenizes_like(gguf, AutoTokenizer.from_pretrained(str(src)))
-    assert_runs_like_transformers(src, gguf)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(BY_NAME))
-def test_same_gguf_as_llama_cpp_converter(name: str, converted, tmp_path: Path) -> None:
-    src = tiny(name)
-    assert_same_as_reference(
-        src, converted(src, "f32"), tmp_path, REFERENCE_DIFFERENCES[name], flags=("--no-mtp",)
-    )
+FAMILY = Family(tuple(BY_NAME), REFERENCE_DIFFERENCES, flags=dict.fromkeys(BY_NAME, ("--no-mtp",)))
+test_logits_and_greedy_match_transformers = FAMILY.logits_test()
+test_token_ids_match_transformers = FAMILY.token_ids_test()
+test_same_gguf_as_llama_cpp_converter = FAMILY.reference_test()
 
 
 @pytest.mark.parametrize("ftype", ["Q8_0", "Q4_K_M"])

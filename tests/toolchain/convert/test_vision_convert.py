@@ -23,8 +23,8 @@ import pytest
 
 from fixtures.local_server import mfc_command
 from tests.conftest import MODELS
+from tests.toolchain.convert.breadth import FLAGS, SPM_MASK
 from tests.toolchain.convert.reference_convert import differences, fields, reference_script
-from tests.toolchain.convert.test_breadth import _FLAGS, _SPM_MASK
 from toolchain.convert import ConvertError, convert_hf_dir
 from toolchain.convert.mmproj import convert_projector, has_projector
 
@@ -39,8 +39,8 @@ FAMILIES = {
 #: what differs in the text model from the reference's, and why: the text converter's own
 #: choices (the same as for the text-only checkpoints of these families)
 TEXT_DIFFERENCES: dict[str, dict[str, str]] = {
-    "tiny-gemma3-vision": {**_FLAGS, **_SPM_MASK},
-    "tiny-smolvlm": _FLAGS,
+    "tiny-gemma3-vision": {**FLAGS, **SPM_MASK},
+    "tiny-smolvlm": FLAGS,
     "tiny-qwen2vl": {},
     "tiny-qwen25vl": {},
 }
