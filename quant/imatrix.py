@@ -16,7 +16,8 @@ import numpy as np
 
 from quant.errors import QuantError
 from quant.gguf_constants import GGUFValueType
-from quant.gguf_read import MAGIC, GGUFArray, GGUFFile, TensorInfo
+from quant.gguf_read import MAGIC, GGUFFile, TensorInfo
+from quant.gguf_values import GGUFArray
 from quant.gguf_write import encode_pair, header_bytes, padded
 from quant.numerics import F32, Floats
 

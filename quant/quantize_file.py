@@ -20,7 +20,8 @@ from quant.files import remove_stale_temps, same_file, temp_path
 from quant.filetypes import file_type
 from quant.formats import BY_ID, block_format
 from quant.gguf_constants import GGUFValueType
-from quant.gguf_read import GGUFArray, GGUFFile
+from quant.gguf_read import GGUFFile
+from quant.gguf_values import GGUFArray
 from quant.gguf_write import encode_pair, header_bytes, padded, tensor_table
 from quant.imatrix import Imatrix, load_imatrix
 from quant.numerics import F32

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from gguf import GGUFEndian, GGUFValueType, GGUFWriter
 
-from quant.gguf_read import ARRAY_HEAD, GGUFArray, GGUFFile, GGUFFormatError, read_header
+from quant.gguf_read import ARRAY_HEAD, GGUFFile, read_header
+from quant.gguf_values import GGUFArray, GGUFFormatError
 from quant.gguf_write import encode_pair, header_bytes, padded, tensor_table
 
 V = GGUFValueType

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
-from quant.gguf_read import GGUFArray, GGUFFormatError, GGUFHeader, NotGGUFError, read_header
+from quant.gguf_read import GGUFHeader, read_header
+from quant.gguf_values import GGUFArray, GGUFFormatError, NotGGUFError
 from toolchain.errors import MfcError
 
 __all__ = ["GGUFArray", "GGUFError", "GGUFInfo", "read_gguf"]
