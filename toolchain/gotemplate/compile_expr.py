@@ -1,10 +1,11 @@
 """Pipelines, commands, arguments and function calls compiled into closures.
 
 Each closure does what Go's exec.go does for its node (evalPipeline, evalCommand, evalArg,
-evalCall), decided once at compile time where Go decides it from the node: the argument
-kinds of a function, whether a command has arguments, which error a literal in the wrong
-place gives. Runtime work is left for what depends on the data. Every closure sets
-`State.node` where Go's `state.at` would, so errors name the node Go's name.
+evalFunction; the call itself, evalCall, is built in compile_call), decided once at
+compile time where Go decides it from the node: the argument kinds of a function, whether
+a command has arguments, which error a literal in the wrong place gives. Runtime work is
+left for what depends on the data. Every closure sets `State.node` where Go's `state.at`
+would, so errors name the node Go's name.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from toolchain.gotemplate.builtins import BUILTINS, FuncError
+from toolchain.gotemplate.builtins import BUILTINS
 from toolchain.gotemplate.compile_access import (
     Expr,
     Scope,
@@ -22,8 +23,9 @@ from toolchain.gotemplate.compile_access import (
     raiser,
     var_ref,
 )
+from toolchain.gotemplate.compile_call import capped, compile_call
 from toolchain.gotemplate.exec import MISSING, State, validate
-from toolchain.gotemplate.gofmt import STRING_CAP, StringCapError, quote
+from toolchain.gotemplate.gofmt import quote
 from toolchain.gotemplate.nodes import (
     BoolNode,
     ChainNode,
@@ -38,7 +40,7 @@ from toolchain.gotemplate.nodes import (
     StringNode,
     VariableNode,
 )
-from toolchain.gotemplate.values import NO_VALUE, PLAIN_TRUTH, is_true, type_name
+from toolchain.gotemplate.values import NO_VALUE
 
 Stage = Callable[[State, Any, Any], Any]  # (state, dot, final) -> value: a later pipeline stage
 
@@ -97,17 +99,6 @@ def compile_arg(scope: Scope, n: Node, kind: str | None) -> Expr:
     if isinstance(n, StringNode):
         return _constant(n, n.text)
     return raiser(n, f"can't handle assignment of {n} to empty interface argument")
-
-
-def _literal(n: Node, kind: str | None) -> tuple[Node, Any] | None:
-    """(node, value) of an argument that is a constant of its parameter's kind, else None."""
-    if kind is None or (kind == "string" and not isinstance(n, StringNode)):
-        return None
-    if isinstance(n, (StringNode, BoolNode)):
-        return n, n.text if isinstance(n, StringNode) else n.value
-    if isinstance(n, NilNode):
-        return n, None if kind == "any" else NO_VALUE
-    return None
 
 
 def _validated(value: Expr, kind: str | None) -> Expr:
@@ -198,36 +189,13 @@ def compile_chain(scope: Scope, chain: ChainNode, args: list[Node] | None, stage
     return chain_value
 
 
-# -- function calls (Go's evalFunction / evalCall) --------------------------------------------
-#: functions whose result can be longer than their arguments: capped at Limits.max_output
-_GROWING = frozenset({"html", "js", "print", "printf", "println", "urlquery", "json"})
-
-
+# -- function calls (Go's evalFunction) -------------------------------------------------------
 def compile_function(
     scope: Scope, ident: IdentifierNode, node: Node, args: list[Node] | None, staged: bool
 ) -> Any:
-    call = _compile_function(scope, ident, node, args, staged)
-    if ident.ident not in _GROWING:
-        return call
-
-    def bounded(st: State, dot: Any, *final: Any) -> Any:
-        cap = STRING_CAP.set(st.max_output)
-        try:
-            v = call(st, dot, *final)
-        except StringCapError:
-            raise st.value_exceeded(node) from None
-        finally:
-            STRING_CAP.reset(cap)
-        if type(v) is str and len(v) > st.max_output:
-            raise st.value_exceeded(node)
-        return v
-
-    return bounded
-
-
-def _compile_function(
-    scope: Scope, ident: IdentifierNode, node: Node, args: list[Node] | None, staged: bool
-) -> Any:
+    """The call of the function `ident` names: found, its arity checked, its arguments
+    compiled for its parameters' kinds; the closure itself comes from compile_call, its
+    output cap from capped."""
     name = ident.ident
     fn = scope.funcs.get(name)
     builtin = fn is None and name in BUILTINS
@@ -248,105 +216,10 @@ def _compile_function(
         return raiser(ident, f"wrong number of args for {name}: want {len(params)} got {num_in}")
     kinds = [params[i] if i < len(params) else fn.variadic for i in range(num_in)]
     evals = [compile_arg(scope, a, kinds[i]) for i, a in enumerate(argn)]
-    if builtin and name in ("and", "or"):
-        return _and_or(ident, evals, name == "or")
-    final_kind = kinds[-1] if staged else None
-    if builtin and name == "call":
-        return _call(ident, node, evals, argn, staged=staged, final_kind=final_kind)
-    f = fn.fn
-
-    def error(st: State, exc: FuncError) -> Exception:
-        return st.error_at(node, f"error calling {name}: {exc}")
-
-    if not staged and len(evals) == 1:
-        (a0,) = evals
-
-        def call1(st: State, dot: Any) -> Any:
-            st.node = ident
-            v0 = a0(st, dot)
-            try:
-                return f(v0)
-            except FuncError as exc:
-                raise error(st, exc) from None
-
-        return call1
-    if not staged and len(evals) == 2 and (c1 := _literal(argn[1], kinds[1])) is not None:
-        a0 = evals[0]
-        n1, v1 = c1
-
-        def call2_literal(st: State, dot: Any) -> Any:  # `eq .Role "user"`
-            st.node = ident
-            v0 = a0(st, dot)
-            st.node = n1
-            try:
-                return f(v0, v1)
-            except FuncError as exc:
-                raise error(st, exc) from None
-
-        return call2_literal
-    if not staged and len(evals) == 2:
-        a0, a1 = evals
-
-        def call2(st: State, dot: Any) -> Any:
-            st.node = ident
-            v0 = a0(st, dot)
-            v1 = a1(st, dot)
-            try:
-                return f(v0, v1)
-            except FuncError as exc:
-                raise error(st, exc) from None
-
-        return call2
-
-    def call(st: State, dot: Any, final: Any = MISSING) -> Any:
-        st.node = ident
-        values = [a(st, dot) for a in evals]
-        if staged:
-            values.append(validate(st, final, final_kind))
-        try:
-            return f(*values)
-        except FuncError as exc:
-            raise error(st, exc) from None
-
-    return call
-
-
-def _and_or(ident: IdentifierNode, evals: list[Expr], want: bool) -> Any:
-    """and/or: arguments evaluated left to right until one decides (the final value last)."""
-
-    def and_or(st: State, dot: Any, final: Any = MISSING) -> Any:
-        st.node = ident
-        v: Any = NO_VALUE
-        for a in evals:
-            v = a(st, dot)
-            if (bool(v) if type(v) in PLAIN_TRUTH else is_true(v)) is want:
-                return v
-        if final is not MISSING:
-            v = final
-        return v
-
-    return and_or
-
-
-def _call(ident: IdentifierNode, node: Node, evals: list[Expr], argn: list[Node], *,
-          staged: bool, final_kind: str | None) -> Any:  # fmt: skip
-    """`call`: nothing a template holds is a function, so it always fails (after its args)."""
-    callee_text = str(argn[0]) if argn else "."
-
-    def call(st: State, dot: Any, final: Any = MISSING) -> Any:
-        st.node = ident
-        values = [a(st, dot) for a in evals]
-        if staged:
-            values.append(validate(st, final, final_kind))
-        callee = values[0]
-        st.node = node
-        if callee is None or callee is NO_VALUE:
-            raise st.errorf("error calling call: call of nil")
-        raise st.errorf(
-            f"error calling call: non-function {callee_text} of type {type_name(callee)}"
-        )
-
-    return call
+    call = compile_call(
+        ident, node, fn, evals=evals, argn=argn, kinds=kinds, staged=staged, builtin=builtin
+    )
+    return capped(name, node, call)
 
 
 # -- pipelines (Go's evalPipeline) -------------------------------------------------------------
