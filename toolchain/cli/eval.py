@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from toolchain.cli.reporting import print_json, reporter
-from toolchain.errors import MfcError, UsageError
+from toolchain.cli.text_chunks import chunk_options, data_option, read_data
+from toolchain.errors import MfcError
 from toolchain.progress import ProgressEvent
 
 
@@ -53,22 +54,12 @@ def _table(rows: list[dict[str, object]]) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="The unquantized (or reference) model the others are compared with.",
 )
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Text file to evaluate on (at least two contexts' worth of tokens).",
+@data_option("Text file to evaluate on (at least two contexts' worth of tokens).")
+@chunk_options(
+    min_ctx=8,
+    ctx_help="Tokens per chunk (llama-perplexity's -c); the second half is scored.",
+    chunks_help="Evaluate at most this many chunks.",
 )
-@click.option(
-    "--ctx",
-    "n_ctx",
-    type=click.IntRange(min=8),
-    default=512,
-    show_default=True,
-    help="Tokens per chunk (llama-perplexity's -c); the second half is scored.",
-)
-@click.option("--chunks", type=click.IntRange(min=1), help="Evaluate at most this many chunks.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all).")
 @click.option(
     "--max-kld",
     type=float,
@@ -88,10 +79,7 @@ def command(  # noqa: PLR0917 (one parameter per option)
     """Perplexity and KL divergence of MODELs against BASE on the text in --data."""
     from toolchain import quality
 
-    for p in (base, data, *models):
-        if not p.is_file():
-            raise UsageError(f"{p}: no such file")
-    text = data.read_text(encoding="utf-8", errors="replace")
+    text = read_data(data, (base, data, *models))
     rows = []
     with reporter(as_json) as progress:
 

@@ -9,18 +9,13 @@ import click
 import numpy as np
 
 from toolchain.cli.reporting import print_json, reporter
-from toolchain.errors import UsageError
+from toolchain.cli.text_chunks import chunk_options, data_option, read_data
 from toolchain.progress import ProgressEvent
 
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path), metavar="MODEL.gguf")
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Calibration text (at least two contexts' worth of tokens).",
-)
+@data_option("Calibration text (at least two contexts' worth of tokens).")
 @click.option(
     "-o",
     "--output",
@@ -29,16 +24,11 @@ from toolchain.progress import ProgressEvent
     show_default=True,
     help="Where to write it.",
 )
-@click.option(
-    "--ctx",
-    "n_ctx",
-    type=click.IntRange(min=16),
-    default=512,
-    show_default=True,
-    help="Tokens per chunk (llama-imatrix's -c).",
+@chunk_options(
+    min_ctx=16,
+    ctx_help="Tokens per chunk (llama-imatrix's -c).",
+    chunks_help="Use at most this many chunks.",
 )
-@click.option("--chunks", type=click.IntRange(min=1), help="Use at most this many chunks.")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
 def command(  # noqa: PLR0917 (one parameter per option)
     model: Path,
@@ -53,10 +43,7 @@ def command(  # noqa: PLR0917 (one parameter per option)
     from quant.imatrix import write_imatrix_gguf
     from toolchain.calibrate import compute_imatrix
 
-    for p in (model, data):
-        if not p.is_file():
-            raise UsageError(f"{p}: no such file")
-    text = data.read_text(encoding="utf-8", errors="replace")
+    text = read_data(data, (model, data))
     status = f"computing the importance matrix of {model.name}"
     with reporter(as_json) as progress:
         stats = compute_imatrix(
