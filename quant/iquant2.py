@@ -22,6 +22,7 @@ from quant.lattice2 import (
     iq2xxs_lattice,
 )
 from quant.lattice8_grids import DEQUANT_LEVELS
+from quant.lattice_search import BestTrial, odd_level_sums, round_levels
 from quant.numerics import (
     F32,
     Bytes,
@@ -127,10 +128,8 @@ def _qp_scale(x: Floats, w: Floats) -> Floats:
 
 
 def _levels(idv: Floats, xval: Floats) -> Ints:
-    """`MAX(0, MIN(2, nearest_int(0.5f*(id*xval - 1))))`, (n, B) -> (8, n/8, B)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        v = (F32(0.5) * ((idv * xval).astype(F32) - F32(1.0))).astype(F32)
-    L = np.clip(nearest_int(v), 0, _KMAXQ - 1)
+    """Levels 0..2 of (n, B) magnitudes, as (8, n/8, B)."""
+    L = round_levels(idv, xval, _KMAXQ)
     return np.moveaxis(L.reshape(-1, 8, L.shape[-1]), 1, 0)
 
 
@@ -152,9 +151,7 @@ def _snap(
 
 
 def _fit(W: Floats, xval: Floats, L: Ints) -> tuple[Floats, Floats]:
-    q = (2 * np.moveaxis(L, 0, 1).reshape(W.shape) + 1).astype(F32)
-    wq = (W * xval).astype(F32)
-    return seq_sum((wq * q).astype(F32)), seq_sum(((W * q).astype(F32) * q).astype(F32))
+    return odd_level_sums(W, xval, np.moveaxis(L, 0, 1).reshape(W.shape))
 
 
 def _search(lat: Lattice2, xval: Floats, W: Floats, xxs: bool) -> tuple[Floats, Ints, Ints]:
@@ -175,22 +172,16 @@ def _search(lat: Lattice2, xval: Floats, W: Floats, xxs: bool) -> tuple[Floats, 
         base = mx1
         scale = (mx1 / F32(2 * _KMAXQ - 1)).astype(F32)
         trials, step = 9, F32(0.1)
-    best = np.zeros(B, dtype=F32)
-    L = np.zeros((8, n // 8, B), dtype=np.int64)
-    on_grid = np.ones((n // 8, B), dtype=bool)
+    trial = BestTrial(
+        scale, np.zeros((8, n // 8, B), dtype=np.int64), np.ones((n // 8, B), dtype=bool)
+    )
     for k in range(-trials, trials + 1):
         with np.errstate(over="ignore", divide="ignore"):
             idv = ((F32(2 * _KMAXQ - 1) + F32(k) * step) / base).astype(F32)
             this_scale = (F32(1.0) / idv).astype(F32)
         La, on = _snap(lat, _levels(idv, xval), xval, waux, this_scale)
-        sumqx, sumq2 = _fit(W, xval, La)
-        with np.errstate(over="ignore", invalid="ignore"):
-            better = (sumq2 > 0) & ((sumqx * sumqx).astype(F32) > (best * sumq2).astype(F32))
-        if better.any():
-            scale = np.where(better, safe_div(sumqx, sumq2), scale).astype(F32)
-            best = np.where(better, scale * sumqx, best).astype(F32)
-            L = np.where(better[None, None, :], La, L)
-            on_grid = np.where(better[None, :], on, on_grid)
+        trial.offer(La, on, *_fit(W, xval, La))
+    scale, L, on_grid = trial.scale, trial.L, trial.on_grid
     # IQ2_XXS re-snaps every group at the final scale, IQ2_XS only those off the lattice
     redo = (scale > 0) & live & (True if xxs else (~on_grid).any(axis=0))
     if redo.any():

@@ -14,6 +14,7 @@ import numpy as np
 from quant.kpack import half
 from quant.lattice8 import Lattice8, iq2s_lattice, nearest, pack
 from quant.lattice8_grids import DEQUANT_LEVELS
+from quant.lattice_search import BestTrial, odd_level_sums, round_levels
 from quant.numerics import (
     F32,
     Bytes,
@@ -22,7 +23,6 @@ from quant.numerics import (
     column_slices,
     element_major,
     fp16_bytes,
-    nearest_int,
     safe_div,
     scale_nibbles,
     seq_sum,
@@ -35,10 +35,8 @@ _MAGNITUDES = np.array(DEQUANT_LEVELS, dtype=F32)  # the same levels as IQ2_XXS/
 
 
 def _levels(idv: Floats, xval: Floats) -> Ints:
-    """`MAX(0, MIN(2, nearest_int(0.5f*(id*xval - 1))))`, (16, B) -> (2, 8, B)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        v = (F32(0.5) * ((idv * xval).astype(F32) - F32(1.0))).astype(F32)
-    return np.clip(nearest_int(v), 0, _KMAXQ - 1).reshape(2, 8, -1)
+    """Levels 0..2 of (16, B) magnitudes, as (2, 8, B)."""
+    return round_levels(idv, xval, _KMAXQ).reshape(2, 8, -1)
 
 
 def nearest_neighbour(lat: Lattice8, u: Ints, xg: Floats, wg: Floats, scale: Floats) -> Ints:
@@ -73,9 +71,7 @@ def _snap(
 
 
 def _fit(W: Floats, xval: Floats, L: Ints) -> tuple[Floats, Floats]:
-    q = (2 * L.reshape(16, -1) + 1).astype(F32)
-    wq = (W * xval).astype(F32)
-    return seq_sum((wq * q).astype(F32)), seq_sum(((W * q).astype(F32) * q).astype(F32))
+    return odd_level_sums(W, xval, L.reshape(16, -1))
 
 
 def _block_search(lat: Lattice8, X: Floats, W: Floats) -> tuple[Floats, Ints, Floats]:
@@ -87,22 +83,14 @@ def _block_search(lat: Lattice8, X: Floats, W: Floats) -> tuple[Floats, Ints, Fl
     mx1 = np.where(live, mx, F32(1.0)).astype(F32)
     B = X.shape[1]
     scale = (mx1 / F32(2 * _KMAXQ - 1)).astype(F32)
-    best = np.zeros(B, dtype=F32)
-    L = np.zeros((2, 8, B), dtype=np.int64)
-    on_grid = np.ones((2, B), dtype=bool)
+    trial = BestTrial(scale, np.zeros((2, 8, B), dtype=np.int64), np.ones((2, B), dtype=bool))
     for step in range(-9, 10):
         with np.errstate(over="ignore", divide="ignore"):
             idv = ((F32(2 * _KMAXQ - 1) + F32(step) * F32(0.1)) / mx1).astype(F32)
             this_scale = (F32(1.0) / idv).astype(F32)
         La, aux_on = _snap(lat, _levels(idv, xval), xval, waux, this_scale)
-        sumqx, sumq2 = _fit(W, xval, La)
-        with np.errstate(over="ignore", invalid="ignore"):
-            better = (sumq2 > 0) & ((sumqx * sumqx).astype(F32) > (best * sumq2).astype(F32))
-        if better.any():
-            scale = np.where(better, safe_div(sumqx, sumq2), scale).astype(F32)
-            best = np.where(better, scale * sumqx, best).astype(F32)
-            L = np.where(better[None, None, :], La, L)
-            on_grid = np.where(better[None, :], aux_on, on_grid)
+        trial.offer(La, aux_on, *_fit(W, xval, La))
+    scale, L, on_grid = trial.scale, trial.L, trial.on_grid
     redo = (~on_grid).any(axis=0) & (scale > 0) & live
     if redo.any():
         cols = np.flatnonzero(redo)

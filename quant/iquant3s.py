@@ -13,6 +13,7 @@ import numpy as np
 
 from quant.kpack import half
 from quant.lattice import Lattice, iq3s_lattice
+from quant.lattice_search import BestTrial, odd_level_sums, round_levels
 from quant.numerics import (
     F32,
     Bytes,
@@ -22,7 +23,6 @@ from quant.numerics import (
     element_major,
     first_minimum,
     fp16_bytes,
-    nearest_int,
     safe_div,
     scale_nibbles,
     seq_sum,
@@ -33,10 +33,8 @@ _SHIFTS = 3 * np.arange(4)
 
 
 def _levels(idv: Floats, xval: Floats) -> Ints:
-    """`MAX(0, MIN(7, nearest_int(0.5f*(id*xval - 1))))`, (32, B) -> (8, 4, B)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        v = (F32(0.5) * ((idv * xval).astype(F32) - F32(1.0))).astype(F32)
-    return np.clip(nearest_int(v), 0, _KMAXQ - 1).reshape(8, 4, -1)
+    """Levels 0..7 of (32, B) magnitudes, as (8, 4, B)."""
+    return round_levels(idv, xval, _KMAXQ).reshape(8, 4, -1)
 
 
 _ODD = (2 * np.arange(_KMAXQ) + 1).astype(F32)
@@ -89,9 +87,7 @@ def _snap(
 
 
 def _fit(W: Floats, xval: Floats, L: Ints) -> tuple[Floats, Floats]:
-    q = (2 * L.reshape(32, -1) + 1).astype(F32)
-    wq = (W * xval).astype(F32)
-    return seq_sum((wq * q).astype(F32)), seq_sum(((W * q).astype(F32) * q).astype(F32))
+    return odd_level_sums(W, xval, L.reshape(32, -1))
 
 
 def block_search(
@@ -111,9 +107,9 @@ def block_search(
     mx1 = np.where(live, xval.max(axis=0), F32(1.0)).astype(F32)
     B = xval.shape[1]
     scale = (mx1 / F32(2 * _KMAXQ - 1)).astype(F32)
-    best = np.zeros(B, dtype=F32)
-    L = np.zeros((8, 4, B), dtype=np.int64)
-    on_grid = np.full((8, B), off_grid_only, dtype=bool)
+    trial = BestTrial(
+        scale, np.zeros((8, 4, B), dtype=np.int64), np.full((8, B), off_grid_only, dtype=bool)
+    )
     for step in range(-trials, trials + 1):
         with np.errstate(over="ignore", divide="ignore"):
             idv = ((F32(2 * _KMAXQ - 1) + F32(step) * F32(0.2)) / mx1).astype(F32)
@@ -122,14 +118,8 @@ def block_search(
         u = (La << _SHIFTS[None, :, None]).sum(axis=1)
         aux_on = lat.index[u] >= 0
         La = _snap(lat, La, xval, waux, this_scale)
-        sumqx, sumq2 = _fit(W, xval, La)
-        with np.errstate(over="ignore", invalid="ignore"):
-            better = (sumq2 > 0) & ((sumqx * sumqx).astype(F32) > (best * sumq2).astype(F32))
-        if better.any():
-            scale = np.where(better, safe_div(sumqx, sumq2), scale).astype(F32)
-            best = np.where(better, scale * sumqx, best).astype(F32)
-            L = np.where(better[None, None, :], La, L)
-            on_grid = np.where(better[None, :], aux_on, on_grid)
+        trial.offer(La, aux_on, *_fit(W, xval, La))
+    scale, L, on_grid = trial.scale, trial.L, trial.on_grid
     redo = (~on_grid).any(axis=0) & (scale > 0) & live
     if redo.any():
         cols = np.flatnonzero(redo)

@@ -1,0 +1,47 @@
+"""The trial-scale search the lattice i-quants share (IQ2_XXS/XS in `quant.iquant2`, IQ2_S
+in `quant.iquant2s`, IQ3_S/XXS in `quant.iquant3s`), after llama.cpp's
+`quantize_row_iq2_xs_impl` and its siblings: round the magnitudes at a trial scale to odd
+levels, fit the scale to them by weighted least squares, keep the best trial per column.
+Every step in float32 and C order, as ggml computes it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quant.numerics import F32, Floats, Ints, nearest_int, safe_div, seq_sum
+
+
+def round_levels(idv: Floats, xval: Floats, kmax: int) -> Ints:
+    """`MAX(0, MIN(kmax-1, nearest_int(0.5f*(id*xval - 1))))`, elementwise."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = (F32(0.5) * ((idv * xval).astype(F32) - F32(1.0))).astype(F32)
+    levels: Ints = np.clip(nearest_int(v), 0, kmax - 1)
+    return levels
+
+
+def odd_level_sums(W: Floats, xval: Floats, L: Ints) -> tuple[Floats, Floats]:
+    """Per column, sum(w*x*q) and sum(w*q*q) for the odd values q = 2L+1 (`L` shaped like
+    `W`): the least-squares scale is their ratio."""
+    q = (2 * L + 1).astype(F32)
+    wq = (W * xval).astype(F32)
+    return seq_sum((wq * q).astype(F32)), seq_sum(((W * q).astype(F32) * q).astype(F32))
+
+
+class BestTrial:
+    """The best trial so far per column: llama.cpp's `if (sumq2 > 0 && sumqx*sumqx >
+    best*sumq2)` taking scale = sumqx/sumq2, the trial's levels (..., B) and which of its
+    groups (G, B) were on the lattice."""
+
+    def __init__(self, scale: Floats, L: Ints, on_grid: Ints) -> None:
+        self.scale, self.L, self.on_grid = scale, L, on_grid
+        self.best = np.zeros(scale.shape[0], dtype=F32)
+
+    def offer(self, L: Ints, on_grid: Ints, sumqx: Floats, sumq2: Floats) -> None:
+        """A trial's levels, lattice flags and sums (`odd_level_sums`)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            better = (sumq2 > 0) & ((sumqx * sumqx).astype(F32) > (self.best * sumq2).astype(F32))
+        if better.any():
+            self.scale = np.where(better, safe_div(sumqx, sumq2), self.scale).astype(F32)
+            self.best = np.where(better, self.scale * sumqx, self.best).astype(F32)
+            self.L = np.where(better[None, None, :], L, self.L)
+            self.on_grid = np.where(better[None, :], on_grid, self.on_grid)
