@@ -14,7 +14,7 @@ import numpy as np
 from quant.kpack import half
 from quant.lattice8 import Lattice8, iq2s_lattice, nearest, pack
 from quant.lattice8_grids import DEQUANT_LEVELS
-from quant.lattice_search import BestTrial, odd_level_sums, round_levels
+from quant.lattice_search import BestTrial, odd_level_sums, round_levels, sign_bytes
 from quant.numerics import (
     F32,
     Bytes,
@@ -22,9 +22,8 @@ from quant.numerics import (
     Ints,
     column_slices,
     element_major,
-    fp16_bytes,
+    packed_scale_nibbles,
     safe_div,
-    scale_nibbles,
     seq_sum,
 )
 
@@ -130,11 +129,7 @@ def quantize_iq2_s(x: Floats, qw: Floats | None = None) -> Bytes:
         scale[sl], L[:, :, sl], mx[sl] = _block_search(
             lat, np.ascontiguousarray(X[:, sl]), np.ascontiguousarray(W[:, sl])
         )
-    neg = (X < 0).reshape(2, 8, B)  # sign bit i of group k: element 8k + i
-    signs = np.packbits(neg, axis=1, bitorder="little").reshape(2, B).astype(np.uint8)
-    flip = scale < 0
-    signs[:, flip] = ~signs[:, flip]
-    scale = np.abs(scale).astype(F32)
+    signs, scale = sign_bytes(X, scale)  # (2, B)
     live = mx >= _EPS
     grid = np.where(live[None, :], lat.index[pack(L, 1)], 0)  # (2, B)
     signs = np.where(live[None, :], signs, 0).astype(np.uint8)
@@ -146,9 +141,7 @@ def quantize_iq2_s(x: Floats, qw: Floats | None = None) -> Bytes:
     hi = (g >> 8).reshape(nb, 8, 4) << (2 * np.arange(4))
     out[:, 66:74] = hi.sum(axis=2).astype(np.uint8)
     scales = np.where(live, scale, F32(0.0)).astype(F32).reshape(nb, 16)
-    d, ls, ok = scale_nibbles(scales)
-    out[:, 74:82] = np.where(ok[:, None], ls[:, 0::2] | (ls[:, 1::2] << 4), 0)
-    out[:, 0:2] = fp16_bytes(np.where(ok, (d * F32(0.9875)).astype(F32), F32(0.0)))
+    out[:, 0:2], out[:, 74:82] = packed_scale_nibbles(scales, F32(0.9875))
     return out
 
 

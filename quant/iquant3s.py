@@ -13,7 +13,7 @@ import numpy as np
 
 from quant.kpack import half
 from quant.lattice import Lattice, iq3s_lattice
-from quant.lattice_search import BestTrial, odd_level_sums, round_levels
+from quant.lattice_search import BestTrial, odd_level_sums, round_levels, sign_bytes
 from quant.numerics import (
     F32,
     Bytes,
@@ -22,9 +22,8 @@ from quant.numerics import (
     column_slices,
     element_major,
     first_minimum,
-    fp16_bytes,
+    packed_scale_nibbles,
     safe_div,
-    scale_nibbles,
     seq_sum,
 )
 
@@ -163,11 +162,7 @@ def quantize_iq3_s(x: Floats, qw: Floats | None = None) -> Bytes:
         scale[sl], L[:, :, sl] = block_search(
             lat, xval, np.ascontiguousarray(W[:, sl]), mx[sl] != 0
         )
-    neg = (X < 0).reshape(4, 8, B)  # sign bit i of byte k: element 8k + i
-    signs = np.packbits(neg, axis=1, bitorder="little").reshape(4, B).astype(np.uint8)
-    flip = scale < 0
-    signs[:, flip] = ~signs[:, flip]
-    scale = np.abs(scale).astype(F32)
+    signs, scale = sign_bytes(X, scale)  # (4, B)
     grid = lat.index[(L << _SHIFTS[None, :, None]).sum(axis=1)]  # (8, B)
     live = (mx != 0).reshape(nb, 8)
     out = np.zeros((nb, 110), dtype=np.uint8)
@@ -185,9 +180,7 @@ def quantize_iq3_s(x: Floats, qw: Floats | None = None) -> Bytes:
     qh = np.packbits(hi, axis=0, bitorder="little").reshape(B)
     out[:, 66:74] = np.where(live, qh.reshape(nb, 8), 0)
     scales = np.where(live, scale.reshape(nb, 8), F32(0.0)).astype(F32)
-    d, ls, ok = scale_nibbles(scales)
-    out[:, 106:110] = np.where(ok[:, None], ls[:, 0::2] | (ls[:, 1::2] << 4), 0)
-    out[:, 0:2] = fp16_bytes(np.where(ok, (d * F32(1.033)).astype(F32), F32(0.0)))
+    out[:, 0:2], out[:, 106:110] = packed_scale_nibbles(scales, F32(1.033))
     return out
 
 

@@ -1,14 +1,15 @@
 """The trial-scale search the lattice i-quants share (IQ2_XXS/XS in `quant.iquant2`, IQ2_S
 in `quant.iquant2s`, IQ3_S/XXS in `quant.iquant3s`), after llama.cpp's
 `quantize_row_iq2_xs_impl` and its siblings: round the magnitudes at a trial scale to odd
-levels, fit the scale to them by weighted least squares, keep the best trial per column.
-Every step in float32 and C order, as ggml computes it."""
+levels, fit the scale to them by weighted least squares, keep the best trial per column
+(a negative one's sign moves into the sign bits). Every step in float32 and C order, as
+ggml computes it."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from quant.numerics import F32, Floats, Ints, nearest_int, safe_div, seq_sum
+from quant.numerics import F32, Bytes, Floats, Ints, nearest_int, safe_div, seq_sum
 
 
 def round_levels(idv: Floats, xval: Floats, kmax: int) -> Ints:
@@ -45,3 +46,13 @@ class BestTrial:
             self.best = np.where(better, self.scale * sumqx, self.best).astype(F32)
             self.L = np.where(better[None, None, :], L, self.L)
             self.on_grid = np.where(better[None, :], on_grid, self.on_grid)
+
+
+def sign_bytes(X: Floats, scale: Floats) -> tuple[Bytes, Floats]:
+    """The sign bits of each column of `X` (n, B), eight to a byte (bit i of byte k:
+    element 8k + i), inverted where the best scale came out negative; and |scale|."""
+    neg = (X < 0).reshape(-1, 8, X.shape[1])
+    signs = np.packbits(neg, axis=1, bitorder="little").reshape(-1, X.shape[1]).astype(np.uint8)
+    flip = scale < 0
+    signs[:, flip] = ~signs[:, flip]
+    return signs, np.abs(scale).astype(F32)

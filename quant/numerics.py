@@ -190,3 +190,12 @@ def scale_nibbles(scales: Floats) -> tuple[Floats, Ints, Ints]:
         idv = np.where(ok, F32(1.0) / d, F32(0.0)).astype(F32)
         v = (F32(0.5) * ((idv[:, None] * scales).astype(F32) - F32(1.0))).astype(F32)
     return d, np.clip(nearest_int(v), 0, 15).astype(np.uint32), ok
+
+
+def packed_scale_nibbles(scales: Floats, d_factor: F32) -> tuple[Bytes, Bytes]:
+    """`scale_nibbles` as IQ2_S and IQ3_S store them: the super-block scale d * d_factor
+    as fp16 bytes (nb, 2), and the (nb, k) block scales two to a byte, low nibble first
+    (nb, k/2); both 0 where every block scale is 0."""
+    d, ls, ok = scale_nibbles(scales)
+    nibbles: Bytes = np.where(ok[:, None], ls[:, 0::2] | (ls[:, 1::2] << 4), 0)
+    return fp16_bytes(np.where(ok, (d * d_factor).astype(F32), F32(0.0))), nibbles
