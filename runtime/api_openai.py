@@ -122,14 +122,10 @@ async def chat_completions_handler(request: Request) -> Response:
     req = await decode_request(await ctx.body(request), ChatCompletionRequest)
     ollama = chat_request(req)
     items = await prepare_chat(ctx, ollama, start)
-    model = ollama.model
-    if req.stream:
-        include_usage = bool((req.stream_options or {}).get("include_usage"))
-        chunks = _chat_chunks(items, _head("chat.completion.chunk", model), include_usage)
-        return await stream_response(
-            chunks, sse, "text/event-stream", openai_error, b"data: [DONE]\n\n"
-        )
-    final = await until_disconnect(request, collect(items, chat=True))
+    return await _answer(request, req, items, ollama.model, chat=True)
+
+
+def _chat_choice(final: dict[str, Any]) -> dict[str, Any]:
     msg = final.get("message", {})
     message: dict[str, Any] = {"role": "assistant", "content": msg.get("content", "")}
     if msg.get("thinking"):
@@ -143,9 +139,7 @@ async def chat_completions_handler(request: Request) -> Response:
     }
     if final.get("logprobs"):
         choice["logprobs"] = chat_logprobs(final["logprobs"])
-    return json_response(
-        {**_head("chat.completion", model), "choices": [choice], "usage": _usage(final)}
-    )
+    return choice
 
 
 async def _completion_chunks(items: Items, head: dict[str, Any], include_usage: bool) -> Items:
@@ -174,14 +168,10 @@ async def completions_handler(request: Request) -> Response:
     req = await decode_request(await ctx.body(request), CompletionRequest)
     ollama = generate_request(req)
     items = await prepare_generate(ctx, ollama, start)
-    model = ollama.model
-    if req.stream:
-        include_usage = bool((req.stream_options or {}).get("include_usage"))
-        chunks = _completion_chunks(items, _head("text_completion", model), include_usage)
-        return await stream_response(
-            chunks, sse, "text/event-stream", openai_error, b"data: [DONE]\n\n"
-        )
-    final = await until_disconnect(request, collect(items, chat=False))
+    return await _answer(request, req, items, ollama.model, chat=False)
+
+
+def _completion_choice(final: dict[str, Any]) -> dict[str, Any]:
     choice = {
         "text": final.get("response", ""),
         "index": 0,
@@ -189,9 +179,32 @@ async def completions_handler(request: Request) -> Response:
     }
     if final.get("logprobs"):
         choice["logprobs"] = completion_logprobs(final["logprobs"])
-    return json_response(
-        {**_head("text_completion", model), "choices": [choice], "usage": _usage(final)}
-    )
+    return choice
+
+
+async def _answer(
+    request: Request,
+    req: ChatCompletionRequest | CompletionRequest,
+    items: Items,
+    model: str,
+    *,
+    chat: bool,
+) -> Response:
+    """The chat or text completion of `items`: streamed as server-sent chunks (`data:
+    [DONE]` last) when `req` asks, else collected into one response."""
+    if req.stream:
+        include_usage = bool((req.stream_options or {}).get("include_usage"))
+        if chat:
+            chunks = _chat_chunks(items, _head("chat.completion.chunk", model), include_usage)
+        else:
+            chunks = _completion_chunks(items, _head("text_completion", model), include_usage)
+        return await stream_response(
+            chunks, sse, "text/event-stream", openai_error, b"data: [DONE]\n\n"
+        )
+    final = await until_disconnect(request, collect(items, chat=chat))
+    choice = _chat_choice(final) if chat else _completion_choice(final)
+    kind = "chat.completion" if chat else "text_completion"
+    return json_response({**_head(kind, model), "choices": [choice], "usage": _usage(final)})
 
 
 @api_handler(openai_error)
