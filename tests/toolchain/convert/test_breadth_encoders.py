@@ -13,7 +13,10 @@ converted at F32 and run by llama.cpp against transformers on the same checkpoin
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,27 +91,38 @@ def _hf(src: Path, cls: str) -> tuple[object, object]:
     return model, transformers.AutoTokenizer.from_pretrained(str(src))
 
 
-def test_embeddings_match_transformers(converted) -> None:
-    import torch
-
-    src = tiny("tiny-xlm-roberta")
-    model, tok = _hf(src, "XLMRobertaModel")
-    gguf = converted(src, "f32")
+@contextlib.contextmanager
+def embedders(gguf: Path) -> Iterator[tuple[Any, Any]]:
+    """llama.cpp on `gguf` twice: per-token states (no pooling), and pooled as the file says."""
     tokens = load_llama(gguf, embedding=True, pooling_type=POOLING_NONE)
     pooled = load_llama(gguf, embedding=True)
     try:
+        yield tokens, pooled
+    finally:
+        tokens.close()
+        pooled.close()
+
+
+def _hidden_states(model: Any, tok: Any, text: str) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        states: np.ndarray = model(**tok(text, return_tensors="pt")).last_hidden_state[0].numpy()
+    return states
+
+
+def test_embeddings_match_transformers(converted) -> None:
+    src = tiny("tiny-xlm-roberta")
+    model, tok = _hf(src, "XLMRobertaModel")
+    with embedders(converted(src, "f32")) as (tokens, pooled):
         for text in SENTENCES:
-            with torch.no_grad():
-                ref = model(**tok(text, return_tensors="pt")).last_hidden_state[0].numpy()
+            ref = _hidden_states(model, tok, text)
             ours = np.array(tokens.embed(text), dtype=np.float32)
             assert ours.shape == ref.shape
             assert relative_error(ours, ref) <= TOLERANCE, text
             got = np.array(pooled.embed(text), dtype=np.float32)
             cosine = float(got @ ref[0] / np.linalg.norm(got) / np.linalg.norm(ref[0]))
             assert cosine >= 0.9999, text
-    finally:
-        tokens.close()
-        pooled.close()
 
 
 def test_embedding_gemma_matches_sentence_transformers(converted) -> None:
@@ -116,7 +130,6 @@ def test_embedding_gemma_matches_sentence_transformers(converted) -> None:
     (attending both ways) through the two Dense projections (llama.cpp applies them to
     every token when not pooling), and its pooled embedding (mean, then the projections)
     against sentence-transformers' whole pipeline, both unit-normalized."""
-    import torch
     from safetensors.numpy import load_file
     from sentence_transformers import SentenceTransformer
 
@@ -126,13 +139,9 @@ def test_embedding_gemma_matches_sentence_transformers(converted) -> None:
     for folder in ("2_Dense", "3_Dense"):
         project = project @ load_file(str(src / folder / "model.safetensors"))["linear.weight"].T
     pipeline = SentenceTransformer(str(src), device="cpu")
-    gguf = converted(src, "f32")
-    tokens = load_llama(gguf, embedding=True, pooling_type=POOLING_NONE)
-    pooled = load_llama(gguf, embedding=True)
-    try:
+    with embedders(converted(src, "f32")) as (tokens, pooled):
         for text in SENTENCES:
-            with torch.no_grad():
-                ref = model(**tok(text, return_tensors="pt")).last_hidden_state[0].numpy()
+            ref = _hidden_states(model, tok, text)
             ours = np.array(tokens.embed(text), dtype=np.float32)
             assert ours.shape == ref.shape
             assert relative_error(ours, ref @ project) <= TOLERANCE, text
@@ -140,9 +149,6 @@ def test_embedding_gemma_matches_sentence_transformers(converted) -> None:
             got = np.array(pooled.embed(text), dtype=np.float32)
             assert got.shape == want.shape == (64,)
             assert relative_error(got / np.linalg.norm(got), want) <= TOLERANCE, text
-    finally:
-        tokens.close()
-        pooled.close()
 
 
 def test_rerank_score_matches_transformers(converted) -> None:

@@ -41,9 +41,9 @@ from fixtures.generate_tiny_models import build_in_place
 from fixtures.tiny_breadth import nomic_bert_moe
 from tests.conftest import MODELS
 from tests.toolchain.convert.breadth import assert_tokenizes_like_transformers
-from tests.toolchain.convert.oracle import load_llama, relative_error
+from tests.toolchain.convert.oracle import relative_error
 from tests.toolchain.convert.reference_convert import differences, run_reference
-from tests.toolchain.convert.test_breadth_encoders import POOLING_NONE, SENTENCES, TOLERANCE
+from tests.toolchain.convert.test_breadth_encoders import SENTENCES, TOLERANCE, embedders
 
 pytestmark = pytest.mark.oracle
 
@@ -144,10 +144,7 @@ def test_embeddings_match_reference_forward(converted) -> None:
     src = tiny()
     ref_model = NomicMoE(src)
     tok = AutoTokenizer.from_pretrained(str(src))
-    gguf = converted(src, "f32")
-    tokens = load_llama(gguf, embedding=True, pooling_type=POOLING_NONE)
-    pooled = load_llama(gguf, embedding=True)  # mean pooling, from the file
-    try:
+    with embedders(converted(src, "f32")) as (tokens, pooled):  # pooled: mean, from the file
         for text in SENTENCES:
             ids = tok(text)["input_ids"]
             assert tokens.tokenize(text.encode(), add_bos=True, special=True) == ids
@@ -159,9 +156,6 @@ def test_embeddings_match_reference_forward(converted) -> None:
             mean = ref.mean(axis=0)
             cosine = float(got @ mean / np.linalg.norm(got) / np.linalg.norm(mean))
             assert cosine >= 0.9999, text
-    finally:
-        tokens.close()
-        pooled.close()
     assert ref_model.experts_used == set(range(ref_model.c["num_experts"]))
     assert len(ref_model.pairs) > 1
 
