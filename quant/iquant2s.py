@@ -14,7 +14,13 @@ import numpy as np
 from quant.kpack import half
 from quant.lattice8 import Lattice8, iq2s_lattice, nearest, pack
 from quant.lattice8_grids import DEQUANT_LEVELS
-from quant.lattice_search import BestTrial, odd_level_sums, round_levels, sign_bytes
+from quant.lattice_search import (
+    BestTrial,
+    level_terms,
+    odd_level_sums,
+    round_levels,
+    sign_bytes,
+)
 from quant.numerics import (
     F32,
     Bytes,
@@ -29,7 +35,6 @@ from quant.numerics import (
 
 _KMAXQ = 3
 _EPS = F32(1e-8)  # GROUP_MAX_EPS_IQ2_S
-_ODD = (2 * np.arange(4) + 1).astype(F32)
 _MAGNITUDES = np.array(DEQUANT_LEVELS, dtype=F32)  # the same levels as IQ2_XXS/IQ2_XS
 
 
@@ -45,9 +50,7 @@ def nearest_neighbour(lat: Lattice8, u: Ints, xg: Floats, wg: Floats, scale: Flo
     Each term `w*diff*diff` depends on one coordinate's level only, so the 4 possible
     terms per coordinate are computed once per group; a candidate's distance is the float
     sum of its eight terms in C order (`quant.lattice8.nearest`)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = ((scale[:, None, None] * _ODD).astype(F32) - xg[:, :, None]).astype(F32)
-        terms = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
+    terms = level_terms(scale, xg, wg, 4)  # the lattice's four levels per coordinate
     best = nearest(lat, u, terms)
     levels: Ints = (lat.values[best].astype(np.int64) - 1) // 2
     return levels

@@ -13,7 +13,14 @@ import numpy as np
 
 from quant.kpack import half
 from quant.lattice import Lattice, iq3s_lattice
-from quant.lattice_search import BestTrial, odd_level_sums, round_levels, sign_bytes
+from quant.lattice_search import (
+    BestTrial,
+    candidate_runs,
+    level_terms,
+    odd_level_sums,
+    round_levels,
+    sign_bytes,
+)
 from quant.numerics import (
     F32,
     Bytes,
@@ -36,9 +43,6 @@ def _levels(idv: Floats, xval: Floats) -> Ints:
     return round_levels(idv, xval, _KMAXQ).reshape(8, 4, -1)
 
 
-_ODD = (2 * np.arange(_KMAXQ) + 1).astype(F32)
-
-
 def _neighbour(lat: Lattice, u: Ints, xg: Floats, wg: Floats, scale: Floats) -> Ints:
     """`iq3_find_best_neighbour` for groups off the lattice: levels (G, 4) of the grid
     point nearest to x/scale in the weighted sense (first of equals).
@@ -47,15 +51,8 @@ def _neighbour(lat: Lattice, u: Ints, xg: Floats, wg: Floats, scale: Floats) -> 
     terms per coordinate are computed once per group; a candidate's distance is the
     float sum of its four terms in C order. The candidates of all groups are one flat
     list, their terms gathered as (4, n) rows, reduced per group."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = ((scale[:, None, None] * _ODD).astype(F32) - xg[:, :, None]).astype(F32)
-        terms = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
-    counts = lat.count[u]
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    n = int(ends[-1])
-    at = np.arange(n, dtype=np.int32)
-    at += np.repeat((lat.start[u] - starts).astype(np.int32), counts)
+    terms = level_terms(scale, xg, wg, _KMAXQ)
+    counts, starts, at = candidate_runs(lat.count, lat.start, u)
     idx = np.take(lat.flat_levels8, at, axis=1)  # (4, n)
     idx += np.repeat(np.arange(0, u.size * 32, 32, dtype=np.int32), counts)
     # C-contiguous (4, n): numpy adds row after row (n == 1 may not, but then there is a

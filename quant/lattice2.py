@@ -17,12 +17,12 @@ import numpy as np
 import numpy.typing as npt
 
 from quant.lattice8_grids import KGRID_2BIT_256, KGRID_2BIT_512
-from quant.numerics import F32, Floats, Ints, first_minimum
+from quant.lattice_search import candidate_runs, level_terms
+from quant.numerics import Floats, Ints, first_minimum
 
 _NCOORD = 8
 _NLEVEL = 4
 _SHIFTS = 2 * np.arange(_NCOORD)
-_ODD = (2 * np.arange(_NLEVEL) + 1).astype(F32)
 
 
 @dataclass(frozen=True)
@@ -91,15 +91,8 @@ def best_neighbour(lat: Lattice2, u: Ints, xg: Floats, wg: Floats, scale: Floats
     Each term depends on one coordinate's level only, so the 4 possible terms per
     coordinate are computed once per group; the candidates of all groups are one flat
     list, whose keys say which term of each coordinate to add."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        diff = ((scale[:, None, None] * _ODD).astype(F32) - xg[:, :, None]).astype(F32)
-        terms = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
-    counts = lat.count[u]
-    ends = np.cumsum(counts)
-    starts = ends - counts
-    n = int(ends[-1])
-    at = np.arange(n, dtype=np.int32)
-    at += np.repeat((lat.start[u] - starts).astype(np.int32), counts)
+    terms = level_terms(scale, xg, wg, _NLEVEL)
+    counts, starts, at = candidate_runs(lat.count, lat.start, u)
     keys = lat.flat_keys[at]
     owner = np.repeat(
         np.arange(0, u.size * _NCOORD * _NLEVEL, _NCOORD * _NLEVEL, dtype=np.int32), counts

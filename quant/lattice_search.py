@@ -56,3 +56,26 @@ def sign_bytes(X: Floats, scale: Floats) -> tuple[Bytes, Floats]:
     flip = scale < 0
     signs[:, flip] = ~signs[:, flip]
     return signs, np.abs(scale).astype(F32)
+
+
+def level_terms(scale: Floats, xg: Floats, wg: Floats, levels: int) -> Floats:
+    """The terms w*(scale*q - x)^2 of each group's (G, k) coordinates at every odd value
+    q = 1, 3, ..., 2*levels-1, flat in (group, coordinate, level) order: a candidate
+    neighbour's distance is the sum of its coordinates' terms (`iq*_find_best_neighbour`)."""
+    odd = (2 * np.arange(levels) + 1).astype(F32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = ((scale[:, None, None] * odd).astype(F32) - xg[:, :, None]).astype(F32)
+        terms: Floats = ((wg[:, :, None] * diff).astype(F32) * diff).astype(F32).reshape(-1)
+    return terms
+
+
+def candidate_runs(count: Ints, start: Ints, u: Ints) -> tuple[Ints, Ints, Ints]:
+    """The neighbour lists of the off-lattice keys `u` laid end to end, from a lattice's
+    per-key `count` and `start` in its flat list: each key's run length and where it starts,
+    and each candidate's position in the flat list."""
+    counts = count[u]
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    at = np.arange(int(ends[-1]), dtype=np.int32)
+    at += np.repeat((start[u] - starts).astype(np.int32), counts)
+    return counts, starts, at
