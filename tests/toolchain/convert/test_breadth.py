@@ -96,7 +96,7 @@ MXFP4_TOLERANCE = 0.25
 
 
 def tiny_mxfp4() -> Path:
-    from fixtures.tiny_breadth import gpt_oss_mxfp4
+    from fixtures.tiny_gpt_oss_mxfp4 import gpt_oss_mxfp4
 
     tiny("tiny-gpt-oss")
     return build_in_place(MODELS / "tiny-gpt-oss-mxfp4", lambda d: gpt_oss_mxfp4(MODELS, d))

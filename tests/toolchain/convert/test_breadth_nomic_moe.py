@@ -38,7 +38,7 @@ import numpy as np
 import pytest
 
 from fixtures.generate_tiny_models import build_in_place
-from fixtures.tiny_breadth import nomic_bert_moe
+from fixtures.tiny_nomic_moe import nomic_bert_moe
 from tests.conftest import MODELS
 from tests.toolchain.convert.breadth import assert_tokenizes_like_transformers
 from tests.toolchain.convert.oracle import relative_error
