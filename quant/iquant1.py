@@ -108,6 +108,22 @@ def refit(lat: Lattice8, idx: Ints, X: Floats, W: Floats, xx: Floats) -> tuple[F
     return seq_sum((wq * X).astype(F32)), seq_sum((wq * q).astype(F32))
 
 
+def snap_and_refit(
+    lat: Lattice8, L: Ints, X: Floats, W: Floats, *, scale: Floats, xx: Floats, ok: Ints
+) -> Ints:
+    """`snap_groups`' grid indices of L; where a block had a group snapped, its `scale` is
+    refitted in place to the chosen points (kept if the fit is not positive)."""
+    idx, redo = snap_groups(lat, L, X, W, scale=scale, xx=xx, ok=ok)
+    if redo.any():
+        cols = np.flatnonzero(redo)
+        sumqx, sumq2 = refit(
+            lat, idx[:, cols], X[:, cols], W[:, cols], np.ascontiguousarray(xx[:, :, cols])
+        )
+        fit = (sumqx > 0) & (sumq2 > 0)
+        scale[cols] = np.where(fit, safe_div(sumqx, sumq2), scale[cols])
+    return idx
+
+
 def _block_search(lat: Lattice8, X: Floats, W: Floats) -> tuple[Floats, Ints, Ints, Ints]:
     """Scale, shift (+-1), grid indices (4, B) and liveness of each 32-element column."""
     B = X.shape[1]
@@ -125,14 +141,7 @@ def _block_search(lat: Lattice8, X: Floats, W: Floats) -> tuple[Floats, Ints, In
     shift = np.where(neg, -shift, shift)
     xx = np.where(shift[None, :] == 1, X_P[:, None], X_M[:, None]).astype(F32)  # (3, B)
     xg = np.broadcast_to(xx[None], (4, 3, B))
-    idx, redo = snap_groups(lat, L, X, W, scale=scale, xx=xg, ok=ok)
-    if redo.any():
-        cols = np.flatnonzero(redo)
-        sumqx, sumq2 = refit(
-            lat, idx[:, cols], X[:, cols], W[:, cols], np.ascontiguousarray(xg[:, :, cols])
-        )
-        fit = (sumqx > 0) & (sumq2 > 0)
-        scale[cols] = np.where(fit, safe_div(sumqx, sumq2), scale[cols])
+    idx = snap_and_refit(lat, L, X, W, scale=scale, xx=xg, ok=ok)
     scale = np.where(ok, scale, F32(0.0)).astype(F32)
     return scale, np.where(ok, shift, 1), idx, ok
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from quant.iq1_search import first_best, split_levels
-from quant.iquant1 import DELTA, X_M, X_P, refit, snap_groups
+from quant.iquant1 import DELTA, X_M, X_P, snap_and_refit
 from quant.kpack import half
 from quant.lattice8 import Lattice8, iq1_lattice
 from quant.numerics import (
@@ -101,14 +101,7 @@ def _block_search(lat: Lattice8, X: Floats, W: Floats) -> tuple[Floats, Ints, In
     scale = np.where(neg, -scale, scale).astype(F32)
     k = np.where(neg, 3 - k, k)
     xx = _group_values(k)
-    idx, redo = snap_groups(lat, L, X, W, scale=scale, xx=xx, ok=ok)
-    if redo.any():
-        cols = np.flatnonzero(redo)
-        sumqx, sumq2 = refit(
-            lat, idx[:, cols], X[:, cols], W[:, cols], np.ascontiguousarray(xx[:, :, cols])
-        )
-        fit = (sumqx > 0) & (sumq2 > 0)
-        scale[cols] = np.where(fit, safe_div(sumqx, sumq2), scale[cols])
+    idx = snap_and_refit(lat, L, X, W, scale=scale, xx=xx, ok=ok)
     return np.where(ok, scale, F32(0.0)).astype(F32), np.where(ok, k, 0), idx
 
 
