@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quant.lattice_grids import KGRID_256, KGRID_512
+from quant.lattice_search import neighbours_by_distance
 
 
 @dataclass(frozen=True)
@@ -36,17 +37,7 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice:
     index[k] = np.arange(k.size, dtype=np.int32)
     tuples = (np.arange(8**4)[:, None] >> (3 * np.arange(4))) & 7
     pos = 2 * tuples + 1
-    d2 = ((values[None, :, :].astype(np.int32) - pos[:, None, :]) ** 2).sum(axis=2)
-    order = np.argsort(d2 * k.size + np.arange(k.size), axis=1)  # by (distance, index)
-    sorted_d2 = np.take_along_axis(d2, order, axis=1)
-    # the rank of each distance among the distinct distances of its row
-    rank = np.concatenate(
-        [
-            np.zeros((d2.shape[0], 1), dtype=np.int64),
-            np.cumsum(np.diff(sorted_d2, axis=1) > 0, axis=1),
-        ],
-        axis=1,
-    )
+    order, rank = neighbours_by_distance(values, pos)
     keep = (rank < nwant) & (index < 0)[:, None]
     count = keep.sum(axis=1)
     start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)

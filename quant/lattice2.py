@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quant.lattice8_grids import KGRID_2BIT_256, KGRID_2BIT_512
-from quant.lattice_search import candidate_runs, level_terms
+from quant.lattice_search import candidate_runs, level_terms, neighbours_by_distance
 from quant.numerics import Floats, Ints, first_minimum
 
 _NCOORD = 8
@@ -47,16 +47,7 @@ def _build(kgrid: tuple[int, ...], nwant: int) -> Lattice2:
     tuples = (keys[:, None] >> _SHIFTS) & 3
     wanted = keys[(tuples <= 2).all(axis=1) & (index < 0)]
     pos = 2 * tuples[wanted] + 1
-    d2 = ((values[None, :, :].astype(np.int32) - pos[:, None, :]) ** 2).sum(axis=2)
-    order = np.argsort(d2 * k.size + np.arange(k.size), axis=1)  # by (distance, index)
-    sorted_d2 = np.take_along_axis(d2, order, axis=1)
-    rank = np.concatenate(
-        [
-            np.zeros((d2.shape[0], 1), dtype=np.int64),
-            np.cumsum(np.diff(sorted_d2, axis=1) > 0, axis=1),
-        ],
-        axis=1,
-    )
+    order, rank = neighbours_by_distance(values, pos)
     keep = rank < nwant
     count = np.zeros(keys.size, dtype=np.int64)
     count[wanted] = keep.sum(axis=1)

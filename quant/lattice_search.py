@@ -2,8 +2,9 @@
 in `quant.iquant2s`, IQ3_S/XXS in `quant.iquant3s`), after llama.cpp's
 `quantize_row_iq2_xs_impl` and its siblings: round the magnitudes at a trial scale to odd
 levels, fit the scale to them by weighted least squares, keep the best trial per column
-(a negative one's sign moves into the sign bits). Every step in float32 and C order, as
-ggml computes it."""
+(a negative one's sign moves into the sign bits); and the neighbour lists a group off
+the lattice is snapped from (built once per lattice, searched per group). Every step in
+float32 and C order, as ggml computes it."""
 
 from __future__ import annotations
 
@@ -79,3 +80,21 @@ def candidate_runs(count: Ints, start: Ints, u: Ints) -> tuple[Ints, Ints, Ints]
     at = np.arange(int(ends[-1]), dtype=np.int32)
     at += np.repeat((start[u] - starts).astype(np.int32), counts)
     return counts, starts, at
+
+
+def neighbours_by_distance(values: Ints, pos: Ints) -> tuple[Ints, Ints]:
+    """For each tuple of `pos` (T, k), every grid point of `values` (P, k) ordered by
+    squared distance (ties by point index), and the rank of each one's distance among the
+    row's distinct distances: llama.cpp keeps the points of the first few ranks as a
+    tuple's neighbours (`iq2_init_impl`, `iq3_init_impl`)."""
+    d2 = ((values[None, :, :].astype(np.int32) - pos[:, None, :]) ** 2).sum(axis=2)
+    order: Ints = np.argsort(d2 * values.shape[0] + np.arange(values.shape[0]), axis=1)
+    sorted_d2 = np.take_along_axis(d2, order, axis=1)
+    rank: Ints = np.concatenate(
+        [
+            np.zeros((d2.shape[0], 1), dtype=np.int64),
+            np.cumsum(np.diff(sorted_d2, axis=1) > 0, axis=1),
+        ],
+        axis=1,
+    )
+    return order, rank
