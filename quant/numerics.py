@@ -10,6 +10,7 @@ silently widened to float64.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,52 @@ def seq_sum(a: Floats, out: Floats | None = None) -> Floats:
     if out is not None:
         return np.add.reduce(a, axis=0, out=out, initial=F32(0.0))
     return np.asarray(np.add.reduce(a, axis=0, initial=F32(0.0)), dtype=F32)
+
+
+#: narrower arrays run `seq_dot` without einsum: with one column numpy would make the element
+#: axis einsum's inner loop and sum it with several accumulators
+_EINSUM_MIN_COLS = 16
+
+
+@cache
+def _einsum_is_sequential() -> bool:
+    """Whether this numpy's einsum sums `'ij,ij->j'` (and the three-operand form) row after
+    row with a separate rounding per product and per sum, as `seq_sum(a * b)` does (numpy
+    2.x's baseline loops do; an FMA or pairwise loop would differ in most columns here)."""
+    rng = np.random.default_rng(0)
+    for cols in (_EINSUM_MIN_COLS, 61, 1000):
+        a, b, c = (rng.standard_normal((16, cols)).astype(F32) for _ in range(3))
+        two = np.einsum("ij,ij->j", a, b)
+        three = np.einsum("ij,ij,ij->j", a, b, c)
+        if not (
+            np.array_equal(two.view(np.int32), seq_sum(a * b).view(np.int32))
+            and np.array_equal(three.view(np.int32), seq_sum(a * b * c).view(np.int32))
+        ):
+            return False
+    return True
+
+
+def seq_dot_fused(*arrays: Floats) -> bool:
+    """Whether `np.einsum("ij,ij[,ij]->j", ...)` on these arrays is `seq_dot`'s sum: they are
+    C-contiguous and wide enough, and this numpy's einsum sums row after row. (einsum follows
+    the memory order: on an F-ordered operand, say a fancy index, its inner loop would be the
+    element axis, summed with several accumulators.)"""
+    return (
+        arrays[0].shape[1] >= _EINSUM_MIN_COLS
+        and all(a.flags.c_contiguous for a in arrays)
+        and _einsum_is_sequential()
+    )
+
+
+def seq_dot(*factors: Floats, out: Floats) -> Floats:
+    """`seq_sum(f0 * f1 [* f2])` per column of (n, B) float32 arrays, products rounded left
+    to right: one pass (einsum) instead of one per product and one for the sum."""
+    if seq_dot_fused(*factors):
+        return np.einsum(",".join(["ij"] * len(factors)) + "->j", *factors, out=out)
+    prod = factors[0] * factors[1]
+    for f in factors[2:]:
+        prod *= f
+    return seq_sum(prod, out=out)
 
 
 def seq_sum_first(a: Floats) -> Floats:

@@ -9,6 +9,8 @@ elements of one block and over cache-sized slices of blocks, never over single b
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from quant.numerics import (
@@ -20,6 +22,8 @@ from quant.numerics import (
     first_min,
     nearest_float,
     nearest_int,
+    seq_dot,
+    seq_dot_fused,
     seq_sum,
     seq_sum_first,
     signed_absmax,
@@ -184,43 +188,58 @@ def _qx_numerators(nmax: int) -> Floats:
 
 def make_qx_quants(X: Floats, nmax: int, QW: Floats | None = None) -> tuple[Floats, Floats]:
     """`make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`: scale and L in 0..2*nmax-1."""
-    n, B = X.shape
-    numer = _qx_numerators(nmax)
-    scale = np.empty(B, dtype=F32)
-    L = np.empty((n, B), dtype=F32)
-    for s in column_slices(n, B):
-        Xs = np.ascontiguousarray(X[:, s])
-        W = Xs * Xs if QW is None else np.ascontiguousarray(QW[:, s])
-        scale[s], Ls = _qx_slice(Xs, W, nmax, numer, levels=True)
-        assert Ls is not None
-        L[:, s] = Ls
+    scale, isc, zero = _qx_search(X, nmax, QW)
+    L = X * isc
+    np.rint(L, out=L)
+    np.clip(L, F32(-nmax), F32(nmax - 1), out=L)
+    L += F32(nmax)
+    L[:, zero] = 0
     return scale, L
 
 
 def make_qx_scales(X: Floats, nmax: int, QW: Floats | None = None) -> Floats:
     """The scales of `make_qx_quants` alone, for callers that re-derive the levels from the
     stored scales (Q6_K): the chosen levels are never built, which saves five passes."""
+    return _qx_search(X, nmax, QW)[0]
+
+
+#: columns whose trial sums are replayed together: the replay's per-block steps cost less on
+#: wider arrays, while its rows of sums still stay in the core's L2
+QX_REPLAY_COLS = 1 << 14
+#: elements per slice of the trial passes: x, its clamped copy, the weights, weights*x and
+#: the levels (four or five arrays) stay in the core's L2
+QX_SLICE_ELEMS = 1 << 16
+
+
+def _qx_search(X: Floats, nmax: int, QW: Floats | None) -> tuple[Floats, Floats, np.ndarray]:
+    """Per block: the chosen scale, the inverse scale of the chosen trial (its levels are
+    clamp(nearest_int(isc * x))) and whether the block is all zero."""
     n, B = X.shape
     numer = _qx_numerators(nmax)
-    scale = np.empty(B, dtype=F32)
-    for s in column_slices(n, B):
-        Xs = np.ascontiguousarray(X[:, s])
-        W = Xs * Xs if QW is None else np.ascontiguousarray(QW[:, s])
-        scale[s] = _qx_slice(Xs, W, nmax, numer, levels=False)[0]
-    return scale
-
-
-def _qx_slice(
-    X: Floats, W: Floats, nmax: int, numer: Floats, *, levels: bool
-) -> tuple[Floats, Floats | None]:
-    """The 19 trial scales do not depend on each other's outcome: the sums of every trial
-    are computed first, then the C loop's choice is replayed on them."""
     top, bottom = X.max(axis=0), X.min(axis=0)
     mx, amax = signed_absmax(X, (top, bottom))
     zero = amax < GROUP_MAX_EPS
     mx = np.where(zero, F32(1.0), mx).astype(F32)  # keeps the discarded lanes finite
-    ISC = (numer[:, None] / mx[None, :]).astype(F32)
-    SX, S2 = _qx_sums(X, W, ISC, numer, nmax, np.where(mx < 0, top, bottom))
+    scale = np.empty(B, dtype=F32)
+    isc = np.empty(B, dtype=F32)
+    for r in column_slices(1, B, QX_REPLAY_COLS):
+        ISC = numer[:, None] / mx[None, r]
+        SX = np.empty_like(ISC)
+        S2 = np.empty_like(ISC)
+        for s in column_slices(n, ISC.shape[1], QX_SLICE_ELEMS):
+            c = slice(r.start + s.start, r.start + s.stop)
+            Xs = np.ascontiguousarray(X[:, c])
+            W = Xs * Xs if QW is None else np.ascontiguousarray(QW[:, c])
+            _qx_sums(Xs, W, ISC[:, s], mx[c], nmax, SX[:, s], S2[:, s])
+        scale[r], pick = _qx_replay(SX, S2)
+        isc[r] = ISC[pick, np.arange(pick.size)]
+    scale[zero] = 0
+    return scale, isc, zero
+
+
+def _qx_replay(SX: Floats, S2: Floats) -> tuple[Floats, np.ndarray]:
+    """The trials do not depend on each other's outcome: with the sums of every trial
+    computed, C's loop is replayed on them. Returns the scale and the trial it comes from."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         SC = SX / S2  # scale = sumlx/suml2 and best = scale*sumlx of every trial
         BE = SC * SX
@@ -231,60 +250,89 @@ def _qx_slice(
         UPD = S2 > 0
         bound = np.empty_like(best)
         wins = np.empty(best.shape, dtype=bool)
-        for k in range(1, numer.size):
+        # best = BE[k] where trial k wins, as bit operations: on real weights (many winners)
+        # np.putmask is slower
+        best_bits = best.view(np.int32)
+        keep, diff = np.empty((2, best.size), dtype=np.int32)
+        for k in range(1, SX.shape[0]):
             np.multiply(best, S2[k], out=bound)
             np.greater(SXX[k], bound, out=wins)
             UPD[k] &= wins
-            np.putmask(best, UPD[k], BE[k])
+            np.negative(UPD[k].view(np.int8), out=keep, casting="unsafe")  # -1: wins
+            np.bitwise_xor(best_bits, BE[k].view(np.int32), out=diff)
+            diff &= keep
+            best_bits ^= diff
     UPD[0] = False
     # the last trial that won (0: none did)
-    pick = (UPD.view(np.int8) * np.arange(numer.size, dtype=np.int8)[:, None]).max(axis=0)
+    pick = (UPD.view(np.int8) * np.arange(SX.shape[0], dtype=np.int8)[:, None]).max(axis=0)
     pick = pick.astype(np.intp)
-    cols = np.arange(X.shape[1])
-    scale = np.where(pick == 0, scale0, SC[pick, cols]).astype(F32)
-    scale[zero] = 0
-    if not levels:
-        return scale, None
-    L = X * ISC[pick, cols]
-    np.rint(L, out=L)
-    np.clip(L, F32(-nmax), F32(nmax - 1), out=L)
-    L += F32(nmax)
-    L[:, zero] = 0
-    return scale, L
+    cols = np.arange(SX.shape[1])
+    return np.where(pick == 0, scale0, SC[pick, cols]).astype(F32), pick
 
 
 def _qx_sums(  # noqa: PLR0917
-    X: Floats, W: Floats, ISC: Floats, numer: Floats, nmax: int, high: Floats
-) -> tuple[Floats, Floats]:
-    """sum w*x*l and sum w*l*l per trial and block, l = clamp(nearest_int(ISC[k]*x)).
+    X: Floats, W: Floats, ISC: Floats, mx: Floats, nmax: int, SX: Floats, S2: Floats
+) -> None:
+    """SX, S2 = sum w*x*l and sum w*l*l per trial and block, l = clamp(nearest_int(ISC[k]*x)).
 
     In a block that is not all-zero |iscale*x| <= |numerator| (1 + 3 ulp), so np.rint is
-    exact; levels pass -nmax only for numerators past nmax + 0.5 (then in every block: at
-    its max), and pass nmax-1 only in the blocks whose level-wise highest x (`high`) gets
-    there. Each clamp runs only in the trials where it can change a level.
+    exact. The clamp is done once per group of trials instead of once per trial, on x
+    (`_qx_clamps`); each sum is one einsum pass.
     """
-    lo, hi = F32(-nmax), F32(nmax - 1)
-    below = np.abs(numer) > nmax + 0.45
-    with np.errstate(over="ignore", invalid="ignore"):
-        above = (np.rint(ISC * high) > hi).any(axis=1)
-    SX = np.empty_like(ISC)
-    S2 = np.empty_like(ISC)
-    WX = W * X
     T = np.empty_like(X)
-    P = np.empty_like(X)
-    for k in range(ISC.shape[0]):
-        np.multiply(X, ISC[k], out=T)
-        np.rint(T, out=T)
-        if below[k] or above[k]:
-            # the bound not needed is a no-op; numpy's clip is ~3x faster than a minimum
-            # or maximum with a scalar
-            np.clip(T, lo, hi, out=T)
-        np.multiply(WX, T, out=P)
-        seq_sum(P, out=SX[k])
-        np.multiply(W, T, out=P)
-        np.multiply(P, T, out=P)
-        seq_sum(P, out=S2[k])
-    return SX, S2
+    WX = W * X
+    fused = seq_dot_fused(WX, W, T)
+    a = np.abs(mx)
+    pos = mx > 0
+    Xc = X
+    for trials, opposite, same in _qx_clamps(nmax):
+        # clamp x to [lower, upper] (per block: its max's side is `same`); the second
+        # group's bounds are within the first's, so it clamps the first's copy in place
+        lower = np.where(pos, -opposite * a, -same * a)
+        upper = np.where(pos, same * a, opposite * a)
+        Xc = np.clip(Xc, lower, upper, out=None if Xc is X else Xc)
+        for k in trials:
+            np.multiply(Xc, ISC[k], out=T)
+            np.rint(T, out=T)
+            if fused:
+                np.einsum("ij,ij->j", WX, T, out=SX[k])
+                np.einsum("ij,ij,ij->j", W, T, T, out=S2[k])
+            else:
+                seq_dot(WX, T, out=SX[k])
+                seq_dot(W, T, T, out=S2[k])
+
+
+@cache
+def _qx_clamps(nmax: int) -> tuple[tuple[np.ndarray, F32, F32], ...]:
+    """The trials of `make_qx_quants` in two groups (numerators up to nmax, and past it),
+    each with the clamp of x that gives its levels without clamping them: within a group,
+    clamp(nearest_int(isc*x), -nmax, nmax-1) = nearest_int(isc*clamp(x, ...)).
+
+    With u = |x|/|max| and t = |numerator|, a level is nearest_int(u*t), signed: positive on
+    the side opposite to the block's max, capped at nmax-1, negative on the max's side,
+    capped at -nmax. A cap reached at some u reaches every larger u too, so for each side
+    one u0 does it for every t of the group: u0*t lands strictly inside the capped level's
+    rounding interval (margin 0.01, where float32 rounding moves levels by 1e-5), while any
+    u*t below it rounds under the cap. u0 = 1 (no clamp) where the group never caps a side.
+    """
+    numer = np.abs(_qx_numerators(nmax)).astype(np.float64)
+    groups = []
+    for trials in (np.flatnonzero(numer <= nmax), np.flatnonzero(numer > nmax)):
+        ta, tb = numer[trials].min(), numer[trials].max()
+        bounds = []
+        for cap in (nmax - 1, nmax):  # the opposite side's cap, then the max's side's
+            if tb < cap + 0.5 - 0.01:
+                bounds.append(F32(1.0))
+                continue
+            u0 = ((cap - 0.5) / ta + (cap + 0.5) / tb) / 2
+            margin = min(u0 * ta - (cap - 0.5), (cap + 0.5) - u0 * tb)
+            if not margin >= 0.01:  # cannot happen for the nmax ggml uses (4, 8, 16, 32)
+                raise ValueError(f"no clamp of x for nmax {nmax}")
+            bounds.append(F32(u0))
+        groups.append((trials, bounds[0], bounds[1]))
+    # `_qx_sums` clamps the second group's x from the first's
+    assert groups[1][1] <= groups[0][1] and groups[1][2] <= groups[0][2]
+    return tuple(groups)
 
 
 def _descend(
