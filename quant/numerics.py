@@ -73,17 +73,24 @@ _EINSUM_MIN_COLS = 16
 
 @cache
 def _einsum_is_sequential() -> bool:
-    """Whether this numpy's einsum sums `'ij,ij->j'` (and the three-operand form) row after
-    row with a separate rounding per product and per sum, as `seq_sum(a * b)` does (numpy
-    2.x's baseline loops do; an FMA or pairwise loop would differ in most columns here)."""
+    """Whether this numpy's einsum sums `'ij,ij->j'`, `'ij,ij,ij->j'` and their batched forms
+    (`'ij,kij->kj'`: one sum per k) row after row with a separate rounding per product and
+    per sum, as `seq_sum(a * b)` does (numpy 2.x's baseline loops do; an FMA or pairwise
+    loop would differ in most columns here)."""
     rng = np.random.default_rng(0)
+
+    def same(x: Floats, y: Floats) -> bool:
+        return np.array_equal(x.view(np.int32), y.view(np.int32))
+
     for cols in (_EINSUM_MIN_COLS, 61, 1000):
         a, b, c = (rng.standard_normal((16, cols)).astype(F32) for _ in range(3))
-        two = np.einsum("ij,ij->j", a, b)
-        three = np.einsum("ij,ij,ij->j", a, b, c)
+        bc = np.stack([b, c])
+        out = np.empty((3, cols), dtype=F32)[::2]  # rows apart, as a slice of a wider array
         if not (
-            np.array_equal(two.view(np.int32), seq_sum(a * b).view(np.int32))
-            and np.array_equal(three.view(np.int32), seq_sum(a * b * c).view(np.int32))
+            same(np.einsum("ij,ij->j", a, b), seq_sum(a * b))
+            and same(np.einsum("ij,ij,ij->j", a, b, c), seq_sum(a * b * c))
+            and same(np.einsum("ij,kij->kj", a, bc, out=out)[1], seq_sum(a * c))
+            and same(np.einsum("ij,kij,kij->kj", a, bc, bc, out=out)[1], seq_sum(a * c * c))
         ):
             return False
     return True

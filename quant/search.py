@@ -208,7 +208,10 @@ def make_qx_scales(X: Floats, nmax: int, QW: Floats | None = None) -> Floats:
 QX_REPLAY_COLS = 1 << 14
 #: elements per slice of the trial passes: x, its clamped copy, the weights, weights*x and
 #: the levels (four or five arrays) stay in the core's L2
-QX_SLICE_ELEMS = 1 << 16
+QX_SLICE_ELEMS = 1 << 15
+#: trials whose levels are computed and summed in one call each: fewer calls, while the
+#: slice's arrays and these levels stay in the core's L2 (about 1 MB)
+QX_TRIALS_PER_PASS = 5
 
 
 def _qx_search(X: Floats, nmax: int, QW: Floats | None) -> tuple[Floats, Floats, np.ndarray]:
@@ -277,33 +280,38 @@ def _qx_sums(  # noqa: PLR0917
 
     In a block that is not all-zero |iscale*x| <= |numerator| (1 + 3 ulp), so np.rint is
     exact. The clamp is done once per group of trials instead of once per trial, on x
-    (`_qx_clamps`); each sum is one einsum pass.
+    (`_qx_clamps`); each sum is one einsum pass, over a few trials at a time (fewer calls).
     """
-    T = np.empty_like(X)
+    T = np.empty((QX_TRIALS_PER_PASS, *X.shape), dtype=F32)
     WX = W * X
-    fused = seq_dot_fused(WX, W, T)
+    fused = seq_dot_fused(WX, W, T[0])
     a = np.abs(mx)
     pos = mx > 0
     Xc = X
     for trials, opposite, same in _qx_clamps(nmax):
         # clamp x to [lower, upper] (per block: its max's side is `same`); the second
         # group's bounds are within the first's, so it clamps the first's copy in place
+        # (a maximum and a minimum: numpy's clip with array bounds is ~3x slower)
         lower = np.where(pos, -opposite * a, -same * a)
         upper = np.where(pos, same * a, opposite * a)
-        Xc = np.clip(Xc, lower, upper, out=None if Xc is X else Xc)
-        for k in trials:
-            np.multiply(Xc, ISC[k], out=T)
-            np.rint(T, out=T)
+        Xc = np.maximum(Xc, lower, out=None if Xc is X else Xc)
+        np.minimum(Xc, upper, out=Xc)
+        for first in range(trials.start, trials.stop, QX_TRIALS_PER_PASS):
+            k = slice(first, min(first + QX_TRIALS_PER_PASS, trials.stop))
+            Tk = T[: k.stop - k.start]
+            np.multiply(Xc, ISC[k, None, :], out=Tk)
+            np.rint(Tk, out=Tk)
             if fused:
-                np.einsum("ij,ij->j", WX, T, out=SX[k])
-                np.einsum("ij,ij,ij->j", W, T, T, out=S2[k])
-            else:
-                seq_dot(WX, T, out=SX[k])
-                seq_dot(W, T, T, out=S2[k])
+                np.einsum("ij,kij->kj", WX, Tk, out=SX[k])
+                np.einsum("ij,kij,kij->kj", W, Tk, Tk, out=S2[k])
+                continue
+            for j, Tj in enumerate(Tk, k.start):
+                seq_dot(WX, Tj, out=SX[j])
+                seq_dot(W, Tj, Tj, out=S2[j])
 
 
 @cache
-def _qx_clamps(nmax: int) -> tuple[tuple[np.ndarray, F32, F32], ...]:
+def _qx_clamps(nmax: int) -> tuple[tuple[slice, F32, F32], ...]:
     """The trials of `make_qx_quants` in two groups (numerators up to nmax, and past it),
     each with the clamp of x that gives its levels without clamping them: within a group,
     clamp(nearest_int(isc*x), -nmax, nmax-1) = nearest_int(isc*clamp(x, ...)).
@@ -317,8 +325,10 @@ def _qx_clamps(nmax: int) -> tuple[tuple[np.ndarray, F32, F32], ...]:
     """
     numer = np.abs(_qx_numerators(nmax)).astype(np.float64)
     groups = []
-    for trials in (np.flatnonzero(numer <= nmax), np.flatnonzero(numer > nmax)):
+    # (trial 0's numerator is nmax; then nmax-0.9 ... nmax-0.1, nmax+0.1 ... nmax+0.9)
+    for trials in (slice(0, 10), slice(10, 19)):
         ta, tb = numer[trials].min(), numer[trials].max()
+        assert (numer[trials] <= nmax).all() == (trials.start == 0)
         bounds = []
         for cap in (nmax - 1, nmax):  # the opposite side's cap, then the max's side's
             if tb < cap + 0.5 - 0.01:
