@@ -27,7 +27,8 @@ from quant.numerics import (
     seq_sum,
     signed_absmax_1d,
 )
-from quant.search import make_q3_quants, make_qkx_quants, make_qp_quants, make_qx_quants
+from quant.qx_search import make_qx_quants
+from quant.search import make_q3_quants, make_qkx_quants, make_qp_quants
 
 
 def _sigma2(x: Floats, factor: float) -> Floats:

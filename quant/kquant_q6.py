@@ -17,7 +17,7 @@ from quant.numerics import (
     nearest_int,
     signed_absmax_1d,
 )
-from quant.search import make_qx_quants, make_qx_scales
+from quant.qx_search import make_qx_quants, make_qx_scales
 
 
 def quantize_q6_k(x: Floats, qw: Floats | None = None) -> Bytes:

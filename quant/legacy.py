@@ -20,7 +20,8 @@ from quant.numerics import (
     fp16_bytes,
     signed_absmax,
 )
-from quant.search import make_qkx_quants, make_qx_quants
+from quant.qx_search import make_qx_quants
+from quant.search import make_qkx_quants
 
 QK = 32
 

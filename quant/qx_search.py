@@ -1,0 +1,190 @@
+"""ggml's `make_qx_quants` (rmse_type 1: 19 trial scales), vectorised over blocks: the
+search of Q6_K, of Q3_K's levels and scales and of Q4_0/Q5_0 with an importance matrix.
+
+Blocks are element-major `X[i, b]` (see `numerics`). Every trial's two sums are computed
+first, each in C's order (one einsum pass per sum), then C's loop over the trials is
+replayed on them; the level clamps are done on x, once per group of trials.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+
+from quant.numerics import (
+    F32,
+    GROUP_MAX_EPS,
+    Floats,
+    column_slices,
+    seq_dot,
+    seq_dot_fused,
+    signed_absmax,
+)
+
+
+def _qx_numerators(nmax: int) -> Floats:
+    # the numerators of C's trial scales: -nmax, then -(nmax + 0.1*is) for is = -9..9, != 0
+    fnmax = F32(nmax)
+    return np.array(
+        [-fnmax] + [-(fnmax + F32(0.1) * F32(k)) for k in range(-9, 10) if k], dtype=F32
+    )
+
+
+def make_qx_quants(X: Floats, nmax: int, QW: Floats | None = None) -> tuple[Floats, Floats]:
+    """`make_qx_quants(n, nmax, x, L, rmse_type=1, qw)`: scale and L in 0..2*nmax-1."""
+    scale, isc, zero = _qx_search(X, nmax, QW)
+    L = X * isc
+    np.rint(L, out=L)
+    np.clip(L, F32(-nmax), F32(nmax - 1), out=L)
+    L += F32(nmax)
+    L[:, zero] = 0
+    return scale, L
+
+
+def make_qx_scales(X: Floats, nmax: int, QW: Floats | None = None) -> Floats:
+    """The scales of `make_qx_quants` alone, for callers that re-derive the levels from the
+    stored scales (Q6_K): the chosen levels are never built, which saves five passes."""
+    return _qx_search(X, nmax, QW)[0]
+
+
+#: columns whose trial sums are replayed together: the replay's per-block steps cost less on
+#: wider arrays, while its rows of sums still stay in the core's L2
+QX_REPLAY_COLS = 1 << 14
+#: elements per slice of the trial passes: x, its clamped copy, the weights, weights*x and
+#: the levels (four or five arrays) stay in the core's L2
+QX_SLICE_ELEMS = 1 << 15
+#: trials whose levels are computed and summed in one call each: fewer calls, while the
+#: slice's arrays and these levels stay in the core's L2 (about 1 MB)
+QX_TRIALS_PER_PASS = 5
+
+
+def _qx_search(X: Floats, nmax: int, QW: Floats | None) -> tuple[Floats, Floats, np.ndarray]:
+    """Per block: the chosen scale, the inverse scale of the chosen trial (its levels are
+    clamp(nearest_int(isc * x))) and whether the block is all zero."""
+    n, B = X.shape
+    numer = _qx_numerators(nmax)
+    top, bottom = X.max(axis=0), X.min(axis=0)
+    mx, amax = signed_absmax(X, (top, bottom))
+    zero = amax < GROUP_MAX_EPS
+    mx = np.where(zero, F32(1.0), mx).astype(F32)  # keeps the discarded lanes finite
+    scale = np.empty(B, dtype=F32)
+    isc = np.empty(B, dtype=F32)
+    for r in column_slices(1, B, QX_REPLAY_COLS):
+        ISC = numer[:, None] / mx[None, r]
+        SX = np.empty_like(ISC)
+        S2 = np.empty_like(ISC)
+        for s in column_slices(n, ISC.shape[1], QX_SLICE_ELEMS):
+            c = slice(r.start + s.start, r.start + s.stop)
+            Xs = np.ascontiguousarray(X[:, c])
+            W = Xs * Xs if QW is None else np.ascontiguousarray(QW[:, c])
+            _qx_sums(Xs, W, ISC[:, s], mx[c], nmax, SX[:, s], S2[:, s])
+        scale[r], pick = _qx_replay(SX, S2)
+        isc[r] = ISC[pick, np.arange(pick.size)]
+    scale[zero] = 0
+    return scale, isc, zero
+
+
+def _qx_replay(SX: Floats, S2: Floats) -> tuple[Floats, np.ndarray]:
+    """The trials do not depend on each other's outcome: with the sums of every trial
+    computed, C's loop is replayed on them. Returns the scale and the trial it comes from."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        SC = SX / S2  # scale = sumlx/suml2 and best = scale*sumlx of every trial
+        BE = SC * SX
+        SXX = SX * SX
+        scale0 = np.where(S2[0] != 0, SC[0], F32(0.0)).astype(F32)
+        best = scale0 * SX[0]
+        # UPD[k]: trial k replaces the best so far (`suml2 > 0 && sumlx*sumlx > best*suml2`)
+        UPD = S2 > 0
+        bound = np.empty_like(best)
+        wins = np.empty(best.shape, dtype=bool)
+        # best = BE[k] where trial k wins, as bit operations: on real weights (many winners)
+        # np.putmask is slower
+        best_bits = best.view(np.int32)
+        keep, diff = np.empty((2, best.size), dtype=np.int32)
+        for k in range(1, SX.shape[0]):
+            np.multiply(best, S2[k], out=bound)
+            np.greater(SXX[k], bound, out=wins)
+            UPD[k] &= wins
+            np.negative(UPD[k].view(np.int8), out=keep, casting="unsafe")  # -1: wins
+            np.bitwise_xor(best_bits, BE[k].view(np.int32), out=diff)
+            diff &= keep
+            best_bits ^= diff
+    UPD[0] = False
+    # the last trial that won (0: none did)
+    pick = (UPD.view(np.int8) * np.arange(SX.shape[0], dtype=np.int8)[:, None]).max(axis=0)
+    pick = pick.astype(np.intp)
+    cols = np.arange(SX.shape[1])
+    return np.where(pick == 0, scale0, SC[pick, cols]).astype(F32), pick
+
+
+def _qx_sums(  # noqa: PLR0917
+    X: Floats, W: Floats, ISC: Floats, mx: Floats, nmax: int, SX: Floats, S2: Floats
+) -> None:
+    """SX, S2 = sum w*x*l and sum w*l*l per trial and block, l = clamp(nearest_int(ISC[k]*x)).
+
+    In a block that is not all-zero |iscale*x| <= |numerator| (1 + 3 ulp), so np.rint is
+    exact. The clamp is done once per group of trials instead of once per trial, on x
+    (`_qx_clamps`); each sum is one einsum pass, over a few trials at a time (fewer calls).
+    """
+    T = np.empty((QX_TRIALS_PER_PASS, *X.shape), dtype=F32)
+    WX = W * X
+    fused = seq_dot_fused(WX, W, T[0])
+    a = np.abs(mx)
+    pos = mx > 0
+    Xc = X
+    for trials, opposite, same in _qx_clamps(nmax):
+        # clamp x to [lower, upper] (per block: its max's side is `same`); the second
+        # group's bounds are within the first's, so it clamps the first's copy in place
+        # (a maximum and a minimum: numpy's clip with array bounds is ~3x slower)
+        lower = np.where(pos, -opposite * a, -same * a)
+        upper = np.where(pos, same * a, opposite * a)
+        Xc = np.maximum(Xc, lower, out=None if Xc is X else Xc)
+        np.minimum(Xc, upper, out=Xc)
+        for first in range(trials.start, trials.stop, QX_TRIALS_PER_PASS):
+            k = slice(first, min(first + QX_TRIALS_PER_PASS, trials.stop))
+            Tk = T[: k.stop - k.start]
+            np.multiply(Xc, ISC[k, None, :], out=Tk)
+            np.rint(Tk, out=Tk)
+            if fused:
+                np.einsum("ij,kij->kj", WX, Tk, out=SX[k])
+                np.einsum("ij,kij,kij->kj", W, Tk, Tk, out=S2[k])
+                continue
+            for j, Tj in enumerate(Tk, k.start):
+                seq_dot(WX, Tj, out=SX[j])
+                seq_dot(W, Tj, Tj, out=S2[j])
+
+
+@cache
+def _qx_clamps(nmax: int) -> tuple[tuple[slice, F32, F32], ...]:
+    """The trials of `make_qx_quants` in two groups (numerators up to nmax, and past it),
+    each with the clamp of x that gives its levels without clamping them: within a group,
+    clamp(nearest_int(isc*x), -nmax, nmax-1) = nearest_int(isc*clamp(x, ...)).
+
+    With u = |x|/|max| and t = |numerator|, a level is nearest_int(u*t), signed: positive on
+    the side opposite to the block's max, capped at nmax-1, negative on the max's side,
+    capped at -nmax. A cap reached at some u reaches every larger u too, so for each side
+    one u0 does it for every t of the group: u0*t lands strictly inside the capped level's
+    rounding interval (margin 0.01, where float32 rounding moves levels by 1e-5), while any
+    u*t below it rounds under the cap. u0 = 1 (no clamp) where the group never caps a side.
+    """
+    numer = np.abs(_qx_numerators(nmax)).astype(np.float64)
+    groups = []
+    # (trial 0's numerator is nmax; then nmax-0.9 ... nmax-0.1, nmax+0.1 ... nmax+0.9)
+    for trials in (slice(0, 10), slice(10, 19)):
+        ta, tb = numer[trials].min(), numer[trials].max()
+        assert (numer[trials] <= nmax).all() == (trials.start == 0)
+        bounds = []
+        for cap in (nmax - 1, nmax):  # the opposite side's cap, then the max's side's
+            if tb < cap + 0.5 - 0.01:
+                bounds.append(F32(1.0))
+                continue
+            u0 = ((cap - 0.5) / ta + (cap + 0.5) / tb) / 2
+            margin = min(u0 * ta - (cap - 0.5), (cap + 0.5) - u0 * tb)
+            if not margin >= 0.01:  # cannot happen for the nmax ggml uses (4, 8, 16, 32)
+                raise ValueError(f"no clamp of x for nmax {nmax}")
+            bounds.append(F32(u0))
+        groups.append((trials, bounds[0], bounds[1]))
+    # `_qx_sums` clamps the second group's x from the first's
+    assert groups[1][1] <= groups[0][1] and groups[1][2] <= groups[0][2]
+    return tuple(groups)
