@@ -77,13 +77,17 @@ def _einsum_is_sequential() -> bool:
     (`'ij,kij->kj'`: one sum per k) row after row with a separate rounding per product and
     per sum, as `seq_sum(a * b)` does (numpy 2.x's baseline loops do; an FMA or pairwise
     loop would differ in most columns here)."""
-    rng = np.random.default_rng(0)
 
     def same(x: Floats, y: Floats) -> bool:
         return np.array_equal(x.view(np.int32), y.view(np.int32))
 
-    for cols in (_EINSUM_MIN_COLS, 61, 1000):
-        a, b, c = (rng.standard_normal((16, cols)).astype(F32) for _ in range(3))
+    def values(cols: int, seed: float) -> Floats:
+        # varied signs, mantissas and magnitudes (numpy.random would cost an import)
+        i = np.arange(1, 16 * cols + 1, dtype=np.float64).reshape(16, cols)
+        return (np.sin(i * seed) * 10.0 ** (i * 7 % 5 - 2)).astype(F32)
+
+    for cols in (_EINSUM_MIN_COLS, 61, 267):  # SIMD bodies and tails
+        a, b, c = (values(cols, seed) for seed in (1.618, 2.718, 0.577))
         bc = np.stack([b, c])
         out = np.empty((3, cols), dtype=F32)[::2]  # rows apart, as a slice of a wider array
         if not (
