@@ -76,7 +76,7 @@ def _qx_search(X: Floats, nmax: int, QW: Floats | None) -> tuple[Floats, Floats,
         S2 = np.empty_like(ISC)
         for s in column_slices(n, ISC.shape[1], QX_SLICE_ELEMS):
             c = slice(r.start + s.start, r.start + s.stop)
-            Xs = np.ascontiguousarray(X[:, c])
+            Xs = X[:, c]  # (a view: the passes that read it write contiguous arrays)
             W = Xs * Xs if QW is None else np.ascontiguousarray(QW[:, c])
             _qx_sums(Xs, W, ISC[:, s], mx[c], nmax, SX[:, s], S2[:, s])
         scale[r], pick = _qx_replay(SX, S2)
