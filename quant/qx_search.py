@@ -48,14 +48,13 @@ def make_qx_scales(X: Floats, nmax: int, QW: Floats | None = None) -> Floats:
     return _qx_search(X, nmax, QW)[0]
 
 
-#: columns whose trial sums are replayed together: the replay's per-block steps cost less on
-#: wider arrays, while its rows of sums still stay in the core's L2
+#: blocks whose trial sums are replayed together: the replay's steps are a few row passes
+#: per trial, cheaper per block on wider rows (16K measured best; 4K costs ~30% more)
 QX_REPLAY_COLS = 1 << 14
-#: elements per slice of the trial passes: x, its clamped copy, the weights, weights*x and
-#: the levels (four or five arrays) stay in the core's L2
+#: elements per slice of the trial passes (2048 blocks of 16): the clamped x, the weights,
+#: weights*x and the levels of `QX_TRIALS_PER_PASS` trials stay in the core's L2 (~1 MB)
 QX_SLICE_ELEMS = 1 << 15
-#: trials whose levels are computed and summed in one call each: fewer calls, while the
-#: slice's arrays and these levels stay in the core's L2 (about 1 MB)
+#: trials whose levels are computed and summed in one call each (fewer calls)
 QX_TRIALS_PER_PASS = 5
 
 
