@@ -3,23 +3,11 @@ and the kernels that quantize and dequantize whole arrays of blocks."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from quant import (
-    floats,
-    iquant1,
-    iquant1m,
-    iquant2,
-    iquant2s,
-    iquant3s,
-    iquant3xxs,
-    iquant4,
-    kquant_low,
-    kquant_mid,
-    kquant_q6,
-    legacy,
-)
 from quant.errors import QuantError
 from quant.numerics import Bytes, Floats
 
@@ -53,6 +41,30 @@ class BlockFormat:
         return n // self.block * self.type_size
 
 
+class _Kernel:
+    """`quant.<module>.<function>`, imported on its first call: the i-quant modules build
+    lattice tables when imported (~7 ms of every `mfc quantize` start-up otherwise), and a
+    command uses a few of the kernels at most."""
+
+    __slots__ = ("function", "module")
+
+    def __init__(self, module: str, function: str) -> None:
+        self.module, self.function = module, function
+
+    def __call__(self, *args: Any) -> Any:
+        return getattr(importlib.import_module(f"quant.{self.module}"), self.function)(*args)
+
+
+class _Module:
+    """`_F.quantize_f32` names the kernel `quant.floats.quantize_f32` without importing it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, function: str) -> _Kernel:
+        return _Kernel(self.name, function)
+
+
 def _plain(fn: Callable[[Floats], Bytes]) -> BlockQuantizer:
     return lambda x, qw, sigma2: fn(x)
 
@@ -61,7 +73,15 @@ def _kquant(fn: Callable[[Floats, Floats | None], Bytes]) -> BlockQuantizer:
     return lambda x, qw, sigma2: fn(x, qw)
 
 
-_F, _L = floats, legacy
+_F, _L = _Module("floats"), _Module("legacy")
+kquant_low, kquant_mid, kquant_q6 = (
+    _Module("kquant_low"),
+    _Module("kquant_mid"),
+    _Module("kquant_q6"),
+)
+iquant1, iquant1m, iquant2 = _Module("iquant1"), _Module("iquant1m"), _Module("iquant2")
+iquant2s, iquant3s = _Module("iquant2s"), _Module("iquant3s")
+iquant3xxs, iquant4 = _Module("iquant3xxs"), _Module("iquant4")
 _TABLE = (
     BlockFormat("F32", 0, 1, 4, _plain(_F.quantize_f32), _F.dequantize_f32),
     BlockFormat("F16", 1, 1, 2, _plain(_F.quantize_f16), _F.dequantize_f16, halves=((0, 2),)),

@@ -1,9 +1,13 @@
-"""gguf-py's type tables (ggml type ids and block sizes, GGUF value types, file types)
-without importing the `gguf` package: its `__init__` imports its writer, vocab
-(sentencepiece) and metadata (yaml) modules, as long to import as numpy, which every
-`mfc quantize` would pay for three tables. `gguf/constants.py` imports nothing of gguf's.
+"""GGUF's value types, and gguf-py's type tables (ggml type ids and block sizes, file
+types) loaded on first use without importing the `gguf` package: its `__init__` imports
+its writer, vocab (sentencepiece) and metadata (yaml) modules, as long to import as numpy.
+`gguf/constants.py` imports nothing of gguf's, but builds hundreds of enums (~15 ms), which
+`mfc quantize` would pay for at every start: the value types every GGUF reader and writer
+needs are therefore defined here (the 13 of the GGUF specification, equal to gguf-py's),
+and the three tables only a rarer path needs (a tensor type mfc does not know, a file type
+it does not write) are attributes that load `gguf.constants` when first read.
 
-The module is registered as `gguf.constants`, so a later `import gguf` uses the same
+That module is registered as `gguf.constants`, so a later `import gguf` uses the same
 classes, and a one-shot import hook gives that package its `constants` attribute (which
 the import system only sets when it loads the submodule itself).
 """
@@ -15,9 +19,10 @@ import importlib.machinery
 import importlib.util
 import sys
 from collections.abc import Sequence
+from enum import IntEnum
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 
 class _BindOnImport(importlib.abc.MetaPathFinder):
@@ -68,13 +73,36 @@ def _constants() -> ModuleType:
     return module
 
 
+class GGUFValueType(IntEnum):
+    """The type of a metadata value (the GGUF specification's `gguf_metadata_value_type`)."""
+
+    UINT8 = 0
+    INT8 = 1
+    UINT16 = 2
+    INT16 = 3
+    UINT32 = 4
+    INT32 = 5
+    FLOAT32 = 6
+    BOOL = 7
+    STRING = 8
+    ARRAY = 9
+    UINT64 = 10
+    INT64 = 11
+    FLOAT64 = 12
+
+
+_LAZY = ("GGML_QUANT_SIZES", "GGMLQuantizationType", "LlamaFileType")
+
 if TYPE_CHECKING:
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, LlamaFileType
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 else:
-    _c = _constants()
-    GGML_QUANT_SIZES = _c.GGML_QUANT_SIZES
-    GGMLQuantizationType = _c.GGMLQuantizationType
-    GGUFValueType = _c.GGUFValueType
-    LlamaFileType = _c.LlamaFileType
+
+    def __getattr__(name: str) -> Any:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(_constants(), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+
 
 __all__ = ["GGML_QUANT_SIZES", "GGMLQuantizationType", "GGUFValueType", "LlamaFileType"]

@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from quant import gguf_constants
 from quant.files import not_regular
-from quant.gguf_constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
+from quant.gguf_constants import GGUFValueType
 from quant.gguf_values import (
     CUT_HINT,
     GGUFFormatError,
@@ -57,7 +58,7 @@ class TensorInfo:
     @property
     def type_name(self) -> str:
         try:
-            return GGMLQuantizationType(self.type_id).name
+            return gguf_constants.GGMLQuantizationType(self.type_id).name
         except ValueError:
             return f"type{self.type_id}"
 
@@ -84,7 +85,8 @@ class TensorInfo:
     def nbytes(self) -> int:
         """Bytes of the data, from the block size and block bytes of the type."""
         try:
-            block, block_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(self.type_id)]
+            qtype = gguf_constants.GGMLQuantizationType(self.type_id)
+            block, block_bytes = gguf_constants.GGML_QUANT_SIZES[qtype]
         except (ValueError, KeyError):
             raise GGUFFormatError(
                 f"tensor {self.name!r} has unknown type {self.type_id}", tensor=self.name

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from gguf import GGUFValueType
 
+from quant.gguf_constants import GGUFValueType
 from quant.gguf_write import encode_pair
 
 
