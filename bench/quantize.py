@@ -56,7 +56,7 @@ TARGETS = {"q8_0": 1.0, "q4_0": 1.0, "q4_K_M": 1.0, "q6_K": 1.0, "q2_K": 1.0}
 OURS = """
 import sys
 from toolchain.cli import main
-from quant.pipeline import stop_fork_server
+from quant.fork_server import stop_fork_server
 if __name__ == "__main__":
     sys.argv[0] = "mfc"
     *files, imatrix = sys.argv[1:]

@@ -1,37 +1,37 @@
 """Running a quantization: chunks of rows handed to worker processes, which read the input
-through a shared mapping and write their results straight into the laid-out output file;
-tensors copied unchanged and cached tensors are written by the caller's process."""
+through a shared mapping and write their results straight into the laid-out output file.
+
+A one-shot command forks a team the caller is part of (`quant.team`); otherwise (a server,
+a build with a tensor cache) a process pool from a fork server does the chunks and the
+caller writes the tensors copied unchanged and the cached ones."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
-import multiprocessing
 import os
-import select
-import signal
 import sys
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from quant.errors import QuantError
+from quant import fork_server
 from quant.formats import BY_ID
 from quant.gguf_read import GGUFFile
 from quant.gguf_write import padded
 from quant.policy import Plan
 from quant.source import Chunk, check_copied, close_files, quantize_chunk, write_at
+from quant.team import died, keep_heap, run_team
 from quant.tensor import rows_per_chunk
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 _COPY_SLAB = 64 << 20
 
@@ -121,8 +121,9 @@ _fork_ok = False
 def forked_workers() -> Iterator[None]:
     """Within this block, the calling process declares it holds nothing a worker must not
     inherit (a one-shot command: no server socket, no store lock, no other thread), so
-    workers are forked from it directly. That saves the fork server's interpreter start-up
-    and imports, ~0.25 s of CPU: a fifth of a small model's whole quantization to Q8_0."""
+    workers are forked from it directly, the caller one of them (`quant.team`). That saves
+    the fork server's interpreter start-up and imports, ~0.25 s of CPU (a fifth of a small
+    model's whole quantization to Q8_0), and a process pool's dispatching."""
     global _fork_ok  # noqa: PLW0603 (a process-wide choice, for the block's duration)
     before, _fork_ok = _fork_ok, True
     try:
@@ -131,105 +132,8 @@ def forked_workers() -> Iterator[None]:
         _fork_ok = before
 
 
-def _pool(threads: int | None) -> ProcessPoolExecutor | None:
-    n = worker_count(threads)
-    if n <= 1:
-        return None
-    if _fork_ok and sys.platform.startswith("linux") and threading.active_count() == 1:
-        return ProcessPoolExecutor(
-            max_workers=n,
-            mp_context=multiprocessing.get_context("fork"),
-            initializer=_worker_init,
-            initargs=(os.getpid(),),
-        )
-    # otherwise workers come from a fork server (a fresh interpreter started with no
-    # descriptor of ours but its pipes), never from forking the caller: a server's listening
-    # socket, client connections and store lock must not live on in a worker
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["quant.source", "quant.pipeline"])
-    return ProcessPoolExecutor(
-        max_workers=n, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
-    )
-
-
-#: how often a worker checks that its owner is still there, where there is no pidfd (s)
-PARENT_CHECK_SECONDS = 0.5
-_PR_SET_PDEATHSIG = 1
-
-
-def _worker_init(owner: int) -> None:
-    """Tie the worker's life to `owner` (the quantizing process), whatever ends that.
-
-    A watcher thread ends the worker as soon as `owner` has exited (a zombie not yet
-    reaped counts as exited). The fork server, the worker's parent, exits once every
-    worker is gone, and Linux's parent-death signal covers a fork server killed first.
-    Ctrl-C and SIGTERM are the owner's to handle: it stops the pool and removes the
-    partial file.
-
-    Kernels allocate arrays of a few MB per chunk; glibc would map and unmap each one
-    (a page fault per 4 KB every time), so workers keep such blocks on the heap instead.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
-            libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
-    watch = _owner_handle(owner)
-    if watch is None or _exited(watch, timeout=0):
-        os._exit(1)
-    threading.Thread(target=_watch_owner, args=(watch,), name="owner-watch", daemon=True).start()
-
-
-def _owner_handle(pid: int) -> int | str | None:
-    """Something to watch `pid` by: a pidfd (Linux), else the pid as text; None if gone."""
-    try:
-        return os.pidfd_open(pid)
-    except ProcessLookupError:
-        return None
-    except (AttributeError, OSError):
-        return str(pid)
-
-
-def _exited(watch: int | str, timeout: float | None) -> bool:
-    """Whether the watched process has exited (a zombie counts), waiting up to `timeout`."""
-    if isinstance(watch, int):  # a pidfd turns readable when the process exits
-        poller = select.poll()
-        poller.register(watch, select.POLLIN)
-        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
-    deadline = time.monotonic() + (timeout or 0)
-    while True:
-        try:
-            os.kill(int(watch), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-        if timeout is not None and time.monotonic() >= deadline:
-            return False
-        time.sleep(PARENT_CHECK_SECONDS)
-
-
-def _watch_owner(watch: int | str) -> None:
-    _exited(watch, timeout=None)
-    os._exit(1)
-
-
-def stop_fork_server() -> None:
-    """Stop the fork server the workers came from, if one runs, and wait for it.
-
-    It is otherwise kept for the next quantization and ends with this process; waiting
-    for it makes the workers' CPU time part of this process's children's (`getrusage`),
-    which a benchmark needs.
-    """
-    from multiprocessing import forkserver
-
-    server = getattr(forkserver, "_forkserver", None)
-    stop = getattr(server, "_stop", None)
-    if callable(stop):
-        stop()
+def _may_fork() -> bool:
+    return _fork_ok and sys.platform.startswith("linux") and threading.active_count() == 1
 
 
 @dataclass(slots=True)
@@ -268,6 +172,66 @@ def _jobs(
             yield _Job(index, p, c, last=k == len(chunks) - 1)
 
 
+def _run(job: _Job, g: GGUFFile, dest: Path, place: int, nbytes: int) -> bytes | int:
+    """Do a job here: quantize its chunk, write its cached bytes, or copy its tensor."""
+    if job.chunk is not None:
+        return quantize_chunk(job.chunk)
+    if job.data is not None:
+        write_at(str(dest), job.data, place)
+        return 0
+    t = job.plan.tensor
+    for at in range(0, nbytes, _COPY_SLAB):
+        raw = g.read(t, at, min(_COPY_SLAB, nbytes - at))
+        check_copied(t.type_id, raw, t.name)
+        write_at(str(dest), raw.data, place + at)
+    return 0
+
+
+class _InOrder:
+    """Reports tensors as they are finished, in file order, whichever chunk ends last."""
+
+    def __init__(
+        self, jobs: list[_Job], plans: list[Plan], progress: ProgressFn | None, total: int
+    ) -> None:
+        self.left = [0] * (len(plans) + 1)
+        for job in jobs:
+            self.left[job.index] += 1
+        self.plans, self.progress, self.total = plans, progress, total
+        self.next, self.done = 1, 0
+
+    def finished(self, job: _Job, sizes: dict[str, tuple[int, int]], start: int) -> None:
+        self.left[job.index] -= 1
+        while self.next <= len(self.plans) and self.left[self.next] == 0:
+            t = self.plans[self.next - 1].tensor
+            self.done += padded(sizes[t.name][1])
+            if self.progress:
+                n = len(self.plans)
+                self.progress(QuantizeProgress(t.name, self.next, n, start + self.done, self.total))
+            self.next += 1
+
+
+def _write_as_team(
+    dest: Path,
+    g: GGUFFile,
+    jobs: list[_Job],
+    *,
+    places: dict[str, int],
+    sizes: dict[str, tuple[int, int]],
+    members: int,
+    report: _InOrder,
+    start: int,
+) -> None:
+    def run(i: int) -> object:
+        t = jobs[i].plan.tensor
+        return _run(jobs[i], g, dest, places[t.name], sizes[t.name][0])
+
+    keep_heap()
+    try:
+        run_team(len(jobs), run, members, lambda i: report.finished(jobs[i], sizes, start))
+    finally:
+        close_files()
+
+
 def write_tensors(
     dest: Path,
     g: GGUFFile,
@@ -282,18 +246,34 @@ def write_tensors(
     total: int,
 ) -> None:
     """Fill in every tensor; workers quantize and write chunks ahead of the one reported."""
-    pool = _pool(threads)
+    done = min(places.values(), default=total)
+    if cache is None and worker_count(threads) > 1 and _may_fork():
+        jobs = list(_jobs(g, plans, weights, cache=None, dest=dest, places=places))
+        report = _InOrder(jobs, plans, progress, total)
+        _write_as_team(
+            dest,
+            g,
+            jobs,
+            places=places,
+            sizes=sizes,
+            members=worker_count(threads),
+            report=report,
+            start=done,
+        )
+        return
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = fork_server.pool(worker_count(threads))
     limit = 2 * worker_count(threads) + 2
     queue: deque[_Job] = deque()
-    jobs = _jobs(g, plans, weights, cache=cache, dest=dest, places=places)
+    pending = _jobs(g, plans, weights, cache=cache, dest=dest, places=places)
     in_flight = 0
     parts: list[bytes] = []
     base = _source_key(g) if cache else ""
-    done = min(places.values(), default=total)
     try:
         while True:
             while in_flight < limit:
-                job = next(jobs, None)
+                job = next(pending, None)
                 if job is None:
                     break
                 if job.chunk is not None and pool is not None:
@@ -310,21 +290,9 @@ def write_tensors(
                 try:
                     result = job.future.result()
                 except BrokenProcessPool:
-                    raise QuantError(
-                        "a quantize worker process died (killed, or out of memory?)",
-                        hint="try fewer worker processes (--threads)",
-                    ) from None
-            elif job.chunk is not None:
-                result = quantize_chunk(job.chunk)
-            elif job.data is not None:
-                write_at(str(dest), job.data, places[t.name])
-                result = 0
-            else:  # a tensor copied unchanged
-                for at in range(0, nbytes, _COPY_SLAB):
-                    raw = g.read(t, at, min(_COPY_SLAB, nbytes - at))
-                    check_copied(t.type_id, raw, t.name)
-                    write_at(str(dest), raw.data, places[t.name] + at)
-                result = 0
+                    raise died() from None
+            else:
+                result = _run(job, g, dest, places[t.name], nbytes)
             if cache and isinstance(result, bytes):
                 parts.append(result)
             if not job.last:

@@ -165,7 +165,7 @@ def test_quantize_stopped_mid_way(tmp_path: Path, f32_gguf: Path, sig: signal.Si
     args = ["quantize", str(f32_gguf), str(out), "q4_K_M", "--threads", "2", "--json"]
     proc = start(args, tag)
     wait_for_status(proc, "quantizing", count=3)  # workers are busy, the temp file is there
-    assert len(tagged_processes(tag)) >= 3  # mfc and its two workers
+    assert len(tagged_processes(tag)) >= 2  # mfc and the worker it forked (it is the other)
     code = stop(proc, sig, tag)
     assert code == (EXIT_TERMINATED if sig == signal.SIGTERM else -signal.SIGKILL)
     assert survivors(tag) == []
