@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import stat
 from pathlib import Path
 
@@ -67,7 +66,7 @@ def same_file(a: Path, b: Path) -> bool:
 def temp_path(target: Path) -> Path:
     """A new, empty temp file beside `target`: `.<name>.<pid>.<random>.tmp`, mode per umask."""
     while True:
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:

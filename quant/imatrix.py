@@ -6,7 +6,6 @@ squared activation of each input column (sums divided by counts, per expert).
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ class Imatrix:
 
 
 def _digest(entries: Mapping[str, Floats]) -> str:
+    import hashlib  # not at import: `mfc quantize` without an imatrix never needs it
+
     h = hashlib.sha256()
     for name in sorted(entries):
         h.update(name.encode() + b"\0")

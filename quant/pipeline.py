@@ -8,7 +8,6 @@ caller writes the tensors copied unchanged and the cached ones."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sys
 import threading
@@ -64,6 +63,8 @@ def _source_key(g: GGUFFile) -> str:
 
 
 def _cache_key(base: str, p: Plan, w: npt.NDArray[np.float32] | None) -> str:
+    import hashlib  # only a build with a tensor cache needs it (OpenSSL: ~3 ms to import)
+
     h = hashlib.sha256(f"{base}|{p.tensor.name}|{p.tensor.offset}|{p.target}|".encode())
     h.update(b"-" if w is None else np.ascontiguousarray(w, dtype="<f4").tobytes())
     return h.hexdigest()

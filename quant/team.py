@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import pickle
 import select
 import signal
 import struct
@@ -104,6 +103,8 @@ def _worker(jobs: int, results: int, run: Callable[[int], object]) -> None:
     except BaseException as exc:
         code = 1
         with contextlib.suppress(BaseException):
+            import pickle
+
             payload = pickle.dumps(exc if isinstance(exc, QuantError) else RuntimeError(repr(exc)))
             data = _NUMBER.pack(_FAILED) + _NUMBER.pack(len(payload)) + payload
             while data:
@@ -136,6 +137,8 @@ class _Member:
                 done(i)
                 self.buf = self.buf[4:]
         if len(self.buf) >= 8:
+            import pickle
+
             (size,) = _NUMBER.unpack_from(self.buf, 4)
             raise pickle.loads(self.buf[8 : 8 + size])
         _, status = os.waitpid(self.pid, 0)
