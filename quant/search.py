@@ -174,12 +174,51 @@ def _qkx_slice(  # noqa: PLR0917
     return np.where(deg, F32(0.0), scale).astype(F32), (-mn).astype(F32), La
 
 
-def _descend(
+def _may_move(  # noqa: PLR0917
+    X: Floats,
+    WXL: Floats,
+    WLL: Floats,
+    L: Floats,
+    sumlx: Floats,
+    suml2: Floats,
+    lo: float,
+    hi: float,
+) -> np.ndarray:
+    """The blocks where the descent's first pass may change a level: some element has
+    `slx > 0` and a new level unlike its own (`WXL`, `WLL`: the products the sums added).
+
+    Only ~1.5% of SmolLM2's elements (~15% of its blocks) pass, so this cheap superset of
+    the exact test (which also compares the errors) leaves the element-by-element passes a
+    few more blocks to find unchanged, and saves half of the test's passes over every
+    element. Where `np.rint` could differ from `nearest_int`'s bit trick (|v| >= 2**22, or
+    not finite) the element counts as one that may move.
+    """
+    n, B = X.shape
+    moving = np.zeros(B, dtype=bool)
+    flo, fhi = F32(lo), F32(hi)
+    for s in column_slices(n, B):
+        slx = sumlx[s] - WXL[:, s]
+        v = suml2[s] - WLL[:, s]
+        np.multiply(X[:, s], v, out=v)
+        np.divide(v, slx, out=v)
+        new = np.rint(v)
+        np.clip(new, flo, fhi, out=new)
+        may = new != L[:, s]
+        np.abs(v, out=v)
+        may |= ~(v < F32(4194304.0))
+        may &= slx > 0
+        moving[s] = may.any(axis=0)
+    return moving
+
+
+def _descend(  # noqa: PLR0917
     X: Floats,
     W: Floats,
     L: Floats,
     sumlx: Floats,
     suml2: Floats,
+    WXL: Floats,
+    WLL: Floats,
     *,
     lo: float,
     hi: float,
@@ -189,10 +228,11 @@ def _descend(
 
     Each block runs passes over its elements until a pass changes nothing (at most 5). A
     pass that changes nothing sees the same sums at every element, so one vectorised test
-    over all elements finds the blocks that are already converged; only the others run the
-    element-by-element passes, and a block that stops is dropped from the arrays.
+    over all elements finds the blocks that may not be converged (`_may_move`); only those
+    run the element-by-element passes, and a block that stops is dropped from the arrays.
+    `WXL`, `WLL` are the products `sumlx`, `suml2` were summed from.
     """
-    n, B = X.shape
+    n = X.shape[0]
     flo, fhi = F32(lo), F32(hi)
 
     def candidates(  # noqa: PLR0917
@@ -207,11 +247,7 @@ def _descend(
         upd &= (sl2 > 0) if qp else (sl22 > 0)
         return new_l, slx2, sl22, upd
 
-    moving = np.zeros(B, dtype=bool)
-    for s in column_slices(n, B):
-        Xs, Ws = X[:, s], W[:, s]
-        moving[s] = candidates(Xs, Ws, Ws * Xs, L[:, s], sumlx[s], suml2[s])[3].any(axis=0)
-    live = np.flatnonzero(moving)
+    live = np.flatnonzero(_may_move(X, WXL, WLL, L, sumlx, suml2, lo, hi))
     if live.size == 0:
         return
     Xa, Wa, La = (np.ascontiguousarray(a[:, live]) for a in (X, W, L))
@@ -248,9 +284,9 @@ def make_q3_quants(X: Floats, nmax: int) -> tuple[Floats, Floats]:
         L = np.rint(X * (-fnmax / mx).astype(F32))
         np.clip(L, -fnmax, F32(nmax - 1), out=L)
         W = X * X
-        sumlx = seq_sum(W * X * L)
-        suml2 = seq_sum(W * L * L)
-        _descend(X, W, L, sumlx, suml2, lo=-nmax, hi=nmax - 1, qp=False)
+        WXL, WLL = W * X * L, W * L * L
+        sumlx, suml2 = seq_sum(WXL), seq_sum(WLL)
+        _descend(X, W, L, sumlx, suml2, WXL, WLL, lo=-nmax, hi=nmax - 1, qp=False)
         scale = np.where(suml2 > 0, sumlx / suml2, F32(0.0)).astype(F32)
     L += fnmax
     L[:, zero] = 0
@@ -282,9 +318,9 @@ def make_qp_quants(X: Floats, nmax: int, QW: Floats) -> tuple[Floats, Floats]:
             best = np.where(upd, cur, best)
             iscale = np.where(upd, isc, iscale)
         L = np.minimum(fnmax, nint(iscale * X))
-        sumlx = seq_sum(QW * X * L)
-        suml2 = seq_sum(QW * L * L)
-        _descend(X, QW, L, sumlx, suml2, lo=-(2.0**31), hi=nmax, qp=True)
+        WXL, WLL = QW * X * L, QW * L * L
+        sumlx, suml2 = seq_sum(WXL), seq_sum(WLL)
+        _descend(X, QW, L, sumlx, suml2, WXL, WLL, lo=-(2.0**31), hi=nmax, qp=True)
         scale = np.where(suml2 > 0, sumlx / suml2, F32(0.0)).astype(F32)
     L[:, zero] = 0
     return np.where(zero, F32(0.0), scale).astype(F32), L
