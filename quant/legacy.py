@@ -17,7 +17,6 @@ from quant.numerics import (
     element_major,
     first_max,
     first_min,
-    fp16_bytes,
     signed_absmax,
 )
 from quant.qx_search import make_qx_quants

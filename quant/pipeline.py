@@ -251,13 +251,14 @@ def write_tensors(
     if cache is None and worker_count(threads) > 1 and _may_fork():
         jobs = list(_jobs(g, plans, weights, cache=None, dest=dest, places=places))
         report = _InOrder(jobs, plans, progress, total)
+        chunks = sum(job.chunk is not None for job in jobs)  # no fork a job could not use
         _write_as_team(
             dest,
             g,
             jobs,
             places=places,
             sizes=sizes,
-            members=worker_count(threads),
+            members=max(1, min(worker_count(threads), chunks)),
             report=report,
             start=done,
         )
