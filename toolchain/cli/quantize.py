@@ -59,7 +59,9 @@ def _on_tensor(
 @click.option("--token-embedding-type", metavar="T", help="Tensor type for token_embd.weight.")
 @click.option("--leave-output-tensor", is_flag=True, help="Keep output.weight as it is.")
 @click.option(
-    "--threads", type=click.IntRange(min=1), help="Worker processes (default: all cores)."
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Processes quantizing, this one included (default: all cores).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
 def command(  # noqa: PLR0917 (one parameter per option)
