@@ -105,7 +105,11 @@ def _worker(jobs: int, results: int, run: Callable[[int], object]) -> None:
         with contextlib.suppress(BaseException):
             import pickle
 
-            payload = pickle.dumps(exc if isinstance(exc, QuantError) else RuntimeError(repr(exc)))
+            try:  # as it is (a QuantError, an OSError such as a full disk), else described
+                payload = pickle.dumps(exc)
+                pickle.loads(payload)  # some exceptions pickle but cannot be rebuilt
+            except Exception:
+                payload = pickle.dumps(RuntimeError(f"a quantize worker failed: {exc!r}"))
             data = _NUMBER.pack(_FAILED) + _NUMBER.pack(len(payload)) + payload
             while data:
                 data = data[os.write(results, data) :]

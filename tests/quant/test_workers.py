@@ -3,6 +3,7 @@ or, for a one-shot command, a team forked from the caller."""
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import signal
@@ -79,6 +80,21 @@ def test_team_raises_a_workers_error_with_its_details() -> None:
     assert info.value.tensor is not None and info.value.tensor.startswith("t")
     assert info.value.hint == "fix it"
     assert children(caller) == before
+
+
+def test_team_raises_a_workers_os_error_as_such() -> None:
+    """A full disk in a worker is an OSError in the caller (which `quantize_file` turns
+    into `cannot write ...`), not a generic failure."""
+    caller = os.getpid()
+
+    def run(i: int) -> None:
+        if os.getpid() != caller:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        time.sleep(0.01)
+
+    with pytest.raises(OSError, match="No space left") as info:
+        run_team(50, run, 2, lambda i: None)
+    assert info.value.errno == errno.ENOSPC
 
 
 def test_team_reports_a_killed_worker() -> None:
