@@ -28,6 +28,7 @@ class EmbedContext:
         self.batch: Any = None
         self.mem: Any = None
         self.encoder_only = model.has_encoder and not model.has_decoder
+        self.threads = settings.n_threads  # the context's threads now
 
     def close(self) -> None:
         if self.batch is not None:
@@ -37,13 +38,19 @@ class EmbedContext:
             lc.llama_free(self.ctx)
             self.ctx = None
 
-    def run(self, sequences: list[list[int]]) -> list[np.ndarray]:
-        """The pooled vector (float32, not normalised) of each token sequence, in one pass.
-        The sequences hold at most `n_ctx` tokens and `n_seq_max` sequences together."""
+    def run(self, sequences: list[list[int]], threads: int = 0) -> list[np.ndarray]:
+        """The pooled vector (float32, not normalised) of each token sequence, in one pass
+        with `threads` threads (0: the settings' count). The sequences hold at most `n_ctx`
+        tokens and `n_seq_max` sequences together."""
         if self.ctx is None:
             self.ctx = self.model.new_context(self.settings)
             self.mem = lc.llama_get_memory(self.ctx)
             self.batch = lc.llama_batch_init(self.settings.n_ctx, 0, 1)
+            self.threads = self.settings.n_threads
+        threads = threads or self.settings.n_threads
+        if threads != self.threads:
+            lc.llama_set_n_threads(self.ctx, threads, threads)
+            self.threads = threads
         batch: Any = self.batch
         lc.llama_memory_clear(self.mem, True)
         n = 0

@@ -11,12 +11,17 @@ would get alone (to float rounding), whichever pass or context computed them.
 An embedder has one context stepped by its caller (a generative model's engine thread,
 between decode steps), or, once `start`ed, `contexts` contexts, each with its own worker
 thread taking passes from the one queue (an embedding model: its passes run in parallel).
+A pass that runs alone (nothing else queued or running) takes `lone_threads`, so one
+request on an idle server is not held to one core; a worker that goes idle after a
+multi-threaded pass frees the OpenMP pool that pass left on its thread (runtime/openmp.py:
+left there, it slowed a chat model loaded beside the embedding model by a third).
 """
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +31,7 @@ import numpy as np
 from runtime.embed_context import EmbedContext
 from runtime.errors import ApiError
 from runtime.llama import POOLING, ContextSettings, LlamaModel
+from runtime.openmp import release_thread_pool
 
 MAX_SEQS = 64
 #: tokens per forward pass unless one input needs more. An encoder attends over the whole
@@ -37,6 +43,9 @@ MAX_SEQS = 64
 #: 40 texts, CPU seconds: 100: 1.57, 200: 1.53, 300: 1.58, 400: 1.57, 500: 1.55 (flat).
 #: Small passes also share a request's inputs out evenly over the contexts.
 PASS_TOKENS = 256
+#: seconds a worker keeps the OpenMP pool of its last multi-threaded pass while idle: one
+#: request after another reuse it (starting its thread again costs ~0.1-0.4 ms a pass)
+POOL_LINGER = 0.05
 
 
 @dataclass(frozen=True)
@@ -81,14 +90,13 @@ class Embedder:
         max_jobs: int = MAX_SEQS,
         pass_tokens: int = PASS_TOKENS,
         contexts: int = 1,
+        lone_threads: int = 0,
     ) -> None:
         """`n_ctx`: tokens per input (capped at the trained length); `threads`: llama.cpp
-        threads per context; `contexts`: contexts the workers use once started.
-
-        A pass never takes more than its context's threads, even alone on an idle server:
-        a second multi-threaded OpenMP team in the process (beside a generative model's
-        engine thread) made libgomp's barriers sleep instead of spin, and that model's
-        decode fell from ~105 to ~65 tokens/s on 2 cores for as long as both stayed loaded."""
+        threads per context; `contexts`: contexts the workers use once started;
+        `lone_threads`: threads for a worker's pass that runs alone (nothing queued, no
+        other pass running), so one request on an idle server uses every core (0:
+        `threads`)."""
         self.model = model
         self.n_ctx = max(min(n_ctx, model.n_ctx_train or n_ctx), 8)  # tokens per input
         self.pass_tokens = max(pass_tokens, 1)
@@ -124,6 +132,7 @@ class Embedder:
         self._workers: list[threading.Thread] = []
         self._closing = False
         self._running = 0  # passes running now
+        self.lone_threads = lone_threads or threads
 
     def start(self) -> None:
         """One worker thread per context, stepping while there is work."""
@@ -204,33 +213,57 @@ class Embedder:
         return result
 
     def _work(self, context: EmbedContext) -> None:
+        pooled = False  # this thread holds an OpenMP pool (from a multi-threaded pass)
         while True:
             with self._cond:
-                while not self._closing and not self._has_work():
-                    self._cond.wait()
+                idle = self._wait_for_work(POOL_LINGER if pooled else None)
                 if self._closing:
                     return
-            self._step(context)
+            if idle:
+                # outside the lock, the pass's requests answered: a pool left here would
+                # make a co-loaded chat model's barriers sleep
+                release_thread_pool()
+                pooled = False
+                continue
+            pooled = self._step(context, self.lone_threads) > 1 or pooled
+
+    def _wait_for_work(self, timeout: float | None) -> bool:
+        """Under the lock: wait for work (or closing); True when `timeout` seconds passed
+        without any."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closing and not self._has_work():
+            if deadline is None:
+                self._cond.wait()
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            self._cond.wait(left)
+        return False
 
     def _has_work(self) -> bool:
         """Inputs to take, or requests that may be admitted (not while `max_jobs` are
         in flight: their last inputs may all be in passes on other contexts)."""
         return bool(self._todo) or (bool(self._incoming) and len(self._jobs) < self.max_jobs)
 
-    def _step(self, context: EmbedContext) -> None:
+    def _step(self, context: EmbedContext, lone_threads: int = 0) -> int:
+        """Admit, take and run one pass (with `lone_threads` if it runs alone); the
+        threads it ran with (0: no pass)."""
         self._admit()
-        group = self._take()
+        group, alone = self._take()
         if not group:
-            return
+            return 0
+        threads = lone_threads if alone and lone_threads else context.settings.n_threads
         try:
-            vectors = context.run([job.tokens[i] for job, i in group])
+            vectors = context.run([job.tokens[i] for job, i in group], threads)
         except Exception as exc:  # this pass's requests fail, the queue goes on
             self._fail(group, exc)
-            return
+            return threads
         finally:
             with self._cond:
                 self._running -= 1
         self._finish(group, vectors)
+        return threads
 
     def _admit(self) -> None:
         with self._admitting:
@@ -255,8 +288,8 @@ class Embedder:
                     self._todo.extend((job, i) for i in range(len(tokens)))
                     self._cond.notify_all()
 
-    def _take(self) -> Group:
-        """The oldest waiting inputs that fit one pass."""
+    def _take(self) -> tuple[Group, bool]:
+        """The oldest waiting inputs that fit one pass, and whether the pass runs alone."""
         group: Group = []
         used = 0
         with self._cond:
@@ -269,7 +302,8 @@ class Embedder:
                 used += size
             if group:
                 self._running += 1
-        return group
+            alone = self._running == 1 and not self._todo and not self._incoming
+        return group, alone
 
     def _finish(self, group: Group, vectors: list[np.ndarray]) -> None:
         done: list[EmbedJob] = []

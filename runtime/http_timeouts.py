@@ -16,9 +16,12 @@ A connection over its deadline is closed; a request in progress sees a disconnec
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from runtime.http_writes import CoalescingTransport
 
 HEADER_TIMEOUT = 10.0
 BODY_IDLE_TIMEOUT = 60.0
@@ -30,7 +33,9 @@ class DeadlineH11Protocol(H11Protocol):
     _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        # a response's head and body leave in one write (runtime/http_writes.py)
+        coalescing: Any = CoalescingTransport(transport, self.loop)
+        super().connection_made(coalescing)
         self._arm(HEADER_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:

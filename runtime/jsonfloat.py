@@ -8,8 +8,10 @@ Python's `json` writes a float32 widened to float64 with up to 17 digits (`0.012
 for Go's `0.012345679`), twice the text, at about a microsecond a number on the event loop.
 
 orjson writes a numpy array's shortest decimals in C; two differences from Go are mended on
-its output: `1.0` is `1`, and the exponent form is used from 1e16 (float32) or under 1e-5
-(float64), where Go is still positional.
+its output: `1.0` is `1`, and the exponent form is used from 1e13 (float32; 1e16 float64) or
+under 1e-5 (float64), where Go is still positional. Those numbers are looked for in the
+text only when the array holds one (the search costs ~0.3 ms a vector of 384, and a
+MiniLM vector always holds some tiny numbers that both write with an exponent).
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ import numpy as np
 import orjson
 
 _WHOLE = re.compile(rb"\.0(?=[,\]])")
-_EXPONENT = re.compile(rb"-?[0-9.]+e[-+][0-9]+")
-_POSITIONAL_FROM = {np.dtype(np.float32): np.float32(1e-6), np.dtype(np.float64): 1e-6}
+_EXPONENT = re.compile(rb"(?<![0-9.])-?[0-9.]+e[-+][0-9]+")
+_POSITIONAL_FROM: dict[np.dtype[np.floating], np.floating] = {
+    np.dtype(np.float32): np.float32(1e-6),
+    np.dtype(np.float64): np.float64(1e-6),
+}
 _EXPONENT_FROM = 1e21
+#: orjson is positional within these bounds for both types (it is from 1e-5 to under 1e13)
+_ORJSON_POSITIONAL = (1e-4, 1e12)
 
 
 def go_json_floats(values: np.ndarray) -> bytes:
@@ -32,8 +39,8 @@ def go_json_floats(values: np.ndarray) -> bytes:
     if values.dtype not in _POSITIONAL_FROM:
         raise TypeError(f"float32 or float64 expected, not {values.dtype}")
     text = orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY)
-    if b"e" in text:
-        low = _POSITIONAL_FROM[values.dtype]
+    low = _POSITIONAL_FROM[values.dtype]
+    if b"e" in text and _may_differ(values, low):
 
         def positional(m: re.Match[bytes]) -> bytes:
             number = m.group(0)
@@ -44,6 +51,16 @@ def go_json_floats(values: np.ndarray) -> bytes:
 
         text = _EXPONENT.sub(positional, text)
     return _WHOLE.sub(b"", text)
+
+
+def _may_differ(values: np.ndarray, low: np.floating) -> bool:
+    """Whether a number may be written with an exponent by orjson but positionally by Go:
+    one Go writes positionally (`low` <= |x| < 1e21) outside orjson's sure positional
+    range."""
+    magnitude = np.abs(values)
+    go_positional = (magnitude >= low) & (magnitude < _EXPONENT_FROM)
+    small, large = _ORJSON_POSITIONAL
+    return bool(np.any(go_positional & ((magnitude < small) | (magnitude >= large))))
 
 
 class RawJSON:

@@ -44,9 +44,10 @@ def embed_layout(threads: int, contexts: int | None) -> tuple[int, int]:
     By default one single-threaded context per thread: independent passes in parallel
     scale with the cores, while one pass split over threads waits at every op's barrier
     (all-MiniLM-L6-v2 F16, 128 texts: 2 threads in one context ran 1.69x one thread, two
-    one-thread contexts 1.95-2x). `MFC_EMBED_CONTEXTS` asks for fewer, wider contexts
-    (lower latency for one long input on a many-core machine, but a multi-threaded context
-    beside a chat model's engine slows that model's decoding: runtime/embedding.py)."""
+    one-thread contexts 1.95-2x). A pass running alone takes every thread all the same.
+    `MFC_EMBED_CONTEXTS` asks for fewer, wider contexts (lower latency for one long input
+    on a many-core machine, but while they compute beside a chat model's engine, that
+    model's barriers sleep: runtime/openmp.py)."""
     n = min(contexts or threads, threads) if threads > 0 else 1
     return max(n, 1), max(threads // max(n, 1), 1)
 
@@ -339,6 +340,7 @@ class Scheduler:
                 per_context,
                 max_jobs=parallel,
                 contexts=contexts,
+                lone_threads=threads,
             )
             runner.embedder.start()
         else:  # passes on the engine thread, between decode steps

@@ -207,17 +207,23 @@ def test_started_contexts_run_passes_in_parallel(
 
     both_running = threading.Barrier(2, timeout=60)
     used: dict[int, set[int]] = {}
+    widths: list[int] = []
     run = EmbedContext.run
 
-    def run_recorded(context: EmbedContext, sequences: list[list[int]]) -> list[np.ndarray]:
+    def run_recorded(
+        context: EmbedContext, sequences: list[list[int]], threads: int = 0
+    ) -> list[np.ndarray]:
         first = id(context) not in used
         used.setdefault(id(context), set()).add(threading.get_ident())
+        widths.append(threads)
         if first:
             both_running.wait()  # broken (and the test failed) unless the other one comes
-        return run(context, sequences)
+        return run(context, sequences, threads)
 
     monkeypatch.setattr(EmbedContext, "run", run_recorded)
-    embedder = Embedder(model, 512, threads=1, max_jobs=4, pass_tokens=16, contexts=2)
+    embedder = Embedder(
+        model, 512, threads=1, max_jobs=4, pass_tokens=16, contexts=2, lone_threads=2
+    )
     embedder.start()
     done = threading.Event()
     jobs = Jobs(embedder)
@@ -234,23 +240,59 @@ def test_started_contexts_run_passes_in_parallel(
     assert len(used) == 2
     assert all(len(threads) == 1 for threads in used.values())
     assert len({t for threads in used.values() for t in threads}) == 2
+    assert widths[:2] == [1, 1]  # the context's own single thread while others wait
     assert np.all(cosines(got, np.array(alone)) > 1 - 1e-6)
 
 
-def test_a_lone_pass_keeps_to_its_context_and_close_stops_the_workers(
-    model: LlamaModel, alone: list[np.ndarray]
+def native_threads_without_python() -> set[int]:
+    """This process's threads that no Python thread owns (OpenMP's pool threads)."""
+    ours = {t.native_id for t in threading.enumerate()}
+    return {int(task.name) for task in Path("/proc/self/task").iterdir()} - ours
+
+
+@pytest.mark.parametrize(("threads", "contexts"), [(1, 2), (2, 1)])
+def test_a_lone_pass_uses_every_thread_and_leaves_no_openmp_pool(
+    model: LlamaModel,
+    alone: list[np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    threads: int,
+    contexts: int,
 ) -> None:
-    """One request on an idle embedder runs on one single-threaded context (no second
-    OpenMP team beside a generative model's) and gets the same vector; closing the
-    embedder stops its workers."""
-    embedder = Embedder(model, 64, threads=1, contexts=2)
+    """One request on an idle embedder runs its pass with `lone_threads` (an OpenMP team:
+    one more native thread) and gets the same vector; once its worker is idle that thread
+    is gone, so libgomp manages no more threads than the CPUs beside a chat model's engine
+    (more, and that model's barriers sleep: runtime/openmp.py). The same with a wide
+    context (MFC_EMBED_CONTEXTS). Closing the embedder stops its workers."""
+    seen: list[tuple[int, set[int]]] = []
+    run = EmbedContext.run
+
+    def run_recorded(
+        context: EmbedContext, sequences: list[list[int]], width: int = 0
+    ) -> list[np.ndarray]:
+        vectors = run(context, sequences, width)
+        seen.append((int(lc.llama_n_threads_batch(context.ctx)), native_threads_without_python()))
+        return vectors
+
+    monkeypatch.setattr(EmbedContext, "run", run_recorded)
+    before = native_threads_without_python()
+    embedder = Embedder(model, 64, threads=threads, contexts=contexts, lone_threads=2)
     embedder.start()
-    got = embedder.embed([TEXTS[0]]).vectors[0]
-    started = [c for c in embedder.contexts if c.ctx is not None]
-    widths = {int(lc.llama_n_threads_batch(c.ctx)) for c in started}
-    workers = list(embedder._workers)
-    embedder.close()
-    assert widths == {1}
+    try:
+        got = embedder.embed([TEXTS[0]]).vectors[0]
+        [(width, during)] = seen
+        pool = during - before
+        lingering = pool
+        for _ in range(1000):  # the worker frees it after answering
+            lingering = pool & native_threads_without_python()
+            if not lingering:
+                break
+            time.sleep(0.01)
+        workers = list(embedder._workers)
+    finally:
+        embedder.close()
+    assert width == 2
+    assert len(pool) == 1  # the team's second thread, parked in the worker thread's pool
+    assert not lingering
     assert not any(w.is_alive() for w in workers)
     assert cosines(got, alone[0]) > 1 - 1e-6
 
@@ -298,11 +340,13 @@ def test_workers_wait_rather_than_spin_while_num_parallel_requests_run(
     takes: list[int] = []
     run, take = EmbedContext.run, Embedder._take
 
-    def run_held(context: EmbedContext, sequences: list[list[int]]) -> list[np.ndarray]:
+    def run_held(
+        context: EmbedContext, sequences: list[list[int]], threads: int = 0
+    ) -> list[np.ndarray]:
         release.wait(60)
-        return run(context, sequences)
+        return run(context, sequences, threads)
 
-    def take_counted(embedder: Embedder) -> list[tuple[EmbedJob, int]]:
+    def take_counted(embedder: Embedder) -> tuple[list[tuple[EmbedJob, int]], bool]:
         takes.append(1)
         return take(embedder)
 
