@@ -12,7 +12,7 @@ An embedder has one context stepped by its caller (a generative model's engine t
 between decode steps), or, once `start`ed, `contexts` contexts, each with its own worker
 thread taking passes from the one queue (an embedding model: its passes run in parallel).
 A pass that runs alone (nothing else queued or running) takes `lone_threads`, so one
-request on an idle server is not held to one core; a worker that goes idle after a
+request on an idle server is not held to one core; a worker idle for `POOL_LINGER` after a
 multi-threaded pass frees the OpenMP pool that pass left on its thread (runtime/openmp.py:
 left there, it slowed a chat model loaded beside the embedding model by a third).
 """
