@@ -20,6 +20,7 @@ from quant.numerics import (
     first_min,
     nearest_float,
     nearest_int,
+    seq_dot,
     seq_sum,
     seq_sum_first,
     signed_absmax,
@@ -97,7 +98,6 @@ def _qkx_slice(  # noqa: PLR0917
         return not unsafe.any(), bool(below.any())
 
     Xm = X - mn  # x - min, kept up to date as blocks change their min
-    WL = np.empty_like(X)
     sl, sl2, sxl, err = (np.empty(X.shape[1], dtype=F32) for _ in range(4))
 
     def levels(isc: Floats, xm: Floats, exact: bool, clamp: bool, out: Floats) -> None:
@@ -111,13 +111,10 @@ def _qkx_slice(  # noqa: PLR0917
             np.clip(out, F32(0.0), fnmax, out=out)
 
     def sums(Lv: Floats) -> tuple[Floats, Floats, Floats]:
-        # sum w*l, sum (w*l)*l, sum (w*l)*x
-        np.multiply(W, Lv, out=WL)
-        seq_sum(WL, out=sl)
-        np.multiply(WL, Lv, out=T)
-        seq_sum(T, out=sl2)
-        np.multiply(WL, X, out=T)
-        seq_sum(T, out=sxl)
+        # sum w*l, sum (w*l)*l, sum (w*l)*x: one fused pass each (seq_dot)
+        seq_dot(W, Lv, out=sl)
+        seq_dot(W, Lv, Lv, out=sl2)
+        seq_dot(W, Lv, X, out=sxl)
         return sl, sl2, sxl
 
     def error(scale: Floats, the_min: Floats, Lv: Floats) -> Floats:
@@ -129,8 +126,7 @@ def _qkx_slice(  # noqa: PLR0917
             np.abs(T, out=T)
         else:
             np.square(T, out=T)
-        np.multiply(T, W, out=T)
-        return seq_sum(T, out=err)
+        return seq_dot(T, W, out=err)
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         exact, negative = update_ranges(np.flatnonzero(live), mn)
