@@ -78,15 +78,15 @@ def prompt(trial: int) -> str:
     return f"Sequence {trial}: {COUNTING}"
 
 
-def build_store(root: Path, generation: bool = True) -> Path:
+def build_store(root: Path, generation: bool = True, embed_weights: str = "f16") -> Path:
     """A store with `smol` (raw prompts), `chat` (the demo Modelfile) and `minilm` (only
-    `minilm` without `generation`)."""
+    `minilm` without `generation`), whose weights are `embed_weights`."""
     mfc = Path(sys.executable).parent / "mfc"
     store = root / "store"
     models = {
         "smol": f'FROM {SMOL}\nTEMPLATE "{{{{ .Prompt }}}}"\n',
         "chat": (ROOT / "fixtures" / "modelfiles" / "demo" / "Modelfile").read_text(),
-        "minilm": f"FROM {MINILM}\n",
+        "minilm": f"FROM {MINILM}\nQUANTIZE {embed_weights}\n",
     }
     for name, text in models.items():
         if not generation and name != "minilm":
@@ -253,6 +253,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--texts", type=int, default=128, help="texts (~100 tokens) to embed")
     parser.add_argument("--streams", type=int, default=8)
+    parser.add_argument("--embed-weights", choices=("f16", "bf16", "f32"), default="f16",
+                        help="all-MiniLM-L6-v2's weight type, both sides (f16: Ollama's)")  # fmt: skip
     parser.add_argument("--only", choices=("all", "embed", "streams"), default="all",
                         help="embed/streams: those rows alone (about a minute)")  # fmt: skip
     parser.add_argument(
@@ -278,7 +280,7 @@ def main() -> None:
 
     generation = args.only == "all"
     with tempfile.TemporaryDirectory() as tmp:
-        store = build_store(Path(tmp), generation)
+        store = build_store(Path(tmp), generation, args.embed_weights)
         env = server_env(store, args.streams, (args.itl_budget or ["default"])[0])
         if generation:
             llm_default = Llama(str(SMOL), n_ctx=2048, verbose=False)
