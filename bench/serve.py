@@ -254,7 +254,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=128, help="texts (~100 tokens) to embed")
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--embed-weights", choices=("f16", "bf16", "f32"), default="f16",
-                        help="all-MiniLM-L6-v2's weight type, both sides (f16: Ollama's)")  # fmt: skip
+                        help="MiniLM's weight type, both sides (f16: Ollama's)")  # fmt: skip
     parser.add_argument("--only", choices=("all", "embed", "streams"), default="all",
                         help="embed/streams: those rows alone (about a minute)")  # fmt: skip
     parser.add_argument(
