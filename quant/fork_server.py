@@ -4,17 +4,14 @@ interpreter started with no descriptor of ours but its pipes forks them instead.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import select
 import signal
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING
 
-from quant.team import keep_heap
+from quant.child_process import die_with_parent, keep_heap
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -36,7 +33,6 @@ def pool(n: int) -> ProcessPoolExecutor | None:
 
 #: how often a worker checks that its owner is still there, where there is no pidfd (s)
 PARENT_CHECK_SECONDS = 0.5
-_PR_SET_PDEATHSIG = 1
 
 
 def _worker_init(owner: int) -> None:
@@ -51,10 +47,7 @@ def _worker_init(owner: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    die_with_parent()
     keep_heap()
     watch = _owner_handle(owner)
     if watch is None or _exited(watch, timeout=0):

@@ -21,12 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from quant import fork_server
+from quant.child_process import keep_heap
 from quant.formats import BY_ID
 from quant.gguf_read import GGUFFile
 from quant.gguf_write import padded
 from quant.policy import Plan
 from quant.source import Chunk, check_copied, close_files, quantize_chunk, write_at
-from quant.team import died, keep_heap, run_team
+from quant.team import died, run_team
 from quant.tensor import rows_per_chunk
 
 if TYPE_CHECKING:

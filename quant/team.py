@@ -13,30 +13,18 @@ on SmolLM2, a tenth of its whole Q4_0 run).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import select
 import signal
 import struct
-import sys
 from collections.abc import Callable
 
+from quant.child_process import die_with_parent
 from quant.errors import QuantError
 
 _NUMBER = struct.Struct("<I")
 _FAILED = 0xFFFFFFFF  # then the length and pickle of the exception
-_PR_SET_PDEATHSIG = 1
 _FEED = 1024  # numbers per write: 4 KiB, one atomic pipe write
-
-
-def keep_heap() -> None:
-    """Kernels allocate arrays of a few MB per chunk; glibc would map and unmap each one
-    (a page fault per 4 KB every time), so a quantizing process keeps them on the heap."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
-            libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
 
 
 def died() -> QuantError:
@@ -83,9 +71,7 @@ def _worker(jobs: int, results: int, run: Callable[[int], object]) -> None:
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        die_with_parent()
         if os.getppid() == 1:  # the caller is already gone
             os._exit(1)
         poller = select.poll()

@@ -17,24 +17,22 @@ parent-death signal should the fork server go first.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import os
 import queue
 import signal
-import sys
 import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from quant.child_process import die_with_parent
 from runtime.errors import ApiError
 
 #: worker processes: one large body each at a time (jsonbody.DECODE_THREADS hand them over)
 POOL_SIZE = 2
 #: scheduling priority of the workers below the server's (os.nice)
 NICENESS = 5
-_PR_SET_PDEATHSIG = 1
 
 
 def _worker(conn: Connection) -> None:
@@ -42,11 +40,7 @@ def _worker(conn: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     with contextlib.suppress(OSError):
         os.nice(NICENESS)  # a core for the event loop first: decoding a body can wait
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(
-                _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0
-            )
+    die_with_parent()
     from runtime.jsonbody import decode
 
     while True:
