@@ -2,8 +2,9 @@
 
 Cached by the folder's content digest (every file's path and sha256) and the output type,
 so a rebuild of an unchanged folder does no tensor work. The converter is
-`toolchain.convert`; the output is an F16 GGUF model layer (or a LoRA adapter layer for
-the model's base), on which template detection then runs as for a GGUF given directly.
+`toolchain.convert`; the output is a GGUF model layer of the type `model_outtype` picks
+from the build's QUANTIZE (F16 without one), or a LoRA adapter layer (F16) for the model's
+base; template detection then runs on it as for a GGUF given directly.
 Like the reference's converted layers, it carries no `from`. A vision checkpoint (see
 `toolchain.convert.mmproj`) gives a second layer after the model: its projector GGUF
 (`application/vnd.ollama.image.projector`), as a Modelfile's second FROM of an mmproj would.
@@ -19,14 +20,17 @@ from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass, pass_output
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.build.request import SourceDir
-from toolchain.convert import ConvertError, convert_hf_dir, convert_lora
+from toolchain.convert import ConvertError, auto_outtype, convert_hf_dir, convert_lora
 from toolchain.convert.mmproj import convert_projector, has_projector
 from toolchain.progress import ProgressEvent
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_file
 
 VERSION = 1
+#: what a folder converts to without QUANTIZE, and what adapters and projectors convert to
 OUTTYPE = "f16"
+#: QUANTIZE's float types (the request's spelling) and the converter's names for them
+FLOAT_OUTTYPES = {"F32": "f32", "F16": "f16", "BF16": "bf16"}
 
 
 def folder_digest(folder: Path) -> str:
@@ -38,6 +42,26 @@ def folder_digest(folder: Path) -> str:
             continue  # .git, .cache ...: not part of the model
         h.update(f"{rel}\0{digest_of_file(path)}\n".encode())
     return "sha256:" + h.hexdigest()
+
+
+def model_outtype(quantize: str, folder: Path) -> str:
+    """The type the convert pass writes a model folder as, for the build's QUANTIZE.
+
+    A float type (F32, F16, BF16) is written straight away: one rounding from the
+    checkpoint, so the layer holds what `mfc convert --outtype <type>` (and llama.cpp's
+    converter) write. The reference's create instead converts to F16 and then runs
+    llama-quantize to the float target (store_api.md 2.4 and 2.7), rounding an F32
+    checkpoint twice: its BF16 lands one BF16 step off on 1 weight in 16 (the F16 value
+    sits on a BF16 tie in 1 case in 8, and ties to even the wrong way half the time).
+
+    Any other type quantizes from the intermediate the reference's create converts to
+    (store_api.md 2.4: "one F16/BF16 GGUF"; Ollama's converter keeps BF16 matrices BF16
+    and writes the rest as F16): `--outtype auto`, BF16 for a BF16 checkpoint, else F16.
+    Without QUANTIZE the folder becomes F16, mfc's default.
+    """
+    if not quantize:
+        return OUTTYPE
+    return FLOAT_OUTTYPES.get(quantize) or auto_outtype(folder)
 
 
 def _base_path(ctx: BuildContext, base: PlannedLayer | None) -> Path:
@@ -55,8 +79,15 @@ def convert_folder(
     adapter: bool,
     base: PlannedLayer | None,
     digest: str | None = None,
+    quantize: str = "",
 ) -> PlannedLayer:
-    options: dict[str, object] = {"outtype": OUTTYPE, "adapter": adapter}
+    """The folder's model layer (converted for the build's `quantize`, see `model_outtype`)
+    or, with `adapter`, its LoRA layer for the model layer `base`."""
+    try:
+        outtype = OUTTYPE if adapter else model_outtype(quantize, source.path)
+    except ConvertError as exc:
+        raise BuildError(exc.message, source.span, hint=exc.hint) from None
+    options: dict[str, object] = {"outtype": outtype, "adapter": adapter}
     if adapter:
         options["base"] = base.digest if base is not None else ""
 
@@ -67,9 +98,9 @@ def convert_folder(
     def produce(out: Path) -> None:  # only on a cache miss
         ctx.report("converting adapter" if adapter else "converting model")
         if adapter:
-            convert_lora(source.path, out, _base_path(ctx, base), OUTTYPE, progress=forward)
+            convert_lora(source.path, out, _base_path(ctx, base), outtype, progress=forward)
         else:
-            convert_hf_dir(source.path, out, OUTTYPE, progress=forward)
+            convert_hf_dir(source.path, out, outtype, progress=forward)
 
     media_type = mediatypes.ADAPTER if adapter else mediatypes.MODEL
     try:
@@ -119,7 +150,11 @@ def run(plan: BuildPlan, ctx: BuildContext) -> BuildPlan:
     base = list(plan.base)
     for source in plan.pending:
         digest = folder_digest(source.path)
-        base.append(convert_folder(ctx, source, adapter=False, base=None, digest=digest))
+        base.append(
+            convert_folder(
+                ctx, source, adapter=False, base=None, digest=digest, quantize=plan.request.quantize
+            )
+        )
         if has_projector(source.path):
             base.append(convert_projector_of(ctx, source, digest))
     model = next((b for b in base if b.media_type == mediatypes.MODEL), None)

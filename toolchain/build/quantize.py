@@ -6,7 +6,10 @@ type and imatrix reuses the output blob and does no tensor work. The output is a
 that, like the reference's, no longer carries the input file's `from`. The kernels are
 `quant/`. An IMATRIX that is calibration text rather than an imatrix file is first turned
 into one by the `imatrix` pass (`mfc imatrix`'s defaults), cached by (input layer, text
-digest), so the build stays reproducible and a rebuild computes nothing.
+digest), so the build stays reproducible and a rebuild computes nothing. A float type
+(F32, F16, BF16) on a folder never gets here: the convert pass writes the folder at that
+type (one rounding, see `toolchain.build.convert.model_outtype`) and this pass, seeing the
+source already of the target type, keeps the layer.
 """
 
 from __future__ import annotations

@@ -68,6 +68,11 @@ class HFDir:
         return self.path / name
 
     @property
+    def first_weight_dtype(self) -> str | None:
+        """The dtype of the checkpoint's first matrix, which `--outtype auto` follows."""
+        return next((e.dtype for e in self.tensors.values() if len(e.shape) > 1), None)
+
+    @property
     def architecture(self) -> str:
         archs = self.config.get("architectures")
         if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):

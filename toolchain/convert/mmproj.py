@@ -60,8 +60,7 @@ def convert_projector(
                 hf.file("config.json"), f"{hf.architecture} has no vision projector mfc converts"
             )
         config = _vision_config(hf)
-        first_dtype = next((e.dtype for e in hf.tensors.values() if len(e.shape) > 1), None)
-        out_type = resolve_outtype(outtype, first_dtype)
+        out_type = resolve_outtype(outtype, hf.first_weight_dtype)
         if out_type.quantize is not None or out_type.ggml is None:
             out_type = resolve_outtype("f16", None)
         report(ProgressEvent(f"reading the {proj.family} projector of {hf.path}"))

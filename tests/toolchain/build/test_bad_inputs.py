@@ -68,6 +68,11 @@ CASES = {
         [],
         "unsupported quantization type 'q9_K'",
     ),
+    "unknown-quantize-folder": (  # a float-looking type is not a float the converter writes
+        "FROM {folder}\nQUANTIZE bf17\n",
+        [],
+        "unsupported quantization type 'bf17'",
+    ),
     "unknown-quantize-flag": (
         "FROM {tiny}\n",
         ["--quantize", "q9"],
@@ -78,11 +83,15 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_input_leaves_store_unchanged(case: str, workspace: Path, tiny_dir: Path) -> None:
+def test_bad_input_leaves_store_unchanged(
+    case: str, workspace: Path, tiny_dir: Path, tiny_models_dir: Path
+) -> None:
     text, args, expected = CASES[case]
     folder = workspace / f"case-{case}"
     folder.mkdir(exist_ok=True)
-    (folder / "Modelfile").write_text(text.format(tiny=tiny_dir / "tiny.gguf"))
+    (folder / "Modelfile").write_text(
+        text.format(tiny=tiny_dir / "tiny.gguf", folder=tiny_models_dir / "tiny-llama")
+    )
     # relative paths in the Modelfile are relative to its folder: link the inputs in
     for name in ("notgguf.gguf", "truncated.gguf", "header-cut.gguf", "model-as-adapter.gguf"):
         if not (folder / name).exists():
