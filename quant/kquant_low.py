@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from quant.kpack import (
@@ -20,6 +22,7 @@ from quant.numerics import (
     F32,
     Bytes,
     Floats,
+    Ints,
     element_major,
     fp16_bytes,
     fp16_round,
@@ -28,7 +31,7 @@ from quant.numerics import (
     signed_absmax_1d,
 )
 from quant.qx_search import make_qx_quants
-from quant.search import make_q3_quants, make_qkx_quants, make_qp_quants
+from quant.search import make_q3_quants, make_qkx_quants, make_qkx_scales, make_qp_quants
 
 
 def _sigma2(x: Floats, factor: float) -> Floats:
@@ -44,8 +47,16 @@ def _impl_weights(X: Floats, qw: Floats, sigma2: Floats) -> Floats:
 def quantize_q2_k(x: Floats, qw: Floats | None = None) -> Bytes:
     nb = x.shape[0]
     X = element_major(x, 16)  # (16, nb*16)
+    L: Floats | Callable[[Ints], Floats]
     if qw is None:
-        scales, mins, L = make_qkx_quants(X, np.abs(X), 3, -0.5, 0.1, 15, True)
+        W = np.abs(X)
+        scales, mins = make_qkx_scales(X, W, 3, -0.5, 0.1, 15, True)
+
+        def search_levels(cols: Ints) -> Floats:
+            # the search's levels are kept only where d is 0: searched again for those
+            return make_qkx_quants(X[:, cols], W[:, cols], 3, -0.5, 0.1, 15, True)[2]
+
+        L = search_levels
         scales, mins = scales.reshape(nb, 16), mins.reshape(nb, 16)
         max_scale = np.maximum(scales.max(axis=1), F32(0.0))
         max_min = np.maximum(mins.max(axis=1), F32(0.0))

@@ -125,6 +125,9 @@ def seq_dot(*factors: Floats, out: Floats) -> Floats:
 
 def seq_sum_first(a: Floats) -> Floats:
     """`float s = a[0]; for (i = 1...) s += a[i];` (differs from `seq_sum` only for -0)."""
+    if a.shape[1] >= 2 and a.flags.c_contiguous:
+        # numpy's reduction without an initial value starts from row 0, then adds row after row
+        return np.asarray(np.add.reduce(a, axis=0), dtype=F32)
     acc: Floats = a[0].copy()
     for row in a[1:]:
         acc += row

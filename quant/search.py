@@ -21,14 +21,16 @@ from quant.numerics import (
     nearest_float,
     nearest_int,
     seq_dot,
+    seq_dot_fused,
     seq_sum,
     seq_sum_first,
     signed_absmax,
 )
 
-#: the min/scale search does a dozen per-block (not per-element) operations per step: on
-#: 32-element blocks (Q4_K, Q5_K) slices four times the default's size halve their share
-#: (~20% less CPU on SmolLM2's weights); Q2_K's 16-element blocks run slower so (measured)
+#: the min/scale search does some thirty numpy calls on per-block rows per step, each with a
+#: fixed cost: slices of 256K values (16K blocks of 16, 8K of 32) keep that share small
+#: (Q2_K ~22%, Q4_K/Q5_K ~20% less CPU than 64K-value slices, although the Q2_K slice's
+#: four 1 MB arrays then come from L3 rather than L2; 512K is no better on a busy machine)
 QKX_SLICE_ELEMS = 1 << 18
 
 
@@ -48,61 +50,106 @@ def make_qkx_quants(  # noqa: PLR0917 (the C helper's parameters, in its order)
     scale = np.empty(B, dtype=F32)
     the_min = np.empty(B, dtype=F32)
     L = np.empty((n, B), dtype=F32)
-    for s in column_slices(n, B, QKX_SLICE_ELEMS if n >= 32 else None):
-        scale[s], the_min[s], L[:, s] = _qkx_slice(
-            np.ascontiguousarray(X[:, s]),
-            np.ascontiguousarray(W[:, s]),
-            nmax,
-            rmin,
-            rdelta,
-            nstep,
-            use_mad,
-            v3,
+    for s in column_slices(n, B, QKX_SLICE_ELEMS):
+        scale[s], the_min[s] = _qkx_slice(
+            X[:, s], np.ascontiguousarray(W[:, s]), nmax, rmin, rdelta, nstep, use_mad, v3, L[:, s]
         )
     return scale, the_min, L
 
 
-def _qkx_slice(  # noqa: PLR0917
-    X: Floats, W: Floats, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: bool, v3: bool
-) -> tuple[Floats, Floats, Floats]:
-    xmin = first_min(X)
-    mx = first_max(X)
+def make_qkx_scales(  # noqa: PLR0917 (as make_qkx_quants)
+    X: Floats,
+    W: Floats,
+    nmax: int,
+    rmin: float,
+    rdelta: float,
+    nstep: int,
+    use_mad: bool,
+    *,
+    v3: bool = False,
+) -> tuple[Floats, Floats]:
+    """The scales and mins of `make_qkx_quants` alone, for callers that re-derive the levels
+    from the stored scales: the search's own levels are never built (`make_qkx_quants` on
+    the few blocks that need them gives the same, the search being per block)."""
+    n, B = X.shape
+    scale = np.empty(B, dtype=F32)
+    the_min = np.empty(B, dtype=F32)
+    for s in column_slices(n, B, QKX_SLICE_ELEMS):
+        scale[s], the_min[s] = _qkx_slice(
+            X[:, s], np.ascontiguousarray(W[:, s]), nmax, rmin, rdelta, nstep, use_mad, v3, None
+        )
+    return scale, the_min
+
+
+def _qkx_slice(  # noqa: PLR0917 (C's loop, vectorised over blocks, in one place)
+    X: Floats,
+    W: Floats,
+    nmax: int,
+    rmin: float,
+    rdelta: float,
+    nstep: int,
+    use_mad: bool,
+    v3: bool,
+    L: Floats | None,
+) -> tuple[Floats, Floats]:
+    """The search on the blocks of X (a view), W (C-ordered): scale and the_min, and the
+    levels in L if one is given.
+
+    Per step, 13 passes over the elements (levels 4, sums 4, error 5) and some thirty
+    operations on per-block rows: element passes write preallocated arrays, and the
+    per-block arithmetic runs on stacked rows, several of C's scalar operations per call.
+    """
+    n, B = X.shape
+    # The levels and x side by side: one einsum call sums (w*l)*l and (w*l)*x.
+    LX = np.empty((2, n, B), dtype=F32)
+    La, Xc = LX[0], LX[1]
+    Xc[...] = X
+    WL = np.empty_like(Xc)  # w*l for the sums, then the error terms
+    fused = seq_dot_fused(WL, La, Xc, W)
+    xmin = first_min(Xc)
+    mx = first_max(Xc)
     sum_w = seq_sum_first(W)
-    sum_x = seq_sum_first(W * X)
-    mn = np.where(xmin > 0, F32(0.0), xmin).astype(F32)
-    deg = (mx <= mn) if v3 else (mx == mn)
-    live = ~deg
+    np.multiply(W, Xc, out=WL)
+    sum_x = seq_sum_first(WL)
+    # Per-block rows: S = (sum w*l, sum w*l*l, sum w*l*x); Q = the six products of C's
+    # D, scale and min numerators; N = (D, scale numerator, min numerator); C = this step's
+    # (isc, -, error, scale, min); K = what C keeps: best isc, its min, best error, scale, min.
+    S, Q, N, C, K = (np.empty((k, B), dtype=F32) for k in (3, 6, 3, 5, 5))
+    sl, sl2, sxl = S
+    isc, cur, fit = C[0], C[2], C[3:5]
+    best_isc, best_mn, best, scale, mn = K
+    np.copyto(mn, np.where(xmin > 0, F32(0.0), xmin))
+    degs = np.flatnonzero((mx <= mn) if v3 else (mx == mn))
+    den = np.empty(B, dtype=F32)
+    upd = np.empty(B, dtype=bool)
+    less = np.empty(B, dtype=bool)
     fnmax = F32(nmax)
     no_clamp_top = F32(nmax + 0.4)  # below this numerator, isc*(x - min) < nmax + 0.5
-    T = np.empty_like(X)
-    La = np.empty_like(X)
 
-    # Per block: den = max - min (1 for degenerate blocks); `unsafe`: isc*(x - min) may leave
-    # the range where np.rint equals nearest_int; `below`: min > the smallest x (levels can
-    # be negative and need the lower clamp). Kept up to date as blocks change their min.
-    den = np.where(deg, F32(1.0), mx - mn).astype(F32)
-    unsafe = np.zeros(X.shape[1], dtype=bool)
-    below = np.zeros(X.shape[1], dtype=bool)
-
-    def update_ranges(u: np.ndarray, m: Floats) -> tuple[bool, bool]:
-        if u.size > m.size // 8:  # whole-slice passes cost less than gathers of many blocks
-            np.subtract(mx, m, out=den, where=live)
+    def ranges(m: Floats, exact: bool, negative: bool) -> tuple[bool, bool]:
+        # den = max - min (1 for degenerate blocks); exact: for every block isc*(x - min)
+        # stays where np.rint equals nearest_int; negative: some min > its smallest x
+        # (levels can be negative and need the lower clamp). Both flags only ever go the
+        # safe way (the bit trick and the clamp are right for every block, only slower),
+        # so once there they are not tested again.
+        np.subtract(mx, m, out=den)
+        den[degs] = 1
+        if exact or not negative:
             gap = m - xmin
-            np.logical_not((den >= F32(1e-30)) & (gap <= den * F32(1e5)), out=unsafe, where=live)
-            np.greater(gap, 0, out=below, where=live)
-        else:
-            den[u] = mx[u] - m[u]
-            gap = m[u] - xmin[u]
-            unsafe[u] = ~((den[u] >= F32(1e-30)) & (gap <= den[u] * F32(1e5)))
-            below[u] = gap > 0
-        return not unsafe.any(), bool(below.any())
+            gap[degs] = 0
+        if exact:
+            ok = den >= F32(1e-30)
+            ok &= gap <= den * F32(1e5)
+            ok[degs] = True
+            exact = bool(ok.all())
+        if not negative:
+            negative = bool((gap > 0).any())
+        return exact, negative
 
-    Xm = X - mn  # x - min, kept up to date as blocks change their min
-    sl, sl2, sxl, err = (np.empty(X.shape[1], dtype=F32) for _ in range(4))
-
-    def levels(isc: Floats, xm: Floats, exact: bool, clamp: bool, out: Floats) -> None:
+    def levels(isc: Floats, m: Floats, exact: bool, clamp: bool, out: Floats) -> None:
         # out = clamp(nearest_int(isc * (x - m)), 0, nmax)
-        np.multiply(xm, isc, out=out)
+        np.subtract(Xc, m, out=out)
+        np.multiply(out, isc, out=out)
         if exact:
             np.rint(out, out=out)
         else:
@@ -110,64 +157,80 @@ def _qkx_slice(  # noqa: PLR0917
         if clamp or not exact:
             np.clip(out, F32(0.0), fnmax, out=out)
 
-    def sums(Lv: Floats) -> tuple[Floats, Floats, Floats]:
-        # sum w*l, sum (w*l)*l, sum (w*l)*x: one fused pass each (seq_dot)
-        seq_dot(W, Lv, out=sl)
-        seq_dot(W, Lv, Lv, out=sl2)
-        seq_dot(W, Lv, X, out=sxl)
-        return sl, sl2, sxl
+    def sums() -> None:
+        # sum w*l, sum (w*l)*l, sum (w*l)*x, each added in C's order
+        np.multiply(W, La, out=WL)
+        if fused:
+            np.add.reduce(WL, axis=0, out=sl, initial=F32(0.0))
+            np.einsum("ij,kij->kj", WL, LX, out=S[1:])
+        else:
+            seq_sum(WL, out=sl)
+            seq_dot(WL, La, out=sl2)
+            seq_dot(WL, Xc, out=sxl)
 
-    def error(scale: Floats, the_min: Floats, Lv: Floats) -> Floats:
+    def error(scale: Floats, the_min: Floats, out: Floats) -> None:
         # sum_i w * f(scale*L + min - x), f = |.| or square
-        np.multiply(Lv, scale, out=T)
+        T = WL
+        np.multiply(La, scale, out=T)
         np.add(T, the_min, out=T)
-        np.subtract(T, X, out=T)
+        np.subtract(T, Xc, out=T)
         if use_mad:
             np.abs(T, out=T)
         else:
             np.square(T, out=T)
-        return seq_dot(T, W, out=err)
+        if fused:
+            np.einsum("ij,ij->j", T, W, out=out)
+        else:
+            seq_dot(T, W, out=out)
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        exact, negative = update_ranges(np.flatnonzero(live), mn)
-        iscale = (fnmax / den).astype(F32)
-        scale = (F32(1.0) / iscale).astype(F32)
-        levels(iscale, Xm, exact, negative, La)
-        best = error(scale, mn, La).copy()
+        exact, negative = ranges(mn, True, False)
+        np.divide(fnmax, den, out=best_isc)
+        np.divide(F32(1.0), best_isc, out=scale)
+        levels(best_isc, mn, exact, negative, La)
+        error(scale, mn, best)
+        best[degs] = -np.inf  # never replaced
         # The levels of a step are a function of (iscale, min) at that step: remember those
-        # of the best step per block and rebuild L once at the end.
-        best_isc, best_mn = iscale.copy(), mn.copy()
+        # of the best step per block and rebuild L once at the end (if wanted).
+        best_mn[...] = mn
+        keep = 0 if L is not None else 2
+        candidate = (isc, mn, cur, fit[0], fit[1])
         for step in range(nstep + 1):
             numer = F32(rmin) + F32(rdelta) * F32(step) + fnmax
-            isc = numer / den
-            levels(isc, Xm, exact, negative or bool(numer > no_clamp_top), La)
-            sl, sl2, sxl = sums(La)
-            D = sum_w * sl2 - sl * sl
-            this_scale = (sum_w * sxl - sum_x * sl) / D
-            this_min = (sl2 * sum_x - sl * sxl) / D
-            pos = this_min > 0
-            this_min = np.where(pos, F32(0.0), this_min)
-            this_scale = np.where(pos, sxl / sl2, this_scale)
-            cur = error(this_scale, this_min, La)
-            upd = (D > 0) & (cur < best) & live
+            np.divide(numer, den, out=isc)
+            levels(isc, mn, exact, negative or bool(numer > no_clamp_top), La)
+            sums()
+            # D = sum_w*sl2 - sl*sl, scale = (sum_w*sxl - sum_x*sl)/D and
+            # min = (sl2*sum_x - sl*sxl)/D: Q's rows 0-2 minus rows 3-5 are N
+            np.multiply(sum_w, S[1:], out=Q[0:2])
+            np.multiply(sl2, sum_x, out=Q[2])
+            np.multiply(sl, S[0::2], out=Q[3::2])
+            np.multiply(sum_x, sl, out=Q[4])
+            np.subtract(Q[:3], Q[3:], out=N)
+            D = N[0]
+            np.divide(N[1:], D, out=fit)
+            this_scale, this_min = fit
+            np.greater(this_min, 0, out=upd)
+            if upd.any():  # (a few blocks in a slice)
+                pos = np.flatnonzero(upd)
+                this_min[pos] = 0
+                this_scale[pos] = sxl[pos] / sl2[pos]
+            error(this_scale, this_min, cur)
+            np.greater(D, 0, out=upd)
+            np.less(cur, best, out=less)
+            upd &= less
             if not upd.any():
                 continue
             u = np.flatnonzero(upd)
-            best_isc[u] = isc[u]
-            best_mn[u] = mn[u]
-            best[u] = cur[u]
-            scale[u] = this_scale[u]
-            mn[u] = this_min[u]
-            exact, negative = update_ranges(u, mn)
-            # x - min for the next step: a full pass costs less than a gather of many blocks
-            if u.size > X.shape[1] // 16:
-                np.subtract(X, mn, out=Xm)
-            else:
-                Xm[:, u] = X[:, u] - mn[u]
-        exact, _ = update_ranges(np.flatnonzero(live), best_mn)
-        levels(best_isc, X - best_mn, exact, True, La)
-    La[:, deg] = 0
-    return np.where(deg, F32(0.0), scale).astype(F32), (-mn).astype(F32), La
+            for kept, new in zip(K[keep:], candidate[keep:], strict=True):
+                kept[u] = new[u]  # (best_mn before mn)
+            exact, negative = ranges(mn, exact, negative)
+        if L is not None:
+            exact, _ = ranges(best_mn, True, True)
+            levels(best_isc, best_mn, exact, True, L)
+            L[:, degs] = 0
+    scale[degs] = 0
+    return scale, -mn
 
 
 def _may_move(  # noqa: PLR0917
