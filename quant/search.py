@@ -176,12 +176,13 @@ def _qkx_slice(  # noqa: PLR0917 (C's loop, vectorised over blocks, in one place
         np.subtract(T, Xc, out=T)
         if use_mad:
             np.abs(T, out=T)
+            factors: tuple[Floats, ...] = (T, W)
         else:
-            np.square(T, out=T)
+            factors = (T, T, W)  # (d*d)*w = w*(d*d), C's product
         if fused:
-            np.einsum("ij,ij->j", T, W, out=out)
+            np.einsum(",".join(["ij"] * len(factors)) + "->j", *factors, out=out)
         else:
-            seq_dot(T, W, out=out)
+            seq_dot(*factors, out=out)
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         exact, negative = ranges(mn, True, False)
