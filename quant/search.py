@@ -95,8 +95,8 @@ def _qkx_slice(  # noqa: PLR0917 (C's loop, vectorised over blocks, in one place
     """The search on the blocks of X (a view), W (C-ordered): scale and the_min, and the
     levels in L if one is given.
 
-    Per step, 13 passes over the elements (levels 4, sums 4, error 5) and some thirty
-    operations on per-block rows: element passes write preallocated arrays, and the
+    Per step, 13 passes over the elements (levels 4, sums 4, error 5, or 4 if squared) and
+    some thirty operations on per-block rows: element passes write preallocated arrays, and the
     per-block arithmetic runs on stacked rows, several of C's scalar operations per call.
     """
     n, B = X.shape
@@ -113,10 +113,10 @@ def _qkx_slice(  # noqa: PLR0917 (C's loop, vectorised over blocks, in one place
     sum_x = seq_sum_first(WL)
     # Per-block rows: S = (sum w*l, sum w*l*l, sum w*l*x); Q = the six products of C's
     # D, scale and min numerators; N = (D, scale numerator, min numerator); C = this step's
-    # (isc, -, error, scale, min); K = what C keeps: best isc, its min, best error, scale, min.
-    S, Q, N, C, K = (np.empty((k, B), dtype=F32) for k in (3, 6, 3, 5, 5))
+    # isc, error, scale and min; K = what C keeps: best isc, its min, best error, scale, min.
+    S, Q, N, C, K = (np.empty((k, B), dtype=F32) for k in (3, 6, 3, 4, 5))
     sl, sl2, sxl = S
-    isc, cur, fit = C[0], C[2], C[3:5]
+    isc, cur, fit = C[0], C[1], C[2:]
     best_isc, best_mn, best, scale, mn = K
     np.copyto(mn, np.where(xmin > 0, F32(0.0), xmin))
     degs = np.flatnonzero((mx <= mn) if v3 else (mx == mn))
