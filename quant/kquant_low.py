@@ -60,7 +60,8 @@ def quantize_q2_k(x: Floats, qw: Floats | None = None) -> Bytes:
         scales, mins = scales.reshape(nb, 16), mins.reshape(nb, 16)
         max_scale = np.maximum(scales.max(axis=1), F32(0.0))
         max_min = np.maximum(mins.max(axis=1), F32(0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # a subnormal max gives inf here, as in C (overflow is that, not an error)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             isc = (F32(15.0) / max_scale).astype(F32)
             imn = (F32(15.0) / max_min).astype(F32)
             ls = nearest_int((isc[:, None] * scales).astype(F32))

@@ -46,11 +46,12 @@ def _quantize(x: Floats, qw: Floats | None, bits: int) -> tuple[Bytes, Bytes, By
         mins = mins.reshape(nb, 8)
         max_scale = np.maximum(scales.max(axis=1), F32(0.0))
         max_min = np.maximum(mins.max(axis=1), F32(0.0))
-        with np.errstate(divide="ignore"):
+        # a subnormal max gives inf here, as in C (overflow is that, not an error)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             inv_scale = np.where(max_scale > 0, F32(63.0) / max_scale, F32(0.0)).astype(F32)
             inv_min = np.where(max_min > 0, F32(63.0) / max_min, F32(0.0)).astype(F32)
-        ls = np.minimum(63, nearest_int((inv_scale[:, None] * scales).astype(F32)) & 0xFF)
-        lm = np.minimum(63, nearest_int((inv_min[:, None] * mins).astype(F32)) & 0xFF)
+            ls = np.minimum(63, nearest_int((inv_scale[:, None] * scales).astype(F32)) & 0xFF)
+            lm = np.minimum(63, nearest_int((inv_min[:, None] * mins).astype(F32)) & 0xFF)
         d = fp16_round((max_scale / F32(63.0)).astype(F32))
         dmin = fp16_round((max_min / F32(63.0)).astype(F32))
     else:

@@ -4,6 +4,7 @@ matrix, on synthetic edge-case weights; dequantization against gguf-py and ggml.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import gguf
@@ -169,3 +170,18 @@ def test_lattice_iquants_on_real_weights(
                     type_name, w, weights
                 ), t.name
     assert len(seen) == 2
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("type_name", QUANTIZED)
+def test_vanishing_magnitudes_match_ggml_without_warnings(type_name: str) -> None:
+    """Rows from 1e-30 down to float32's smallest subnormals: the scales overflow to inf or
+    vanish as in C, and numpy says nothing (a user would see its RuntimeWarnings on stderr)."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((16, 512)) * (10.0 ** -np.arange(30, 46))[:, None]).astype(np.float32)
+    im = imatrix_for(5, 512)
+    for w in (im,) if type_name in GGML_REQUIRES_IMATRIX else (None, im):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ours = quantize_rows(FORMATS[type_name], x, w).tobytes()
+        assert _first_bad_row(ours, ggml_ref.quantize(type_name, x, w), x.shape[0]) is None
