@@ -102,7 +102,7 @@ def quantize_q3_k(x: Floats, qw: Floats | None = None) -> Bytes:
             l8 = nearest_int((iscale[:, None] * scales).astype(F32)) & 0xFF
         l8 = l8.astype(np.uint8).view(np.int8).astype(np.int32)
         l6 = np.where(nz[:, None], np.clip(l8, -32, 31) + 32, 0)
-        packed = np.where(nz[:, None], pack_q3_scales(l6), np.uint8(0))
+        packed = pack_q3_scales(l6)
         with np.errstate(divide="ignore"):
             d = np.where(nz, fp16_round((F32(1.0) / iscale).astype(F32)), F32(0.0))
     else:
@@ -110,10 +110,11 @@ def quantize_q3_k(x: Floats, qw: Floats | None = None) -> Bytes:
         sw = np.ascontiguousarray(seq_sum(W).reshape(nb, 16).T)
         scales, L = make_qx_quants(X, 4, W)
         d_block, Ls = make_qx_quants(np.ascontiguousarray(scales.reshape(nb, 16).T), 32, sw)
-        packed = pack_q3_scales(Ls.T.astype(np.int32))
+        l6 = Ls.T.astype(np.int32)  # 0..63: the six bits the scales keep
+        packed = pack_q3_scales(l6)
         d = fp16_round(d_block)
     d = d.astype(F32)
-    sc = unpack_q3_scales(packed) - 32
+    sc = l6 - 32
     dj = (d[:, None] * sc.astype(F32)).astype(F32).reshape(-1)
     levels = requant(X, dj, None, L, -4, 3, offset=4)
     hmask, low = pack_hmask(levels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from quant.descent import descend
 from quant.numerics import (
     F32,
     GROUP_MAX_EPS,
@@ -234,105 +235,6 @@ def _qkx_slice(  # noqa: PLR0917 (C's loop, vectorised over blocks, in one place
     return scale, -mn
 
 
-def _may_move(  # noqa: PLR0917
-    X: Floats,
-    WXL: Floats,
-    WLL: Floats,
-    L: Floats,
-    sumlx: Floats,
-    suml2: Floats,
-    lo: float,
-    hi: float,
-) -> np.ndarray:
-    """The blocks where the descent's first pass may change a level: some element has
-    `slx > 0` and a new level unlike its own (`WXL`, `WLL`: the products the sums added).
-
-    Only ~1.5% of SmolLM2's elements (~15% of its blocks) pass, so this cheap superset of
-    the exact test (which also compares the errors) leaves the element-by-element passes a
-    few more blocks to find unchanged, and saves half of the test's passes over every
-    element. Where `np.rint` could differ from `nearest_int`'s bit trick (|v| >= 2**22, or
-    not finite) the element counts as one that may move.
-    """
-    n, B = X.shape
-    moving = np.zeros(B, dtype=bool)
-    flo, fhi = F32(lo), F32(hi)
-    for s in column_slices(n, B):
-        slx = sumlx[s] - WXL[:, s]
-        v = suml2[s] - WLL[:, s]
-        np.multiply(X[:, s], v, out=v)
-        np.divide(v, slx, out=v)
-        new = np.rint(v)
-        np.clip(new, flo, fhi, out=new)
-        may = new != L[:, s]
-        np.abs(v, out=v)
-        may |= ~(v < F32(4194304.0))
-        may &= slx > 0
-        moving[s] = may.any(axis=0)
-    return moving
-
-
-def _descend(  # noqa: PLR0917
-    X: Floats,
-    W: Floats,
-    L: Floats,
-    sumlx: Floats,
-    suml2: Floats,
-    WXL: Floats,
-    WLL: Floats,
-    *,
-    lo: float,
-    hi: float,
-    qp: bool,
-) -> None:
-    """The coordinate descent of `make_q3_quants` (and of `make_qp_quants` with `qp`), in place.
-
-    Each block runs passes over its elements until a pass changes nothing (at most 5). A
-    pass that changes nothing sees the same sums at every element, so one vectorised test
-    over all elements finds the blocks that may not be converged (`_may_move`); only those
-    run the element-by-element passes, and a block that stops is dropped from the arrays.
-    `WXL`, `WLL` are the products `sumlx`, `suml2` were summed from.
-    """
-    n = X.shape[0]
-    flo, fhi = F32(lo), F32(hi)
-
-    def candidates(  # noqa: PLR0917
-        x: Floats, w: Floats, wx: Floats, Li: Floats, sx: Floats, s2: Floats
-    ) -> tuple[Floats, Floats, Floats, np.ndarray]:
-        slx = sx - wx * Li
-        sl2 = s2 - w * Li * Li
-        new_l = np.clip(nearest_int(x * sl2 / slx).astype(F32), flo, fhi)
-        slx2 = slx + wx * new_l
-        sl22 = sl2 + w * new_l * new_l
-        upd = (slx > 0) & (new_l != Li) & (slx2 * slx2 * s2 > sx * sx * sl22)
-        upd &= (sl2 > 0) if qp else (sl22 > 0)
-        return new_l, slx2, sl22, upd
-
-    live = np.flatnonzero(_may_move(X, WXL, WLL, L, sumlx, suml2, lo, hi))
-    if live.size == 0:
-        return
-    Xa, Wa, La = (np.ascontiguousarray(a[:, live]) for a in (X, W, L))
-    WXa = Wa * Xa
-    sx, s2 = sumlx[live], suml2[live]
-    for _ in range(5):
-        changed = np.zeros(live.size, dtype=bool)
-        for i in range(n):
-            Li = La[i]
-            new_l, slx2, sl22, upd = candidates(Xa[i], Wa[i], WXa[i], Li, sx, s2)
-            np.copyto(Li, new_l, where=upd)
-            np.copyto(sx, slx2, where=upd)
-            np.copyto(s2, sl22, where=upd)
-            changed |= upd
-        L[:, live] = La
-        sumlx[live] = sx
-        suml2[live] = s2
-        if not changed.all():
-            live = live[changed]
-            if live.size == 0:
-                break
-            Xa, Wa, La, WXa = (np.ascontiguousarray(a[:, changed]) for a in (Xa, Wa, La, WXa))
-            sx, s2 = sx[changed], s2[changed]
-
-
 def make_q3_quants(X: Floats, nmax: int) -> tuple[Floats, Floats]:
     """`make_q3_quants(n, nmax, x, L, do_rmse=true)`: scale and L in 0..2*nmax-1."""
     mx, amax = signed_absmax(X)
@@ -346,7 +248,7 @@ def make_q3_quants(X: Floats, nmax: int) -> tuple[Floats, Floats]:
         W = X * X
         WXL, WLL = W * X * L, W * L * L
         sumlx, suml2 = seq_sum(WXL), seq_sum(WLL)
-        _descend(X, W, L, sumlx, suml2, WXL, WLL, lo=-nmax, hi=nmax - 1, qp=False)
+        descend(X, None, L, sumlx, suml2, WXL, WLL, lo=-nmax, hi=nmax - 1, qp=False)
         scale = np.where(suml2 > 0, sumlx / suml2, F32(0.0)).astype(F32)
     L += fnmax
     L[:, zero] = 0
@@ -380,7 +282,7 @@ def make_qp_quants(X: Floats, nmax: int, QW: Floats) -> tuple[Floats, Floats]:
         L = np.minimum(fnmax, nint(iscale * X))
         WXL, WLL = QW * X * L, QW * L * L
         sumlx, suml2 = seq_sum(WXL), seq_sum(WLL)
-        _descend(X, QW, L, sumlx, suml2, WXL, WLL, lo=-(2.0**31), hi=nmax, qp=True)
+        descend(X, QW, L, sumlx, suml2, WXL, WLL, lo=-(2.0**31), hi=nmax, qp=True)
         scale = np.where(suml2 > 0, sumlx / suml2, F32(0.0)).astype(F32)
     L[:, zero] = 0
     return np.where(zero, F32(0.0), scale).astype(F32), L
