@@ -83,7 +83,7 @@ def quantize_q2_k(x: Floats, qw: Floats | None = None) -> Bytes:
     dmin = dmin.astype(F32)
     dj = (d[:, None] * (sc & 15).astype(F32)).astype(F32).reshape(-1)
     dmj = (dmin[:, None] * (sc >> 4).astype(F32)).astype(F32).reshape(-1)
-    levels = requant(X, dj, dmj, L, 0, 3)
+    levels = requant(x, dj, dmj, L, 0, 3)
     return np.concatenate(
         [sc.astype(np.uint8), pack_2bit(levels), fp16_bytes(d), fp16_bytes(dmin)], axis=1
     )
@@ -116,7 +116,7 @@ def quantize_q3_k(x: Floats, qw: Floats | None = None) -> Bytes:
     d = d.astype(F32)
     sc = l6 - 32
     dj = (d[:, None] * sc.astype(F32)).astype(F32).reshape(-1)
-    levels = requant(X, dj, None, L, -4, 3, offset=4)
+    levels = requant(x, dj, None, L, -4, 3, offset=4)
     hmask, low = pack_hmask(levels)
     return np.concatenate([hmask, pack_2bit(low), packed, fp16_bytes(d)], axis=1)
 

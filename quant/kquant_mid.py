@@ -68,7 +68,7 @@ def _quantize(x: Floats, qw: Floats | None, bits: int) -> tuple[Bytes, Bytes, By
     sc, m = unpack_scale_min_k4(packed)
     dj = (d[:, None] * sc.astype(F32)).astype(F32).reshape(-1)
     dmj = (dmin[:, None] * m.astype(F32)).astype(F32).reshape(-1)
-    levels = requant(X, dj, dmj, L, 0, nmax)
+    levels = requant(x, dj, dmj, L, 0, nmax)
     head = np.concatenate([fp16_bytes(d), fp16_bytes(dmin)], axis=1)
     return head, packed, levels
 

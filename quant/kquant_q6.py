@@ -43,7 +43,7 @@ def quantize_q6_k(x: Floats, qw: Floats | None = None) -> Bytes:
     sc = np.where(zero[:, None], 0, (sc & 0xFF).astype(np.uint8).view(np.int8).astype(np.int32))
     d = np.where(zero, F32(0.0), d).astype(F32)
     dj = (d[:, None] * sc.astype(F32)).astype(F32).reshape(-1)
-    levels = requant(X, dj, None, search_levels, -32, 31, offset=32)
+    levels = requant(x, dj, None, search_levels, -32, 31, offset=32)
     ql, qh = pack_q6(levels)
     out = np.concatenate([ql, qh, sc.astype(np.int8).view(np.uint8), fp16_bytes(d)], axis=1)
     out[zero] = 0

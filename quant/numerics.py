@@ -207,17 +207,6 @@ def element_major(x: Floats, n: int) -> Floats:
     return out
 
 
-def block_major(X: np.ndarray, per_block: int) -> np.ndarray:
-    """The inverse of `element_major`, regrouped as (nblocks, per_block) values (copied in
-    cache-sized pieces too)."""
-    n, B = X.shape
-    out = np.empty((B, n), dtype=X.dtype)
-    piece = max(32, 8192 // n)
-    for a in range(0, B, piece):
-        out[a : a + piece] = X[:, a : a + piece].T
-    return out.reshape(-1, per_block)
-
-
 SLICE_ELEMS = 1 << 16  # elements per cache-sized slice of the search loops
 
 
