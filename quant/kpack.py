@@ -98,13 +98,25 @@ def unpack_q3_scales(b: Bytes) -> Ints:
 
 
 # ---- quant bit planes ------------------------------------------------------------------------
+#
+# The packers work on eight levels at a time, a uint64 per eight bytes: a shift of a few
+# bits, masked where it could spill into the next byte, moves every byte's bits at once,
+# so each pass is over an eighth of the elements (a third of the time of byte passes).
+
+_LANES = 0x0101010101010101  # one in every byte of a uint64
+
+
+def _lanes(L: Bytes) -> Ints:
+    """(nblocks, 256) uint8 levels as (nblocks, 32) uint64, eight levels each."""
+    lanes: Ints = np.ascontiguousarray(L, dtype=np.uint8).view(np.uint64)
+    return lanes
 
 
 def pack_2bit(L: Bytes) -> Bytes:
     """`qs[32h+l] = L[128h+l] | L[128h+l+32]<<2 | L[128h+l+64]<<4 | L[128h+l+96]<<6`."""
-    q = L.reshape(-1, 2, 4, 32)
+    q = _lanes(L).reshape(-1, 2, 4, 4)
     out = q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)
-    return np.asarray(out).reshape(-1, 64)
+    return np.asarray(out).view(np.uint8).reshape(-1, 64)
 
 
 def unpack_2bit(qs: Bytes) -> Ints:
@@ -114,12 +126,15 @@ def unpack_2bit(qs: Bytes) -> Ints:
 
 
 def pack_hmask(L: Bytes) -> tuple[Bytes, Bytes]:
-    """Q3_K: bit j/32 of byte j%32 set where L[j] > 3, and L with those 4 removed."""
-    high = (L > 3).view(np.uint8).reshape(-1, 8, 32)
+    """Q3_K (levels 0..7): bit j/32 of byte j%32 set where L[j] > 3, and L with those 4
+    removed."""
+    u = _lanes(L)
+    high = ((u >> 2) & _LANES).reshape(-1, 8, 4)
     hm = high[:, 0].copy()
     for k in range(1, 8):
         hm |= high[:, k] << k
-    return hm, L & 3
+    low = u & (3 * _LANES)
+    return hm.view(np.uint8).reshape(-1, 32), low.view(np.uint8).reshape(-1, QK_K)
 
 
 def unpack_hmask(hm: Bytes) -> Ints:
@@ -129,8 +144,9 @@ def unpack_hmask(hm: Bytes) -> Ints:
 
 def pack_nibbles64(L: Bytes) -> Bytes:
     """Q4_K/Q5_K: `qs[32c+l] = L[64c+l] | L[64c+l+32]<<4` (low four bits)."""
-    q = L.reshape(-1, 4, 2, 32)
-    return ((q[:, :, 0] & 15) | (q[:, :, 1] << 4)).reshape(-1, 128)
+    q = _lanes(L).reshape(-1, 4, 2, 4)
+    out = (q[:, :, 0] & (15 * _LANES)) | ((q[:, :, 1] << 4) & (240 * _LANES))
+    return out.view(np.uint8).reshape(-1, 128)
 
 
 def unpack_nibbles64(qs: Bytes) -> Ints:
@@ -140,11 +156,11 @@ def unpack_nibbles64(qs: Bytes) -> Ints:
 
 def pack_qh_q5k(L: Bytes) -> Bytes:
     """Q5_K: bit 2c (2c+1) of `qh[l]` is bit 4 of L[64c+l] (L[64c+l+32])."""
-    hb = ((L >> 4) & 1).reshape(-1, 8, 32)
+    hb = ((_lanes(L) >> 4) & _LANES).reshape(-1, 8, 4)
     qh = hb[:, 0].copy()
     for k in range(1, 8):
         qh |= hb[:, k] << k
-    return qh
+    return qh.view(np.uint8).reshape(-1, 32)
 
 
 def unpack_qh_q5k(qh: Bytes) -> Ints:
@@ -154,11 +170,11 @@ def unpack_qh_q5k(qh: Bytes) -> Ints:
 
 def pack_q6(L: Bytes) -> tuple[Bytes, Bytes]:
     """`ql`: low nibbles of L[64h+l] | L[64h+l+32]<<4 pairs, `qh`: the top two bits of four."""
-    q = L.reshape(-1, 2, 4, 32)
-    ql = (q[:, :, :2] & 15) | (q[:, :, 2:] << 4)  # the shift drops the top bits
-    h = q >> 4
+    q = _lanes(L).reshape(-1, 2, 4, 4)
+    ql = (q[:, :, :2] & (15 * _LANES)) | ((q[:, :, 2:] << 4) & (240 * _LANES))
+    h = (q >> 4) & (3 * _LANES)
     qh = h[:, :, 0] | (h[:, :, 1] << 2) | (h[:, :, 2] << 4) | (h[:, :, 3] << 6)
-    return ql.reshape(-1, 128), qh.reshape(-1, 64)
+    return ql.view(np.uint8).reshape(-1, 128), qh.view(np.uint8).reshape(-1, 64)
 
 
 def unpack_q6(ql: Bytes, qh: Bytes) -> Ints:
