@@ -166,14 +166,14 @@ def signed_absmax(
     hi, lo = (X.max(axis=0), X.min(axis=0)) if extremes is None else extremes
     neg = -lo
     amax = np.maximum(hi, neg)
-    mx = np.where(neg > hi, lo, hi).astype(F32)
+    mx = np.where(neg > hi, lo, hi)
     tie = (neg == hi) & (hi > 0)
     if tie.any():
         cols = np.flatnonzero(tie)
         sub = X[:, cols]
         first = np.argmax(np.abs(sub) == amax[cols], axis=0)
         mx[cols] = sub[first, np.arange(cols.size)]
-    mx[amax == 0] = F32(0.0)
+    mx += F32(0.0)  # an all-zero column's -0 becomes +0 (any other value stays)
     return mx, amax
 
 
