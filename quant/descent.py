@@ -228,6 +228,8 @@ def descend(  # noqa: PLR0917
     """The descent of `make_q3_quants` (`make_qp_quants` with `qp`) on element-major
     blocks, in place: `L` (levels in lo..hi), `sumlx`, `suml2` as C leaves them. `WXL`,
     `WLL` are the products the sums were added from (`W*X*L`, `W*L*L`; W = X*X if None)."""
+    if X.shape[1] == 0:
+        return
     lo_m, hi_m = max(int(lo) + _BIAS, 0), int(hi) + _BIAS
     b, at, new = _first_round(X, W, L, WXL, WLL, sumlx, suml2, lo_m, hi_m)
     retired = np.zeros(b.cols.size, dtype=bool)

@@ -72,3 +72,8 @@ def test_the_fifth_pass_block_needs_the_cap(monkeypatch: pytest.MonkeyPatch) -> 
     capped = make_q3_quants(X.copy(), 4)[1]
     monkeypatch.setattr(descent, "_PASSES", 6)
     assert not np.array_equal(capped, make_q3_quants(X.copy(), 4)[1])
+
+
+def test_no_blocks() -> None:
+    scale, levels = make_q3_quants(np.zeros((16, 0), dtype=F32), 4)
+    assert scale.shape == (0,) and levels.shape == (16, 0)
