@@ -4,9 +4,10 @@ For each file type: the wall-clock seconds of the whole `mfc quantize IN OUT TYP
 command (interpreter start-up, imports and worker start-up included), llama.cpp's seconds in
 the same run (the `llama_cpp.llama_model_quantize` call alone, nthread=2), their ratio (the
 figure the targets are for), our peak RSS (the whole process tree, sampled) against the
-input size, and whether the outputs are byte-identical. Also the CPU seconds (user + sys)
-of each side's whole process tree, start-up included, and their ratio: on a shared machine
-(CI, other jobs) wall time says little, CPU time still compares the work done.
+input size, and whether the outputs are byte-identical. Every run writes a new output file
+(the previous run's outputs are deleted first, outside the timings). Also the CPU seconds
+(user + sys) of each side's whole process tree, start-up included, and their ratio: on a
+shared machine (CI, other jobs) wall time says little, CPU time still compares the work done.
 
     .venv/bin/python bench/quantize.py [--types q8_0,q4_0] [--repeat 3] [--cpu]
 
@@ -177,6 +178,11 @@ def main() -> None:
             a, b = Path(tmp) / "mfc.gguf", Path(tmp) / "llama.gguf"
             im = str(IMATRIX) if ftype in NEEDS_IMATRIX else ""
             for _ in range(args.repeat):
+                # each run writes a new file, as a user's first quantize does: writing over
+                # the last run's output costs mfc's atomic rename ext4's flush of the new
+                # data (33-76 ms on this disk) and llama.cpp's truncating open 8-24 ms
+                a.unlink(missing_ok=True)
+                b.unlink(missing_ok=True)
                 res, rss, cpu = run(LLAMA, str(MODEL), str(b), ftype, str(ROOT / "fixtures"), im)
                 theirs.append((float(res["seconds"]), cpu))  # type: ignore[arg-type]
                 res, rss, cpu = run(OURS, str(MODEL), str(a), ftype, im)
