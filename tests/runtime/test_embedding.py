@@ -17,7 +17,7 @@ import llama_cpp as lc
 import numpy as np
 import pytest
 
-from runtime.embed_context import EmbedContext
+from runtime.embed_context import FA_TILE, EmbedContext, filler_tokens
 from runtime.embedding import Embedder, Embeddings, EmbedJob
 from runtime.errors import ApiError
 from runtime.llama import LlamaModel
@@ -135,6 +135,52 @@ def test_passes_are_bounded_by_their_token_budget(
         embedder.close()
     assert steps >= 3
     assert np.all(cosines(got, np.array(alone)) > 1 - 1e-6)
+
+
+def test_small_passes_get_a_filler_only_when_it_costs_less() -> None:
+    """The policy (runtime/embed_context.py): below 64 tokens a pass pays per query-key
+    pair; a filler up to 64 tokens is worth it from about 40 tokens of one 384-wide text,
+    not for short texts nor for several shorter ones, and less for a wider model."""
+    assert [filler_tokens([n], 384) for n in (14, 36, 40, 50, 63, 64, 97)] == [
+        0, 0, 24, 14, 1, 0, 0,
+    ]  # fmt: skip
+    assert filler_tokens([20, 20], 384) == 0
+    assert filler_tokens([30, 30], 384) == 4
+    assert filler_tokens([40], 768) == 0 and filler_tokens([56], 768) == 8
+
+
+def test_a_filled_pass_gives_sentence_transformers_vectors(
+    model: LlamaModel, minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 50-token text alone runs in a 64-token pass (its filler sequence lifts the pass onto
+    llama.cpp's tiled flash attention) and gets the vector it gets without the filler and
+    sentence-transformers' vector to F16's precision; two short texts get no filler."""
+    from sentence_transformers import SentenceTransformer
+
+    passes: list[int] = []
+    decode = lc.llama_decode
+
+    def decode_recorded(ctx: object, batch: lc.llama_batch) -> int:
+        passes.append(int(batch.n_tokens))
+        return int(decode(ctx, batch))
+
+    monkeypatch.setattr(lc, "llama_decode", decode_recorded)  # the module EmbedContext calls
+    text = " ".join(TEXTS[:5])
+    short = TEXTS[:2]
+    embedder = Embedder(model, 512, threads=1)
+    try:
+        n = len(embedder.tokens_for(text, True))
+        got = embedder.embed([text]).vectors[0]
+        got_short = embedder.embed(short).vectors
+        embedder.contexts[0].fills = False
+        unfilled = embedder.embed([text]).vectors[0]
+    finally:
+        embedder.close()
+    assert 40 < n < FA_TILE
+    assert passes == [FA_TILE, sum(len(model.tokenize(t, True, False)) for t in short), n]
+    reference = SentenceTransformer(str(minilm_dir), device="cpu").encode([text, *short])
+    assert cosines(got, unfilled) > 1 - 1e-6
+    assert np.all(cosines(np.array([got, *got_short]), reference) > 0.99999)
 
 
 def test_a_failing_request_leaves_the_others(model: LlamaModel, alone: list[np.ndarray]) -> None:
