@@ -78,6 +78,7 @@ class EmbedContext:
                 not self.mem
                 and self.settings.flash_attention is not False
                 and min(self.settings.n_ctx, self.settings.n_ubatch) >= FA_TILE
+                and self.model.n_ctx_train >= FA_TILE  # the filler's positions exist
             )
             self.batch = lc.llama_batch_init(self.settings.n_ctx, 0, 1)
             self.threads = self.settings.n_threads
