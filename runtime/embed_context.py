@@ -5,12 +5,12 @@ sequence gets the vector it would get alone (to float rounding). The context is 
 first use and used by one thread at a time; llama-cpp-python's ctypes calls release the
 GIL, so contexts on different threads compute in parallel.
 
-A pass of a model without a KV cache (BERT: attention over the pass, masked per sequence) under
-`FA_TILE` tokens takes llama.cpp's per-pair flash attention, ~30x dearer a query-key pair
-than its tiled path: all-MiniLM-L6-v2 F16, one thread, CPU ms a pass: one 50-token text
-16.8, 56 tokens 19.5, 63 tokens 22.9, against 12.0 for 64 tokens. So a pass that costs
-more than a 64-token one gets a filler sequence up to `FA_TILE` tokens: its own sequence,
-masked from the others, its vector never read.
+A pass of a model without a KV cache (BERT: attention over the pass, masked per
+sequence) under `FA_TILE` tokens takes llama.cpp's per-pair flash attention, ~30x dearer
+a query-key pair than its tiled path: all-MiniLM-L6-v2 F16, one thread, CPU ms a pass:
+one 50-token text 16.8, 56 tokens 19.5, 63 tokens 22.9, against 12.0 for 64 tokens. So a
+pass that costs more than a 64-token one gets a filler sequence up to `FA_TILE` tokens:
+its own sequence, masked from the others, its vector never read.
 """
 
 from __future__ import annotations
