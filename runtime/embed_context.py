@@ -90,7 +90,8 @@ class EmbedContext:
         wanted = len(sequences)
         fill = filler_tokens([len(t) for t in sequences], self.model.n_embd) if self.fills else 0
         if fill and len(sequences) < self.settings.n_seq_max:
-            sequences = [*sequences, [sequences[0][0]] * fill]
+            token = next(t[0] for t in sequences if t)  # any token: its vector is not read
+            sequences = [*sequences, [token] * fill]
         n = 0
         for seq, tokens in enumerate(sequences):
             for pos, token in enumerate(tokens):
