@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.durations import keep_alive_from_env
+from runtime.durations import MAX_SECONDS, keep_alive_from_env
 
 log = logging.getLogger("mfc.serve")
 
@@ -23,6 +23,7 @@ DEFAULT_GRACE_PERIOD = 30.0  # Kubernetes' terminationGracePeriodSeconds default
 #: streams decode together while a step costs at most this many single-stream steps
 #: (runtime/admission.py; chosen by bench/serve.py, see README's performance section)
 DEFAULT_ITL_BUDGET = 1.5
+DEFAULT_LOAD_TIMEOUT = 300.0  # the reference's OLLAMA_LOAD_TIMEOUT default (5m)
 LOG_FORMATS = ("text", "json")
 KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")
 
@@ -136,6 +137,8 @@ class ServerConfig:
     preload: tuple[str, ...] = ()  # models loaded before /ready says ready (MFC_PRELOAD)
     grace_period: float = DEFAULT_GRACE_PERIOD  # seconds a drain waits for requests
     itl_budget: float = DEFAULT_ITL_BUDGET  # MFC_ITL_BUDGET; 0: every free slot admits
+    load_probe: bool = True  # MFC_LOAD_PROBE: prove a model file loads in a child first
+    load_timeout: float = DEFAULT_LOAD_TIMEOUT  # OLLAMA_LOAD_TIMEOUT (inf: none)
     log_format: str = "text"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -178,6 +181,8 @@ class ServerConfig:
             preload=tuple(env_var(env, "MFC_PRELOAD").replace(",", " ").split()),
             grace_period=parse_seconds(env, "MFC_GRACE_PERIOD", DEFAULT_GRACE_PERIOD),
             itl_budget=itl_budget_from_env(env),
+            load_probe=parse_bool(env_var(env, "MFC_LOAD_PROBE") or "1"),
+            load_timeout=load_timeout_from_env(env),
             log_format=log_format_from_env(env),
         )
 
@@ -195,6 +200,12 @@ def itl_budget_from_env(env: Mapping[str, str]) -> float:
         log.warning("invalid environment variable, using default: MFC_ITL_BUDGET=%r", raw)
         return DEFAULT_ITL_BUDGET
     return 0.0 if value == 0 else max(value, 1.0)
+
+
+def load_timeout_from_env(env: Mapping[str, str]) -> float:
+    """OLLAMA_LOAD_TIMEOUT: a Go duration or integer seconds; 0 or negative means none."""
+    seconds = keep_alive_from_env(env.get("OLLAMA_LOAD_TIMEOUT"), DEFAULT_LOAD_TIMEOUT)
+    return seconds if 0 < seconds < MAX_SECONDS else math.inf
 
 
 def log_format_from_env(env: Mapping[str, str]) -> str:

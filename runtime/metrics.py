@@ -26,7 +26,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from runtime.scheduler import Scheduler
@@ -191,6 +191,15 @@ class SchedulerCollector(Collector):
         draining.add_metric([], 1 if state.draining else 0)
         yield from (loaded, memory, kv_tokens, kv_capacity, kv_ratio, processing, deferred)
         yield from (inflight, capacity_total, ready, draining)
+        if sched.probe is not None:
+            probes = CounterMetricFamily(
+                "mfc_model_load_probes",
+                "Model files tried in a child process before their first load, by result.",
+                labels=["result"],
+            )
+            for result, count in sorted(sched.probe.results.items()):
+                probes.add_metric([result], count)
+            yield probes
 
     def describe(self) -> Iterable[Metric]:
         return []

@@ -12,50 +12,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from runtime.config import ServerConfig
-from runtime.cpu import default_threads
 from runtime.durations import FOREVER, MAX_SECONDS, expiry
 from runtime.embedding import Embedder, Embeddings, EmbedJob
 from runtime.engine import Engine
 from runtime.errors import ServerBusyError
-from runtime.llama import ContextSettings, LlamaModel
+from runtime.llama import LlamaModel
+from runtime.load_plan import (  # noqa: F401 (the option limits' tests import them here)
+    LoadRequest,
+    embed_layout,
+    plan,
+    usable_batch,
+    usable_threads,
+)
+from runtime.load_probe import LoadProbe
 from runtime.models import ServedModel
 from runtime.options import Options
 
 log = logging.getLogger("mfc.serve")
 T = TypeVar("T")
-
-
-def usable_threads(requested: int) -> int:
-    """`num_thread` as used: at most one per CPU (more only contend: 600 ran 15x slower);
-    0 or less means the default."""
-    return min(requested, os.cpu_count() or 1) if requested > 0 else 0
-
-
-def embed_layout(threads: int, contexts: int | None) -> tuple[int, int]:
-    """(contexts, threads per context) for an embedding model given `threads` in all.
-
-    By default one single-threaded context per thread: independent passes in parallel
-    scale with the cores, while one pass split over threads waits at every op's barrier
-    (all-MiniLM-L6-v2 F16, 128 texts: 2 threads in one context ran 1.69x one thread, two
-    one-thread contexts 1.95-2x). A pass running alone takes every thread all the same.
-    `MFC_EMBED_CONTEXTS` asks for fewer, wider contexts (lower latency for one long input
-    on a many-core machine, but while they compute beside a chat model's engine, that
-    model's barriers sleep: runtime/openmp.py)."""
-    n = min(contexts or threads, threads) if threads > 0 else 1
-    return max(n, 1), max(threads // max(n, 1), 1)
-
-
-def usable_batch(requested: int, n_ctx: int) -> int:
-    """`num_batch` as used: 1..n_ctx (llama.cpp's n_batch is 32-bit: 2^40 would wrap to 0,
-    and it never batches more than the context holds)."""
-    return min(max(requested, 1), n_ctx)
 
 
 @dataclass
@@ -156,6 +136,8 @@ class Scheduler:
         self._background: set[asyncio.Task[None]] = set()
         #: called with (model name, seconds) after each load (the metrics' hook)
         self.on_load: Callable[[str, float], None] = lambda name, seconds: None
+        #: each model file is proven loadable in a child process before its first load
+        self.probe = LoadProbe(config.load_timeout) if config.load_probe else None
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -293,61 +275,68 @@ class Scheduler:
         log.info("unloading %s", runner.model.name)
         await asyncio.to_thread(runner.close)
 
+    def load_request(self, model: ServedModel, opts: Options, key: tuple[Any, ...]) -> LoadRequest:
+        """What loading `model` for a request with `opts` depends on."""
+        cfg = self.config
+        return LoadRequest(
+            model_path=model.model_path,
+            adapter_paths=model.adapter_paths,
+            use_mmap=opts.use_mmap,
+            num_ctx=key[1],
+            num_batch=opts.num_batch,
+            num_thread=opts.num_thread,
+            server_threads=cfg.num_threads or 0,
+            num_parallel=cfg.num_parallel,
+            flash_attention=cfg.flash_attention,
+            kv_cache_type=cfg.kv_cache_type,
+            embed_contexts=cfg.embed_contexts,
+        )
+
     def _load(
         self, model: ServedModel, opts: Options, key: tuple[Any, ...], keep_alive: float | None
     ) -> Runner:
         cfg = self.config
+        req = self.load_request(model, opts, key)
+        if self.probe is not None:  # a file that makes llama.cpp abort must not end us
+            self.probe.check(req)
         llama = LlamaModel(model.model_path, model.adapter_paths, opts.use_mmap)
         try:
-            requested = key[1]
-            num_ctx = max(min(requested, llama.n_ctx_train or requested), 4)
-            threads = usable_threads(opts.num_thread or cfg.num_threads or 0) or default_threads()
-            embedding_only = llama.pooling_type is not None or not llama.has_decoder
-            parallel = cfg.num_parallel
-            settings = None
-            if not embedding_only:
-                settings = ContextSettings(
-                    n_ctx=num_ctx * parallel,
-                    n_seq_max=parallel,
-                    n_batch=usable_batch(opts.num_batch, num_ctx * parallel),
-                    n_ubatch=usable_batch(opts.num_batch, num_ctx * parallel),
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    flash_attention=cfg.flash_attention,
-                    kv_cache_type=_kv_type(cfg),
-                )
-            engine = Engine(llama, settings, model.name, itl_budget=cfg.itl_budget)
+            p = plan(llama, req)
+            engine = Engine(llama, p.settings, model.name, itl_budget=cfg.itl_budget)
         except BaseException:
             llama.close()
             raise
-        log.info("loaded %s (num_ctx=%d, parallel=%d)", model.name, num_ctx, parallel)
+        parallel = req.num_parallel
+        log.info("loaded %s (num_ctx=%d, parallel=%d)", model.name, p.num_ctx, parallel)
         runner = Runner(
             model=model,
             key=key,
             llama=llama,
             engine=engine,
-            num_ctx=num_ctx,
+            num_ctx=p.num_ctx,
             num_parallel=parallel,
-            threads=threads,
-            embedding_only=embedding_only,
+            threads=p.threads,
+            embedding_only=p.embedding_only,
             session=cfg.keep_alive if keep_alive is None else keep_alive,
         )
-        if embedding_only:
-            contexts, per_context = embed_layout(threads, cfg.embed_contexts)
+        if p.embedding_only:
+            contexts, per_context = embed_layout(p.threads, cfg.embed_contexts)
             runner.embedder = Embedder(
                 llama,
-                num_ctx,
+                p.num_ctx,
                 per_context,
                 max_jobs=parallel,
                 contexts=contexts,
-                lone_threads=threads,
+                lone_threads=p.threads,
             )
             runner.embedder.start()
         else:  # passes on the engine thread, between decode steps
-            runner.embedder = Embedder(llama, num_ctx, threads, max_jobs=parallel)
+            runner.embedder = Embedder(llama, p.num_ctx, p.threads, max_jobs=parallel)
         return runner
 
     async def shutdown(self) -> None:
+        if self.probe is not None:
+            self.probe.stop()  # a probe running now fails its load at once
         async with self._load_lock:
             for runner in list(self.runners.values()):
                 await self._unload(runner)
@@ -355,11 +344,3 @@ class Scheduler:
     def running(self) -> list[Runner]:
         """Loaded runners, latest expiry first (the /api/ps order)."""
         return sorted(self.runners.values(), key=lambda r: r.expires_at, reverse=True)
-
-
-def _kv_type(cfg: ServerConfig) -> str:
-    # A quantized V cache needs flash attention; the reference falls back to f16 without it.
-    if cfg.kv_cache_type != "f16" and cfg.flash_attention is False:
-        log.warning("OLLAMA_KV_CACHE_TYPE=%s needs flash attention; using f16", cfg.kv_cache_type)
-        return "f16"
-    return cfg.kv_cache_type
