@@ -223,19 +223,21 @@ def rehearse(req: LoadRequest) -> None:
     from runtime.embedding import Embedder
     from runtime.errors import ApiError
     from runtime.llama import LlamaModel
-    from runtime.load_plan import embed_layout, plan
+    from runtime.load_plan import plan
 
     llama = LlamaModel(req.model_path, req.adapter_paths, req.use_mmap)
     p = plan(llama, req)
     tokens = llama.tokenize_prompt(PROMPT) or [max(llama.bos, 0)]
     if p.settings is not None:
-        ctx = llama.new_context(p.settings)
-        n = min(len(tokens), p.settings.n_batch)
+        # one thread: the same graph, and no OpenMP team waiting at each op's barrier for a
+        # core a loaded machine has not given it (a 2-thread probe took 1-10 s there)
+        settings = dataclasses.replace(p.settings, n_threads=1, n_threads_batch=1)
+        ctx = llama.new_context(settings)
+        n = min(len(tokens), settings.n_batch)
         batch = lc.llama_batch_get_one((lc.llama_token * n)(*tokens[:n]), n)
         lc.llama_decode(ctx, batch)
         return
-    contexts, per_context = embed_layout(p.threads, req.embed_contexts)
-    embedder = Embedder(llama, p.num_ctx, per_context, max_jobs=req.num_parallel, contexts=contexts)
+    embedder = Embedder(llama, p.num_ctx, 1, max_jobs=req.num_parallel)
     try:
         EmbedContext(llama, embedder.settings).run([tokens[: embedder.n_ctx]])
     except ModelLoadError:

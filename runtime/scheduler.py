@@ -23,13 +23,7 @@ from runtime.embedding import Embedder, Embeddings, EmbedJob
 from runtime.engine import Engine
 from runtime.errors import ServerBusyError
 from runtime.llama import LlamaModel
-from runtime.load_plan import (  # noqa: F401 (the option limits' tests import them here)
-    LoadRequest,
-    embed_layout,
-    plan,
-    usable_batch,
-    usable_threads,
-)
+from runtime.load_plan import LoadRequest, embed_layout, plan
 from runtime.load_probe import LoadProbe
 from runtime.models import ServedModel
 from runtime.options import Options

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.config import ServerConfig
 from runtime.embedding import Embedder
 from runtime.engine import Engine, Event, Failed, Finished, Generation, Token
 from runtime.errors import ModelLoadError
 from runtime.llama import ContextSettings, LlamaModel
+from runtime.load_plan import kv_type
 from runtime.sampling import SamplingSpec
-from runtime.scheduler import _kv_type
 
 PROMPT = "<|im_start|>user\nWrite a story about a lighthouse.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -135,8 +134,8 @@ def test_quantized_kv_cache(model: LlamaModel) -> None:
     finally:
         q8.close()
     # without flash attention the reference keeps an f16 cache
-    assert _kv_type(ServerConfig(kv_cache_type="q8_0", flash_attention=False)) == "f16"
-    assert _kv_type(ServerConfig(kv_cache_type="q4_0")) == "q4_0"
+    assert kv_type(False, "q8_0") == "f16"
+    assert kv_type(None, "q4_0") == "q4_0"
 
 
 def test_lora_adapter_and_bad_files(

@@ -13,7 +13,7 @@ import os
 import httpx
 
 from runtime.durations import FOREVER, MAX_SECONDS, expiry, keep_alive_from_env, keep_alive_seconds
-from runtime.scheduler import usable_batch, usable_threads
+from runtime.load_plan import usable_batch, usable_threads
 
 
 def test_keep_alive_past_go_duration_range_is_forever() -> None:
