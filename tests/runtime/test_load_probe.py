@@ -23,6 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fixtures.broken_gguf import ABORTS, CLEAN, Mutation, make
 from fixtures.local_server import ServerProcess, server_process
+from runtime.errors import ModelLoadError
+from runtime.load_plan import LoadRequest
+from runtime.load_probe import LoadProbe, exit_description, last_error
 from tests.runtime.conftest import build_into, mfc
 
 TERMINATED = "llama runner process has terminated: GGML_ASSERT("
@@ -180,3 +183,24 @@ def test_server_without_probe_dies(store: Path) -> None:
         with pytest.raises(httpx.TransportError):
             _ask(proc.url, "no-layers", "smollm2")
         assert proc.proc.wait(timeout=30) == -signal.SIGABRT
+
+
+def test_probe_is_bounded_in_time(smollm2_gguf: Path) -> None:
+    """A probe over OLLAMA_LOAD_TIMEOUT is killed and the load fails; nothing is kept."""
+    req = LoadRequest(str(smollm2_gguf), (), None, 512, 512, 0, 0, 1, None, "f16", None)
+    probe = LoadProbe(timeout=0.01)
+    for _ in range(2):
+        with pytest.raises(ModelLoadError, match=r"^timed out waiting for llama runner to start"):
+            probe.check(req)
+    assert probe.results == {"timeout": 2}
+    assert not probe._running
+
+
+def test_reason_is_the_assertion_else_the_signal() -> None:
+    """As the reference's runner status writer: from GGML_ASSERT to the end of its line."""
+    stderr = "llama_model_loader: meta\n/src/llama-model.cpp:1328: GGML_ASSERT(x > 0) failed\n"
+    assert last_error(stderr) == "GGML_ASSERT(x > 0) failed"
+    assert last_error("nothing to see\n") == ""
+    assert exit_description(-signal.SIGABRT) == "signal: aborted"
+    assert exit_description(-signal.SIGSEGV) == "signal: segmentation fault"
+    assert exit_description(2) == "exit status 2"
