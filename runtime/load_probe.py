@@ -27,6 +27,7 @@ import collections
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -41,6 +42,8 @@ from typing import IO, Any
 
 from runtime.errors import ModelLoadError
 from runtime.load_plan import LoadRequest
+
+log = logging.getLogger("mfc.serve")
 
 #: what the probe decodes (or embeds)
 PROMPT = "Hello"
@@ -112,6 +115,8 @@ class LoadProbe:
                     return
                 raise ModelLoadError(known)
         result, message, lasting = self._run(req)
+        if message:
+            log.warning("%s: load probe %s: %s", req.model_path, result, message)
         with self._lock:
             self.results[result] += 1
             if lasting:
@@ -150,7 +155,7 @@ class LoadProbe:
                     proc.kill()
                     proc.wait()
                     message = "timed out waiting for llama runner to start"
-                    return "timeout", f"{message} - {_tail(err)}".rstrip(" -"), False
+                    return "timeout", f"{message} - {last_error(_tail(err))}".rstrip(" -"), False
             finally:
                 with self._lock:
                     self._running.discard(proc)
@@ -163,6 +168,10 @@ class LoadProbe:
                     return "refused", error, False
                 if verdict.get("ok") is True:
                     return "passed", "", True
+            if proc.returncode > 0:  # the probe's Python failed, not llama.cpp: load as before
+                log.warning("load probe of %s failed (%s): %s", req.model_path,
+                            exit_description(proc.returncode), _tail(err)[-2000:])  # fmt: skip
+                return "failed", "", False
             reason = last_error(_tail(err)) or exit_description(proc.returncode)
             lasting = proc.returncode in [-s for s in CRASH_SIGNALS]
             return "crashed", f"llama runner process has terminated: {reason}", lasting
@@ -175,12 +184,15 @@ def _tail(f: IO[bytes]) -> str:
 
 
 def _verdict(out: IO[bytes]) -> dict[str, Any]:
-    lines = _tail(out).strip().splitlines()
-    try:
-        verdict = json.loads(lines[-1]) if lines else {}
-    except ValueError:
-        return {}
-    return verdict if isinstance(verdict, dict) else {}
+    """The child's verdict line (the last JSON object it wrote: llama.cpp may write too)."""
+    for line in reversed(_tail(out).splitlines()):
+        try:
+            verdict = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(verdict, dict):
+            return verdict
+    return {}
 
 
 def _child_env() -> dict[str, str]:
@@ -265,8 +277,9 @@ def main() -> None:
         rehearse(req)
     except ModelLoadError as exc:
         print(json.dumps({"error": exc.message}), flush=True)
-        return
-    print(json.dumps({"ok": True}), flush=True)
+    else:
+        print(json.dumps({"ok": True}), flush=True)
+    os._exit(0)  # the verdict is out: no teardown of the model and interpreter to wait for
 
 
 if __name__ == "__main__":
