@@ -163,6 +163,8 @@ def create_app(config: ServerConfig, store: Store | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if ctx.scheduler.probe is not None:  # the load probes' forker, before the first load
+            await asyncio.to_thread(ctx.scheduler.probe.warm)
         ops.start_preload()
         try:
             yield

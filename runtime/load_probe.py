@@ -5,14 +5,15 @@ returning an error: while loading the model, creating a context, or at the first
 (fixtures/broken_gguf.py has one of each). The server loads models in its own process, so
 such a file would end it and every other request with it. The reference runs each model
 in a runner process and answers `llama runner process has terminated: ...` (HTTP 500)
-when that one dies; here, before a load, a fresh interpreter (`python -m
-runtime.load_probe`, never a fork of the threaded server) does what the load will do: the
+when that one dies; here, before a load, a probe process does what the load will do: the
 load, the context, and a short prompt's decode (an embedding model: one embeddings pass),
 with the same plan (runtime/load_plan.py). A crash there is the request's error, with the
-child's GGML_ASSERT line or its signal; the server goes on.
+probe's GGML_ASSERT line or its signal; the server goes on. Probes are forked by a warm
+interpreter of their own (runtime/probe_child.py: started once, llama-cpp-python
+imported, ~0.15 s less per probe than a fresh interpreter), never by the threaded server.
 
 A verdict is kept per model file (a blob's name is its digest), adapters and the settings
-that shape llama.cpp's graph; so a model is probed once, not at each load. The child gets
+that shape llama.cpp's graph; so a model is probed once, not at each load. A probe holds
 no descriptor of the server's, dies with it (the kernel's parent-death signal), may
 allocate no more than the machine's memory, dumps no core, and is killed after
 OLLAMA_LOAD_TIMEOUT. It runs on the scheduler's loading thread, never the event loop.
@@ -31,22 +32,21 @@ import logging
 import math
 import os
 import re
-import resource
+import select
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from runtime.errors import ModelLoadError
 from runtime.load_plan import LoadRequest
 
 log = logging.getLogger("mfc.serve")
 
-#: what the probe decodes (or embeds)
-PROMPT = "Hello"
 #: the tail of the child's stderr read back for its last error line (llama.cpp may warn
 #: once per token of a vocabulary: the file it writes is not read whole)
 STDERR_TAIL = 64 << 10
@@ -102,6 +102,8 @@ class LoadProbe:
         self._verdicts: dict[LoadRequest, str | None] = {}  # None: it loads
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()
+        self._zygote: Zygote | None = None
+        self._zygote_lock = threading.Lock()  # one probe at a time through the zygote
         self._stopped = False
 
     def check(self, req: LoadRequest) -> None:
@@ -126,65 +128,169 @@ class LoadProbe:
         if message:
             raise ModelLoadError(message)
 
+    def warm(self) -> None:
+        """Start the zygote now (it imports llama-cpp-python, ~0.2 s), so that the first
+        model load does not wait for it. Call from a thread that lives as long as the
+        server: the zygote's parent-death signal fires when the thread that made it ends."""
+        with self._zygote_lock, self._lock:
+            if self._zygote is None and not self._stopped:
+                self._zygote = Zygote()
+
     def stop(self) -> None:
         """Kill the probes running now and refuse new ones (the server is stopping)."""
         with self._lock:
             self._stopped = True
             running = list(self._running)
+            zygote, self._zygote = self._zygote, None
         for proc in running:
             proc.kill()
+        if zygote is not None:
+            zygote.stop()
 
     def _run(self, req: LoadRequest) -> tuple[str, str, bool]:
         """(result, error message or "", whether the verdict holds for the next load)."""
-        job = {"load": dataclasses.asdict(req), "parent": os.getpid(), "data": _data_limit(req)}
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "runtime.load_probe"],
-                stdin=subprocess.PIPE, stdout=out, stderr=err, env=_child_env(),
-            )  # fmt: skip
-            with self._lock:
-                self._running.add(proc)
-                stopped = self._stopped
-            try:
-                if stopped:
-                    proc.kill()
-                timeout = None if math.isinf(self.timeout) else self.timeout
-                try:
-                    proc.communicate(json.dumps(job).encode(), timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-                    message = "timed out waiting for llama runner to start"
-                    return "timeout", f"{message} - {last_error(_tail(err))}".rstrip(" -"), False
-            finally:
-                with self._lock:
-                    self._running.discard(proc)
-            if stopped or (self._stopped and proc.returncode != 0):
+        job: dict[str, Any] = {
+            "load": dataclasses.asdict(req), "parent": os.getpid(), "data": _data_limit(req)
+        }  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="mfc-probe-") as tmp:
+            out, err = Path(tmp, "out"), Path(tmp, "err")
+            out.touch()
+            err.touch()
+            job |= {"stdout": str(out), "stderr": str(err)}
+            returncode = self._execute(job)
+            if returncode is None:
+                message = f"timed out waiting for llama runner to start - {last_error(_tail(err))}"
+                return "timeout", message.rstrip(" -"), False
+            if self._stopped and returncode != 0:
                 return "stopped", "the server is shutting down", False
-            if proc.returncode == 0:
+            if returncode == 0:
                 verdict = _verdict(out)
                 error = verdict.get("error")
                 if isinstance(error, str):  # llama.cpp refused it: the load's own error
                     return "refused", error, False
                 if verdict.get("ok") is True:
                     return "passed", "", True
-            if proc.returncode > 0:  # the probe's Python failed, not llama.cpp: load as before
+            if returncode > 0:  # the probe's Python failed, not llama.cpp: load as before
                 log.warning("load probe of %s failed (%s): %s", req.model_path,
-                            exit_description(proc.returncode), _tail(err)[-2000:])  # fmt: skip
+                            exit_description(returncode), _tail(err)[-2000:])  # fmt: skip
                 return "failed", "", False
-            reason = last_error(_tail(err)) or exit_description(proc.returncode)
-            lasting = proc.returncode in [-s for s in CRASH_SIGNALS]
+            reason = last_error(_tail(err)) or exit_description(returncode)
+            lasting = returncode in [-s for s in CRASH_SIGNALS]
             return "crashed", f"llama runner process has terminated: {reason}", lasting
 
+    def _execute(self, job: dict[str, Any]) -> int | None:
+        """Run `job` in a probe process: its exit code (negative: a signal), or None if it
+        ran out of time. The zygote forks it; a fresh interpreter runs it without one."""
+        timeout = None if math.isinf(self.timeout) else self.timeout
+        with self._zygote_lock:
+            try:
+                with self._lock:
+                    if self._stopped:
+                        return -signal.SIGKILL
+                    if self._zygote is None or not self._zygote.alive():
+                        self._zygote = Zygote()
+                    zygote = self._zygote
+                return zygote.run(job, timeout)
+            except (OSError, EOFError, ValueError, KeyError) as exc:
+                log.warning("load probe zygote failed (%s); probing in a new interpreter", exc)
+                with self._lock:
+                    if self._zygote is not None:
+                        self._zygote.stop()
+                        self._zygote = None
+        return self._one_shot(job, timeout)
 
-def _tail(f: IO[bytes]) -> str:
-    size = f.seek(0, os.SEEK_END)
-    f.seek(max(size - STDERR_TAIL, 0))
-    return f.read().decode("utf-8", errors="replace")
+    def _one_shot(self, job: dict[str, Any], timeout: float | None) -> int | None:
+        with Path(job["stdout"]).open("ab") as out, Path(job["stderr"]).open("ab") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "runtime.probe_child"],
+                stdin=subprocess.PIPE, stdout=out, stderr=err, env=_child_env(),
+            )  # fmt: skip
+        with self._lock:
+            self._running.add(proc)
+            if self._stopped:
+                proc.kill()
+        try:
+            proc.communicate(json.dumps(job).encode(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return None
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        return proc.returncode
 
 
-def _verdict(out: IO[bytes]) -> dict[str, Any]:
-    """The child's verdict line (the last JSON object it wrote: llama.cpp may write too)."""
+class Zygote:
+    """The warm probe forker (runtime/probe_child.py), one job at a time."""
+
+    def __init__(self) -> None:
+        env = {**_child_env(), "OPENBLAS_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runtime.probe_child", "--zygote", str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0,
+        )  # fmt: skip
+        self._buf = b""
+        self.child = 0  # the probe running now
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, job: dict[str, Any], timeout: float | None) -> int | None:
+        """The probe's exit code, or None once `timeout` has passed (the probe is killed,
+        and this zygote too: what it would say next no longer answers anything)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(job).encode() + b"\n")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self.child = int(self._line(deadline)["pid"])
+            return int(self._line(deadline)["status"])
+        except TimeoutError:
+            self.stop()
+            return None
+        finally:
+            self.child = 0
+
+    def _line(self, deadline: float | None) -> dict[str, Any]:
+        """The zygote's next line; TimeoutError at `deadline`, EOFError if it is gone."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            if deadline is not None:
+                ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+                if not ready:
+                    raise TimeoutError
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise EOFError("the load probe zygote exited")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        answer = json.loads(line)
+        if not isinstance(answer, dict):
+            raise ValueError(f"the load probe zygote said {line!r}")
+        return answer
+
+    def stop(self) -> None:
+        if self.child:
+            with contextlib.suppress(OSError):
+                os.kill(self.child, signal.SIGKILL)
+        self.proc.kill()
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+def _tail(path: Path) -> str:
+    """The end of a probe's output file (llama.cpp may warn once per vocabulary token)."""
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(size - STDERR_TAIL, 0))
+        return f.read().decode("utf-8", errors="replace")
+
+
+def _verdict(out: Path) -> dict[str, Any]:
+    """The probe's verdict line (the last JSON object it wrote: llama.cpp may write too)."""
     for line in reversed(_tail(out).splitlines()):
         try:
             verdict = json.loads(line)
@@ -220,67 +326,3 @@ def _data_limit(req: LoadRequest) -> int:
         with contextlib.suppress(OSError):
             files += Path(path).stat().st_size
     return int(ram + files)
-
-
-# --- the child ---------------------------------------------------------------------------
-
-
-def rehearse(req: LoadRequest) -> None:
-    """Do what loading `req` does in the server: the model, its context, one short decode
-    (an embedding model: its embeddings context and one pass). ModelLoadError if llama.cpp
-    refuses the model; a decode that returns an error is the request's, not the load's."""
-    import llama_cpp as lc
-
-    from runtime.embed_context import EmbedContext
-    from runtime.embedding import Embedder
-    from runtime.errors import ApiError
-    from runtime.llama import LlamaModel
-    from runtime.load_plan import plan
-
-    llama = LlamaModel(req.model_path, req.adapter_paths, req.use_mmap)
-    p = plan(llama, req)
-    tokens = llama.tokenize_prompt(PROMPT) or [max(llama.bos, 0)]
-    if p.settings is not None:
-        # one thread: the same graph, and no OpenMP team waiting at each op's barrier for a
-        # core a loaded machine has not given it (a 2-thread probe took 1-10 s there)
-        settings = dataclasses.replace(p.settings, n_threads=1, n_threads_batch=1)
-        ctx = llama.new_context(settings)
-        n = min(len(tokens), settings.n_batch)
-        batch = lc.llama_batch_get_one((lc.llama_token * n)(*tokens[:n]), n)
-        lc.llama_decode(ctx, batch)
-        return
-    embedder = Embedder(llama, p.num_ctx, 1, max_jobs=req.num_parallel)
-    try:
-        EmbedContext(llama, embedder.settings).run([tokens[: embedder.n_ctx]])
-    except ModelLoadError:
-        raise
-    except ApiError:
-        pass
-
-
-def main() -> None:
-    """The probe child: a JSON job on stdin, one JSON verdict line on stdout (or a crash)."""
-    from quant.child_process import die_with_parent
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
-    die_with_parent()
-    job = json.loads(sys.stdin.buffer.read())
-    if os.getppid() != job["parent"]:  # the server ended before the line above
-        os._exit(1)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a core of a mapped model: gigabytes
-    if job["data"] > 0:
-        with contextlib.suppress(ValueError, OSError):  # above a hard limit already lower
-            resource.setrlimit(resource.RLIMIT_DATA, (job["data"], job["data"]))
-    load = job["load"]
-    req = LoadRequest(**{**load, "adapter_paths": tuple(load["adapter_paths"])})
-    try:
-        rehearse(req)
-    except ModelLoadError as exc:
-        print(json.dumps({"error": exc.message}), flush=True)
-    else:
-        print(json.dumps({"ok": True}), flush=True)
-    os._exit(0)  # the verdict is out: no teardown of the model and interpreter to wait for
-
-
-if __name__ == "__main__":
-    main()

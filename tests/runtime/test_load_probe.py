@@ -11,6 +11,7 @@ first request for one of these files kills the server (MFC_LOAD_PROBE=0 shows it
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from fixtures.broken_gguf import ABORTS, CLEAN, Mutation, make
 from fixtures.local_server import ServerProcess, server_process
 from runtime.errors import ModelLoadError
 from runtime.load_plan import LoadRequest
-from runtime.load_probe import LoadProbe, exit_description, last_error
+from runtime.load_probe import LoadProbe, Zygote, exit_description, last_error
 from tests.runtime.conftest import build_into, mfc
 
 TERMINATED = "llama runner process has terminated: GGML_ASSERT("
@@ -204,3 +205,54 @@ def test_reason_is_the_assertion_else_the_signal() -> None:
     assert exit_description(-signal.SIGABRT) == "signal: aborted"
     assert exit_description(-signal.SIGSEGV) == "signal: segmentation fault"
     assert exit_description(2) == "exit status 2"
+
+
+def test_probes_fork_from_one_zygote_which_comes_back(
+    smollm2_gguf: Path, broken: dict[str, Path]
+) -> None:
+    """Probes are forked by one warm interpreter; if it goes (killed), the next probe starts
+    another; `stop` ends it."""
+
+    def req(path: Path) -> LoadRequest:
+        return LoadRequest(str(path), (), None, 512, 512, 0, 0, 1, None, "f16", None)
+
+    probe = LoadProbe(timeout=120)
+    probe.check(req(smollm2_gguf))
+    with pytest.raises(ModelLoadError, match=re.escape(TERMINATED)):
+        probe.check(req(broken["no-layers"]))
+    zygote = probe._zygote
+    assert zygote is not None and zygote.alive()
+    with pytest.raises(ModelLoadError, match=re.escape(TERMINATED)):
+        probe.check(req(broken["one-expert"]))
+    assert probe._zygote is zygote  # a crash is the probe's, not the zygote's
+    zygote.proc.kill()
+    zygote.proc.wait()
+    with pytest.raises(ModelLoadError, match=re.escape(TERMINATED)):
+        probe.check(req(broken["unknown-rope-scaling"]))
+    assert probe._zygote is not None and probe._zygote is not zygote
+    assert probe.results == {"passed": 1, "crashed": 3}
+    again = probe._zygote
+    probe.stop()
+    assert again.proc.poll() is not None
+    with pytest.raises(ModelLoadError, match="shutting down"):
+        probe.check(req(broken["duplicate-token"]))
+
+
+def test_without_a_zygote_a_fresh_interpreter_probes(
+    smollm2_gguf: Path, broken: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback when the zygote cannot serve: the same verdicts, from `python -m`."""
+
+    def gone(self: Zygote, job: object, timeout: object) -> int:
+        raise EOFError("the load probe zygote exited")
+
+    monkeypatch.setattr(Zygote, "run", gone)
+    probe = LoadProbe(timeout=120)
+    for path in (smollm2_gguf, broken["negative-rms-eps"]):
+        req = LoadRequest(str(path), (), None, 512, 512, 0, 0, 1, None, "f16", None)
+        if path == smollm2_gguf:
+            probe.check(req)
+        else:
+            with pytest.raises(ModelLoadError, match=re.escape(TERMINATED + "eps >= 0.0f)")):
+                probe.check(req)
+    assert probe.results == {"passed": 1, "crashed": 1}
