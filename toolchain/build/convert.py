@@ -3,7 +3,8 @@
 Cached by the folder's content digest (every file's path and sha256) and the output type,
 so a rebuild of an unchanged folder does no tensor work. The converter is
 `toolchain.convert`; the output is a GGUF model layer of the type `model_outtype` picks
-from the build's QUANTIZE (F16 without one), or a LoRA adapter layer (F16) for the model's
+from the build's QUANTIZE (without one, what the reference's converter writes: F16, with
+the checkpoint's BF16 matrices kept BF16), or a LoRA adapter layer (F16) for the model's
 base; template detection then runs on it as for a GGUF given directly.
 Like the reference's converted layers, it carries no `from`. A vision checkpoint (see
 `toolchain.convert.mmproj`) gives a second layer after the model: its projector GGUF
@@ -20,15 +21,19 @@ from toolchain.build.errors import BuildError
 from toolchain.build.passes import BuildContext, Pass, pass_output
 from toolchain.build.plan import BuildPlan, PlannedLayer
 from toolchain.build.request import SourceDir
-from toolchain.convert import ConvertError, auto_outtype, convert_hf_dir, convert_lora
+from toolchain.convert import ConvertError, convert_hf_dir, convert_lora
 from toolchain.convert.mmproj import convert_projector, has_projector
 from toolchain.progress import ProgressEvent
 from toolchain.store import mediatypes
 from toolchain.store.blobs import digest_of_file
 
 VERSION = 1
-#: what a folder converts to without QUANTIZE, and what adapters and projectors convert to
+#: what adapters and projectors convert to
 OUTTYPE = "f16"
+#: what a model folder converts to without QUANTIZE (and before a quantization): Ollama's
+#: converter's file, F16 but for the matrices the checkpoint stores as BF16, which stay
+#: BF16 (see `toolchain.convert.outtype.tensor_type`); its file type says F16
+REFERENCE_OUTTYPE = "ollama"
 #: QUANTIZE's float types (the request's spelling) and the converter's names for them
 FLOAT_OUTTYPES = {"F32": "f32", "F16": "f16", "BF16": "bf16"}
 
@@ -44,7 +49,7 @@ def folder_digest(folder: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def model_outtype(quantize: str, folder: Path) -> str:
+def model_outtype(quantize: str) -> str:
     """The type the convert pass writes a model folder as, for the build's QUANTIZE.
 
     A float type (F32, F16, BF16) is written straight away: one rounding from the
@@ -54,14 +59,12 @@ def model_outtype(quantize: str, folder: Path) -> str:
     checkpoint twice: its BF16 lands one BF16 step off on 1 weight in 16 (the F16 value
     sits on a BF16 tie in 1 case in 8, and ties to even the wrong way half the time).
 
-    Any other type quantizes from the intermediate the reference's create converts to
-    (store_api.md 2.4: "one F16/BF16 GGUF"; Ollama's converter keeps BF16 matrices BF16
-    and writes the rest as F16): `--outtype auto`, BF16 for a BF16 checkpoint, else F16.
-    Without QUANTIZE the folder becomes F16, mfc's default.
+    Without QUANTIZE, and before any other type, the folder becomes what the reference's
+    create converts it to (store_api.md 2.4: "one F16/BF16 GGUF"): `REFERENCE_OUTTYPE`,
+    F16 with the checkpoint's BF16 matrices kept BF16, tensor by tensor as Ollama's
+    converter decides; the quantize pass then quantizes that file as the reference does.
     """
-    if not quantize:
-        return OUTTYPE
-    return FLOAT_OUTTYPES.get(quantize) or auto_outtype(folder)
+    return FLOAT_OUTTYPES.get(quantize) or REFERENCE_OUTTYPE
 
 
 def _base_path(ctx: BuildContext, base: PlannedLayer | None) -> Path:
@@ -83,10 +86,7 @@ def convert_folder(
 ) -> PlannedLayer:
     """The folder's model layer (converted for the build's `quantize`, see `model_outtype`)
     or, with `adapter`, its LoRA layer for the model layer `base`."""
-    try:
-        outtype = OUTTYPE if adapter else model_outtype(quantize, source.path)
-    except ConvertError as exc:
-        raise BuildError(exc.message, source.span, hint=exc.hint) from None
+    outtype = OUTTYPE if adapter else model_outtype(quantize)
     options: dict[str, object] = {"outtype": outtype, "adapter": adapter}
     if adapter:
         options["base"] = base.digest if base is not None else ""

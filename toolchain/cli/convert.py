@@ -25,8 +25,8 @@ from toolchain.progress import ProgressEvent
     default="f16",
     show_default=True,
     metavar="TYPE",
-    help="f32, f16, bf16, auto (bf16 weights stay bf16), or a quantization type "
-    "such as q8_0 or q4_K_M.",
+    help="f32, f16, bf16, auto (bf16 weights stay bf16), ollama (f16 but each bf16 matrix "
+    "stays bf16, as Ollama's create converts), or a quantization type such as q8_0 or q4_K_M.",
 )
 @click.option(
     "--lora-base",

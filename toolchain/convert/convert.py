@@ -227,7 +227,7 @@ def plan_tensors(
         for split in arch.splits.get(mapped.template, ()):
             part = split.gguf.replace("{bid}", str(mapped.bid))
             part_shape = split.shape(shape, hp)
-            ggml = tensor_type(out, part, len(part_shape), split.gguf in arch.keep_f32)
+            ggml = tensor_type(out, part, len(part_shape), split.gguf in arch.keep_f32, entry.dtype)
             planned[part] = (
                 _sort_key(mapped.bid, part, order),
                 PlannedTensor(
@@ -241,7 +241,9 @@ def plan_tensors(
             )
         if mapped.template in arch.splits:
             continue
-        ggml = tensor_type(out, mapped.gguf, len(shape), mapped.template in arch.keep_f32)
+        ggml = tensor_type(
+            out, mapped.gguf, len(shape), mapped.template in arch.keep_f32, entry.dtype
+        )
         planned[mapped.gguf] = (
             _sort_key(mapped.bid, mapped.gguf, order),
             PlannedTensor(
@@ -317,7 +319,8 @@ def _stacked(
         shape=(len(entries), *first.shape),
         file=first.file.path,
     )
-    ggml = tensor_type(out, gguf_name, len(shape), mapped.template in arch.keep_f32)
+    # the first expert's dtype, as the reference's merged tensors take the first one's kind
+    ggml = tensor_type(out, gguf_name, len(shape), mapped.template in arch.keep_f32, first.dtype)
     return _sort_key(mapped.bid, gguf_name, order), PlannedTensor(
         gguf_name,
         shape,

@@ -27,6 +27,8 @@ class OutType:
     ggml: GGMLQuantizationType | None  # None: "auto", decided from the weights' dtype
     file_type: int
     quantize: str | None = None  # a quantization file type (quant's name), e.g. "Q4_K_M"
+    #: matrices the checkpoint stores as BF16 stay BF16 (see `tensor_type`)
+    keep_bf16: bool = False
 
 
 #: --outtype values that need nothing but numpy
@@ -35,11 +37,19 @@ FLOAT_OUTTYPES: dict[str, OutType] = {
     "f16": OutType("f16", T.F16, FILE_TYPES["F16"].id),
     "bf16": OutType("bf16", T.BF16, FILE_TYPES["BF16"].id),
     "auto": OutType("auto", None, FILE_TYPES["F16"].id),
+    "ollama": OutType("ollama", T.F16, FILE_TYPES["F16"].id, keep_bf16=True),
 }
+
+#: tensors Ollama's converter writes F16 even from BF16 (vision, SAM-encoder and
+#: projector tensors by prefix; the shared-expert gate by name)
+_NOT_KEPT_BF16_PREFIXES = ("v.", "s.", "mm.")
+_NOT_KEPT_BF16_NAME = "ffn_gate_inp_shexp.weight"
 
 
 def resolve_outtype(name: str, first_weight_dtype: str | None) -> OutType:
-    """The OutType for `--outtype name`; "auto" keeps bf16 weights bf16, else f16.
+    """The OutType for `--outtype name`; "auto" keeps bf16 weights bf16, else f16 (one
+    choice for the whole file, by the first weight: llama.cpp's converter); "ollama" is F16
+    with each BF16 matrix kept BF16 (Ollama's converter, see `tensor_type`).
 
     Quantization types (q8_0, q4_K_M, ...) come from `quant`."""
     from toolchain.convert.quantized import outtype_names, quantized_outtype
@@ -64,13 +74,26 @@ def auto_outtype(src_dir: Path | str) -> str:
         return resolve_outtype("auto", hf.first_weight_dtype).name
 
 
-def tensor_type(out: OutType, gguf_name: str, n_dims: int, keep_f32: bool) -> GGMLQuantizationType:
-    """The type one tensor is written as: vectors, norms and listed tensors stay F32."""
+def tensor_type(
+    out: OutType, gguf_name: str, n_dims: int, keep_f32: bool, source_dtype: str | None = None
+) -> GGMLQuantizationType:
+    """The type one tensor is written as: vectors, norms and listed tensors stay F32.
+
+    With `out.keep_bf16`, a matrix whose checkpoint dtype (`source_dtype`) is BF16 stays
+    BF16 unless Ollama's converter names it among those it writes F16 (its safetensors
+    reader at the pinned commit); the file type stays F16 as that converter writes it."""
     assert out.ggml is not None
     if n_dims <= 1 or keep_f32 or gguf_name.endswith("_norm.weight"):
         return T.F32
     if not gguf_name.endswith((".weight", ".lora_a", ".lora_b")):
         return T.F32
+    if (
+        out.keep_bf16
+        and source_dtype == "BF16"
+        and not gguf_name.startswith(_NOT_KEPT_BF16_PREFIXES)
+        and _NOT_KEPT_BF16_NAME not in gguf_name
+    ):
+        return T.BF16
     return out.ggml
 
 

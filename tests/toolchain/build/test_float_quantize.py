@@ -1,10 +1,12 @@
-"""QUANTIZE to a float type rounds the weights once, as the converter does.
+"""The float types a folder build writes; QUANTIZE to one rounds the weights once.
 
-A folder built with `QUANTIZE f32|f16|bf16` holds the tensors `mfc convert --outtype`
+Without QUANTIZE a folder becomes what the reference's converter writes: F16, except that
+a matrix the checkpoint stores as BF16 stays BF16 (tensor by tensor), with the file type
+F16. A folder built with `QUANTIZE f32|f16|bf16` holds the tensors `mfc convert --outtype`
 and llama.cpp's converter write for it (converting an F32 checkpoint to F16 first, then
 to BF16, put 6.25% of tiny-llama's weights one BF16 step away); a K-quant starts from the
-intermediate the reference's create converts to (F16, BF16 for a BF16 checkpoint); and a
-float GGUF given to FROM becomes another float type holding what the converter writes.
+intermediate the reference's create converts to (the no-QUANTIZE file); and a float GGUF
+given to FROM becomes another float type holding what the converter writes.
 """
 
 from __future__ import annotations
@@ -58,6 +60,63 @@ def folders(tiny_models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
+def mixed_copy(bf16: Path, dst: Path) -> Path:
+    """The BF16 folder with one matrix of each block stored as F32 and one as F16."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    copy = Path(shutil.copytree(bf16, dst))
+    for file in sorted(copy.glob("*.safetensors")):
+        weights = load_file(str(file))
+        for name in list(weights):
+            if name.endswith("self_attn.q_proj.weight"):
+                weights[name] = weights[name].to(torch.float32)
+            elif name.endswith("mlp.up_proj.weight"):
+                weights[name] = weights[name].to(torch.float16)
+        save_file(weights, str(file), metadata={"format": "pt"})
+    return copy
+
+
+def references_type(name: str, shape: tuple[int, ...], source_dtype: str) -> str:
+    """The type Ollama's converter (convert/reader.go, reader_safetensors.go at the pinned
+    commit) gives a tensor of a llama checkpoint: vectors F32, matrices BF16 when stored
+    as BF16 (not vision/projector ones), else F16."""
+    if len(shape) <= 1 or name.endswith(".bias"):
+        return "F32"
+    if source_dtype == "BF16" and not name.startswith(("v.", "s.", "mm.")):
+        return "BF16"
+    return "F16"
+
+
+def checkpoint_dtypes(folder: Path) -> dict[str, str]:
+    """Each GGUF tensor name of a llama folder -> the dtype its checkpoint stores it in."""
+    from toolchain.convert.hf_dir import open_hf_dir
+
+    gguf_names = {
+        "model.embed_tokens.weight": "token_embd.weight",
+        "lm_head.weight": "output.weight",
+        "model.norm.weight": "output_norm.weight",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+    }
+    out: dict[str, str] = {}
+    with open_hf_dir(folder) as hf:
+        for name, entry in hf.tensors.items():
+            if name in gguf_names:
+                out[gguf_names[name]] = entry.dtype
+                continue
+            _model, _layers, bid, part = name.removesuffix(".weight").split(".", 3)
+            out[f"blk.{bid}.{gguf_names[part]}.weight"] = entry.dtype
+    return out
+
+
 @pytest.fixture(scope="module")
 def converted(folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Converter:
     """(folder dtype, outtype) -> `mfc convert --outtype` of that folder (made once)."""
@@ -103,24 +162,66 @@ def test_float_quantize_of_a_folder_is_the_converters_file(
     assert not [e.status for e in events if e.status.startswith("quantizing")]
 
 
-@pytest.mark.parametrize(("dtype", "intermediate"), [("f32", "F16"), ("bf16", "BF16")])
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_no_quantize_is_the_references_conversion(
+    dtype: str, folders: dict[str, Path], converted: Converter, store: Store, tmp_path: Path
+) -> None:
+    """FROM a folder alone: F16 with the checkpoint's BF16 matrices kept BF16 and the file
+    type F16 (the reference's converter); a BF16 checkpoint's tensors are then byte for
+    byte `mfc convert --outtype auto`'s, an F32 one's `--outtype f16`'s."""
+    layer = build_model_layer(store, tmp_path, f"FROM {folders[dtype]}\n")
+    ours = tensors(layer)
+    dtypes = checkpoint_dtypes(folders[dtype])
+    assert {n: t for n, (t, _s, _b) in ours.items()} == {
+        n: references_type(n, shape, dtypes[n]) for n, (_t, shape, _b) in ours.items()
+    }
+    assert ours == tensors(converted(dtype, "auto" if dtype == "bf16" else "f16"))
+    assert GGUFReader(layer).get_field("general.file_type").contents() == 1  # type: ignore[union-attr]
+
+
+def test_no_quantize_keeps_bf16_tensor_by_tensor(
+    folders: dict[str, Path], store: Store, tmp_path: Path
+) -> None:
+    """A BF16 checkpoint with some matrices stored F32 or F16: those become F16, the rest
+    stay BF16 (the reference decides per tensor; `--outtype auto` once for the file)."""
+    folder = mixed_copy(folders["bf16"], tmp_path / "mixed")
+    ours = tensors(build_model_layer(store, tmp_path, f"FROM {folder}\n"))
+    dtypes = checkpoint_dtypes(folder)
+    assert {dtypes["blk.0.attn_q.weight"], dtypes["blk.0.ffn_up.weight"]} == {"F32", "F16"}
+    types = {n: t for n, (t, _s, _b) in ours.items()}
+    assert types == {n: references_type(n, shape, dtypes[n]) for n, (_t, shape, _b) in ours.items()}
+    assert types["blk.0.attn_q.weight"] == types["blk.1.ffn_up.weight"] == "F16"
+    assert types["blk.0.attn_k.weight"] == "BF16"
+
+
+def test_no_quantize_and_quantize_f16_are_cached_apart(
+    folders: dict[str, Path], store: Store, tmp_path: Path
+) -> None:
+    """Of one BF16 folder, `QUANTIZE f16` is F16 and the plain build keeps BF16: the
+    second build does not reuse the first's conversion."""
+    f16 = tensors(build_model_layer(store, tmp_path, f"FROM {folders['bf16']}\nQUANTIZE f16\n"))
+    plain = tensors(build_model_layer(store, tmp_path, f"FROM {folders['bf16']}\n"))
+    assert (f16["blk.0.attn_q.weight"][0], plain["blk.0.attn_q.weight"][0]) == ("F16", "BF16")
+
+
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
 def test_k_quant_starts_from_the_references_intermediate(
     dtype: str,
-    intermediate: str,
     folders: dict[str, Path],
     converted: Converter,
     store: Store,
     tmp_path: Path,
 ) -> None:
-    """The reference's create converts F32 weights to F16 and keeps BF16 ones BF16, then
-    quantizes that file (store_api.md 2.4, 2.7): the layer is `mfc quantize` of it."""
+    """The reference's create converts the folder as without QUANTIZE (BF16 matrices kept,
+    file type F16, so it says F16 for either), then quantizes that file (store_api.md
+    2.4, 2.7): the layer is `mfc quantize` of it."""
     events: list[ProgressEvent] = []
     layer = build_model_layer(
         store, tmp_path, f"FROM {folders[dtype]}\nQUANTIZE q4_K_M\n", events.append
     )
-    assert f"quantizing {intermediate} model to Q4_K_M" in {e.status for e in events}
+    assert "quantizing F16 model to Q4_K_M" in {e.status for e in events}
     staged = tmp_path / "staged.gguf"
-    quant.quantize_file(converted(dtype, intermediate.lower()), staged, "Q4_K_M")
+    quant.quantize_file(converted(dtype, "ollama"), staged, "Q4_K_M")
     assert tensors(layer) == tensors(staged)
 
 
