@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -94,10 +95,10 @@ def stop_fork_server() -> None:
 
     It is otherwise kept for the next quantization and ends with this process; waiting
     for it makes the workers' CPU time part of this process's children's (`getrusage`),
-    which a benchmark needs.
+    which a benchmark needs. Where no pool was ever made, multiprocessing's fork server
+    module was never imported and nothing is imported now (it costs ~12 ms of CPU).
     """
-    from multiprocessing import forkserver
-
+    forkserver = sys.modules.get("multiprocessing.forkserver")
     server = getattr(forkserver, "_forkserver", None)
     stop = getattr(server, "_stop", None)
     if callable(stop):

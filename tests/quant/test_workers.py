@@ -7,6 +7,8 @@ import errno
 import os
 import resource
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +45,22 @@ def test_stop_fork_server_reaps_it(tmp_path: Path) -> None:
     stop_fork_server()  # a no-op now
     quantize_file(src, tmp_path / "q8-again.gguf", "q8_0", threads=2)  # a new one starts
     stop_fork_server()
+
+
+def test_stop_fork_server_without_one_imports_nothing() -> None:
+    """A process that never made a pool (a one-shot command: a team, no fork server) stops
+    none, without importing multiprocessing's fork server module (~12 ms of its exit)."""
+    code = (
+        "import sys\n"
+        "from quant.fork_server import stop_fork_server\n"
+        "stop_fork_server()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('multiprocessing')))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
 
 
 # -- the team of a one-shot command (`quant.team`) ------------------------------------------
