@@ -33,8 +33,10 @@ def row_buffers(width: int) -> Iterator[None]:
     """numpy's buffer size set to `width` values (a multiple of 16) for the block: for
     arrays `width` wide with an operand broadcast along rows (a per-block row), numpy's
     iterator otherwise gathers several rows into its 8192-value buffers, which costs a
-    multiply over rows of 2048 a third more time (numpy 2.4)."""
-    old = np.setbufsize(max(16, width - width % 16))
+    multiply over rows of 2048 a third more time (numpy 2.4). (numpy 1.x wants a multiple of
+    16 up to 10 million.)"""
+    size = min(max(width, 16), 1 << 20)
+    old = np.setbufsize(size - size % 16)
     try:
         yield
     finally:

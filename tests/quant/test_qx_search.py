@@ -12,7 +12,7 @@ import pytest
 
 import quant
 import quant.qx_search as search
-from quant.numerics import F32, seq_dot, seq_dot_fused, seq_sum
+from quant.numerics import F32, row_buffers, seq_dot, seq_dot_fused, seq_sum
 
 from . import ggml_ref
 from .data import imatrix_for
@@ -73,6 +73,19 @@ def test_einsum_sums_follow_c_order() -> None:
     picked = x[:, np.flatnonzero(rng.random(300) < 0.5)]
     assert not picked.flags.c_contiguous
     assert not seq_dot_fused(picked, picked)
+
+
+def test_row_buffers_sets_and_restores_numpys_buffer_size() -> None:
+    """The trial passes run with numpy's buffer size at the slice's width (a multiple of 16,
+    as numpy 1.x requires), and leave it as it was, after an error too."""
+    before = np.getbufsize()
+    for width, size in ((2048, 2048), (2050, 2048), (7, 16), (10**9, 1 << 20)):
+        with row_buffers(width):
+            assert np.getbufsize() == size
+        assert np.getbufsize() == before
+    with pytest.raises(ZeroDivisionError), row_buffers(512):
+        _ = 1 / 0
+    assert np.getbufsize() == before
 
 
 def _edge_blocks(nmax: int, rng: np.random.Generator) -> np.ndarray:
