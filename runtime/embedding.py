@@ -12,9 +12,10 @@ An embedder has one context stepped by its caller (a generative model's engine t
 between decode steps), or, once `start`ed, `contexts` contexts, each with its own worker
 thread taking passes from the one queue (an embedding model: its passes run in parallel).
 A pass that runs alone (nothing else queued or running) takes `lone_threads`, so one
-request on an idle server is not held to one core; a worker idle for `POOL_LINGER` after a
-multi-threaded pass frees the OpenMP pool that pass left on its thread (runtime/openmp.py:
-left there, it slowed a chat model loaded beside the embedding model by a third).
+request on an idle server is not held to one core. Such passes all run on the first
+worker (the others take work only while a pass runs), so the process holds one OpenMP
+pool, and that worker frees it once idle for `POOL_LINGER` (runtime/openmp.py: left
+there, it slowed a chat model loaded beside the embedding model by a third).
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Embedder:
         """One worker thread per context, stepping while there is work."""
         for i, context in enumerate(self.contexts):
             worker = threading.Thread(
-                target=self._work, args=(context,), name=f"embed {i}", daemon=True
+                target=self._work, args=(context, i == 0), name=f"embed {i}", daemon=True
             )
             worker.start()
             self._workers.append(worker)
@@ -212,11 +213,11 @@ class Embedder:
             raise result
         return result
 
-    def _work(self, context: EmbedContext) -> None:
+    def _work(self, context: EmbedContext, first: bool) -> None:
         pooled = False  # this thread holds an OpenMP pool (from a multi-threaded pass)
         while True:
             with self._cond:
-                idle = self._wait_for_work(POOL_LINGER if pooled else None)
+                idle = self._wait_for_work(POOL_LINGER if pooled else None, first)
                 if self._closing:
                     return
             if idle:
@@ -225,13 +226,18 @@ class Embedder:
                 release_thread_pool()
                 pooled = False
                 continue
-            pooled = self._step(context, self.lone_threads) > 1 or pooled
+            # the others' passes stay single-threaded even when they end up alone (a race)
+            pooled = self._step(context, self.lone_threads if first else 0) > 1 or pooled
 
-    def _wait_for_work(self, timeout: float | None) -> bool:
+    def _wait_for_work(self, timeout: float | None, first: bool = True) -> bool:
         """Under the lock: wait for work (or closing); True when `timeout` seconds passed
-        without any."""
+        without any. Only the `first` worker takes work while no pass runs: a pass that
+        runs alone, multi-threaded, always runs on its thread, so the process holds one
+        OpenMP pool, not one per worker. Two pools (2 + 2 threads on 2 CPUs) make
+        libgomp's barriers sleep instead of spin: a one-text pass took 6-9 ms instead of
+        ~2, its second thread woken too late to take much of the work."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._closing and not self._has_work():
+        while not self._closing and not (self._has_work() and (first or self._running > 0)):
             if deadline is None:
                 self._cond.wait()
                 continue
@@ -303,6 +309,8 @@ class Embedder:
             if group:
                 self._running += 1
             alone = self._running == 1 and not self._todo and not self._incoming
+            if group and not alone:
+                self._cond.notify_all()  # the other workers may take the rest now
         return group, alone
 
     def _finish(self, group: Group, vectors: list[np.ndarray]) -> None:

@@ -343,6 +343,38 @@ def test_a_lone_pass_uses_every_thread_and_leaves_no_openmp_pool(
     assert cosines(got, alone[0]) > 1 - 1e-6
 
 
+def test_lone_passes_run_on_one_worker_so_the_process_holds_one_openmp_pool(
+    model: LlamaModel, alone: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests one after another on an idle embedder: every pass runs alone with two
+    threads, always on the same worker, so at most one OpenMP pool (one extra native
+    thread) exists. With a pool on each worker libgomp manages 3 threads on 2 CPUs, and
+    its barriers sleep instead of spinning (runtime/openmp.py)."""
+    passes: list[tuple[int, int, int]] = []
+    run = EmbedContext.run
+
+    def run_recorded(
+        context: EmbedContext, sequences: list[list[int]], width: int = 0
+    ) -> list[np.ndarray]:
+        vectors = run(context, sequences, width)
+        extra = len(native_threads_without_python() - before)
+        passes.append((threading.get_ident(), int(lc.llama_n_threads_batch(context.ctx)), extra))
+        return vectors
+
+    monkeypatch.setattr(EmbedContext, "run", run_recorded)
+    before = native_threads_without_python()
+    embedder = Embedder(model, 64, threads=1, contexts=2, lone_threads=2)
+    embedder.start()
+    try:
+        got = [embedder.embed([TEXTS[i % 2]]).vectors[0] for i in range(20)]
+    finally:
+        embedder.close()
+    assert len({thread for thread, _, _ in passes}) == 1
+    assert {width for _, width, _ in passes} == {2}
+    assert max(extra for _, _, extra in passes) == 1
+    assert np.all(cosines(np.array(got), np.array([alone[i % 2] for i in range(20)])) > 1 - 1e-6)
+
+
 def test_embedding_models_get_one_single_threaded_context_per_thread(
     model_store: Path, minilm_model: str
 ) -> None:
