@@ -5,7 +5,8 @@ starts the response, and its body when the app sends it, though the app sends bo
 same step of the event loop. With TCP_NODELAY each write is its own segment and its own
 `send` on loopback, which wakes the client twice: ~0.1-0.3 ms of the event loop's time per
 request on a 2-core KVM guest. `CoalescingTransport` gathers what the protocol writes in
-one step of the loop and sends it together at the end of that step.
+one step of the loop and sends it together at the end of that step, or as soon as the
+response is complete (`DeadlineH11Protocol.on_response_complete` flushes it).
 """
 
 from __future__ import annotations

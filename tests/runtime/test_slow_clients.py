@@ -5,6 +5,7 @@ client on another connection is answered all along."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -68,10 +69,17 @@ def quick_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     """uvicorn with the guarded protocol, deadlines of 1 s, in a thread of this process."""
     monkeypatch.setattr(http_timeouts, "HEADER_TIMEOUT", 1.0)
     monkeypatch.setattr(http_timeouts, "BODY_IDLE_TIMEOUT", 1.0)
+    with serving(echo_length) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[int]:
+    """`app` served by uvicorn with the guarded protocol in a thread; yields the port."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            echo_length,
+            app,
             host="127.0.0.1",
             port=port,
             http=DeadlineH11Protocol,
@@ -123,6 +131,41 @@ def test_keep_alive_connection_gets_a_new_header_deadline(quick_server: int) -> 
         for _ in range(3):  # one connection, several requests, pauses under the deadline
             assert client.post(f"http://127.0.0.1:{quick_server}/", content=b"abc").text == "3"
             time.sleep(0.5)
+
+
+def test_a_response_leaves_in_one_write_before_the_app_returns() -> None:
+    """A complete response is written at once, status line, headers and body together,
+    not when the app's step of the event loop ends: what the app does after its last send
+    (the access log, metrics) does not hold the client's answer back."""
+    received = threading.Event()
+    sent_before_return: list[bool] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        head = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", b"4")],
+        }
+        await send(head)
+        await send({"type": "http.response.body", "body": b"done"})
+        # blocks the loop: only bytes already written can reach the client meanwhile
+        sent_before_return.append(received.wait(10))
+
+    with serving(app) as port:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.settimeout(30)
+            first = sock.recv(65536)
+            received.set()
+        for _ in range(100):
+            if sent_before_return:
+                break
+            time.sleep(0.05)
+    assert first.startswith(b"HTTP/1.1 200") and first.endswith(b"done")
+    assert sent_before_return == [True]
 
 
 def test_mfc_serve_cuts_off_a_slow_header_client(tmp_path: Path) -> None:
