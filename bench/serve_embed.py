@@ -23,6 +23,10 @@ WORDS = (
     "library window garden yellow engine careful bright summer thought market letter station "
     "science history music number question system people problem reason"
 )
+#: seconds between the one-text sides: llama.cpp's OpenMP threads spin after a pass
+#: (libgomp's default, ~7-10 ms of a core after `Llama.embed` of one text, the server's
+#: after its pass), and a side timed meanwhile shares the 2 cores with that spinning
+SETTLE = 0.05
 Local = Callable[[Callable[[], Any]], Any]
 Add = Callable[[str, float], None]
 Row = tuple[str, str, str, float | str, str]
@@ -101,9 +105,11 @@ class EmbedBench:
     def trial(self, local: Local, add: Add) -> None:
         """One interleaved trial at defaults: single texts, the batch, 64 concurrent."""
         for _ in range(5):
+            time.sleep(SETTLE)
             wall, cpu = self.server_timed(lambda: self.http(self.one))
             add("embed1_http", wall)
             add("embed1_http_cpu", cpu)
+            time.sleep(SETTLE)
             wall, cpu = local(lambda: cpu_timed(lambda: self.llama.embed(self.one)))
             add("embed1_local", wall)
             add("embed1_local_cpu", cpu)
@@ -125,7 +131,9 @@ class EmbedBench:
     def trial_one_thread(self, local: Local, add: Add) -> None:
         """One text with one thread on both sides (the server reloads the model for it)."""
         for _ in range(5):
+            time.sleep(SETTLE)
             add("embed1_http1", timed(lambda: self.http(self.one, threads=1)))
+            time.sleep(SETTLE)
             add("embed1_one", local(lambda: timed(lambda: self.llama_one.embed(self.one))))
 
     def rows(self, res: dict[str, list[float]], texts: int) -> list[Row]:
