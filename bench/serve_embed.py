@@ -25,8 +25,10 @@ WORDS = (
 )
 #: seconds between the one-text sides: llama.cpp's OpenMP threads spin after a pass
 #: (libgomp's default, ~7-10 ms of a core after `Llama.embed` of one text, the server's
-#: after its pass), and a side timed meanwhile shares the 2 cores with that spinning
-SETTLE = 0.05
+#: after its pass), and a side timed meanwhile shares the 2 cores with that spinning.
+#: Twice this plus a trial's other calls stays under the server's POOL_LINGER (50 ms), so
+#: its pool is kept between its requests as between back-to-back ones.
+SETTLE = 0.015
 Local = Callable[[Callable[[], Any]], Any]
 Add = Callable[[str, float], None]
 Row = tuple[str, str, str, float | str, str]
