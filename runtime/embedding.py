@@ -124,7 +124,12 @@ class Embedder:
         self.adds_eos = bool(lc.llama_vocab_get_add_eos(model.vocab)) or bool(
             lc.llama_vocab_get_add_sep(model.vocab)
         )
-        self._cond = threading.Condition()  # guards everything below
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # guards everything below; workers wait here
+        # but the first worker, which waits on its own: a lone request wakes it alone, not
+        # every worker to find nothing it may take (each such wake-up took a core from the
+        # pass: ~5 a request)
+        self._first = threading.Condition(lock)
         self._admitting = threading.Lock()  # one admission at a time: requests stay in order
         self._incoming: collections.deque[EmbedJob] = collections.deque()
         self._scheduled = False
@@ -147,7 +152,7 @@ class Embedder:
     def close(self) -> None:
         with self._cond:
             self._closing = True
-            self._cond.notify_all()
+            self._wake(everyone=True)
         for worker in self._workers:
             worker.join()
         self._workers = []
@@ -178,7 +183,7 @@ class Embedder:
         with self._cond:
             self._incoming.append(job)
             if self._workers:
-                self._cond.notify_all()
+                self._wake()
                 return False
             schedule = not self._scheduled
             self._scheduled = True
@@ -239,13 +244,20 @@ class Embedder:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._closing and not (self._has_work() and (first or self._running > 0)):
             if deadline is None:
-                self._cond.wait()
+                (self._first if first else self._cond).wait()
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
                 return True
-            self._cond.wait(left)
+            (self._first if first else self._cond).wait(left)
         return False
+
+    def _wake(self, everyone: bool = False) -> None:
+        """Under the lock: wake the workers that may take work now (the first one; the
+        others only while a pass runs, see `_wait_for_work`)."""
+        self._first.notify_all()
+        if everyone or self._running > 0:
+            self._cond.notify_all()
 
     def _has_work(self) -> bool:
         """Inputs to take, or requests that may be admitted (not while `max_jobs` are
@@ -292,7 +304,7 @@ class Embedder:
                     job.left = len(tokens)
                     self._jobs.append(job)
                     self._todo.extend((job, i) for i in range(len(tokens)))
-                    self._cond.notify_all()
+                    self._wake()
 
     def _take(self) -> tuple[Group, bool]:
         """The oldest waiting inputs that fit one pass, and whether the pass runs alone."""
@@ -310,7 +322,7 @@ class Embedder:
                 self._running += 1
             alone = self._running == 1 and not self._todo and not self._incoming
             if group and not alone:
-                self._cond.notify_all()  # the other workers may take the rest now
+                self._wake()  # the other workers may take the rest now
         return group, alone
 
     def _finish(self, group: Group, vectors: list[np.ndarray]) -> None:
@@ -325,7 +337,7 @@ class Embedder:
                     self._jobs.remove(job)
                     done.append(job)
             if done:
-                self._cond.notify_all()  # room for waiting requests
+                self._wake()  # room for waiting requests
         for job in done:
             job.on_done(Embeddings(job.vectors, sum(len(t) for t in job.tokens)))
 
@@ -338,7 +350,7 @@ class Embedder:
                     self._jobs.remove(job)
                     failed.append(job)
             self._todo = collections.deque(item for item in self._todo if not item[0].failed)
-            self._cond.notify_all()
+            self._wake(everyone=True)
         for job in failed:
             job.on_done(exc)
 
