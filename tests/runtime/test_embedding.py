@@ -382,9 +382,10 @@ def test_embedding_models_get_one_single_threaded_context_per_thread(
     threads it is given (`num_thread`, MFC_NUM_THREADS, the physical cores), unless
     MFC_EMBED_CONTEXTS asks for fewer, wider ones."""
     from runtime.config import ServerConfig
+    from runtime.load_plan import embed_layout
     from runtime.models import Catalog
     from runtime.options import Options
-    from runtime.scheduler import Scheduler, embed_layout
+    from runtime.scheduler import Scheduler
 
     assert embed_layout(2, None) == (2, 1)
     assert embed_layout(8, 2) == (2, 4)
