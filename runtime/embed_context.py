@@ -66,22 +66,27 @@ class EmbedContext:
             lc.llama_free(self.ctx)
             self.ctx = None
 
+    def open(self) -> None:
+        """Make the llama.cpp context (on first use)."""
+        if self.ctx is not None:
+            return
+        self.ctx = self.model.new_context(self.settings)
+        self.mem = lc.llama_get_memory(self.ctx)
+        # without a KV cache (BERT), attention runs over the pass itself
+        self.fills = (
+            not self.mem
+            and self.settings.flash_attention is not False
+            and min(self.settings.n_ctx, self.settings.n_ubatch) >= FA_TILE
+            and self.model.n_ctx_train >= FA_TILE  # the filler's positions exist
+        )
+        self.batch = lc.llama_batch_init(self.settings.n_ctx, 0, 1)
+        self.threads = self.settings.n_threads
+
     def run(self, sequences: list[list[int]], threads: int = 0) -> list[np.ndarray]:
         """The pooled vector (float32, not normalised) of each token sequence, in one pass
         with `threads` threads (0: the settings' count). The sequences hold at most `n_ctx`
         tokens and `n_seq_max` sequences together."""
-        if self.ctx is None:
-            self.ctx = self.model.new_context(self.settings)
-            self.mem = lc.llama_get_memory(self.ctx)
-            # without a KV cache (BERT), attention runs over the pass itself
-            self.fills = (
-                not self.mem
-                and self.settings.flash_attention is not False
-                and min(self.settings.n_ctx, self.settings.n_ubatch) >= FA_TILE
-                and self.model.n_ctx_train >= FA_TILE  # the filler's positions exist
-            )
-            self.batch = lc.llama_batch_init(self.settings.n_ctx, 0, 1)
-            self.threads = self.settings.n_threads
+        self.open()
         threads = threads or self.settings.n_threads
         if threads != self.threads:
             lc.llama_set_n_threads(self.ctx, threads, threads)

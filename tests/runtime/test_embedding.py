@@ -259,6 +259,8 @@ def test_started_contexts_run_passes_in_parallel(
     def run_recorded(
         context: EmbedContext, sequences: list[list[int]], threads: int = 0
     ) -> list[np.ndarray]:
+        if context is embedder.short:  # a lone short pass, at the end
+            return run(context, sequences, threads)
         first = id(context) not in used
         used.setdefault(id(context), set()).add(threading.get_ident())
         widths.append(threads)
@@ -373,6 +375,43 @@ def test_lone_passes_run_on_one_worker_so_the_process_holds_one_openmp_pool(
     assert {width for _, width, _ in passes} == {2}
     assert max(extra for _, _, extra in passes) == 1
     assert np.all(cosines(np.array(got), np.array([alone[i % 2] for i in range(20)])) > 1 - 1e-6)
+
+
+def test_a_short_lone_pass_runs_without_flash_attention(
+    model: LlamaModel, minilm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone pass under FA_TILE tokens that gets no filler runs on the first worker's
+    small context without flash attention (its per-pair path costs a 32-token pass ~12%
+    more); a longer one on the usual contexts. Both give sentence-transformers' vectors,
+    and the same vector for the same text either way."""
+    from sentence_transformers import SentenceTransformer
+
+    passes: list[tuple[bool | None, int]] = []
+    run = EmbedContext.run
+
+    def run_recorded(
+        context: EmbedContext, sequences: list[list[int]], threads: int = 0
+    ) -> list[np.ndarray]:
+        passes.append((context.settings.flash_attention, context.settings.n_ctx))
+        return run(context, sequences, threads)
+
+    monkeypatch.setattr(EmbedContext, "run", run_recorded)
+    long_text = " ".join(TEXTS)
+    embedder = Embedder(model, 512, threads=1, contexts=2, lone_threads=2)
+    embedder.start()
+    try:
+        assert len(embedder.tokens_for(long_text, True)) > FA_TILE
+        short = embedder.embed([TEXTS[0]]).vectors[0]
+        long = embedder.embed([long_text]).vectors[0]
+        both = embedder.embed([TEXTS[0], long_text]).vectors
+    finally:
+        embedder.close()
+    assert passes[:2] == [(False, FA_TILE), (None, 512)]
+    assert all(n_ctx == 512 for _, n_ctx in passes[2:])
+    reference = SentenceTransformer(str(minilm_dir), device="cpu").encode([TEXTS[0], long_text])
+    assert np.all(cosines(np.array([short, long]), reference) > 0.99999)
+    assert cosines(short, both[0]) > 1 - 1e-6
+    assert cosines(long, both[1]) > 1 - 1e-6
 
 
 def test_embedding_models_get_one_single_threaded_context_per_thread(
