@@ -47,14 +47,8 @@ def make_qkx_quants(  # noqa: PLR0917 (the C helper's parameters, in its order)
     v3: bool = False,
 ) -> tuple[Floats, Floats, Floats]:
     """`make_qkx2_quants` (or `make_qkx3_quants` with `v3`): scale, the_min (>= 0), L in 0..nmax."""
-    n, B = X.shape
-    scale = np.empty(B, dtype=F32)
-    the_min = np.empty(B, dtype=F32)
-    L = np.empty((n, B), dtype=F32)
-    for s in column_slices(n, B, QKX_SLICE_ELEMS):
-        scale[s], the_min[s] = _qkx_slice(
-            X[:, s], np.ascontiguousarray(W[:, s]), nmax, rmin, rdelta, nstep, use_mad, v3, L[:, s]
-        )
+    L = np.empty(X.shape, dtype=F32)
+    scale, the_min = _qkx_search(X, W, (nmax, rmin, rdelta, nstep, use_mad, v3), L)
     return scale, the_min, L
 
 
@@ -72,12 +66,19 @@ def make_qkx_scales(  # noqa: PLR0917 (as make_qkx_quants)
     """The scales and mins of `make_qkx_quants` alone, for callers that re-derive the levels
     from the stored scales: the search's own levels are never built (`make_qkx_quants` on
     the few blocks that need them gives the same, the search being per block)."""
+    return _qkx_search(X, W, (nmax, rmin, rdelta, nstep, use_mad, v3), None)
+
+
+def _qkx_search(
+    X: Floats, W: Floats, params: tuple[int, float, float, int, bool, bool], L: Floats | None
+) -> tuple[Floats, Floats]:
+    """The search over cache-sized slices of blocks; the levels into L if one is given."""
     n, B = X.shape
     scale = np.empty(B, dtype=F32)
     the_min = np.empty(B, dtype=F32)
     for s in column_slices(n, B, QKX_SLICE_ELEMS):
         scale[s], the_min[s] = _qkx_slice(
-            X[:, s], np.ascontiguousarray(W[:, s]), nmax, rmin, rdelta, nstep, use_mad, v3, None
+            X[:, s], np.ascontiguousarray(W[:, s]), *params, None if L is None else L[:, s]
         )
     return scale, the_min
 
