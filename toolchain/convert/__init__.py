@@ -4,10 +4,9 @@ Entry points other passes call:
 
 - `convert_hf_dir(src_dir, out_path, outtype="f16", progress=None) -> ConvertResult`
 - `convert_lora(adapter_dir, out_path, base, outtype="f16", progress=None) -> ConvertResult`
-- `auto_outtype(src_dir) -> "bf16" | "f16"`: what `outtype="auto"` writes `src_dir` as
 
-The converters write `out_path` atomically; all three raise `ConvertError` (an `MfcError`
-naming the offending file) for bad input.
+Both write `out_path` atomically and raise `ConvertError` (an `MfcError` naming the
+offending file) for bad input.
 """
 
 from __future__ import annotations
@@ -16,13 +15,5 @@ from toolchain.convert.arch import SUPPORTED
 from toolchain.convert.convert import ConvertResult, convert_hf_dir
 from toolchain.convert.errors import ConvertError
 from toolchain.convert.lora import convert_lora
-from toolchain.convert.outtype import auto_outtype
 
-__all__ = [
-    "SUPPORTED",
-    "ConvertError",
-    "ConvertResult",
-    "auto_outtype",
-    "convert_hf_dir",
-    "convert_lora",
-]
+__all__ = ["SUPPORTED", "ConvertError", "ConvertResult", "convert_hf_dir", "convert_lora"]

@@ -8,7 +8,6 @@ file-type ids come from `quant.filetypes`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from gguf import GGMLQuantizationType
@@ -16,7 +15,6 @@ from gguf import GGMLQuantizationType
 from quant.filetypes import FILE_TYPES
 from quant.floats import quantize_bf16
 from toolchain.convert.errors import ConvertError
-from toolchain.convert.hf_dir import open_hf_dir
 
 T = GGMLQuantizationType
 
@@ -65,13 +63,6 @@ def resolve_outtype(name: str, first_weight_dtype: str | None) -> OutType:
     if out.ggml is None:
         return FLOAT_OUTTYPES["bf16" if first_weight_dtype == "BF16" else "f16"]
     return out
-
-
-def auto_outtype(src_dir: Path | str) -> str:
-    """What `--outtype auto` writes the model directory `src_dir` as: "bf16" or "f16"
-    (its safetensors headers decide; no tensor data is read)."""
-    with open_hf_dir(src_dir) as hf:
-        return resolve_outtype("auto", hf.first_weight_dtype).name
 
 
 def tensor_type(
